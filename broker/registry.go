@@ -1,0 +1,199 @@
+package broker
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Registry is the tenant registry: it validates tenants, seals their PATs and
+// keeps them in a Store. It is safe for concurrent use.
+type Registry struct {
+	store  Store
+	sealer *Sealer // nil when no encryption key is configured
+	now    func() time.Time
+}
+
+// NewRegistry returns a Registry over store. sealer may be nil: tenants with a
+// PAT are then refused with ErrNoEncryptionKey. now is the clock.
+func NewRegistry(store Store, sealer *Sealer, now func() time.Time) *Registry {
+	return &Registry{store: store, sealer: sealer, now: now}
+}
+
+// Create registers t. Creating a tenant that exists with the same content is
+// not an error: it returns the stored tenant and created=false, so clients
+// can retry a create safely. Other content under the same id fails with
+// ErrAlreadyExists.
+func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool, _ error) {
+	t = t.withDefaults()
+	if err := t.validate(true); err != nil {
+		return Tenant{}, false, err
+	}
+	token := ""
+	if t.PAT != nil {
+		token = t.PAT.Token
+		pat, err := r.seal(t.ID, token)
+		if err != nil {
+			return Tenant{}, false, err
+		}
+		t.PAT = pat
+	}
+	now := r.now().UTC()
+	t.CreateTime, t.UpdateTime = now, now
+	stored, err := r.store.CreateTenant(ctx, t)
+	if errors.Is(err, ErrAlreadyExists) {
+		existing, getErr := r.store.GetTenant(ctx, t.ID)
+		if getErr != nil {
+			return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, getErr)
+		}
+		if sameSpec(existing, t) && r.samePAT(existing, token) {
+			return existing, false, nil
+		}
+		return Tenant{}, false, fmt.Errorf("tenant %q exists with different content: %w", t.ID, ErrAlreadyExists)
+	}
+	if err != nil {
+		return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, err)
+	}
+	return stored, true, nil
+}
+
+// Get returns the tenant with the given id.
+func (r *Registry) Get(ctx context.Context, id string) (Tenant, error) {
+	t, err := r.store.GetTenant(ctx, id)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("tenant %q: %w", id, err)
+	}
+	return t, nil
+}
+
+// List returns up to limit tenants with ids after afterID, and the id to
+// continue after, which is empty on the last page.
+func (r *Registry) List(ctx context.Context, afterID string, limit int) (_ []Tenant, next string, _ error) {
+	limit = max(limit, 1)
+	page, err := r.store.ListTenants(ctx, afterID, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list tenants: %w", err)
+	}
+	if len(page) > limit {
+		page = page[:limit]
+		next = page[limit-1].ID
+	}
+	return page, next, nil
+}
+
+// maxUpdateAttempts bounds retries of an unconditional update that keeps
+// losing races with other writers.
+const maxUpdateAttempts = 5
+
+// Update applies mutate to the stored tenant and writes the result. A PAT
+// whose Token is empty keeps the stored PAT. With a non-empty etag the update
+// fails with ErrConflict unless the tenant is still at that version; without
+// one, a concurrent change is re-read and mutate applied again.
+func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tenant) (Tenant, error)) (Tenant, error) {
+	for range maxUpdateAttempts {
+		cur, err := r.Get(ctx, id)
+		if err != nil {
+			return Tenant{}, err
+		}
+		if etag != "" && cur.Version != etag {
+			return Tenant{}, fmt.Errorf("update tenant %q at etag %q: %w", id, etag, ErrConflict)
+		}
+		next, err := mutate(cur)
+		if err != nil {
+			return Tenant{}, err
+		}
+		next = next.withDefaults()
+		next.ID, next.Version, next.CreateTime = cur.ID, cur.Version, cur.CreateTime
+		next.UpdateTime = r.now().UTC()
+		if next.PAT != nil && next.PAT.Token == "" && cur.PAT != nil {
+			next.PAT = cur.PAT
+		}
+		if err := next.validate(next.PAT != nil && next.PAT.Sealed == nil); err != nil {
+			return Tenant{}, err
+		}
+		if next.PAT != nil && next.PAT.Token != "" {
+			if next.PAT, err = r.seal(id, next.PAT.Token); err != nil {
+				return Tenant{}, err
+			}
+		}
+		stored, err := r.store.UpdateTenant(ctx, next)
+		if errors.Is(err, ErrConflict) && etag == "" {
+			continue
+		}
+		if err != nil {
+			return Tenant{}, fmt.Errorf("update tenant %q: %w", id, err)
+		}
+		return stored, nil
+	}
+	return Tenant{}, fmt.Errorf("update tenant %q: gave up after %d concurrent changes: %w", id, maxUpdateAttempts, ErrConflict)
+}
+
+// Delete removes the tenant; a non-empty etag must match its version.
+func (r *Registry) Delete(ctx context.Context, id, etag string) error {
+	if err := r.store.DeleteTenant(ctx, id, etag); err != nil {
+		return fmt.Errorf("delete tenant %q: %w", id, err)
+	}
+	return nil
+}
+
+// Token returns the plaintext PAT of a tenant, for the credential source.
+func (r *Registry) Token(t Tenant) (string, error) {
+	if t.PAT == nil {
+		return "", fmt.Errorf("tenant %q has no PAT", t.ID)
+	}
+	if r.sealer == nil {
+		return "", fmt.Errorf("open PAT of tenant %q: %w", t.ID, ErrNoEncryptionKey)
+	}
+	token, err := r.sealer.Open(t.ID, t.PAT.Sealed)
+	if err != nil {
+		return "", fmt.Errorf("open PAT of tenant %q: %w", t.ID, err)
+	}
+	return token, nil
+}
+
+// CheckSealed opens every stored PAT once, so that a missing or wrong key is
+// a clear error at startup rather than a refresh failure hours later.
+func (r *Registry) CheckSealed(ctx context.Context) error {
+	after := ""
+	for {
+		page, next, err := r.List(ctx, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, t := range page {
+			if t.PAT == nil {
+				continue
+			}
+			if _, err := r.Token(t); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		after = next
+	}
+}
+
+func (r *Registry) seal(tenantID, token string) (*PAT, error) {
+	if r.sealer == nil {
+		return nil, fmt.Errorf("tenant %q: %w", tenantID, ErrNoEncryptionKey)
+	}
+	sealed, err := r.sealer.Seal(tenantID, token)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %q: %w", tenantID, err)
+	}
+	return &PAT{Sealed: sealed, Fingerprint: Fingerprint(token)}, nil
+}
+
+// samePAT reports whether stored holds the PAT token (or neither has one),
+// comparing in constant time.
+func (r *Registry) samePAT(stored Tenant, token string) bool {
+	if stored.PAT == nil {
+		return token == ""
+	}
+	got, err := r.Token(stored)
+	return err == nil && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}

@@ -1,0 +1,63 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// toStatus maps a domain error to the gRPC status the API returns. It is the
+// only place that does. fieldPrefix is prepended to the field paths of an
+// *InvalidError (for example "tenant." when the tenant is a request field).
+// Errors without a mapping are logged and returned as a bare Internal, so
+// that no detail of an unexpected failure reaches the caller.
+func toStatus(ctx context.Context, log *slog.Logger, err error, fieldPrefix string) error {
+	var invalid *InvalidError
+	switch {
+	case errors.As(err, &invalid):
+		return invalidArgument(fieldPrefix, invalid.Violations...)
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, ErrConflict):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, ErrNoEncryptionKey), errors.Is(err, ErrUnseal):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	log.ErrorContext(ctx, "internal error", slog.Any("error", err))
+	return status.Error(codes.Internal, "internal error")
+}
+
+// invalidArgument builds InvalidArgument with a google.rpc.BadRequest detail
+// naming each field; the REST gateway renders it as HTTP 400 with the
+// violations in the JSON body.
+func invalidArgument(fieldPrefix string, vs ...FieldViolation) error {
+	br := &errdetails.BadRequest{}
+	msg := "invalid argument"
+	for i, v := range vs {
+		field := fieldPrefix + v.Field
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field:       field,
+			Description: v.Description,
+		})
+		if i == 0 {
+			msg = field + ": " + v.Description
+		} else if i == 1 {
+			msg += " (and more)"
+		}
+	}
+	st, err := status.New(codes.InvalidArgument, msg).WithDetails(br)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, msg)
+	}
+	return st.Err()
+}

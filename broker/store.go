@@ -1,0 +1,33 @@
+package broker
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors a Store returns, and the registry passes on, for callers to branch on.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrConflict means the tenant changed since the version the caller read.
+	ErrConflict = errors.New("changed concurrently")
+	// ErrNoEncryptionKey means a PAT must be sealed or opened and no key is configured.
+	ErrNoEncryptionKey = errors.New("no encryption key configured for PATs (--encryption-key-file or CREDBROKER_ENCRYPTION_KEY)")
+)
+
+// Store keeps tenants. Implementations set Tenant.Version on every write and
+// make UpdateTenant and DeleteTenant conditional on it.
+type Store interface {
+	// GetTenant returns ErrNotFound when there is no such tenant.
+	GetTenant(ctx context.Context, id string) (Tenant, error)
+	// ListTenants returns up to limit tenants with ids greater than afterID,
+	// ordered by id.
+	ListTenants(ctx context.Context, afterID string, limit int) ([]Tenant, error)
+	// CreateTenant returns ErrAlreadyExists when the id is taken.
+	CreateTenant(ctx context.Context, t Tenant) (Tenant, error)
+	// UpdateTenant writes t if the stored version still equals t.Version,
+	// else returns ErrConflict.
+	UpdateTenant(ctx context.Context, t Tenant) (Tenant, error)
+	// DeleteTenant deletes the tenant if version is empty or matches.
+	DeleteTenant(ctx context.Context, id, version string) error
+}

@@ -1,0 +1,222 @@
+// Command credbroker runs the credential broker.
+//
+//	credbroker serve [flags]
+//
+// Every flag can also be set through the environment as CREDBROKER_<FLAG>,
+// upper-cased with '-' as '_' (--grpc-addr is CREDBROKER_GRPC_ADDR); a flag on
+// the command line wins.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/credbroker/credbroker/boltstore"
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/server"
+)
+
+const envPrefix = "CREDBROKER_"
+
+// keyEnv holds the PAT encryption key itself (base64), for platforms that
+// inject secrets as environment variables rather than files.
+const keyEnv = envPrefix + "ENCRYPTION_KEY"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "credbroker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 || args[0] != "serve" {
+		fmt.Fprintln(stderr, "usage: credbroker serve [flags]   (credbroker serve -h lists the flags)")
+		return errors.New("no command")
+	}
+	cfg, err := parseServeFlags(args[1:], stderr, getenv)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stderr, getenv)
+}
+
+type serveConfig struct {
+	grpcAddr        string
+	httpAddr        string
+	dataDir         string
+	keyFile         string
+	dev             bool
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+}
+
+func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string) (serveConfig, error) {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("credbroker serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.grpcAddr, "grpc-addr", ":9090", "gRPC listen address")
+	fs.StringVar(&cfg.httpAddr, "http-addr", ":8080", "REST gateway, health and metrics listen address")
+	fs.StringVar(&cfg.dataDir, "data-dir", "/var/lib/credbroker", "directory of the embedded bbolt store")
+	fs.StringVar(&cfg.keyFile, "encryption-key-file", "", "file with the 32-byte AES key (raw or base64) that seals PATs at rest; "+keyEnv+" may hold the key itself")
+	fs.BoolVar(&cfg.dev, "dev", false, "development mode: loopback listeners, a temporary data dir and a generated encryption key; never for production")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may take to finish on SIGTERM")
+	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && !set[f.Name] && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s: %w", name, err)
+			}
+			set[f.Name] = true
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	if cfg.dev {
+		// Dev mode is reachable from this machine only, unless asked otherwise.
+		if !set["grpc-addr"] {
+			cfg.grpcAddr = "127.0.0.1:9090"
+		}
+		if !set["http-addr"] {
+			cfg.httpAddr = "127.0.0.1:8080"
+		}
+		if !set["data-dir"] {
+			cfg.dataDir = ""
+		}
+	}
+	return cfg, nil
+}
+
+func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(string) string) error {
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+
+	if cfg.dev && cfg.dataDir == "" {
+		dir, err := os.MkdirTemp("", "credbroker-dev-")
+		if err != nil {
+			return fmt.Errorf("dev data dir: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		cfg.dataDir = dir
+	}
+	sealer, err := loadSealer(cfg, getenv)
+	if err != nil {
+		return err
+	}
+	store, err := boltstore.Open(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	registry := broker.NewRegistry(store, sealer, time.Now)
+	if err := registry.CheckSealed(ctx); err != nil {
+		return fmt.Errorf("stored PATs cannot be opened: %w", err)
+	}
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{
+		GRPCAddr:        cfg.grpcAddr,
+		HTTPAddr:        cfg.httpAddr,
+		ShutdownTimeout: cfg.shutdownTimeout,
+	}, server.Services{
+		Tenants: broker.NewTenantAPI(registry, log),
+	}, store.Ping, metrics, log)
+	if err != nil {
+		return err
+	}
+	if cfg.dev {
+		printDevBanner(stderr, srv, cfg.dataDir)
+	}
+	return srv.Run(ctx)
+}
+
+// loadSealer returns nil (PAT tenants refused) when no key is configured. In
+// dev mode a missing key is generated into the data dir.
+func loadSealer(cfg serveConfig, getenv func(string) string) (*broker.Sealer, error) {
+	var raw []byte
+	switch {
+	case cfg.keyFile != "":
+		data, err := os.ReadFile(cfg.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read encryption key: %w", err)
+		}
+		raw = data
+	case getenv(keyEnv) != "":
+		raw = []byte(getenv(keyEnv))
+	case cfg.dev:
+		path := filepath.Join(cfg.dataDir, "encryption.key")
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			data = []byte(base64.StdEncoding.EncodeToString(randomKey()))
+			err = os.WriteFile(path, data, 0o600)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dev encryption key: %w", err)
+		}
+		raw = data
+	default:
+		return nil, nil
+	}
+	key, err := broker.ParseKey(raw)
+	if err != nil {
+		return nil, err
+	}
+	return broker.NewSealer(key)
+}
+
+func randomKey() []byte {
+	key := make([]byte, broker.KeySize)
+	_, _ = rand.Read(key) // crypto/rand.Read never returns an error since Go 1.24.
+	return key
+}
+
+func printDevBanner(w io.Writer, srv *server.Server, dataDir string) {
+	grpcAddr, httpAddr := srv.GRPCAddr().String(), srv.HTTPAddr().String()
+	fmt.Fprintf(w, `
+credbroker is running in DEV MODE: loopback only, throw-away data, generated key. Never use it in production.
+
+  gRPC   %[1]s   (reflection on; health: grpc.health.v1.Health)
+  HTTP   http://%[2]s   (REST, /healthz, /readyz, /metrics, /openapi.json)
+  data   %[3]s
+
+Register a tenant and read it back:
+
+  curl -s -X POST http://%[2]s/v1/tenants -H 'Content-Type: application/json' -d '{
+    "id": "demo", "owner": {"login": "octo-org", "id": 1001, "type": "OWNER_TYPE_ORGANIZATION"},
+    "githubApp": {"installationId": 42}, "namespaces": ["demo"]}'
+  curl -s http://%[2]s/v1/tenants/demo
+
+  grpcurl -plaintext %[1]s list
+  grpcurl -plaintext -d '{"id":"demo"}' %[1]s credbroker.v1.TenantService/GetTenant
+
+`, grpcAddr, httpAddr, dataDir)
+}

@@ -1,0 +1,272 @@
+// Package server exposes credbroker's API: gRPC (with health and reflection)
+// on one listener, and on another the REST gateway plus /healthz, /readyz,
+// /metrics and /openapi.json.
+//
+// Two listeners rather than one h2c port: gRPC clients and HTTP/1.1 clients
+// (curl, probes, Prometheus) get a plain server each, TLS and mTLS can be
+// configured per protocol, and the gateway reaches gRPC through a real client
+// connection, so every REST call passes the same interceptors as a gRPC call
+// and server streaming works over REST.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+)
+
+// Config says where and how to listen.
+type Config struct {
+	// GRPCAddr and HTTPAddr are host:port; port 0 picks a free port.
+	GRPCAddr string
+	HTTPAddr string
+	// ShutdownTimeout bounds a graceful shutdown; calls still running after
+	// it are cancelled.
+	ShutdownTimeout time.Duration
+}
+
+// Services are the API implementations. A nil service answers every call
+// with Unimplemented.
+type Services struct {
+	Tenants     credbrokerv1.TenantServiceServer
+	Credentials credbrokerv1.CredentialServiceServer
+	Images      credbrokerv1.ImageServiceServer
+	Events      credbrokerv1.EventServiceServer
+}
+
+// ReadyFunc reports whether the server can do useful work (its store
+// answers, for example); /readyz fails while it returns an error.
+type ReadyFunc func(context.Context) error
+
+// Server is a running pair of listeners. Create it with New, then Run it.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+	gateway  *grpc.ClientConn
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	stopping atomic.Bool
+}
+
+// New listens on both addresses and assembles the servers. metrics receives
+// the gRPC server metrics and is served on /metrics.
+func New(cfg Config, svc Services, ready ReadyFunc, metrics *prometheus.Registry, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, health: health.NewServer()}
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		_ = s.grpcLis.Close()
+		return nil, fmt.Errorf("listen HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	if err := s.buildGRPC(svc, metrics); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	if err := s.buildHTTP(ready, metrics); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	return s, nil
+}
+
+// GRPCAddr is the address the gRPC listener is bound to.
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
+
+// HTTPAddr is the address the HTTP listener is bound to.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
+
+func (s *Server) buildGRPC(svc Services, metrics *prometheus.Registry) error {
+	serverMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	if err := metrics.Register(serverMetrics); err != nil {
+		return fmt.Errorf("register gRPC metrics: %w", err)
+	}
+	// Only the finish of a call is logged, and never its payload: requests
+	// carry PATs.
+	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		s.log.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		s.log.ErrorContext(ctx, "panic in handler", slog.Any("panic", p))
+		return status.Error(codes.Internal, "internal error")
+	})
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(
+			serverMetrics.UnaryServerInterceptor(),
+			logging.UnaryServerInterceptor(logger, logOpts...),
+			recovery.UnaryServerInterceptor(recoverOpt),
+		),
+		grpc.ChainStreamInterceptor(
+			serverMetrics.StreamServerInterceptor(),
+			logging.StreamServerInterceptor(logger, logOpts...),
+			recovery.StreamServerInterceptor(recoverOpt),
+		),
+	)
+	credbrokerv1.RegisterTenantServiceServer(s.grpc, orDefault[credbrokerv1.TenantServiceServer](svc.Tenants, credbrokerv1.UnimplementedTenantServiceServer{}))
+	credbrokerv1.RegisterCredentialServiceServer(s.grpc, orDefault[credbrokerv1.CredentialServiceServer](svc.Credentials, credbrokerv1.UnimplementedCredentialServiceServer{}))
+	credbrokerv1.RegisterImageServiceServer(s.grpc, orDefault[credbrokerv1.ImageServiceServer](svc.Images, credbrokerv1.UnimplementedImageServiceServer{}))
+	credbrokerv1.RegisterEventServiceServer(s.grpc, orDefault[credbrokerv1.EventServiceServer](svc.Events, credbrokerv1.UnimplementedEventServiceServer{}))
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	serverMetrics.InitializeMetrics(s.grpc)
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	return nil
+}
+
+func orDefault[T any](v, def T) T {
+	if any(v) == nil {
+		return def
+	}
+	return v
+}
+
+func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error {
+	conn, err := grpc.NewClient(dialTarget(s.grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("connect gateway to gRPC: %w", err)
+	}
+	s.gateway = conn
+	gw := runtime.NewServeMux(
+		// Unknown JSON fields are an error, not silently dropped: a typo in
+		// a field name must not register a tenant without that field.
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}}),
+	)
+	ctx := context.Background()
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		credbrokerv1.RegisterTenantServiceHandler,
+		credbrokerv1.RegisterCredentialServiceHandler,
+		credbrokerv1.RegisterImageServiceHandler,
+		credbrokerv1.RegisterEventServiceHandler,
+	} {
+		if err := register(ctx, gw, conn); err != nil {
+			_ = conn.Close()
+			return fmt.Errorf("register gateway handler: %w", err)
+		}
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/", gw)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.stopping.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		if err := ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(credbrokerv1.OpenAPI())
+	})
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+// dialTarget turns a listener address into one the gateway can dial: a
+// wildcard listener (":9090", "[::]:9090") is reached over loopback.
+func dialTarget(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: readiness
+// and gRPC health turn NOT_SERVING at once, in-flight calls get up to
+// Config.ShutdownTimeout to finish, and whatever still runs is cancelled.
+// It returns nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() {
+		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	s.log.Info("serving", slog.String("grpc", s.GRPCAddr().String()), slog.String("http", s.HTTPAddr().String()))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		s.log.Error("listener failed", slog.Any("error", serveErr))
+	}
+	s.shutdown()
+	return serveErr
+}
+
+func (s *Server) shutdown() {
+	start := time.Now()
+	s.stopping.Store(true)
+	s.health.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.http.Shutdown(ctx); err != nil {
+			_ = s.http.Close()
+		}
+	})
+	wg.Go(func() {
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.grpc.Stop()
+			<-done
+		}
+	})
+	wg.Wait()
+	_ = s.gateway.Close()
+	s.log.Info("shutdown complete", slog.Duration("took", time.Since(start)), slog.Bool("forced", ctx.Err() != nil))
+}
+
+func (s *Server) closeListeners() {
+	_ = s.grpcLis.Close()
+	_ = s.httpLis.Close()
+}
