@@ -1,0 +1,76 @@
+package broker
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func validTenant() Tenant {
+	return Tenant{
+		ID:    "web",
+		Owner: Owner{Login: "acme", ID: 1, Type: OwnerOrganization},
+		App:   &GitHubApp{InstallationID: 5},
+	}.withDefaults()
+}
+
+func TestValidateAcceptsGoodTenants(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*Tenant)
+	}{
+		{"minimal app tenant", func(*Tenant) {}},
+		{"39-character login", func(t *Tenant) { t.Owner.Login = strings.Repeat("a", 39) }},
+		{"PAT tenant", func(t *Tenant) { t.App, t.PAT = nil, &PAT{Token: "ghp_abcdefghijklmnopqrstuvwxyz0123456789"} }},
+		{"set-based selector", func(t *Tenant) { t.NamespaceSelector = "team in (a,b),!legacy" }},
+		{"registry with port", func(t *Tenant) { t.Registries = []string{"registry.local:5000"} }},
+		{"probe of an allowed owner, any case", func(t *Tenant) {
+			t.AllowedOwners = []string{"Shared"}
+			t.ProbeImage = "ghcr.io/shared/base@sha256:" + strings.Repeat("a", 64)
+		}},
+		{"probe of the owner, owner in mixed case", func(t *Tenant) {
+			t.Owner.Login = "Acme"
+			t.ProbeImage = "ghcr.io/acme/api:1"
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tn := validTenant()
+			tc.edit(&tn)
+			if err := tn.validate(true); err != nil {
+				t.Errorf("validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryViolation(t *testing.T) {
+	tn := Tenant{ID: "", Owner: Owner{Login: "x-"}, Namespaces: []string{"ok", "ok"}}.withDefaults()
+	err := tn.validate(true)
+	var invalid *InvalidError
+	if !errors.As(err, &invalid) {
+		t.Fatalf("err = %v, want *InvalidError", err)
+	}
+	var fields []string
+	for _, v := range invalid.Violations {
+		fields = append(fields, v.Field)
+	}
+	want := "id owner.login owner.id owner.type credential namespaces[1]"
+	if got := strings.Join(fields, " "); got != want {
+		t.Errorf("violations on %q, want %q", got, want)
+	}
+}
+
+func TestValidateNeverQuotesAToken(t *testing.T) {
+	for _, token := range []string{"github_pat_11SECRETSECRET", "ghp_SECRET with space", "ghp_SECRET\n"} {
+		tn := validTenant()
+		tn.App, tn.PAT = nil, &PAT{Token: token}
+		err := tn.validate(true)
+		if err == nil {
+			t.Fatalf("token %q accepted", token)
+		}
+		if strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("error quotes the token: %v", err)
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestFlagsComeFromCommandLineThenEnvironment(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantGRPC string
+		wantHTTP string
+		wantDir  string
+	}{
+		{"defaults", nil, nil, ":9090", ":8080", "/var/lib/credbroker"},
+		{"environment", nil, map[string]string{"CREDBROKER_GRPC_ADDR": ":1", "CREDBROKER_DATA_DIR": "/d"}, ":1", ":8080", "/d"},
+		{"flag beats environment", []string{"--grpc-addr", ":2"}, map[string]string{"CREDBROKER_GRPC_ADDR": ":1"}, ":2", ":8080", "/var/lib/credbroker"},
+		{"dev keeps to loopback and a temp dir", []string{"--dev"}, nil, "127.0.0.1:9090", "127.0.0.1:8080", ""},
+		{"dev from the environment", nil, map[string]string{"CREDBROKER_DEV": "true", "CREDBROKER_HTTP_ADDR": ":3"}, "127.0.0.1:9090", ":3", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseServeFlags(tc.args, io.Discard, func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.grpcAddr != tc.wantGRPC || cfg.httpAddr != tc.wantHTTP || cfg.dataDir != tc.wantDir {
+				t.Errorf("got grpc %q http %q dir %q", cfg.grpcAddr, cfg.httpAddr, cfg.dataDir)
+			}
+		})
+	}
+	if _, err := parseServeFlags(nil, io.Discard, func(k string) string {
+		return map[string]string{"CREDBROKER_SHUTDOWN_TIMEOUT": "soon"}[k]
+	}); err == nil || !strings.Contains(err.Error(), "CREDBROKER_SHUTDOWN_TIMEOUT") {
+		t.Errorf("a bad environment value: err %v, want one naming the variable", err)
+	}
+}
+
+// buildBinary builds credbroker once per test binary run.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "credbroker-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "credbroker")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", &exec.ExitError{Stderr: out}
+	}
+	return bin, nil
+})
+
+// process is a running credbroker binary.
+type process struct {
+	cmd     *exec.Cmd
+	stderr  *strings.Builder
+	mu      sync.Mutex
+	httpURL string
+}
+
+// startBinary runs credbroker with args and waits for its "serving" log line.
+func startBinary(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	p := &process{cmd: exec.Command(bin, args...), stderr: &strings.Builder{}}
+	p.cmd.Env = append(os.Environ(), env...)
+	pipe, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	serving := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.stderr.WriteString(line + "\n")
+			p.mu.Unlock()
+			var entry struct{ Msg, HTTP string }
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "serving" {
+				serving <- entry.HTTP
+			}
+		}
+		close(serving)
+	}()
+	select {
+	case addr, ok := <-serving:
+		if !ok {
+			t.Fatalf("credbroker exited before serving:\n%s", p.output())
+		}
+		p.httpURL = "http://" + addr
+	case <-time.After(30 * time.Second):
+		t.Fatalf("credbroker did not start serving:\n%s", p.output())
+	}
+	return p
+}
+
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// terminate sends SIGTERM and returns the exit code.
+func (p *process) terminate(t *testing.T) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	return p.wait(t)
+}
+
+func (p *process) wait(t *testing.T) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("credbroker did not exit:\n%s", p.output())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	p := startBinary(t, nil, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(
+		`{"id":"demo","owner":{"login":"octo","id":1,"type":"OWNER_TYPE_USER"},"pat":{"token":"ghp_devModeToken123"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("dev mode refused a PAT tenant (%d): its generated key is missing?", resp.StatusCode)
+	}
+	if code := p.terminate(t); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, p.output())
+	}
+	out := p.output()
+	for _, want := range []string{"DEV MODE", "curl -s -X POST http://127.0.0.1:", "grpcurl -plaintext 127.0.0.1:", `"msg":"shutdown complete"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "ghp_devModeToken123") {
+		t.Error("the PAT reached the output")
+	}
+}
+
+func TestStartupRefusesStoredPATsWithoutTheirKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	common := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data}
+
+	p := startBinary(t, nil, append(common, "--encryption-key-file", keyFile)...)
+	resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(
+		`{"id":"ci","owner":{"login":"octo","id":1,"type":"OWNER_TYPE_USER"},"pat":{"token":"ghp_keyCheck123"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("create: %d", resp.StatusCode)
+	}
+	if code := p.terminate(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+
+	bin, _ := buildBinary()
+	out, err := exec.Command(bin, common...).CombinedOutput()
+	if err == nil {
+		t.Fatalf("started without the key that seals a stored PAT:\n%s", out)
+	}
+	for _, want := range []string{`tenant "ci"`, "no encryption key configured"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("startup error lacks %q: %s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "ghp_keyCheck123") {
+		t.Error("the PAT reached the output")
+	}
+}

@@ -1,0 +1,146 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/credbroker/credbroker/boltstore"
+	"github.com/credbroker/credbroker/broker"
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+	"github.com/credbroker/credbroker/server"
+)
+
+// syncBuffer collects log output written from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testKey is a fixed PAT encryption key for tests.
+var testKey = bytes.Repeat([]byte{7}, broker.KeySize)
+
+// instance is a running credbroker API on loopback.
+type instance struct {
+	srv     *server.Server
+	store   *boltstore.Store
+	logs    *syncBuffer
+	conn    *grpc.ClientConn
+	tenants credbrokerv1.TenantServiceClient
+	baseURL string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// start runs the server over a bbolt store in dataDir until the test ends
+// (or stop is called). svc overrides the services; its Tenants defaults to
+// the real TenantAPI.
+func start(t *testing.T, dataDir string, svc server.Services) *instance {
+	t.Helper()
+	store, err := boltstore.Open(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := broker.NewSealer(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if svc.Tenants == nil {
+		svc.Tenants = broker.NewTenantAPI(broker.NewRegistry(store, sealer, time.Now), log)
+	}
+	srv, err := server.New(server.Config{
+		GRPCAddr:        "127.0.0.1:0",
+		HTTPAddr:        "127.0.0.1:0",
+		ShutdownTimeout: 2 * time.Second,
+	}, svc, store.Ping, prometheus.NewRegistry(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{srv: srv, store: store, logs: logs, cancel: cancel, done: make(chan error, 1),
+		baseURL: "http://" + srv.HTTPAddr().String()}
+	go func() { in.done <- srv.Run(ctx) }()
+	in.conn, err = grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.tenants = credbrokerv1.NewTenantServiceClient(in.conn)
+	t.Cleanup(func() { in.stop(t) })
+	return in
+}
+
+// stop shuts the server down and waits for Run to return; it is idempotent.
+func (in *instance) stop(t *testing.T) {
+	t.Helper()
+	if in.cancel == nil {
+		return
+	}
+	in.cancel()
+	in.cancel = nil
+	select {
+	case err := <-in.done:
+		if err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not shut down")
+	}
+	_ = in.conn.Close()
+	if err := in.store.Close(); err != nil {
+		t.Errorf("close store: %v", err)
+	}
+}
+
+// do sends a REST request with a JSON body (if any) and returns the status and
+// decoded JSON response.
+func (in *instance) do(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, in.baseURL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if len(raw) > 0 && json.Unmarshal(raw, &out) != nil {
+		t.Fatalf("%s %s: response is not a JSON object: %s", method, path, raw)
+	}
+	return resp.StatusCode, out
+}
