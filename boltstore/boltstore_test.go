@@ -48,7 +48,7 @@ func TestVersionsGuardWritesAndSurviveReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	got, err := s.GetTenant(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestListTenantsFromAfterID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	for _, id := range []string{"c", "a", "d", "b"} {
 		if _, err := s.CreateTenant(ctx, tenant(id)); err != nil {
 			t.Fatal(err)

@@ -49,9 +49,10 @@ func invalidArgument(fieldPrefix string, vs ...FieldViolation) error {
 			Field:       field,
 			Description: v.Description,
 		})
-		if i == 0 {
+		switch i {
+		case 0:
 			msg = field + ": " + v.Description
-		} else if i == 1 {
+		case 1:
 			msg += " (and more)"
 		}
 	}

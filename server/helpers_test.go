@@ -58,7 +58,7 @@ type instance struct {
 // start runs the server over a bbolt store in dataDir until the test ends
 // (or stop is called). svc overrides the services; its Tenants defaults to
 // the real TenantAPI.
-func start(t *testing.T, dataDir string, svc server.Services) *instance {
+func start(t testing.TB, dataDir string, svc server.Services) *instance {
 	t.Helper()
 	store, err := boltstore.Open(dataDir)
 	if err != nil {
@@ -69,7 +69,7 @@ func start(t *testing.T, dataDir string, svc server.Services) *instance {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewJSONHandler(logs, nil))
 	if svc.Tenants == nil {
 		svc.Tenants = broker.NewTenantAPI(broker.NewRegistry(store, sealer, time.Now), log)
 	}
@@ -95,7 +95,7 @@ func start(t *testing.T, dataDir string, svc server.Services) *instance {
 }
 
 // stop shuts the server down and waits for Run to return; it is idempotent.
-func (in *instance) stop(t *testing.T) {
+func (in *instance) stop(t testing.TB) {
 	t.Helper()
 	if in.cancel == nil {
 		return
@@ -133,7 +133,7 @@ func (in *instance) do(t *testing.T, method, path, body string) (int, map[string
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)

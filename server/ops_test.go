@@ -194,7 +194,12 @@ func TestReadyzFollowsTheReadyFunc(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
 
 	url := "http://" + srv.HTTPAddr().String() + "/readyz"
 	get(t, url, http.StatusOK)
@@ -210,7 +215,7 @@ func get(t *testing.T, url string, wantCode int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != wantCode {
 		t.Fatalf("GET %s: %d %s, want %d", url, resp.StatusCode, body, wantCode)

@@ -109,11 +109,20 @@ func (s *Server) buildGRPC(svc Services, metrics *prometheus.Registry) error {
 		return fmt.Errorf("register gRPC metrics: %w", err)
 	}
 	// Only the finish of a call is logged, and never its payload: requests
-	// carry PATs.
+	// carry PATs. Successful calls log at debug: the backend polls status,
+	// and a line per poll would bury the failures.
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		s.log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(func(code codes.Code) logging.Level {
+			if code == codes.OK {
+				return logging.LevelDebug
+			}
+			return logging.DefaultServerCodeToLevel(code)
+		}),
+	}
 	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		s.log.ErrorContext(ctx, "panic in handler", slog.Any("panic", p))
 		return status.Error(codes.Internal, "internal error")

@@ -48,7 +48,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 || args[0] != "serve" {
-		fmt.Fprintln(stderr, "usage: credbroker serve [flags]   (credbroker serve -h lists the flags)")
+		_, _ = fmt.Fprintln(stderr, "usage: credbroker serve [flags]   (credbroker serve -h lists the flags)")
 		return errors.New("no command")
 	}
 	cfg, err := parseServeFlags(args[1:], stderr, getenv)
@@ -123,7 +123,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		if err != nil {
 			return fmt.Errorf("dev data dir: %w", err)
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }()
 		cfg.dataDir = dir
 	}
 	sealer, err := loadSealer(cfg, getenv)
@@ -134,7 +134,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close store", slog.Any("error", err))
+		}
+	}()
 
 	registry := broker.NewRegistry(store, sealer, time.Now)
 	if err := registry.CheckSealed(ctx); err != nil {
@@ -201,7 +205,7 @@ func randomKey() []byte {
 
 func printDevBanner(w io.Writer, srv *server.Server, dataDir string) {
 	grpcAddr, httpAddr := srv.GRPCAddr().String(), srv.HTTPAddr().String()
-	fmt.Fprintf(w, `
+	_, _ = fmt.Fprintf(w, `
 credbroker is running in DEV MODE: loopback only, throw-away data, generated key. Never use it in production.
 
   gRPC   %[1]s   (reflection on; health: grpc.health.v1.Health)

@@ -132,8 +132,8 @@ func (p *process) terminate(t *testing.T) int {
 
 func (p *process) wait(t *testing.T) int {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
@@ -152,7 +152,7 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("dev mode refused a PAT tenant (%d): its generated key is missing?", resp.StatusCode)
 	}
@@ -188,7 +188,7 @@ func TestStartupRefusesStoredPATsWithoutTheirKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("create: %d", resp.StatusCode)
 	}
