@@ -1,0 +1,109 @@
+package broker
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Reason is the stable, machine-readable cause of a credential problem. The
+// values are the API's Reason enum names without the REASON_ prefix, and are
+// what notifications and statuses carry.
+type Reason string
+
+// Reasons.
+const (
+	ReasonTokenRevoked           Reason = "TOKEN_REVOKED"
+	ReasonMissingScope           Reason = "MISSING_SCOPE"
+	ReasonInstallationNotFound   Reason = "INSTALLATION_NOT_FOUND"
+	ReasonInstallationSuspended  Reason = "INSTALLATION_SUSPENDED"
+	ReasonRateLimited            Reason = "RATE_LIMITED"
+	ReasonGitHubUnavailable      Reason = "GITHUB_UNAVAILABLE"
+	ReasonOwnerMismatch          Reason = "OWNER_MISMATCH"
+	ReasonFineGrainedPAT         Reason = "FINE_GRAINED_PAT"
+	ReasonAppTokenNotAccepted    Reason = "APP_TOKEN_NOT_ACCEPTED"
+	ReasonNoPackageAccess        Reason = "NO_PACKAGE_ACCESS"
+	ReasonRegistryUnreachable    Reason = "REGISTRY_UNREACHABLE"
+	ReasonAppCredentialsRejected Reason = "APP_CREDENTIALS_REJECTED"
+	ReasonImageNotFound          Reason = "IMAGE_NOT_FOUND"
+)
+
+// ReasonOf returns the Reason carried by err or anything it wraps, or "".
+func ReasonOf(err error) Reason {
+	var r interface{ Reason() Reason }
+	if errors.As(err, &r) {
+		return r.Reason()
+	}
+	return ""
+}
+
+// RetryAfterOf returns how long err asks the caller to wait before trying
+// again (a rate limit's reset), or 0.
+func RetryAfterOf(err error) time.Duration {
+	var r interface{ RetryAfter() time.Duration }
+	if errors.As(err, &r) {
+		return r.RetryAfter()
+	}
+	return 0
+}
+
+// CredentialKind is where a credential came from.
+type CredentialKind string
+
+// Credential kinds.
+const (
+	KindGitHubApp CredentialKind = "github_app"
+	KindPAT       CredentialKind = "pat"
+)
+
+// AppTokenUsername is the registry username of a GitHub App installation token.
+const AppTokenUsername = "x-access-token"
+
+// Credential is a registry login: a username and a token that expires (or,
+// for a PAT without expiry, does not: ExpiresAt is zero).
+type Credential struct {
+	Kind      CredentialKind
+	Username  string
+	Token     string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// Permissions GitHub granted an App token, e.g. {"packages": "read"}.
+	Permissions map[string]string
+}
+
+// Fingerprint identifies the credential without revealing it.
+func (c Credential) Fingerprint() string { return Fingerprint(c.Token) }
+
+// LogValue keeps the token out of logs.
+func (c Credential) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("kind", string(c.Kind)),
+		slog.String("username", c.Username),
+		slog.String("fingerprint", c.Fingerprint()),
+		slog.Time("expiresAt", c.ExpiresAt),
+	)
+}
+
+// String keeps the token out of fmt output.
+func (c Credential) String() string {
+	return "Credential(" + string(c.Kind) + " " + c.Username + " " + c.Fingerprint() + ")"
+}
+
+// GoString keeps the token out of %#v output.
+func (c Credential) GoString() string { return c.String() }
+
+// Installation is a GitHub App installation as GitHub reports it.
+type Installation struct {
+	ID          int64
+	Account     Owner
+	Suspended   bool
+	Permissions map[string]string
+}
+
+// PATOwner is what GitHub says about a classic PAT: whose it is, its scopes
+// and when it expires (zero: never).
+type PATOwner struct {
+	Owner     Owner
+	Scopes    []string
+	ExpiresAt time.Time
+}

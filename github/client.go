@@ -1,0 +1,298 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bradleyfalzon/ghinstallation/v2"
+	gh "github.com/google/go-github/v66/github"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// DefaultBaseURL is github.com's REST API.
+const DefaultBaseURL = "https://api.github.com/"
+
+// DefaultCallTimeout bounds each call to GitHub.
+const DefaultCallTimeout = 15 * time.Second
+
+// Config says which GitHub to talk to and as which App.
+type Config struct {
+	// BaseURL of the REST API: DefaultBaseURL, or for GitHub Enterprise
+	// Server "https://HOST/api/v3/".
+	BaseURL string
+	// AppID and PrivateKey identify the GitHub App; both zero when only PATs
+	// are used.
+	AppID      int64
+	PrivateKey *rsa.PrivateKey
+	// CallTimeout bounds each call; DefaultCallTimeout when zero.
+	CallTimeout time.Duration
+	// Transport carries the requests; http.DefaultTransport when nil.
+	Transport http.RoundTripper
+	// Now is the clock used to turn rate-limit resets into waits.
+	Now func() time.Time
+}
+
+// Client calls one GitHub. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	baseURL *url.URL
+	app     *gh.Client // nil without an App
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	if !strings.HasSuffix(cfg.BaseURL, "/") {
+		cfg.BaseURL += "/"
+	}
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
+		return nil, fmt.Errorf("GitHub base URL %q is not an http(s) URL", cfg.BaseURL)
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Client{cfg: cfg, baseURL: base}
+	if (cfg.AppID == 0) != (cfg.PrivateKey == nil) {
+		return nil, errors.New("a GitHub App needs both an App id and a private key")
+	}
+	if cfg.AppID != 0 {
+		atr := ghinstallation.NewAppsTransportFromPrivateKey(cfg.Transport, cfg.AppID, cfg.PrivateKey)
+		atr.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+		c.app = c.newClient(atr)
+	}
+	return c, nil
+}
+
+// LoadPrivateKey reads a GitHub App private key: a PEM file holding an RSA
+// key in PKCS#1 (what GitHub hands out) or PKCS#8 form.
+func LoadPrivateKey(path string) (*rsa.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("GitHub App private key: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("GitHub App private key %s: no PEM block", path)
+	}
+	if key, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return key, nil
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("GitHub App private key %s: not a PKCS#1 or PKCS#8 private key", path)
+	}
+	key, ok := parsed.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("GitHub App private key %s: a %T, GitHub Apps sign with RSA", path, parsed)
+	}
+	return key, nil
+}
+
+func (c *Client) newClient(rt http.RoundTripper) *gh.Client {
+	client := gh.NewClient(&http.Client{Transport: rt, Timeout: c.cfg.CallTimeout})
+	client.BaseURL = c.baseURL
+	return client
+}
+
+func (c *Client) withToken(token string) *gh.Client {
+	return c.newClient(c.cfg.Transport).WithAuthToken(token)
+}
+
+func (c *Client) requireApp(op string) error {
+	if c.app == nil {
+		return fmt.Errorf("%s: no GitHub App configured (--github-app-id, --github-app-key-file)", op)
+	}
+	return nil
+}
+
+// Installation looks up an installation of the App: whose account it is on
+// and whether it is suspended.
+func (c *Client) Installation(ctx context.Context, id int64) (broker.Installation, error) {
+	op := fmt.Sprintf("get installation %d", id)
+	if err := c.requireApp(op); err != nil {
+		return broker.Installation{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	inst, _, err := c.app.Apps.GetInstallation(ctx, id)
+	if err != nil {
+		return broker.Installation{}, classify(op, err, statusReasons{
+			http.StatusUnauthorized: broker.ReasonAppCredentialsRejected,
+			http.StatusNotFound:     broker.ReasonInstallationNotFound,
+		}, c.cfg.Now())
+	}
+	perms, err := permissionsMap(inst.Permissions)
+	if err != nil {
+		return broker.Installation{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return broker.Installation{
+		ID: inst.GetID(),
+		Account: broker.Owner{
+			Login: inst.GetAccount().GetLogin(),
+			ID:    inst.GetAccount().GetID(),
+			Type:  broker.OwnerType(inst.GetAccount().GetType()),
+		},
+		Suspended:   inst.SuspendedAt != nil,
+		Permissions: perms,
+	}, nil
+}
+
+// MintInstallationToken asks GitHub for an installation token limited to
+// permissions (default: packages read) and, if given, repositories.
+func (c *Client) MintInstallationToken(ctx context.Context, installationID int64, permissions map[string]string, repositories []string) (broker.Credential, error) {
+	op := fmt.Sprintf("mint token for installation %d", installationID)
+	if err := c.requireApp(op); err != nil {
+		return broker.Credential{}, err
+	}
+	if len(permissions) == 0 {
+		permissions = broker.DefaultAppPermissions()
+	}
+	perms, err := installationPermissions(permissions)
+	if err != nil {
+		return broker.Credential{}, fmt.Errorf("%s: %w", op, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	tok, _, err := c.app.Apps.CreateInstallationToken(ctx, installationID, &gh.InstallationTokenOptions{
+		Repositories: slices.Clone(repositories),
+		Permissions:  perms,
+	})
+	if err != nil {
+		return broker.Credential{}, classifyMint(op, err, c.cfg.Now())
+	}
+	granted, err := permissionsMap(tok.Permissions)
+	if err != nil {
+		return broker.Credential{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return broker.Credential{
+		Kind:        broker.KindGitHubApp,
+		Username:    broker.AppTokenUsername,
+		Token:       tok.GetToken(),
+		IssuedAt:    c.cfg.Now(),
+		ExpiresAt:   tok.GetExpiresAt().Time,
+		Permissions: granted,
+	}, nil
+}
+
+// classifyMint tells a suspended installation (403 "This installation has
+// been suspended") from other refusals.
+func classifyMint(op string, err error, now time.Time) error {
+	reasons := statusReasons{
+		http.StatusUnauthorized:        broker.ReasonAppCredentialsRejected,
+		http.StatusNotFound:            broker.ReasonInstallationNotFound,
+		http.StatusForbidden:           broker.ReasonMissingScope,
+		http.StatusUnprocessableEntity: broker.ReasonMissingScope,
+	}
+	var resp *gh.ErrorResponse
+	if errors.As(err, &resp) && resp.Response != nil && resp.Response.StatusCode == http.StatusForbidden &&
+		strings.Contains(strings.ToLower(resp.Message), "suspended") {
+		reasons[http.StatusForbidden] = broker.ReasonInstallationSuspended
+	}
+	return classify(op, err, reasons, now)
+}
+
+// RevokeInstallationToken invalidates an installation token before it
+// expires, for a token that a newer one has superseded.
+func (c *Client) RevokeInstallationToken(ctx context.Context, token string) error {
+	const op = "revoke installation token"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	if _, err := c.withToken(token).Apps.RevokeInstallationToken(ctx); err != nil {
+		return classify(op, err, statusReasons{http.StatusUnauthorized: broker.ReasonTokenRevoked}, c.cfg.Now())
+	}
+	return nil
+}
+
+// PackageScopes are the classic PAT scopes that let a token pull packages.
+var PackageScopes = []string{"read:packages", "write:packages", "delete:packages"}
+
+// ValidatePAT asks GitHub whose classic PAT this is, which scopes it has and
+// when it expires. A PAT without a package scope returns its owner together
+// with a MISSING_SCOPE error. Fine-grained PATs are refused without a call:
+// GitHub Packages accepts only classic PATs.
+func (c *Client) ValidatePAT(ctx context.Context, token string) (broker.PATOwner, error) {
+	const op = "validate PAT"
+	if strings.HasPrefix(token, "github_pat_") {
+		return broker.PATOwner{}, &Error{Op: op, Cause: broker.ReasonFineGrainedPAT,
+			Err: errors.New("fine-grained PATs cannot pull from GitHub Packages; use a classic PAT with read:packages")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	user, resp, err := c.withToken(token).Users.Get(ctx, "")
+	if err != nil {
+		return broker.PATOwner{}, classify(op, err, statusReasons{
+			http.StatusUnauthorized: broker.ReasonTokenRevoked,
+			http.StatusForbidden:    broker.ReasonMissingScope,
+		}, c.cfg.Now())
+	}
+	owner := broker.PATOwner{
+		Owner:     broker.Owner{Login: user.GetLogin(), ID: user.GetID(), Type: broker.OwnerType(user.GetType())},
+		Scopes:    parseScopes(resp.Header.Get("X-OAuth-Scopes")),
+		ExpiresAt: resp.TokenExpiration.Time,
+	}
+	if !slices.ContainsFunc(owner.Scopes, func(s string) bool { return slices.Contains(PackageScopes, s) }) {
+		return owner, &Error{Op: op, Cause: broker.ReasonMissingScope,
+			Err: fmt.Errorf("the PAT of %s has scopes %v; pulling packages needs read:packages", user.GetLogin(), owner.Scopes)}
+	}
+	return owner, nil
+}
+
+func parseScopes(header string) []string {
+	var scopes []string
+	for s := range strings.SplitSeq(header, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			scopes = append(scopes, s)
+		}
+	}
+	return scopes
+}
+
+// installationPermissions converts {"packages": "read"} into go-github's
+// struct through its JSON names, refusing names GitHub does not know.
+func installationPermissions(perms map[string]string) (*gh.InstallationPermissions, error) {
+	data, err := json.Marshal(perms)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var out gh.InstallationPermissions
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("permissions %v: %w", perms, err)
+	}
+	return &out, nil
+}
+
+func permissionsMap(p *gh.InstallationPermissions) (map[string]string, error) {
+	if p == nil {
+		return nil, nil
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]string
+	return out, json.Unmarshal(data, &out)
+}

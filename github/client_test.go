@@ -1,0 +1,375 @@
+package github_test
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/github"
+	"github.com/credbroker/credbroker/github/githubtest"
+)
+
+// clock is a settable test clock shared by the emulator and the client.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now().Truncate(time.Second)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+const (
+	appID          = 1234
+	installationID = 42
+	patToken       = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"
+)
+
+var (
+	appKeyOnce sync.Once
+	appKey     *rsa.PrivateKey
+	appKeyPEM  []byte
+)
+
+// testAppKey is generated once: RSA key generation is slow.
+func testAppKey(t testing.TB) (*rsa.PrivateKey, []byte) {
+	t.Helper()
+	appKeyOnce.Do(func() {
+		var err error
+		if appKey, appKeyPEM, err = githubtest.NewAppKey(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return appKey, appKeyPEM
+}
+
+type fixture struct {
+	gh     *githubtest.Server
+	client *github.Client
+	clock  *clock
+	// errs collects every error the test saw, to check none leaks a secret.
+	errs []error
+}
+
+// newFixture starts an emulator with App 1234 installed on org acme
+// (installation 42, packages: read) and a PAT of user octo.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	key, _ := testAppKey(t)
+	f := &fixture{gh: githubtest.NewServer(), clock: newClock()}
+	t.Cleanup(f.gh.Close)
+	f.gh.SetClock(f.clock.Now)
+	f.gh.AddApp(appID, &key.PublicKey)
+	f.gh.AddInstallation(githubtest.Installation{
+		ID: installationID, AppID: appID,
+		Account:     githubtest.Account{Login: "acme", ID: 1001, Type: "Organization"},
+		Permissions: map[string]string{"packages": "read", "metadata": "read"},
+	})
+	f.gh.AddPAT(patToken, githubtest.PAT{
+		Owner:  githubtest.Account{Login: "octo", ID: 7, Type: "User"},
+		Scopes: []string{"read:packages", "repo"},
+	})
+	f.client = f.newClient(t, key)
+	t.Cleanup(func() { f.assertNoSecretInErrors(t) })
+	return f
+}
+
+func (f *fixture) newClient(t *testing.T, key *rsa.PrivateKey) *github.Client {
+	t.Helper()
+	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Now: f.clock.Now, CallTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) record(err error) error {
+	if err != nil {
+		f.errs = append(f.errs, err)
+	}
+	return err
+}
+
+func (f *fixture) assertNoSecretInErrors(t *testing.T) {
+	secrets := append(f.gh.Tokens(), patToken, "-----BEGIN")
+	for _, err := range f.errs {
+		for _, s := range secrets {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("error text leaks a secret: %v", err)
+			}
+		}
+	}
+}
+
+func assertReason(t *testing.T, err error, want broker.Reason) {
+	t.Helper()
+	if got := broker.ReasonOf(err); got != want {
+		t.Errorf("reason %q (%v), want %q", got, err, want)
+	}
+}
+
+func TestMintInstallationToken(t *testing.T) {
+	f := newFixture(t)
+	f.gh.SetTokenLifetime(20 * time.Minute)
+	cred, err := f.client.MintInstallationToken(context.Background(), installationID, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cred.Token, "ghs_") || cred.Username != "x-access-token" || cred.Kind != broker.KindGitHubApp {
+		t.Errorf("credential = %v", cred)
+	}
+	if want := f.clock.Now().Add(20 * time.Minute); !cred.ExpiresAt.Equal(want) {
+		t.Errorf("expires at %v, want %v (the emulator's lifetime)", cred.ExpiresAt, want)
+	}
+	if len(cred.Permissions) != 1 || cred.Permissions["packages"] != "read" {
+		t.Errorf("granted %v, want only packages: read (least privilege by default)", cred.Permissions)
+	}
+	if n := f.gh.Calls(githubtest.RouteMintToken); n != 1 {
+		t.Errorf("emulator counted %d mints, want 1", n)
+	}
+	if err := f.client.RevokeInstallationToken(context.Background(), cred.Token); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	err = f.record(f.client.RevokeInstallationToken(context.Background(), cred.Token))
+	assertReason(t, err, broker.ReasonTokenRevoked)
+}
+
+func TestInstallationLookup(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	inst, err := f.client.Installation(ctx, installationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := broker.Owner{Login: "acme", ID: 1001, Type: broker.OwnerOrganization}
+	if inst.Account != want || inst.Suspended {
+		t.Errorf("installation = %+v, want account %+v, not suspended", inst, want)
+	}
+	f.gh.SuspendInstallation(installationID)
+	if inst, err = f.client.Installation(ctx, installationID); err != nil || !inst.Suspended {
+		t.Errorf("after suspension: %+v, %v", inst, err)
+	}
+}
+
+func TestFailuresCarryTheirReason(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		// setup prepares the emulator; call makes the failing call.
+		setup func(f *fixture)
+		call  func(f *fixture) error
+		want  broker.Reason
+	}{
+		{"installation not found", nil, func(f *fixture) error {
+			_, err := f.client.MintInstallationToken(ctx, 999, nil, nil)
+			return err
+		}, broker.ReasonInstallationNotFound},
+		{"installation deleted", func(f *fixture) { f.gh.DeleteInstallation(installationID) }, func(f *fixture) error {
+			_, err := f.client.Installation(ctx, installationID)
+			return err
+		}, broker.ReasonInstallationNotFound},
+		{"installation suspended", func(f *fixture) { f.gh.SuspendInstallation(installationID) }, func(f *fixture) error {
+			_, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
+			return err
+		}, broker.ReasonInstallationSuspended},
+		{"permission the installation lacks", nil, func(f *fixture) error {
+			_, err := f.client.MintInstallationToken(ctx, installationID, map[string]string{"packages": "write"}, nil)
+			return err
+		}, broker.ReasonMissingScope},
+		{"repository the installation lacks", func(f *fixture) {
+			f.gh.AddInstallation(githubtest.Installation{ID: 43, AppID: appID, Account: githubtest.Account{Login: "acme", ID: 1001, Type: "Organization"},
+				Permissions: map[string]string{"packages": "read"}, Repositories: []string{"api"}})
+		}, func(f *fixture) error {
+			_, err := f.client.MintInstallationToken(ctx, 43, nil, []string{"secret-repo"})
+			return err
+		}, broker.ReasonMissingScope},
+		{"PAT revoked", func(f *fixture) { f.gh.Revoke(patToken) }, func(f *fixture) error {
+			_, err := f.client.ValidatePAT(ctx, patToken)
+			return err
+		}, broker.ReasonTokenRevoked},
+		{"PAT expired", func(f *fixture) {
+			f.gh.AddPAT(patToken, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"},
+				Scopes: []string{"read:packages"}, ExpiresAt: f.clock.Now().Add(-time.Minute)})
+		}, func(f *fixture) error {
+			_, err := f.client.ValidatePAT(ctx, patToken)
+			return err
+		}, broker.ReasonTokenRevoked},
+		{"PAT without read:packages", func(f *fixture) {
+			f.gh.AddPAT(patToken, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
+		}, func(f *fixture) error {
+			_, err := f.client.ValidatePAT(ctx, patToken)
+			return err
+		}, broker.ReasonMissingScope},
+		{"fine-grained PAT", nil, func(f *fixture) error {
+			_, err := f.client.ValidatePAT(ctx, "github_pat_11AAAAAAA0123456789")
+			return err
+		}, broker.ReasonFineGrainedPAT},
+		{"GitHub answers 502", func(f *fixture) { f.gh.FailNext(http.StatusBadGateway) }, func(f *fixture) error {
+			_, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
+			return err
+		}, broker.ReasonGitHubUnavailable},
+		{"GitHub unreachable", func(f *fixture) { f.gh.API.Close() }, func(f *fixture) error {
+			_, err := f.client.Installation(ctx, installationID)
+			return err
+		}, broker.ReasonGitHubUnavailable},
+		{"App JWT signed with another key", nil, func(f *fixture) error {
+			other, _, err := githubtest.NewAppKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.newClient(t, other).MintInstallationToken(ctx, installationID, nil, nil)
+			return err
+		}, broker.ReasonAppCredentialsRejected},
+		{"App JWT expired by GitHub's clock", func(f *fixture) { f.clock.Advance(time.Hour) }, func(f *fixture) error {
+			_, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
+			return err
+		}, broker.ReasonAppCredentialsRejected},
+		{"App JWT issued in the future by GitHub's clock", func(f *fixture) { f.clock.Advance(-time.Hour) }, func(f *fixture) error {
+			_, err := f.client.Installation(ctx, installationID)
+			return err
+		}, broker.ReasonAppCredentialsRejected},
+		{"primary rate limit", func(f *fixture) { f.gh.SetRateLimit(1) }, func(f *fixture) error {
+			if _, err := f.client.Installation(ctx, installationID); err != nil {
+				t.Fatalf("first call within the limit: %v", err)
+			}
+			_, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
+			return err
+		}, broker.ReasonRateLimited},
+		{"secondary rate limit", func(f *fixture) { f.gh.SecondaryLimitNext(1, 90*time.Second) }, func(f *fixture) error {
+			_, err := f.client.ValidatePAT(ctx, patToken)
+			return err
+		}, broker.ReasonRateLimited},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			err := f.record(tc.call(f))
+			if err == nil {
+				t.Fatal("call succeeded")
+			}
+			assertReason(t, err, tc.want)
+		})
+	}
+}
+
+func TestRateLimitWaitsComeFromHeaders(t *testing.T) {
+	ctx := context.Background()
+	t.Run("primary: until X-RateLimit-Reset", func(t *testing.T) {
+		f := newFixture(t)
+		f.gh.SetRateLimit(1)
+		if _, err := f.client.Installation(ctx, installationID); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(20 * time.Minute)
+		_, err := f.client.Installation(ctx, installationID)
+		var rl *github.RateLimitError
+		if !errors.As(f.record(err), &rl) || rl.Secondary {
+			t.Fatalf("err = %v, want a primary *RateLimitError", err)
+		}
+		if rl.Wait != 40*time.Minute || broker.RetryAfterOf(err) != 40*time.Minute {
+			t.Errorf("wait %v, want 40m (reset an hour after the first call, 20m passed)", rl.Wait)
+		}
+	})
+	t.Run("secondary: Retry-After", func(t *testing.T) {
+		f := newFixture(t)
+		f.gh.SecondaryLimitNext(1, 90*time.Second)
+		_, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
+		var rl *github.RateLimitError
+		if !errors.As(f.record(err), &rl) || !rl.Secondary || rl.Wait != 90*time.Second {
+			t.Fatalf("err = %v, want a secondary *RateLimitError waiting 90s", err)
+		}
+		// While the wait runs, the client refuses without calling GitHub again.
+		_, err = f.client.MintInstallationToken(ctx, installationID, nil, nil)
+		assertReason(t, f.record(err), broker.ReasonRateLimited)
+		if n := f.gh.Calls(githubtest.RouteMintToken); n != 1 {
+			t.Errorf("GitHub was called %d times during a secondary-limit wait, want 1", n)
+		}
+	})
+}
+
+func TestValidatePATReadsOwnerScopesAndExpiry(t *testing.T) {
+	ctx := context.Background()
+	expiry := time.Date(2027, 3, 1, 12, 30, 0, 0, time.UTC)
+	for _, layout := range []string{githubtest.ExpirationLayoutZone, githubtest.ExpirationLayoutOffset} {
+		t.Run(layout, func(t *testing.T) {
+			f := newFixture(t)
+			f.gh.SetExpirationLayout(layout)
+			f.gh.AddPAT(patToken, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"},
+				Scopes: []string{"repo", "write:packages"}, ExpiresAt: expiry})
+			got, err := f.client.ValidatePAT(ctx, patToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.ExpiresAt.Equal(expiry) {
+				t.Errorf("expiry %v, want %v", got.ExpiresAt, expiry)
+			}
+			if got.Owner != (broker.Owner{Login: "octo", ID: 7, Type: broker.OwnerUser}) || len(got.Scopes) != 2 {
+				t.Errorf("PAT owner %+v", got)
+			}
+		})
+	}
+	f := newFixture(t)
+	got, err := f.client.ValidatePAT(ctx, patToken)
+	if err != nil || !got.ExpiresAt.IsZero() {
+		t.Errorf("a PAT without expiry: %+v, %v", got, err)
+	}
+}
+
+func TestLoadPrivateKey(t *testing.T) {
+	_, pemKey := testAppKey(t)
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	ecKey := "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIGVmtlv2SIb7jwCqb0rEWJRmGRyR2VtKHz2Iq6OYWdT0oAoGCCqGSM49\nAwEHoUQDQgAEdBk0ojFvE3lr7zcsTVZlQw3Jc7EXvIFc6qf7hXRmEikJX9P3xAk4\nk2ty3oN3LhHjYpu4Z2U0pU6G3BPrU1f6RA==\n-----END EC PRIVATE KEY-----\n"
+	tests := []struct {
+		name, path, wantErr string
+	}{
+		{"RSA PKCS#1", write("good.pem", pemKey), ""},
+		{"missing file", filepath.Join(dir, "nope.pem"), "no such file"},
+		{"not PEM", write("junk.pem", []byte("hello")), "no PEM block"},
+		{"not RSA", write("ec.pem", []byte(ecKey)), "not a PKCS#1 or PKCS#8"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := github.LoadPrivateKey(tc.path)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "PRIVATE KEY") {
+				t.Errorf("error quotes the key: %v", err)
+			}
+		})
+	}
+}

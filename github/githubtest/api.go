@@ -1,0 +1,272 @@
+package githubtest
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v4"
+)
+
+type app struct {
+	id  int64
+	key *rsa.PublicKey
+}
+
+// maxJWTLifetime is GitHub's limit on an App JWT's exp − iat.
+const maxJWTLifetime = 10 * time.Minute
+
+// jwtClockSkew is how far in the future an App JWT's iat may be.
+const jwtClockSkew = 60 * time.Second
+
+// AddApp registers a GitHub App by its id and public key.
+func (s *Server) AddApp(appID int64, key *rsa.PublicKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apps[appID] = &app{id: appID, key: key}
+}
+
+// NewAppKey generates an App private key and its PEM (PKCS#1, the form
+// GitHub hands out).
+func NewAppKey() (*rsa.PrivateKey, []byte, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), nil
+}
+
+func (s *Server) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(RouteGetInstallation, s.api(RouteGetInstallation, s.getInstallation))
+	mux.HandleFunc(RouteMintToken, s.api(RouteMintToken, s.mintToken))
+	mux.HandleFunc(RouteRevokeToken, s.api(RouteRevokeToken, s.revokeToken))
+	mux.HandleFunc(RouteUser, s.api(RouteUser, s.user))
+	return mux
+}
+
+// api wraps a handler with what every GitHub API call goes through: the call
+// counter, injected faults, and the rate limits (with their headers).
+func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.calls[route]++
+		now := s.now()
+		if len(s.faults) > 0 {
+			status := s.faults[0]
+			s.faults = s.faults[1:]
+			s.mu.Unlock()
+			writeError(w, status, http.StatusText(status))
+			return
+		}
+		if s.secondary > 0 {
+			s.secondary--
+			wait := s.secondaryWait
+			s.mu.Unlock()
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
+			writeJSON(w, http.StatusForbidden, map[string]string{
+				"message":           "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+				"documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+			})
+			return
+		}
+		if s.rateLimit > 0 {
+			if !now.Before(s.rateReset) {
+				s.rateUsed, s.rateReset = 0, now.Add(time.Hour).Truncate(time.Second)
+			}
+			remaining := s.rateLimit - s.rateUsed
+			w.Header().Set("X-RateLimit-Limit", strconv.Itoa(s.rateLimit))
+			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(s.rateReset.Unix(), 10))
+			if remaining <= 0 {
+				s.mu.Unlock()
+				w.Header().Set("X-RateLimit-Remaining", "0")
+				writeError(w, http.StatusForbidden, "API rate limit exceeded for installation.")
+				return
+			}
+			s.rateUsed++
+			w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining-1))
+		}
+		s.mu.Unlock()
+		h(w, r)
+	}
+}
+
+// appFromJWT verifies the request's App JWT the way GitHub does and returns
+// the App, or writes GitHub's 401 and returns nil.
+func (s *Server) appFromJWT(w http.ResponseWriter, r *http.Request) *app {
+	raw := bearer(r)
+	var claims jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &claims); err != nil {
+		writeError(w, http.StatusUnauthorized, "A JSON web token could not be decoded")
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	appID, _ := strconv.ParseInt(claims.Issuer, 10, 64)
+	a, ok := s.apps[appID]
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "'Issuer' claim ('iss') must be an Integer of a known GitHub App")
+		return nil
+	}
+	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithoutClaimsValidation()).
+		ParseWithClaims(raw, &jwt.RegisteredClaims{}, func(*jwt.Token) (any, error) { return a.key, nil })
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, "A JSON web token could not be decoded")
+		return nil
+	}
+	now := s.now()
+	switch {
+	case claims.IssuedAt == nil || claims.IssuedAt.After(now.Add(jwtClockSkew)):
+		writeError(w, http.StatusUnauthorized, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued")
+	case claims.ExpiresAt == nil || !claims.ExpiresAt.After(now):
+		writeError(w, http.StatusUnauthorized, "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires")
+	case claims.ExpiresAt.Sub(claims.IssuedAt.Time) > maxJWTLifetime:
+		writeError(w, http.StatusUnauthorized, "'Expiration time' claim ('exp') is too far in the future")
+	default:
+		return a
+	}
+	return nil
+}
+
+func (s *Server) getInstallation(w http.ResponseWriter, r *http.Request) {
+	a := s.appFromJWT(w, r)
+	if a == nil {
+		return
+	}
+	id, _ := parseID(r)
+	s.mu.Lock()
+	in, ok := s.installations[id]
+	var body map[string]any
+	if ok && in.AppID == a.id {
+		body = map[string]any{
+			"id":          in.ID,
+			"app_id":      in.AppID,
+			"account":     map[string]any{"login": in.Account.Login, "id": in.Account.ID, "type": in.Account.Type},
+			"permissions": in.Permissions,
+		}
+		if in.suspended {
+			body["suspended_at"] = s.now().UTC().Format(time.RFC3339)
+		}
+	}
+	s.mu.Unlock()
+	if body == nil {
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+var levels = map[string]int{"read": 1, "write": 2, "admin": 3}
+
+func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
+	a := s.appFromJWT(w, r)
+	if a == nil {
+		return
+	}
+	id, _ := parseID(r)
+	var req struct {
+		Repositories []string          `json:"repositories"`
+		Permissions  map[string]string `json:"permissions"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, "Problems parsing JSON")
+			return
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.installations[id]
+	switch {
+	case !ok || in.AppID != a.id:
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	case in.suspended:
+		writeError(w, http.StatusForbidden, "This installation has been suspended")
+		return
+	}
+	perms := req.Permissions
+	if len(perms) == 0 {
+		perms = maps.Clone(in.Permissions)
+	}
+	for name, level := range perms {
+		if levels[level] == 0 || levels[level] > levels[in.Permissions[name]] {
+			writeError(w, http.StatusUnprocessableEntity, "The permissions requested are not granted to this installation.")
+			return
+		}
+	}
+	for _, repo := range req.Repositories {
+		if len(in.Repositories) > 0 && !slices.Contains(in.Repositories, repo) {
+			writeError(w, http.StatusUnprocessableEntity, "There is at least one repository that does not exist or is not accessible to the parent installation.")
+			return
+		}
+	}
+	now := s.now()
+	tok := randomToken("ghs_")
+	t := &appToken{installationID: id, permissions: perms, issuedAt: now, expiresAt: now.Add(s.tokenLifetime)}
+	s.appTokens[tok] = t
+	selection := "all"
+	if len(req.Repositories) > 0 {
+		selection = "selected"
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"token":                tok,
+		"expires_at":           t.expiresAt.UTC().Format(time.RFC3339),
+		"permissions":          perms,
+		"repository_selection": selection,
+	})
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	tok := bearer(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cred, msg := s.authenticate(tok)
+	if cred.app == nil {
+		if msg == "" {
+			msg = "Bad credentials"
+		}
+		writeError(w, http.StatusUnauthorized, msg)
+		return
+	}
+	s.revoked[tok] = true
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) user(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	cred, msg := s.authenticate(bearer(r))
+	layout := s.expirationStyle
+	s.mu.Unlock()
+	switch {
+	case msg != "":
+		writeError(w, http.StatusUnauthorized, msg)
+		return
+	case cred.app != nil:
+		writeError(w, http.StatusForbidden, "Resource not accessible by integration")
+		return
+	}
+	p := cred.pat
+	w.Header().Set("X-OAuth-Scopes", strings.Join(p.Scopes, ", "))
+	if !p.ExpiresAt.IsZero() {
+		w.Header().Set("GitHub-Authentication-Token-Expiration", expirationHeader(p.ExpiresAt, layout))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"login": p.Owner.Login, "id": p.Owner.ID, "type": p.Owner.Type})
+}
+
+// expirationHeader formats like GitHub: "2026-12-01 10:00:00 UTC", or with a
+// numeric offset in the other layout.
+func expirationHeader(t time.Time, layout string) string {
+	if layout == ExpirationLayoutOffset {
+		return t.In(time.FixedZone("", -5*3600)).Format(layout)
+	}
+	return t.UTC().Format(layout)
+}

@@ -1,0 +1,287 @@
+package githubtest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v4"
+)
+
+// RegistryIssuer is the iss of the registry tokens the emulator signs; a
+// real registry that trusts the emulator's realm is configured with it.
+const RegistryIssuer = "githubtest"
+
+const registryTokenLifetime = 5 * time.Minute
+
+// registry is the emulator's ghcr.io: the token realm and enough of /v2/ to
+// answer a pull's manifest request.
+type registry struct {
+	key             *ecdsa.PrivateKey
+	certDER         []byte
+	acceptAppTokens bool
+	manifests       map[string][]byte // repository → manifest
+}
+
+func newRegistry() *registry {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(fmt.Sprintf("githubtest: registry signing key: %v", err))
+	}
+	// The certificate's validity uses real time: a real registry verifies it
+	// against its own clock, whatever the emulator's clock says.
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "githubtest registry token signer"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(fmt.Sprintf("githubtest: registry certificate: %v", err))
+	}
+	return &registry{key: key, certDER: der, manifests: map[string][]byte{}}
+}
+
+// RegistryHost is the registry's host:port, as it appears in image references.
+func (s *Server) RegistryHost() string { return strings.TrimPrefix(s.Registry.URL, "http://") }
+
+// RegistryService is the service name in the registry's challenge and in the
+// aud of its tokens.
+func (s *Server) RegistryService() string { return s.RegistryHost() }
+
+// RegistryRealm is the token endpoint URL.
+func (s *Server) RegistryRealm() string { return s.Registry.URL + "/token" }
+
+// RegistryCertPEM is the certificate of the key that signs registry tokens:
+// a real registry's auth.token.rootcertbundle.
+func (s *Server) RegistryCertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.registry.certDER})
+}
+
+// AcceptAppTokens decides whether App installation tokens may pull. GitHub's
+// registry lets them log in but denies private pulls, which is the default.
+func (s *Server) AcceptAppTokens(accept bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.registry.acceptAppTokens = accept
+}
+
+// AddImage publishes a (tiny) image at repository:tag, for example
+// AddImage("acme/app", "latest"), and returns its digest.
+func (s *Server) AddImage(repository, tag string) string {
+	manifest := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%x","size":2},"layers":[]}`,
+		sha256.Sum256([]byte("{}")))
+	sum := sha256.Sum256(manifest)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.registry.manifests[repository+":"+tag] = manifest
+	s.registry.manifests[repository+"@"+digest] = manifest
+	return digest
+}
+
+func (s *Server) registryHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /token", s.registryToken)
+	mux.HandleFunc("/v2/", s.registryV2)
+	return mux
+}
+
+func registryError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]any{"errors": []map[string]string{{"code": code, "message": message}}})
+}
+
+// registryToken is the realm: Basic auth with a PAT or installation token,
+// answered with a signed token granting what that credential may do. An
+// unknown credential is refused (401); a known one that may not pull gets a
+// token without access, which the registry then refuses — the "logs in but
+// is denied" of App tokens on ghcr.io.
+func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
+	_, password, hasAuth := r.BasicAuth()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[RouteRegistryToken]++
+	var cred credential
+	if hasAuth {
+		var msg string
+		if cred, msg = s.authenticate(password); msg != "" {
+			registryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+			return
+		}
+	}
+	access := []map[string]any{}
+	for _, scope := range r.URL.Query()["scope"] {
+		for sc := range strings.FieldsSeq(scope) {
+			first, last := strings.Index(sc, ":"), strings.LastIndex(sc, ":")
+			if first < 0 || first == last || sc[:first] != "repository" {
+				continue
+			}
+			name, wanted := sc[first+1:last], strings.Split(sc[last+1:], ",")
+			var granted []string
+			for _, action := range s.allowedActions(cred, name) {
+				if slices.Contains(wanted, action) || slices.Contains(wanted, "*") {
+					granted = append(granted, action)
+				}
+			}
+			if len(granted) > 0 {
+				access = append(access, map[string]any{"type": "repository", "name": name, "actions": granted})
+			}
+		}
+	}
+	now := s.now()
+	subject := "anonymous"
+	switch {
+	case cred.pat != nil:
+		subject = cred.pat.Owner.Login
+	case cred.app != nil:
+		subject = "x-access-token"
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"iss":    RegistryIssuer,
+		"sub":    subject,
+		"aud":    r.URL.Query().Get("service"),
+		"iat":    now.Unix(),
+		"nbf":    now.Add(-time.Second).Unix(),
+		"exp":    now.Add(registryTokenLifetime).Unix(),
+		"jti":    randomToken(""),
+		"access": access,
+	})
+	tok.Header["x5c"] = []string{base64.StdEncoding.EncodeToString(s.registry.certDER)}
+	signed, err := tok.SignedString(s.registry.key)
+	if err != nil {
+		registryError(w, http.StatusInternalServerError, "UNKNOWN", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"token": signed, "access_token": signed,
+		"expires_in": int(registryTokenLifetime.Seconds()), "issued_at": now.UTC().Format(time.RFC3339),
+	})
+}
+
+// allowedActions is what a credential may do on a repository: a PAT with a
+// packages scope reads its user's and its orgs' packages (and writes with
+// write:packages); an App token reads its installation's packages only if
+// the registry accepts App tokens. Must be called with s.mu held.
+func (s *Server) allowedActions(cred credential, repository string) []string {
+	owner, _, _ := strings.Cut(repository, "/")
+	switch {
+	case cred.pat != nil:
+		p := cred.pat
+		if !strings.EqualFold(owner, p.Owner.Login) && !slices.ContainsFunc(p.Orgs, func(o string) bool { return strings.EqualFold(o, owner) }) {
+			return nil
+		}
+		var actions []string
+		if slices.ContainsFunc(p.Scopes, func(s string) bool { return strings.HasSuffix(s, ":packages") }) {
+			actions = append(actions, "pull")
+		}
+		if slices.Contains(p.Scopes, "write:packages") {
+			actions = append(actions, "push")
+		}
+		return actions
+	case cred.app != nil:
+		in := s.installations[cred.app.installationID]
+		if s.registry.acceptAppTokens && levels[cred.app.permissions["packages"]] >= levels["read"] &&
+			strings.EqualFold(owner, in.Account.Login) {
+			return []string{"pull"}
+		}
+	}
+	return nil
+}
+
+// registryV2 answers GET /v2/ with the challenge and HEAD/GET of manifests
+// for holders of a token that grants the pull.
+func (s *Server) registryV2(w http.ResponseWriter, r *http.Request) {
+	challenge := fmt.Sprintf(`Bearer realm=%q,service=%q`, s.RegistryRealm(), s.RegistryService())
+	rest := strings.TrimPrefix(r.URL.Path, "/v2/")
+	name, ref, ok := strings.Cut(rest, "/manifests/")
+	if rest == "" || !ok || (r.Method != http.MethodHead && r.Method != http.MethodGet) {
+		if rest == "" && s.validRegistryToken(r, "") {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		registryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+		return
+	}
+	s.mu.Lock()
+	s.calls[RouteManifest]++
+	s.mu.Unlock()
+	if !s.validRegistryToken(r, name) {
+		w.Header().Set("WWW-Authenticate", challenge+fmt.Sprintf(`,scope="repository:%s:pull",error="insufficient_scope"`, name))
+		registryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+		return
+	}
+	sep := ":"
+	if strings.HasPrefix(ref, "sha256:") {
+		sep = "@"
+	}
+	s.mu.Lock()
+	manifest, found := s.registry.manifests[name+sep+ref]
+	s.mu.Unlock()
+	if !found {
+		registryError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
+		return
+	}
+	sum := sha256.Sum256(manifest)
+	w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	w.Header().Set("Docker-Content-Digest", "sha256:"+hex.EncodeToString(sum[:]))
+	w.Header().Set("Content-Length", fmt.Sprint(len(manifest)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(manifest)
+	}
+}
+
+// validRegistryToken checks the bearer token the realm issued: signature,
+// audience, expiry, and (when repository is set) a pull grant for it.
+func (s *Server) validRegistryToken(r *http.Request, repository string) bool {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	now := s.now()
+	s.mu.Unlock()
+	claims := jwt.MapClaims{}
+	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithoutClaimsValidation()).
+		ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return &s.registry.key.PublicKey, nil })
+	if err != nil || !claims.VerifyExpiresAt(now.Unix(), true) || !claims.VerifyAudience(s.RegistryService(), true) {
+		return false
+	}
+	if repository == "" {
+		return true
+	}
+	var grants struct {
+		Access []struct {
+			Type    string   `json:"type"`
+			Name    string   `json:"name"`
+			Actions []string `json:"actions"`
+		} `json:"access"`
+	}
+	data, _ := json.Marshal(claims)
+	if json.Unmarshal(data, &grants) != nil {
+		return false
+	}
+	for _, a := range grants.Access {
+		if a.Type == "repository" && a.Name == repository && slices.Contains(a.Actions, "pull") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,327 @@
+// Package githubtest is a GitHub emulator: an httptest server that behaves
+// like GitHub for every call credbroker makes, and a ghcr-like registry token
+// service beside it. Tests, benchmarks and dev mode use it because GitHub
+// itself is out of reach, and because it can do what GitHub will not do on
+// demand: suspend an installation, revoke a token, run out of rate limit,
+// fail with a 502, or lag behind a fresh token.
+//
+// Like GitHub it verifies App JWTs (RS256 with the App's public key, iss =
+// App id, iat not in the future, exp in the future and at most 10 minutes
+// after iat), mints installation tokens that expire (1 h unless set), refuses
+// permissions or repositories an installation lacks, answers /user for
+// classic PATs with X-OAuth-Scopes and GitHub-Authentication-Token-Expiration,
+// and counts every call. Its registry lets App installation tokens log in but
+// denies them private pulls, as ghcr.io does, unless told otherwise.
+package githubtest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Routes, as counted by Calls.
+const (
+	RouteGetInstallation = "GET /app/installations/{id}"
+	RouteMintToken       = "POST /app/installations/{id}/access_tokens"
+	RouteRevokeToken     = "DELETE /installation/token"
+	RouteUser            = "GET /user"
+	RouteRegistryToken   = "GET /token"
+	RouteManifest        = "HEAD /v2/{name}/manifests/{ref}"
+)
+
+// Account is a GitHub user or organization.
+type Account struct {
+	Login string
+	ID    int64
+	Type  string // "User" or "Organization"
+}
+
+// Installation is an App's installation on an account.
+type Installation struct {
+	ID    int64
+	AppID int64
+	// Account the App is installed on.
+	Account Account
+	// Permissions the installation was granted, e.g. {"packages": "read"}.
+	Permissions map[string]string
+	// Repositories the installation may access; empty means all.
+	Repositories []string
+}
+
+// PAT is a classic personal access token.
+type PAT struct {
+	Owner  Account
+	Scopes []string
+	// ExpiresAt is the token's expiry; zero means it never expires.
+	ExpiresAt time.Time
+	// Orgs are further owners whose packages the PAT's user may read.
+	Orgs []string
+}
+
+// ExpirationLayouts are the two formats GitHub uses for
+// GitHub-Authentication-Token-Expiration.
+const (
+	ExpirationLayoutZone   = "2006-01-02 15:04:05 MST"
+	ExpirationLayoutOffset = "2006-01-02 15:04:05 -0700"
+)
+
+// Server is a running emulator. Its methods are safe for concurrent use.
+type Server struct {
+	// API serves the GitHub REST API; Registry serves /token and /v2/.
+	API      *httptest.Server
+	Registry *httptest.Server
+
+	mu              sync.Mutex
+	now             func() time.Time
+	tokenLifetime   time.Duration
+	apps            map[int64]*app
+	installations   map[int64]*installation
+	pats            map[string]*PAT
+	appTokens       map[string]*appToken
+	revoked         map[string]bool
+	calls           map[string]int
+	faults          []int // HTTP statuses the next API calls fail with
+	secondary       int   // next API calls refused by a secondary limit
+	secondaryWait   time.Duration
+	rateLimit       int // calls per hour; 0 = unlimited
+	rateUsed        int
+	rateReset       time.Time
+	lag             time.Duration
+	expirationStyle string
+	registry        *registry
+}
+
+type installation struct {
+	Installation
+	suspended bool
+}
+
+type appToken struct {
+	installationID int64
+	permissions    map[string]string
+	issuedAt       time.Time
+	expiresAt      time.Time
+}
+
+// NewServer starts an emulator with no Apps, installations or PATs.
+func NewServer() *Server {
+	s := &Server{
+		now:             time.Now,
+		tokenLifetime:   time.Hour,
+		apps:            map[int64]*app{},
+		installations:   map[int64]*installation{},
+		pats:            map[string]*PAT{},
+		appTokens:       map[string]*appToken{},
+		revoked:         map[string]bool{},
+		calls:           map[string]int{},
+		secondaryWait:   time.Minute,
+		expirationStyle: ExpirationLayoutZone,
+	}
+	s.API = httptest.NewServer(s.apiHandler())
+	s.registry = newRegistry()
+	s.Registry = httptest.NewServer(s.registryHandler())
+	return s
+}
+
+// Close stops both servers.
+func (s *Server) Close() {
+	s.API.Close()
+	s.Registry.Close()
+}
+
+// URL is the API base URL, for github.Config.BaseURL.
+func (s *Server) URL() string { return s.API.URL + "/" }
+
+// SetClock replaces the emulator's clock (time.Now by default).
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// SetTokenLifetime sets how long minted installation tokens live.
+func (s *Server) SetTokenLifetime(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenLifetime = d
+}
+
+// SetRateLimit gives API calls a budget per hour, like GitHub's primary rate
+// limit; past it calls fail with 403 and X-RateLimit-Remaining: 0 until the
+// reset. 0 removes the limit.
+func (s *Server) SetRateLimit(perHour int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rateLimit, s.rateUsed, s.rateReset = perHour, 0, time.Time{}
+}
+
+// SecondaryLimitNext makes the next n API calls hit a secondary rate limit
+// with Retry-After: wait (as whole seconds).
+func (s *Server) SecondaryLimitNext(n int, wait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secondary, s.secondaryWait = n, wait
+}
+
+// FailNext makes the next API calls fail with these HTTP statuses, in order.
+func (s *Server) FailNext(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, statuses...)
+}
+
+// SetReplicationLag makes a fresh installation token unusable (401) for d
+// after its mint, as GitHub's replication sometimes does.
+func (s *Server) SetReplicationLag(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lag = d
+}
+
+// SetExpirationLayout chooses the format of the
+// GitHub-Authentication-Token-Expiration header.
+func (s *Server) SetExpirationLayout(layout string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expirationStyle = layout
+}
+
+// AddInstallation installs an App on an account.
+func (s *Server) AddInstallation(in Installation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.installations[in.ID] = &installation{Installation: in}
+}
+
+// SuspendInstallation suspends an installation: its tokens stop working and
+// no new ones are minted.
+func (s *Server) SuspendInstallation(id int64) { s.setSuspended(id, true) }
+
+// UnsuspendInstallation lifts a suspension.
+func (s *Server) UnsuspendInstallation(id int64) { s.setSuspended(id, false) }
+
+func (s *Server) setSuspended(id int64, suspended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in, ok := s.installations[id]; ok {
+		in.suspended = suspended
+	}
+}
+
+// DeleteInstallation uninstalls the App: the installation is gone, and so
+// are its tokens.
+func (s *Server) DeleteInstallation(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.installations, id)
+}
+
+// AddPAT registers a classic PAT.
+func (s *Server) AddPAT(token string, pat PAT) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := pat
+	s.pats[token] = &p
+}
+
+// Revoke revokes a PAT or installation token.
+func (s *Server) Revoke(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revoked[token] = true
+}
+
+// Calls returns how many calls a route has had, e.g. Calls(RouteMintToken).
+func (s *Server) Calls(route string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[route]
+}
+
+// Tokens lists the installation tokens minted so far (for tests that check
+// a token never leaks).
+func (s *Server) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.appTokens))
+	for tok := range s.appTokens {
+		out = append(out, tok)
+	}
+	return out
+}
+
+// credential is who a token is, as the API and the registry see it.
+type credential struct {
+	pat *PAT
+	app *appToken
+}
+
+// authenticate resolves a PAT or installation token; "" means it is unknown,
+// revoked, expired, of a suspended or deleted installation, or too fresh.
+// It must be called with s.mu held.
+func (s *Server) authenticate(token string) (credential, string) {
+	now := s.now()
+	if token == "" || s.revoked[token] {
+		return credential{}, "Bad credentials"
+	}
+	if p, ok := s.pats[token]; ok {
+		if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
+			return credential{}, "Bad credentials"
+		}
+		return credential{pat: p}, ""
+	}
+	t, ok := s.appTokens[token]
+	if !ok || !now.Before(t.expiresAt) {
+		return credential{}, "Bad credentials"
+	}
+	in, ok := s.installations[t.installationID]
+	if !ok || in.suspended {
+		return credential{}, "Bad credentials"
+	}
+	if now.Sub(t.issuedAt) < s.lag {
+		return credential{}, "Bad credentials"
+	}
+	return credential{app: t}, ""
+}
+
+// writeJSON answers like GitHub: JSON with a message and documentation_url
+// for errors.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, message string) {
+	writeJSON(w, status, map[string]string{"message": message, "documentation_url": "https://docs.github.com/rest"})
+}
+
+func randomToken(prefix string) string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// bearer extracts the token of an "Authorization: token X" or "Bearer X"
+// header, as GitHub accepts both.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	for _, prefix := range []string{"token ", "Bearer ", "bearer "} {
+		if strings.HasPrefix(h, prefix) {
+			return strings.TrimPrefix(h, prefix)
+		}
+	}
+	return ""
+}
+
+func parseID(r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	return id, err == nil
+}

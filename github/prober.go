@@ -1,0 +1,345 @@
+package github
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// manifestAccept lists the manifest types a pull client accepts, so the
+// registry answers the HEAD the way it would answer a real pull.
+var manifestAccept = strings.Join([]string{
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+}, ", ")
+
+// replicationLagRetries are the waits before retrying a 401/403 for a
+// freshly minted token: GitHub takes a moment to replicate a new token, and
+// calls with it can fail meanwhile.
+var replicationLagRetries = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
+
+// ProberConfig configures a Prober; the zero value probes over HTTPS with
+// real time.
+type ProberConfig struct {
+	// Transport carries the requests; http.DefaultTransport when nil.
+	Transport http.RoundTripper
+	// Timeout bounds each request; 15s when zero.
+	Timeout time.Duration
+	// PlainHTTP reports whether a registry host speaks plain HTTP; by
+	// default only loopback hosts do (as docker and crane assume).
+	PlainHTTP func(host string) bool
+	// FreshFor is how long after its mint a token gets the replication-lag
+	// retries; 30s when zero.
+	FreshFor time.Duration
+	Now      func() time.Time
+	// Sleep waits between replication-lag retries; tests make it instant.
+	Sleep func(context.Context, time.Duration) error
+}
+
+// Prober proves that a credential pulls an image, with the same token
+// handshake a pull client performs, before the credential is published.
+type Prober struct {
+	cfg    ProberConfig
+	client *http.Client
+}
+
+// NewProber returns a Prober.
+func NewProber(cfg ProberConfig) *Prober {
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultCallTimeout
+	}
+	if cfg.PlainHTTP == nil {
+		cfg.PlainHTTP = isLoopback
+	}
+	if cfg.FreshFor == 0 {
+		cfg.FreshFor = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
+	// Redirects are not followed with credentials: the handshake never needs
+	// them, and following one could hand the token to another host.
+	client := &http.Client{Transport: cfg.Transport, Timeout: cfg.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Prober{cfg: cfg, client: client}
+}
+
+// Probe returns nil when cred can pull image, else an *Error whose reason
+// says why not: TOKEN_REVOKED (the registry rejects the login),
+// APP_TOKEN_NOT_ACCEPTED (an App token logged in but was denied the pull),
+// NO_PACKAGE_ACCESS, IMAGE_NOT_FOUND or REGISTRY_UNREACHABLE.
+func (p *Prober) Probe(ctx context.Context, cred broker.Credential, image string) error {
+	op := "probe pull of " + image
+	ref, err := reference.ParseNamed(image)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	target := probeTarget{host: reference.Domain(ref), repo: reference.Path(ref), ref: "latest"}
+	if d, ok := ref.(reference.Digested); ok {
+		target.ref = d.Digest().String()
+	} else if t, ok := ref.(reference.Tagged); ok {
+		target.ref = t.Tag()
+	}
+	target.scheme = "https"
+	if p.cfg.PlainHTTP(target.host) {
+		target.scheme = "http"
+	}
+
+	fresh := p.cfg.Now().Sub(cred.IssuedAt) < p.cfg.FreshFor
+	for attempt := 0; ; attempt++ {
+		status, err := p.handshake(ctx, cred, target)
+		if err == nil {
+			return nil
+		}
+		lagging := status == http.StatusUnauthorized || status == http.StatusForbidden
+		if !fresh || !lagging || attempt == len(replicationLagRetries) {
+			return &Error{Op: op, Cause: broker.ReasonOf(err), Status: status, Temporary: isTemporary(err), Err: err}
+		}
+		if err := p.cfg.Sleep(ctx, replicationLagRetries[attempt]); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+}
+
+type probeTarget struct {
+	scheme, host, repo, ref string
+}
+
+func (t probeTarget) url(path string) string {
+	return t.scheme + "://" + t.host + path
+}
+
+// handshake is one pull attempt: /v2/ for the challenge, the realm for a
+// bearer token, then HEAD of the manifest. It returns the HTTP status of the
+// step that failed.
+func (p *Prober) handshake(ctx context.Context, cred broker.Credential, t probeTarget) (int, error) {
+	resp, err := p.do(ctx, http.MethodGet, t.url("/v2/"), nil)
+	if err != nil {
+		return 0, err
+	}
+	authorization := ""
+	switch resp.StatusCode {
+	case http.StatusOK:
+		// An open registry: the login is not needed, and not sent.
+	case http.StatusUnauthorized:
+		scheme, params := parseChallenge(resp.Header.Get("WWW-Authenticate"))
+		switch strings.ToLower(scheme) {
+		case "basic":
+			authorization = basicAuth(cred)
+		case "bearer":
+			token, status, err := p.bearerToken(ctx, cred, t, params)
+			if err != nil {
+				return status, err
+			}
+			authorization = "Bearer " + token
+		default:
+			return resp.StatusCode, reasonErr(broker.ReasonRegistryUnreachable, "the registry asks for unsupported authentication %q", scheme)
+		}
+	default:
+		return resp.StatusCode, unexpected(resp.StatusCode, "GET /v2/")
+	}
+
+	resp, err = p.do(ctx, http.MethodHead, t.url("/v2/"+t.repo+"/manifests/"+t.ref), http.Header{
+		"Accept":        {manifestAccept},
+		"Authorization": {authorization},
+	})
+	if err != nil {
+		return 0, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp.StatusCode, nil
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return resp.StatusCode, denied(cred, t)
+	case http.StatusNotFound:
+		return resp.StatusCode, reasonErr(broker.ReasonImageNotFound, "%s/%s:%s does not exist (or is hidden from this credential)", t.host, t.repo, t.ref)
+	}
+	return resp.StatusCode, unexpected(resp.StatusCode, "HEAD manifest")
+}
+
+// bearerToken logs in at the challenge's realm, as "docker login" would.
+func (p *Prober) bearerToken(ctx context.Context, cred broker.Credential, t probeTarget, params map[string]string) (string, int, error) {
+	realm, err := url.Parse(params["realm"])
+	if err != nil || (realm.Scheme != "https" && realm.Scheme != "http") || realm.Host == "" {
+		return "", 0, reasonErr(broker.ReasonRegistryUnreachable, "the registry's token realm %q is not an http(s) URL", params["realm"])
+	}
+	if realm.Scheme == "http" && t.scheme == "https" {
+		return "", 0, reasonErr(broker.ReasonRegistryUnreachable, "the registry's token realm %s is plain HTTP; credentials are not sent there", realm.Host)
+	}
+	q := realm.Query()
+	if s := params["service"]; s != "" {
+		q.Set("service", s)
+	}
+	q.Set("scope", "repository:"+t.repo+":pull")
+	realm.RawQuery = q.Encode()
+
+	resp, err := p.do(ctx, http.MethodGet, realm.String(), http.Header{"Authorization": {basicAuth(cred)}})
+	if err != nil {
+		return "", 0, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		return "", resp.StatusCode, reasonErr(broker.ReasonTokenRevoked, "the registry rejected the login of %s", cred.Username)
+	case http.StatusForbidden:
+		return "", resp.StatusCode, denied(cred, t)
+	default:
+		return "", resp.StatusCode, unexpected(resp.StatusCode, "token request")
+	}
+	var body struct {
+		Token       string `json:"token"`
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(resp.body, &body); err != nil || (body.Token == "" && body.AccessToken == "") {
+		return "", resp.StatusCode, reasonErr(broker.ReasonRegistryUnreachable, "the token realm answered without a token")
+	}
+	if body.Token != "" {
+		return body.Token, resp.StatusCode, nil
+	}
+	return body.AccessToken, resp.StatusCode, nil
+}
+
+// denied names why a logged-in credential may not pull. ghcr.io lets App
+// installation tokens log in and then refuses private pulls: GitHub Packages
+// takes only classic PATs.
+func denied(cred broker.Credential, t probeTarget) error {
+	if cred.Kind == broker.KindGitHubApp {
+		return reasonErr(broker.ReasonAppTokenNotAccepted,
+			"the registry accepted the App installation token at login but denied pulling %s/%s; GitHub Packages accepts only classic PATs for private pulls", t.host, t.repo)
+	}
+	return reasonErr(broker.ReasonNoPackageAccess, "%s may not pull %s/%s", cred.Username, t.host, t.repo)
+}
+
+type response struct {
+	StatusCode int
+	Header     http.Header
+	body       []byte
+}
+
+// do sends one request and reads at most 64 KiB of the answer.
+func (p *Prober) do(ctx context.Context, method, rawURL string, header http.Header) (*response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+	if err != nil {
+		return nil, reasonErr(broker.ReasonRegistryUnreachable, "bad request URL: %v", err)
+	}
+	for k, v := range header {
+		if v[0] != "" {
+			req.Header[k] = v
+		}
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, &reasonError{reason: broker.ReasonRegistryUnreachable, temporary: true,
+			msg: fmt.Sprintf("%s %s: %v", method, req.URL.Redacted(), errors.Unwrap(err))}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, &reasonError{reason: broker.ReasonRegistryUnreachable, temporary: true, msg: "read answer: " + err.Error()}
+	}
+	return &response{StatusCode: resp.StatusCode, Header: resp.Header, body: body}, nil
+}
+
+// reasonError is a probe step's failure before Probe wraps it in an *Error.
+type reasonError struct {
+	reason    broker.Reason
+	temporary bool
+	msg       string
+}
+
+func (e *reasonError) Error() string         { return e.msg }
+func (e *reasonError) Reason() broker.Reason { return e.reason }
+
+func reasonErr(reason broker.Reason, format string, args ...any) error {
+	return &reasonError{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+func unexpected(status int, step string) error {
+	return &reasonError{reason: broker.ReasonRegistryUnreachable, temporary: status >= 500,
+		msg: fmt.Sprintf("%s: unexpected HTTP %d", step, status)}
+}
+
+func isTemporary(err error) bool {
+	var re *reasonError
+	return errors.As(err, &re) && re.temporary
+}
+
+func basicAuth(cred broker.Credential) string {
+	req := http.Request{Header: http.Header{}}
+	req.SetBasicAuth(cred.Username, cred.Token)
+	return req.Header.Get("Authorization")
+}
+
+// parseChallenge splits a WWW-Authenticate header such as
+// `Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"`
+// into its scheme and parameters. Quoted values may contain commas.
+func parseChallenge(header string) (string, map[string]string) {
+	scheme, rest, _ := strings.Cut(strings.TrimSpace(header), " ")
+	params := map[string]string{}
+	for rest = strings.TrimSpace(rest); rest != ""; {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			break
+		}
+		key = strings.ToLower(strings.TrimSpace(key))
+		var value strings.Builder
+		if strings.HasPrefix(after, `"`) {
+			i := 1
+			for ; i < len(after) && after[i] != '"'; i++ {
+				if after[i] == '\\' && i+1 < len(after) {
+					i++
+				}
+				value.WriteByte(after[i])
+			}
+			after = after[min(i+1, len(after)):]
+		} else {
+			v, _, _ := strings.Cut(after, ",")
+			value.WriteString(strings.TrimSpace(v))
+			after = after[len(v):]
+		}
+		params[key] = value.String()
+		rest = strings.TrimLeft(after, ", ")
+	}
+	return scheme, params
+}
+
+func isLoopback(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

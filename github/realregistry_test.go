@@ -1,0 +1,217 @@
+package github_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/github"
+	"github.com/credbroker/credbroker/github/githubtest"
+)
+
+// registryBinEnv names the CNCF Distribution registry binary that `make test`
+// builds from hack/registry.
+const registryBinEnv = "CREDBROKER_REGISTRY_BIN"
+
+// realRegistry runs the CNCF Distribution registry with token auth whose
+// realm is the emulator, and returns its host:port.
+func realRegistry(t *testing.T, gh *githubtest.Server) string {
+	t.Helper()
+	bin := os.Getenv(registryBinEnv)
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not set: run the tests with make test", registryBinEnv)
+		}
+		t.Skipf("%s is not set (make test builds the registry and sets it)", registryBinEnv)
+	}
+	dir := t.TempDir()
+	certFile := filepath.Join(dir, "realm.pem")
+	if err := os.WriteFile(certFile, gh.RegistryCertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	config := fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+storage:
+  inmemory: {}
+http:
+  addr: %s
+  secret: test-only-not-a-secret
+auth:
+  token:
+    realm: %s
+    service: ghcr-emulated
+    issuer: %s
+    rootcertbundle: %s
+`, addr, gh.RegistryRealm(), githubtest.RegistryIssuer, certFile)
+	configFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "serve", configFile)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("registry log:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusUnauthorized {
+				return addr
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry did not come up on %s: %v\n%s", addr, err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling a child process for readiness; nothing to wait on
+	}
+}
+
+// push uploads a one-layer OCI image with a write:packages PAT, the way a
+// pushing client does: token, blob uploads, manifest.
+func push(t *testing.T, gh *githubtest.Server, registry, repo, tag, user, token string) {
+	t.Helper()
+	q := url.Values{"service": {"ghcr-emulated"}, "scope": {"repository:" + repo + ":pull,push"}}
+	req, _ := http.NewRequest(http.MethodGet, gh.RegistryRealm()+"?"+q.Encode(), nil)
+	req.SetBasicAuth(user, token)
+	var tok struct{ Token string }
+	mustDo(t, req, http.StatusOK, &tok)
+
+	upload := func(content []byte) string {
+		sum := sha256.Sum256(content)
+		digest := "sha256:" + hex.EncodeToString(sum[:])
+		req, _ := http.NewRequest(http.MethodPost, "http://"+registry+"/v2/"+repo+"/blobs/uploads/", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		resp := mustDo(t, req, http.StatusAccepted, nil)
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		loc = (&url.URL{Scheme: "http", Host: registry}).ResolveReference(loc)
+		lq := loc.Query()
+		lq.Set("digest", digest)
+		loc.RawQuery = lq.Encode()
+		req, _ = http.NewRequest(http.MethodPut, loc.String(), bytes.NewReader(content))
+		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		mustDo(t, req, http.StatusCreated, nil)
+		return digest
+	}
+	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	layer := []byte("credbroker test layer " + repo)
+	manifest, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
+		"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": upload(config), "size": len(config)},
+		"layers":        []map[string]any{{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": upload(layer), "size": len(layer)}},
+	})
+	req, _ = http.NewRequest(http.MethodPut, "http://"+registry+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(manifest))
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	mustDo(t, req, http.StatusCreated, nil)
+}
+
+func mustDo(t *testing.T, req *http.Request, want int, into any) *http.Response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %d %s, want %d", req.Method, req.URL.Path, resp.StatusCode, body, want)
+	}
+	if into != nil {
+		if err := json.Unmarshal(body, into); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp
+}
+
+func TestProbeAgainstARealRegistry(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	const pusher = "ghp_pusherWRITEpackages0123456789abcdef"
+	f.gh.AddPAT(pusher, githubtest.PAT{Owner: githubtest.Account{Login: "release-bot", ID: 99, Type: "User"},
+		Scopes: []string{"write:packages"}, Orgs: []string{"octo", "acme"}})
+	registry := realRegistry(t, f.gh)
+	push(t, f.gh, registry, "octo/app", "v1", "release-bot", pusher)
+	push(t, f.gh, registry, "acme/api", "v1", "release-bot", pusher)
+	f.gh.AddPAT("ghp_revokedREVOKED0123456789abcdefghij", githubtest.PAT{
+		Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"read:packages"}})
+	f.gh.Revoke("ghp_revokedREVOKED0123456789abcdefghij")
+
+	prober := github.NewProber(github.ProberConfig{Timeout: 5 * time.Second})
+	tests := []struct {
+		name  string
+		cred  func() broker.Credential
+		image string
+		want  broker.Reason
+	}{
+		{"PAT pulls its user's image", patCredential, "octo/app:v1", ""},
+		{"PAT denied another owner's image", patCredential, "acme/api:v1", broker.ReasonNoPackageAccess},
+		{"PAT asks for a tag that does not exist", patCredential, "octo/app:v2", broker.ReasonImageNotFound},
+		{"revoked PAT", func() broker.Credential {
+			return broker.Credential{Kind: broker.KindPAT, Username: "octo", Token: "ghp_revokedREVOKED0123456789abcdefghij"}
+		}, "octo/app:v1", broker.ReasonTokenRevoked},
+		{"App token of acme logs in but is denied", func() broker.Credential {
+			cred, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cred.IssuedAt = cred.IssuedAt.Add(-time.Hour) // past the replication-lag window
+			return cred
+		}, "acme/api:v1", broker.ReasonAppTokenNotAccepted},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := f.record(prober.Probe(ctx, tc.cred(), registry+"/"+tc.image))
+			t.Logf("real registry: probe %s → %v", tc.image, err)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("probe: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("probe passed")
+			}
+			assertReason(t, err, tc.want)
+			if strings.Contains(err.Error(), "ghp_") {
+				t.Errorf("error leaks a token: %v", err)
+			}
+		})
+	}
+}
