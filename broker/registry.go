@@ -5,21 +5,33 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"maps"
+	"strings"
 	"time"
 )
 
-// Registry is the tenant registry: it validates tenants, seals their PATs and
-// keeps them in a Store. It is safe for concurrent use.
+// GitHub answers who a credential belongs to. The registry asks it before
+// accepting a tenant, so that nobody registers someone else's installation
+// or a PAT that cannot pull.
+type GitHub interface {
+	Installation(ctx context.Context, id int64) (Installation, error)
+	ValidatePAT(ctx context.Context, token string) (PATOwner, error)
+}
+
+// Registry is the tenant registry: it validates tenants, checks their
+// credential with GitHub, seals their PATs and keeps them in a Store. It is
+// safe for concurrent use.
 type Registry struct {
 	store  Store
 	sealer *Sealer // nil when no encryption key is configured
+	github GitHub
 	now    func() time.Time
 }
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
 // PAT are then refused with ErrNoEncryptionKey. now is the clock.
-func NewRegistry(store Store, sealer *Sealer, now func() time.Time) *Registry {
-	return &Registry{store: store, sealer: sealer, now: now}
+func NewRegistry(store Store, sealer *Sealer, github GitHub, now func() time.Time) *Registry {
+	return &Registry{store: store, sealer: sealer, github: github, now: now}
 }
 
 // Create registers t. Creating a tenant that exists with the same content is
@@ -34,29 +46,47 @@ func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool
 	token := ""
 	if t.PAT != nil {
 		token = t.PAT.Token
-		pat, err := r.seal(t.ID, token)
-		if err != nil {
+	}
+	// A taken id is answered from the store alone: a retried create must not
+	// depend on GitHub answering again, and a clash is a clash whatever
+	// GitHub would say about the new credential.
+	existing, err := r.store.GetTenant(ctx, t.ID)
+	switch {
+	case err == nil:
+		return r.existingOr(existing, t, token)
+	case !errors.Is(err, ErrNotFound):
+		return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, err)
+	}
+	if err := r.verify(ctx, t, token); err != nil {
+		return Tenant{}, false, err
+	}
+	if t.PAT != nil {
+		if t.PAT, err = r.seal(t.ID, token); err != nil {
 			return Tenant{}, false, err
 		}
-		t.PAT = pat
 	}
 	now := r.now().UTC()
 	t.CreateTime, t.UpdateTime = now, now
 	stored, err := r.store.CreateTenant(ctx, t)
-	if errors.Is(err, ErrAlreadyExists) {
-		existing, getErr := r.store.GetTenant(ctx, t.ID)
-		if getErr != nil {
-			return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, getErr)
+	if errors.Is(err, ErrAlreadyExists) { // lost a race with another create
+		if existing, err = r.store.GetTenant(ctx, t.ID); err != nil {
+			return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, err)
 		}
-		if sameSpec(existing, t) && r.samePAT(existing, token) {
-			return existing, false, nil
-		}
-		return Tenant{}, false, fmt.Errorf("tenant %q exists with different content: %w", t.ID, ErrAlreadyExists)
+		return r.existingOr(existing, t, token)
 	}
 	if err != nil {
 		return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, err)
 	}
 	return stored, true, nil
+}
+
+// existingOr returns the stored tenant when it is what the create asks for,
+// and ErrAlreadyExists otherwise.
+func (r *Registry) existingOr(existing, want Tenant, token string) (Tenant, bool, error) {
+	if sameSpec(existing, want) && r.samePAT(existing, token) {
+		return existing, false, nil
+	}
+	return Tenant{}, false, fmt.Errorf("tenant %q exists with different content: %w", want.ID, ErrAlreadyExists)
 }
 
 // Get returns the tenant with the given id.
@@ -112,6 +142,19 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 		}
 		if err := next.validate(next.PAT != nil && next.PAT.Sealed == nil); err != nil {
 			return Tenant{}, err
+		}
+		if credentialChanged(cur, next) {
+			token := ""
+			if next.PAT != nil {
+				if token = next.PAT.Token; token == "" {
+					if token, err = r.Token(cur); err != nil {
+						return Tenant{}, err
+					}
+				}
+			}
+			if err := r.verify(ctx, next, token); err != nil {
+				return Tenant{}, err
+			}
 		}
 		if next.PAT != nil && next.PAT.Token != "" {
 			if next.PAT, err = r.seal(id, next.PAT.Token); err != nil {
@@ -197,3 +240,85 @@ func (r *Registry) samePAT(stored Tenant, token string) bool {
 	got, err := r.Token(stored)
 	return err == nil && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
+
+// VerifyError is a tenant whose credential GitHub does not back: it belongs
+// to someone else, is revoked, lacks a scope, or its installation is gone or
+// suspended. It carries the reason, or wraps the error that does.
+type VerifyError struct {
+	Cause Reason
+	Msg   string
+	Err   error
+}
+
+func (e *VerifyError) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *VerifyError) Unwrap() error { return e.Err }
+
+// Reason implements the interface ReasonOf looks for.
+func (e *VerifyError) Reason() Reason {
+	if e.Cause != "" {
+		return e.Cause
+	}
+	return ReasonOf(e.Err)
+}
+
+// credentialChanged reports whether an update touches what verify checks.
+func credentialChanged(cur, next Tenant) bool {
+	if cur.Owner != next.Owner || (cur.App == nil) != (next.App == nil) || (next.PAT != nil && next.PAT.Token != "") {
+		return true
+	}
+	return next.App != nil && (next.App.InstallationID != cur.App.InstallationID ||
+		!maps.Equal(next.App.Permissions, cur.App.Permissions))
+}
+
+// verify asks GitHub whether the tenant's credential belongs to its owner.
+// An App installation must be on the owner's account (same numeric id, as
+// logins can be reused), not suspended, and hold the permissions the tenant
+// asks for. A PAT must be valid with a packages scope; for a user owner it
+// must be that user's. For an organization owner the PAT is a machine user's,
+// whose membership a read:packages PAT cannot show: the pull probe proves
+// its access instead.
+func (r *Registry) verify(ctx context.Context, t Tenant, token string) error {
+	if r.github == nil {
+		return nil
+	}
+	switch {
+	case t.App != nil:
+		inst, err := r.github.Installation(ctx, t.App.InstallationID)
+		if err != nil {
+			return &VerifyError{Msg: fmt.Sprintf("check installation %d", t.App.InstallationID), Err: err}
+		}
+		if a := inst.Account; a.ID != t.Owner.ID || !strings.EqualFold(a.Login, t.Owner.Login) || a.Type != t.Owner.Type {
+			return &VerifyError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
+				"installation %d is on %s %s (id %d), not on the tenant's owner %s %s (id %d)",
+				inst.ID, a.Type, a.Login, a.ID, t.Owner.Type, t.Owner.Login, t.Owner.ID)}
+		}
+		if inst.Suspended {
+			return &VerifyError{Cause: ReasonInstallationSuspended, Msg: fmt.Sprintf("installation %d is suspended", inst.ID)}
+		}
+		for name, level := range t.App.Permissions {
+			if permissionLevels[level] > permissionLevels[inst.Permissions[name]] {
+				return &VerifyError{Cause: ReasonMissingScope, Msg: fmt.Sprintf(
+					"installation %d grants %s: %q, the tenant asks for %q", inst.ID, name, inst.Permissions[name], level)}
+			}
+		}
+	case t.PAT != nil:
+		owner, err := r.github.ValidatePAT(ctx, token)
+		if err != nil {
+			return &VerifyError{Msg: "check PAT", Err: err}
+		}
+		if t.Owner.Type == OwnerUser && owner.Owner.ID != t.Owner.ID {
+			return &VerifyError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
+				"the PAT belongs to %s (id %d), not to the tenant's owner %s (id %d)",
+				owner.Owner.Login, owner.Owner.ID, t.Owner.Login, t.Owner.ID)}
+		}
+	}
+	return nil
+}
+
+var permissionLevels = map[string]int{"read": 1, "write": 2, "admin": 3}

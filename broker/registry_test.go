@@ -25,7 +25,7 @@ func newRegistry(t *testing.T, withKey bool) (*broker.Registry, *boltstore.Store
 			t.Fatal(err)
 		}
 	}
-	return broker.NewRegistry(store, sealer, time.Now), store
+	return broker.NewRegistry(store, sealer, nil, time.Now), store
 }
 
 func patTenant(id, token string) broker.Tenant {
@@ -63,7 +63,7 @@ func TestCheckSealedNamesTheTenantWhosePATCannotBeOpened(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := broker.NewRegistry(store, tc.sealer, time.Now).CheckSealed(ctx)
+			err := broker.NewRegistry(store, tc.sealer, nil, time.Now).CheckSealed(ctx)
 			if !errors.Is(err, tc.want) || !bytes.Contains([]byte(err.Error()), []byte(`"ci"`)) {
 				t.Errorf("CheckSealed = %v, want %v naming tenant \"ci\"", err, tc.want)
 			}

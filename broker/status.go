@@ -8,6 +8,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // toStatus maps a domain error to the gRPC status the API returns. It is the
@@ -17,16 +19,20 @@ import (
 // that no detail of an unexpected failure reaches the caller.
 func toStatus(ctx context.Context, log *slog.Logger, err error, fieldPrefix string) error {
 	var invalid *InvalidError
-	switch {
-	case errors.As(err, &invalid):
+	if errors.As(err, &invalid) {
 		return invalidArgument(fieldPrefix, invalid.Violations...)
+	}
+	if reason := ReasonOf(err); reason != "" {
+		return reasonStatus(reason, err)
+	}
+	switch {
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrAlreadyExists):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrConflict):
 		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, ErrNoEncryptionKey), errors.Is(err, ErrUnseal):
+	case errors.Is(err, ErrNoEncryptionKey), errors.Is(err, ErrUnseal), errors.Is(err, ErrNoGitHubApp):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
@@ -59,6 +65,33 @@ func invalidArgument(fieldPrefix string, vs ...FieldViolation) error {
 	st, err := status.New(codes.InvalidArgument, msg).WithDetails(br)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, msg)
+	}
+	return st.Err()
+}
+
+// ErrorDomain is the domain of the google.rpc.ErrorInfo credbroker attaches.
+const ErrorDomain = "credbroker.io"
+
+// reasonStatus maps a failure with a Reason: GitHub or the registry being
+// unavailable or rate limited is UNAVAILABLE (try again, after RetryInfo's
+// delay when there is one); everything else is a fact about the credential
+// that retrying will not change: FAILED_PRECONDITION. An ErrorInfo detail
+// carries the reason for clients to branch on.
+func reasonStatus(reason Reason, err error) error {
+	code := codes.FailedPrecondition
+	switch reason {
+	case ReasonRateLimited, ReasonGitHubUnavailable, ReasonRegistryUnreachable:
+		code = codes.Unavailable
+	case ReasonFineGrainedPAT:
+		code = codes.InvalidArgument
+	}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(reason), Domain: ErrorDomain}}
+	if wait := RetryAfterOf(err); wait > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(wait)})
+	}
+	st, derr := status.New(code, err.Error()).WithDetails(details...)
+	if derr != nil {
+		return status.Error(code, err.Error())
 	}
 	return st.Err()
 }

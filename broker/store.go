@@ -13,6 +13,8 @@ var (
 	ErrConflict = errors.New("changed concurrently")
 	// ErrNoEncryptionKey means a PAT must be sealed or opened and no key is configured.
 	ErrNoEncryptionKey = errors.New("no encryption key configured for PATs (--encryption-key-file or CREDBROKER_ENCRYPTION_KEY)")
+	// ErrNoGitHubApp means an App installation must be used and no App is configured.
+	ErrNoGitHubApp = errors.New("no GitHub App configured (--github-app-id, --github-app-key-file)")
 )
 
 // Store keeps tenants. Implementations set Tenant.Version on every write and

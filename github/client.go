@@ -122,7 +122,7 @@ func (c *Client) withToken(token string) *gh.Client {
 
 func (c *Client) requireApp(op string) error {
 	if c.app == nil {
-		return fmt.Errorf("%s: no GitHub App configured (--github-app-id, --github-app-key-file)", op)
+		return fmt.Errorf("%s: %w", op, broker.ErrNoGitHubApp)
 	}
 	return nil
 }

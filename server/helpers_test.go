@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/github"
+	"github.com/credbroker/credbroker/github/githubtest"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/server"
 )
@@ -43,9 +46,50 @@ func (b *syncBuffer) String() string {
 // testKey is a fixed PAT encryption key for tests.
 var testKey = bytes.Repeat([]byte{7}, broker.KeySize)
 
+// GitHub as the tests see it: App 1234 installed on org acme (id 1001) as
+// installation 42, and users octo (id 7) and acme-bot (id 8) with classic PATs.
+const (
+	testAppID   = 1234
+	octoPAT     = "ghp_octoREADpackages0123456789abcdefghij"
+	acmeBotPAT  = "ghp_acmeBotREADpackages0123456789abcdefg"
+	octoUserID  = 7
+	acmeOrgID   = 1001
+	acmeInstall = 42
+)
+
+var appKey = sync.OnceValues(func() (*rsa.PrivateKey, error) {
+	key, _, err := githubtest.NewAppKey()
+	return key, err
+})
+
+// newGitHub starts the emulator with the test fixture and a client for it.
+func newGitHub(t testing.TB) (*githubtest.Server, *github.Client) {
+	t.Helper()
+	key, err := appKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh := githubtest.NewServer()
+	t.Cleanup(gh.Close)
+	gh.AddApp(testAppID, &key.PublicKey)
+	gh.AddInstallation(githubtest.Installation{ID: acmeInstall, AppID: testAppID,
+		Account:     githubtest.Account{Login: "acme", ID: acmeOrgID, Type: "Organization"},
+		Permissions: map[string]string{"packages": "read"}})
+	gh.AddPAT(octoPAT, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: octoUserID, Type: "User"},
+		Scopes: []string{"read:packages"}})
+	gh.AddPAT(acmeBotPAT, githubtest.PAT{Owner: githubtest.Account{Login: "acme-bot", ID: 8, Type: "User"},
+		Scopes: []string{"read:packages"}, Orgs: []string{"acme"}})
+	client, err := github.New(github.Config{BaseURL: gh.URL(), AppID: testAppID, PrivateKey: key, CallTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gh, client
+}
+
 // instance is a running credbroker API on loopback.
 type instance struct {
 	srv     *server.Server
+	gh      *githubtest.Server
 	store   *boltstore.Store
 	logs    *syncBuffer
 	conn    *grpc.ClientConn
@@ -70,8 +114,9 @@ func start(t testing.TB, dataDir string, svc server.Services) *instance {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
+	gh, client := newGitHub(t)
 	if svc.Tenants == nil {
-		svc.Tenants = broker.NewTenantAPI(broker.NewRegistry(store, sealer, time.Now), log)
+		svc.Tenants = broker.NewTenantAPI(broker.NewRegistry(store, sealer, client, time.Now), log)
 	}
 	srv, err := server.New(server.Config{
 		GRPCAddr:        "127.0.0.1:0",
@@ -82,7 +127,7 @@ func start(t testing.TB, dataDir string, svc server.Services) *instance {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{srv: srv, store: store, logs: logs, cancel: cancel, done: make(chan error, 1),
+	in := &instance{srv: srv, gh: gh, store: store, logs: logs, cancel: cancel, done: make(chan error, 1),
 		baseURL: "http://" + srv.HTTPAddr().String()}
 	go func() { in.done <- srv.Run(ctx) }()
 	in.conn, err = grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

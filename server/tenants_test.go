@@ -231,18 +231,19 @@ func TestUpdateMaskRules(t *testing.T) {
 
 	// A nested path changes just that field.
 	got, err := in.tenants.UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{
-		Tenant:     &credbrokerv1.Tenant{Id: "m", Owner: &credbrokerv1.Owner{Login: "acme-renamed"}},
-		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"owner.login"}}})
+		Tenant: &credbrokerv1.Tenant{Id: "m", Credential: &credbrokerv1.Tenant_GithubApp{
+			GithubApp: &credbrokerv1.GitHubAppSource{Repositories: []string{"api"}}}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"github_app.repositories"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := got.GetOwner(); o.GetLogin() != "acme-renamed" || o.GetId() != 1001 {
-		t.Errorf("owner after owner.login update = %v", o)
+	if app := got.GetGithubApp(); app.GetInstallationId() != acmeInstall || len(app.GetRepositories()) != 1 {
+		t.Errorf("github_app after a github_app.repositories update = %v", app)
 	}
 
 	// Switching the credential to a PAT replaces the App (oneof).
 	got, err = in.tenants.UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{
-		Tenant: &credbrokerv1.Tenant{Id: "m", Credential: &credbrokerv1.Tenant_Pat{Pat: &credbrokerv1.PATSource{Token: "ghp_switchedTOKEN"}}}})
+		Tenant: &credbrokerv1.Tenant{Id: "m", Credential: &credbrokerv1.Tenant_Pat{Pat: &credbrokerv1.PATSource{Token: acmeBotPAT}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestUpdateMaskRules(t *testing.T) {
 	}
 	// An update that does not touch the PAT keeps it.
 	got, err = in.tenants.UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{
-		Tenant: &credbrokerv1.Tenant{Id: "m", ProbeImage: "ghcr.io/acme-renamed/base:1"}})
+		Tenant: &credbrokerv1.Tenant{Id: "m", ProbeImage: "ghcr.io/acme/base:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,8 +276,8 @@ func TestTenantsSurviveARestart(t *testing.T) {
 	first := start(t, dir, server.Services{})
 	pat := &credbrokerv1.Tenant{
 		Id:         "builds",
-		Owner:      &credbrokerv1.Owner{Login: "octo-user", Id: 7, Type: credbrokerv1.OwnerType_OWNER_TYPE_USER},
-		Credential: &credbrokerv1.Tenant_Pat{Pat: &credbrokerv1.PATSource{Token: "ghp_restartSECRET0123456789"}},
+		Owner:      &credbrokerv1.Owner{Login: "octo", Id: octoUserID, Type: credbrokerv1.OwnerType_OWNER_TYPE_USER},
+		Credential: &credbrokerv1.Tenant_Pat{Pat: &credbrokerv1.PATSource{Token: octoPAT}},
 	}
 	before, err := first.tenants.CreateTenant(ctx, &credbrokerv1.CreateTenantRequest{Tenant: pat})
 	if err != nil {
@@ -300,10 +301,10 @@ func TestTenantsSurviveARestart(t *testing.T) {
 }
 
 func TestPATNeverLeaves(t *testing.T) {
-	const token = "ghp_R3dactMeR3dactMeR3dactMeR3dactMe01"
+	const token = octoPAT
 	dir := t.TempDir()
 	in := start(t, dir, server.Services{})
-	body := `{"id":"secretive","owner":{"login":"octo","id":"9","type":"OWNER_TYPE_USER"},"pat":{"token":"` + token + `"}}`
+	body := `{"id":"secretive","owner":{"login":"octo","id":"7","type":"OWNER_TYPE_USER"},"pat":{"token":"` + token + `"}}`
 
 	var seen []string
 	record := func(code int, resp map[string]any) {
@@ -312,7 +313,9 @@ func TestPATNeverLeaves(t *testing.T) {
 	record(in.do(t, http.MethodPost, "/v1/tenants", body))
 	record(in.do(t, http.MethodPost, "/v1/tenants", body)) // idempotent repeat
 	record(in.do(t, http.MethodPost, "/v1/tenants",
-		`{"id":"secretive","owner":{"login":"octo","id":"9","type":"OWNER_TYPE_USER"},"pat":{"token":"`+token+`x"}}`)) // conflict
+		`{"id":"secretive","owner":{"login":"octo","id":"7","type":"OWNER_TYPE_USER"},"pat":{"token":"`+token+`x"}}`)) // conflict
+	record(in.do(t, http.MethodPost, "/v1/tenants",
+		`{"id":"other","owner":{"login":"octo","id":"7","type":"OWNER_TYPE_USER"},"pat":{"token":"`+token+`x"}}`)) // unknown to GitHub
 	record(in.do(t, http.MethodGet, "/v1/tenants/secretive", ""))
 	record(in.do(t, http.MethodGet, "/v1/tenants", ""))
 	record(in.do(t, http.MethodPatch, "/v1/tenants/secretive", `{"pat":{"token":"`+token+` with space"}}`)) // invalid

@@ -28,6 +28,8 @@ import (
 
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/github"
+	"github.com/credbroker/credbroker/github/githubtest"
 	"github.com/credbroker/credbroker/server"
 )
 
@@ -59,6 +61,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 }
 
 type serveConfig struct {
+	githubURL       string
+	appID           int64
+	appKeyFile      string
 	grpcAddr        string
 	httpAddr        string
 	dataDir         string
@@ -79,6 +84,9 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.BoolVar(&cfg.dev, "dev", false, "development mode: loopback listeners, a temporary data dir and a generated encryption key; never for production")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may take to finish on SIGTERM")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.StringVar(&cfg.githubURL, "github-url", github.DefaultBaseURL, "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
+	fs.Int64Var(&cfg.appID, "github-app-id", 0, "GitHub App id, for github_app tenants")
+	fs.StringVar(&cfg.appKeyFile, "github-app-key-file", "", "PEM file of the GitHub App's private key")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -111,6 +119,9 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 		if !set["data-dir"] {
 			cfg.dataDir = ""
 		}
+		if !set["github-url"] {
+			cfg.githubURL = "" // the in-process emulator
+		}
 	}
 	return cfg, nil
 }
@@ -140,7 +151,18 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		}
 	}()
 
-	registry := broker.NewRegistry(store, sealer, time.Now)
+	gh, demo, err := githubClient(cfg)
+	if err != nil {
+		return err
+	}
+	if demo != nil {
+		defer demo.server.Close()
+		if err := os.WriteFile(filepath.Join(cfg.dataDir, "demo-pat"), []byte(demo.PAT), 0o600); err != nil {
+			return fmt.Errorf("dev demo PAT: %w", err)
+		}
+	}
+
+	registry := broker.NewRegistry(store, sealer, gh, time.Now)
 	if err := registry.CheckSealed(ctx); err != nil {
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}
@@ -157,10 +179,46 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if err != nil {
 		return err
 	}
-	if cfg.dev {
-		printDevBanner(stderr, srv, cfg.dataDir)
+	if demo != nil {
+		printDevBanner(stderr, srv, cfg.dataDir, demo)
 	}
 	return srv.Run(ctx)
+}
+
+// devGitHub is dev mode's in-process GitHub emulator and its demo fixture.
+type devGitHub struct {
+	server *githubtest.Server
+	githubtest.Demo
+}
+
+// githubClient connects to the configured GitHub, or in dev mode without a
+// --github-url starts the emulator with its demo App and PAT.
+func githubClient(cfg serveConfig) (*github.Client, *devGitHub, error) {
+	ghCfg := github.Config{BaseURL: cfg.githubURL, AppID: cfg.appID}
+	var demo *devGitHub
+	switch {
+	case cfg.dev && cfg.githubURL == "":
+		server, fixture, err := githubtest.NewDemo()
+		if err != nil {
+			return nil, nil, err
+		}
+		demo = &devGitHub{server: server, Demo: fixture}
+		ghCfg = github.Config{BaseURL: server.URL(), AppID: fixture.AppID, PrivateKey: fixture.AppKey}
+	case cfg.appKeyFile != "":
+		key, err := github.LoadPrivateKey(cfg.appKeyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		ghCfg.PrivateKey = key
+	}
+	client, err := github.New(ghCfg)
+	if err != nil {
+		if demo != nil {
+			demo.server.Close()
+		}
+		return nil, nil, err
+	}
+	return client, demo, nil
 }
 
 // loadSealer returns nil (PAT tenants refused) when no key is configured. In
@@ -203,24 +261,31 @@ func randomKey() []byte {
 	return key
 }
 
-func printDevBanner(w io.Writer, srv *server.Server, dataDir string) {
+func printDevBanner(w io.Writer, srv *server.Server, dataDir string, demo *devGitHub) {
 	grpcAddr, httpAddr := srv.GRPCAddr().String(), srv.HTTPAddr().String()
 	_, _ = fmt.Fprintf(w, `
 credbroker is running in DEV MODE: loopback only, throw-away data, generated key. Never use it in production.
 
-  gRPC   %[1]s   (reflection on; health: grpc.health.v1.Health)
-  HTTP   http://%[2]s   (REST, /healthz, /readyz, /metrics, /openapi.json)
-  data   %[3]s
+  gRPC     %[1]s   (reflection on; health: grpc.health.v1.Health)
+  HTTP     http://%[2]s   (REST, /healthz, /readyz, /metrics, /openapi.json)
+  data     %[3]s
+  GitHub   %[4]s   (emulator: App %[5]d installed on %[6]s (id %[7]d) as installation %[8]d;
+           a classic PAT of machine user %[9]s in %[3]s/demo-pat)
+  registry %[10]s
 
-Register a tenant and read it back:
+Register a tenant with the App installation, and one with the PAT, then read them back:
 
   curl -s -X POST http://%[2]s/v1/tenants -H 'Content-Type: application/json' -d '{
-    "id": "demo", "owner": {"login": "octo-org", "id": 1001, "type": "OWNER_TYPE_ORGANIZATION"},
-    "githubApp": {"installationId": 42}, "namespaces": ["demo"]}'
+    "id": "demo", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
+    "githubApp": {"installationId": %[8]d}, "namespaces": ["demo"]}'
+  curl -s -X POST http://%[2]s/v1/tenants -H 'Content-Type: application/json' -d '{
+    "id": "demo-pat", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
+    "pat": {"token": "'"$(cat %[3]s/demo-pat)"'"}, "namespaces": ["demo-pat"]}'
   curl -s http://%[2]s/v1/tenants/demo
 
   grpcurl -plaintext %[1]s list
   grpcurl -plaintext -d '{"id":"demo"}' %[1]s credbroker.v1.TenantService/GetTenant
 
-`, grpcAddr, httpAddr, dataDir)
+`, grpcAddr, httpAddr, dataDir, demo.server.URL(), demo.AppID, demo.Org.Login, demo.Org.ID,
+		demo.InstallationID, demo.MachineUser.Login, demo.server.RegistryHost())
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/credbroker/credbroker/github/githubtest"
 )
 
 func TestFlagsComeFromCommandLineThenEnvironment(t *testing.T) {
@@ -146,15 +148,26 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	p := startBinary(t, nil, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
-	resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(
-		`{"id":"demo","owner":{"login":"octo","id":1,"type":"OWNER_TYPE_USER"},"pat":{"token":"ghp_devModeToken123"}}`))
+	data := t.TempDir()
+	p := startBinary(t, nil, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data)
+	demoPAT, err := os.ReadFile(filepath.Join(data, "demo-pat"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("dev mode refused a PAT tenant (%d): its generated key is missing?", resp.StatusCode)
+	// The banner's two examples: the demo App installation and the demo PAT,
+	// both checked against the in-process GitHub emulator.
+	for _, body := range []string{
+		`{"id":"demo","owner":{"login":"octo-org","id":1001,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":42}}`,
+		`{"id":"demo-pat","owner":{"login":"octo-org","id":1001,"type":"OWNER_TYPE_ORGANIZATION"},"pat":{"token":"` + string(demoPAT) + `"}}`,
+	} {
+		resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("dev mode refused the demo tenant %s: %d", body[:16], resp.StatusCode)
+		}
 	}
 	if code := p.terminate(t); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, p.output())
@@ -165,7 +178,7 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "ghp_devModeToken123") {
+	if strings.Contains(out, string(demoPAT)) {
 		t.Error("the PAT reached the output")
 	}
 }
@@ -180,7 +193,10 @@ func TestStartupRefusesStoredPATsWithoutTheirKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	common := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data}
+	gh := githubtest.NewServer()
+	defer gh.Close()
+	gh.AddPAT("ghp_keyCheck123", githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	common := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data, "--github-url", gh.URL()}
 
 	p := startBinary(t, nil, append(common, "--encryption-key-file", keyFile)...)
 	resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(

@@ -168,6 +168,10 @@ const (
 	Reason_REASON_SYNC_FAILED Reason = 13
 	// The PAT cannot be decrypted with the configured encryption key.
 	Reason_REASON_DECRYPTION_FAILED Reason = 14
+	// GitHub refused the App's own credentials (App id or private key).
+	Reason_REASON_APP_CREDENTIALS_REJECTED Reason = 15
+	// The probe image does not exist, or is hidden from the credential.
+	Reason_REASON_IMAGE_NOT_FOUND Reason = 16
 )
 
 // Enum value maps for Reason.
@@ -188,23 +192,27 @@ var (
 		12: "REASON_SECRET_CONFLICT",
 		13: "REASON_SYNC_FAILED",
 		14: "REASON_DECRYPTION_FAILED",
+		15: "REASON_APP_CREDENTIALS_REJECTED",
+		16: "REASON_IMAGE_NOT_FOUND",
 	}
 	Reason_value = map[string]int32{
-		"REASON_UNSPECIFIED":            0,
-		"REASON_TOKEN_REVOKED":          1,
-		"REASON_MISSING_SCOPE":          2,
-		"REASON_INSTALLATION_NOT_FOUND": 3,
-		"REASON_INSTALLATION_SUSPENDED": 4,
-		"REASON_RATE_LIMITED":           5,
-		"REASON_GITHUB_UNAVAILABLE":     6,
-		"REASON_OWNER_MISMATCH":         7,
-		"REASON_FINE_GRAINED_PAT":       8,
-		"REASON_APP_TOKEN_NOT_ACCEPTED": 9,
-		"REASON_NO_PACKAGE_ACCESS":      10,
-		"REASON_REGISTRY_UNREACHABLE":   11,
-		"REASON_SECRET_CONFLICT":        12,
-		"REASON_SYNC_FAILED":            13,
-		"REASON_DECRYPTION_FAILED":      14,
+		"REASON_UNSPECIFIED":              0,
+		"REASON_TOKEN_REVOKED":            1,
+		"REASON_MISSING_SCOPE":            2,
+		"REASON_INSTALLATION_NOT_FOUND":   3,
+		"REASON_INSTALLATION_SUSPENDED":   4,
+		"REASON_RATE_LIMITED":             5,
+		"REASON_GITHUB_UNAVAILABLE":       6,
+		"REASON_OWNER_MISMATCH":           7,
+		"REASON_FINE_GRAINED_PAT":         8,
+		"REASON_APP_TOKEN_NOT_ACCEPTED":   9,
+		"REASON_NO_PACKAGE_ACCESS":        10,
+		"REASON_REGISTRY_UNREACHABLE":     11,
+		"REASON_SECRET_CONFLICT":          12,
+		"REASON_SYNC_FAILED":              13,
+		"REASON_DECRYPTION_FAILED":        14,
+		"REASON_APP_CREDENTIALS_REJECTED": 15,
+		"REASON_IMAGE_NOT_FOUND":          16,
 	}
 )
 
@@ -912,7 +920,7 @@ const file_credbroker_v1_credential_proto_rawDesc = "" +
 	"\x18CREDENTIAL_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16CREDENTIAL_STATE_READY\x10\x02\x12\x1d\n" +
 	"\x19CREDENTIAL_STATE_DEGRADED\x10\x03\x12\x1b\n" +
-	"\x17CREDENTIAL_STATE_FAILED\x10\x04*\xbe\x03\n" +
+	"\x17CREDENTIAL_STATE_FAILED\x10\x04*\xff\x03\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14REASON_TOKEN_REVOKED\x10\x01\x12\x18\n" +
@@ -929,7 +937,9 @@ const file_credbroker_v1_credential_proto_rawDesc = "" +
 	"\x1bREASON_REGISTRY_UNREACHABLE\x10\v\x12\x1a\n" +
 	"\x16REASON_SECRET_CONFLICT\x10\f\x12\x16\n" +
 	"\x12REASON_SYNC_FAILED\x10\r\x12\x1c\n" +
-	"\x18REASON_DECRYPTION_FAILED\x10\x0e*\x86\x01\n" +
+	"\x18REASON_DECRYPTION_FAILED\x10\x0e\x12#\n" +
+	"\x1fREASON_APP_CREDENTIALS_REJECTED\x10\x0f\x12\x1a\n" +
+	"\x16REASON_IMAGE_NOT_FOUND\x10\x10*\x86\x01\n" +
 	"\tSyncState\x12\x1a\n" +
 	"\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SYNC_STATE_PENDING\x10\x01\x12\x15\n" +

@@ -1,0 +1,72 @@
+package githubtest
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v4"
+)
+
+// The App JWT rules, checked with hand-made JWTs because ghinstallation only
+// ever signs good ones.
+func TestAppJWTRules(t *testing.T) {
+	key, _, err := NewAppKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := NewAppKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer()
+	defer s.Close()
+	now := time.Now().Truncate(time.Second)
+	s.SetClock(func() time.Time { return now })
+	s.AddApp(7, &key.PublicKey)
+	s.AddInstallation(Installation{ID: 1, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"}})
+
+	sign := func(method jwt.SigningMethod, signer any, iss string, iat, exp time.Time) string {
+		tok, err := jwt.NewWithClaims(method, jwt.RegisteredClaims{
+			Issuer: iss, IssuedAt: jwt.NewNumericDate(iat), ExpiresAt: jwt.NewNumericDate(exp),
+		}).SignedString(signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tests := []struct {
+		name, jwt string
+		status    int
+		message   string
+	}{
+		{"valid", sign(jwt.SigningMethodRS256, key, "7", now.Add(-30*time.Second), now.Add(2*time.Minute)), http.StatusOK, ""},
+		{"lives longer than 10 minutes", sign(jwt.SigningMethodRS256, key, "7", now, now.Add(11*time.Minute)), http.StatusUnauthorized, "too far in the future"},
+		{"expired", sign(jwt.SigningMethodRS256, key, "7", now.Add(-5*time.Minute), now.Add(-time.Second)), http.StatusUnauthorized, "'Expiration time'"},
+		{"issued in the future", sign(jwt.SigningMethodRS256, key, "7", now.Add(2*time.Minute), now.Add(5*time.Minute)), http.StatusUnauthorized, "'Issued at'"},
+		{"signed by another key", sign(jwt.SigningMethodRS256, other, "7", now, now.Add(time.Minute)), http.StatusUnauthorized, "could not be decoded"},
+		{"HMAC instead of RS256", sign(jwt.SigningMethodHS256, []byte("k"), "7", now, now.Add(time.Minute)), http.StatusUnauthorized, "could not be decoded"},
+		{"unknown App", sign(jwt.SigningMethodRS256, key, "8", now, now.Add(time.Minute)), http.StatusUnauthorized, "'Issuer'"},
+		{"not a JWT", "hello", http.StatusUnauthorized, "could not be decoded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, s.URL()+"app/installations/1", nil)
+			req.Header.Set("Authorization", "Bearer "+tc.jwt)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.message) {
+				t.Errorf("%d %s, want %d with %q", resp.StatusCode, body, tc.status, tc.message)
+			}
+		})
+	}
+	if n := s.Calls(RouteGetInstallation); n != len(tests) {
+		t.Errorf("counted %d calls, want %d", n, len(tests))
+	}
+}

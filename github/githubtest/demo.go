@@ -1,0 +1,43 @@
+package githubtest
+
+import (
+	"crypto/rsa"
+	"fmt"
+)
+
+// Demo is the fixture dev mode serves: a GitHub App installed on an
+// organization, a classic PAT of a machine user of that organization, and an
+// image of the organization in the emulated registry.
+type Demo struct {
+	AppID          int64
+	AppKey         *rsa.PrivateKey
+	InstallationID int64
+	Org            Account
+	MachineUser    Account
+	PAT            string
+	Image          string
+}
+
+// NewDemo starts an emulator holding the demo fixture.
+func NewDemo() (*Server, Demo, error) {
+	key, _, err := NewAppKey()
+	if err != nil {
+		return nil, Demo{}, fmt.Errorf("demo App key: %w", err)
+	}
+	d := Demo{
+		AppID:          1,
+		AppKey:         key,
+		InstallationID: 42,
+		Org:            Account{Login: "octo-org", ID: 1001, Type: "Organization"},
+		MachineUser:    Account{Login: "octo-org-bot", ID: 2001, Type: "User"},
+		PAT:            randomToken("ghp_"),
+	}
+	s := NewServer()
+	s.AddApp(d.AppID, &key.PublicKey)
+	s.AddInstallation(Installation{ID: d.InstallationID, AppID: d.AppID, Account: d.Org,
+		Permissions: map[string]string{"packages": "read", "metadata": "read"}})
+	s.AddPAT(d.PAT, PAT{Owner: d.MachineUser, Scopes: []string{"read:packages"}, Orgs: []string{d.Org.Login}})
+	s.AddImage(d.Org.Login+"/hello", "latest")
+	d.Image = s.RegistryHost() + "/" + d.Org.Login + "/hello:latest"
+	return s, d, nil
+}
