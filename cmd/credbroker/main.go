@@ -137,6 +137,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		defer func() { _ = os.RemoveAll(dir) }()
 		cfg.dataDir = dir
 	}
+	// Dev mode writes its key and demo PAT here before the store opens.
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
 	sealer, err := loadSealer(cfg, getenv)
 	if err != nil {
 		return err

@@ -148,7 +148,7 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "not-yet-created")
 	p := startBinary(t, nil, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data)
 	demoPAT, err := os.ReadFile(filepath.Join(data, "demo-pat"))
 	if err != nil {
