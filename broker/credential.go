@@ -26,6 +26,9 @@ const (
 	ReasonRegistryUnreachable    Reason = "REGISTRY_UNREACHABLE"
 	ReasonAppCredentialsRejected Reason = "APP_CREDENTIALS_REJECTED"
 	ReasonImageNotFound          Reason = "IMAGE_NOT_FOUND"
+	ReasonSecretConflict         Reason = "SECRET_CONFLICT"
+	ReasonSyncFailed             Reason = "SYNC_FAILED"
+	ReasonNamespaceClaimed       Reason = "NAMESPACE_CLAIMED"
 )
 
 // ReasonOf returns the Reason carried by err or anything it wraps, or "".

@@ -14,7 +14,8 @@ func TestEveryReasonIsInTheAPI(t *testing.T) {
 		ReasonTokenRevoked, ReasonMissingScope, ReasonInstallationNotFound, ReasonInstallationSuspended,
 		ReasonRateLimited, ReasonGitHubUnavailable, ReasonOwnerMismatch, ReasonFineGrainedPAT,
 		ReasonAppTokenNotAccepted, ReasonNoPackageAccess, ReasonRegistryUnreachable,
-		ReasonAppCredentialsRejected, ReasonImageNotFound,
+		ReasonAppCredentialsRejected, ReasonImageNotFound, ReasonSecretConflict, ReasonSyncFailed,
+		ReasonNamespaceClaimed,
 	} {
 		if _, ok := credbrokerv1.Reason_value["REASON_"+string(r)]; !ok {
 			t.Errorf("REASON_%s is missing from the Reason enum", r)

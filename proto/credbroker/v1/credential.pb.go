@@ -172,6 +172,8 @@ const (
 	Reason_REASON_APP_CREDENTIALS_REJECTED Reason = 15
 	// The probe image does not exist, or is hidden from the credential.
 	Reason_REASON_IMAGE_NOT_FOUND Reason = 16
+	// Another tenant is bound to the namespace already.
+	Reason_REASON_NAMESPACE_CLAIMED Reason = 17
 )
 
 // Enum value maps for Reason.
@@ -194,6 +196,7 @@ var (
 		14: "REASON_DECRYPTION_FAILED",
 		15: "REASON_APP_CREDENTIALS_REJECTED",
 		16: "REASON_IMAGE_NOT_FOUND",
+		17: "REASON_NAMESPACE_CLAIMED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":              0,
@@ -213,6 +216,7 @@ var (
 		"REASON_DECRYPTION_FAILED":        14,
 		"REASON_APP_CREDENTIALS_REJECTED": 15,
 		"REASON_IMAGE_NOT_FOUND":          16,
+		"REASON_NAMESPACE_CLAIMED":        17,
 	}
 )
 
@@ -920,7 +924,7 @@ const file_credbroker_v1_credential_proto_rawDesc = "" +
 	"\x18CREDENTIAL_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16CREDENTIAL_STATE_READY\x10\x02\x12\x1d\n" +
 	"\x19CREDENTIAL_STATE_DEGRADED\x10\x03\x12\x1b\n" +
-	"\x17CREDENTIAL_STATE_FAILED\x10\x04*\xff\x03\n" +
+	"\x17CREDENTIAL_STATE_FAILED\x10\x04*\x9d\x04\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14REASON_TOKEN_REVOKED\x10\x01\x12\x18\n" +
@@ -939,7 +943,8 @@ const file_credbroker_v1_credential_proto_rawDesc = "" +
 	"\x12REASON_SYNC_FAILED\x10\r\x12\x1c\n" +
 	"\x18REASON_DECRYPTION_FAILED\x10\x0e\x12#\n" +
 	"\x1fREASON_APP_CREDENTIALS_REJECTED\x10\x0f\x12\x1a\n" +
-	"\x16REASON_IMAGE_NOT_FOUND\x10\x10*\x86\x01\n" +
+	"\x16REASON_IMAGE_NOT_FOUND\x10\x10\x12\x1c\n" +
+	"\x18REASON_NAMESPACE_CLAIMED\x10\x11*\x86\x01\n" +
 	"\tSyncState\x12\x1a\n" +
 	"\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SYNC_STATE_PENDING\x10\x01\x12\x15\n" +

@@ -1,0 +1,173 @@
+package k8ssync
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	_ "embed"
+)
+
+//go:embed rbac.yaml
+var rbacYAML []byte
+
+// The package's real control plane: admin is cluster-admin (for setting up
+// and inspecting), brokerCfg is the credbroker ServiceAccount bound to exactly
+// rbac.yaml, which is what the code under test runs as.
+var (
+	admin  kubernetes.Interface
+	brokerCfg *rest.Config
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		if os.Getenv("CI") != "" {
+			fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the tests with make test")
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "k8ssync: KUBEBUILDER_ASSETS not set (make test sets it); skipping the real-apiserver tests")
+		return m.Run()
+	}
+	env := &envtest.Environment{}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start kube-apiserver and etcd:", err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop control plane:", err)
+		}
+	}()
+	// Setting up a thousand namespaces is not what is being measured.
+	adminCfg := rest.CopyConfig(cfg)
+	adminCfg.QPS, adminCfg.Burst = 1000, 2000
+	if admin, err = kubernetes.NewForConfig(adminCfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := applyRBAC(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "apply rbac.yaml:", err)
+		return 1
+	}
+	user, err := env.AddUser(envtest.User{
+		Name:   "system:serviceaccount:credbroker:credbroker",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:credbroker", "system:authenticated"},
+	}, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "add credbroker user:", err)
+		return 1
+	}
+	// The code under test gets credbroker's default client rate limits.
+	brokerCfg = user.Config()
+	brokerCfg.QPS, brokerCfg.Burst = DefaultQPS, DefaultBurst
+	return m.Run()
+}
+
+// applyRBAC creates credbroker's namespace and every object of rbac.yaml.
+func applyRBAC(ctx context.Context) error {
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "credbroker"}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(rbacYAML)))
+	for {
+		doc, err := dec.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			return err
+		}
+		rbac := admin.RbacV1()
+		switch o := obj.(type) {
+		case *rbacv1.ClusterRole:
+			_, err = rbac.ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRoleBinding:
+			_, err = rbac.ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.Role:
+			_, err = rbac.Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.RoleBinding:
+			_, err = rbac.RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		default:
+			err = fmt.Errorf("rbac.yaml holds a %T", obj)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// requireCluster skips a test when no control plane was started.
+func requireCluster(t testing.TB) {
+	t.Helper()
+	if admin == nil {
+		t.Skip("no kube-apiserver (KUBEBUILDER_ASSETS unset)")
+	}
+}
+
+// startSyncer runs a Syncer as the credbroker ServiceAccount until the test
+// ends.
+func startSyncer(t testing.TB, cfg Config) *Syncer {
+	t.Helper()
+	requireCluster(t)
+	client, err := kubernetes.NewForConfig(brokerCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(client, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	eventually(t, 30*time.Second, func() (bool, string) { return s.synced.Load(), "informer caches never synced" })
+	return s
+}
+
+// eventually polls cond until it holds or the deadline passes. The poll
+// interval is short: the conditions are cheap reads of caches or the API.
+func eventually(t testing.TB, within time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

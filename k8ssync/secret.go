@@ -1,0 +1,94 @@
+package k8ssync
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"maps"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// Labels and annotations on the Secrets credbroker manages.
+const (
+	LabelManagedBy        = "app.kubernetes.io/managed-by"
+	ManagedByValue        = "credbroker"
+	LabelTenant           = "credbroker.io/tenant"
+	AnnotationExpiry      = "credbroker.io/credential-expiry"
+	AnnotationFingerprint = "credbroker.io/credential-fingerprint"
+	AnnotationSyncTime    = "credbroker.io/last-sync"
+)
+
+// managedSelector selects the pull Secrets credbroker manages: managed-by
+// and a tenant label. (The tenant Store's Secrets carry managed-by without
+// the tenant label, so the Syncer never sees them.)
+const managedSelector = LabelManagedBy + "=" + ManagedByValue + "," + LabelTenant
+
+// dockerConfigJSON renders the .dockerconfigjson for cred on every registry,
+// with registries in a fixed order so that equal input gives equal bytes.
+func dockerConfigJSON(registries []string, cred broker.Credential) []byte {
+	type entry struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+		Auth     string `json:"auth"`
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte(cred.Username + ":" + cred.Token))
+	auths := make(map[string]entry, len(registries))
+	for _, r := range registries {
+		auths[r] = entry{Username: cred.Username, Password: cred.Token, Auth: auth}
+	}
+	// encoding/json writes map keys sorted, so the output is deterministic.
+	out, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		panic("k8ssync: marshal dockerconfigjson: " + err.Error()) // strings only; cannot fail
+	}
+	return out
+}
+
+// desiredSecret is the Secret a bound namespace should hold.
+func desiredSecret(namespace string, b *binding) *corev1.Secret {
+	annotations := map[string]string{AnnotationFingerprint: b.cred.Fingerprint()}
+	if !b.cred.ExpiresAt.IsZero() {
+		annotations[AnnotationExpiry] = b.cred.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        b.tenant.SecretName,
+			Namespace:   namespace,
+			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelTenant: b.tenant.ID},
+			Annotations: annotations,
+		},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: b.config},
+	}
+}
+
+// upToDate reports whether actual holds what desired asks for. Only our keys
+// count: labels and annotations others add are left alone, and the sync-time
+// annotation does not make a Secret stale.
+func upToDate(actual, desired *corev1.Secret) bool {
+	if actual.Type != desired.Type || !maps.EqualFunc(actual.Data, desired.Data, slices.Equal) {
+		return false
+	}
+	for k, v := range desired.Labels {
+		if actual.Labels[k] != v {
+			return false
+		}
+	}
+	for _, k := range []string{AnnotationFingerprint, AnnotationExpiry} {
+		if actual.Annotations[k] != desired.Annotations[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// isManaged reports whether a Secret is a pull Secret credbroker owns.
+func isManaged(s *corev1.Secret) bool {
+	_, hasTenant := s.Labels[LabelTenant]
+	return s.Labels[LabelManagedBy] == ManagedByValue && hasTenant
+}

@@ -1,0 +1,372 @@
+package k8ssync
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+func tenant(id string, edit ...func(*broker.Tenant)) broker.Tenant {
+	t := broker.Tenant{ID: id, Owner: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
+		Registries: []string{"ghcr.io"}, SecretName: "ghcr-secret"}
+	for _, e := range edit {
+		e(&t)
+	}
+	return t
+}
+
+func credential(token string) broker.Credential {
+	return broker.Credential{Kind: broker.KindPAT, Username: "acme-bot", Token: token,
+		ExpiresAt: time.Now().Add(time.Hour).Truncate(time.Second)}
+}
+
+// unique returns a name no other test uses: namespaces cannot be deleted
+// for good without kube-controller-manager, so tests never share them.
+func unique(prefix string) string { return fmt.Sprintf("%s-%06d", prefix, rand.IntN(1_000_000)) }
+
+func createNamespace(t testing.TB, name string, labels map[string]string) {
+	t.Helper()
+	_, err := admin.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getSecret(t testing.TB, ns, name string) (*corev1.Secret, bool) {
+	t.Helper()
+	s, err := admin.CoreV1().Secrets(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, true
+}
+
+// holds reports whether ns has the tenant's Secret with cred.
+func holds(t testing.TB, ns string, cred broker.Credential) (bool, string) {
+	s, ok := getSecret(t, ns, "ghcr-secret")
+	switch {
+	case !ok:
+		return false, ns + ": no Secret"
+	case s.Annotations[AnnotationFingerprint] != cred.Fingerprint():
+		return false, ns + ": Secret holds fingerprint " + s.Annotations[AnnotationFingerprint]
+	}
+	return true, ""
+}
+
+func publish(t testing.TB, s *Syncer, tn broker.Tenant, cred broker.Credential) {
+	t.Helper()
+	if err := s.Publish(context.Background(), tn, cred); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settle waits until the syncer has reconciled at least n more namespaces
+// than it had at the time of the call that returned before.
+func settle(t testing.TB, s *Syncer, before int64, n int) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() (bool, string) {
+		got := s.reconciles.Load() - before
+		return got >= int64(n) && s.queue.Len() == 0, fmt.Sprintf("%d of %d reconciles", got, n)
+	})
+}
+
+func TestOneRotationWritesEachNamespaceOnce(t *testing.T) {
+	requireCluster(t)
+	const n = 50
+	s := startSyncer(t, Config{})
+	label := unique("fan")
+	var nss []string
+	for i := range n {
+		ns := fmt.Sprintf("%s-%02d", label, i)
+		createNamespace(t, ns, map[string]string{"fanout": label})
+		nss = append(nss, ns)
+	}
+	tn := tenant("fan", func(t *broker.Tenant) { t.NamespaceSelector = "fanout=" + label; t.Registries = []string{"ghcr.io", "registry.local:5000"} })
+
+	first := credential("ghp_first0000000000000000000000000000000")
+	publish(t, s, tn, first)
+	allHold := func(cred broker.Credential) func() (bool, string) {
+		return func() (bool, string) {
+			for _, ns := range nss {
+				if ok, why := holds(t, ns, cred); !ok {
+					return false, why
+				}
+			}
+			return true, ""
+		}
+	}
+	eventually(t, 60*time.Second, allHold(first))
+	if w := s.Writes(); w != n {
+		t.Errorf("first publication: %d writes, want %d", w, n)
+	}
+
+	versions := map[string]string{}
+	for _, ns := range nss {
+		sec, _ := getSecret(t, ns, "ghcr-secret")
+		versions[ns] = sec.ResourceVersion
+	}
+	before := s.reconciles.Load()
+	publish(t, s, tn, first) // the same credential again
+	settle(t, s, before, n)
+	if w := s.Writes(); w != n {
+		t.Errorf("identical publication: %d writes in all, want still %d", w, n)
+	}
+	for _, ns := range nss {
+		if sec, _ := getSecret(t, ns, "ghcr-secret"); sec.ResourceVersion != versions[ns] {
+			t.Errorf("%s: resourceVersion %s -> %s on an identical publication", ns, versions[ns], sec.ResourceVersion)
+		}
+	}
+
+	second := credential("ghp_second000000000000000000000000000000")
+	publish(t, s, tn, second)
+	eventually(t, 60*time.Second, allHold(second))
+	if w := s.Writes(); w != 2*n {
+		t.Errorf("rotation: %d writes in all, want %d", w, 2*n)
+	}
+
+	sec, _ := getSecret(t, nss[0], "ghcr-secret")
+	var cfg struct {
+		Auths map[string]struct{ Username, Password, Auth string } `json:"auths"`
+	}
+	if err := json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	wantAuth := base64.StdEncoding.EncodeToString([]byte("acme-bot:" + second.Token))
+	for _, reg := range tn.Registries {
+		if a := cfg.Auths[reg]; a.Username != "acme-bot" || a.Password != second.Token || a.Auth != wantAuth {
+			t.Errorf("auths[%s] = %+v", reg, a)
+		}
+	}
+	if sec.Type != corev1.SecretTypeDockerConfigJson || sec.Labels[LabelTenant] != "fan" || sec.Labels[LabelManagedBy] != ManagedByValue {
+		t.Errorf("Secret type %s labels %v", sec.Type, sec.Labels)
+	}
+	if got := sec.Annotations[AnnotationExpiry]; got != second.ExpiresAt.UTC().Format(time.RFC3339) {
+		t.Errorf("expiry annotation %q", got)
+	}
+	if st := s.Status("fan"); len(st) != n || st[0].State != broker.SyncSynced || st[0].Fingerprint != second.Fingerprint() {
+		t.Errorf("status: %d namespaces, first %+v", len(st), st[0])
+	}
+}
+
+func TestDriftIsRepaired(t *testing.T) {
+	ctx := context.Background()
+	s := startSyncer(t, Config{})
+	ns := unique("drift")
+	createNamespace(t, ns, nil)
+	cred := credential("ghp_drift000000000000000000000000000000")
+	publish(t, s, tenant("drift", func(t *broker.Tenant) { t.Namespaces = []string{ns} }), cred)
+	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+
+	if err := admin.CoreV1().Secrets(ns).Delete(ctx, "ghcr-secret", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+
+	sec, _ := getSecret(t, ns, "ghcr-secret")
+	sec.Data[corev1.DockerConfigJsonKey] = []byte(`{"auths":{"ghcr.io":{"auth":"aGFuZDplZGl0"}}}`)
+	if _, err := admin.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		sec, _ := getSecret(t, ns, "ghcr-secret")
+		return string(sec.Data[corev1.DockerConfigJsonKey]) == string(dockerConfigJSON([]string{"ghcr.io"}, cred)), "hand edit not undone"
+	})
+
+	// A label someone else adds is not drift.
+	writes := s.Writes()
+	sec, _ = getSecret(t, ns, "ghcr-secret")
+	sec.Labels["team"] = "payments"
+	if _, err := admin.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.reconciles.Load()
+	settle(t, s, before, 1)
+	if s.Writes() != writes {
+		t.Error("a foreign label caused a write")
+	}
+}
+
+func TestNewMatchingNamespaceGetsItsSecret(t *testing.T) {
+	s := startSyncer(t, Config{})
+	label := unique("late")
+	cred := credential("ghp_late0000000000000000000000000000000")
+	publish(t, s, tenant("late", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), cred)
+	ns := unique("late")
+	createNamespace(t, ns, map[string]string{"team": label})
+	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+
+	// An explicitly listed namespace created after the tenant is bound too.
+	explicit := unique("late-explicit")
+	publish(t, s, tenant("late", func(t *broker.Tenant) {
+		t.NamespaceSelector = "team=" + label
+		t.Namespaces = []string{explicit}
+	}), cred)
+	eventually(t, 30*time.Second, func() (bool, string) {
+		st := s.Status("late")
+		i := slices.IndexFunc(st, func(n broker.NamespaceSync) bool { return n.Namespace == explicit })
+		return i >= 0 && st[i].State == broker.SyncPending, fmt.Sprintf("status %+v", st)
+	})
+	createNamespace(t, explicit, nil)
+	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, explicit, cred) })
+}
+
+func TestUnbindingDeletesOnlyOurSecrets(t *testing.T) {
+	ctx := context.Background()
+	s := startSyncer(t, Config{})
+	label := unique("unbind")
+	a, b := unique("unbind-a"), unique("unbind-b")
+	createNamespace(t, a, map[string]string{"team": label})
+	createNamespace(t, b, map[string]string{"team": label})
+	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "not-ours", Namespace: b}, StringData: map[string]string{"k": "v"}}
+	if _, err := admin.CoreV1().Secrets(b).Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cred := credential("ghp_unbind00000000000000000000000000000")
+	publish(t, s, tenant("unbind", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), cred)
+	eventually(t, 30*time.Second, func() (bool, string) {
+		okA, why := holds(t, a, cred)
+		okB, whyB := holds(t, b, cred)
+		return okA && okB, why + whyB
+	})
+
+	nsA, err := admin.CoreV1().Namespaces().Get(ctx, a, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsA.Labels["team"] = "elsewhere"
+	if _, err := admin.CoreV1().Namespaces().Update(ctx, nsA, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		_, exists := getSecret(t, a, "ghcr-secret")
+		return !exists, "Secret stays in a namespace that no longer matches"
+	})
+
+	if err := s.Remove(ctx, "unbind"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		_, exists := getSecret(t, b, "ghcr-secret")
+		return !exists, "Secret of a removed tenant stays"
+	})
+	if _, exists := getSecret(t, b, "not-ours"); !exists {
+		t.Error("an unmanaged Secret was deleted")
+	}
+	if st := s.Status("unbind"); len(st) != 0 {
+		t.Errorf("a removed tenant still has status %+v", st)
+	}
+}
+
+func TestUnmanagedSecretIsNeverTouched(t *testing.T) {
+	ctx := context.Background()
+	s := startSyncer(t, Config{})
+	ns := unique("conflict")
+	createNamespace(t, ns, nil)
+	theirs, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "ghcr-secret", Namespace: ns},
+		StringData: map[string]string{"hand": "made"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, s, tenant("conflict", func(t *broker.Tenant) { t.Namespaces = []string{ns} }), credential("ghp_conflict0000000000000000000000000000"))
+	eventually(t, 30*time.Second, func() (bool, string) {
+		st := s.Status("conflict")
+		return len(st) == 1 && st[0].State == broker.SyncConflict && st[0].Reason == broker.ReasonSecretConflict, fmt.Sprintf("status %+v", st)
+	})
+	if got, _ := getSecret(t, ns, "ghcr-secret"); got.ResourceVersion != theirs.ResourceVersion || got.Type != corev1.SecretTypeOpaque {
+		t.Errorf("the unmanaged Secret was modified: %+v", got)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		events, err := admin.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events.Items {
+			if e.Reason == "SecretConflict" && e.Source.Component == Component && e.Type == corev1.EventTypeWarning {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no SecretConflict event among %d", len(events.Items))
+	})
+}
+
+func TestServiceAccountsGetThePullSecretOnce(t *testing.T) {
+	ctx := context.Background()
+	s := startSyncer(t, Config{})
+	ns, late := unique("sa"), unique("sa-late")
+	createNamespace(t, ns, nil)
+	createNamespace(t, late, nil)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns},
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "someone-elses"}}}
+	if _, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tn := tenant("sa", func(t *broker.Tenant) { t.Namespaces = []string{ns, late}; t.PatchServiceAccounts = true })
+	cred := credential("ghp_sa000000000000000000000000000000000")
+	publish(t, s, tn, cred)
+	pullSecrets := func(ns string) []string {
+		sa, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		if err != nil {
+			return nil
+		}
+		var names []string
+		for _, r := range sa.ImagePullSecrets {
+			names = append(names, r.Name)
+		}
+		return names
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		got := pullSecrets(ns)
+		return slices.Equal(got, []string{"someone-elses", "ghcr-secret"}), fmt.Sprintf("imagePullSecrets %v", got)
+	})
+
+	// Publishing again changes nothing: no duplicate, no write.
+	writes, before := s.Writes(), s.reconciles.Load()
+	publish(t, s, tn, cred)
+	settle(t, s, before, 2)
+	if s.Writes() != writes || len(pullSecrets(ns)) != 2 {
+		t.Errorf("republishing wrote %d times; imagePullSecrets %v", s.Writes()-writes, pullSecrets(ns))
+	}
+
+	// A ServiceAccount created after its namespace is patched when it appears.
+	if _, err := admin.CoreV1().ServiceAccounts(late).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: late}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		got := pullSecrets(late)
+		return slices.Equal(got, []string{"ghcr-secret"}), fmt.Sprintf("late imagePullSecrets %v", got)
+	})
+}
+
+func TestOverlappingSelectorsGoToTheFirstTenant(t *testing.T) {
+	s := startSyncer(t, Config{})
+	label := unique("overlap")
+	ns := unique("overlap")
+	createNamespace(t, ns, map[string]string{"team": label})
+	credA, credB := credential("ghp_overlapA00000000000000000000000000"), credential("ghp_overlapB00000000000000000000000000")
+	publish(t, s, tenant("overlap-b", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), credB)
+	publish(t, s, tenant("overlap-a", func(t *broker.Tenant) { t.NamespaceSelector = "team" }), credA)
+	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, credA) })
+	eventually(t, 30*time.Second, func() (bool, string) {
+		st := s.Status("overlap-b")
+		i := slices.IndexFunc(st, func(n broker.NamespaceSync) bool { return n.Namespace == ns })
+		return i >= 0 && st[i].Reason == broker.ReasonNamespaceClaimed, fmt.Sprintf("overlap-b status %+v", st)
+	})
+}
