@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -56,6 +57,9 @@ func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool
 		return r.existingOr(existing, t, token)
 	case !errors.Is(err, ErrNotFound):
 		return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, err)
+	}
+	if err := r.checkClaims(ctx, t); err != nil {
+		return Tenant{}, false, err
 	}
 	if err := r.verify(ctx, t, token); err != nil {
 		return Tenant{}, false, err
@@ -143,6 +147,11 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 		if err := next.validate(next.PAT != nil && next.PAT.Sealed == nil); err != nil {
 			return Tenant{}, err
 		}
+		if !slices.Equal(cur.Namespaces, next.Namespaces) {
+			if err := r.checkClaims(ctx, next); err != nil {
+				return Tenant{}, err
+			}
+		}
 		if credentialChanged(cur, next) {
 			token := ""
 			if next.PAT != nil {
@@ -194,6 +203,38 @@ func (r *Registry) Token(t Tenant) (string, error) {
 		return "", fmt.Errorf("open PAT of tenant %q: %w", t.ID, err)
 	}
 	return token, nil
+}
+
+// checkClaims refuses a namespace another tenant lists: one namespace
+// belongs to at most one tenant. Two creates racing for one namespace can
+// both pass; the Sink then gives it to the first tenant by id and reports a
+// conflict for the other.
+func (r *Registry) checkClaims(ctx context.Context, t Tenant) error {
+	if len(t.Namespaces) == 0 {
+		return nil
+	}
+	after := ""
+	for {
+		page, next, err := r.List(ctx, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, other := range page {
+			if other.ID == t.ID {
+				continue
+			}
+			for _, ns := range t.Namespaces {
+				if slices.Contains(other.Namespaces, ns) {
+					return &VerifyError{Cause: ReasonNamespaceClaimed,
+						Msg: fmt.Sprintf("namespace %s belongs to tenant %s", ns, other.ID)}
+				}
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		after = next
+	}
 }
 
 // CheckSealed opens every stored PAT once, so that a missing or wrong key is

@@ -2,6 +2,7 @@ package k8ssync
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -32,6 +33,10 @@ const (
 	tenantSecretType   = corev1.SecretType("credbroker.io/tenant")
 	labelStoredTenant  = "credbroker.io/stored-tenant"
 	tenantKey          = "tenant.json"
+	// annotationWriteID changes with every write. The API server keeps the
+	// resourceVersion of an update that changes nothing, and a Store must
+	// give every write a new version, or a stale etag would still match.
+	annotationWriteID = "credbroker.io/write-id"
 )
 
 var storedTenantSelector = LabelManagedBy + "=" + ManagedByValue + "," + labelStoredTenant
@@ -139,9 +144,10 @@ func encodeTenant(namespace string, t broker.Tenant) (*corev1.Secret, error) {
 	}
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      tenantSecretPrefix + t.ID,
-			Namespace: namespace,
-			Labels:    map[string]string{LabelManagedBy: ManagedByValue, labelStoredTenant: t.ID},
+			Name:        tenantSecretPrefix + t.ID,
+			Namespace:   namespace,
+			Labels:      map[string]string{LabelManagedBy: ManagedByValue, labelStoredTenant: t.ID},
+			Annotations: map[string]string{annotationWriteID: rand.Text()},
 		},
 		Type: tenantSecretType,
 		Data: map[string][]byte{tenantKey: data},

@@ -82,11 +82,14 @@ type Syncer struct {
 
 	mu       sync.RWMutex
 	bindings map[string]*binding
+	removed  map[string]bool                            // tenants withdrawn with Remove
+	complete bool                                       // every live tenant has been published
 	status   map[string]map[string]broker.NamespaceSync // tenant → namespace → state
 	synced   atomic.Bool
 
 	writes     atomic.Int64
-	reconciles atomic.Int64
+	reconciles atomic.Int64 // finished reconciles, for tests to wait on
+	inflight   atomic.Int32
 }
 
 // New returns a Syncer that talks to Kubernetes through client. Nothing
@@ -107,6 +110,7 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 		log:      log,
 		accounts: map[string]corelisters.ServiceAccountLister{},
 		bindings: map[string]*binding{},
+		removed:  map[string]bool{},
 		status:   map[string]map[string]broker.NamespaceSync{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-namespaces"}),
@@ -222,6 +226,8 @@ func (s *Syncer) processNext(ctx context.Context) bool {
 	if quit {
 		return false
 	}
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	defer s.queue.Done(ns)
 	defer s.reconciles.Add(1)
 	if err := s.reconcile(ctx, ns); err != nil {
@@ -271,9 +277,27 @@ func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credent
 	s.mu.Lock()
 	old := s.bindings[t.ID]
 	s.bindings[t.ID] = b
+	delete(s.removed, t.ID)
 	s.mu.Unlock()
 	s.enqueueTenant(t.ID, old, b)
 	return nil
+}
+
+// PublishedAll tells the Syncer that every live tenant has been published,
+// so that a managed Secret of any other tenant is an orphan and goes.
+// Before that call, Secrets of tenants it has not heard of are left alone: a
+// replica that has just become leader has not published its tenants yet,
+// and must not strip the cluster of working Secrets meanwhile.
+func (s *Syncer) PublishedAll() {
+	s.mu.Lock()
+	s.complete = true
+	s.mu.Unlock()
+	if s.synced.Load() {
+		secrets, _ := s.secrets.List(labels.Everything())
+		for _, sec := range secrets {
+			s.queue.Add(sec.Namespace)
+		}
+	}
 }
 
 // Remove implements broker.Sink.
@@ -282,6 +306,7 @@ func (s *Syncer) Remove(_ context.Context, tenantID string) error {
 	old := s.bindings[tenantID]
 	delete(s.bindings, tenantID)
 	delete(s.status, tenantID)
+	s.removed[tenantID] = true
 	s.mu.Unlock()
 	s.enqueueTenant(tenantID, old)
 	return nil
@@ -325,6 +350,22 @@ func (s *Syncer) Status(tenantID string) []broker.NamespaceSync {
 	return out
 }
 
+func (s *Syncer) bound(tenantID string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.bindings[tenantID]
+	return ok
+}
+
+// isOrphan reports whether a managed Secret of a tenant with no binding may
+// be deleted: its tenant was removed, or every live tenant is known.
+func (s *Syncer) isOrphan(tenantID string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, bound := s.bindings[tenantID]
+	return !bound && (s.complete || s.removed[tenantID])
+}
+
 // claims decides which tenant a namespace belongs to. Registration refuses
 // a namespace listed by two tenants, but selectors can still overlap: the
 // tenant first by id keeps the namespace and the others are told.
@@ -363,9 +404,13 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 	}
 	var current *corev1.Secret
 	for _, sec := range managed {
-		if owner != nil && sec.Name == owner.tenant.SecretName && sec.Labels[LabelTenant] == owner.tenant.ID {
+		tenantID := sec.Labels[LabelTenant]
+		if owner != nil && sec.Name == owner.tenant.SecretName && tenantID == owner.tenant.ID {
 			current = sec
 			continue
+		}
+		if !s.bound(tenantID) && !s.isOrphan(tenantID) {
+			continue // a tenant not published yet
 		}
 		if err := s.deleteSecret(ctx, sec); err != nil {
 			return err
@@ -455,7 +500,7 @@ func (s *Syncer) checkConflict(ctx context.Context, ns *corev1.Namespace, b *bin
 	}
 	msg := fmt.Sprintf("Secret %s exists and is not managed by credbroker; it is left alone", b.tenant.SecretName)
 	if st, ok := s.statusOf(b.tenant.ID, ns.Name); !ok || st.State != broker.SyncConflict {
-		s.recorder.Event(ns, corev1.EventTypeWarning, "SecretConflict", msg+" (tenant "+b.tenant.ID+")")
+		s.recorder.Event(existing, corev1.EventTypeWarning, "SecretConflict", msg+" (tenant "+b.tenant.ID+")")
 		s.log.WarnContext(ctx, "secret conflict", slog.String("tenant", b.tenant.ID), slog.String("namespace", ns.Name))
 	}
 	s.setStatus(b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncConflict,
@@ -464,8 +509,11 @@ func (s *Syncer) checkConflict(ctx context.Context, ns *corev1.Namespace, b *bin
 	return nil
 }
 
+// fail reports a failed write. The Event is about the Secret (which may not
+// exist yet), so that it lands in the tenant's namespace: an Event about a
+// Namespace, a cluster-scoped object, would land in "default".
 func (s *Syncer) fail(ns *corev1.Namespace, b *binding, err error) {
-	s.recorder.Eventf(ns, corev1.EventTypeWarning, "SyncFailed", "writing Secret %s for tenant %s failed: %v", b.tenant.SecretName, b.tenant.ID, err)
+	s.recorder.Eventf(desiredSecret(ns.Name, b), corev1.EventTypeWarning, "SyncFailed", "writing Secret %s for tenant %s failed: %v", b.tenant.SecretName, b.tenant.ID, err)
 	s.setStatus(b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncFailed, SyncTime: s.cfg.Now(),
 		Reason: broker.ReasonSyncFailed, Message: err.Error()})
 }

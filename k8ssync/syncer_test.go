@@ -81,7 +81,7 @@ func settle(t testing.TB, s *Syncer, before int64, n int) {
 	t.Helper()
 	eventually(t, 30*time.Second, func() (bool, string) {
 		got := s.reconciles.Load() - before
-		return got >= int64(n) && s.queue.Len() == 0, fmt.Sprintf("%d of %d reconciles", got, n)
+		return got >= int64(n) && s.queue.Len() == 0 && s.inflight.Load() == 0, fmt.Sprintf("%d of %d reconciles", got, n)
 	})
 }
 
@@ -187,14 +187,15 @@ func TestDriftIsRepaired(t *testing.T) {
 		return string(sec.Data[corev1.DockerConfigJsonKey]) == string(dockerConfigJSON([]string{"ghcr.io"}, cred)), "hand edit not undone"
 	})
 
-	// A label someone else adds is not drift.
-	writes := s.Writes()
+	// A label someone else adds is not drift. (Create, re-create, restore:
+	// three writes, counted once the restore has returned.)
+	eventually(t, 30*time.Second, func() (bool, string) { return s.Writes() == 3, fmt.Sprintf("%d writes", s.Writes()) })
+	writes, before := s.Writes(), s.reconciles.Load()
 	sec, _ = getSecret(t, ns, "ghcr-secret")
 	sec.Labels["team"] = "payments"
 	if _, err := admin.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	before := s.reconciles.Load()
 	settle(t, s, before, 1)
 	if s.Writes() != writes {
 		t.Error("a foreign label caused a write")
@@ -368,5 +369,29 @@ func TestOverlappingSelectorsGoToTheFirstTenant(t *testing.T) {
 		st := s.Status("overlap-b")
 		i := slices.IndexFunc(st, func(n broker.NamespaceSync) bool { return n.Namespace == ns })
 		return i >= 0 && st[i].Reason == broker.ReasonNamespaceClaimed, fmt.Sprintf("overlap-b status %+v", st)
+	})
+}
+
+func TestOrphansGoOnlyOnceEveryTenantIsPublished(t *testing.T) {
+	ns := unique("orphan")
+	createNamespace(t, ns, nil)
+	old := startSyncer(t, Config{})
+	cred := credential("ghp_orphan0000000000000000000000000000")
+	publish(t, old, tenant("orphan", func(t *broker.Tenant) { t.Namespaces = []string{ns} }), cred)
+	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+
+	// A new leader that has not heard of the tenant yet leaves its Secret.
+	fresh := startSyncer(t, Config{})
+	before := fresh.reconciles.Load()
+	fresh.queue.Add(ns)
+	settle(t, fresh, before, 1)
+	if ok, why := holds(t, ns, cred); !ok {
+		t.Fatalf("a syncer that was not told all tenants deleted a Secret: %s", why)
+	}
+	// Told that it knows every tenant, it removes the orphan.
+	fresh.PublishedAll()
+	eventually(t, 30*time.Second, func() (bool, string) {
+		_, exists := getSecret(t, ns, "ghcr-secret")
+		return !exists, "orphaned Secret stays"
 	})
 }

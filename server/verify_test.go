@@ -157,3 +157,33 @@ func hasReason(body map[string]any, reason string) bool {
 	}
 	return false
 }
+
+func TestANamespaceBelongsToOneTenant(t *testing.T) {
+	ctx := context.Background()
+	in := start(t, t.TempDir(), server.Services{})
+	first := appTenant("first")
+	first.Namespaces = []string{"shared", "first-only"}
+	if _, err := in.tenants.CreateTenant(ctx, &credbrokerv1.CreateTenantRequest{Tenant: first}); err != nil {
+		t.Fatal(err)
+	}
+	second := appTenant("second")
+	second.Namespaces = []string{"second-only", "shared"}
+	_, err := in.tenants.CreateTenant(ctx, &credbrokerv1.CreateTenantRequest{Tenant: second})
+	if code, reason, _ := errorInfo(err); code != codes.FailedPrecondition || reason != "NAMESPACE_CLAIMED" {
+		t.Fatalf("second claim: %v %q (%v)", code, reason, err)
+	}
+	second.Namespaces = []string{"second-only"}
+	if _, err := in.tenants.CreateTenant(ctx, &credbrokerv1.CreateTenantRequest{Tenant: second}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = in.tenants.UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{
+		Tenant: &credbrokerv1.Tenant{Id: "second", Namespaces: []string{"second-only", "first-only"}}})
+	if code, reason, _ := errorInfo(err); code != codes.FailedPrecondition || reason != "NAMESPACE_CLAIMED" {
+		t.Errorf("claim by update: %v %q", code, reason)
+	}
+	// A tenant may keep its own namespaces on update.
+	if _, err := in.tenants.UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{
+		Tenant: &credbrokerv1.Tenant{Id: "first", Namespaces: []string{"shared", "first-only", "first-2"}}}); err != nil {
+		t.Errorf("update keeping its own namespaces: %v", err)
+	}
+}
