@@ -57,9 +57,10 @@ testbin:
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/credbroker ./cmd/credbroker
 
-# The main job on embedded defaults: bbolt in a temp dir, dev encryption key.
+# The main job on embedded defaults: bbolt in a temp dir, a dev encryption
+# key, the GitHub emulator, and a local kube-apiserver (or $$KUBECONFIG).
 run: build
-	$(BIN)/credbroker serve --dev
+	hack/run-dev.sh
 
 # Unit tests, the GitHub emulator, a real registry and a real kube-apiserver.
 test: registry testbin

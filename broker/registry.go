@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -27,6 +28,36 @@ type Registry struct {
 	sealer *Sealer // nil when no encryption key is configured
 	github GitHub
 	now    func() time.Time
+
+	mu          sync.Mutex
+	subscribers map[int]func(tenantID string)
+	nextSub     int
+}
+
+// Subscribe calls fn after every change to a tenant made through this
+// Registry, until the returned function is called. fn must not block.
+func (r *Registry) Subscribe(fn func(tenantID string)) (unsubscribe func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.subscribers == nil {
+		r.subscribers = map[int]func(string){}
+	}
+	id := r.nextSub
+	r.nextSub++
+	r.subscribers[id] = fn
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.subscribers, id)
+	}
+}
+
+func (r *Registry) changed(tenantID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fn := range r.subscribers {
+		fn(tenantID)
+	}
 }
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
@@ -81,6 +112,7 @@ func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool
 	if err != nil {
 		return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, err)
 	}
+	r.changed(t.ID)
 	return stored, true, nil
 }
 
@@ -177,6 +209,7 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 		if err != nil {
 			return Tenant{}, fmt.Errorf("update tenant %q: %w", id, err)
 		}
+		r.changed(id)
 		return stored, nil
 	}
 	return Tenant{}, fmt.Errorf("update tenant %q: gave up after %d concurrent changes: %w", id, maxUpdateAttempts, ErrConflict)
@@ -187,6 +220,7 @@ func (r *Registry) Delete(ctx context.Context, id, etag string) error {
 	if err := r.store.DeleteTenant(ctx, id, etag); err != nil {
 		return fmt.Errorf("delete tenant %q: %w", id, err)
 	}
+	r.changed(id)
 	return nil
 }
 

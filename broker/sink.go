@@ -37,4 +37,7 @@ type Sink interface {
 	Remove(ctx context.Context, tenantID string) error
 	// Status reports the tenant's namespaces, ordered by name.
 	Status(tenantID string) []NamespaceSync
+	// PublishedAll says every live tenant has been published: what the sink
+	// holds for any other tenant may go.
+	PublishedAll()
 }

@@ -21,7 +21,10 @@ func BenchmarkRotationFanOut1000(b *testing.B) {
 		createNamespace(b, fmt.Sprintf("%s-%04d", label, i), map[string]string{"bench": label})
 	}
 	s := startSyncer(b, Config{})
-	tn := tenant("bench", func(t *broker.Tenant) { t.NamespaceSelector = "bench=" + label })
+	// A tenant of its own per run: the testing package calls a benchmark
+	// more than once, and a tenant shared across runs would be cleaned up
+	// by the next run inside its measurement.
+	tn := tenant(label, func(t *broker.Tenant) { t.NamespaceSelector = "bench=" + label })
 	publish(b, s, tn, credential("ghp_benchwarmup0000000000000000000000000"))
 	eventually(b, 5*time.Minute, func() (bool, string) { return s.Writes() >= n, fmt.Sprintf("%d of %d written", s.Writes(), n) })
 

@@ -478,7 +478,9 @@ func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *bind
 		_, err = s.client.CoreV1().Secrets(ns.Name).Update(ctx, next, metav1.UpdateOptions{FieldManager: Component})
 	}
 	if err != nil {
-		s.fail(ns, b, err)
+		if ctx.Err() == nil { // a write cut short by shutdown is not a failure
+			s.fail(ns, b, err)
+		}
 		return fmt.Errorf("write Secret %s/%s: %w", ns.Name, want.Name, err)
 	}
 	s.writes.Add(1)

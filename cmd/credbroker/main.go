@@ -20,16 +20,19 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
 	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/k8ssync"
 	"github.com/credbroker/credbroker/server"
 )
 
@@ -61,6 +64,14 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 }
 
 type serveConfig struct {
+	kubeconfig      string
+	storeKind       string
+	namespace       string
+	kubeQPS         float64
+	kubeBurst       int
+	leaderElect     bool
+	identity        string
+	refreshLead     time.Duration
 	githubURL       string
 	appID           int64
 	appKeyFile      string
@@ -87,6 +98,14 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.StringVar(&cfg.githubURL, "github-url", github.DefaultBaseURL, "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
 	fs.Int64Var(&cfg.appID, "github-app-id", 0, "GitHub App id, for github_app tenants")
 	fs.StringVar(&cfg.appKeyFile, "github-app-key-file", "", "PEM file of the GitHub App's private key")
+	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to sync Secrets into; in a pod the in-cluster config is used without it")
+	fs.StringVar(&cfg.storeKind, "store", "bolt", "where tenants live: bolt (embedded, one replica) or kubernetes (Secrets in --namespace, several replicas)")
+	fs.StringVar(&cfg.namespace, "namespace", envOr(getenv, "POD_NAMESPACE", "credbroker"), "credbroker's own namespace: the leader Lease and the kubernetes store")
+	fs.Float64Var(&cfg.kubeQPS, "kube-qps", k8ssync.DefaultQPS, "requests per second to the Kubernetes API server")
+	fs.IntVar(&cfg.kubeBurst, "kube-burst", k8ssync.DefaultBurst, "burst of requests to the Kubernetes API server")
+	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "with several replicas, only the holder of the Lease refreshes and syncs")
+	fs.StringVar(&cfg.identity, "identity", envOr(getenv, "POD_NAME", hostname()), "this replica's name in leader election")
+	fs.DurationVar(&cfg.refreshLead, "refresh-lead", 15*time.Minute, "renew a credential this long before it expires (at most a quarter of its life)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -108,6 +127,9 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	if envErr != nil {
 		return cfg, envErr
 	}
+	if cfg.storeKind != "bolt" && cfg.storeKind != "kubernetes" {
+		return cfg, fmt.Errorf("--store %q: want bolt or kubernetes", cfg.storeKind)
+	}
 	if cfg.dev {
 		// Dev mode is reachable from this machine only, unless asked otherwise.
 		if !set["grpc-addr"] {
@@ -121,6 +143,9 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 		}
 		if !set["github-url"] {
 			cfg.githubURL = "" // the in-process emulator
+		}
+		if !set["leader-elect"] {
+			cfg.leaderElect = false // one replica
 		}
 	}
 	return cfg, nil
@@ -145,12 +170,16 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if err != nil {
 		return err
 	}
-	store, err := boltstore.Open(cfg.dataDir)
+	kube, err := kubeClient(cfg, getenv)
+	if err != nil {
+		return err
+	}
+	store, closeStore, err := openStore(cfg, kube)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := store.Close(); err != nil {
+		if err := closeStore(); err != nil {
 			log.Error("close store", slog.Any("error", err))
 		}
 	}()
@@ -184,9 +213,102 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		return err
 	}
 	if demo != nil {
-		printDevBanner(stderr, srv, cfg.dataDir, demo)
+		printDevBanner(stderr, srv, cfg, demo)
 	}
-	return srv.Run(ctx)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	if kube == nil {
+		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")
+	} else {
+		lead := func(ctx context.Context) { runSync(ctx, kube, registry, gh, cfg, log) }
+		wg.Go(func() {
+			if !cfg.leaderElect {
+				lead(ctx)
+				return
+			}
+			err := k8ssync.RunAsLeader(ctx, kube, k8ssync.LeaderConfig{Namespace: cfg.namespace, Name: "credbroker", Identity: cfg.identity}, log, lead)
+			if err != nil {
+				log.Error("leader election", slog.Any("error", err))
+			}
+		})
+	}
+	err = srv.Run(ctx)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// runSync is what the leader does: sync Secrets and keep credentials fresh,
+// until ctx ends.
+func runSync(ctx context.Context, kube kubernetes.Interface, registry *broker.Registry, gh *github.Client, cfg serveConfig, log *slog.Logger) {
+	syncer, err := k8ssync.New(kube, k8ssync.Config{}, log)
+	if err != nil {
+		log.Error("syncer", slog.Any("error", err))
+		return
+	}
+	refresher := broker.NewRefresher(broker.RefresherConfig{Lead: cfg.refreshLead}, registry, gh, syncer, log)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := syncer.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("syncer stopped", slog.Any("error", err))
+		}
+	})
+	wg.Go(func() {
+		if err := refresher.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("refresher stopped", slog.Any("error", err))
+		}
+	})
+	wg.Wait()
+}
+
+// kubeClient connects to the cluster named by --kubeconfig, or to the one
+// credbroker runs in; nil when there is neither.
+func kubeClient(cfg serveConfig, getenv func(string) string) (kubernetes.Interface, error) {
+	if cfg.kubeconfig == "" && getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, nil
+	}
+	rc, err := k8ssync.RestConfig(cfg.kubeconfig, float32(cfg.kubeQPS), cfg.kubeBurst)
+	if err != nil {
+		return nil, err
+	}
+	return k8ssync.NewClient(rc)
+}
+
+type pinger interface {
+	broker.Store
+	Ping(context.Context) error
+}
+
+// openStore opens the tenant store the flags name.
+func openStore(cfg serveConfig, kube kubernetes.Interface) (pinger, func() error, error) {
+	if cfg.storeKind == "kubernetes" {
+		if kube == nil {
+			return nil, nil, errors.New("--store kubernetes needs a cluster (--kubeconfig, or run in a pod)")
+		}
+		return k8ssync.NewStore(kube, cfg.namespace), func() error { return nil }, nil
+	}
+	s, err := boltstore.Open(cfg.dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.Close, nil
+}
+
+func envOr(getenv func(string) string, key, fallback string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "credbroker"
+	}
+	return h
 }
 
 // devGitHub is dev mode's in-process GitHub emulator and its demo fixture.
@@ -265,8 +387,8 @@ func randomKey() []byte {
 	return key
 }
 
-func printDevBanner(w io.Writer, srv *server.Server, dataDir string, demo *devGitHub) {
-	grpcAddr, httpAddr := srv.GRPCAddr().String(), srv.HTTPAddr().String()
+func printDevBanner(w io.Writer, srv *server.Server, cfg serveConfig, demo *devGitHub) {
+	grpcAddr, httpAddr, dataDir := srv.GRPCAddr().String(), srv.HTTPAddr().String(), cfg.dataDir
 	_, _ = fmt.Fprintf(w, `
 credbroker is running in DEV MODE: loopback only, throw-away data, generated key. Never use it in production.
 
@@ -292,4 +414,12 @@ Register a tenant with the App installation, and one with the PAT, then read the
 
 `, grpcAddr, httpAddr, dataDir, demo.server.URL(), demo.AppID, demo.Org.Login, demo.Org.ID,
 		demo.InstallationID, demo.MachineUser.Login, demo.server.RegistryHost())
+	if cfg.kubeconfig != "" {
+		_, _ = fmt.Fprintf(w, `Secrets are synced into the cluster of %[1]s; watch them appear:
+
+  kubectl --kubeconfig %[1]s get secrets -A -l app.kubernetes.io/managed-by=credbroker
+  kubectl --kubeconfig %[1]s -n demo get secret ghcr-secret -o jsonpath='{.metadata.annotations}'
+
+`, cfg.kubeconfig)
+	}
 }
