@@ -245,7 +245,7 @@ func (r *Refresher) obtain(ctx context.Context, t Tenant) (Credential, error) {
 	case t.App != nil:
 		return r.source.MintInstallationToken(ctx, t.App.InstallationID, t.App.Permissions, t.App.Repositories)
 	case t.PAT != nil:
-		token, err := r.registry.Token(t)
+		token, err := r.registry.openPAT(t)
 		if err != nil {
 			return Credential{}, err
 		}

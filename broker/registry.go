@@ -188,7 +188,7 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 			token := ""
 			if next.PAT != nil {
 				if token = next.PAT.Token; token == "" {
-					if token, err = r.Token(cur); err != nil {
+					if token, err = r.openPAT(cur); err != nil {
 						return Tenant{}, err
 					}
 				}
@@ -224,8 +224,8 @@ func (r *Registry) Delete(ctx context.Context, id, etag string) error {
 	return nil
 }
 
-// Token returns the plaintext PAT of a tenant, for the credential source.
-func (r *Registry) Token(t Tenant) (string, error) {
+// openPAT returns the plaintext PAT of a tenant.
+func (r *Registry) openPAT(t Tenant) (string, error) {
 	if t.PAT == nil {
 		return "", fmt.Errorf("tenant %q has no PAT", t.ID)
 	}
@@ -284,7 +284,7 @@ func (r *Registry) CheckSealed(ctx context.Context) error {
 			if t.PAT == nil {
 				continue
 			}
-			if _, err := r.Token(t); err != nil {
+			if _, err := r.openPAT(t); err != nil {
 				return err
 			}
 		}
@@ -312,7 +312,7 @@ func (r *Registry) samePAT(stored Tenant, token string) bool {
 	if stored.PAT == nil {
 		return token == ""
 	}
-	got, err := r.Token(stored)
+	got, err := r.openPAT(stored)
 	return err == nil && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
