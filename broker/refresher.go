@@ -214,7 +214,9 @@ func (r *Refresher) refresh(ctx context.Context, t Tenant) {
 	if err != nil {
 		wait := max(RetryAfterOf(err), r.cfg.RetryAfter)
 		st.due = now.Add(wait)
-		log.WarnContext(ctx, "refresh failed", slog.String("reason", string(ReasonOf(err))), slog.Any("error", err), slog.Duration("retryIn", wait))
+		reason := ReasonOf(err)
+		log.WarnContext(ctx, "refresh failed", slog.String("reason", string(reason)), slog.Any("error", err), slog.Duration("retryIn", wait))
+		r.sink.Report(t.ID, reason, fmt.Sprintf("refreshing the registry credential failed (%s): %v; the last good credential stays until it expires", reason, err))
 		return
 	}
 	st.version, st.cred = t.Version, cred

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -78,9 +77,15 @@ func (s *recordingSink) Publish(_ context.Context, t Tenant, c Credential) error
 	s.record("publish " + t.ID)
 	return nil
 }
-func (s *recordingSink) Remove(_ context.Context, id string) error { s.record("remove " + id); return nil }
-func (s *recordingSink) Status(string) []NamespaceSync          { return nil }
-func (s *recordingSink) PublishedAll()                          { s.record("all") }
+func (s *recordingSink) Remove(_ context.Context, id string) error {
+	s.record("remove " + id)
+	return nil
+}
+func (s *recordingSink) Status(string) []NamespaceSync { return nil }
+func (s *recordingSink) PublishedAll()                 { s.record("all") }
+func (s *recordingSink) Report(id string, reason Reason, _ string) {
+	s.record("report " + id + " " + string(reason))
+}
 
 func (s *recordingSink) snapshot() ([]string, map[string]Credential) {
 	s.mu.Lock()
@@ -136,7 +141,7 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	// A failing refresh keeps what was published.
 	_, before := sink.snapshot()
 	src.mu.Lock()
-	src.failing = errors.New("GitHub is down")
+	src.failing = &VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"}
 	src.mu.Unlock()
 	if _, err := reg.Update(ctx, "a", "", func(t Tenant) (Tenant, error) { t.Namespaces = []string{"x"}; return t, nil }); err != nil {
 		t.Fatal(err)
@@ -149,6 +154,9 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	calls, after := sink.snapshot()
 	if slices.Contains(calls[3:], "publish a") || after["a"].Token != before["a"].Token {
 		t.Errorf("a failed refresh replaced the published credential: %v", calls)
+	}
+	if !slices.Contains(calls, "report a GITHUB_UNAVAILABLE") {
+		t.Errorf("the failure was not reported to the sink: %v", calls)
 	}
 	cancel()
 	if err := <-done; err != nil {

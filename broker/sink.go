@@ -40,4 +40,8 @@ type Sink interface {
 	// PublishedAll says every live tenant has been published: what the sink
 	// holds for any other tenant may go.
 	PublishedAll()
+	// Report tells the tenant's workloads' owners about a credential problem
+	// (a refresh that failed, with its reason) where they look: for
+	// Kubernetes, an Event in each of the tenant's namespaces.
+	Report(tenantID string, reason Reason, message string)
 }

@@ -31,7 +31,7 @@ var rbacYAML []byte
 // and inspecting), brokerCfg is the credbroker ServiceAccount bound to exactly
 // rbac.yaml, which is what the code under test runs as.
 var (
-	admin  kubernetes.Interface
+	admin     kubernetes.Interface
 	brokerCfg *rest.Config
 )
 

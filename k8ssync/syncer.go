@@ -366,6 +366,27 @@ func (s *Syncer) isOrphan(tenantID string) bool {
 	return !bound && (s.complete || s.removed[tenantID])
 }
 
+// Report implements broker.Sink: a Warning Event on the tenant's Secret in
+// every namespace it is synced to, so that whoever runs workloads there
+// sees the problem before their pods fail to pull.
+func (s *Syncer) Report(tenantID string, reason broker.Reason, message string) {
+	s.mu.RLock()
+	b := s.bindings[tenantID]
+	var namespaces []string
+	for ns, st := range s.status[tenantID] {
+		if st.State == broker.SyncSynced {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	s.mu.RUnlock()
+	if b == nil {
+		return
+	}
+	for _, ns := range namespaces {
+		s.recorder.Event(desiredSecret(ns, b), corev1.EventTypeWarning, "CredentialProblem", string(reason)+": "+message)
+	}
+}
+
 // claims decides which tenant a namespace belongs to. Registration refuses
 // a namespace listed by two tenants, but selectors can still overlap: the
 // tenant first by id keeps the namespace and the others are told.

@@ -96,7 +96,10 @@ func TestOneRotationWritesEachNamespaceOnce(t *testing.T) {
 		createNamespace(t, ns, map[string]string{"fanout": label})
 		nss = append(nss, ns)
 	}
-	tn := tenant("fan", func(t *broker.Tenant) { t.NamespaceSelector = "fanout=" + label; t.Registries = []string{"ghcr.io", "registry.local:5000"} })
+	tn := tenant("fan", func(t *broker.Tenant) {
+		t.NamespaceSelector = "fanout=" + label
+		t.Registries = []string{"ghcr.io", "registry.local:5000"}
+	})
 
 	first := credential("ghp_first0000000000000000000000000000000")
 	publish(t, s, tn, first)
@@ -369,6 +372,34 @@ func TestOverlappingSelectorsGoToTheFirstTenant(t *testing.T) {
 		st := s.Status("overlap-b")
 		i := slices.IndexFunc(st, func(n broker.NamespaceSync) bool { return n.Namespace == ns })
 		return i >= 0 && st[i].Reason == broker.ReasonNamespaceClaimed, fmt.Sprintf("overlap-b status %+v", st)
+	})
+}
+
+func TestCredentialProblemsBecomeEvents(t *testing.T) {
+	ctx := context.Background()
+	s := startSyncer(t, Config{})
+	ns := unique("problem")
+	createNamespace(t, ns, nil)
+	cred := credential("ghp_problem000000000000000000000000000")
+	publish(t, s, tenant("problem", func(t *broker.Tenant) { t.Namespaces = []string{ns} }), cred)
+	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+	eventually(t, 30*time.Second, func() (bool, string) {
+		st := s.Status("problem")
+		return len(st) == 1 && st[0].State == broker.SyncSynced, "not synced"
+	})
+	s.Report("problem", broker.ReasonInstallationSuspended, "installation 42 is suspended")
+	eventually(t, 30*time.Second, func() (bool, string) {
+		events, err := admin.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events.Items {
+			if e.Reason == "CredentialProblem" && e.InvolvedObject.Name == "ghcr-secret" &&
+				e.Message == "INSTALLATION_SUSPENDED: installation 42 is suspended" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no CredentialProblem event among %d", len(events.Items))
 	})
 }
 

@@ -72,6 +72,7 @@ type serveConfig struct {
 	leaderElect     bool
 	identity        string
 	refreshLead     time.Duration
+	serviceAccounts string
 	githubURL       string
 	appID           int64
 	appKeyFile      string
@@ -105,6 +106,7 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.IntVar(&cfg.kubeBurst, "kube-burst", k8ssync.DefaultBurst, "burst of requests to the Kubernetes API server")
 	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "with several replicas, only the holder of the Lease refreshes and syncs")
 	fs.StringVar(&cfg.identity, "identity", envOr(getenv, "POD_NAME", hostname()), "this replica's name in leader election")
+	fs.StringVar(&cfg.serviceAccounts, "service-accounts", "default", "comma-separated ServiceAccounts whose imagePullSecrets get the Secret, for tenants with patchServiceAccounts")
 	fs.DurationVar(&cfg.refreshLead, "refresh-lead", 15*time.Minute, "renew a credential this long before it expires (at most a quarter of its life)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -243,7 +245,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 // runSync is what the leader does: sync Secrets and keep credentials fresh,
 // until ctx ends.
 func runSync(ctx context.Context, kube kubernetes.Interface, registry *broker.Registry, gh *github.Client, cfg serveConfig, log *slog.Logger) {
-	syncer, err := k8ssync.New(kube, k8ssync.Config{}, log)
+	syncer, err := k8ssync.New(kube, k8ssync.Config{ServiceAccounts: strings.Split(cfg.serviceAccounts, ",")}, log)
 	if err != nil {
 		log.Error("syncer", slog.Any("error", err))
 		return
