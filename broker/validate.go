@@ -127,9 +127,11 @@ func (t Tenant) validate(requireToken bool) error {
 		}
 		return ""
 	})
+	// The probe image proves a pull the tenant's workloads will make: it
+	// must be an image the tenant may run.
 	if t.ProbeImage != "" {
-		if msg := t.probeImageProblem(); msg != "" {
-			vs.add("probe_image", "%s", msg)
+		if v := ValidateImage(t, t.ProbeImage); !v.Allowed {
+			vs.add("probe_image", "%s", v.Message)
 		}
 	}
 	return vs.err()
@@ -195,25 +197,6 @@ func validRegistryHost(host string) bool {
 	}
 	named, err := reference.ParseNamed(host + "/probe")
 	return err == nil && reference.Domain(named) == host
-}
-
-// probeImageProblem says why the probe image cannot prove anything about the
-// tenant's credential, or "" when it can: it must be a fully qualified
-// reference on one of the tenant's registries under an owner it may use.
-func (t Tenant) probeImageProblem() string {
-	named, err := reference.ParseNamed(t.ProbeImage)
-	if err != nil {
-		return fmt.Sprintf("%q is not a fully qualified image reference: %v", t.ProbeImage, err)
-	}
-	domain, path := reference.Domain(named), reference.Path(named)
-	if !slicesContainsFold(t.Registries, domain) {
-		return fmt.Sprintf("registry %q is not one of the tenant's registries %v", domain, t.Registries)
-	}
-	owner, _, _ := strings.Cut(path, "/")
-	if !strings.EqualFold(owner, t.Owner.Login) && !slicesContainsFold(t.AllowedOwners, owner) {
-		return fmt.Sprintf("owner %q is neither the tenant's owner nor an allowed owner", owner)
-	}
-	return ""
 }
 
 func slicesContainsFold(items []string, s string) bool {

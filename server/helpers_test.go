@@ -115,8 +115,12 @@ func start(t testing.TB, dataDir string, svc server.Services) *instance {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	gh, client := newGitHub(t)
+	registry := broker.NewRegistry(store, sealer, client, time.Now)
 	if svc.Tenants == nil {
-		svc.Tenants = broker.NewTenantAPI(broker.NewRegistry(store, sealer, client, time.Now), log)
+		svc.Tenants = broker.NewTenantAPI(registry, log)
+	}
+	if svc.Images == nil {
+		svc.Images = broker.NewImageAPI(registry, log)
 	}
 	srv, err := server.New(server.Config{
 		GRPCAddr:        "127.0.0.1:0",

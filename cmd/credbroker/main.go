@@ -210,6 +210,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		ShutdownTimeout: cfg.shutdownTimeout,
 	}, server.Services{
 		Tenants: broker.NewTenantAPI(registry, log),
+		Images:  broker.NewImageAPI(registry, log),
 	}, store.Ping, metrics, log)
 	if err != nil {
 		return err

@@ -1,0 +1,108 @@
+package broker
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/distribution/reference"
+)
+
+// ImageReason is why an image was allowed or denied; the values are the
+// API's ImageReason names without the IMAGE_REASON_ prefix.
+type ImageReason string
+
+// Image reasons.
+const (
+	ImageAllowed           ImageReason = "ALLOWED"
+	ImageInvalidReference  ImageReason = "INVALID_REFERENCE"
+	ImageImplicitDockerHub ImageReason = "IMPLICIT_DOCKER_HUB"
+	ImageWrongRegistry     ImageReason = "WRONG_REGISTRY"
+	ImageWrongOwner        ImageReason = "WRONG_OWNER"
+)
+
+// Verdict is the answer to "may this tenant run this image?".
+type Verdict struct {
+	Allowed bool
+	Reason  ImageReason
+	Message string
+}
+
+func deny(reason ImageReason, format string, args ...any) Verdict {
+	return Verdict{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// ValidateImage decides whether t may run image: only an image on one of
+// the tenant's registries whose first path component is the tenant's owner
+// (or an owner it is granted). Tags and digests are both fine.
+//
+// The registry must be named: a reference without one ("acme/app") is
+// pulled from Docker Hub, and is denied as IMPLICIT_DOCKER_HUB even for a
+// tenant that lists docker.io, so that the registry is always explicit. The
+// host is compared exactly (case aside): "ghcr.io:443" is not "ghcr.io" to
+// the kubelet's credential lookup either.
+func ValidateImage(t Tenant, image string) Verdict {
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return deny(ImageInvalidReference, "%q is not an image reference: %v", image, err)
+	}
+	// Docker's rule: the first component is a registry host only if it has a
+	// '.' or ':' or is "localhost", and more components follow.
+	first, _, hasRest := strings.Cut(image, "/")
+	if !hasRest || (!strings.ContainsAny(first, ".:") && first != "localhost") {
+		return deny(ImageImplicitDockerHub, "%q names no registry and would be pulled from Docker Hub; write the registry, e.g. %s/%s/…", image, t.registryHint(), t.Owner.Login)
+	}
+	domain := reference.Domain(named)
+	if !slicesContainsFold(t.Registries, domain) {
+		return deny(ImageWrongRegistry, "registry %s is not one of the tenant's registries %v", domain, t.Registries)
+	}
+	owner, _, hasName := strings.Cut(reference.Path(named), "/")
+	if !hasName {
+		return deny(ImageInvalidReference, "%q names no owner: images are <registry>/<owner>/<name>", image)
+	}
+	if !strings.EqualFold(owner, t.Owner.Login) && !slicesContainsFold(t.AllowedOwners, owner) {
+		return deny(ImageWrongOwner, "%s belongs to %s, not to %s or an owner the tenant is granted", image, owner, t.Owner.Login)
+	}
+	return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is %s's image on %s", image, owner, domain)}
+}
+
+func (t Tenant) registryHint() string {
+	if len(t.Registries) > 0 {
+		return t.Registries[0]
+	}
+	return DefaultRegistry
+}
+
+// ContainerKind says which list of a PodSpec a container is in.
+type ContainerKind string
+
+// Container kinds.
+const (
+	ContainerRegular   ContainerKind = "CONTAINER"
+	ContainerInit      ContainerKind = "INIT"
+	ContainerEphemeral ContainerKind = "EPHEMERAL"
+)
+
+// Container is a container of a Pod: its name, list and image.
+type Container struct {
+	Name  string
+	Kind  ContainerKind
+	Image string
+}
+
+// ContainerVerdict is the verdict on one container's image.
+type ContainerVerdict struct {
+	Container
+	Verdict
+}
+
+// ValidatePod judges every container's image; the Pod is allowed only if
+// all of them are.
+func ValidatePod(t Tenant, containers []Container) (allowed bool, verdicts []ContainerVerdict) {
+	allowed = true
+	for _, c := range containers {
+		v := ValidateImage(t, c.Image)
+		allowed = allowed && v.Allowed
+		verdicts = append(verdicts, ContainerVerdict{Container: c, Verdict: v})
+	}
+	return allowed, verdicts
+}
