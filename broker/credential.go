@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
@@ -109,4 +111,26 @@ type PATOwner struct {
 	Owner     Owner
 	Scopes    []string
 	ExpiresAt time.Time
+}
+
+// DockerConfigJSON renders the .dockerconfigjson of a kubernetes.io/
+// dockerconfigjson Secret: cred for every registry. Equal input gives equal
+// bytes (encoding/json sorts map keys), so a rendered Secret can be compared
+// byte for byte.
+func DockerConfigJSON(registries []string, cred Credential) []byte {
+	type entry struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+		Auth     string `json:"auth"`
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte(cred.Username + ":" + cred.Token))
+	auths := make(map[string]entry, len(registries))
+	for _, r := range registries {
+		auths[r] = entry{Username: cred.Username, Password: cred.Token, Auth: auth}
+	}
+	out, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		panic("broker: marshal dockerconfigjson: " + err.Error()) // strings only; cannot fail
+	}
+	return out
 }

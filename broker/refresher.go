@@ -48,9 +48,12 @@ type Refresher struct {
 }
 
 type tenantState struct {
-	version string // the tenant version the credential was published for
-	due     time.Time
-	cred    Credential
+	tenant      Tenant // as of the last successful publication
+	version     string // the tenant version the credential was published for
+	due         time.Time
+	cred        Credential
+	lastRefresh time.Time
+	lastErr     *CredentialError
 }
 
 // NewRefresher returns a Refresher.
@@ -211,15 +214,17 @@ func (r *Refresher) refresh(ctx context.Context, t Tenant) {
 		st = &tenantState{}
 		r.state[t.ID] = st
 	}
+	st.lastRefresh = now
 	if err != nil {
 		wait := max(RetryAfterOf(err), r.cfg.RetryAfter)
 		st.due = now.Add(wait)
 		reason := ReasonOf(err)
+		st.lastErr = &CredentialError{Reason: reason, Message: err.Error(), Time: now}
 		log.WarnContext(ctx, "refresh failed", slog.String("reason", string(reason)), slog.Any("error", err), slog.Duration("retryIn", wait))
 		r.sink.Report(t.ID, reason, fmt.Sprintf("refreshing the registry credential failed (%s): %v; the last good credential stays until it expires", reason, err))
 		return
 	}
-	st.version, st.cred = t.Version, cred
+	st.tenant, st.version, st.cred, st.lastErr = t, t.Version, cred, nil
 	st.due = r.dueTime(cred, now)
 	log.InfoContext(ctx, "credential published", slog.Any("credential", cred), slog.Time("next", st.due))
 }
@@ -258,4 +263,84 @@ func (r *Refresher) obtain(ctx context.Context, t Tenant) (Credential, error) {
 		return Credential{Kind: KindPAT, Username: owner.Owner.Login, Token: token, IssuedAt: r.cfg.Now(), ExpiresAt: owner.ExpiresAt}, nil
 	}
 	return Credential{}, fmt.Errorf("tenant %q has no credential source", t.ID)
+}
+
+// CredentialState summarises whether a tenant can pull right now.
+type CredentialState string
+
+// Credential states.
+const (
+	CredentialPending  CredentialState = "PENDING"  // nothing obtained yet
+	CredentialReady    CredentialState = "READY"    // a valid credential is published
+	CredentialDegraded CredentialState = "DEGRADED" // published and valid, but refreshing it fails
+	CredentialFailed   CredentialState = "FAILED"   // nothing valid to publish
+)
+
+// CredentialError is the last failure to obtain or publish a credential.
+type CredentialError struct {
+	Reason  Reason
+	Message string
+	Time    time.Time
+}
+
+// CredentialStatus describes a tenant's credential without revealing it.
+type CredentialStatus struct {
+	TenantID    string
+	Kind        CredentialKind
+	State       CredentialState
+	Fingerprint string
+	Username    string
+	ExpiresAt   time.Time
+	LastRefresh time.Time
+	NextRefresh time.Time
+	LastError   *CredentialError
+	Namespaces  []NamespaceSync
+}
+
+// Status reports a tenant's credential as this Refresher knows it.
+func (r *Refresher) Status(tenantID string) CredentialStatus {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	st := r.state[tenantID]
+	status := CredentialStatus{TenantID: tenantID, State: CredentialPending}
+	if st != nil {
+		status.LastRefresh, status.NextRefresh, status.LastError = st.lastRefresh, st.due, st.lastErr
+		if c := st.cred; c.Token != "" {
+			status.Kind, status.Fingerprint, status.Username, status.ExpiresAt = c.Kind, c.Fingerprint(), c.Username, c.ExpiresAt
+		}
+	}
+	r.mu.Unlock()
+	expired := !status.ExpiresAt.IsZero() && !now.Before(status.ExpiresAt)
+	switch {
+	case status.Fingerprint == "" && status.LastError != nil, status.Fingerprint != "" && expired:
+		status.State = CredentialFailed
+	case status.Fingerprint != "" && status.LastError != nil:
+		status.State = CredentialDegraded
+	case status.Fingerprint != "":
+		status.State = CredentialReady
+	}
+	status.Namespaces = r.sink.Status(tenantID)
+	return status
+}
+
+// RefreshNow runs one refresh of the tenant at once and returns its status.
+func (r *Refresher) RefreshNow(ctx context.Context, tenantID string) (CredentialStatus, error) {
+	t, err := r.registry.Get(ctx, tenantID)
+	if err != nil {
+		return CredentialStatus{}, err
+	}
+	r.refresh(ctx, t)
+	return r.Status(tenantID), nil
+}
+
+// Current returns the published credential of a tenant and the registries
+// it was published for; ok is false when there is none.
+func (r *Refresher) Current(tenantID string) (cred Credential, registries []string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.state[tenantID]
+	if st == nil || st.cred.Token == "" {
+		return Credential{}, nil, false
+	}
+	return st.cred, st.tenant.Registries, true
 }

@@ -163,3 +163,38 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestStatusFollowsTheCredential(t *testing.T) {
+	ctx := context.Background()
+	reg, _ := newTestRegistry(t)
+	tn, _, err := reg.Create(ctx, appTenantFor("s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	src, sink := &fakeSource{}, &recordingSink{}
+	r := NewRefresher(RefresherConfig{Now: func() time.Time { return now }}, reg, src, sink, slog.New(slog.DiscardHandler))
+
+	if st := r.Status("s"); st.State != CredentialPending || st.Fingerprint != "" {
+		t.Errorf("before any refresh: %+v", st)
+	}
+	r.refresh(ctx, tn)
+	ready := r.Status("s")
+	if ready.State != CredentialReady || ready.Kind != KindGitHubApp || ready.Fingerprint == "" || ready.LastError != nil {
+		t.Fatalf("after a mint: %+v", ready)
+	}
+	src.failing = &VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"}
+	r.refresh(ctx, tn)
+	degraded := r.Status("s")
+	if degraded.State != CredentialDegraded || degraded.Fingerprint != ready.Fingerprint ||
+		degraded.LastError == nil || degraded.LastError.Reason != ReasonInstallationSuspended {
+		t.Errorf("after a failed refresh: %+v", degraded)
+	}
+	if cred, registries, ok := r.Current("s"); !ok || cred.Fingerprint() != ready.Fingerprint || len(registries) != 1 {
+		t.Errorf("current credential after a failure: %v %v %v", cred, registries, ok)
+	}
+	now = now.Add(2 * time.Hour) // past the last good credential's expiry
+	if st := r.Status("s"); st.State != CredentialFailed {
+		t.Errorf("with the credential expired: %s", st.State)
+	}
+}

@@ -2,6 +2,7 @@ package k8ssync
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -79,9 +80,11 @@ func TestOnlyTheLeaderSyncsAndASuccessorTakesOver(t *testing.T) {
 	if follower.syncer.Load() != nil {
 		t.Fatal("both replicas sync")
 	}
-	if w := leader.syncer.Load().Writes(); w != 1 {
-		t.Errorf("leader wrote %d times, want 1", w)
-	}
+	// The Secret is visible a moment before the writer counts the write.
+	eventually(t, 10*time.Second, func() (bool, string) {
+		w := leader.syncer.Load().Writes()
+		return w == 1, fmt.Sprintf("leader wrote %d times, want 1", w)
+	})
 
 	stopped := time.Now()
 	leader.cancel()

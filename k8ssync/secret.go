@@ -1,16 +1,12 @@
 package k8ssync
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"maps"
 	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/credbroker/credbroker/broker"
 )
 
 // Labels and annotations on the Secrets credbroker manages.
@@ -27,27 +23,6 @@ const (
 // and a tenant label. (The tenant Store's Secrets carry managed-by without
 // the tenant label, so the Syncer never sees them.)
 const managedSelector = LabelManagedBy + "=" + ManagedByValue + "," + LabelTenant
-
-// dockerConfigJSON renders the .dockerconfigjson for cred on every registry,
-// with registries in a fixed order so that equal input gives equal bytes.
-func dockerConfigJSON(registries []string, cred broker.Credential) []byte {
-	type entry struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-		Auth     string `json:"auth"`
-	}
-	auth := base64.StdEncoding.EncodeToString([]byte(cred.Username + ":" + cred.Token))
-	auths := make(map[string]entry, len(registries))
-	for _, r := range registries {
-		auths[r] = entry{Username: cred.Username, Password: cred.Token, Auth: auth}
-	}
-	// encoding/json writes map keys sorted, so the output is deterministic.
-	out, err := json.Marshal(map[string]any{"auths": auths})
-	if err != nil {
-		panic("k8ssync: marshal dockerconfigjson: " + err.Error()) // strings only; cannot fail
-	}
-	return out
-}
 
 // desiredSecret is the Secret a bound namespace should hold.
 func desiredSecret(namespace string, b *binding) *corev1.Secret {

@@ -266,7 +266,7 @@ func metaOf(obj any) (metav1.Object, error) {
 
 // Publish implements broker.Sink.
 func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credential) error {
-	b := &binding{tenant: t, cred: cred, config: dockerConfigJSON(t.Registries, cred)}
+	b := &binding{tenant: t, cred: cred, config: broker.DockerConfigJSON(t.Registries, cred)}
 	if t.NamespaceSelector != "" {
 		sel, err := labels.Parse(t.NamespaceSelector)
 		if err != nil {

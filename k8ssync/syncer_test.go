@@ -85,6 +85,15 @@ func settle(t testing.TB, s *Syncer, before int64, n int) {
 	})
 }
 
+// idle waits until the syncer has nothing queued and nothing in flight, so
+// that its counters are final.
+func idle(t testing.TB, s *Syncer) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() (bool, string) {
+		return s.queue.Len() == 0 && s.inflight.Load() == 0, "syncer still busy"
+	})
+}
+
 func TestOneRotationWritesEachNamespaceOnce(t *testing.T) {
 	requireCluster(t)
 	const n = 50
@@ -114,6 +123,7 @@ func TestOneRotationWritesEachNamespaceOnce(t *testing.T) {
 		}
 	}
 	eventually(t, 60*time.Second, allHold(first))
+	idle(t, s)
 	if w := s.Writes(); w != n {
 		t.Errorf("first publication: %d writes, want %d", w, n)
 	}
@@ -138,6 +148,7 @@ func TestOneRotationWritesEachNamespaceOnce(t *testing.T) {
 	second := credential("ghp_second000000000000000000000000000000")
 	publish(t, s, tn, second)
 	eventually(t, 60*time.Second, allHold(second))
+	idle(t, s)
 	if w := s.Writes(); w != 2*n {
 		t.Errorf("rotation: %d writes in all, want %d", w, 2*n)
 	}
@@ -187,7 +198,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, func() (bool, string) {
 		sec, _ := getSecret(t, ns, "ghcr-secret")
-		return string(sec.Data[corev1.DockerConfigJsonKey]) == string(dockerConfigJSON([]string{"ghcr.io"}, cred)), "hand edit not undone"
+		return string(sec.Data[corev1.DockerConfigJsonKey]) == string(broker.DockerConfigJSON([]string{"ghcr.io"}, cred)), "hand edit not undone"
 	})
 
 	// A label someone else adds is not drift. (Create, re-create, restore:

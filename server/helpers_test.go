@@ -88,15 +88,18 @@ func newGitHub(t testing.TB) (*githubtest.Server, *github.Client) {
 
 // instance is a running credbroker API on loopback.
 type instance struct {
-	srv     *server.Server
-	gh      *githubtest.Server
-	store   *boltstore.Store
-	logs    *syncBuffer
-	conn    *grpc.ClientConn
-	tenants credbrokerv1.TenantServiceClient
-	baseURL string
-	cancel  context.CancelFunc
-	done    chan error
+	srv      *server.Server
+	gh       *githubtest.Server
+	github   *github.Client
+	registry *broker.Registry
+	creds    *broker.CredentialAPI
+	store    *boltstore.Store
+	logs     *syncBuffer
+	conn     *grpc.ClientConn
+	tenants  credbrokerv1.TenantServiceClient
+	baseURL  string
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 // start runs the server over a bbolt store in dataDir until the test ends
@@ -122,6 +125,10 @@ func start(t testing.TB, dataDir string, svc server.Services) *instance {
 	if svc.Images == nil {
 		svc.Images = broker.NewImageAPI(registry, log)
 	}
+	creds := broker.NewCredentialAPI(registry, log)
+	if svc.Credentials == nil {
+		svc.Credentials = creds
+	}
 	srv, err := server.New(server.Config{
 		GRPCAddr:        "127.0.0.1:0",
 		HTTPAddr:        "127.0.0.1:0",
@@ -131,7 +138,7 @@ func start(t testing.TB, dataDir string, svc server.Services) *instance {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{srv: srv, gh: gh, store: store, logs: logs, cancel: cancel, done: make(chan error, 1),
+	in := &instance{srv: srv, gh: gh, github: client, registry: registry, creds: creds, store: store, logs: logs, cancel: cancel, done: make(chan error, 1),
 		baseURL: "http://" + srv.HTTPAddr().String()}
 	go func() { in.done <- srv.Run(ctx) }()
 	in.conn, err = grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -109,7 +109,7 @@ func TestRESTErrors(t *testing.T) {
 		{"missing tenant", http.MethodGet, "/v1/tenants/ghost", "", http.StatusNotFound, ""},
 		{"patch missing tenant", http.MethodPatch, "/v1/tenants/ghost", `{"namespaces":["a"]}`, http.StatusNotFound, ""},
 		{"bad page token", http.MethodGet, "/v1/tenants?pageToken=!!", "", http.StatusBadRequest, "page_token"},
-		{"credential status not built yet", http.MethodGet, "/v1/tenants/x/credential", "", http.StatusNotImplemented, ""},
+		{"credential status of a missing tenant", http.MethodGet, "/v1/tenants/x/credential", "", http.StatusNotFound, ""},
 		{"image validation for a missing tenant", http.MethodPost, "/v1/tenants/x/images:validate", `{"image":"ghcr.io/x/y"}`, http.StatusNotFound, ""},
 		{"image validation without an image", http.MethodPost, "/v1/tenants/x/images:validate", `{}`, http.StatusBadRequest, "image"},
 		{"pod validation without containers", http.MethodPost, "/v1/tenants/x/pods:validate", `{"podSpec":{}}`, http.StatusBadRequest, "pod_spec.containers"},

@@ -202,6 +202,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}
 
+	credentials := broker.NewCredentialAPI(registry, log)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
@@ -209,8 +210,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		HTTPAddr:        cfg.httpAddr,
 		ShutdownTimeout: cfg.shutdownTimeout,
 	}, server.Services{
-		Tenants: broker.NewTenantAPI(registry, log),
-		Images:  broker.NewImageAPI(registry, log),
+		Tenants:     broker.NewTenantAPI(registry, log),
+		Images:      broker.NewImageAPI(registry, log),
+		Credentials: credentials,
 	}, store.Ping, metrics, log)
 	if err != nil {
 		return err
@@ -225,7 +227,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if kube == nil {
 		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")
 	} else {
-		lead := func(ctx context.Context) { runSync(ctx, kube, registry, gh, cfg, log) }
+		lead := func(ctx context.Context) { runSync(ctx, kube, registry, gh, credentials, cfg, log) }
 		wg.Go(func() {
 			if !cfg.leaderElect {
 				lead(ctx)
@@ -245,13 +247,15 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 
 // runSync is what the leader does: sync Secrets and keep credentials fresh,
 // until ctx ends.
-func runSync(ctx context.Context, kube kubernetes.Interface, registry *broker.Registry, gh *github.Client, cfg serveConfig, log *slog.Logger) {
+func runSync(ctx context.Context, kube kubernetes.Interface, registry *broker.Registry, gh *github.Client,
+	credentials *broker.CredentialAPI, cfg serveConfig, log *slog.Logger) {
 	syncer, err := k8ssync.New(kube, k8ssync.Config{ServiceAccounts: strings.Split(cfg.serviceAccounts, ",")}, log)
 	if err != nil {
 		log.Error("syncer", slog.Any("error", err))
 		return
 	}
 	refresher := broker.NewRefresher(broker.RefresherConfig{Lead: cfg.refreshLead}, registry, gh, syncer, log)
+	defer credentials.Attach(refresher)()
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := syncer.Run(ctx); err != nil && ctx.Err() == nil {

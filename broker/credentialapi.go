@@ -1,0 +1,136 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+)
+
+// CredentialAPI serves credbroker.v1.CredentialService from the Refresher
+// running on this replica. Credentials live in the leader's memory for now:
+// a replica that runs no Refresher (a follower, or one without a cluster)
+// answers UNAVAILABLE rather than a status it does not know.
+type CredentialAPI struct {
+	credbrokerv1.UnimplementedCredentialServiceServer
+	registry *Registry
+	log      *slog.Logger
+	current  atomic.Pointer[Refresher]
+}
+
+// NewCredentialAPI returns the CredentialService.
+func NewCredentialAPI(registry *Registry, log *slog.Logger) *CredentialAPI {
+	return &CredentialAPI{registry: registry, log: log}
+}
+
+// Attach makes r the Refresher the API answers from, until detach is called
+// (when its leadership term ends).
+func (a *CredentialAPI) Attach(r *Refresher) (detach func()) {
+	a.current.Store(r)
+	return func() { a.current.CompareAndSwap(r, nil) }
+}
+
+// refresher resolves the tenant (NOT_FOUND first, whatever the replica) and
+// the running Refresher.
+func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*Refresher, error) {
+	if err := requireID("tenant_id", tenantID); err != nil {
+		return nil, err
+	}
+	if _, err := a.registry.Get(ctx, tenantID); err != nil {
+		return nil, toStatus(ctx, a.log, err, "")
+	}
+	r := a.current.Load()
+	if r == nil {
+		return nil, status.Error(codes.Unavailable, "credentials are kept by the leading replica, and this replica does not lead (or has no Kubernetes cluster to sync into)")
+	}
+	return r, nil
+}
+
+// GetCredentialStatus implements credbroker.v1.CredentialService.
+func (a *CredentialAPI) GetCredentialStatus(ctx context.Context, req *credbrokerv1.GetCredentialStatusRequest) (*credbrokerv1.CredentialStatus, error) {
+	r, err := a.refresher(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	return statusToProto(r.Status(req.GetTenantId())), nil
+}
+
+// RefreshCredential implements credbroker.v1.CredentialService.
+func (a *CredentialAPI) RefreshCredential(ctx context.Context, req *credbrokerv1.RefreshCredentialRequest) (*credbrokerv1.CredentialStatus, error) {
+	r, err := a.refresher(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.RefreshNow(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, toStatus(ctx, a.log, err, "")
+	}
+	a.log.InfoContext(ctx, "credential refreshed on request", slog.String("tenant", req.GetTenantId()), slog.String("state", string(st.State)))
+	return statusToProto(st), nil
+}
+
+// GetDockerConfig implements credbroker.v1.CredentialService. It hands out
+// the secret itself, so every call is logged (with the fingerprint only).
+func (a *CredentialAPI) GetDockerConfig(ctx context.Context, req *credbrokerv1.GetDockerConfigRequest) (*credbrokerv1.DockerConfig, error) {
+	r, err := a.refresher(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	cred, registries, ok := r.Current(req.GetTenantId())
+	if !ok {
+		return nil, status.Error(codes.FailedPrecondition, "tenant "+req.GetTenantId()+" has no credential yet; see its credential status for why")
+	}
+	a.log.InfoContext(ctx, "dockerconfigjson issued", slog.String("tenant", req.GetTenantId()), slog.String("fingerprint", cred.Fingerprint()))
+	return &credbrokerv1.DockerConfig{
+		DockerConfigJson: string(DockerConfigJSON(registries, cred)),
+		Fingerprint:      cred.Fingerprint(),
+		ExpireTime:       timestamp(cred.ExpiresAt),
+	}, nil
+}
+
+func statusToProto(st CredentialStatus) *credbrokerv1.CredentialStatus {
+	p := &credbrokerv1.CredentialStatus{
+		TenantId:        st.TenantID,
+		Kind:            credbrokerv1.CredentialKind(credbrokerv1.CredentialKind_value["CREDENTIAL_KIND_"+strings.ToUpper(string(st.Kind))]),
+		State:           credbrokerv1.CredentialState(credbrokerv1.CredentialState_value["CREDENTIAL_STATE_"+string(st.State)]),
+		Fingerprint:     st.Fingerprint,
+		Username:        st.Username,
+		ExpireTime:      timestamp(st.ExpiresAt),
+		LastRefreshTime: timestamp(st.LastRefresh),
+		NextRefreshTime: timestamp(st.NextRefresh),
+		LastError:       errorToProto(st.LastError),
+	}
+	for _, ns := range st.Namespaces {
+		p.Namespaces = append(p.Namespaces, &credbrokerv1.NamespaceSync{
+			Namespace:   ns.Namespace,
+			State:       credbrokerv1.SyncState(credbrokerv1.SyncState_value["SYNC_STATE_"+string(ns.State)]),
+			Fingerprint: ns.Fingerprint,
+			SyncTime:    timestamp(ns.SyncTime),
+			Error:       errorToProto(nsError(ns)),
+		})
+	}
+	return p
+}
+
+func nsError(ns NamespaceSync) *CredentialError {
+	if ns.Reason == "" && ns.Message == "" {
+		return nil
+	}
+	return &CredentialError{Reason: ns.Reason, Message: ns.Message, Time: ns.SyncTime}
+}
+
+func errorToProto(e *CredentialError) *credbrokerv1.CredentialError {
+	if e == nil {
+		return nil
+	}
+	return &credbrokerv1.CredentialError{
+		Reason:  credbrokerv1.Reason(credbrokerv1.Reason_value["REASON_"+string(e.Reason)]),
+		Message: e.Message,
+		Time:    timestamp(e.Time),
+	}
+}
