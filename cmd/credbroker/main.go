@@ -415,6 +415,8 @@ Register a tenant with the App installation, and one with the PAT, then read the
     "id": "demo-pat", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
     "pat": {"token": "'"$(cat %[3]s/demo-pat)"'"}, "namespaces": ["demo-pat"]}'
   curl -s http://%[2]s/v1/tenants/demo
+  curl -s -X POST http://%[2]s/v1/tenants/demo/images:validate -d '{"image":"ghcr.io/%[6]s/hello:latest"}'
+  curl -s http://%[2]s/v1/tenants/demo/credential      # with a cluster: state, expiry, namespaces
 
   grpcurl -plaintext %[1]s list
   grpcurl -plaintext -d '{"id":"demo"}' %[1]s credbroker.v1.TenantService/GetTenant

@@ -173,7 +173,7 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, p.output())
 	}
 	out := p.output()
-	for _, want := range []string{"DEV MODE", "curl -s -X POST http://127.0.0.1:", "grpcurl -plaintext 127.0.0.1:", `"msg":"shutdown complete"`} {
+	for _, want := range []string{"DEV MODE", "curl -s -X POST http://127.0.0.1:", "images:validate", "grpcurl -plaintext 127.0.0.1:", `"msg":"shutdown complete"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
