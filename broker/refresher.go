@@ -118,25 +118,18 @@ func (r *Refresher) Run(ctx context.Context) error {
 // resync compares the stored tenants with what is published.
 func (r *Refresher) resync(ctx context.Context) error {
 	seen := map[string]bool{}
-	after := ""
-	for {
-		page, next, err := r.registry.List(ctx, after, 500)
-		if err != nil {
-			return err
+	err := r.registry.each(ctx, func(t Tenant) error {
+		seen[t.ID] = true
+		r.mu.Lock()
+		st := r.state[t.ID]
+		r.mu.Unlock()
+		if st == nil || st.version != t.Version {
+			r.refresh(ctx, t)
 		}
-		for _, t := range page {
-			seen[t.ID] = true
-			r.mu.Lock()
-			st := r.state[t.ID]
-			r.mu.Unlock()
-			if st == nil || st.version != t.Version {
-				r.refresh(ctx, t)
-			}
-		}
-		if next == "" {
-			break
-		}
-		after = next
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	r.mu.Lock()
 	var gone []string

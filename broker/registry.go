@@ -247,21 +247,32 @@ func (r *Registry) checkClaims(ctx context.Context, t Tenant) error {
 	if len(t.Namespaces) == 0 {
 		return nil
 	}
+	return r.each(ctx, func(other Tenant) error {
+		if other.ID == t.ID {
+			return nil
+		}
+		for _, ns := range t.Namespaces {
+			if slices.Contains(other.Namespaces, ns) {
+				return &VerifyError{Cause: ReasonNamespaceClaimed,
+					Msg: fmt.Sprintf("namespace %s belongs to tenant %s", ns, other.ID)}
+			}
+		}
+		return nil
+	})
+}
+
+// each calls fn for every tenant in id order, a page at a time, and stops
+// at the first error.
+func (r *Registry) each(ctx context.Context, fn func(Tenant) error) error {
 	after := ""
 	for {
 		page, next, err := r.List(ctx, after, 500)
 		if err != nil {
 			return err
 		}
-		for _, other := range page {
-			if other.ID == t.ID {
-				continue
-			}
-			for _, ns := range t.Namespaces {
-				if slices.Contains(other.Namespaces, ns) {
-					return &VerifyError{Cause: ReasonNamespaceClaimed,
-						Msg: fmt.Sprintf("namespace %s belongs to tenant %s", ns, other.ID)}
-				}
+		for _, t := range page {
+			if err := fn(t); err != nil {
+				return err
 			}
 		}
 		if next == "" {
@@ -274,25 +285,13 @@ func (r *Registry) checkClaims(ctx context.Context, t Tenant) error {
 // CheckSealed opens every stored PAT once, so that a missing or wrong key is
 // a clear error at startup rather than a refresh failure hours later.
 func (r *Registry) CheckSealed(ctx context.Context) error {
-	after := ""
-	for {
-		page, next, err := r.List(ctx, after, 500)
-		if err != nil {
-			return err
-		}
-		for _, t := range page {
-			if t.PAT == nil {
-				continue
-			}
-			if _, err := r.openPAT(t); err != nil {
-				return err
-			}
-		}
-		if next == "" {
+	return r.each(ctx, func(t Tenant) error {
+		if t.PAT == nil {
 			return nil
 		}
-		after = next
-	}
+		_, err := r.openPAT(t)
+		return err
+	})
 }
 
 func (r *Registry) seal(tenantID, token string) (*PAT, error) {
