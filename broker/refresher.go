@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Source obtains credentials from GitHub.
@@ -31,10 +35,13 @@ type RefresherConfig struct {
 
 // Refresher keeps every tenant's credential published: it obtains one from
 // the Source, hands it to the Sink, and obtains the next before the current
-// one expires. Run it on the leader only.
+// one expires. Tenants whose credential comes from the same source (the same
+// installation, permissions and repositories) share one credential: one mint
+// serves them all, and concurrent demand for it is coalesced. Run it on the
+// leader only.
 //
-// This is the first cut: one credential per tenant, a fixed retry wait, and
-// nothing persisted across restarts.
+// Still a first cut: a fixed retry wait, and nothing persisted across
+// restarts.
 type Refresher struct {
 	cfg      RefresherConfig
 	registry *Registry
@@ -42,18 +49,45 @@ type Refresher struct {
 	sink     Sink
 	log      *slog.Logger
 	changed  chan string
+	flight   singleflight.Group
 
-	mu    sync.Mutex
-	state map[string]*tenantState
+	mu      sync.Mutex
+	tenants map[string]*tenantState // by tenant id
+	keys    map[string]*keyState    // by credentialKey
 }
 
+// tenantState is what the Refresher knows of a tenant.
 type tenantState struct {
-	tenant      Tenant // as of the last successful publication
-	version     string // the tenant version the credential was published for
-	due         time.Time
+	tenant Tenant // as last read from the registry
+	key    string
+}
+
+// keyState is one credential and the tenants it serves.
+type keyState struct {
 	cred        Credential
+	due         time.Time
 	lastRefresh time.Time
 	lastErr     *CredentialError
+	tenants     map[string]bool
+}
+
+// credentialKey names the credential a tenant needs: tenants with equal keys
+// can share one. A PAT is its tenant's own (its fingerprint is in the key,
+// so a new PAT is a new credential).
+func credentialKey(t Tenant) string {
+	switch {
+	case t.App != nil:
+		perms := make([]string, 0, len(t.App.Permissions))
+		for name, level := range t.App.Permissions {
+			perms = append(perms, name+"="+level)
+		}
+		slices.Sort(perms)
+		repos := slices.Sorted(slices.Values(t.App.Repositories))
+		return fmt.Sprintf("app/%d/%s/%s", t.App.InstallationID, strings.Join(perms, ","), strings.Join(repos, ","))
+	case t.PAT != nil:
+		return "pat/" + t.ID + "/" + t.PAT.Fingerprint
+	}
+	return "none/" + t.ID
 }
 
 // NewRefresher returns a Refresher.
@@ -74,7 +108,7 @@ func NewRefresher(cfg RefresherConfig, registry *Registry, source Source, sink S
 		cfg.Now = time.Now
 	}
 	return &Refresher{cfg: cfg, registry: registry, source: source, sink: sink, log: log,
-		changed: make(chan string, 64), state: map[string]*tenantState{}}
+		changed: make(chan string, 64), tenants: map[string]*tenantState{}, keys: map[string]*keyState{}}
 }
 
 // Changed tells the Refresher that a tenant was created, updated or deleted,
@@ -109,21 +143,21 @@ func (r *Refresher) Run(ctx context.Context) error {
 				r.log.WarnContext(ctx, "resync tenants", slog.Any("error", err))
 			}
 		case <-wait.C:
-			r.refreshDue(ctx)
+			r.renewDue(ctx)
 		}
 		wait.Stop()
 	}
 }
 
-// resync compares the stored tenants with what is published.
+// resync compares the stored tenants with what the Refresher knows.
 func (r *Refresher) resync(ctx context.Context) error {
 	seen := map[string]bool{}
 	err := r.registry.each(ctx, func(t Tenant) error {
 		seen[t.ID] = true
 		r.mu.Lock()
-		st := r.state[t.ID]
+		ts := r.tenants[t.ID]
 		r.mu.Unlock()
-		if st == nil || st.version != t.Version {
+		if ts == nil || ts.tenant.Version != t.Version {
 			r.refresh(ctx, t)
 		}
 		return nil
@@ -133,7 +167,7 @@ func (r *Refresher) resync(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	var gone []string
-	for id := range r.state {
+	for id := range r.tenants {
 		if !seen[id] {
 			gone = append(gone, id)
 		}
@@ -154,72 +188,147 @@ func (r *Refresher) refreshTenant(ctx context.Context, id string) {
 	r.refresh(ctx, t)
 }
 
+// track records t under its credential key, moving it off an old key.
+func (r *Refresher) track(t Tenant) string {
+	key := credentialKey(t)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ts := r.tenants[t.ID]; ts != nil && ts.key != key {
+		r.untrackLocked(t.ID, ts.key)
+	}
+	r.tenants[t.ID] = &tenantState{tenant: t, key: key}
+	ks := r.keys[key]
+	if ks == nil {
+		ks = &keyState{tenants: map[string]bool{}}
+		r.keys[key] = ks
+	}
+	ks.tenants[t.ID] = true
+	return key
+}
+
+func (r *Refresher) untrackLocked(id, key string) {
+	if ks := r.keys[key]; ks != nil {
+		delete(ks.tenants, id)
+		if len(ks.tenants) == 0 {
+			delete(r.keys, key)
+		}
+	}
+}
+
 func (r *Refresher) remove(ctx context.Context, id string) {
 	if err := r.sink.Remove(ctx, id); err != nil {
 		r.log.WarnContext(ctx, "remove tenant", slog.String("tenant", id), slog.Any("error", err))
 		return
 	}
 	r.mu.Lock()
-	delete(r.state, id)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if ts := r.tenants[id]; ts != nil {
+		r.untrackLocked(id, ts.key)
+		delete(r.tenants, id)
+	}
 }
 
 func (r *Refresher) nextDue() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	next := r.cfg.Now().Add(r.cfg.Resync)
-	for _, st := range r.state {
-		if st.due.Before(next) {
-			next = st.due
+	for _, ks := range r.keys {
+		if ks.due.Before(next) {
+			next = ks.due
 		}
 	}
 	return next
 }
 
-func (r *Refresher) refreshDue(ctx context.Context) {
+func (r *Refresher) renewDue(ctx context.Context) {
 	now := r.cfg.Now()
 	var due []string
 	r.mu.Lock()
-	for id, st := range r.state {
-		if !st.due.After(now) {
-			due = append(due, id)
+	for key, ks := range r.keys {
+		if !ks.due.After(now) {
+			due = append(due, key)
 		}
 	}
 	r.mu.Unlock()
-	for _, id := range due {
-		r.refreshTenant(ctx, id)
+	for _, key := range due {
+		r.renew(ctx, key)
 	}
 }
 
-// refresh obtains a credential for t and publishes it. On failure the last
-// published credential stays and the tenant is tried again after RetryAfter.
+// refresh brings one tenant up to date: a tenant whose credential is shared
+// and still good gets that credential without a mint; otherwise its
+// credential is renewed.
 func (r *Refresher) refresh(ctx context.Context, t Tenant) {
-	log := r.log.With(slog.String("tenant", t.ID))
-	cred, err := r.obtain(ctx, t)
-	if err == nil {
-		err = r.sink.Publish(ctx, t, cred)
-	}
-	now := r.cfg.Now()
+	key := r.track(t)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := r.state[t.ID]
-	if st == nil {
-		st = &tenantState{}
-		r.state[t.ID] = st
-	}
-	st.lastRefresh = now
-	if err != nil {
-		wait := max(RetryAfterOf(err), r.cfg.RetryAfter)
-		st.due = now.Add(wait)
-		reason := ReasonOf(err)
-		st.lastErr = &CredentialError{Reason: reason, Message: err.Error(), Time: now}
-		log.WarnContext(ctx, "refresh failed", slog.String("reason", string(reason)), slog.Any("error", err), slog.Duration("retryIn", wait))
-		r.sink.Report(t.ID, reason, fmt.Sprintf("refreshing the registry credential failed (%s): %v; the last good credential stays until it expires", reason, err))
+	ks := r.keys[key]
+	cred, fresh := ks.cred, ks.cred.Token != "" && r.cfg.Now().Before(ks.due)
+	r.mu.Unlock()
+	if fresh {
+		r.publish(ctx, cred, t)
 		return
 	}
-	st.tenant, st.version, st.cred, st.lastErr = t, t.Version, cred, nil
-	st.due = r.dueTime(cred, now)
-	log.InfoContext(ctx, "credential published", slog.Any("credential", cred), slog.Time("next", st.due))
+	r.renew(ctx, key)
+}
+
+// renew obtains a new credential for key and publishes it to every tenant
+// of the key. Concurrent renewals of one key share one call to the Source.
+// On failure the last good credential stays published, the tenants hear
+// why, and the key is tried again after RetryAfter (or GitHub's wait).
+func (r *Refresher) renew(ctx context.Context, key string) {
+	r.mu.Lock()
+	ks := r.keys[key]
+	if ks == nil {
+		r.mu.Unlock()
+		return
+	}
+	var source Tenant // any tenant of the key: they share the source
+	for id := range ks.tenants {
+		source = r.tenants[id].tenant
+		break
+	}
+	r.mu.Unlock()
+	v, err, _ := r.flight.Do(key, func() (any, error) { return r.obtain(ctx, source) })
+	now := r.cfg.Now()
+	r.mu.Lock()
+	ks = r.keys[key]
+	if ks == nil { // every tenant of the key went meanwhile
+		r.mu.Unlock()
+		return
+	}
+	ks.lastRefresh = now
+	var tenants []Tenant
+	for id := range ks.tenants {
+		tenants = append(tenants, r.tenants[id].tenant)
+	}
+	if err != nil {
+		wait := max(RetryAfterOf(err), r.cfg.RetryAfter)
+		ks.due = now.Add(wait)
+		reason := ReasonOf(err)
+		ks.lastErr = &CredentialError{Reason: reason, Message: err.Error(), Time: now}
+		r.mu.Unlock()
+		msg := fmt.Sprintf("refreshing the registry credential failed (%s): %v; the last good credential stays until it expires", reason, err)
+		for _, t := range tenants {
+			r.log.WarnContext(ctx, "refresh failed", slog.String("tenant", t.ID), slog.String("reason", string(reason)),
+				slog.Any("error", err), slog.Duration("retryIn", wait))
+			r.sink.Report(t.ID, reason, msg)
+		}
+		return
+	}
+	cred := v.(Credential)
+	ks.cred, ks.lastErr, ks.due = cred, nil, r.dueTime(cred, now)
+	r.mu.Unlock()
+	for _, t := range tenants {
+		r.publish(ctx, cred, t)
+	}
+}
+
+func (r *Refresher) publish(ctx context.Context, cred Credential, t Tenant) {
+	if err := r.sink.Publish(ctx, t, cred); err != nil {
+		r.log.WarnContext(ctx, "publish failed", slog.String("tenant", t.ID), slog.Any("error", err))
+		return
+	}
+	r.log.InfoContext(ctx, "credential published", slog.String("tenant", t.ID), slog.Any("credential", cred))
 }
 
 // dueTime is when a credential is renewed: Lead before it expires (but no
@@ -237,7 +346,6 @@ func (r *Refresher) dueTime(cred Credential, now time.Time) time.Time {
 		return due
 	}
 	return now.Add(time.Second) // expires within the lead: renew at once
-
 }
 
 func (r *Refresher) obtain(ctx context.Context, t Tenant) (Credential, error) {
@@ -294,12 +402,13 @@ type CredentialStatus struct {
 func (r *Refresher) Status(tenantID string) CredentialStatus {
 	now := r.cfg.Now()
 	r.mu.Lock()
-	st := r.state[tenantID]
 	status := CredentialStatus{TenantID: tenantID, State: CredentialPending}
-	if st != nil {
-		status.LastRefresh, status.NextRefresh, status.LastError = st.lastRefresh, st.due, st.lastErr
-		if c := st.cred; c.Token != "" {
-			status.Kind, status.Fingerprint, status.Username, status.ExpiresAt = c.Kind, c.Fingerprint(), c.Username, c.ExpiresAt
+	if ts := r.tenants[tenantID]; ts != nil {
+		if ks := r.keys[ts.key]; ks != nil {
+			status.LastRefresh, status.NextRefresh, status.LastError = ks.lastRefresh, ks.due, ks.lastErr
+			if c := ks.cred; c.Token != "" {
+				status.Kind, status.Fingerprint, status.Username, status.ExpiresAt = c.Kind, c.Fingerprint(), c.Username, c.ExpiresAt
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -316,13 +425,14 @@ func (r *Refresher) Status(tenantID string) CredentialStatus {
 	return status
 }
 
-// RefreshNow runs one refresh of the tenant at once and returns its status.
+// RefreshNow renews the tenant's credential at once (for every tenant that
+// shares it) and returns the tenant's status.
 func (r *Refresher) RefreshNow(ctx context.Context, tenantID string) (CredentialStatus, error) {
 	t, err := r.registry.Get(ctx, tenantID)
 	if err != nil {
 		return CredentialStatus{}, err
 	}
-	r.refresh(ctx, t)
+	r.renew(ctx, r.track(t))
 	return r.Status(tenantID), nil
 }
 
@@ -331,9 +441,9 @@ func (r *Refresher) RefreshNow(ctx context.Context, tenantID string) (Credential
 func (r *Refresher) Current(tenantID string) (cred Credential, registries []string, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := r.state[tenantID]
-	if st == nil || st.cred.Token == "" {
+	ts := r.tenants[tenantID]
+	if ts == nil || r.keys[ts.key] == nil || r.keys[ts.key].cred.Token == "" {
 		return Credential{}, nil, false
 	}
-	return st.cred, st.tenant.Registries, true
+	return r.keys[ts.key].cred, ts.tenant.Registries, true
 }

@@ -138,12 +138,16 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 		t.Fatalf("calls %v: every tenant must be published before PublishedAll", calls)
 	}
 
-	// A failing refresh keeps what was published.
+	// A change that needs a new credential, while the source fails, keeps
+	// what was published and says why.
 	_, before := sink.snapshot()
 	src.mu.Lock()
 	src.failing = &VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"}
 	src.mu.Unlock()
-	if _, err := reg.Update(ctx, "a", "", func(t Tenant) (Tenant, error) { t.Namespaces = []string{"x"}; return t, nil }); err != nil {
+	if _, err := reg.Update(ctx, "a", "", func(t Tenant) (Tenant, error) {
+		t.App.Permissions = map[string]string{"packages": "read", "metadata": "read"}
+		return t, nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	// The registry tells the running refresher itself.
@@ -184,7 +188,9 @@ func TestStatusFollowsTheCredential(t *testing.T) {
 		t.Fatalf("after a mint: %+v", ready)
 	}
 	src.failing = &VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"}
-	r.refresh(ctx, tn)
+	if _, err := r.RefreshNow(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
 	degraded := r.Status("s")
 	if degraded.State != CredentialDegraded || degraded.Fingerprint != ready.Fingerprint ||
 		degraded.LastError == nil || degraded.LastError.Reason != ReasonInstallationSuspended {
@@ -196,5 +202,67 @@ func TestStatusFollowsTheCredential(t *testing.T) {
 	now = now.Add(2 * time.Hour) // past the last good credential's expiry
 	if st := r.Status("s"); st.State != CredentialFailed {
 		t.Errorf("with the credential expired: %s", st.State)
+	}
+}
+
+func TestTenantsSharingASourceShareOneMint(t *testing.T) {
+	ctx := context.Background()
+	reg, _ := newTestRegistry(t)
+	for _, id := range []string{"a", "b", "c"} {
+		if _, _, err := reg.Create(ctx, appTenantFor(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := appTenantFor("d")
+	other.App.Permissions = map[string]string{"packages": "read", "metadata": "read"}
+	if _, _, err := reg.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	src, sink := &fakeSource{}, &recordingSink{}
+	r := NewRefresher(RefresherConfig{Now: func() time.Time { return now }}, reg, src, sink, slog.New(slog.DiscardHandler))
+	if err := r.resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, published := sink.snapshot()
+	if src.mints != 2 {
+		t.Errorf("%d mints for two distinct sources, want 2", src.mints)
+	}
+	if len(published) != 4 || published["a"].Token != published["b"].Token || published["b"].Token != published["c"].Token ||
+		published["a"].Token == published["d"].Token {
+		t.Errorf("published %v: a, b and c must share one credential, d its own", published)
+	}
+
+	// A tenant change that keeps the source reuses the credential.
+	if _, err := reg.Update(ctx, "b", "", func(t Tenant) (Tenant, error) { t.Namespaces = []string{"b2"}; return t, nil }); err != nil {
+		t.Fatal(err)
+	}
+	r.refreshTenant(ctx, "b")
+	if src.mints != 2 {
+		t.Errorf("a namespaces change minted (%d mints)", src.mints)
+	}
+
+	// When the shared credential is due, one mint renews it for all three.
+	now = now.Add(46 * time.Minute)
+	r.renewDue(ctx)
+	_, renewed := sink.snapshot()
+	if src.mints != 4 { // the a/b/c key and d's key were both due
+		t.Errorf("%d mints after the renewal, want 4", src.mints)
+	}
+	if renewed["a"].Token == published["a"].Token || renewed["a"].Token != renewed["b"].Token || renewed["b"].Token != renewed["c"].Token {
+		t.Errorf("renewal did not reach every tenant of the key: %v", renewed)
+	}
+
+	// A tenant that moves to another source leaves the shared credential.
+	if _, err := reg.Update(ctx, "c", "", func(t Tenant) (Tenant, error) {
+		t.App.Permissions = map[string]string{"packages": "read", "metadata": "read"}
+		return t, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.refreshTenant(ctx, "c")
+	_, moved := sink.snapshot()
+	if moved["c"].Token != moved["d"].Token || src.mints != 4 {
+		t.Errorf("c should now share d's credential without a mint: %v, %d mints", moved, src.mints)
 	}
 }
