@@ -37,23 +37,24 @@ func (a *CredentialAPI) Attach(r *Refresher) (detach func()) {
 
 // refresher resolves the tenant (NOT_FOUND first, whatever the replica) and
 // the running Refresher.
-func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*Refresher, error) {
+func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*Refresher, Tenant, error) {
 	if err := requireID("tenant_id", tenantID); err != nil {
-		return nil, err
+		return nil, Tenant{}, err
 	}
-	if _, err := a.registry.Get(ctx, tenantID); err != nil {
-		return nil, toStatus(ctx, a.log, err, "")
+	t, err := a.registry.Get(ctx, tenantID)
+	if err != nil {
+		return nil, Tenant{}, toStatus(ctx, a.log, err, "")
 	}
 	r := a.current.Load()
 	if r == nil {
-		return nil, status.Error(codes.Unavailable, "credentials are kept by the leading replica, and this replica does not lead (or has no Kubernetes cluster to sync into)")
+		return nil, Tenant{}, status.Error(codes.Unavailable, "credentials are kept by the leading replica, and this replica does not lead (or has no Kubernetes cluster to sync into)")
 	}
-	return r, nil
+	return r, t, nil
 }
 
 // GetCredentialStatus implements credbroker.v1.CredentialService.
 func (a *CredentialAPI) GetCredentialStatus(ctx context.Context, req *credbrokerv1.GetCredentialStatusRequest) (*credbrokerv1.CredentialStatus, error) {
-	r, err := a.refresher(ctx, req.GetTenantId())
+	r, _, err := a.refresher(ctx, req.GetTenantId())
 	if err != nil {
 		return nil, err
 	}
@@ -62,14 +63,11 @@ func (a *CredentialAPI) GetCredentialStatus(ctx context.Context, req *credbroker
 
 // RefreshCredential implements credbroker.v1.CredentialService.
 func (a *CredentialAPI) RefreshCredential(ctx context.Context, req *credbrokerv1.RefreshCredentialRequest) (*credbrokerv1.CredentialStatus, error) {
-	r, err := a.refresher(ctx, req.GetTenantId())
+	r, t, err := a.refresher(ctx, req.GetTenantId())
 	if err != nil {
 		return nil, err
 	}
-	st, err := r.RefreshNow(ctx, req.GetTenantId())
-	if err != nil {
-		return nil, toStatus(ctx, a.log, err, "")
-	}
+	st := r.RefreshNow(ctx, t)
 	a.log.InfoContext(ctx, "credential refreshed on request", slog.String("tenant", req.GetTenantId()), slog.String("state", string(st.State)))
 	return statusToProto(st), nil
 }
@@ -77,7 +75,7 @@ func (a *CredentialAPI) RefreshCredential(ctx context.Context, req *credbrokerv1
 // GetDockerConfig implements credbroker.v1.CredentialService. It hands out
 // the secret itself, so every call is logged (with the fingerprint only).
 func (a *CredentialAPI) GetDockerConfig(ctx context.Context, req *credbrokerv1.GetDockerConfigRequest) (*credbrokerv1.DockerConfig, error) {
-	r, err := a.refresher(ctx, req.GetTenantId())
+	r, _, err := a.refresher(ctx, req.GetTenantId())
 	if err != nil {
 		return nil, err
 	}

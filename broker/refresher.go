@@ -425,15 +425,11 @@ func (r *Refresher) Status(tenantID string) CredentialStatus {
 	return status
 }
 
-// RefreshNow renews the tenant's credential at once (for every tenant that
-// shares it) and returns the tenant's status.
-func (r *Refresher) RefreshNow(ctx context.Context, tenantID string) (CredentialStatus, error) {
-	t, err := r.registry.Get(ctx, tenantID)
-	if err != nil {
-		return CredentialStatus{}, err
-	}
+// RefreshNow renews t's credential at once (for every tenant that shares
+// it) and returns t's status.
+func (r *Refresher) RefreshNow(ctx context.Context, t Tenant) CredentialStatus {
 	r.renew(ctx, r.track(t))
-	return r.Status(tenantID), nil
+	return r.Status(t.ID)
 }
 
 // Current returns the published credential of a tenant and the registries

@@ -350,20 +350,15 @@ func (s *Syncer) Status(tenantID string) []broker.NamespaceSync {
 	return out
 }
 
-func (s *Syncer) bound(tenantID string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, ok := s.bindings[tenantID]
-	return ok
-}
-
-// isOrphan reports whether a managed Secret of a tenant with no binding may
-// be deleted: its tenant was removed, or every live tenant is known.
-func (s *Syncer) isOrphan(tenantID string) bool {
+// unannounced reports whether a tenant's Secrets must be left alone because
+// the tenant has not been published yet: it has no binding, was not
+// removed, and not every live tenant is known. Any other Secret not owned
+// by its namespace's tenant goes.
+func (s *Syncer) unannounced(tenantID string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	_, bound := s.bindings[tenantID]
-	return !bound && (s.complete || s.removed[tenantID])
+	return !bound && !s.complete && !s.removed[tenantID]
 }
 
 // Report implements broker.Sink: a Warning Event on the tenant's Secret in
@@ -430,8 +425,8 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 			current = sec
 			continue
 		}
-		if !s.bound(tenantID) && !s.isOrphan(tenantID) {
-			continue // a tenant not published yet
+		if s.unannounced(tenantID) {
+			continue
 		}
 		if err := s.deleteSecret(ctx, sec); err != nil {
 			return err

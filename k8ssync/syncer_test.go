@@ -85,6 +85,24 @@ func settle(t testing.TB, s *Syncer, before int64, n int) {
 	})
 }
 
+// waitForEvent waits for a Warning Event from credbroker in ns with the
+// given reason for which match holds.
+func waitForEvent(t testing.TB, ns, reason string, match func(corev1.Event) bool) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() (bool, string) {
+		events, err := admin.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events.Items {
+			if e.Reason == reason && e.Source.Component == Component && e.Type == corev1.EventTypeWarning && match(e) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no %s event among %d", reason, len(events.Items))
+	})
+}
+
 // idle waits until the syncer has nothing queued and nothing in flight, so
 // that its counters are final.
 func idle(t testing.TB, s *Syncer) {
@@ -307,18 +325,7 @@ func TestUnmanagedSecretIsNeverTouched(t *testing.T) {
 	if got, _ := getSecret(t, ns, "ghcr-secret"); got.ResourceVersion != theirs.ResourceVersion || got.Type != corev1.SecretTypeOpaque {
 		t.Errorf("the unmanaged Secret was modified: %+v", got)
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
-		events, err := admin.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, e := range events.Items {
-			if e.Reason == "SecretConflict" && e.Source.Component == Component && e.Type == corev1.EventTypeWarning {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("no SecretConflict event among %d", len(events.Items))
-	})
+	waitForEvent(t, ns, "SecretConflict", func(corev1.Event) bool { return true })
 }
 
 func TestServiceAccountsGetThePullSecretOnce(t *testing.T) {
@@ -387,7 +394,6 @@ func TestOverlappingSelectorsGoToTheFirstTenant(t *testing.T) {
 }
 
 func TestCredentialProblemsBecomeEvents(t *testing.T) {
-	ctx := context.Background()
 	s := startSyncer(t, Config{})
 	ns := unique("problem")
 	createNamespace(t, ns, nil)
@@ -399,18 +405,8 @@ func TestCredentialProblemsBecomeEvents(t *testing.T) {
 		return len(st) == 1 && st[0].State == broker.SyncSynced, "not synced"
 	})
 	s.Report("problem", broker.ReasonInstallationSuspended, "installation 42 is suspended")
-	eventually(t, 30*time.Second, func() (bool, string) {
-		events, err := admin.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, e := range events.Items {
-			if e.Reason == "CredentialProblem" && e.InvolvedObject.Name == "ghcr-secret" &&
-				e.Message == "INSTALLATION_SUSPENDED: installation 42 is suspended" {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("no CredentialProblem event among %d", len(events.Items))
+	waitForEvent(t, ns, "CredentialProblem", func(e corev1.Event) bool {
+		return e.InvolvedObject.Name == "ghcr-secret" && e.Message == "INSTALLATION_SUSPENDED: installation 42 is suspended"
 	})
 }
 
