@@ -21,11 +21,23 @@ import (
 // FileName is the database file inside the data directory.
 const FileName = "credbroker.db"
 
-var tenantsBucket = []byte("tenants")
+var (
+	tenantsBucket     = []byte("tenants")
+	credentialsBucket = []byte("credentials")
+	eventsBucket      = []byte("events")
+	outboxBucket      = []byte("outbox")
+)
+
+// DefaultMaxEvents bounds the event log: past it the oldest delivered
+// events go.
+const DefaultMaxEvents = 10000
 
 // Store is a broker.Store in a bbolt file.
 type Store struct {
 	db *bolt.DB
+	// MaxEvents is how many events the log keeps (more while undelivered
+	// ones wait); DefaultMaxEvents unless changed before use.
+	MaxEvents int
 }
 
 // record is the stored form of a tenant. Version travels inside the value
@@ -48,14 +60,18 @@ func Open(dataDir string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(tenantsBucket)
-		return err
+		for _, name := range [][]byte{tenantsBucket, credentialsBucket, eventsBucket, outboxBucket} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, MaxEvents: DefaultMaxEvents}, nil
 }
 
 // Close releases the file.
@@ -180,4 +196,151 @@ func decode(v []byte) (broker.Tenant, error) {
 	}
 	r.Tenant.Version = strconv.FormatUint(r.Version, 10)
 	return r.Tenant, nil
+}
+
+// GetCredential implements broker.CredentialStore.
+func (s *Store) GetCredential(_ context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(credentialsBucket).Get([]byte(key))
+		if v == nil {
+			return broker.ErrNotFound
+		}
+		out = bytes.Clone(v)
+		return nil
+	})
+	return out, err
+}
+
+// PutCredential implements broker.CredentialStore.
+func (s *Store) PutCredential(_ context.Context, key string, sealed []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(credentialsBucket).Put([]byte(key), sealed) })
+}
+
+// DeleteCredential implements broker.CredentialStore.
+func (s *Store) DeleteCredential(_ context.Context, key string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(credentialsBucket).Delete([]byte(key)) })
+}
+
+// AppendEvent implements broker.EventStore. Event ids sort by time, so the
+// bucket's key order is the log's order.
+func (s *Store) AppendEvent(_ context.Context, ev broker.Event, deliver bool) error {
+	v, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		events := tx.Bucket(eventsBucket)
+		if err := events.Put([]byte(ev.ID), v); err != nil {
+			return err
+		}
+		if deliver {
+			if err := tx.Bucket(outboxBucket).Put([]byte(ev.ID), nil); err != nil {
+				return err
+			}
+		}
+		// The bucket's sequence counts its events.
+		n, err := events.NextSequence()
+		if err != nil || n <= uint64(s.MaxEvents) {
+			return err
+		}
+		return trim(events, tx.Bucket(outboxBucket), n-uint64(s.MaxEvents))
+	})
+}
+
+// trim deletes up to n of the oldest events that are not waiting for
+// delivery.
+func trim(events, outbox *bolt.Bucket, n uint64) error {
+	c := events.Cursor()
+	deleted := uint64(0)
+	for k, _ := c.First(); k != nil && deleted < n; {
+		if outbox.Get(k) != nil {
+			k, _ = c.Next()
+			continue
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		deleted++
+		// After a Delete the cursor may stand before the next key or on it.
+		k, _ = c.Seek(k)
+	}
+	return events.SetSequence(events.Sequence() - deleted)
+}
+
+// EventsAfter implements broker.EventStore.
+func (s *Store) EventsAfter(_ context.Context, afterID string, limit int) ([]broker.Event, error) {
+	var out []broker.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(eventsBucket).Cursor()
+		k, v := c.Seek([]byte(afterID))
+		if k != nil && string(k) == afterID {
+			k, v = c.Next()
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Next() {
+			ev, err := decodeEvent(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// EventsBefore implements broker.EventStore.
+func (s *Store) EventsBefore(_ context.Context, beforeID string, limit int) ([]broker.Event, error) {
+	var out []broker.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(eventsBucket).Cursor()
+		var k, v []byte
+		if beforeID == "" {
+			k, v = c.Last()
+		} else if k, v = c.Seek([]byte(beforeID)); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev() // Seek lands on the first key >= beforeID
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Prev() {
+			ev, err := decodeEvent(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PendingEvents implements broker.EventStore.
+func (s *Store) PendingEvents(_ context.Context, limit int) ([]broker.Event, error) {
+	var out []broker.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		events := tx.Bucket(eventsBucket)
+		c := tx.Bucket(outboxBucket).Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			ev, err := decodeEvent(events.Get(k))
+			if err != nil {
+				return err
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// MarkDelivered implements broker.EventStore.
+func (s *Store) MarkDelivered(_ context.Context, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(outboxBucket).Delete([]byte(id)) })
+}
+
+func decodeEvent(v []byte) (broker.Event, error) {
+	var ev broker.Event
+	if err := json.Unmarshal(v, &ev); err != nil {
+		return broker.Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	return ev, nil
 }

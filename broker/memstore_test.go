@@ -83,3 +83,103 @@ func (m *memStore) DeleteTenant(_ context.Context, id, version string) error {
 	delete(m.tenants, id)
 	return nil
 }
+
+// memEvents is an EventStore and CredentialStore in memory.
+type memEvents struct {
+	mu      sync.Mutex
+	events  []Event
+	pending map[string]bool
+	creds   map[string][]byte
+}
+
+func newMemEvents() *memEvents {
+	return &memEvents{pending: map[string]bool{}, creds: map[string][]byte{}}
+}
+
+func (m *memEvents) AppendEvent(_ context.Context, ev Event, deliver bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.events = append(m.events, ev)
+	if deliver {
+		m.pending[ev.ID] = true
+	}
+	return nil
+}
+
+func (m *memEvents) EventsAfter(_ context.Context, afterID string, limit int) ([]Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Event
+	for _, ev := range m.events {
+		if ev.ID > afterID && len(out) < limit {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (m *memEvents) EventsBefore(_ context.Context, beforeID string, limit int) ([]Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Event
+	for _, ev := range slices.Backward(m.events) {
+		if (beforeID == "" || ev.ID < beforeID) && len(out) < limit {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (m *memEvents) PendingEvents(_ context.Context, limit int) ([]Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Event
+	for _, ev := range m.events {
+		if m.pending[ev.ID] && len(out) < limit {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (m *memEvents) MarkDelivered(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.pending, id)
+	return nil
+}
+
+func (m *memEvents) GetCredential(_ context.Context, key string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.creds[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return v, nil
+}
+
+func (m *memEvents) PutCredential(_ context.Context, key string, sealed []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.creds[key] = sealed
+	return nil
+}
+
+func (m *memEvents) DeleteCredential(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.creds, key)
+	return nil
+}
+
+// types lists the events' types in order, as "TYPE tenant" strings.
+func (m *memEvents) types() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, ev := range m.events {
+		out = append(out, string(ev.Type)+" "+ev.TenantID)
+	}
+	return out
+}

@@ -2,29 +2,41 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestDueTime(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	r := NewRefresher(RefresherConfig{}, nil, nil, nil, slog.New(slog.DiscardHandler))
+	day := 24 * time.Hour
 	tests := []struct {
-		name string
-		cred Credential
-		want time.Time
+		name   string
+		jitter float64
+		cred   Credential
+		want   time.Time
 	}{
-		{"1h App token: 15m before expiry", Credential{IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, now.Add(45 * time.Minute)},
-		{"10m token: three quarters in", Credential{IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}, now.Add(7*time.Minute + 30*time.Second)},
-		{"PAT without expiry: recheck in 6h", Credential{IssuedAt: now}, now.Add(6 * time.Hour)},
-		{"PAT expiring in a year", Credential{IssuedAt: now.Add(-time.Hour), ExpiresAt: now.Add(365 * 24 * time.Hour)}, now.Add(365*24*time.Hour - 15*time.Minute)},
-		{"already inside the lead: now", Credential{ExpiresAt: now.Add(time.Minute)}, now.Add(time.Second)},
+		{"1h App token: 10m before expiry", 0, Credential{Kind: KindGitHubApp, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, now.Add(50 * time.Minute)},
+		{"1h App token, half the jitter: a twentieth of the lead earlier", 0.5, Credential{Kind: KindGitHubApp, IssuedAt: now, ExpiresAt: now.Add(time.Hour)},
+			now.Add(49*time.Minute + 30*time.Second)},
+		{"30m token: a sixth of its life", 0, Credential{Kind: KindGitHubApp, IssuedAt: now, ExpiresAt: now.Add(30 * time.Minute)}, now.Add(25 * time.Minute)},
+		{"App token already inside the lead: at once", 0, Credential{Kind: KindGitHubApp, ExpiresAt: now.Add(time.Minute)}, now.Add(time.Second)},
+		{"PAT without expiry: recheck in 6h", 0, Credential{Kind: KindPAT, IssuedAt: now}, now.Add(6 * time.Hour)},
+		{"PAT expiring in a year: recheck in 6h", 0, Credential{Kind: KindPAT, ExpiresAt: now.Add(365 * day)}, now.Add(6 * time.Hour)},
+		{"PAT expiring in 7d3h: at the 7-day warning", 0, Credential{Kind: KindPAT, ExpiresAt: now.Add(7*day + 3*time.Hour)}, now.Add(3 * time.Hour)},
+		{"PAT expiring in 3h: at the 1-hour warning", 0, Credential{Kind: KindPAT, ExpiresAt: now.Add(3 * time.Hour)}, now.Add(2 * time.Hour)},
+		{"PAT expiring in 30m: at its expiry", 0, Credential{Kind: KindPAT, ExpiresAt: now.Add(30 * time.Minute)}, now.Add(30 * time.Minute)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			r := NewRefresher(RefresherConfig{Jitter: func() float64 { return tc.jitter }}, nil, nil, nil, slog.New(slog.DiscardHandler))
 			if got := r.dueTime(tc.cred, now); !got.Equal(tc.want) {
 				t.Errorf("due %v, want %v", got, tc.want)
 			}
@@ -32,11 +44,72 @@ func TestDueTime(t *testing.T) {
 	}
 }
 
-// fakeSource mints numbered tokens and fails while failing is set.
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		name           string
+		n              int
+		floor, ceiling time.Duration
+		jitter         float64
+		want           time.Duration
+	}{
+		{"first retry, least jitter: half the floor", 0, 5 * time.Second, 5 * time.Minute, 0, 2500 * time.Millisecond},
+		{"first retry, most jitter: the floor", 0, 5 * time.Second, 5 * time.Minute, 1, 5 * time.Second},
+		{"doubles", 3, 5 * time.Second, 5 * time.Minute, 1, 40 * time.Second},
+		{"stops at the ceiling", 10, 5 * time.Second, 5 * time.Minute, 1, 5 * time.Minute},
+		{"no overflow on a long outage", 200, time.Minute, time.Hour, 0, 30 * time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := backoff(tc.n, tc.floor, tc.ceiling, func() float64 { return tc.jitter }); got != tc.want {
+				t.Errorf("backoff = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRetryWait(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	r := NewRefresher(RefresherConfig{Jitter: func() float64 { return 1 }}, nil, nil, nil, slog.New(slog.DiscardHandler))
+	valid := Credential{Token: "t", ExpiresAt: now.Add(4 * time.Minute)}
+	tests := []struct {
+		name     string
+		failures int
+		cred     Credential
+		err      error
+		want     time.Duration
+	}{
+		{"transient, first failure", 1, Credential{}, &VerifyError{Cause: ReasonGitHubUnavailable}, 5 * time.Second},
+		{"transient, many failures: capped at half the last good token's life", 9, valid, &VerifyError{Cause: ReasonGitHubUnavailable}, 2 * time.Minute},
+		{"only a person can fix it: a minute", 1, Credential{}, &VerifyError{Cause: ReasonTokenRevoked}, time.Minute},
+		{"rate limited: not before GitHub's reset", 1, valid, rateLimited(10 * time.Minute), 10 * time.Minute},
+		{"never busy-loops", 1, Credential{Token: "t", ExpiresAt: now.Add(time.Second)}, &VerifyError{Cause: ReasonGitHubUnavailable}, time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ks := &keyState{cred: tc.cred, failures: tc.failures}
+			if got := r.retryWait(ks, tc.err, now); got != tc.want {
+				t.Errorf("wait %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+type rateLimitErr time.Duration
+
+func (e rateLimitErr) Error() string             { return "rate limited" }
+func (e rateLimitErr) Reason() Reason            { return ReasonRateLimited }
+func (e rateLimitErr) RetryAfter() time.Duration { return time.Duration(e) }
+
+func rateLimited(d time.Duration) error { return rateLimitErr(d) }
+
+// fakeSource mints numbered 1-hour tokens dated by its clock, and fails
+// while failing is set.
 type fakeSource struct {
 	mu      sync.Mutex
+	now     func() time.Time
 	mints   int
 	failing error
+	pat     PATOwner
 }
 
 func (f *fakeSource) MintInstallationToken(_ context.Context, id int64, _ map[string]string, _ []string) (Credential, error) {
@@ -46,12 +119,37 @@ func (f *fakeSource) MintInstallationToken(_ context.Context, id int64, _ map[st
 		return Credential{}, f.failing
 	}
 	f.mints++
-	return Credential{Kind: KindGitHubApp, Username: AppTokenUsername, Token: "ghs_" + string(rune('a'+f.mints)),
-		IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}, nil
+	now := f.clock()
+	return Credential{Kind: KindGitHubApp, Username: AppTokenUsername, Token: fmt.Sprintf("ghs_%d_%d", id, f.mints),
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, nil
 }
 
 func (f *fakeSource) ValidatePAT(context.Context, string) (PATOwner, error) {
-	return PATOwner{Owner: Owner{Login: "bot"}}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing != nil {
+		return PATOwner{}, f.failing
+	}
+	return f.pat, nil
+}
+
+func (f *fakeSource) clock() time.Time {
+	if f.now == nil {
+		return time.Now()
+	}
+	return f.now()
+}
+
+func (f *fakeSource) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failing = err
+}
+
+func (f *fakeSource) minted() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mints
 }
 
 // recordingSink remembers what it was told, in order.
@@ -90,11 +188,7 @@ func (s *recordingSink) Report(id string, reason Reason, _ string) {
 func (s *recordingSink) snapshot() ([]string, map[string]Credential) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	latest := map[string]Credential{}
-	for k, v := range s.latest {
-		latest[k] = v
-	}
-	return slices.Clone(s.calls), latest
+	return slices.Clone(s.calls), maps.Clone(s.latest)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -118,6 +212,70 @@ func appTenantFor(id string) Tenant {
 	return Tenant{ID: id, Owner: Owner{Login: "acme", ID: 1, Type: OwnerOrganization}, App: &GitHubApp{InstallationID: 1}}
 }
 
+// simulated is a Refresher on a fake clock with in-memory stores.
+type simulated struct {
+	clock  *clocktesting.FakeClock
+	reg    *Registry
+	src    *fakeSource
+	sink   *recordingSink
+	events *memEvents
+	prober *fakeProber
+	r      *Refresher
+}
+
+func newSimulated(t *testing.T, tenants ...Tenant) *simulated {
+	t.Helper()
+	s := &simulated{clock: clocktesting.NewFakeClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)),
+		sink: &recordingSink{}, events: newMemEvents(), prober: &fakeProber{}}
+	s.src = &fakeSource{now: s.clock.Now}
+	s.reg, _ = newTestRegistry(t)
+	for _, tn := range tenants {
+		if _, _, err := s.reg.Create(context.Background(), tn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.r = s.newRefresher()
+	return s
+}
+
+func (s *simulated) newRefresher() *Refresher {
+	log := slog.New(slog.DiscardHandler)
+	return NewRefresher(RefresherConfig{Clock: s.clock, Resync: time.Hour, Jitter: func() float64 { return 0.5 },
+		Notifier: NewNotifier(s.events, false, s.clock.Now, nil, log), Prober: s.prober},
+		s.reg, s.src, s.sink, log)
+}
+
+// advance moves the clock to the Refresher's next wake-up, at most until
+// end, and runs what is due.
+func (s *simulated) advance(ctx context.Context, end time.Time) {
+	next := s.r.Step(ctx)
+	if next.After(end) {
+		next = end
+	}
+	s.clock.SetTime(next)
+	s.r.Step(ctx)
+}
+
+type fakeProber struct {
+	mu     sync.Mutex
+	probes int
+	err    error
+}
+
+func (p *fakeProber) Probe(context.Context, Credential, string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.probes++
+	return p.err
+}
+
+func (p *fakeProber) set(err error) (probes int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+	return p.probes
+}
+
 func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -128,7 +286,8 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 		}
 	}
 	src, sink := &fakeSource{}, &recordingSink{}
-	r := NewRefresher(RefresherConfig{Resync: time.Hour}, reg, src, sink, slog.New(slog.DiscardHandler))
+	log := slog.New(slog.DiscardHandler)
+	r := NewRefresher(RefresherConfig{Resync: time.Hour, Notifier: NewNotifier(newMemEvents(), false, time.Now, nil, log)}, reg, src, sink, log)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 
@@ -141,9 +300,7 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	// A change that needs a new credential, while the source fails, keeps
 	// what was published and says why.
 	_, before := sink.snapshot()
-	src.mu.Lock()
-	src.failing = &VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"}
-	src.mu.Unlock()
+	src.fail(&VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"})
 	if _, err := reg.Update(ctx, "a", "", func(t Tenant) (Tenant, error) {
 		t.App.Permissions = map[string]string{"packages": "read", "metadata": "read"}
 		return t, nil
@@ -155,12 +312,13 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the removal of b", func() bool { calls, _ := sink.snapshot(); return slices.Contains(calls, "remove b") })
+	waitFor(t, "the report", func() bool {
+		calls, _ := sink.snapshot()
+		return slices.Contains(calls, "report a INSTALLATION_SUSPENDED")
+	})
 	calls, after := sink.snapshot()
 	if slices.Contains(calls[3:], "publish a") || after["a"].Token != before["a"].Token {
 		t.Errorf("a failed refresh replaced the published credential: %v", calls)
-	}
-	if !slices.Contains(calls, "report a GITHUB_UNAVAILABLE") {
-		t.Errorf("the failure was not reported to the sink: %v", calls)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -170,61 +328,49 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 
 func TestStatusFollowsTheCredential(t *testing.T) {
 	ctx := context.Background()
-	reg, _ := newTestRegistry(t)
-	tn, _, err := reg.Create(ctx, appTenantFor("s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	src, sink := &fakeSource{}, &recordingSink{}
-	r := NewRefresher(RefresherConfig{Now: func() time.Time { return now }}, reg, src, sink, slog.New(slog.DiscardHandler))
+	s := newSimulated(t, appTenantFor("s"))
+	tn, _ := s.reg.Get(ctx, "s")
 
-	if st := r.Status("s"); st.State != CredentialPending || st.Fingerprint != "" {
+	if st := s.r.Status("s"); st.State != CredentialPending || st.Fingerprint != "" {
 		t.Errorf("before any refresh: %+v", st)
 	}
-	r.refresh(ctx, tn)
-	ready := r.Status("s")
+	s.r.Step(ctx)
+	ready := s.r.Status("s")
 	if ready.State != CredentialReady || ready.Kind != KindGitHubApp || ready.Fingerprint == "" || ready.LastError != nil {
 		t.Fatalf("after a mint: %+v", ready)
 	}
-	src.failing = &VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"}
-	r.RefreshNow(ctx, tn)
-	degraded := r.Status("s")
+	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"})
+	s.r.RefreshNow(ctx, tn)
+	degraded := s.r.Status("s")
 	if degraded.State != CredentialDegraded || degraded.Fingerprint != ready.Fingerprint ||
-		degraded.LastError == nil || degraded.LastError.Reason != ReasonInstallationSuspended {
+		degraded.LastError == nil || degraded.LastError.Reason != ReasonGitHubUnavailable {
 		t.Errorf("after a failed refresh: %+v", degraded)
 	}
-	if cred, registries, ok := r.Current("s"); !ok || cred.Fingerprint() != ready.Fingerprint || len(registries) != 1 {
+	if cred, registries, ok := s.r.Current("s"); !ok || cred.Fingerprint() != ready.Fingerprint || len(registries) != 1 {
 		t.Errorf("current credential after a failure: %v %v %v", cred, registries, ok)
 	}
-	now = now.Add(2 * time.Hour) // past the last good credential's expiry
-	if st := r.Status("s"); st.State != CredentialFailed {
+	s.src.fail(&VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"})
+	s.r.RefreshNow(ctx, tn)
+	if st := s.r.Status("s"); st.State != CredentialFailed {
+		t.Errorf("after a failure only a person can fix: %s", st.State)
+	}
+	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"})
+	s.r.RefreshNow(ctx, tn)
+	s.clock.Step(2 * time.Hour) // past the last good credential's expiry
+	if st := s.r.Status("s"); st.State != CredentialFailed {
 		t.Errorf("with the credential expired: %s", st.State)
 	}
 }
 
 func TestTenantsSharingASourceShareOneMint(t *testing.T) {
 	ctx := context.Background()
-	reg, _ := newTestRegistry(t)
-	for _, id := range []string{"a", "b", "c"} {
-		if _, _, err := reg.Create(ctx, appTenantFor(id)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	other := appTenantFor("d")
 	other.App.Permissions = map[string]string{"packages": "read", "metadata": "read"}
-	if _, _, err := reg.Create(ctx, other); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	src, sink := &fakeSource{}, &recordingSink{}
-	r := NewRefresher(RefresherConfig{Now: func() time.Time { return now }}, reg, src, sink, slog.New(slog.DiscardHandler))
-	if err := r.resync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	_, published := sink.snapshot()
-	if src.mints != 2 {
-		t.Errorf("%d mints for two distinct sources, want 2", src.mints)
+	s := newSimulated(t, appTenantFor("a"), appTenantFor("b"), appTenantFor("c"), other)
+	s.r.Step(ctx)
+	_, published := s.sink.snapshot()
+	if s.src.minted() != 2 {
+		t.Errorf("%d mints for two distinct sources, want 2", s.src.minted())
 	}
 	if len(published) != 4 || published["a"].Token != published["b"].Token || published["b"].Token != published["c"].Token ||
 		published["a"].Token == published["d"].Token {
@@ -232,35 +378,267 @@ func TestTenantsSharingASourceShareOneMint(t *testing.T) {
 	}
 
 	// A tenant change that keeps the source reuses the credential.
-	if _, err := reg.Update(ctx, "b", "", func(t Tenant) (Tenant, error) { t.Namespaces = []string{"b2"}; return t, nil }); err != nil {
+	if _, err := s.reg.Update(ctx, "b", "", func(t Tenant) (Tenant, error) { t.Namespaces = []string{"b2"}; return t, nil }); err != nil {
 		t.Fatal(err)
 	}
-	r.refreshTenant(ctx, "b")
-	if src.mints != 2 {
-		t.Errorf("a namespaces change minted (%d mints)", src.mints)
+	s.r.Changed("b")
+	s.r.Step(ctx)
+	if s.src.minted() != 2 {
+		t.Errorf("a namespaces change minted (%d mints)", s.src.minted())
 	}
 
 	// When the shared credential is due, one mint renews it for all three.
-	now = now.Add(46 * time.Minute)
-	r.renewDue(ctx)
-	_, renewed := sink.snapshot()
-	if src.mints != 4 { // the a/b/c key and d's key were both due
-		t.Errorf("%d mints after the renewal, want 4", src.mints)
+	s.clock.Step(51 * time.Minute)
+	s.r.Step(ctx)
+	_, renewed := s.sink.snapshot()
+	if s.src.minted() != 4 { // the a/b/c key and d's key were both due
+		t.Errorf("%d mints after the renewal, want 4", s.src.minted())
 	}
 	if renewed["a"].Token == published["a"].Token || renewed["a"].Token != renewed["b"].Token || renewed["b"].Token != renewed["c"].Token {
 		t.Errorf("renewal did not reach every tenant of the key: %v", renewed)
 	}
 
 	// A tenant that moves to another source leaves the shared credential.
-	if _, err := reg.Update(ctx, "c", "", func(t Tenant) (Tenant, error) {
+	if _, err := s.reg.Update(ctx, "c", "", func(t Tenant) (Tenant, error) {
 		t.App.Permissions = map[string]string{"packages": "read", "metadata": "read"}
 		return t, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r.refreshTenant(ctx, "c")
-	_, moved := sink.snapshot()
-	if moved["c"].Token != moved["d"].Token || src.mints != 4 {
-		t.Errorf("c should now share d's credential without a mint: %v, %d mints", moved, src.mints)
+	s.r.Changed("c")
+	s.r.Step(ctx)
+	_, moved := s.sink.snapshot()
+	if moved["c"].Token != moved["d"].Token || s.src.minted() != 4 {
+		t.Errorf("c should now share d's credential without a mint: %v, %d mints", moved, s.src.minted())
 	}
+}
+
+func TestABurstOfChangesIsNotDropped(t *testing.T) {
+	ctx := context.Background()
+	var tenants []Tenant
+	for i := range 300 {
+		tenants = append(tenants, appTenantFor(fmt.Sprintf("t%03d", i)))
+	}
+	s := newSimulated(t)
+	s.r.Step(ctx) // the first resync, with no tenants yet
+	for _, tn := range tenants {
+		if _, _, err := s.reg.Create(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		s.r.Changed(tn.ID) // no Step between: the burst piles up
+	}
+	s.r.Step(ctx)
+	if _, published := s.sink.snapshot(); len(published) != len(tenants) {
+		t.Errorf("%d of %d tenants published before the next resync", len(published), len(tenants))
+	}
+}
+
+func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
+	ctx := context.Background()
+	probed := appTenantFor("probed")
+	probed.ProbeImage = "ghcr.io/acme/base:1"
+	s := newSimulated(t, probed, appTenantFor("plain"))
+	s.prober.set(&VerifyError{Cause: ReasonAppTokenNotAccepted, Msg: "denied"})
+
+	s.r.Step(ctx)
+	_, published := s.sink.snapshot()
+	if _, ok := published["probed"]; ok || published["plain"].Token == "" {
+		t.Fatalf("published %v: the tenant whose probe failed must get nothing, the other its credential", published)
+	}
+	st := s.r.Status("probed")
+	if st.State != CredentialFailed || st.LastError == nil || st.LastError.Reason != ReasonAppTokenNotAccepted {
+		t.Errorf("status after a failed probe: %+v", st)
+	}
+	// The failed probe is retried after ProbeRetry, without a new mint.
+	s.clock.Step(DefaultProbeRetry - time.Second)
+	s.r.Step(ctx)
+	if probes := s.prober.set(nil); probes != 1 {
+		t.Errorf("%d probes before the retry is due, want 1", probes)
+	}
+	s.clock.Step(time.Second)
+	s.r.Step(ctx)
+	if _, published = s.sink.snapshot(); published["probed"].Token != published["plain"].Token || s.src.minted() != 1 {
+		t.Errorf("after the retry passed: %v, %d mints", published, s.src.minted())
+	}
+	if got := s.events.types(); !slices.Equal(got, []string{"PROBE_FAILED probed", "RECOVERED probed"}) {
+		t.Errorf("events %v", got)
+	}
+
+	// A renewal of the same kind and owner is not probed again...
+	s.clock.Step(time.Hour)
+	s.r.Step(ctx)
+	if probes := s.prober.set(nil); probes != 2 || s.src.minted() != 2 {
+		t.Errorf("a renewal probed (%d probes, %d mints)", probes, s.src.minted())
+	}
+	// ...but a refresh asked for is.
+	tn, _ := s.reg.Get(ctx, "probed")
+	s.r.RefreshNow(ctx, tn)
+	if probes := s.prober.set(nil); probes != 3 {
+		t.Errorf("RefreshCredential did not probe (%d probes)", probes)
+	}
+}
+
+func TestARestartPublishesTheStoredCredentialWithoutMinting(t *testing.T) {
+	ctx := context.Background()
+	s := newSimulated(t, appTenantFor("a"), appTenantFor("b"))
+	sealer, err := NewSealer(make([]byte, KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func() *Refresher {
+		r := s.newRefresher()
+		r.cfg.Credentials, r.cfg.Sealer = s.events, sealer
+		return r
+	}
+	s.r = start()
+	s.r.Step(ctx)
+	_, first := s.sink.snapshot()
+	if s.src.minted() != 1 {
+		t.Fatalf("%d mints, want 1", s.src.minted())
+	}
+	for key, sealed := range s.events.creds {
+		if strings.Contains(string(sealed), first["a"].Token) {
+			t.Errorf("credential %s stored in the clear", key)
+		}
+	}
+
+	s.clock.Step(20 * time.Minute)
+	s.r = start() // the restart
+	s.r.Step(ctx)
+	_, again := s.sink.snapshot()
+	if s.src.minted() != 1 || again["a"].Token != first["a"].Token || again["b"].Token != first["a"].Token {
+		t.Errorf("after a restart: %d mints, published %v", s.src.minted(), again)
+	}
+	if st := s.r.Status("a"); !st.NextRefresh.Equal(first["a"].ExpiresAt.Add(-DefaultLead - DefaultLead/20)) {
+		t.Errorf("restored credential renews at %v, want 10.5m before %v", st.NextRefresh, first["a"].ExpiresAt)
+	}
+
+	// A stored credential that does not open (another key, or tampered
+	// with) is replaced by a new one, not published.
+	for key := range s.events.creds {
+		s.events.creds[key][len(s.events.creds[key])-1] ^= 1
+	}
+	s.r = start()
+	s.r.Step(ctx)
+	if _, after := s.sink.snapshot(); s.src.minted() != 2 || after["a"].Token == first["a"].Token {
+		t.Errorf("a tampered stored credential: %d mints, published %v", s.src.minted(), after)
+	}
+
+	// Past its renewal time a stored credential is renewed, not reused.
+	s.clock.Step(55 * time.Minute)
+	s.r = start()
+	s.r.Step(ctx)
+	if s.src.minted() != 3 {
+		t.Errorf("a stored credential due for renewal was reused (%d mints)", s.src.minted())
+	}
+}
+
+func TestFailuresNotifyOnceAndRecover(t *testing.T) {
+	ctx := context.Background()
+	s := newSimulated(t, appTenantFor("a"))
+	s.r.Step(ctx)
+	start := s.clock.Now()
+	// One transient failure is retried within seconds and is not news.
+	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "502"})
+	s.clock.SetTime(s.r.Status("a").NextRefresh)
+	s.r.Step(ctx)
+	if got := s.events.types(); len(got) != 0 || s.r.Status("a").LastError == nil {
+		t.Errorf("the first failure notified: %v", got)
+	}
+	// The second is, once, however often it fails after that; with less
+	// than half the lead left, the expiry is announced too.
+	end := start.Add(57 * time.Minute)
+	for s.clock.Now().Before(end) {
+		s.advance(ctx, end)
+	}
+	s.src.fail(nil)
+	end = end.Add(2 * time.Minute)
+	for s.clock.Now().Before(end) {
+		s.advance(ctx, end)
+	}
+	want := []string{"CREDENTIAL_REFRESH_FAILED a", "CREDENTIAL_EXPIRING a", "RECOVERED a", "RECOVERED a"}
+	if got := s.events.types(); !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	calls, _ := s.sink.snapshot()
+	if n := len(slices.DeleteFunc(calls, func(c string) bool { return !strings.HasPrefix(c, "report a") })); n != 2 {
+		t.Errorf("%d Kubernetes reports, want one per condition (2)", n)
+	}
+}
+
+func TestInstallationWebhookStopsAndResumesRefreshes(t *testing.T) {
+	ctx := context.Background()
+	s := newSimulated(t, appTenantFor("a"), appTenantFor("b"))
+	s.r.Step(ctx)
+	s.r.InstallationChanged(ctx, 1, InstallationSuspended)
+	st := s.r.Status("a")
+	if st.State != CredentialFailed || st.LastError.Reason != ReasonInstallationSuspended || st.NextRefresh.Sub(s.clock.Now()) < 30*time.Second {
+		t.Errorf("after suspension: %+v", st)
+	}
+	s.r.InstallationChanged(ctx, 2, InstallationUnsuspended) // another installation: nothing happens
+	if s.src.minted() != 1 {
+		t.Errorf("%d mints", s.src.minted())
+	}
+	s.r.InstallationChanged(ctx, 1, InstallationUnsuspended)
+	if st := s.r.Status("a"); st.State != CredentialReady || s.src.minted() != 2 {
+		t.Errorf("after unsuspension: %+v, %d mints", st, s.src.minted())
+	}
+	want := []string{"INSTALLATION_SUSPENDED a", "INSTALLATION_SUSPENDED b", "RECOVERED a", "RECOVERED b"}
+	if got := s.events.types(); !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
+
+func TestPATExpiryWarnsOncePerThreshold(t *testing.T) {
+	ctx := context.Background()
+	sealer, err := NewSealer(make([]byte, KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSimulated(t)
+	s.reg = NewRegistry(newMemStore(), sealer, patGitHub{}, s.clock.Now)
+	s.r = s.newRefresher()
+	tn := Tenant{ID: "p", Owner: Owner{Login: "bot", ID: 7, Type: OwnerUser}, PAT: &PAT{Token: "ghp_first"}}
+	if _, _, err := s.reg.Create(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	expiry := s.clock.Now().Add(8 * 24 * time.Hour)
+	s.src.pat = PATOwner{Owner: tn.Owner, Scopes: []string{"read:packages"}, ExpiresAt: expiry}
+	end := expiry.Add(-30 * time.Minute)
+	validations := 0
+	for s.clock.Now().Before(end) {
+		s.advance(ctx, end)
+		validations++
+	}
+	want := []string{"CREDENTIAL_EXPIRING p", "CREDENTIAL_EXPIRING p", "CREDENTIAL_EXPIRING p"}
+	if got := s.events.types(); !slices.Equal(got, want) {
+		t.Fatalf("events %v, want one per threshold: %v", got, want)
+	}
+	var severities []Severity
+	for _, ev := range s.events.events {
+		severities = append(severities, ev.Severity)
+	}
+	if !slices.Equal(severities, []Severity{SeverityWarning, SeverityWarning, SeverityCritical}) {
+		t.Errorf("severities %v: only the last warning is critical", severities)
+	}
+	// A new PAT that expires much later clears the warnings.
+	s.src.pat.ExpiresAt = s.clock.Now().Add(90 * 24 * time.Hour)
+	if _, err := s.reg.Update(ctx, "p", "", func(t Tenant) (Tenant, error) { t.PAT = &PAT{Token: "ghp_second"}; return t, nil }); err != nil {
+		t.Fatal(err)
+	}
+	s.r.Changed("p")
+	s.r.Step(ctx)
+	if got := s.events.types(); len(got) != 6 || got[3] != "RECOVERED p" || got[5] != "RECOVERED p" {
+		t.Errorf("events after a new PAT: %v", got)
+	}
+}
+
+// patGitHub accepts any PAT as the tenant owner's, for registration.
+type patGitHub struct{}
+
+func (patGitHub) Installation(context.Context, int64) (Installation, error) {
+	return Installation{}, nil
+}
+func (patGitHub) ValidatePAT(context.Context, string) (PATOwner, error) {
+	return PATOwner{Owner: Owner{Login: "bot", ID: 7, Type: OwnerUser}, Scopes: []string{"read:packages"}}, nil
 }

@@ -54,12 +54,17 @@ func ParseKey(data []byte) ([]byte, error) {
 
 // Seal encrypts plaintext for the tenant with the given id.
 func (s *Sealer) Seal(tenantID, plaintext string) ([]byte, error) {
+	return s.seal(additionalData(tenantID), plaintext)
+}
+
+// seal encrypts plaintext bound to ad: it opens only with the same ad.
+func (s *Sealer) seal(ad []byte, plaintext string) ([]byte, error) {
 	nonce := make([]byte, s.aead.NonceSize(), 1+s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
 	out := append([]byte{sealedV1}, nonce...)
-	return s.aead.Seal(out, nonce, []byte(plaintext), additionalData(tenantID)), nil
+	return s.aead.Seal(out, nonce, []byte(plaintext), ad), nil
 }
 
 // ErrUnseal means a sealed value does not open with the configured key: the
@@ -68,11 +73,15 @@ var ErrUnseal = errors.New("sealed secret does not decrypt with the configured k
 
 // Open decrypts a value sealed for the tenant with the given id.
 func (s *Sealer) Open(tenantID string, sealed []byte) (string, error) {
+	return s.open(additionalData(tenantID), sealed)
+}
+
+func (s *Sealer) open(ad, sealed []byte) (string, error) {
 	n := s.aead.NonceSize()
 	if len(sealed) < 1+n || sealed[0] != sealedV1 {
 		return "", ErrUnseal
 	}
-	plaintext, err := s.aead.Open(nil, sealed[1:1+n], sealed[1+n:], additionalData(tenantID))
+	plaintext, err := s.aead.Open(nil, sealed[1:1+n], sealed[1+n:], ad)
 	if err != nil {
 		return "", ErrUnseal
 	}

@@ -24,6 +24,9 @@ import (
 type Store struct {
 	client    kubernetes.Interface
 	namespace string
+	// MaxEvents is how many events the log keeps (more while undelivered
+	// ones wait); DefaultMaxEvents unless changed before use.
+	MaxEvents int
 }
 
 // Tenant Secrets: a type and a label of their own, so that neither the
@@ -43,7 +46,7 @@ var storedTenantSelector = LabelManagedBy + "=" + ManagedByValue + "," + labelSt
 
 // NewStore returns a Store in namespace.
 func NewStore(client kubernetes.Interface, namespace string) *Store {
-	return &Store{client: client, namespace: namespace}
+	return &Store{client: client, namespace: namespace, MaxEvents: DefaultMaxEvents}
 }
 
 func (s *Store) secrets() interface {

@@ -2,7 +2,9 @@ package k8ssync
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +27,87 @@ func TestStoreContract(t *testing.T) {
 		ns := unique("store")
 		createNamespace(t, ns, nil)
 		return NewStore(client, ns)
+	})
+}
+
+// TestCredentialAndEventStoreContract runs the contract in namespaces that
+// get credbroker's own-namespace Role, as the chart grants it where
+// credbroker is installed.
+func TestCredentialAndEventStoreContract(t *testing.T) {
+	requireCluster(t)
+	client, err := kubernetes.NewForConfig(brokerCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(t *testing.T) *Store {
+		ns := unique("store")
+		createNamespace(t, ns, nil)
+		grantOwnNamespaceRole(t, ns)
+		s := NewStore(client, ns)
+		s.MaxEvents = 3
+		return s
+	}
+	t.Run("credentials", func(t *testing.T) {
+		storetest.RunCredentials(t, func(t *testing.T) broker.CredentialStore { return open(t) })
+	})
+	t.Run("events", func(t *testing.T) {
+		storetest.RunEvents(t, func(t *testing.T) broker.EventStore {
+			s := open(t)
+			s.MaxEvents = 100
+			return s
+		})
+	})
+	t.Run("the log is bounded but keeps pending events", func(t *testing.T) {
+		ctx := context.Background()
+		s := open(t)
+		for i := range 6 {
+			ev := broker.Event{ID: fmt.Sprintf("%016x", i+1), Type: broker.EventRecovered, TenantID: "t"}
+			if err := s.AppendEvent(ctx, ev, i == 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.EventsAfter(ctx, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := ""
+		for _, ev := range got {
+			ids += ev.ID[15:]
+		}
+		if ids != "156" {
+			t.Errorf("events kept: %q, want the pending 1 and the newest two", ids)
+		}
+	})
+}
+
+// grantOwnNamespaceRole copies rbac.yaml's Role and RoleBinding from the
+// credbroker namespace into ns and waits until the API server applies them.
+func grantOwnNamespaceRole(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	role, err := admin.RbacV1().Roles("credbroker").Get(ctx, "credbroker", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	binding, err := admin.RbacV1().RoleBindings("credbroker").Get(ctx, "credbroker", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role.ObjectMeta = metav1.ObjectMeta{Name: role.Name, Namespace: ns}
+	binding.ObjectMeta = metav1.ObjectMeta{Name: binding.Name, Namespace: ns}
+	if _, err := admin.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(brokerCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		_, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		return err == nil, fmt.Sprintf("the Role is not in force: %v", err)
 	})
 }
 

@@ -408,7 +408,11 @@ type WatchEventsRequest struct {
 	// TenantId, when set, keeps only that tenant's events.
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// Types, when set, keeps only these event types.
-	Types         []EventType `protobuf:"varint,2,rep,packed,name=types,proto3,enum=credbroker.v1.EventType" json:"types,omitempty"`
+	Types []EventType `protobuf:"varint,2,rep,packed,name=types,proto3,enum=credbroker.v1.EventType" json:"types,omitempty"`
+	// AfterId resumes a stream: the events after this id are sent first
+	// (as far as the event log still holds them), then new ones. Empty
+	// means new events only.
+	AfterId       string `protobuf:"bytes,3,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -457,6 +461,13 @@ func (x *WatchEventsRequest) GetTypes() []EventType {
 	return nil
 }
 
+func (x *WatchEventsRequest) GetAfterId() string {
+	if x != nil {
+		return x.AfterId
+	}
+	return ""
+}
+
 var File_credbroker_v1_event_proto protoreflect.FileDescriptor
 
 const file_credbroker_v1_event_proto_rawDesc = "" +
@@ -482,10 +493,11 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"j\n" +
 	"\x12ListEventsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.credbroker.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"|\n" +
 	"\x12WatchEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12.\n" +
-	"\x05types\x18\x02 \x03(\x0e2\x18.credbroker.v1.EventTypeR\x05types*\xd5\x02\n" +
+	"\x05types\x18\x02 \x03(\x0e2\x18.credbroker.v1.EventTypeR\x05types\x12\x19\n" +
+	"\bafter_id\x18\x03 \x01(\tR\aafterId*\xd5\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEVENT_TYPE_CREDENTIAL_EXPIRING\x10\x01\x12(\n" +

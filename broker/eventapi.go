@@ -1,0 +1,187 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc"
+
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+)
+
+// EventAPI serves credbroker.v1.EventService from the event log. Every
+// replica can serve it: the log lives in the Store, and watchers poll it
+// (besides being woken at once by appends on this replica).
+type EventAPI struct {
+	credbrokerv1.UnimplementedEventServiceServer
+	store    EventStore
+	appended func() <-chan struct{}
+	poll     time.Duration
+	log      *slog.Logger
+}
+
+// NewEventAPI returns the EventService. appended, if not nil, returns a
+// channel closed at the next event written on this replica; poll is how
+// often watchers read the log regardless (events written by the leader
+// when this replica does not lead).
+func NewEventAPI(store EventStore, appended func() <-chan struct{}, poll time.Duration, log *slog.Logger) *EventAPI {
+	if appended == nil {
+		appended = func() <-chan struct{} { return nil }
+	}
+	return &EventAPI{store: store, appended: appended, poll: poll, log: log}
+}
+
+const (
+	defaultEventPage = 100
+	maxEventPage     = 1000
+)
+
+// eventFilter is a request's tenant and type filter.
+type eventFilter struct {
+	tenantID string
+	types    []EventType
+}
+
+func (f eventFilter) match(ev Event) bool {
+	return (f.tenantID == "" || ev.TenantID == f.tenantID) && (len(f.types) == 0 || slices.Contains(f.types, ev.Type))
+}
+
+func parseEventFilter(tenantID string, types []credbrokerv1.EventType) (eventFilter, []FieldViolation) {
+	f := eventFilter{tenantID: tenantID}
+	var vs []FieldViolation
+	if tenantID != "" {
+		if err := requireID("tenant_id", tenantID); err != nil {
+			vs = append(vs, FieldViolation{"tenant_id", "not a tenant id"})
+		}
+	}
+	for i, t := range types {
+		name, ok := credbrokerv1.EventType_name[int32(t)]
+		if !ok || t == credbrokerv1.EventType_EVENT_TYPE_UNSPECIFIED {
+			vs = append(vs, FieldViolation{fmt.Sprintf("types[%d]", i), "not an event type"})
+			continue
+		}
+		f.types = append(f.types, EventType(name[len("EVENT_TYPE_"):]))
+	}
+	return f, vs
+}
+
+// validEventID accepts the ids the Notifier assigns: 16 lowercase hex digits.
+func validEventID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ListEvents implements credbroker.v1.EventService.
+func (a *EventAPI) ListEvents(ctx context.Context, req *credbrokerv1.ListEventsRequest) (*credbrokerv1.ListEventsResponse, error) {
+	filter, vs := parseEventFilter(req.GetTenantId(), req.GetTypes())
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = defaultEventPage
+	case size < 0 || size > maxEventPage:
+		vs = append(vs, FieldViolation{"page_size", fmt.Sprintf("must be between 0 and %d", maxEventPage)})
+	}
+	if tok := req.GetPageToken(); tok != "" && !validEventID(tok) {
+		vs = append(vs, FieldViolation{"page_token", "not a page token of this API"})
+	}
+	if len(vs) > 0 {
+		return nil, invalidArgument("", vs...)
+	}
+	resp := &credbrokerv1.ListEventsResponse{}
+	before := req.GetPageToken()
+	for {
+		page, err := a.store.EventsBefore(ctx, before, maxEventPage)
+		if err != nil {
+			return nil, toStatus(ctx, a.log, fmt.Errorf("list events: %w", err), "")
+		}
+		for _, ev := range page {
+			before = ev.ID
+			if !filter.match(ev) {
+				continue
+			}
+			if len(resp.Events) == size {
+				resp.NextPageToken = resp.Events[size-1].GetId()
+				return resp, nil
+			}
+			resp.Events = append(resp.Events, eventToProto(ev))
+		}
+		if len(page) < maxEventPage {
+			return resp, nil
+		}
+	}
+}
+
+// WatchEvents implements credbroker.v1.EventService.
+func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc.ServerStreamingServer[credbrokerv1.Event]) error {
+	ctx := stream.Context()
+	filter, vs := parseEventFilter(req.GetTenantId(), req.GetTypes())
+	after := req.GetAfterId()
+	if after != "" && !validEventID(after) {
+		vs = append(vs, FieldViolation{"after_id", "not an event id"})
+	}
+	if len(vs) > 0 {
+		return invalidArgument("", vs...)
+	}
+	if after == "" { // new events only: start after the newest
+		newest, err := a.store.EventsBefore(ctx, "", 1)
+		if err != nil {
+			return toStatus(ctx, a.log, fmt.Errorf("watch events: %w", err), "")
+		}
+		if len(newest) > 0 {
+			after = newest[0].ID
+		}
+	}
+	ticker := time.NewTicker(a.poll)
+	defer ticker.Stop()
+	for {
+		// Take the wake-up channel before reading, so that an append
+		// between the read and the wait is not missed.
+		woken := a.appended()
+		page, err := a.store.EventsAfter(ctx, after, defaultEventPage)
+		if err != nil {
+			return toStatus(ctx, a.log, fmt.Errorf("watch events: %w", err), "")
+		}
+		for _, ev := range page {
+			after = ev.ID
+			if !filter.match(ev) {
+				continue
+			}
+			if err := stream.Send(eventToProto(ev)); err != nil {
+				return err
+			}
+		}
+		if len(page) == defaultEventPage {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-woken:
+		case <-ticker.C:
+		}
+	}
+}
+
+func eventToProto(ev Event) *credbrokerv1.Event {
+	return &credbrokerv1.Event{
+		Id:         ev.ID,
+		Type:       credbrokerv1.EventType(credbrokerv1.EventType_value["EVENT_TYPE_"+string(ev.Type)]),
+		TenantId:   ev.TenantID,
+		Namespace:  ev.Namespace,
+		Severity:   credbrokerv1.Severity(credbrokerv1.Severity_value["SEVERITY_"+string(ev.Severity)]),
+		Reason:     credbrokerv1.Reason(credbrokerv1.Reason_value["REASON_"+string(ev.Reason)]),
+		Message:    ev.Message,
+		DedupeKey:  ev.DedupeKey,
+		CreateTime: timestamp(ev.Time),
+	}
+}

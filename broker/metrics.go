@@ -1,0 +1,116 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the broker's Prometheus metrics. A nil *Metrics records
+// nothing, so tests need not register any.
+type Metrics struct {
+	expiry      *prometheus.GaugeVec
+	refreshes   *prometheus.CounterVec
+	mints       *prometheus.CounterVec
+	probes      *prometheus.CounterVec
+	events      *prometheus.CounterVec
+	deliveries  *prometheus.CounterVec
+	outboxDepth prometheus.Gauge
+}
+
+// NewMetrics registers the broker's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credbroker_credential_expiry_timestamp_seconds",
+			Help: "When the credential published for a tenant expires (Unix seconds); absent for a PAT that never expires.",
+		}, []string{"tenant"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_refreshes_total",
+			Help: "Credential refreshes (App token mints and PAT validations) by kind and result (ok, or the failure reason).",
+		}, []string{"kind", "result"}),
+		mints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_github_mints_total",
+			Help: "Installation token requests to GitHub by result.",
+		}, []string{"result"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_probes_total",
+			Help: "Registry pull probes by result (ok, or the failure reason).",
+		}, []string{"result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_events_total",
+			Help: "Notifications raised, by type.",
+		}, []string{"type"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_webhook_deliveries_total",
+			Help: "Webhook delivery attempts by result (ok or error).",
+		}, []string{"result"}),
+		outboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "credbroker_webhook_outbox_events",
+			Help: "Events waiting for webhook delivery (as last seen by the deliverer, up to one page).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.expiry, m.refreshes, m.mints, m.probes, m.events, m.deliveries, m.outboxDepth} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func result(reason Reason, err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case reason != "":
+		return string(reason)
+	}
+	return "error"
+}
+
+func (m *Metrics) refreshed(kind CredentialKind, err error) {
+	if m == nil {
+		return
+	}
+	m.refreshes.WithLabelValues(string(kind), result(ReasonOf(err), err)).Inc()
+	if kind == KindGitHubApp {
+		m.mints.WithLabelValues(result(ReasonOf(err), err)).Inc()
+	}
+}
+
+func (m *Metrics) published(tenantID string, expiresAt time.Time) {
+	if m == nil {
+		return
+	}
+	if expiresAt.IsZero() {
+		m.expiry.DeleteLabelValues(tenantID)
+		return
+	}
+	m.expiry.WithLabelValues(tenantID).Set(float64(expiresAt.Unix()))
+}
+
+func (m *Metrics) forget(tenantID string) {
+	if m != nil {
+		m.expiry.DeleteLabelValues(tenantID)
+	}
+}
+
+func (m *Metrics) probed(err error) {
+	if m != nil {
+		m.probes.WithLabelValues(result(ReasonOf(err), err)).Inc()
+	}
+}
+
+func (m *Metrics) event(t EventType) {
+	if m != nil {
+		m.events.WithLabelValues(string(t)).Inc()
+	}
+}
+
+func (m *Metrics) delivered(err error, pending int) {
+	if m == nil {
+		return
+	}
+	m.deliveries.WithLabelValues(result("", err)).Inc()
+	m.outboxDepth.Set(float64(pending))
+}

@@ -1,0 +1,176 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Notifier turns conditions into events: it deduplicates them, writes them
+// to the EventStore (queued for the webhook when one is configured) and
+// wakes whoever waits for new events. It is safe for concurrent use; a nil
+// *Notifier notifies nobody.
+type Notifier struct {
+	store    EventStore
+	deliver  bool
+	now      func() time.Time
+	log      *slog.Logger
+	metrics  *Metrics
+	appended signal
+
+	mu     sync.Mutex
+	open   map[string]Event // raised and not yet recovered, by dedupe key
+	lastID uint64
+}
+
+// NewNotifier returns a Notifier over store. deliver says whether events are
+// queued for the webhook.
+func NewNotifier(store EventStore, deliver bool, now func() time.Time, metrics *Metrics, log *slog.Logger) *Notifier {
+	return &Notifier{store: store, deliver: deliver, now: now, log: log, metrics: metrics, open: map[string]Event{}}
+}
+
+// Load rebuilds the open conditions from the event log, so that a restarted
+// broker neither raises a known condition again nor forgets to announce its
+// recovery.
+func (n *Notifier) Load(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	after := ""
+	for {
+		page, err := n.store.EventsAfter(ctx, after, 500)
+		if err != nil {
+			return fmt.Errorf("load events: %w", err)
+		}
+		for _, ev := range page {
+			if ev.Type == EventRecovered {
+				delete(n.open, ev.DedupeKey)
+			} else {
+				n.open[ev.DedupeKey] = ev
+			}
+			if id, err := strconv.ParseUint(ev.ID, 16, 64); err == nil {
+				n.lastID = max(n.lastID, id)
+			}
+			after = ev.ID
+		}
+		if len(page) < 500 {
+			return nil
+		}
+	}
+}
+
+// Raise records a condition. An open condition with the same dedupe key,
+// type and reason is not raised again; it reports whether an event was
+// written.
+func (n *Notifier) Raise(ctx context.Context, ev Event) bool {
+	if n == nil {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if cur, ok := n.open[ev.DedupeKey]; ok && cur.Type == ev.Type && cur.Reason == ev.Reason {
+		return false
+	}
+	if !n.appendLocked(ctx, &ev) {
+		return false
+	}
+	n.open[ev.DedupeKey] = ev
+	return true
+}
+
+// Resolve closes the open condition under dedupeKey, if there is one, with
+// a RECOVERED event.
+func (n *Notifier) Resolve(ctx context.Context, dedupeKey, message string) bool {
+	if n == nil {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cur, ok := n.open[dedupeKey]
+	if !ok {
+		return false
+	}
+	ev := Event{Type: EventRecovered, TenantID: cur.TenantID, Namespace: cur.Namespace, Severity: SeverityInfo,
+		Reason: cur.Reason, Message: message, DedupeKey: dedupeKey}
+	if !n.appendLocked(ctx, &ev) {
+		return false
+	}
+	delete(n.open, dedupeKey)
+	return true
+}
+
+// ResolvePrefix resolves every open condition whose dedupe key starts with
+// prefix (all of a tenant's expiry thresholds, say).
+func (n *Notifier) ResolvePrefix(ctx context.Context, prefix, message string) {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	var keys []string
+	for key := range n.open {
+		if strings.HasPrefix(key, prefix) {
+			keys = append(keys, key)
+		}
+	}
+	n.mu.Unlock()
+	for _, key := range keys {
+		n.Resolve(ctx, key, message)
+	}
+}
+
+// Open reports whether a condition is open under dedupeKey.
+func (n *Notifier) Open(dedupeKey string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.open[dedupeKey]
+	return ok
+}
+
+// Appended returns a channel that is closed at the next append.
+func (n *Notifier) Appended() <-chan struct{} { return n.appended.wait() }
+
+// appendLocked stamps ev with an id and the time and writes it. A store that
+// fails loses the event's write, not the condition: it is logged, and the
+// condition stays unrecorded so that the next Raise tries again.
+func (n *Notifier) appendLocked(ctx context.Context, ev *Event) bool {
+	now := n.now()
+	n.lastID = max(n.lastID+1, uint64(now.UnixNano()))
+	ev.ID, ev.Time = fmt.Sprintf("%016x", n.lastID), now.UTC()
+	if err := n.store.AppendEvent(ctx, *ev, n.deliver); err != nil {
+		n.log.ErrorContext(ctx, "store event", slog.String("tenant", ev.TenantID), slog.String("type", string(ev.Type)), slog.Any("error", err))
+		return false
+	}
+	n.metrics.event(ev.Type)
+	n.log.InfoContext(ctx, "event", slog.String("id", ev.ID), slog.String("tenant", ev.TenantID), slog.String("type", string(ev.Type)),
+		slog.String("severity", string(ev.Severity)), slog.String("reason", string(ev.Reason)), slog.String("message", ev.Message))
+	n.appended.notify()
+	return true
+}
+
+// signal wakes every waiter at once: wait returns a channel that notify
+// closes.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+}

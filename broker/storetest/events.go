@@ -1,0 +1,106 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// RunCredentials checks a CredentialStore; open returns a new, empty one.
+func RunCredentials(t *testing.T, open func(t *testing.T) broker.CredentialStore) {
+	ctx := context.Background()
+	s := open(t)
+	if _, err := s.GetCredential(ctx, "app/1/packages=read/"); !errors.Is(err, broker.ErrNotFound) {
+		t.Errorf("get from an empty store: %v, want ErrNotFound", err)
+	}
+	for i, v := range [][]byte{{1, 2, 3}, {4, 5, 0, 255}} { // a put replaces
+		if err := s.PutCredential(ctx, "app/1/packages=read/", v); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetCredential(ctx, "app/1/packages=read/")
+		if err != nil || !bytes.Equal(got, v) {
+			t.Errorf("put %d: got %x, %v; want %x", i, got, err, v)
+		}
+	}
+	if err := s.PutCredential(ctx, "pat/t/0123456789ab", []byte{9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteCredential(ctx, "app/1/packages=read/"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetCredential(ctx, "app/1/packages=read/"); !errors.Is(err, broker.ErrNotFound) {
+		t.Errorf("get after delete: %v, want ErrNotFound", err)
+	}
+	if got, err := s.GetCredential(ctx, "pat/t/0123456789ab"); err != nil || !bytes.Equal(got, []byte{9}) {
+		t.Errorf("the other key after a delete: %x, %v", got, err)
+	}
+	if err := s.DeleteCredential(ctx, "app/1/packages=read/"); err != nil && !errors.Is(err, broker.ErrNotFound) {
+		t.Errorf("deleting a missing key: %v", err)
+	}
+}
+
+// RunEvents checks an EventStore; open returns a new, empty one.
+func RunEvents(t *testing.T, open func(t *testing.T) broker.EventStore) {
+	ctx := context.Background()
+	s := open(t)
+	base := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var all []broker.Event
+	for i := range 5 {
+		ev := broker.Event{ID: fmt.Sprintf("%016x", 0x100+i), Type: broker.EventCredentialRefreshFailed, TenantID: "t",
+			Namespace: "ns", Severity: broker.SeverityWarning, Reason: broker.ReasonGitHubUnavailable,
+			Message: fmt.Sprintf("event %d", i), DedupeKey: "t/credential", Time: base.Add(time.Duration(i) * time.Second)}
+		if err := s.AppendEvent(ctx, ev, i%2 == 0); err != nil { // 0, 2 and 4 go to the outbox
+			t.Fatal(err)
+		}
+		all = append(all, ev)
+	}
+	ids := func(evs []broker.Event) string {
+		out := ""
+		for _, ev := range evs {
+			out += ev.ID[len(ev.ID)-1:]
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		get  func() ([]broker.Event, error)
+		want string
+	}{
+		{"all after nothing", func() ([]broker.Event, error) { return s.EventsAfter(ctx, "", 10) }, "01234"},
+		{"after an id, limited", func() ([]broker.Event, error) { return s.EventsAfter(ctx, all[1].ID, 2) }, "23"},
+		{"after the newest", func() ([]broker.Event, error) { return s.EventsAfter(ctx, all[4].ID, 10) }, ""},
+		{"after an id not in the log", func() ([]broker.Event, error) { return s.EventsAfter(ctx, all[1].ID+"0", 10) }, "234"},
+		{"newest first", func() ([]broker.Event, error) { return s.EventsBefore(ctx, "", 3) }, "432"},
+		{"before an id", func() ([]broker.Event, error) { return s.EventsBefore(ctx, all[3].ID, 10) }, "210"},
+		{"before the oldest", func() ([]broker.Event, error) { return s.EventsBefore(ctx, all[0].ID, 10) }, ""},
+		{"before an id past the newest", func() ([]broker.Event, error) { return s.EventsBefore(ctx, "ffffffffffffffff", 2) }, "43"},
+		{"pending, oldest first", func() ([]broker.Event, error) { return s.PendingEvents(ctx, 10) }, "024"},
+	}
+	for _, tc := range tests {
+		got, err := tc.get()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if ids(got) != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, ids(got), tc.want)
+		}
+	}
+	got, err := s.EventsAfter(ctx, "", 1)
+	if err != nil || len(got) != 1 || fmt.Sprintf("%+v", got[0]) != fmt.Sprintf("%+v", all[0]) {
+		t.Errorf("round trip: %+v, %v; want %+v", got, err, all[0])
+	}
+	if err := s.MarkDelivered(ctx, all[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.PendingEvents(ctx, 10); err != nil || ids(got) != "04" {
+		t.Errorf("pending after delivering 2: %q, %v", ids(got), err)
+	}
+	if got, err := s.EventsAfter(ctx, "", 10); err != nil || ids(got) != "01234" {
+		t.Errorf("a delivered event must stay in the log: %q, %v", ids(got), err)
+	}
+}

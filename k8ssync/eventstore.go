@@ -1,0 +1,222 @@
+package k8ssync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// Credentials and events live beside the tenants in credbroker's own
+// namespace, so that a new leader publishes the credentials the last one
+// obtained and delivers the events it queued.
+const (
+	credentialSecretPrefix = "credbroker-credential-"
+	credentialSecretType   = corev1.SecretType("credbroker.io/credential")
+	labelCredential        = "credbroker.io/credential"
+	annotationKey          = "credbroker.io/credential-key"
+	sealedKey              = "sealed"
+
+	eventConfigMapPrefix = "credbroker-event-"
+	labelEvent           = "credbroker.io/event"
+	labelPending         = "credbroker.io/pending"
+	eventKey             = "event.json"
+
+	// DefaultMaxEvents bounds the event log in the API server: past it the
+	// oldest delivered events go.
+	DefaultMaxEvents = 1000
+)
+
+// credentialSecretName derives a valid object name from a credential key,
+// which holds characters names may not.
+func credentialSecretName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return credentialSecretPrefix + hex.EncodeToString(sum[:12])
+}
+
+// GetCredential implements broker.CredentialStore.
+func (s *Store) GetCredential(ctx context.Context, key string) ([]byte, error) {
+	sec, err := s.secrets().Get(ctx, credentialSecretName(key), metav1.GetOptions{})
+	if err != nil {
+		return nil, storeError(err)
+	}
+	if sec.Annotations[annotationKey] != key { // a hash collision, in theory
+		return nil, broker.ErrNotFound
+	}
+	return sec.Data[sealedKey], nil
+}
+
+// PutCredential implements broker.CredentialStore.
+func (s *Store) PutCredential(ctx context.Context, key string, sealed []byte) error {
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        credentialSecretName(key),
+			Namespace:   s.namespace,
+			Labels:      map[string]string{LabelManagedBy: ManagedByValue, labelCredential: ""},
+			Annotations: map[string]string{annotationKey: key},
+		},
+		Type: credentialSecretType,
+		Data: map[string][]byte{sealedKey: sealed},
+	}
+	_, err := s.secrets().Update(ctx, sec, metav1.UpdateOptions{FieldManager: Component})
+	if apierrors.IsNotFound(err) {
+		_, err = s.secrets().Create(ctx, sec, metav1.CreateOptions{FieldManager: Component})
+	}
+	if err != nil {
+		return fmt.Errorf("store credential: %w", storeError(err))
+	}
+	return nil
+}
+
+// DeleteCredential implements broker.CredentialStore.
+func (s *Store) DeleteCredential(ctx context.Context, key string) error {
+	return storeError(s.secrets().Delete(ctx, credentialSecretName(key), metav1.DeleteOptions{}))
+}
+
+// AppendEvent implements broker.EventStore: one ConfigMap per event,
+// labelled pending while it waits for the webhook.
+func (s *Store) AppendEvent(ctx context.Context, ev broker.Event, deliver bool) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	labels := map[string]string{LabelManagedBy: ManagedByValue, labelEvent: ""}
+	if deliver {
+		labels[labelPending] = "true"
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: eventConfigMapPrefix + ev.ID, Namespace: s.namespace, Labels: labels},
+		Data:       map[string]string{eventKey: string(data)},
+	}
+	if _, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: Component}); err != nil {
+		return fmt.Errorf("store event: %w", storeError(err))
+	}
+	return s.trimEvents(ctx)
+}
+
+// trimEvents deletes the oldest delivered events past MaxEvents.
+func (s *Store) trimEvents(ctx context.Context) error {
+	all, err := s.events(ctx, "")
+	if err != nil {
+		return err
+	}
+	excess := len(all) - s.MaxEvents
+	for _, e := range all {
+		if excess <= 0 {
+			break
+		}
+		if e.pending {
+			continue
+		}
+		err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, eventConfigMapPrefix+e.ID, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("trim events: %w", err)
+		}
+		excess--
+	}
+	return nil
+}
+
+type storedEvent struct {
+	broker.Event
+	pending bool
+}
+
+// events lists the event log, oldest first; selector narrows it.
+func (s *Store) events(ctx context.Context, selector string) ([]storedEvent, error) {
+	sel := LabelManagedBy + "=" + ManagedByValue + "," + labelEvent
+	if selector != "" {
+		sel += "," + selector
+	}
+	var out []storedEvent
+	opts := metav1.ListOptions{LabelSelector: sel, Limit: 500}
+	for {
+		page, err := s.client.CoreV1().ConfigMaps(s.namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list events: %w", storeError(err))
+		}
+		for _, cm := range page.Items {
+			var ev broker.Event
+			if err := json.Unmarshal([]byte(cm.Data[eventKey]), &ev); err != nil || ev.ID == "" {
+				return nil, fmt.Errorf("decode event ConfigMap %s/%s: not an event", cm.Namespace, cm.Name)
+			}
+			out = append(out, storedEvent{Event: ev, pending: cm.Labels[labelPending] == "true"})
+		}
+		if opts.Continue = page.Continue; opts.Continue == "" {
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b storedEvent) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func plain(evs []storedEvent, limit int) []broker.Event {
+	out := make([]broker.Event, 0, min(limit, len(evs)))
+	for _, e := range evs[:min(limit, len(evs))] {
+		out = append(out, e.Event)
+	}
+	return out
+}
+
+// EventsAfter implements broker.EventStore.
+func (s *Store) EventsAfter(ctx context.Context, afterID string, limit int) ([]broker.Event, error) {
+	all, err := s.events(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	i, _ := slices.BinarySearchFunc(all, afterID, func(e storedEvent, id string) int { return strings.Compare(e.ID, id) })
+	if i < len(all) && all[i].ID == afterID {
+		i++
+	}
+	return plain(all[i:], limit), nil
+}
+
+// EventsBefore implements broker.EventStore.
+func (s *Store) EventsBefore(ctx context.Context, beforeID string, limit int) ([]broker.Event, error) {
+	all, err := s.events(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	i := len(all)
+	if beforeID != "" {
+		i, _ = slices.BinarySearchFunc(all, beforeID, func(e storedEvent, id string) int { return strings.Compare(e.ID, id) })
+	}
+	older := all[:i]
+	slices.Reverse(older)
+	return plain(older, limit), nil
+}
+
+// PendingEvents implements broker.EventStore.
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]broker.Event, error) {
+	pending, err := s.events(ctx, labelPending+"=true")
+	if err != nil {
+		return nil, err
+	}
+	return plain(pending, limit), nil
+}
+
+// MarkDelivered implements broker.EventStore.
+func (s *Store) MarkDelivered(ctx context.Context, id string) error {
+	patch := []byte(`{"metadata":{"labels":{"` + labelPending + `":null}}}`)
+	_, err := s.client.CoreV1().ConfigMaps(s.namespace).Patch(ctx, eventConfigMapPrefix+id, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: Component})
+	if err != nil {
+		return fmt.Errorf("mark event %s delivered: %w", id, storeError(err))
+	}
+	return nil
+}
+
+var (
+	_ broker.CredentialStore = (*Store)(nil)
+	_ broker.EventStore      = (*Store)(nil)
+)
