@@ -35,6 +35,9 @@ func (a *CredentialAPI) Attach(r *Refresher) (detach func()) {
 	return func() { a.current.CompareAndSwap(r, nil) }
 }
 
+// Refresher returns the Refresher attached now, or nil.
+func (a *CredentialAPI) Refresher() *Refresher { return a.current.Load() }
+
 // refresher resolves the tenant (NOT_FOUND first, whatever the replica) and
 // the running Refresher.
 func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*Refresher, Tenant, error) {

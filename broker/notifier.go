@@ -34,11 +34,12 @@ func NewNotifier(store EventStore, deliver bool, now func() time.Time, metrics *
 }
 
 // Load rebuilds the open conditions from the event log, so that a restarted
-// broker neither raises a known condition again nor forgets to announce its
-// recovery.
+// broker (or a new leader, which calls it at the start of its term) neither
+// raises a known condition again nor forgets to announce its recovery.
 func (n *Notifier) Load(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	clear(n.open)
 	after := ""
 	for {
 		page, err := n.store.EventsAfter(ctx, after, 500)
@@ -118,6 +119,23 @@ func (n *Notifier) ResolvePrefix(ctx context.Context, prefix, message string) {
 	n.mu.Unlock()
 	for _, key := range keys {
 		n.Resolve(ctx, key, message)
+	}
+}
+
+// SyncChanged turns a namespace's new sync state into a notification:
+// SYNC_FAILED and SYNC_CONFLICT while it fails, RECOVERED once it syncs.
+func (n *Notifier) SyncChanged(ctx context.Context, tenantID string, st NamespaceSync) {
+	key := tenantID + "/sync/" + st.Namespace
+	switch st.State {
+	case SyncSynced:
+		n.Resolve(ctx, key, "the pull Secret in "+st.Namespace+" is in sync")
+	case SyncFailed, SyncConflict:
+		ev := Event{Type: EventSyncFailed, TenantID: tenantID, Namespace: st.Namespace, Severity: SeverityWarning,
+			Reason: st.Reason, Message: st.Message, DedupeKey: key}
+		if st.State == SyncConflict {
+			ev.Type = EventSyncConflict
+		}
+		n.Raise(ctx, ev)
 	}
 }
 

@@ -546,8 +546,9 @@ func permanent(reason Reason) bool {
 
 // retryWait is how long a failed key waits: an exponential backoff with
 // jitter (5s to 5m; 1m to 1h for failures only a person can fix), no longer
-// than half the remaining life of the last good credential, so that a
-// short outage is retried before it expires, and no sooner than GitHub asks.
+// than half the remaining life of the last good credential (so that a short
+// outage is retried before it expires) or than the time left until the
+// expiry warning is due, and no sooner than GitHub asks.
 func (r *Refresher) retryWait(ks *keyState, err error, now time.Time) time.Duration {
 	floor, ceiling := 5*time.Second, 5*time.Minute
 	if permanent(ReasonOf(err)) {
@@ -556,6 +557,10 @@ func (r *Refresher) retryWait(ks *keyState, err error, now time.Time) time.Durat
 	wait := backoff(ks.failures-1, floor, ceiling, r.cfg.Jitter)
 	if exp := ks.cred.ExpiresAt; ks.cred.Token != "" && !exp.IsZero() && now.Before(exp) {
 		wait = min(wait, exp.Sub(now)/2)
+		// Be trying at the moment the expiry warning is due.
+		if warn := exp.Add(-r.cfg.Lead / 2); ks.cred.Kind == KindGitHubApp && warn.After(now) {
+			wait = min(wait, warn.Sub(now))
+		}
 	}
 	return max(wait, RetryAfterOf(err), time.Second)
 }

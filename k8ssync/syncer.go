@@ -48,6 +48,11 @@ type Config struct {
 	Workers int
 	// Now is the clock for sync times.
 	Now func() time.Time
+	// OnChange, if set, hears when a namespace's sync state or reason
+	// changes (the broker turns failures and conflicts into notifications).
+	// It is called from the reconciling worker and must not call back into
+	// the Syncer.
+	OnChange func(tenantID string, st broker.NamespaceSync)
 }
 
 // binding is what the Syncer knows of a tenant: where it goes and what to
@@ -602,11 +607,15 @@ func (s *Syncer) statusOf(tenantID, ns string) (broker.NamespaceSync, bool) {
 
 func (s *Syncer) setStatus(tenantID string, st broker.NamespaceSync) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.status[tenantID] == nil {
 		s.status[tenantID] = map[string]broker.NamespaceSync{}
 	}
+	prev, had := s.status[tenantID][st.Namespace]
 	s.status[tenantID][st.Namespace] = st
+	s.mu.Unlock()
+	if s.cfg.OnChange != nil && (!had || prev.State != st.State || prev.Reason != st.Reason) {
+		s.cfg.OnChange(tenantID, st)
+	}
 }
 
 func (s *Syncer) clearStatus(tenantID, ns string) {

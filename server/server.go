@@ -46,6 +46,9 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown; calls still running after
 	// it are cancelled.
 	ShutdownTimeout time.Duration
+	// Handlers are further HTTP endpoints by ServeMux pattern, such as
+	// "POST /webhooks/github". Their request bodies are limited to 1 MiB.
+	Handlers map[string]http.Handler
 }
 
 // Services are the API implementations. A nil service answers every call
@@ -207,6 +210,9 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(credbrokerv1.OpenAPI())
 	})
+	for pattern, h := range s.cfg.Handlers {
+		mux.Handle(pattern, http.MaxBytesHandler(h, 1<<20))
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return nil
 }

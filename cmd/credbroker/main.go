@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -72,7 +74,12 @@ type serveConfig struct {
 	leaderElect     bool
 	identity        string
 	refreshLead     time.Duration
+	patRecheck      time.Duration
 	serviceAccounts string
+	webhookURL      string
+	webhookSecret   string
+	ghWebhookSecret string
+	eventPoll       time.Duration
 	githubURL       string
 	appID           int64
 	appKeyFile      string
@@ -107,7 +114,12 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "with several replicas, only the holder of the Lease refreshes and syncs")
 	fs.StringVar(&cfg.identity, "identity", envOr(getenv, "POD_NAME", hostname()), "this replica's name in leader election")
 	fs.StringVar(&cfg.serviceAccounts, "service-accounts", "default", "comma-separated ServiceAccounts whose imagePullSecrets get the Secret, for tenants with patchServiceAccounts")
-	fs.DurationVar(&cfg.refreshLead, "refresh-lead", 15*time.Minute, "renew a credential this long before it expires (at most a quarter of its life)")
+	fs.DurationVar(&cfg.refreshLead, "refresh-lead", broker.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
+	fs.DurationVar(&cfg.patRecheck, "pat-recheck", broker.DefaultPATRecheck, "validate each PAT with GitHub this often (and at each expiry warning)")
+	fs.StringVar(&cfg.webhookURL, "webhook-url", "", "URL the backend receives events at (POST, JSON, signed); none when empty")
+	fs.StringVar(&cfg.webhookSecret, "webhook-secret-file", "", "file with the HMAC-SHA256 key that signs webhook bodies (X-Credbroker-Signature); required with --webhook-url")
+	fs.StringVar(&cfg.ghWebhookSecret, "github-webhook-secret-file", "", "file with the GitHub App's webhook secret; enables POST /webhooks/github")
+	fs.DurationVar(&cfg.eventPoll, "event-poll", 2*time.Second, "how often event watchers read the event log (events written by another replica)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -131,6 +143,15 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	}
 	if cfg.storeKind != "bolt" && cfg.storeKind != "kubernetes" {
 		return cfg, fmt.Errorf("--store %q: want bolt or kubernetes", cfg.storeKind)
+	}
+	if cfg.webhookURL != "" {
+		u, err := url.Parse(cfg.webhookURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return cfg, fmt.Errorf("--webhook-url %q: want an http(s) URL", cfg.webhookURL)
+		}
+		if cfg.webhookSecret == "" {
+			return cfg, errors.New("--webhook-url needs --webhook-secret-file: the backend must be able to tell credbroker's events from forgeries")
+		}
 	}
 	if cfg.dev {
 		// Dev mode is reachable from this machine only, unless asked otherwise.
@@ -205,14 +226,42 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	credentials := broker.NewCredentialAPI(registry, log)
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	brokerMetrics, err := broker.NewMetrics(metrics)
+	if err != nil {
+		return err
+	}
+	notifier := broker.NewNotifier(store, cfg.webhookURL != "", time.Now, brokerMetrics, log)
+	handlers := map[string]http.Handler{}
+	if cfg.ghWebhookSecret != "" {
+		secret, err := readSecretFile(cfg.ghWebhookSecret, "GitHub webhook secret")
+		if err != nil {
+			return err
+		}
+		handlers["POST /webhooks/github"] = github.WebhookHandler(secret, func() github.InstallationListener {
+			if r := credentials.Refresher(); r != nil {
+				return r
+			}
+			return nil
+		}, log)
+	}
+	var webhook *broker.Webhook
+	if cfg.webhookURL != "" {
+		secret, err := readSecretFile(cfg.webhookSecret, "webhook secret")
+		if err != nil {
+			return err
+		}
+		webhook = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret}, store, notifier.Appended, brokerMetrics, log)
+	}
 	srv, err := server.New(server.Config{
 		GRPCAddr:        cfg.grpcAddr,
 		HTTPAddr:        cfg.httpAddr,
 		ShutdownTimeout: cfg.shutdownTimeout,
+		Handlers:        handlers,
 	}, server.Services{
 		Tenants:     broker.NewTenantAPI(registry, log),
 		Images:      broker.NewImageAPI(registry, log),
 		Credentials: credentials,
+		Events:      broker.NewEventAPI(store, notifier.Appended, cfg.eventPoll, log),
 	}, store.Ping, metrics, log)
 	if err != nil {
 		return err
@@ -227,7 +276,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if kube == nil {
 		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")
 	} else {
-		lead := func(ctx context.Context) { runSync(ctx, kube, registry, gh, credentials, cfg, log) }
+		lead := func(ctx context.Context) {
+			runSync(ctx, kube, leader{registry: registry, github: gh, credentials: credentials, store: store, sealer: sealer,
+				notifier: notifier, webhook: webhook, metrics: brokerMetrics}, cfg, log)
+		}
 		wg.Go(func() {
 			if !cfg.leaderElect {
 				lead(ctx)
@@ -245,18 +297,56 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	return err
 }
 
-// runSync is what the leader does: sync Secrets and keep credentials fresh,
-// until ctx ends.
-func runSync(ctx context.Context, kube kubernetes.Interface, registry *broker.Registry, gh *github.Client,
-	credentials *broker.CredentialAPI, cfg serveConfig, log *slog.Logger) {
-	syncer, err := k8ssync.New(kube, k8ssync.Config{ServiceAccounts: strings.Split(cfg.serviceAccounts, ",")}, log)
+// leader is what the leader runs with.
+type leader struct {
+	registry    *broker.Registry
+	github      *github.Client
+	credentials *broker.CredentialAPI
+	store       stateStore
+	sealer      *broker.Sealer
+	notifier    *broker.Notifier
+	webhook     *broker.Webhook // nil without --webhook-url
+	metrics     *broker.Metrics
+}
+
+// runSync is what the leader does: sync Secrets, keep credentials fresh and
+// deliver the webhook outbox, until ctx ends.
+func runSync(ctx context.Context, kube kubernetes.Interface, l leader, cfg serveConfig, log *slog.Logger) {
+	syncer, err := k8ssync.New(kube, k8ssync.Config{
+		ServiceAccounts: strings.Split(cfg.serviceAccounts, ","),
+		OnChange: func(tenantID string, st broker.NamespaceSync) {
+			l.notifier.SyncChanged(ctx, tenantID, st)
+		},
+	}, log)
 	if err != nil {
 		log.Error("syncer", slog.Any("error", err))
 		return
 	}
-	refresher := broker.NewRefresher(broker.RefresherConfig{Lead: cfg.refreshLead}, registry, gh, syncer, log)
-	defer credentials.Attach(refresher)()
+	// The last leader may have raised conditions this one must not repeat.
+	if err := l.notifier.Load(ctx); err != nil {
+		log.Error("load open conditions from the event log", slog.Any("error", err))
+	}
+	if l.sealer == nil {
+		log.Warn("no encryption key: credentials are not persisted, and a restart mints new ones")
+	}
+	refresher := broker.NewRefresher(broker.RefresherConfig{
+		Lead:        cfg.refreshLead,
+		PATRecheck:  cfg.patRecheck,
+		Notifier:    l.notifier,
+		Prober:      github.NewProber(github.ProberConfig{}),
+		Credentials: l.store,
+		Sealer:      l.sealer,
+		Metrics:     l.metrics,
+	}, l.registry, l.github, syncer, log)
+	defer l.credentials.Attach(refresher)()
 	var wg sync.WaitGroup
+	if l.webhook != nil {
+		wg.Go(func() {
+			if err := l.webhook.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("webhook deliverer stopped", slog.Any("error", err))
+			}
+		})
+	}
 	wg.Go(func() {
 		if err := syncer.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("syncer stopped", slog.Any("error", err))
@@ -283,13 +373,17 @@ func kubeClient(cfg serveConfig, getenv func(string) string) (kubernetes.Interfa
 	return k8ssync.NewClient(rc)
 }
 
-type pinger interface {
+// stateStore is what both store kinds provide: tenants, sealed credentials and
+// the event log with its webhook outbox.
+type stateStore interface {
 	broker.Store
+	broker.CredentialStore
+	broker.EventStore
 	Ping(context.Context) error
 }
 
 // openStore opens the tenant store the flags name.
-func openStore(cfg serveConfig, kube kubernetes.Interface) (pinger, func() error, error) {
+func openStore(cfg serveConfig, kube kubernetes.Interface) (stateStore, func() error, error) {
 	if cfg.storeKind == "kubernetes" {
 		if kube == nil {
 			return nil, nil, errors.New("--store kubernetes needs a cluster (--kubeconfig, or run in a pod)")
@@ -301,6 +395,19 @@ func openStore(cfg serveConfig, kube kubernetes.Interface) (pinger, func() error
 		return nil, nil, err
 	}
 	return s, s.Close, nil
+}
+
+// readSecretFile reads a shared secret, refusing an empty one.
+func readSecretFile(path, what string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	secret := []byte(strings.TrimSpace(string(data)))
+	if len(secret) == 0 {
+		return nil, fmt.Errorf("%s file %s is empty", what, path)
+	}
+	return secret, nil
 }
 
 func envOr(getenv func(string) string, key, fallback string) string {

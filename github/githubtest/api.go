@@ -60,6 +60,12 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request)) h
 		s.mu.Lock()
 		s.calls[route]++
 		now := s.now()
+		if now.Before(s.outageUntil) {
+			status := s.outageStatus
+			s.mu.Unlock()
+			writeError(w, status, http.StatusText(status))
+			return
+		}
 		if len(s.faults) > 0 {
 			status := s.faults[0]
 			s.faults = s.faults[1:]

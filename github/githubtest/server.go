@@ -88,6 +88,8 @@ type Server struct {
 	revoked         map[string]bool
 	calls           map[string]int
 	faults          []int // HTTP statuses the next API calls fail with
+	outageUntil     time.Time
+	outageStatus    int
 	secondary       int   // next API calls refused by a secondary limit
 	secondaryWait   time.Duration
 	rateLimit       int // calls per hour; 0 = unlimited
@@ -175,6 +177,14 @@ func (s *Server) FailNext(statuses ...int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, statuses...)
+}
+
+// FailUntil makes every API call fail with status until the emulator's
+// clock reaches t: an outage of GitHub.
+func (s *Server) FailUntil(t time.Time, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outageUntil, s.outageStatus = t, status
 }
 
 // SetReplicationLag makes a fresh installation token unusable (401) for d
