@@ -106,6 +106,9 @@ func statusToProto(st CredentialStatus) *credbrokerv1.CredentialStatus {
 		NextRefreshTime: timestamp(st.NextRefresh),
 		LastError:       errorToProto(st.LastError),
 	}
+	if pr := st.Probe; pr != nil {
+		p.Probe = &credbrokerv1.ProbeResult{Image: pr.Image, Pulls: pr.Pulls, Error: errorToProto(pr.Error), Time: timestamp(pr.Time)}
+	}
 	for _, ns := range st.Namespaces {
 		p.Namespaces = append(p.Namespaces, &credbrokerv1.NamespaceSync{
 			Namespace:   ns.Namespace,

@@ -141,6 +141,11 @@ func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc
 			after = newest[0].ID
 		}
 	}
+	// Headers tell the client the watch is in place: whatever happens from
+	// now on reaches it.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	ticker := time.NewTicker(a.poll)
 	defer ticker.Stop()
 	for {

@@ -99,8 +99,17 @@ type tenantState struct {
 	// must pass the probe again.
 	published      Credential
 	publishedOwner int64
+	probe          *ProbeResult // the last probe, if any
 	probeErr       *CredentialError
 	probeAt        time.Time // when a failed probe is tried again
+}
+
+// ProbeResult is the outcome of a tenant's last pull probe.
+type ProbeResult struct {
+	Image string
+	Pulls bool
+	Error *CredentialError
+	Time  time.Time
 }
 
 // keyState is one credential and the tenants it serves.
@@ -593,6 +602,7 @@ func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, forc
 	if probe {
 		err := r.cfg.Prober.Probe(ctx, cred, t.ProbeImage)
 		r.cfg.Metrics.probed(err)
+		r.recordProbe(t.ID, t.ProbeImage, err)
 		if err != nil {
 			r.probeFailed(ctx, t, held, err)
 			return
@@ -613,6 +623,18 @@ func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, forc
 	r.mu.Unlock()
 	r.cfg.Metrics.published(t.ID, cred.ExpiresAt)
 	r.log.InfoContext(ctx, "credential published", slog.String("tenant", t.ID), slog.Any("credential", cred))
+}
+
+func (r *Refresher) recordProbe(tenantID, image string, err error) {
+	res := &ProbeResult{Image: image, Pulls: err == nil, Time: r.now()}
+	if err != nil {
+		res.Error = &CredentialError{Reason: ReasonOf(err), Message: err.Error(), Time: res.Time}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ts := r.tenants[tenantID]; ts != nil {
+		ts.probe = res
+	}
 }
 
 func (r *Refresher) probeFailed(ctx context.Context, t Tenant, held Credential, err error) {
@@ -796,6 +818,7 @@ type CredentialStatus struct {
 	LastRefresh time.Time
 	NextRefresh time.Time
 	LastError   *CredentialError
+	Probe       *ProbeResult
 	Namespaces  []NamespaceSync
 }
 
@@ -811,6 +834,7 @@ func (r *Refresher) Status(tenantID string) CredentialStatus {
 		if ts.probeErr != nil {
 			status.LastError = ts.probeErr
 		}
+		status.Probe = ts.probe
 		if c := ts.published; c.Token != "" {
 			status.Kind, status.Fingerprint, status.Username, status.ExpiresAt = c.Kind, c.Fingerprint(), c.Username, c.ExpiresAt
 		}

@@ -446,7 +446,8 @@ func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
 		t.Fatalf("published %v: the tenant whose probe failed must get nothing, the other its credential", published)
 	}
 	st := s.r.Status("probed")
-	if st.State != CredentialFailed || st.LastError == nil || st.LastError.Reason != ReasonAppTokenNotAccepted {
+	if st.State != CredentialFailed || st.LastError == nil || st.LastError.Reason != ReasonAppTokenNotAccepted ||
+		st.Probe == nil || st.Probe.Pulls || st.Probe.Image != probed.ProbeImage || st.Probe.Error.Reason != ReasonAppTokenNotAccepted {
 		t.Errorf("status after a failed probe: %+v", st)
 	}
 	// The failed probe is retried after ProbeRetry, without a new mint.
@@ -462,6 +463,9 @@ func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
 	}
 	if got := s.events.types(); !slices.Equal(got, []string{"PROBE_FAILED probed", "RECOVERED probed"}) {
 		t.Errorf("events %v", got)
+	}
+	if st := s.r.Status("probed"); st.State != CredentialReady || st.Probe == nil || !st.Probe.Pulls || st.Probe.Error != nil {
+		t.Errorf("status after the probe passed: %+v", st)
 	}
 
 	// A renewal of the same kind and owner is not probed again...

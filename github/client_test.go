@@ -101,6 +101,20 @@ func (f *fixture) newClient(t *testing.T, key *rsa.PrivateKey) *github.Client {
 	return c
 }
 
+// skewGitHub moves GitHub's clock by d while the client keeps the time it
+// had: the client dates its App JWTs by its own clock.
+func (f *fixture) skewGitHub(t *testing.T, d time.Duration) {
+	t.Helper()
+	key, _ := testAppKey(t)
+	mine := f.clock.Now()
+	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Now: func() time.Time { return mine }, CallTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.client = c
+	f.clock.Advance(d)
+}
+
 func (f *fixture) record(err error) error {
 	if err != nil {
 		f.errs = append(f.errs, err)
@@ -253,11 +267,11 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 			_, err = f.newClient(t, other).MintInstallationToken(ctx, installationID, nil, nil)
 			return err
 		}, broker.ReasonAppCredentialsRejected},
-		{"App JWT expired by GitHub's clock", func(f *fixture) { f.clock.Advance(time.Hour) }, func(f *fixture) error {
+		{"App JWT expired by GitHub's clock", func(f *fixture) { f.skewGitHub(t, time.Hour) }, func(f *fixture) error {
 			_, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
 			return err
 		}, broker.ReasonAppCredentialsRejected},
-		{"App JWT issued in the future by GitHub's clock", func(f *fixture) { f.clock.Advance(-time.Hour) }, func(f *fixture) error {
+		{"App JWT issued in the future by GitHub's clock", func(f *fixture) { f.skewGitHub(t, -time.Hour) }, func(f *fixture) error {
 			_, err := f.client.Installation(ctx, installationID)
 			return err
 		}, broker.ReasonAppCredentialsRejected},

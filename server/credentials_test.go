@@ -102,18 +102,19 @@ func TestCredentialStatusRefreshAndDockerConfig(t *testing.T) {
 		t.Errorf("dockerconfigjson auths %+v (minted %d tokens)", cfg.Auths, len(minted))
 	}
 
-	// A failed refresh keeps the credential and says why.
+	// A failed refresh keeps the credential and says why; a suspension is
+	// for a person to fix, so the state is FAILED though the token is valid.
 	in.gh.SuspendInstallation(acmeInstall)
 	st, err = credentials.RefreshCredential(ctx, &credbrokerv1.RefreshCredentialRequest{TenantId: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.GetState() != credbrokerv1.CredentialState_CREDENTIAL_STATE_DEGRADED ||
+	if st.GetState() != credbrokerv1.CredentialState_CREDENTIAL_STATE_FAILED || st.GetFingerprint() == "" ||
 		st.GetLastError().GetReason() != credbrokerv1.Reason_REASON_INSTALLATION_SUSPENDED {
 		t.Errorf("after a suspended installation: %v", st)
 	}
 	code, body = in.do(t, http.MethodGet, "/v1/tenants/web/credential", "")
-	if code != http.StatusOK || body["state"] != "CREDENTIAL_STATE_DEGRADED" {
+	if code != http.StatusOK || body["state"] != "CREDENTIAL_STATE_FAILED" {
 		t.Errorf("REST status: %d %v", code, body)
 	}
 	if strings.Contains(in.logs.String(), minted[0]) {

@@ -93,6 +93,7 @@ type instance struct {
 	github   *github.Client
 	registry *broker.Registry
 	creds    *broker.CredentialAPI
+	notifier *broker.Notifier
 	store    *boltstore.Store
 	logs     *syncBuffer
 	conn     *grpc.ClientConn
@@ -129,6 +130,10 @@ func start(t testing.TB, dataDir string, svc server.Services) *instance {
 	if svc.Credentials == nil {
 		svc.Credentials = creds
 	}
+	notifier := broker.NewNotifier(store, false, time.Now, nil, log)
+	if svc.Events == nil {
+		svc.Events = broker.NewEventAPI(store, notifier.Appended, time.Minute, log)
+	}
 	srv, err := server.New(server.Config{
 		GRPCAddr:        "127.0.0.1:0",
 		HTTPAddr:        "127.0.0.1:0",
@@ -138,7 +143,7 @@ func start(t testing.TB, dataDir string, svc server.Services) *instance {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{srv: srv, gh: gh, github: client, registry: registry, creds: creds, store: store, logs: logs, cancel: cancel, done: make(chan error, 1),
+	in := &instance{srv: srv, gh: gh, github: client, registry: registry, creds: creds, notifier: notifier, store: store, logs: logs, cancel: cancel, done: make(chan error, 1),
 		baseURL: "http://" + srv.HTTPAddr().String()}
 	go func() { in.done <- srv.Run(ctx) }()
 	in.conn, err = grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

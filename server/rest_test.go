@@ -113,7 +113,10 @@ func TestRESTErrors(t *testing.T) {
 		{"image validation for a missing tenant", http.MethodPost, "/v1/tenants/x/images:validate", `{"image":"ghcr.io/x/y"}`, http.StatusNotFound, ""},
 		{"image validation without an image", http.MethodPost, "/v1/tenants/x/images:validate", `{}`, http.StatusBadRequest, "image"},
 		{"pod validation without containers", http.MethodPost, "/v1/tenants/x/pods:validate", `{"podSpec":{}}`, http.StatusBadRequest, "pod_spec.containers"},
-		{"events not built yet", http.MethodGet, "/v1/events", "", http.StatusNotImplemented, ""},
+		{"events: page size too large", http.MethodGet, "/v1/events?pageSize=5000", "", http.StatusBadRequest, "page_size"},
+		{"events: unknown type", http.MethodGet, "/v1/events?types=EVENT_TYPE_UNSPECIFIED", "", http.StatusBadRequest, "types[0]"},
+		{"events: bad tenant", http.MethodGet, "/v1/events?tenantId=Not_A_Label", "", http.StatusBadRequest, "tenant_id"},
+		{"events: bad page token", http.MethodGet, "/v1/events?pageToken=zz", "", http.StatusBadRequest, "page_token"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

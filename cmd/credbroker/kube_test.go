@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github/githubtest"
 )
 
@@ -74,9 +79,31 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	gh.AddInstallation(githubtest.Installation{ID: 5, AppID: 77, Account: githubtest.Account{Login: "shop-org", ID: 500, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read"}})
 
-	p := startBinary(t, nil, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	// The backend's webhook receiver checks the signature as a backend would.
+	webhookSecret, ghWebhookSecret := []byte("backend-secret"), []byte("github-secret")
+	received := make(chan map[string]any, 16)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Header.Get(broker.HeaderSignature) != broker.Sign(webhookSecret, body) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var ev map[string]any
+		_ = json.Unmarshal(body, &ev)
+		received <- ev
+	}))
+	defer backend.Close()
+	encKey, webhookSecretFile, ghSecretFile := filepath.Join(dir, "enc.key"), filepath.Join(dir, "webhook"), filepath.Join(dir, "gh-webhook")
+	for file, data := range map[string][]byte{encKey: bytes.Repeat([]byte{3}, 32), webhookSecretFile: webhookSecret, ghSecretFile: ghWebhookSecret} {
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--kubeconfig", kubeconfigFile, "--store", "kubernetes", "--namespace", "credbroker", "--identity", "replica-1",
-		"--github-url", gh.URL(), "--github-app-id", "77", "--github-app-key-file", keyFile)
+		"--github-url", gh.URL(), "--github-app-id", "77", "--github-app-key-file", keyFile, "--encryption-key-file", encKey,
+		"--webhook-url", backend.URL, "--webhook-secret-file", webhookSecretFile, "--github-webhook-secret-file", ghSecretFile}
+	p := startBinary(t, nil, args...)
 	resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(
 		`{"id":"shop","owner":{"login":"shop-org","id":500,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":5},"namespaces":["shop"]}`))
 	if err != nil {
@@ -110,9 +137,74 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	if code := p.terminate(t); code != 0 {
 		t.Errorf("exit %d\n%s", code, p.output())
 	}
+	logs := p.output()
+
+	// A restarted broker publishes the stored credential: no second mint.
+	p = startBinary(t, nil, args...)
+	waitForState(t, p, "CREDENTIAL_STATE_READY")
+	if mints := gh.Calls(githubtest.RouteMintToken); mints != 1 {
+		t.Errorf("%d mints across a restart, want 1", mints)
+	}
+
+	// GitHub says the installation was suspended: the backend hears at once.
+	gh.SuspendInstallation(5)
+	payload := []byte(`{"action":"suspend","installation":{"id":5,"account":{"login":"shop-org","id":500}}}`)
+	req, err := http.NewRequest(http.MethodPost, p.httpURL+"/webhooks/github", bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "installation")
+	req.Header.Set("X-Hub-Signature-256", broker.Sign(ghWebhookSecret, payload))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("GitHub webhook: %d\n%s", resp.StatusCode, p.output())
+	}
+	select {
+	case ev := <-received:
+		if ev["type"] != "EVENT_TYPE_INSTALLATION_SUSPENDED" || ev["tenantId"] != "shop" || ev["severity"] != "SEVERITY_CRITICAL" {
+			t.Errorf("backend received %v", ev)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the backend heard nothing\n%s", p.output())
+	}
+	waitForState(t, p, "CREDENTIAL_STATE_FAILED")
+	events, err := kube.CoreV1().ConfigMaps("credbroker").List(ctx, metav1.ListOptions{LabelSelector: "credbroker.io/event"})
+	if err != nil || len(events.Items) != 1 {
+		t.Errorf("event log in the cluster: %d ConfigMaps, %v", len(events.Items), err)
+	}
+	if code := p.terminate(t); code != 0 {
+		t.Errorf("exit %d\n%s", code, p.output())
+	}
+	logs += p.output()
 	for _, tok := range gh.Tokens() {
-		if strings.Contains(p.output(), tok) {
+		if strings.Contains(logs, tok) {
 			t.Error("an installation token reached the log")
 		}
+	}
+}
+
+// waitForState polls the tenant's credential status until it is state.
+func waitForState(t *testing.T, p *process, state string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.httpURL + "/v1/tenants/shop/credential")
+		if err == nil {
+			var st struct{ State string }
+			_ = json.NewDecoder(resp.Body).Decode(&st)
+			_ = resp.Body.Close()
+			if st.State == state {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("credential never reached %s: %v\n%s", state, err, p.output())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -90,7 +90,7 @@ type Server struct {
 	faults          []int // HTTP statuses the next API calls fail with
 	outageUntil     time.Time
 	outageStatus    int
-	secondary       int   // next API calls refused by a secondary limit
+	secondary       int // next API calls refused by a secondary limit
 	secondaryWait   time.Duration
 	rateLimit       int // calls per hour; 0 = unlimited
 	rateUsed        int
