@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,11 +17,19 @@ type Metrics struct {
 	events      *prometheus.CounterVec
 	deliveries  *prometheus.CounterVec
 	outboxDepth prometheus.Gauge
+	rateLimit   prometheus.Gauge
+	rateOnce    sync.Once
+	reg         prometheus.Registerer
 }
 
 // NewMetrics registers the broker's metrics with reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
+		reg: reg,
+		rateLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "credbroker_github_rate_limit_remaining",
+			Help: "GitHub's X-RateLimit-Remaining in its last answer that had one; absent until GitHub reports it.",
+		}),
 		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "credbroker_credential_expiry_timestamp_seconds",
 			Help: "When the credential published for a tenant expires (Unix seconds); absent for a PAT that never expires.",
@@ -56,6 +65,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// GitHubRateLimit records GitHub's remaining rate limit. The gauge is
+// registered at the first report, so that a broker that has not heard from
+// GitHub shows no value rather than a misleading 0.
+func (m *Metrics) GitHubRateLimit(remaining int) {
+	if m == nil {
+		return
+	}
+	m.rateOnce.Do(func() { _ = m.reg.Register(m.rateLimit) })
+	m.rateLimit.Set(float64(remaining))
 }
 
 func result(reason Reason, err error) string {

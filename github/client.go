@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,8 +43,12 @@ type Config struct {
 	CallTimeout time.Duration
 	// Transport carries the requests; http.DefaultTransport when nil.
 	Transport http.RoundTripper
-	// Now is the clock used to turn rate-limit resets into waits.
+	// Now is the clock used to turn rate-limit resets into waits and to
+	// date App JWTs.
 	Now func() time.Time
+	// OnRateLimit, if set, hears GitHub's X-RateLimit-Remaining of every
+	// answer that carries one.
+	OnRateLimit func(remaining int)
 }
 
 // Client calls one GitHub. It is safe for concurrent use.
@@ -74,6 +79,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.OnRateLimit != nil {
+		cfg.Transport = rateLimitObserver{next: cfg.Transport, observe: cfg.OnRateLimit}
+	}
 	c := &Client{cfg: cfg, baseURL: base}
 	if (cfg.AppID == 0) != (cfg.PrivateKey == nil) {
 		return nil, errors.New("a GitHub App needs both an App id and a private key")
@@ -88,6 +96,22 @@ func New(cfg Config) (*Client, error) {
 		c.app = c.newClient(atr)
 	}
 	return c, nil
+}
+
+// rateLimitObserver reports the rate-limit headers of every answer.
+type rateLimitObserver struct {
+	next    http.RoundTripper
+	observe func(remaining int)
+}
+
+func (o rateLimitObserver) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := o.next.RoundTrip(req)
+	if err == nil {
+		if n, perr := strconv.Atoi(resp.Header.Get("X-RateLimit-Remaining")); perr == nil {
+			o.observe(n)
+		}
+	}
+	return resp, err
 }
 
 // clockSigner dates App JWTs by the Client's clock rather than the

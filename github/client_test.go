@@ -2,6 +2,7 @@ package github_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/rsa"
 	"errors"
 	"net/http"
@@ -396,5 +397,26 @@ func TestLoadPrivateKey(t *testing.T) {
 				t.Errorf("error quotes the key: %v", err)
 			}
 		})
+	}
+}
+
+func TestRateLimitRemainingIsReported(t *testing.T) {
+	f := newFixture(t)
+	f.gh.SetRateLimit(100)
+	key, _ := testAppKey(t)
+	var seen []int
+	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Now: f.clock.Now,
+		OnRateLimit: func(remaining int) { seen = append(seen, remaining) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.MintInstallationToken(context.Background(), installationID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ValidatePAT(context.Background(), patToken); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(seen) != "[99 98]" {
+		t.Errorf("reported %v, want [99 98]", seen)
 	}
 }

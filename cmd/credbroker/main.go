@@ -207,7 +207,13 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		}
 	}()
 
-	gh, demo, err := githubClient(cfg)
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	brokerMetrics, err := broker.NewMetrics(metrics)
+	if err != nil {
+		return err
+	}
+	gh, demo, err := githubClient(cfg, brokerMetrics.GitHubRateLimit)
 	if err != nil {
 		return err
 	}
@@ -224,12 +230,6 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	}
 
 	credentials := broker.NewCredentialAPI(registry, log)
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	brokerMetrics, err := broker.NewMetrics(metrics)
-	if err != nil {
-		return err
-	}
 	notifier := broker.NewNotifier(store, cfg.webhookURL != "", time.Now, brokerMetrics, log)
 	handlers := map[string]http.Handler{}
 	if cfg.ghWebhookSecret != "" {
@@ -433,7 +433,7 @@ type devGitHub struct {
 
 // githubClient connects to the configured GitHub, or in dev mode without a
 // --github-url starts the emulator with its demo App and PAT.
-func githubClient(cfg serveConfig) (*github.Client, *devGitHub, error) {
+func githubClient(cfg serveConfig, onRateLimit func(int)) (*github.Client, *devGitHub, error) {
 	ghCfg := github.Config{BaseURL: cfg.githubURL, AppID: cfg.appID}
 	var demo *devGitHub
 	switch {
@@ -451,6 +451,7 @@ func githubClient(cfg serveConfig) (*github.Client, *devGitHub, error) {
 		}
 		ghCfg.PrivateKey = key
 	}
+	ghCfg.OnRateLimit = onRateLimit
 	client, err := github.New(ghCfg)
 	if err != nil {
 		if demo != nil {
