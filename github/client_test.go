@@ -2,9 +2,9 @@ package github_test
 
 import (
 	"context"
-	"fmt"
 	"crypto/rsa"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
