@@ -294,13 +294,16 @@ func (s *Store) EventsBefore(_ context.Context, beforeID string, limit int) ([]b
 	var out []broker.Event
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(eventsBucket).Cursor()
+		// Seek lands on the first key >= beforeID: the one before it is the
+		// newest older event. Without beforeID, or past the end, the last is.
 		var k, v []byte
-		if beforeID == "" {
-			k, v = c.Last()
-		} else if k, v = c.Seek([]byte(beforeID)); k == nil {
+		if beforeID != "" {
+			k, _ = c.Seek([]byte(beforeID))
+		}
+		if k == nil {
 			k, v = c.Last()
 		} else {
-			k, v = c.Prev() // Seek lands on the first key >= beforeID
+			k, v = c.Prev()
 		}
 		for ; k != nil && len(out) < limit; k, v = c.Prev() {
 			ev, err := decodeEvent(v)

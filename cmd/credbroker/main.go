@@ -524,7 +524,10 @@ Register a tenant with the App installation, and one with the PAT, then read the
     "pat": {"token": "'"$(cat %[3]s/demo-pat)"'"}, "namespaces": ["demo-pat"]}'
   curl -s http://%[2]s/v1/tenants/demo
   curl -s -X POST http://%[2]s/v1/tenants/demo/images:validate -d '{"image":"ghcr.io/%[6]s/hello:latest"}'
-  curl -s http://%[2]s/v1/tenants/demo/credential      # with a cluster: state, expiry, namespaces
+  curl -s http://%[2]s/v1/tenants/demo/credential      # with a cluster: state, expiry, probe, namespaces
+  curl -s http://%[2]s/v1/events                       # problems, newest first (the App tenant's probe fails:
+                                                       # ghcr.io denies App tokens private pulls)
+  curl -sN http://%[2]s/v1/events:watch                # follow them
 
   grpcurl -plaintext %[1]s list
   grpcurl -plaintext -d '{"id":"demo"}' %[1]s credbroker.v1.TenantService/GetTenant
