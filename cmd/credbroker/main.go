@@ -514,26 +514,30 @@ credbroker is running in DEV MODE: loopback only, throw-away data, generated key
            a classic PAT of machine user %[9]s in %[3]s/demo-pat)
   registry %[10]s
 
-Register a tenant with the App installation, and one with the PAT, then read them back:
+Register a tenant with the App installation, and one with the PAT, each proving its credential
+on the emulated registry's image before it is published, then read them back:
 
   curl -s -X POST http://%[2]s/v1/tenants -H 'Content-Type: application/json' -d '{
     "id": "demo", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
-    "githubApp": {"installationId": %[8]d}, "namespaces": ["demo"]}'
+    "githubApp": {"installationId": %[8]d}, "namespaces": ["demo"],
+    "registries": ["%[10]s"], "probeImage": "%[11]s"}'
   curl -s -X POST http://%[2]s/v1/tenants -H 'Content-Type: application/json' -d '{
     "id": "demo-pat", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
-    "pat": {"token": "'"$(cat %[3]s/demo-pat)"'"}, "namespaces": ["demo-pat"]}'
+    "pat": {"token": "'"$(cat %[3]s/demo-pat)"'"}, "namespaces": ["demo-pat"],
+    "registries": ["%[10]s"], "probeImage": "%[11]s"}'
   curl -s http://%[2]s/v1/tenants/demo
-  curl -s -X POST http://%[2]s/v1/tenants/demo/images:validate -d '{"image":"ghcr.io/%[6]s/hello:latest"}'
-  curl -s http://%[2]s/v1/tenants/demo/credential      # with a cluster: state, expiry, probe, namespaces
-  curl -s http://%[2]s/v1/events                       # problems, newest first (the App tenant's probe fails:
-                                                       # ghcr.io denies App tokens private pulls)
+  curl -s -X POST http://%[2]s/v1/tenants/demo/images:validate -d '{"image":"%[11]s"}'
+  curl -s http://%[2]s/v1/tenants/demo-pat/credential  # with a cluster: READY, expiry, probe, namespaces
+  curl -s http://%[2]s/v1/tenants/demo/credential      # FAILED: APP_TOKEN_NOT_ACCEPTED, as on ghcr.io
+  curl -s http://%[2]s/v1/events                       # the PROBE_FAILED event, newest first
+  curl -sN http://%[2]s/v1/events:watch                # follow events as they happen
   curl -sN http://%[2]s/v1/events:watch                # follow them
 
   grpcurl -plaintext %[1]s list
   grpcurl -plaintext -d '{"id":"demo"}' %[1]s credbroker.v1.TenantService/GetTenant
 
 `, grpcAddr, httpAddr, dataDir, demo.server.URL(), demo.AppID, demo.Org.Login, demo.Org.ID,
-		demo.InstallationID, demo.MachineUser.Login, demo.server.RegistryHost())
+		demo.InstallationID, demo.MachineUser.Login, demo.server.RegistryHost(), demo.Image)
 	if cfg.kubeconfig != "" {
 		_, _ = fmt.Fprintf(w, `Secrets are synced into the cluster of %[1]s; watch them appear:
 
