@@ -26,6 +26,7 @@ var (
 	credentialsBucket = []byte("credentials")
 	eventsBucket      = []byte("events")
 	outboxBucket      = []byte("outbox")
+	auditBucket       = []byte("audit")
 )
 
 // DefaultMaxEvents bounds the event log: past it the oldest delivered
@@ -36,7 +37,8 @@ const DefaultMaxEvents = 10000
 type Store struct {
 	db *bolt.DB
 	// MaxEvents is how many events the log keeps (more while undelivered
-	// ones wait); DefaultMaxEvents unless changed before use.
+	// ones wait); DefaultMaxEvents unless changed before use. The audit
+	// trail keeps as many records.
 	MaxEvents int
 }
 
@@ -60,7 +62,7 @@ func Open(dataDir string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{tenantsBucket, credentialsBucket, eventsBucket, outboxBucket} {
+		for _, name := range [][]byte{tenantsBucket, credentialsBucket, eventsBucket, outboxBucket, auditBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -246,6 +248,46 @@ func (s *Store) AppendEvent(_ context.Context, ev broker.Event, deliver bool) er
 		}
 		return trim(events, tx.Bucket(outboxBucket), n-uint64(s.MaxEvents))
 	})
+}
+
+// AppendAudit implements broker.AuditStore. Records are keyed by the
+// bucket's sequence, so key order is the order they were written in.
+func (s *Store) AppendAudit(_ context.Context, rec broker.AuditRecord) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode audit record: %w", err)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(auditBucket)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := b.Put(fmt.Appendf(nil, "%020d", seq), v); err != nil {
+			return err
+		}
+		if seq <= uint64(s.MaxEvents) {
+			return nil
+		}
+		return b.Delete(fmt.Appendf(nil, "%020d", seq-uint64(s.MaxEvents)))
+	})
+}
+
+// AuditRecords implements broker.AuditStore.
+func (s *Store) AuditRecords(_ context.Context, limit int) ([]broker.AuditRecord, error) {
+	var out []broker.AuditRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(auditBucket).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var rec broker.AuditRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode audit record: %w", err)
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // trim deletes up to n of the oldest events that are not waiting for

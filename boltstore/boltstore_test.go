@@ -32,6 +32,13 @@ func TestStoreContract(t *testing.T) {
 	t.Run("events", func(t *testing.T) {
 		storetest.RunEvents(t, func(t *testing.T) broker.EventStore { return open(t) })
 	})
+	t.Run("audit", func(t *testing.T) {
+		storetest.RunAudit(t, func(t *testing.T) broker.AuditStore {
+			s := open(t)
+			s.MaxEvents = 3
+			return s
+		})
+	})
 }
 
 func TestEventLogIsBoundedButKeepsPendingEvents(t *testing.T) {

@@ -57,6 +57,9 @@ func TestCredentialAndEventStoreContract(t *testing.T) {
 			return s
 		})
 	})
+	t.Run("audit", func(t *testing.T) {
+		storetest.RunAudit(t, func(t *testing.T) broker.AuditStore { return open(t) }) // MaxEvents 3
+	})
 	t.Run("the log is bounded but keeps pending events", func(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)

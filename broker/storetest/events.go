@@ -104,3 +104,32 @@ func RunEvents(t *testing.T, open func(t *testing.T) broker.EventStore) {
 		t.Errorf("a delivered event must stay in the log: %q, %v", ids(got), err)
 	}
 }
+
+// RunAudit checks an AuditStore; open returns a new, empty one that keeps
+// three records.
+func RunAudit(t *testing.T, open func(t *testing.T) broker.AuditStore) {
+	ctx := context.Background()
+	s := open(t)
+	base := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		rec := broker.AuditRecord{Time: base.Add(time.Duration(i) * time.Millisecond), Caller: fmt.Sprintf("c%d", i), AuthMethod: "token-file",
+			TokenSHA256: "0123456789ab", Peer: "127.0.0.1:1", Method: "/credbroker.v1.TenantService/CreateTenant", TenantID: "t", Result: "OK"}
+		if err := s.AppendAudit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.AuditRecords(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	callers := ""
+	for _, rec := range got {
+		callers += rec.Caller
+	}
+	if callers != "c4c3c2" {
+		t.Errorf("records kept, newest first: %q, want the newest three", callers)
+	}
+	if got, _ := s.AuditRecords(ctx, 1); len(got) != 1 || got[0].TokenSHA256 != "0123456789ab" || !got[0].Time.Equal(base.Add(4*time.Millisecond)) {
+		t.Errorf("round trip: %+v", got)
+	}
+}
