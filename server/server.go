@@ -10,7 +10,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -49,7 +53,16 @@ type Config struct {
 	// Handlers are further HTTP endpoints by ServeMux pattern, such as
 	// "POST /webhooks/github". Their request bodies are limited to 1 MiB.
 	Handlers map[string]http.Handler
+	// Guard, if set, authenticates and authorizes every API call (health,
+	// reflection and the HTTP endpoints aside).
+	Guard *Guard
+	// TLS, if set, serves both listeners over TLS; with ClientCAs and
+	// ClientAuth set, callers may present client certificates.
+	TLS *tls.Config
 }
+
+// MaxRequestBytes bounds a request, over gRPC and over REST.
+const MaxRequestBytes = 1 << 20
 
 // Services are the API implementations. A nil service answers every call
 // with Unimplemented.
@@ -88,6 +101,9 @@ func New(cfg Config, svc Services, ready ReadyFunc, metrics *prometheus.Registry
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		_ = s.grpcLis.Close()
 		return nil, fmt.Errorf("listen HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	if cfg.TLS != nil {
+		s.httpLis = tls.NewListener(s.httpLis, cfg.TLS)
 	}
 	if err := s.buildGRPC(svc, metrics); err != nil {
 		s.closeListeners()
@@ -130,18 +146,28 @@ func (s *Server) buildGRPC(svc Services, metrics *prometheus.Registry) error {
 		s.log.ErrorContext(ctx, "panic in handler", slog.Any("panic", p))
 		return status.Error(codes.Internal, "internal error")
 	})
-	s.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(
-			serverMetrics.UnaryServerInterceptor(),
-			logging.UnaryServerInterceptor(logger, logOpts...),
-			recovery.UnaryServerInterceptor(recoverOpt),
-		),
-		grpc.ChainStreamInterceptor(
-			serverMetrics.StreamServerInterceptor(),
-			logging.StreamServerInterceptor(logger, logOpts...),
-			recovery.StreamServerInterceptor(recoverOpt),
-		),
-	)
+	unary := []grpc.UnaryServerInterceptor{
+		serverMetrics.UnaryServerInterceptor(),
+		logging.UnaryServerInterceptor(logger, logOpts...),
+		recovery.UnaryServerInterceptor(recoverOpt),
+	}
+	stream := []grpc.StreamServerInterceptor{
+		serverMetrics.StreamServerInterceptor(),
+		logging.StreamServerInterceptor(logger, logOpts...),
+		recovery.StreamServerInterceptor(recoverOpt),
+	}
+	if g := s.cfg.Guard; g != nil {
+		unary, stream = append(unary, g.Unary), append(stream, g.Stream)
+	}
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	credbrokerv1.RegisterTenantServiceServer(s.grpc, orDefault[credbrokerv1.TenantServiceServer](svc.Tenants, credbrokerv1.UnimplementedTenantServiceServer{}))
 	credbrokerv1.RegisterCredentialServiceServer(s.grpc, orDefault[credbrokerv1.CredentialServiceServer](svc.Credentials, credbrokerv1.UnimplementedCredentialServiceServer{}))
 	credbrokerv1.RegisterImageServiceServer(s.grpc, orDefault[credbrokerv1.ImageServiceServer](svc.Images, credbrokerv1.UnimplementedImageServiceServer{}))
@@ -163,19 +189,27 @@ func orDefault[T any](v, def T) T {
 }
 
 func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error {
-	conn, err := grpc.NewClient(dialTarget(s.grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	transport := insecure.NewCredentials()
+	if s.cfg.TLS != nil {
+		transport = credentials.NewTLS(pinned(s.cfg.TLS))
+	}
+	conn, err := grpc.NewClient(dialTarget(s.grpcLis.Addr()), grpc.WithTransportCredentials(transport))
 	if err != nil {
 		return fmt.Errorf("connect gateway to gRPC: %w", err)
 	}
 	s.gateway = conn
-	gw := runtime.NewServeMux(
+	gwOpts := []runtime.ServeMuxOption{runtime.WithIncomingHeaderMatcher(dropForwardHeaders)}
+	if g := s.cfg.Guard; g != nil {
+		gwOpts = append(gwOpts, runtime.WithMetadata(g.forward))
+	}
+	gw := runtime.NewServeMux(append(gwOpts,
 		// Unknown JSON fields are an error, not silently dropped: a typo in
 		// a field name must not register a tenant without that field.
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}}),
-	)
+	)...)
 	ctx := context.Background()
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		credbrokerv1.RegisterTenantServiceHandler,
@@ -190,7 +224,7 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", gw)
+	mux.Handle("/", http.MaxBytesHandler(gw, MaxRequestBytes))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -215,6 +249,26 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return nil
+}
+
+// pinned is the gateway's TLS client config: it trusts exactly the server's
+// own certificate, whatever names it carries, since it dials its own
+// listener.
+func pinned(server *tls.Config) *tls.Config {
+	var own [][]byte
+	if len(server.Certificates) > 0 {
+		own = server.Certificates[0].Certificate
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || len(own) == 0 || !bytes.Equal(raw[0], own[0]) {
+				return errors.New("the gRPC listener presented another certificate than its own")
+			}
+			return nil
+		},
+	}
 }
 
 // dialTarget turns a listener address into one the gateway can dial: a

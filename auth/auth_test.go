@@ -1,0 +1,342 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/credbroker/credbroker/auth/authtest"
+)
+
+// The client certificate authenticator, behind a real TLS handshake.
+func TestClientCertificates(t *testing.T) {
+	ca, other := authtest.NewCA(t), authtest.NewCA(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req Request
+		if len(r.TLS.VerifiedChains) > 0 {
+			req.PeerCertificates = r.TLS.VerifiedChains[0]
+		}
+		id, ok, err := ClientCertificates{}.Authenticate(r.Context(), req)
+		_ = json.NewEncoder(w).Encode(map[string]any{"name": id.Name, "groups": id.Groups, "ok": ok, "err": fmt.Sprint(err)})
+	}))
+	srv.TLS = ca.ServerTLS(t)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
+	defer srv.Close()
+
+	call := func(cert *tls.Certificate) (map[string]any, error) {
+		cfg := &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}).Get(srv.URL)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var out map[string]any
+		return out, json.NewDecoder(resp.Body).Decode(&out)
+	}
+	withURI := ca.Client(t, "backend", "spiffe://platform/backend", "platform", "ops")
+	cnOnly := ca.Client(t, "team-web", "")
+	forged := other.Client(t, "admin", "")
+	tests := []struct {
+		name       string
+		cert       *tls.Certificate
+		wantName   string
+		wantGroups string
+		wantOK     bool
+		wantTLSErr bool
+	}{
+		{"URI SAN names the caller, organizations are groups", &withURI, "spiffe://platform/backend", "[ops platform]", true, false},
+		{"common name without a URI SAN", &cnOnly, "team-web", "<nil>", true, false},
+		{"no certificate: not recognised", nil, "", "<nil>", false, false},
+		{"another CA's certificate: the handshake fails", &forged, "", "", false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := call(tc.cert)
+			if tc.wantTLSErr {
+				if err == nil {
+					t.Fatalf("handshake with a foreign certificate succeeded: %v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got["name"] != tc.wantName || fmt.Sprint(got["groups"]) != tc.wantGroups || got["ok"] != tc.wantOK {
+				t.Errorf("got %v", got)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tokens.yaml")
+	writeFile(t, path, fmt.Sprintf(`tokens:
+  - name: backend
+    sha256: %s
+    roles: [admin]
+  - name: web-ci
+    sha256: %s
+    groups: [team-web]
+`, TokenHash("s3cret-backend"), TokenHash("s3cret-web")))
+	f, err := NewTokenFile(path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	f.now = func() time.Time { return now }
+
+	id, ok, err := f.Authenticate(ctx, Request{BearerToken: "s3cret-backend"})
+	if !ok || err != nil || id.Name != "backend" || !slices.Equal(id.Roles, []string{"admin"}) || id.TokenHash != TokenHash("s3cret-backend")[:12] {
+		t.Errorf("backend token: %+v %v %v", id, ok, err)
+	}
+	if _, ok, _ := f.Authenticate(ctx, Request{BearerToken: "s3cret-nobody"}); ok {
+		t.Error("an unknown token was recognised")
+	}
+	if _, ok, _ := f.Authenticate(ctx, Request{}); ok {
+		t.Error("no token was recognised")
+	}
+
+	// A changed file is read again (at most once a second)...
+	writeFile(t, path, fmt.Sprintf("tokens:\n  - name: rotated\n    sha256: %s\n    roles: [admin]\n", TokenHash("s3cret-rotated")))
+	if _, ok, _ := f.Authenticate(ctx, Request{BearerToken: "s3cret-rotated"}); ok {
+		t.Error("the file was read again within the second")
+	}
+	now = now.Add(2 * time.Second)
+	if id, ok, _ := f.Authenticate(ctx, Request{BearerToken: "s3cret-rotated"}); !ok || id.Name != "rotated" {
+		t.Errorf("after the change: %+v %v", id, ok)
+	}
+	if _, ok, _ := f.Authenticate(ctx, Request{BearerToken: "s3cret-backend"}); ok {
+		t.Error("a removed token still works")
+	}
+	// ...and a broken one leaves the last good one in force.
+	writeFile(t, path, "tokens: [ {name: x, sha256: not-hex} ]\n")
+	now = now.Add(2 * time.Second)
+	if _, ok, _ := f.Authenticate(ctx, Request{BearerToken: "s3cret-rotated"}); !ok {
+		t.Error("a broken file replaced the last good one")
+	}
+
+	for name, content := range map[string]string{
+		"short hash":    "tokens:\n  - name: a\n    sha256: abcd\n",
+		"no name":       fmt.Sprintf("tokens:\n  - sha256: %s\n", TokenHash("x")),
+		"unknown field": fmt.Sprintf("tokens:\n  - name: a\n    token: plain\n    sha256: %s\n", TokenHash("x")),
+	} {
+		bad := filepath.Join(t.TempDir(), "bad.yaml")
+		writeFile(t, bad, content)
+		if _, err := NewTokenFile(bad, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// issuer is a local OpenID provider: discovery and JWKS over HTTP, and ID
+// tokens signed with its key.
+type issuer struct {
+	srv *httptest.Server
+	key *rsa.PrivateKey
+}
+
+func newIssuer(t *testing.T) *issuer {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := &issuer{key: key}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/keys",
+			"authorization_endpoint": is.srv.URL + "/auth", "id_token_signing_alg_values_supported": []string{"RS256"}})
+	})
+	mux.HandleFunc("/keys", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	})
+	is.srv = httptest.NewServer(mux)
+	t.Cleanup(is.srv.Close)
+	return is
+}
+
+func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestOIDC(t *testing.T) {
+	ctx := context.Background()
+	is := newIssuer(t)
+	o, err := NewOIDC(OIDCConfig{IssuerURL: is.srv.URL, ClientID: "credbroker", UsernameClaim: "email", GroupsClaim: "groups"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	claims := func(change func(map[string]any)) map[string]any {
+		c := map[string]any{"iss": is.srv.URL, "aud": "credbroker", "sub": "u-1", "email": "dev@example.com",
+			"groups": []string{"team-web"}, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+		if change != nil {
+			change(c)
+		}
+		return c
+	}
+	tests := []struct {
+		name       string
+		token      string
+		wantOK     bool
+		wantErr    bool
+		wantName   string
+		wantGroups []string
+	}{
+		{"valid", is.token(t, is.key, claims(nil)), true, false, "dev@example.com", []string{"team-web"}},
+		{"expired", is.token(t, is.key, claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() })), true, true, "", nil},
+		{"wrong audience", is.token(t, is.key, claims(func(c map[string]any) { c["aud"] = "someone-else" })), true, true, "", nil},
+		{"wrong signature", is.token(t, otherKey, claims(nil)), true, true, "", nil},
+		{"no username claim", is.token(t, is.key, claims(func(c map[string]any) { delete(c, "email") })), true, true, "", nil},
+		{"another issuer: left to the next authenticator", is.token(t, is.key, claims(func(c map[string]any) { c["iss"] = "https://elsewhere" })), false, false, "", nil},
+		{"not a JWT", "opaque-token", false, false, "", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id, ok, err := o.Authenticate(ctx, Request{BearerToken: tc.token})
+			if ok != tc.wantOK || (err != nil) != tc.wantErr || id.Name != tc.wantName || !slices.Equal(id.Groups, tc.wantGroups) {
+				t.Errorf("got %+v ok=%v err=%v", id, ok, err)
+			}
+			if err != nil && strings.Contains(err.Error(), tc.token) {
+				t.Error("the error carries the token")
+			}
+		})
+	}
+}
+
+func TestTokenReviewCachesAnswers(t *testing.T) {
+	ctx := context.Background()
+	reviews := 0
+	r := NewTokenReview(func(_ context.Context, token string) (string, []string, bool, error) {
+		reviews++
+		switch token {
+		case "good":
+			return "system:serviceaccount:platform:backend", []string{"system:serviceaccounts"}, true, nil
+		case "outage":
+			return "", nil, false, errors.New("connection refused")
+		}
+		return "", nil, false, nil
+	}, 10*time.Second)
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	for range 3 {
+		if id, ok, err := r.Authenticate(ctx, Request{BearerToken: "good"}); !ok || err != nil || id.Name != "system:serviceaccount:platform:backend" {
+			t.Fatalf("good token: %+v %v %v", id, ok, err)
+		}
+	}
+	if reviews != 1 {
+		t.Errorf("%d reviews for three calls within the TTL, want 1", reviews)
+	}
+	now = now.Add(11 * time.Second)
+	_, _, _ = r.Authenticate(ctx, Request{BearerToken: "good"})
+	if reviews != 2 {
+		t.Errorf("%d reviews after the TTL, want 2", reviews)
+	}
+	if _, ok, err := r.Authenticate(ctx, Request{BearerToken: "bad"}); !ok || err == nil {
+		t.Errorf("a refused token: ok=%v err=%v, want recognised and refused", ok, err)
+	}
+	if _, _, err := r.Authenticate(ctx, Request{BearerToken: "outage"}); err == nil {
+		t.Error("an API server outage authenticated")
+	}
+	if _, ok, _ := r.Authenticate(ctx, Request{}); ok {
+		t.Error("no token was recognised")
+	}
+}
+
+func TestChainOrderAndPolicy(t *testing.T) {
+	ctx := context.Background()
+	chain := Chain{ClientCertificates{}, NewTokens(StaticToken{Name: "dev-admin", Token: "dev", Roles: []string{RoleAdmin}})}
+	if _, err := chain.Authenticate(ctx, Request{}); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("nothing presented: %v", err)
+	}
+	if _, err := chain.Authenticate(ctx, Request{BearerToken: "guess"}); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("an unknown token: %v", err)
+	}
+	id, err := chain.Authenticate(ctx, Request{BearerToken: "dev"})
+	if err != nil || id.Name != "dev-admin" {
+		t.Fatalf("dev token: %+v %v", id, err)
+	}
+
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, `bindings:
+  - subject: ci-web
+    roles: ["tenant-admin:web"]
+  - subject: group:auditors
+    roles: ["tenant-reader:web", "tenant-reader:shop"]
+`)
+	p, err := LoadPolicy(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		id     Identity
+		access Access
+		tenant string
+		want   bool
+	}{
+		{"admin from the token file, any tenant", id, TenantWrite, "shop", true},
+		{"admin, a method without a tenant", id, Admin, "", true},
+		{"tenant admin writes its tenant", Identity{Name: "ci-web"}, TenantWrite, "web", true},
+		{"tenant admin reads its tenant", Identity{Name: "ci-web"}, TenantRead, "web", true},
+		{"tenant admin, another tenant", Identity{Name: "ci-web"}, TenantRead, "shop", false},
+		{"tenant admin, an admin method", Identity{Name: "ci-web"}, Admin, "web", false},
+		{"reader by group reads", Identity{Name: "ann", Groups: []string{"auditors"}}, TenantRead, "shop", true},
+		{"reader by group does not write", Identity{Name: "ann", Groups: []string{"auditors"}}, TenantWrite, "shop", false},
+		{"a reader's read without a tenant is an admin's", Identity{Name: "ann", Groups: []string{"auditors"}}, TenantRead, "", false},
+		{"nobody", Identity{Name: "eve"}, TenantRead, "web", false},
+		{"public", Identity{}, Public, "", true},
+	}
+	for _, tc := range tests {
+		if got := Allowed(p.Roles(tc.id), tc.access, tc.tenant); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	writeFile(t, path, "bindings:\n  - subject: x\n    roles: [tenant-reader]\n")
+	if _, err := LoadPolicy(path); err == nil {
+		t.Error("a tenant role without a tenant was accepted")
+	}
+}
