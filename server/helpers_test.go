@@ -103,10 +103,13 @@ type instance struct {
 	done     chan error
 }
 
+// option changes the server's configuration before it starts.
+type option func(cfg *server.Config, store *boltstore.Store, log *slog.Logger)
+
 // start runs the server over a bbolt store in dataDir until the test ends
 // (or stop is called). svc overrides the services; its Tenants defaults to
 // the real TenantAPI.
-func start(t testing.TB, dataDir string, svc server.Services) *instance {
+func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *instance {
 	t.Helper()
 	store, err := boltstore.Open(dataDir)
 	if err != nil {
@@ -134,11 +137,15 @@ func start(t testing.TB, dataDir string, svc server.Services) *instance {
 	if svc.Events == nil {
 		svc.Events = broker.NewEventAPI(store, notifier.Appended, time.Minute, log)
 	}
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		GRPCAddr:        "127.0.0.1:0",
 		HTTPAddr:        "127.0.0.1:0",
 		ShutdownTimeout: 2 * time.Second,
-	}, svc, store.Ping, prometheus.NewRegistry(), log)
+	}
+	for _, opt := range opts {
+		opt(&cfg, store, log)
+	}
+	srv, err := server.New(cfg, svc, store.Ping, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

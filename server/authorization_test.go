@@ -1,0 +1,260 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/credbroker/credbroker/auth"
+	"github.com/credbroker/credbroker/boltstore"
+	"github.com/credbroker/credbroker/broker"
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+	"github.com/credbroker/credbroker/server"
+)
+
+// matrixTokens are the callers of the authorization matrix, one per column
+// of docs/authorization.md.
+var matrixTokens = map[string]auth.StaticToken{
+	"admin":             {Name: "backend", Token: "t-admin", Roles: []string{auth.RoleAdmin}},
+	"tenant-admin:web":  {Name: "web-ci", Token: "t-web-admin", Roles: []string{"tenant-admin:web"}},
+	"tenant-reader:web": {Name: "web-dash", Token: "t-web-reader", Roles: []string{"tenant-reader:web"}},
+	"tenant-admin:shop": {Name: "shop-ci", Token: "t-shop-admin", Roles: []string{"tenant-admin:shop"}},
+}
+
+// withGuard guards the server with the matrix tokens (after whatever else
+// the authenticator chain holds first), policy (may be nil) and an audit
+// trail in the store.
+func withGuard(policy *auth.Policy, extra ...auth.Authenticator) option {
+	return func(cfg *server.Config, store *boltstore.Store, log *slog.Logger) {
+		var tokens []auth.StaticToken
+		for _, tok := range matrixTokens {
+			tokens = append(tokens, tok)
+		}
+		chain := append(auth.Chain(extra), auth.NewTokens(tokens...))
+		cfg.Guard = server.NewGuard(server.GuardConfig{Authenticator: chain, Policy: policy, Audit: store}, log)
+	}
+}
+
+// specTable reads the method × role table of docs/authorization.md.
+func specTable(t *testing.T) (roles []string, spec map[string]map[string]bool) {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/authorization.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec = map[string]map[string]bool{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), "|")
+		for i := range cells {
+			cells[i] = strings.Trim(strings.TrimSpace(cells[i]), "`")
+		}
+		switch {
+		case len(cells) > 1 && cells[0] == "method":
+			roles = cells[1:]
+		case roles != nil && len(cells) == len(roles)+1 && strings.Contains(cells[0], "Service."):
+			row := map[string]bool{}
+			for i, v := range cells[1:] {
+				if v != "allow" && v != "deny" {
+					t.Fatalf("docs/authorization.md: %s/%s is %q, want allow or deny", cells[0], roles[i], v)
+				}
+				row[roles[i]] = v == "allow"
+			}
+			spec["/credbroker.v1."+strings.Replace(cells[0], ".", "/", 1)] = row
+		}
+	}
+	return roles, spec
+}
+
+// apiMethods lists every method of every credbroker service.
+func apiMethods() []string {
+	var out []string
+	for _, desc := range []grpc.ServiceDesc{credbrokerv1.TenantService_ServiceDesc, credbrokerv1.CredentialService_ServiceDesc,
+		credbrokerv1.ImageService_ServiceDesc, credbrokerv1.EventService_ServiceDesc} {
+		for _, m := range desc.Methods {
+			out = append(out, "/"+desc.ServiceName+"/"+m.MethodName)
+		}
+		for _, s := range desc.Streams {
+			out = append(out, "/"+desc.ServiceName+"/"+s.StreamName)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// matrixCall is one method, over gRPC and over REST, concerning tenant web.
+type matrixCall struct {
+	grpc             func(ctx context.Context, conn *grpc.ClientConn) error
+	verb, path, body string
+}
+
+const newTenantJSON = `{"id":"web-two","owner":{"login":"acme","id":"1001","type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":"42"}}`
+
+func matrixCalls() map[string]matrixCall {
+	const replayAll = "0000000000000000"
+	return map[string]matrixCall{
+		"/credbroker.v1.TenantService/CreateTenant": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewTenantServiceClient(c).CreateTenant(ctx, &credbrokerv1.CreateTenantRequest{Tenant: &credbrokerv1.Tenant{Id: "web-two"}})
+			return err
+		}, http.MethodPost, "/v1/tenants", newTenantJSON},
+		"/credbroker.v1.TenantService/GetTenant": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewTenantServiceClient(c).GetTenant(ctx, &credbrokerv1.GetTenantRequest{Id: "web"})
+			return err
+		}, http.MethodGet, "/v1/tenants/web", ""},
+		"/credbroker.v1.TenantService/ListTenants": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewTenantServiceClient(c).ListTenants(ctx, &credbrokerv1.ListTenantsRequest{})
+			return err
+		}, http.MethodGet, "/v1/tenants", ""},
+		"/credbroker.v1.TenantService/UpdateTenant": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewTenantServiceClient(c).UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{Tenant: &credbrokerv1.Tenant{Id: "web"}})
+			return err
+		}, http.MethodPatch, "/v1/tenants/web", `{"namespaces":["web-prod"]}`},
+		"/credbroker.v1.TenantService/DeleteTenant": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewTenantServiceClient(c).DeleteTenant(ctx, &credbrokerv1.DeleteTenantRequest{Id: "web", Etag: "stale"})
+			return err
+		}, http.MethodDelete, "/v1/tenants/web?etag=stale", ""},
+		"/credbroker.v1.CredentialService/GetCredentialStatus": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewCredentialServiceClient(c).GetCredentialStatus(ctx, &credbrokerv1.GetCredentialStatusRequest{TenantId: "web"})
+			return err
+		}, http.MethodGet, "/v1/tenants/web/credential", ""},
+		"/credbroker.v1.CredentialService/RefreshCredential": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewCredentialServiceClient(c).RefreshCredential(ctx, &credbrokerv1.RefreshCredentialRequest{TenantId: "web"})
+			return err
+		}, http.MethodPost, "/v1/tenants/web/credential:refresh", "{}"},
+		"/credbroker.v1.CredentialService/GetDockerConfig": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewCredentialServiceClient(c).GetDockerConfig(ctx, &credbrokerv1.GetDockerConfigRequest{TenantId: "web"})
+			return err
+		}, http.MethodGet, "/v1/tenants/web/credential:dockerconfigjson", ""},
+		"/credbroker.v1.ImageService/ValidateImage": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewImageServiceClient(c).ValidateImage(ctx, &credbrokerv1.ValidateImageRequest{TenantId: "web", Image: "ghcr.io/acme/api:1"})
+			return err
+		}, http.MethodPost, "/v1/tenants/web/images:validate", `{"image":"ghcr.io/acme/api:1"}`},
+		"/credbroker.v1.ImageService/ValidatePod": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewImageServiceClient(c).ValidatePod(ctx, &credbrokerv1.ValidatePodRequest{TenantId: "web",
+				PodSpec: &credbrokerv1.PodSpec{Containers: []*credbrokerv1.Container{{Name: "a", Image: "ghcr.io/acme/api:1"}}}})
+			return err
+		}, http.MethodPost, "/v1/tenants/web/pods:validate", `{"podSpec":{"containers":[{"name":"a","image":"ghcr.io/acme/api:1"}]}}`},
+		"/credbroker.v1.EventService/ListEvents": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewEventServiceClient(c).ListEvents(ctx, &credbrokerv1.ListEventsRequest{TenantId: "web"})
+			return err
+		}, http.MethodGet, "/v1/events?tenantId=web", ""},
+		"/credbroker.v1.EventService/WatchEvents": {func(ctx context.Context, c *grpc.ClientConn) error {
+			stream, err := credbrokerv1.NewEventServiceClient(c).WatchEvents(ctx, &credbrokerv1.WatchEventsRequest{TenantId: "web", AfterId: replayAll})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			return err
+		}, http.MethodGet, "/v1/events:watch?tenantId=web&afterId=" + replayAll, ""},
+	}
+}
+
+// TestAuthorizationMatrix calls every method as every role of the table in
+// docs/authorization.md, over gRPC and REST, and checks the table's verdict.
+func TestAuthorizationMatrix(t *testing.T) {
+	roles, spec := specTable(t)
+	methods := apiMethods()
+	if got := slices.Sorted(maps.Keys(spec)); !slices.Equal(got, methods) {
+		t.Fatalf("docs/authorization.md lists %v;\nthe API has %v", got, methods)
+	}
+	if got := slices.Sorted(maps.Keys(auth.Methods())); !slices.Equal(got, methods) {
+		t.Fatalf("auth.Methods has %v;\nthe API has %v", got, methods)
+	}
+	for _, role := range roles {
+		if _, ok := matrixTokens[role]; !ok {
+			t.Fatalf("the table has a column %q the test has no caller for", role)
+		}
+	}
+
+	in := start(t, t.TempDir(), server.Services{}, withGuard(nil))
+	ctx := context.Background()
+	if _, _, err := in.registry.Create(ctx, broker.Tenant{ID: "web", Owner: broker.Owner{Login: "acme", ID: acmeOrgID, Type: broker.OwnerOrganization},
+		App: &broker.GitHubApp{InstallationID: acmeInstall}}); err != nil {
+		t.Fatal(err)
+	}
+	raise(t, in, broker.EventProbeFailed, "web") // something for the watch to replay
+	calls := matrixCalls()
+	for _, method := range methods {
+		call := calls[method]
+		for _, role := range roles {
+			want, token := spec[method][role], matrixTokens[role].Token
+			t.Run(method[len("/credbroker.v1."):]+"/"+role, func(t *testing.T) {
+				cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), 10*time.Second)
+				defer cancel()
+				code := status.Code(call.grpc(cctx, in.conn))
+				if denied := code == codes.PermissionDenied; denied == want || code == codes.Unauthenticated {
+					t.Errorf("gRPC: %v, want allowed=%v", code, want)
+				}
+				httpCode := restCall(t, in.baseURL, call.verb, call.path, call.body, token)
+				if denied := httpCode == http.StatusForbidden; denied == want || httpCode == http.StatusUnauthorized {
+					t.Errorf("REST: %d, want allowed=%v", httpCode, want)
+				}
+			})
+		}
+	}
+
+	t.Run("no identity is a 401 everywhere", func(t *testing.T) {
+		for _, method := range methods {
+			call := calls[method]
+			if code := status.Code(call.grpc(ctx, in.conn)); code != codes.Unauthenticated {
+				t.Errorf("%s over gRPC without a token: %v", method, code)
+			}
+			if code := restCall(t, in.baseURL, call.verb, call.path, call.body, "not-a-token"); code != http.StatusUnauthorized {
+				t.Errorf("%s over REST with an unknown token: %d", method, code)
+			}
+		}
+	})
+	t.Run("health and reflection need no identity", func(t *testing.T) {
+		for _, path := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
+			if code := restCall(t, in.baseURL, http.MethodGet, path, "", ""); code != http.StatusOK {
+				t.Errorf("%s: %d", path, code)
+			}
+		}
+	})
+}
+
+// restCall makes one REST call with a bearer token and returns the status;
+// for a stream, the status of its first line.
+func restCall(t *testing.T, baseURL, verb, path, body, token string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, verb, baseURL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if strings.Contains(path, ":watch") && resp.StatusCode == http.StatusOK {
+		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		switch {
+		case strings.Contains(line, `"code":7`):
+			return http.StatusForbidden
+		case strings.Contains(line, `"code":16`):
+			return http.StatusUnauthorized
+		}
+	}
+	return resp.StatusCode
+}
