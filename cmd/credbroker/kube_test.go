@@ -79,6 +79,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	gh.AddInstallation(githubtest.Installation{ID: 5, AppID: 77, Account: githubtest.Account{Login: "shop-org", ID: 500, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read"}})
 
+	tokens, token := adminTokenFile(t)
 	// The backend's webhook receiver checks the signature as a backend would.
 	webhookSecret, ghWebhookSecret := []byte("backend-secret"), []byte("github-secret")
 	received := make(chan map[string]any, 16)
@@ -102,16 +103,12 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--kubeconfig", kubeconfigFile, "--store", "kubernetes", "--namespace", "credbroker", "--identity", "replica-1",
 		"--github-url", gh.URL(), "--github-app-id", "77", "--github-app-key-file", keyFile, "--encryption-key-file", encKey,
-		"--webhook-url", backend.URL, "--webhook-secret-file", webhookSecretFile, "--github-webhook-secret-file", ghSecretFile}
+		"--webhook-url", backend.URL, "--webhook-secret-file", webhookSecretFile, "--github-webhook-secret-file", ghSecretFile,
+		"--auth-token-file", tokens}
 	p := startBinary(t, nil, args...)
-	resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(
-		`{"id":"shop","owner":{"login":"shop-org","id":500,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":5},"namespaces":["shop"]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("create tenant: %d\n%s", resp.StatusCode, p.output())
+	if code := post(t, p.httpURL+"/v1/tenants", token,
+		`{"id":"shop","owner":{"login":"shop-org","id":500,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":5},"namespaces":["shop"]}`); code != http.StatusOK {
+		t.Fatalf("create tenant: %d\n%s", code, p.output())
 	}
 
 	deadline := time.Now().Add(30 * time.Second)
@@ -141,7 +138,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 
 	// A restarted broker publishes the stored credential: no second mint.
 	p = startBinary(t, nil, args...)
-	waitForState(t, p, "CREDENTIAL_STATE_READY")
+	waitForState(t, p, token, "CREDENTIAL_STATE_READY")
 	if mints := gh.Calls(githubtest.RouteMintToken); mints != 1 {
 		t.Errorf("%d mints across a restart, want 1", mints)
 	}
@@ -156,7 +153,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", "installation")
 	req.Header.Set("X-Hub-Signature-256", broker.Sign(ghWebhookSecret, payload))
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +169,14 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the backend heard nothing\n%s", p.output())
 	}
-	waitForState(t, p, "CREDENTIAL_STATE_FAILED")
+	waitForState(t, p, token, "CREDENTIAL_STATE_FAILED")
 	events, err := kube.CoreV1().ConfigMaps("credbroker").List(ctx, metav1.ListOptions{LabelSelector: "credbroker.io/event"})
 	if err != nil || len(events.Items) != 1 {
 		t.Errorf("event log in the cluster: %d ConfigMaps, %v", len(events.Items), err)
+	}
+	audit, err := kube.CoreV1().ConfigMaps("credbroker").List(ctx, metav1.ListOptions{LabelSelector: "credbroker.io/audit"})
+	if err != nil || len(audit.Items) != 1 || !strings.Contains(audit.Items[0].Data["record.json"], `"caller":"test-admin"`) {
+		t.Errorf("audit trail in the cluster: %+v, %v", audit.Items, err)
 	}
 	if code := p.terminate(t); code != 0 {
 		t.Errorf("exit %d\n%s", code, p.output())
@@ -189,11 +190,16 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 }
 
 // waitForState polls the tenant's credential status until it is state.
-func waitForState(t *testing.T, p *process, state string) {
+func waitForState(t *testing.T, p *process, token, state string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(p.httpURL + "/v1/tenants/shop/credential")
+		req, err := http.NewRequest(http.MethodGet, p.httpURL+"/v1/tenants/shop/credential", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			var st struct{ State string }
 			_ = json.NewDecoder(resp.Body).Decode(&st)

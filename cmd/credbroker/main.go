@@ -10,12 +10,15 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
@@ -80,6 +84,15 @@ type serveConfig struct {
 	webhookSecret   string
 	ghWebhookSecret string
 	eventPoll       time.Duration
+	tlsCert         string
+	tlsKey          string
+	tlsClientCA     string
+	insecure        bool
+	tokenFile       string
+	policyFile      string
+	oidc            auth.OIDCConfig
+	tokenReview     bool
+	reviewAudience  string
 	githubURL       string
 	appID           int64
 	appKeyFile      string
@@ -120,6 +133,18 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.StringVar(&cfg.webhookSecret, "webhook-secret-file", "", "file with the HMAC-SHA256 key that signs webhook bodies (X-Credbroker-Signature); required with --webhook-url")
 	fs.StringVar(&cfg.ghWebhookSecret, "github-webhook-secret-file", "", "file with the GitHub App's webhook secret; enables POST /webhooks/github")
 	fs.DurationVar(&cfg.eventPoll, "event-poll", 2*time.Second, "how often event watchers read the event log (events written by another replica)")
+	fs.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate both listeners serve TLS with")
+	fs.StringVar(&cfg.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca-file", "", "PEM CA bundle whose client certificates identify callers (mTLS)")
+	fs.BoolVar(&cfg.insecure, "insecure", false, "allow listeners on non-loopback addresses without TLS (something else, a mesh, encrypts)")
+	fs.StringVar(&cfg.tokenFile, "auth-token-file", "", "YAML file of callers' bearer tokens, hashed (sha256), with names and roles")
+	fs.StringVar(&cfg.policyFile, "auth-policy-file", "", "YAML file binding names and group:<name>s to roles")
+	fs.StringVar(&cfg.oidc.IssuerURL, "oidc-issuer-url", "", "OpenID Connect issuer whose ID tokens identify callers")
+	fs.StringVar(&cfg.oidc.ClientID, "oidc-client-id", "", "audience the OIDC ID tokens must carry")
+	fs.StringVar(&cfg.oidc.UsernameClaim, "oidc-username-claim", "sub", "OIDC claim that names the caller")
+	fs.StringVar(&cfg.oidc.GroupsClaim, "oidc-groups-claim", "", "OIDC claim that lists the caller's groups")
+	fs.BoolVar(&cfg.tokenReview, "auth-token-review", false, "accept Kubernetes ServiceAccount tokens, checked with the TokenReview API")
+	fs.StringVar(&cfg.reviewAudience, "auth-token-review-audience", "credbroker", "audience a reviewed token must be issued for")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -169,6 +194,19 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 		}
 		if !set["leader-elect"] {
 			cfg.leaderElect = false // one replica
+		}
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return cfg, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if cfg.tlsClientCA != "" && cfg.tlsCert == "" {
+		return cfg, errors.New("--tls-client-ca-file needs --tls-cert-file: client certificates come with TLS")
+	}
+	if cfg.tlsCert == "" && !cfg.insecure {
+		for _, addr := range []string{cfg.grpcAddr, cfg.httpAddr} {
+			if !loopback(addr) {
+				return cfg, fmt.Errorf("listener %s is reachable from other machines and has no TLS: set --tls-cert-file and --tls-key-file, or --insecure if something else encrypts the traffic", addr)
+			}
 		}
 	}
 	return cfg, nil
@@ -252,11 +290,27 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		}
 		webhook = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret}, store, notifier.Appended, brokerMetrics, log)
 	}
+	authn, adminToken, err := authenticators(cfg, kube, log)
+	if err != nil {
+		return err
+	}
+	var policy *auth.Policy
+	if cfg.policyFile != "" {
+		if policy, err = auth.LoadPolicy(cfg.policyFile); err != nil {
+			return err
+		}
+	}
+	tlsConfig, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(server.Config{
 		GRPCAddr:        cfg.grpcAddr,
 		HTTPAddr:        cfg.httpAddr,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Handlers:        handlers,
+		Guard:           server.NewGuard(server.GuardConfig{Authenticator: authn, Policy: policy, Audit: store}, log),
+		TLS:             tlsConfig,
 	}, server.Services{
 		Tenants:     broker.NewTenantAPI(registry, log),
 		Images:      broker.NewImageAPI(registry, log),
@@ -267,7 +321,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		return err
 	}
 	if demo != nil {
-		printDevBanner(stderr, srv, cfg, demo)
+		printDevBanner(stderr, srv, cfg, demo, adminToken)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -360,6 +414,79 @@ func runSync(ctx context.Context, kube kubernetes.Interface, l leader, cfg serve
 	wg.Wait()
 }
 
+// authenticators builds the chain the flags ask for: client certificates,
+// token file, OIDC, TokenReview, in that order. Dev mode adds a generated
+// admin token, written to <data-dir>/admin.token, and returns it. A broker
+// nobody can call is refused.
+func authenticators(cfg serveConfig, kube kubernetes.Interface, log *slog.Logger) (auth.Chain, string, error) {
+	var chain auth.Chain
+	if cfg.tlsClientCA != "" {
+		chain = append(chain, auth.ClientCertificates{})
+	}
+	adminToken := ""
+	if cfg.dev {
+		path := filepath.Join(cfg.dataDir, "admin.token")
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			data = []byte(base64.RawURLEncoding.EncodeToString(randomKey()))
+			err = os.WriteFile(path, data, 0o600)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("dev admin token: %w", err)
+		}
+		adminToken = strings.TrimSpace(string(data))
+		chain = append(chain, auth.NewTokens(auth.StaticToken{Name: "dev-admin", Token: adminToken, Roles: []string{auth.RoleAdmin}}))
+	}
+	if cfg.tokenFile != "" {
+		f, err := auth.NewTokenFile(cfg.tokenFile, log)
+		if err != nil {
+			return nil, "", err
+		}
+		chain = append(chain, f)
+	}
+	if cfg.oidc.IssuerURL != "" {
+		o, err := auth.NewOIDC(cfg.oidc)
+		if err != nil {
+			return nil, "", err
+		}
+		chain = append(chain, o)
+	}
+	if cfg.tokenReview {
+		if kube == nil {
+			return nil, "", errors.New("--auth-token-review needs a cluster (--kubeconfig, or run in a pod)")
+		}
+		chain = append(chain, auth.NewTokenReview(k8ssync.TokenReviewer(kube, cfg.reviewAudience), 10*time.Second))
+	}
+	if len(chain) == 0 {
+		return nil, "", errors.New("nobody could call this broker: configure --auth-token-file, --tls-client-ca-file, --oidc-issuer-url or --auth-token-review")
+	}
+	return chain, adminToken, nil
+}
+
+// serverTLS loads the listeners' certificate and, if set, the client CA.
+func serverTLS(cfg serveConfig) (*tls.Config, error) {
+	if cfg.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.tlsClientCA != "" {
+		pem, err := os.ReadFile(cfg.tlsClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s: no PEM certificate", cfg.tlsClientCA)
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return c, nil
+}
+
 // kubeClient connects to the cluster named by --kubeconfig, or to the one
 // credbroker runs in; nil when there is neither.
 func kubeClient(cfg serveConfig, getenv func(string) string) (kubernetes.Interface, error) {
@@ -373,12 +500,13 @@ func kubeClient(cfg serveConfig, getenv func(string) string) (kubernetes.Interfa
 	return k8ssync.NewClient(rc)
 }
 
-// stateStore is what both store kinds provide: tenants, sealed credentials and
-// the event log with its webhook outbox.
+// stateStore is what both store kinds provide: tenants, sealed credentials,
+// the event log with its webhook outbox, and the audit trail.
 type stateStore interface {
 	broker.Store
 	broker.CredentialStore
 	broker.EventStore
+	broker.AuditStore
 	Ping(context.Context) error
 }
 
@@ -395,6 +523,20 @@ func openStore(cfg serveConfig, kube kubernetes.Interface) (stateStore, func() e
 		return nil, nil, err
 	}
 	return s, s.Close, nil
+}
+
+// loopback reports whether a listen address is reachable from this
+// machine only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // readSecretFile reads a shared secret, refusing an empty one.
@@ -502,14 +644,15 @@ func randomKey() []byte {
 	return key
 }
 
-func printDevBanner(w io.Writer, srv *server.Server, cfg serveConfig, demo *devGitHub) {
+func printDevBanner(w io.Writer, srv *server.Server, cfg serveConfig, demo *devGitHub, adminToken string) {
 	grpcAddr, httpAddr, dataDir := srv.GRPCAddr().String(), srv.HTTPAddr().String(), cfg.dataDir
 	_, _ = fmt.Fprintf(w, `
-credbroker is running in DEV MODE: loopback only, throw-away data, generated key. Never use it in production.
+credbroker is running in DEV MODE: loopback only, throw-away data, generated keys. Never use it in production.
 
   gRPC     %[1]s   (reflection on; health: grpc.health.v1.Health)
   HTTP     http://%[2]s   (REST, /healthz, /readyz, /metrics, /openapi.json)
   data     %[3]s
+  token    %[12]s   (admin; also in %[3]s/admin.token: every API call needs it)
   GitHub   %[4]s   (emulator: App %[5]d installed on %[6]s (id %[7]d) as installation %[8]d;
            a classic PAT of machine user %[9]s in %[3]s/demo-pat)
   registry %[10]s
@@ -517,27 +660,27 @@ credbroker is running in DEV MODE: loopback only, throw-away data, generated key
 Register a tenant with the App installation, and one with the PAT, each proving its credential
 on the emulated registry's image before it is published, then read them back:
 
-  curl -s -X POST http://%[2]s/v1/tenants -H 'Content-Type: application/json' -d '{
+  export CREDBROKER_TOKEN=$(cat %[3]s/admin.token)
+  curl -s -X POST http://%[2]s/v1/tenants -H "Authorization: Bearer $CREDBROKER_TOKEN" -d '{
     "id": "demo", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
     "githubApp": {"installationId": %[8]d}, "namespaces": ["demo"],
     "registries": ["%[10]s"], "probeImage": "%[11]s"}'
-  curl -s -X POST http://%[2]s/v1/tenants -H 'Content-Type: application/json' -d '{
+  curl -s -X POST http://%[2]s/v1/tenants -H "Authorization: Bearer $CREDBROKER_TOKEN" -d '{
     "id": "demo-pat", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
     "pat": {"token": "'"$(cat %[3]s/demo-pat)"'"}, "namespaces": ["demo-pat"],
     "registries": ["%[10]s"], "probeImage": "%[11]s"}'
-  curl -s http://%[2]s/v1/tenants/demo
-  curl -s -X POST http://%[2]s/v1/tenants/demo/images:validate -d '{"image":"%[11]s"}'
-  curl -s http://%[2]s/v1/tenants/demo-pat/credential  # with a cluster: READY, expiry, probe, namespaces
-  curl -s http://%[2]s/v1/tenants/demo/credential      # FAILED: APP_TOKEN_NOT_ACCEPTED, as on ghcr.io
-  curl -s http://%[2]s/v1/events                       # the PROBE_FAILED event, newest first
-  curl -sN http://%[2]s/v1/events:watch                # follow events as they happen
-  curl -sN http://%[2]s/v1/events:watch                # follow them
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" -X POST http://%[2]s/v1/tenants/demo/images:validate -d '{"image":"%[11]s"}'
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo-pat/credential  # READY (with a cluster)
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo/credential      # FAILED: APP_TOKEN_NOT_ACCEPTED, as on ghcr.io
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/events                       # the PROBE_FAILED event
+  curl -sN -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/events:watch               # follow events as they happen
 
   grpcurl -plaintext %[1]s list
-  grpcurl -plaintext -d '{"id":"demo"}' %[1]s credbroker.v1.TenantService/GetTenant
+  grpcurl -plaintext -H "authorization: Bearer $CREDBROKER_TOKEN" -d '{"id":"demo"}' %[1]s credbroker.v1.TenantService/GetTenant
 
 `, grpcAddr, httpAddr, dataDir, demo.server.URL(), demo.AppID, demo.Org.Login, demo.Org.ID,
-		demo.InstallationID, demo.MachineUser.Login, demo.server.RegistryHost(), demo.Image)
+		demo.InstallationID, demo.MachineUser.Login, demo.server.RegistryHost(), demo.Image, adminToken)
 	if cfg.kubeconfig != "" {
 		_, _ = fmt.Fprintf(w, `Secrets are synced into the cluster of %[1]s; watch them appear:
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/github/githubtest"
 )
 
@@ -27,11 +29,11 @@ func TestFlagsComeFromCommandLineThenEnvironment(t *testing.T) {
 		wantHTTP string
 		wantDir  string
 	}{
-		{"defaults", nil, nil, ":9090", ":8080", "/var/lib/credbroker"},
-		{"environment", nil, map[string]string{"CREDBROKER_GRPC_ADDR": ":1", "CREDBROKER_DATA_DIR": "/d"}, ":1", ":8080", "/d"},
-		{"flag beats environment", []string{"--grpc-addr", ":2"}, map[string]string{"CREDBROKER_GRPC_ADDR": ":1"}, ":2", ":8080", "/var/lib/credbroker"},
+		{"defaults", []string{"--insecure"}, nil, ":9090", ":8080", "/var/lib/credbroker"},
+		{"environment", nil, map[string]string{"CREDBROKER_GRPC_ADDR": ":1", "CREDBROKER_DATA_DIR": "/d", "CREDBROKER_INSECURE": "true"}, ":1", ":8080", "/d"},
+		{"flag beats environment", []string{"--grpc-addr", ":2", "--insecure"}, map[string]string{"CREDBROKER_GRPC_ADDR": ":1"}, ":2", ":8080", "/var/lib/credbroker"},
 		{"dev keeps to loopback and a temp dir", []string{"--dev"}, nil, "127.0.0.1:9090", "127.0.0.1:8080", ""},
-		{"dev from the environment", nil, map[string]string{"CREDBROKER_DEV": "true", "CREDBROKER_HTTP_ADDR": ":3"}, "127.0.0.1:9090", ":3", ""},
+		{"dev from the environment", nil, map[string]string{"CREDBROKER_DEV": "true", "CREDBROKER_HTTP_ADDR": "localhost:3"}, "127.0.0.1:9090", "localhost:3", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,6 +50,29 @@ func TestFlagsComeFromCommandLineThenEnvironment(t *testing.T) {
 		return map[string]string{"CREDBROKER_SHUTDOWN_TIMEOUT": "soon"}[k]
 	}); err == nil || !strings.Contains(err.Error(), "CREDBROKER_SHUTDOWN_TIMEOUT") {
 		t.Errorf("a bad environment value: err %v, want one naming the variable", err)
+	}
+}
+
+func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a non-loopback listener without TLS", nil, "listener :9090 is reachable from other machines and has no TLS"},
+		{"dev mode on a public address without TLS", []string{"--dev", "--http-addr", "0.0.0.0:8080"}, "listener 0.0.0.0:8080"},
+		{"a certificate without its key", []string{"--tls-cert-file", "c.pem"}, "--tls-cert-file and --tls-key-file go together"},
+		{"a client CA without TLS", []string{"--tls-client-ca-file", "ca.pem", "--insecure"}, "--tls-client-ca-file needs --tls-cert-file"},
+		{"a webhook without a secret", []string{"--insecure", "--webhook-url", "https://backend/hook"}, "--webhook-url needs --webhook-secret-file"},
+		{"a webhook URL that is not one", []string{"--insecure", "--webhook-url", "backend/hook", "--webhook-secret-file", "s"}, "want an http(s) URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseServeFlags(tc.args, io.Discard, func(string) string { return "" })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -154,26 +179,32 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	adminToken, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := os.Stat(filepath.Join(data, "admin.token")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("admin.token: %v, mode %v, want 0600", err, info.Mode())
+	}
+	if code := post(t, p.httpURL+"/v1/tenants", "", `{"id":"x"}`); code != http.StatusUnauthorized {
+		t.Errorf("dev mode without the admin token: %d, want 401", code)
+	}
 	// The banner's two examples: the demo App installation and the demo PAT,
 	// both checked against the in-process GitHub emulator.
 	for _, body := range []string{
 		`{"id":"demo","owner":{"login":"octo-org","id":1001,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":42}}`,
 		`{"id":"demo-pat","owner":{"login":"octo-org","id":1001,"type":"OWNER_TYPE_ORGANIZATION"},"pat":{"token":"` + string(demoPAT) + `"}}`,
 	} {
-		resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("dev mode refused the demo tenant %s: %d", body[:16], resp.StatusCode)
+		if code := post(t, p.httpURL+"/v1/tenants", string(adminToken), body); code != http.StatusOK {
+			t.Errorf("dev mode refused the demo tenant %s: %d", body[:16], code)
 		}
 	}
 	if code := p.terminate(t); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, p.output())
 	}
 	out := p.output()
-	for _, want := range []string{"DEV MODE", "curl -s -X POST http://127.0.0.1:", "images:validate", "grpcurl -plaintext 127.0.0.1:", `"msg":"shutdown complete"`} {
+	for _, want := range []string{"DEV MODE", "curl -s -X POST http://127.0.0.1:", "images:validate", "grpcurl -plaintext 127.0.0.1:",
+		`"msg":"shutdown complete"`, "token    " + string(adminToken), "Authorization: Bearer $CREDBROKER_TOKEN"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -196,17 +227,14 @@ func TestStartupRefusesStoredPATsWithoutTheirKey(t *testing.T) {
 	gh := githubtest.NewServer()
 	defer gh.Close()
 	gh.AddPAT("ghp_keyCheck123", githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
-	common := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data, "--github-url", gh.URL()}
+	tokens, token := adminTokenFile(t)
+	common := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data, "--github-url", gh.URL(),
+		"--auth-token-file", tokens}
 
 	p := startBinary(t, nil, append(common, "--encryption-key-file", keyFile)...)
-	resp, err := http.Post(p.httpURL+"/v1/tenants", "application/json", strings.NewReader(
-		`{"id":"ci","owner":{"login":"octo","id":1,"type":"OWNER_TYPE_USER"},"pat":{"token":"ghp_keyCheck123"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("create: %d", resp.StatusCode)
+	if code := post(t, p.httpURL+"/v1/tenants", token,
+		`{"id":"ci","owner":{"login":"octo","id":1,"type":"OWNER_TYPE_USER"},"pat":{"token":"ghp_keyCheck123"}}`); code != http.StatusOK {
+		t.Fatalf("create: %d", code)
 	}
 	if code := p.terminate(t); code != 0 {
 		t.Fatalf("exit %d", code)
@@ -225,4 +253,37 @@ func TestStartupRefusesStoredPATsWithoutTheirKey(t *testing.T) {
 	if strings.Contains(string(out), "ghp_keyCheck123") {
 		t.Error("the PAT reached the output")
 	}
+}
+
+// adminTokenFile writes a token file with one admin token and returns its
+// path and the token.
+func adminTokenFile(t *testing.T) (path, token string) {
+	t.Helper()
+	token = "test-admin-token"
+	path = filepath.Join(t.TempDir(), "tokens.yaml")
+	content := fmt.Sprintf("tokens:\n  - name: test-admin\n    sha256: %s\n    roles: [admin]\n", auth.TokenHash(token))
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, token
+}
+
+// post sends a JSON body with a bearer token (none if empty) and returns the
+// status.
+func post(t *testing.T, url, token, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }
