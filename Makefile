@@ -11,7 +11,7 @@ GOOGLEAPIS_MOD := github.com/grpc-ecosystem/grpc-gateway/v2@v2.1.0
 GOOGLEAPIS_DIR := third_party/googleapis/google/api
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all tools googleapis registry testbin generate check-generated build run test bench lint fmt clean
+.PHONY: all tools googleapis registry crane testbin generate check-generated build run test bench lint fmt clean
 
 all: generate lint build test
 
@@ -49,6 +49,13 @@ $(BIN)/registry: hack/registry/go.mod hack/registry/go.sum hack/registry/main.go
 	cd hack/registry && CGO_ENABLED=0 $(GO) build -o $(BIN)/registry .
 registry: $(BIN)/registry
 
+# crane, the pull client of the end-to-end suite, built from its own module.
+CRANE_VERSION := v0.22.1
+$(BIN)/crane-$(CRANE_VERSION):
+	GOBIN=$(BIN) $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+	@touch $@
+crane: $(BIN)/crane-$(CRANE_VERSION)
+
 # kube-apiserver, etcd and kubectl built from the Go module proxy, cached in
 # ~/.cache/credbroker/testbin (about 10 minutes the first time on 2 cores).
 testbin:
@@ -62,9 +69,10 @@ build:
 run: build
 	hack/run-dev.sh
 
-# Unit tests, the GitHub emulator, a real registry and a real kube-apiserver.
-test: registry testbin
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CREDBROKER_REGISTRY_BIN=$(BIN)/registry \
+# Unit tests, the GitHub emulator, a real registry and a real kube-apiserver,
+# and the end-to-end suite (e2e/) with crane pulling through synced Secrets.
+test: registry crane testbin
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CREDBROKER_REGISTRY_BIN=$(BIN)/registry CREDBROKER_CRANE_BIN=$(BIN)/crane \
 	  CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 bench: testbin

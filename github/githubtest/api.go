@@ -50,6 +50,7 @@ func (s *Server) apiHandler() http.Handler {
 	mux.HandleFunc(RouteMintToken, s.api(RouteMintToken, s.mintToken))
 	mux.HandleFunc(RouteRevokeToken, s.api(RouteRevokeToken, s.revokeToken))
 	mux.HandleFunc(RouteUser, s.api(RouteUser, s.user))
+	mux.Handle(ControlPrefix, s.controlHandler())
 	return mux
 }
 
