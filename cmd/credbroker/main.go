@@ -266,6 +266,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if err := registry.CheckSealed(ctx); err != nil {
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}
+	if demo != nil {
+		if err := registerDemo(ctx, registry, demo); err != nil {
+			return err
+		}
+	}
 
 	credentials := broker.NewCredentialAPI(registry, log)
 	notifier := broker.NewNotifier(store, cfg.webhookURL != "", time.Now, brokerMetrics, log)
@@ -604,6 +609,28 @@ func githubClient(cfg serveConfig, onRateLimit func(int)) (*github.Client, *devG
 	return client, demo, nil
 }
 
+// registerDemo registers dev mode's two tenants of the emulated
+// organization, each proving its credential on the emulated registry: one
+// with the App installation (refused by the registry, as ghcr.io refuses
+// App tokens private pulls) and one with the machine user's classic PAT.
+// Creating a tenant that exists is not an error, so a restart with the same
+// --data-dir registers nothing new.
+func registerDemo(ctx context.Context, registry *broker.Registry, demo *devGitHub) error {
+	owner := broker.Owner{Login: demo.Org.Login, ID: demo.Org.ID, Type: broker.OwnerOrganization}
+	registries := []string{demo.server.RegistryHost()}
+	for _, t := range []broker.Tenant{
+		{ID: "demo", Owner: owner, App: &broker.GitHubApp{InstallationID: demo.InstallationID}, Namespaces: []string{"demo"},
+			Registries: registries, ProbeImage: demo.Image},
+		{ID: "demo-pat", Owner: owner, PAT: &broker.PAT{Token: demo.PAT}, Namespaces: []string{"demo-pat"},
+			Registries: registries, ProbeImage: demo.Image},
+	} {
+		if _, _, err := registry.Create(ctx, t); err != nil {
+			return fmt.Errorf("register demo tenant %s: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
 // loadSealer returns nil (PAT tenants refused) when no key is configured. In
 // dev mode a missing key is generated into the data dir.
 func loadSealer(cfg serveConfig, getenv func(string) string) (*broker.Sealer, error) {
@@ -657,27 +684,25 @@ credbroker is running in DEV MODE: loopback only, throw-away data, generated key
            a classic PAT of machine user %[9]s in %[3]s/demo-pat)
   registry %[10]s
 
-Register a tenant with the App installation, and one with the PAT, each proving its credential
-on the emulated registry's image before it is published, then read them back:
+Two demo tenants of %[6]s are registered, each proving its credential on the emulated
+registry's image before anything is published: "demo" with the App installation (refused, as
+ghcr.io refuses App tokens private pulls) and "demo-pat" with the machine user's classic PAT:
 
   export CREDBROKER_TOKEN=$(cat %[3]s/admin.token)
-  curl -s -X POST http://%[2]s/v1/tenants -H "Authorization: Bearer $CREDBROKER_TOKEN" -d '{
-    "id": "demo", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
-    "githubApp": {"installationId": %[8]d}, "namespaces": ["demo"],
-    "registries": ["%[10]s"], "probeImage": "%[11]s"}'
-  curl -s -X POST http://%[2]s/v1/tenants -H "Authorization: Bearer $CREDBROKER_TOKEN" -d '{
-    "id": "demo-pat", "owner": {"login": "%[6]s", "id": %[7]d, "type": "OWNER_TYPE_ORGANIZATION"},
-    "pat": {"token": "'"$(cat %[3]s/demo-pat)"'"}, "namespaces": ["demo-pat"],
-    "registries": ["%[10]s"], "probeImage": "%[11]s"}'
-  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo
-  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" -X POST http://%[2]s/v1/tenants/demo/images:validate -d '{"image":"%[11]s"}'
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants
   curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo-pat/credential  # READY (with a cluster)
-  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo/credential      # FAILED: APP_TOKEN_NOT_ACCEPTED, as on ghcr.io
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo/credential      # FAILED: APP_TOKEN_NOT_ACCEPTED
   curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/events                       # the PROBE_FAILED event
   curl -sN -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/events:watch               # follow events as they happen
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" -X POST http://%[2]s/v1/tenants/demo-pat/images:validate -d '{"image":"%[11]s"}'
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" -X POST http://%[2]s/v1/tenants/demo-pat/images:validate -d '{"image":"ghcr.io/evil/app"}'
+  # an installation on someone else's account is refused, with the reason:
+  curl -s -X POST http://%[2]s/v1/tenants -H "Authorization: Bearer $CREDBROKER_TOKEN" -d '{
+    "id": "thief", "owner": {"login": "acme", "id": 5, "type": "OWNER_TYPE_ORGANIZATION"},
+    "githubApp": {"installationId": %[8]d}}'
 
   grpcurl -plaintext %[1]s list
-  grpcurl -plaintext -H "authorization: Bearer $CREDBROKER_TOKEN" -d '{"id":"demo"}' %[1]s credbroker.v1.TenantService/GetTenant
+  grpcurl -plaintext -H "authorization: Bearer $CREDBROKER_TOKEN" -d '{"id":"demo-pat"}' %[1]s credbroker.v1.TenantService/GetTenant
 
 `, grpcAddr, httpAddr, dataDir, demo.server.URL(), demo.AppID, demo.Org.Login, demo.Org.ID,
 		demo.InstallationID, demo.MachineUser.Login, demo.server.RegistryHost(), demo.Image, adminToken)
@@ -685,7 +710,8 @@ on the emulated registry's image before it is published, then read them back:
 		_, _ = fmt.Fprintf(w, `Secrets are synced into the cluster of %[1]s; watch them appear:
 
   kubectl --kubeconfig %[1]s get secrets -A -l app.kubernetes.io/managed-by=credbroker
-  kubectl --kubeconfig %[1]s -n demo get secret ghcr-secret -o jsonpath='{.metadata.annotations}'
+  kubectl --kubeconfig %[1]s -n demo-pat get secret ghcr-secret -o jsonpath='{.metadata.annotations}'
+  kubectl --kubeconfig %[1]s -n demo-pat get events
 
 `, cfg.kubeconfig)
 	}

@@ -189,15 +189,27 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	if code := post(t, p.httpURL+"/v1/tenants", "", `{"id":"x"}`); code != http.StatusUnauthorized {
 		t.Errorf("dev mode without the admin token: %d, want 401", code)
 	}
-	// The banner's two examples: the demo App installation and the demo PAT,
-	// both checked against the in-process GitHub emulator.
-	for _, body := range []string{
-		`{"id":"demo","owner":{"login":"octo-org","id":1001,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":42}}`,
-		`{"id":"demo-pat","owner":{"login":"octo-org","id":1001,"type":"OWNER_TYPE_ORGANIZATION"},"pat":{"token":"` + string(demoPAT) + `"}}`,
-	} {
-		if code := post(t, p.httpURL+"/v1/tenants", string(adminToken), body); code != http.StatusOK {
-			t.Errorf("dev mode refused the demo tenant %s: %d", body[:16], code)
-		}
+	// The two demo tenants are registered at start: listing them needs the
+	// admin token.
+	req, err := http.NewRequest(http.MethodGet, p.httpURL+"/v1/tenants", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+string(adminToken))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Tenants []struct{ ID, ProbeImage string } }
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	_ = resp.Body.Close()
+	if err != nil || len(list.Tenants) != 2 || list.Tenants[0].ID != "demo" || list.Tenants[1].ID != "demo-pat" || list.Tenants[0].ProbeImage == "" {
+		t.Errorf("demo tenants: %+v, %v", list, err)
+	}
+	// The banner's refusal example: an installation on someone else's account.
+	if code := post(t, p.httpURL+"/v1/tenants", string(adminToken),
+		`{"id":"thief","owner":{"login":"acme","id":5,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":42}}`); code != http.StatusBadRequest {
+		t.Errorf("the thief's tenant: %d, want 400", code)
 	}
 	if code := p.terminate(t); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, p.output())
