@@ -11,7 +11,7 @@ GOOGLEAPIS_MOD := github.com/grpc-ecosystem/grpc-gateway/v2@v2.1.0
 GOOGLEAPIS_DIR := third_party/googleapis/google/api
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all tools googleapis registry crane testbin generate check-generated build run test bench lint fmt clean
+.PHONY: all tools googleapis registry crane helm testbin generate check-generated build run test bench lint fmt clean
 
 all: generate lint build test
 
@@ -56,6 +56,13 @@ $(BIN)/crane-$(CRANE_VERSION):
 	@touch $@
 crane: $(BIN)/crane-$(CRANE_VERSION)
 
+# helm, for linting, rendering and dry-run applying charts/credbroker.
+HELM_VERSION := v3.22.0
+$(BIN)/helm-$(HELM_VERSION):
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@touch $@
+helm: $(BIN)/helm-$(HELM_VERSION)
+
 # kube-apiserver, etcd and kubectl built from the Go module proxy, cached in
 # ~/.cache/credbroker/testbin (about 10 minutes the first time on 2 cores).
 testbin:
@@ -71,17 +78,19 @@ run: build
 
 # Unit tests, the GitHub emulator, a real registry and a real kube-apiserver,
 # and the end-to-end suite (e2e/) with crane pulling through synced Secrets.
-test: registry crane testbin
+test: registry crane helm testbin
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CREDBROKER_REGISTRY_BIN=$(BIN)/registry CREDBROKER_CRANE_BIN=$(BIN)/crane \
+	  CREDBROKER_HELM_BIN=$(BIN)/helm \
 	  CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 bench: testbin
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
 
-lint: tools googleapis
+lint: tools googleapis helm
 	$(GO) vet ./...
 	golangci-lint run ./...
 	buf lint
+	helm lint --strict charts/credbroker --set tls.secretName=credbroker-tls
 
 fmt: tools
 	buf format -w proto

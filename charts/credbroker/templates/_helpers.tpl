@@ -1,0 +1,20 @@
+{{- define "credbroker.name" -}}credbroker{{- end }}
+
+{{- define "credbroker.fullname" -}}
+{{- if contains "credbroker" .Release.Name }}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}{{ printf "%s-credbroker" .Release.Name | trunc 63 | trimSuffix "-" }}{{ end }}
+{{- end }}
+
+{{- define "credbroker.labels" -}}
+app.kubernetes.io/name: credbroker
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{- define "credbroker.selector" -}}
+app.kubernetes.io/name: credbroker
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "credbroker.scheme" -}}{{ if .Values.tls.secretName }}HTTPS{{ else }}HTTP{{ end }}{{- end }}
