@@ -200,7 +200,9 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var list struct{ Tenants []struct{ ID, ProbeImage string } }
+	var list struct {
+		Tenants []struct{ ID, ProbeImage string }
+	}
 	err = json.NewDecoder(resp.Body).Decode(&list)
 	_ = resp.Body.Close()
 	if err != nil || len(list.Tenants) != 2 || list.Tenants[0].ID != "demo" || list.Tenants[1].ID != "demo-pat" || list.Tenants[0].ProbeImage == "" {
