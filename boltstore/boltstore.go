@@ -104,18 +104,10 @@ func (s *Store) ListTenants(_ context.Context, afterID string, limit int) ([]bro
 	var out []broker.Tenant
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(tenantsBucket).Cursor()
-		k, v := c.Seek([]byte(afterID))
-		if k != nil && bytes.Equal(k, []byte(afterID)) {
-			k, v = c.Next()
-		}
-		for ; k != nil && len(out) < limit; k, v = c.Next() {
-			t, err := decode(v)
-			if err != nil {
-				return err
-			}
-			out = append(out, t)
-		}
-		return nil
+		k, v := seekAfter(c, afterID)
+		var err error
+		out, err = scan(k, v, c.Next, limit, decode)
+		return err
 	})
 	return out, err
 }
@@ -278,14 +270,15 @@ func (s *Store) AuditRecords(_ context.Context, limit int) ([]broker.AuditRecord
 	var out []broker.AuditRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(auditBucket).Cursor()
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			var rec broker.AuditRecord
+		k, v := c.Last()
+		var err error
+		out, err = scan(k, v, c.Prev, limit, func(v []byte) (rec broker.AuditRecord, err error) {
 			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode audit record: %w", err)
+				return rec, fmt.Errorf("decode audit record: %w", err)
 			}
-			out = append(out, rec)
-		}
-		return nil
+			return rec, nil
+		})
+		return err
 	})
 	return out, err
 }
@@ -300,12 +293,13 @@ func trim(events, outbox *bolt.Bucket, n uint64) error {
 			k, _ = c.Next()
 			continue
 		}
+		key := bytes.Clone(k) // k points into a page the Delete may change
 		if err := c.Delete(); err != nil {
 			return err
 		}
 		deleted++
 		// After a Delete the cursor may stand before the next key or on it.
-		k, _ = c.Seek(k)
+		k, _ = c.Seek(key)
 	}
 	return events.SetSequence(events.Sequence() - deleted)
 }
@@ -315,18 +309,10 @@ func (s *Store) EventsAfter(_ context.Context, afterID string, limit int) ([]bro
 	var out []broker.Event
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(eventsBucket).Cursor()
-		k, v := c.Seek([]byte(afterID))
-		if k != nil && string(k) == afterID {
-			k, v = c.Next()
-		}
-		for ; k != nil && len(out) < limit; k, v = c.Next() {
-			ev, err := decodeEvent(v)
-			if err != nil {
-				return err
-			}
-			out = append(out, ev)
-		}
-		return nil
+		k, v := seekAfter(c, afterID)
+		var err error
+		out, err = scan(k, v, c.Next, limit, decodeEvent)
+		return err
 	})
 	return out, err
 }
@@ -347,14 +333,9 @@ func (s *Store) EventsBefore(_ context.Context, beforeID string, limit int) ([]b
 		} else {
 			k, v = c.Prev()
 		}
-		for ; k != nil && len(out) < limit; k, v = c.Prev() {
-			ev, err := decodeEvent(v)
-			if err != nil {
-				return err
-			}
-			out = append(out, ev)
-		}
-		return nil
+		var err error
+		out, err = scan(k, v, c.Prev, limit, decodeEvent)
+		return err
 	})
 	return out, err
 }
@@ -380,6 +361,28 @@ func (s *Store) PendingEvents(_ context.Context, limit int) ([]broker.Event, err
 // MarkDelivered implements broker.EventStore.
 func (s *Store) MarkDelivered(_ context.Context, id string) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(outboxBucket).Delete([]byte(id)) })
+}
+
+// seekAfter positions c on the first key after key.
+func seekAfter(c *bolt.Cursor, key string) ([]byte, []byte) {
+	k, v := c.Seek([]byte(key))
+	if k != nil && string(k) == key {
+		return c.Next()
+	}
+	return k, v
+}
+
+// scan decodes up to limit values, from k, v on, stepping with next.
+func scan[T any](k, v []byte, next func() ([]byte, []byte), limit int, decode func([]byte) (T, error)) ([]T, error) {
+	var out []T
+	for ; k != nil && len(out) < limit; k, v = next() {
+		item, err := decode(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, item)
+	}
+	return out, nil
 }
 
 func decodeEvent(v []byte) (broker.Event, error) {
