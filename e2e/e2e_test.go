@@ -26,8 +26,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/credbroker/credbroker/auth"
 )
@@ -152,30 +150,7 @@ func TestEndToEnd(t *testing.T) {
 		pushImage(t, craneBin, registry, repo, fx)
 	}
 
-	// Kubernetes.
-	env := &envtest.Environment{}
-	restCfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{"credbroker", "a-ns", "c-ns"} {
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	user, err := env.AddUser(envtest.User{Name: "credbroker-e2e", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, kubeconfig := startCluster(t, "credbroker", "a-ns", "c-ns")
 
 	// The backend that hears about problems.
 	be := &backend{secret: []byte("e2e-webhook-secret")}
@@ -185,7 +160,6 @@ func TestEndToEnd(t *testing.T) {
 	// credbroker.
 	const adminToken = "e2e-admin-token"
 	files := map[string]string{
-		"kubeconfig":     string(kubeconfig),
 		"app.pem":        fx.AppKeyPEM,
 		"enc.key":        strings.Repeat("k", 32),
 		"webhook.secret": string(be.secret),
@@ -198,7 +172,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	httpAddr := freeAddr(t)
 	run(t, "credbroker", nil, credbroker, "serve", "--grpc-addr", freeAddr(t), "--http-addr", httpAddr,
-		"--data-dir", filepath.Join(dir, "data"), "--kubeconfig", filepath.Join(dir, "kubeconfig"), "--leader-elect=false",
+		"--data-dir", filepath.Join(dir, "data"), "--kubeconfig", kubeconfig, "--leader-elect=false",
 		"--github-url", fx.APIURL, "--github-app-id", fmt.Sprint(fx.AppID), "--github-app-key-file", filepath.Join(dir, "app.pem"),
 		"--encryption-key-file", filepath.Join(dir, "enc.key"), "--auth-token-file", filepath.Join(dir, "tokens.yaml"),
 		"--webhook-url", receiver.URL, "--webhook-secret-file", filepath.Join(dir, "webhook.secret"))
