@@ -1,8 +1,9 @@
 package k8ssync
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"maps"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,29 @@ const (
 // and a tenant label. (The tenant Store's Secrets carry managed-by without
 // the tenant label, so the Syncer never sees them.)
 const managedSelector = LabelManagedBy + "=" + ManagedByValue + "," + LabelTenant
+
+// digestSecretData is the Secret informer's transform: the cache keeps the
+// SHA-256 of each value instead of the value. The Syncer only compares what
+// a namespace holds with what it should hold, and a digest tells a
+// hand-edited credential apart as well as the credential does; at 10,000
+// namespaces the cached credentials were a tenth of the broker's heap.
+func digestSecretData(obj any) (any, error) {
+	obj, err := dropManagedFields(obj)
+	if sec, ok := obj.(*corev1.Secret); ok && err == nil {
+		for k, v := range sec.Data {
+			sum := sha256.Sum256(v)
+			sec.Data[k] = sum[:]
+		}
+	}
+	return obj, err
+}
+
+// sameDigest reports whether cached (a digest, see digestSecretData) is the
+// digest of value.
+func sameDigest(cached, value []byte) bool {
+	sum := sha256.Sum256(value)
+	return bytes.Equal(cached, sum[:])
+}
 
 // desiredSecret is the Secret a bound namespace should hold.
 func desiredSecret(namespace string, b *binding) *corev1.Secret {
@@ -46,7 +70,7 @@ func desiredSecret(namespace string, b *binding) *corev1.Secret {
 // count: labels and annotations others add are left alone, and the sync-time
 // annotation does not make a Secret stale.
 func upToDate(actual, desired *corev1.Secret) bool {
-	if actual.Type != desired.Type || !maps.EqualFunc(actual.Data, desired.Data, slices.Equal) {
+	if actual.Type != desired.Type || !maps.EqualFunc(actual.Data, desired.Data, sameDigest) {
 		return false
 	}
 	for k, v := range desired.Labels {

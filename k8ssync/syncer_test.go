@@ -433,3 +433,22 @@ func TestOrphansGoOnlyOnceEveryTenantIsPublished(t *testing.T) {
 		return !exists, "orphaned Secret stays"
 	})
 }
+
+func TestInformerCachesDropManagedFields(t *testing.T) {
+	sec, err := digestSecretData(&corev1.Secret{Data: map[string][]byte{".dockerconfigjson": []byte(`{"auths":{}}`)}})
+	if err != nil || !sameDigest(sec.(*corev1.Secret).Data[".dockerconfigjson"], []byte(`{"auths":{}}`)) || sameDigest(sec.(*corev1.Secret).Data[".dockerconfigjson"], []byte(`{}`)) {
+		t.Errorf("cached Secret data is not the digest of the value: %v", err)
+	}
+	for _, obj := range []metav1.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "credbroker"}}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "n", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}},
+	} {
+		out, err := dropManagedFields(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mf := out.(metav1.Object).GetManagedFields(); mf != nil || out.(metav1.Object).GetName() == "" {
+			t.Errorf("%T kept %v", obj, mf)
+		}
+	}
+}
