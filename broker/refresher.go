@@ -450,7 +450,7 @@ func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
 	r.store(ctx, key, cred, now)
 	for _, t := range tenants {
 		r.notifier.Resolve(ctx, t.ID+"/credential", "the credential was renewed")
-		r.notifier.Resolve(ctx, t.ID+"/expiring", "the credential was renewed before it expired")
+		r.notifier.Resolve(ctx, t.ID+"/expiring", "the credential was renewed")
 		r.warnPATExpiry(ctx, t, cred, now)
 		r.deliver(ctx, t, cred, t.ID == probeTenant)
 	}
@@ -775,14 +775,10 @@ func (r *Refresher) InstallationChanged(ctx context.Context, installationID int6
 	slices.Sort(keys)
 	for _, key := range keys {
 		switch change {
-		case InstallationSuspended, InstallationDeleted:
-			reason := ReasonInstallationSuspended
-			if change == InstallationDeleted {
-				reason = ReasonInstallationNotFound
-			}
-			r.fail(ctx, key, &VerifyError{Cause: reason,
-				Msg: fmt.Sprintf("GitHub reports installation %d %s", installationID, map[InstallationChange]string{
-					InstallationSuspended: "suspended", InstallationDeleted: "deleted"}[change])})
+		case InstallationSuspended:
+			r.fail(ctx, key, &VerifyError{Cause: ReasonInstallationSuspended, Msg: fmt.Sprintf("GitHub reports installation %d suspended", installationID)})
+		case InstallationDeleted:
+			r.fail(ctx, key, &VerifyError{Cause: ReasonInstallationNotFound, Msg: fmt.Sprintf("GitHub reports installation %d deleted", installationID)})
 		case InstallationUnsuspended, InstallationPermissionsChanged:
 			r.renew(ctx, key, "")
 		}

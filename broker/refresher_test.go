@@ -587,7 +587,12 @@ func TestInstallationWebhookStopsAndResumesRefreshes(t *testing.T) {
 	if st := s.r.Status("a"); st.State != CredentialReady || s.src.minted() != 2 {
 		t.Errorf("after unsuspension: %+v, %d mints", st, s.src.minted())
 	}
-	want := []string{"INSTALLATION_SUSPENDED a", "INSTALLATION_SUSPENDED b", "RECOVERED a", "RECOVERED b"}
+	s.r.InstallationChanged(ctx, 1, InstallationDeleted)
+	if st := s.r.Status("b"); st.State != CredentialFailed || st.LastError.Reason != ReasonInstallationNotFound {
+		t.Errorf("after deletion: %+v", st)
+	}
+	want := []string{"INSTALLATION_SUSPENDED a", "INSTALLATION_SUSPENDED b", "RECOVERED a", "RECOVERED b",
+		"INSTALLATION_DELETED a", "INSTALLATION_DELETED b"}
 	if got := s.events.types(); !slices.Equal(got, want) {
 		t.Errorf("events %v, want %v", got, want)
 	}
