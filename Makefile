@@ -4,6 +4,7 @@
 # versions are pinned in tools/go.mod, googleapis protos come from the Go
 # module cache, and buf uses local plugins only.
 
+SHELL     := /bin/bash
 GO        ?= go
 BIN       := $(CURDIR)/bin
 TOOLS_MOD := tools/go.mod
@@ -78,10 +79,13 @@ run: build
 
 # Unit tests, the GitHub emulator, a real registry and a real kube-apiserver,
 # and the end-to-end suite (e2e/) with crane pulling through synced Secrets.
+# The end-to-end suite runs verbosely, so that the log shows each scenario's
+# real pull results.
+TEST_ENV = KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CREDBROKER_REGISTRY_BIN=$(BIN)/registry \
+	CREDBROKER_CRANE_BIN=$(BIN)/crane CREDBROKER_HELM_BIN=$(BIN)/helm CGO_ENABLED=1
 test: registry crane helm testbin
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CREDBROKER_REGISTRY_BIN=$(BIN)/registry CREDBROKER_CRANE_BIN=$(BIN)/crane \
-	  CREDBROKER_HELM_BIN=$(BIN)/helm \
-	  CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	$(TEST_ENV) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e$$)
+	$(TEST_ENV) $(GO) test -race -count=1 -v ./e2e/ 2>&1 | grep -v '^=== \(RUN\|PAUSE\|CONT\)'; exit $${PIPESTATUS[0]}
 
 # The scale harness (e2e/scale_test.go): 1 to 10,000 namespaces against a real
 # kube-apiserver, one table, about 6 minutes. `make bench-go` runs the Go

@@ -18,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // The suite's peers are real programs: the credbroker binary, the GitHub
@@ -31,6 +33,13 @@ const (
 	registryBinEnv = "CREDBROKER_REGISTRY_BIN"
 	craneBinEnv    = "CREDBROKER_CRANE_BIN"
 )
+
+// TestMain quiets controller-runtime's envtest, which otherwise complains
+// on stderr that nobody set its logger.
+func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(m.Run())
+}
 
 // requirePeers skips (or, in CI, fails) when a peer is missing.
 func requirePeers(t *testing.T) (registryBin, craneBin string) {

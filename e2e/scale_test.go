@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/boltstore"
@@ -70,7 +68,6 @@ func TestScale(t *testing.T) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run make bench")
 	}
-	ctrllog.SetLogger(logr.Discard())
 	sizes := []int{1, 100, 1000, 10000}
 	if only := os.Getenv("CREDBROKER_SCALE_ONLY"); only != "" {
 		n, err := strconv.Atoi(only)
