@@ -39,7 +39,7 @@ func (s *Store) AppendAudit(ctx context.Context, rec broker.AuditRecord) error {
 	if _, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: Component}); err != nil {
 		return fmt.Errorf("store audit record: %w", storeError(err))
 	}
-	all, err := s.auditConfigMaps(ctx)
+	all, err := s.listConfigMaps(ctx, labelAudit, "audit trail")
 	if err != nil {
 		return err
 	}
@@ -51,20 +51,9 @@ func (s *Store) AppendAudit(ctx context.Context, rec broker.AuditRecord) error {
 	return nil
 }
 
-// auditConfigMaps lists the audit trail, oldest first.
-func (s *Store) auditConfigMaps(ctx context.Context) ([]corev1.ConfigMap, error) {
-	list, err := s.client.CoreV1().ConfigMaps(s.namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: LabelManagedBy + "=" + ManagedByValue + "," + labelAudit})
-	if err != nil {
-		return nil, fmt.Errorf("list audit trail: %w", storeError(err))
-	}
-	slices.SortFunc(list.Items, func(a, b corev1.ConfigMap) int { return strings.Compare(a.Name, b.Name) })
-	return list.Items, nil
-}
-
 // AuditRecords implements broker.AuditStore.
 func (s *Store) AuditRecords(ctx context.Context, limit int) ([]broker.AuditRecord, error) {
-	all, err := s.auditConfigMaps(ctx)
+	all, err := s.listConfigMaps(ctx, labelAudit, "audit trail")
 	if err != nil {
 		return nil, err
 	}

@@ -134,29 +134,41 @@ type storedEvent struct {
 
 // events lists the event log, oldest first; selector narrows it.
 func (s *Store) events(ctx context.Context, selector string) ([]storedEvent, error) {
-	sel := LabelManagedBy + "=" + ManagedByValue + "," + labelEvent
+	sel := labelEvent
 	if selector != "" {
 		sel += "," + selector
 	}
-	var out []storedEvent
-	opts := metav1.ListOptions{LabelSelector: sel, Limit: 500}
+	cms, err := s.listConfigMaps(ctx, sel, "events")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storedEvent, 0, len(cms))
+	for _, cm := range cms { // names are the prefix and the id: sorted by name is sorted by id
+		var ev broker.Event
+		if err := json.Unmarshal([]byte(cm.Data[eventKey]), &ev); err != nil || ev.ID == "" {
+			return nil, fmt.Errorf("decode event ConfigMap %s/%s: not an event", cm.Namespace, cm.Name)
+		}
+		out = append(out, storedEvent{Event: ev, pending: cm.Labels[labelPending] == "true"})
+	}
+	return out, nil
+}
+
+// listConfigMaps lists credbroker's ConfigMaps that match selector, page by
+// page, sorted by name; what names them in errors.
+func (s *Store) listConfigMaps(ctx context.Context, selector, what string) ([]corev1.ConfigMap, error) {
+	var out []corev1.ConfigMap
+	opts := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedByValue + "," + selector, Limit: 500}
 	for {
 		page, err := s.client.CoreV1().ConfigMaps(s.namespace).List(ctx, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list events: %w", storeError(err))
+			return nil, fmt.Errorf("list %s: %w", what, storeError(err))
 		}
-		for _, cm := range page.Items {
-			var ev broker.Event
-			if err := json.Unmarshal([]byte(cm.Data[eventKey]), &ev); err != nil || ev.ID == "" {
-				return nil, fmt.Errorf("decode event ConfigMap %s/%s: not an event", cm.Namespace, cm.Name)
-			}
-			out = append(out, storedEvent{Event: ev, pending: cm.Labels[labelPending] == "true"})
-		}
+		out = append(out, page.Items...)
 		if opts.Continue = page.Continue; opts.Continue == "" {
 			break
 		}
 	}
-	slices.SortFunc(out, func(a, b storedEvent) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b corev1.ConfigMap) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
