@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,6 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/credbroker/credbroker/github/githubtest"
 )
 
 // The suite's peers are real programs: the credbroker binary, the GitHub
@@ -159,21 +160,7 @@ func startRegistry(t *testing.T, bin, dir string, fx fixture) string {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-storage:
-  inmemory: {}
-http:
-  addr: %s
-  secret: e2e-only-not-a-secret
-auth:
-  token:
-    realm: %s
-    service: ghcr-emulated
-    issuer: githubtest
-    rootcertbundle: %s
-`, addr, fx.Realm, certFile)
+	config := githubtest.DistributionConfig(addr, fx.Realm, certFile)
 	configFile := filepath.Join(dir, "registry.yml")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -48,21 +47,7 @@ func realRegistry(t *testing.T, gh *githubtest.Server) string {
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-storage:
-  inmemory: {}
-http:
-  addr: %s
-  secret: test-only-not-a-secret
-auth:
-  token:
-    realm: %s
-    service: ghcr-emulated
-    issuer: %s
-    rootcertbundle: %s
-`, addr, gh.RegistryRealm(), githubtest.RegistryIssuer, certFile)
+	config := githubtest.DistributionConfig(addr, gh.RegistryRealm(), certFile)
 	configFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)

@@ -68,6 +68,28 @@ func (s *Server) RegistryService() string { return s.RegistryHost() }
 // RegistryRealm is the token endpoint URL.
 func (s *Server) RegistryRealm() string { return s.Registry.URL + "/token" }
 
+// DistributionConfig is the configuration of a CNCF Distribution registry
+// on addr that trusts the emulator's realm: token auth at realm, tokens
+// signed by the key whose certificate is in rootCertFile (RegistryCertPEM).
+// In-memory storage; for tests only.
+func DistributionConfig(addr, realm, rootCertFile string) string {
+	return fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+storage:
+  inmemory: {}
+http:
+  addr: %s
+  secret: test-only-not-a-secret
+auth:
+  token:
+    realm: %s
+    service: ghcr-emulated
+    issuer: %s
+    rootcertbundle: %s
+`, addr, realm, RegistryIssuer, rootCertFile)
+}
+
 // RegistryCertPEM is the certificate of the key that signs registry tokens:
 // a real registry's auth.token.rootcertbundle.
 func (s *Server) RegistryCertPEM() []byte {
