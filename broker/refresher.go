@@ -100,8 +100,7 @@ type tenantState struct {
 	published      Credential
 	publishedOwner int64
 	probe          *ProbeResult // the last probe, if any
-	probeErr       *CredentialError
-	probeAt        time.Time // when a failed probe is tried again
+	probeAt        time.Time    // when a failed probe is tried again
 }
 
 // ProbeResult is the outcome of a tenant's last pull probe.
@@ -617,7 +616,7 @@ func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, forc
 	if ts := r.tenants[t.ID]; ts != nil {
 		ts.published, ts.publishedOwner = cred, t.Owner.ID
 		if probe {
-			ts.probeErr, ts.probeAt = nil, time.Time{}
+			ts.probeAt = time.Time{}
 		}
 	}
 	r.mu.Unlock()
@@ -642,7 +641,6 @@ func (r *Refresher) probeFailed(ctx context.Context, t Tenant, held Credential, 
 	reason := ReasonOf(err)
 	r.mu.Lock()
 	if ts := r.tenants[t.ID]; ts != nil {
-		ts.probeErr = &CredentialError{Reason: reason, Message: err.Error(), Time: now}
 		ts.probeAt = now.Add(r.cfg.ProbeRetry)
 	}
 	r.mu.Unlock()
@@ -827,8 +825,8 @@ func (r *Refresher) Status(tenantID string) CredentialStatus {
 		if ks := r.keys[ts.key]; ks != nil {
 			status.LastRefresh, status.NextRefresh, status.LastError = ks.lastRefresh, ks.due, ks.lastErr
 		}
-		if ts.probeErr != nil {
-			status.LastError = ts.probeErr
+		if ts.probe != nil && !ts.probe.Pulls {
+			status.LastError = ts.probe.Error
 		}
 		status.Probe = ts.probe
 		if c := ts.published; c.Token != "" {
