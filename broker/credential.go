@@ -31,6 +31,8 @@ const (
 	ReasonSecretConflict         Reason = "SECRET_CONFLICT"
 	ReasonSyncFailed             Reason = "SYNC_FAILED"
 	ReasonNamespaceClaimed       Reason = "NAMESPACE_CLAIMED"
+	// ReasonDecryptionFailed: a sealed secret does not open with the configured key.
+	ReasonDecryptionFailed Reason = "DECRYPTION_FAILED"
 )
 
 // ReasonOf returns the Reason carried by err or anything it wraps, or "".

@@ -168,6 +168,19 @@ func (n *Notifier) appendLocked(ctx context.Context, ev *Event) bool {
 	return true
 }
 
+// ValidEventID accepts the ids a Notifier assigns: 16 lowercase hex digits.
+func ValidEventID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // signal wakes every waiter at once: wait returns a channel that notify
 // closes.
 type signal struct {

@@ -53,7 +53,7 @@ func TestNotifierDeduplicates(t *testing.T) {
 		t.Errorf("%d events queued for the webhook, want %d", len(pending), len(want))
 	}
 	for i := 1; i < len(store.events); i++ {
-		if store.events[i].ID <= store.events[i-1].ID || !validEventID(store.events[i].ID) {
+		if store.events[i].ID <= store.events[i-1].ID || !ValidEventID(store.events[i].ID) {
 			t.Errorf("ids %q then %q: must be 16 hex digits and increase", store.events[i-1].ID, store.events[i].ID)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"k8s.io/utils/clock"
 )
 
@@ -31,6 +30,10 @@ const (
 type WebhookConfig struct {
 	URL    string
 	Secret []byte
+	// Encode renders an event as the body of its request: the API's JSON
+	// (api.EventJSON), so that the backend parses webhooks and API answers
+	// alike. The domain does not know the wire format.
+	Encode func(Event) ([]byte, error)
 	// Client sends the requests; a client with a 10s timeout when nil.
 	Client *http.Client
 	Clock  clock.Clock
@@ -124,7 +127,7 @@ func Sign(secret, body []byte) string {
 }
 
 func (w *Webhook) post(ctx context.Context, ev Event) error {
-	body, err := protojson.Marshal(eventToProto(ev))
+	body, err := w.cfg.Encode(ev)
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", ev.ID, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/boltstore"
+	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/broker"
 )
 
@@ -94,7 +95,7 @@ func TestWebhookDeliversQueuedEventsAfterARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = store.Close() }()
-	wh := broker.NewWebhook(broker.WebhookConfig{URL: backend.URL, Secret: secret}, store, nil, nil, log)
+	wh := broker.NewWebhook(broker.WebhookConfig{URL: backend.URL, Secret: secret, Encode: api.EventJSON}, store, nil, nil, log)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- wh.Run(runCtx) }()

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
@@ -359,11 +360,11 @@ func compressedClock(t *testing.T, ctx context.Context, gh *githubtest.Server, s
 func apiThroughput(t *testing.T, store *boltstore.Store, registry *broker.Registry, client *github.Client, refresher *broker.Refresher, log *slog.Logger) []string {
 	t.Helper()
 	const token = "scale-admin"
-	creds := broker.NewCredentialAPI(registry, log)
+	creds := api.NewCredentialAPI(registry, log)
 	defer creds.Attach(refresher)()
 	srv, err := server.New(server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: time.Second,
 		Guard: server.NewGuard(server.GuardConfig{Authenticator: auth.Chain{auth.NewTokens(auth.StaticToken{Name: "bench", Token: token, Roles: []string{auth.RoleAdmin}})}}, log),
-	}, server.Services{Tenants: broker.NewTenantAPI(registry, log), Images: broker.NewImageAPI(registry, log), Credentials: creds},
+	}, server.Services{Tenants: api.NewTenantAPI(registry, log), Images: api.NewImageAPI(registry, log), Credentials: creds},
 		store.Ping, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)

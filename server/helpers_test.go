@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
@@ -92,7 +93,7 @@ type instance struct {
 	gh       *githubtest.Server
 	github   *github.Client
 	registry *broker.Registry
-	creds    *broker.CredentialAPI
+	creds    *api.CredentialAPI
 	notifier *broker.Notifier
 	store    *boltstore.Store
 	logs     *syncBuffer
@@ -124,18 +125,18 @@ func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *i
 	gh, client := newGitHub(t)
 	registry := broker.NewRegistry(store, sealer, client, time.Now)
 	if svc.Tenants == nil {
-		svc.Tenants = broker.NewTenantAPI(registry, log)
+		svc.Tenants = api.NewTenantAPI(registry, log)
 	}
 	if svc.Images == nil {
-		svc.Images = broker.NewImageAPI(registry, log)
+		svc.Images = api.NewImageAPI(registry, log)
 	}
-	creds := broker.NewCredentialAPI(registry, log)
+	creds := api.NewCredentialAPI(registry, log)
 	if svc.Credentials == nil {
 		svc.Credentials = creds
 	}
 	notifier := broker.NewNotifier(store, false, time.Now, nil, log)
 	if svc.Events == nil {
-		svc.Events = broker.NewEventAPI(store, notifier.Appended, time.Minute, log)
+		svc.Events = api.NewEventAPI(store, notifier.Appended, time.Minute, log)
 	}
 	cfg := server.Config{
 		GRPCAddr:        "127.0.0.1:0",

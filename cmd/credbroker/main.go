@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
@@ -272,7 +273,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		}
 	}
 
-	credentials := broker.NewCredentialAPI(registry, log)
+	credentials := api.NewCredentialAPI(registry, log)
 	notifier := broker.NewNotifier(store, cfg.webhookURL != "", time.Now, brokerMetrics, log)
 	handlers := map[string]http.Handler{}
 	if cfg.ghWebhookSecret != "" {
@@ -293,7 +294,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		if err != nil {
 			return err
 		}
-		webhook = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret}, store, notifier.Appended, brokerMetrics, log)
+		webhook = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret, Encode: api.EventJSON}, store, notifier.Appended, brokerMetrics, log)
 	}
 	authn, adminToken, err := authenticators(cfg, kube, log)
 	if err != nil {
@@ -317,10 +318,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		Guard:           server.NewGuard(server.GuardConfig{Authenticator: authn, Policy: policy, Audit: store}, log),
 		TLS:             tlsConfig,
 	}, server.Services{
-		Tenants:     broker.NewTenantAPI(registry, log),
-		Images:      broker.NewImageAPI(registry, log),
+		Tenants:     api.NewTenantAPI(registry, log),
+		Images:      api.NewImageAPI(registry, log),
 		Credentials: credentials,
-		Events:      broker.NewEventAPI(store, notifier.Appended, cfg.eventPoll, log),
+		Events:      api.NewEventAPI(store, notifier.Appended, cfg.eventPoll, log),
 	}, store.Ping, metrics, log)
 	if err != nil {
 		return err
@@ -360,7 +361,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 type leader struct {
 	registry    *broker.Registry
 	github      *github.Client
-	credentials *broker.CredentialAPI
+	credentials *api.CredentialAPI
 	store       stateStore
 	sealer      *broker.Sealer
 	notifier    *broker.Notifier

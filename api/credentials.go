@@ -1,14 +1,14 @@
-package broker
+package api
 
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/credbroker/credbroker/broker"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
@@ -18,39 +18,39 @@ import (
 // answers UNAVAILABLE rather than a status it does not know.
 type CredentialAPI struct {
 	credbrokerv1.UnimplementedCredentialServiceServer
-	registry *Registry
+	registry *broker.Registry
 	log      *slog.Logger
-	current  atomic.Pointer[Refresher]
+	current  atomic.Pointer[broker.Refresher]
 }
 
 // NewCredentialAPI returns the CredentialService.
-func NewCredentialAPI(registry *Registry, log *slog.Logger) *CredentialAPI {
+func NewCredentialAPI(registry *broker.Registry, log *slog.Logger) *CredentialAPI {
 	return &CredentialAPI{registry: registry, log: log}
 }
 
 // Attach makes r the Refresher the API answers from, until detach is called
 // (when its leadership term ends).
-func (a *CredentialAPI) Attach(r *Refresher) (detach func()) {
+func (a *CredentialAPI) Attach(r *broker.Refresher) (detach func()) {
 	a.current.Store(r)
 	return func() { a.current.CompareAndSwap(r, nil) }
 }
 
 // Refresher returns the Refresher attached now, or nil.
-func (a *CredentialAPI) Refresher() *Refresher { return a.current.Load() }
+func (a *CredentialAPI) Refresher() *broker.Refresher { return a.current.Load() }
 
 // refresher resolves the tenant (NOT_FOUND first, whatever the replica) and
 // the running Refresher.
-func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*Refresher, Tenant, error) {
+func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*broker.Refresher, broker.Tenant, error) {
 	if err := requireID("tenant_id", tenantID); err != nil {
-		return nil, Tenant{}, err
+		return nil, broker.Tenant{}, err
 	}
 	t, err := a.registry.Get(ctx, tenantID)
 	if err != nil {
-		return nil, Tenant{}, toStatus(ctx, a.log, err, "")
+		return nil, broker.Tenant{}, toStatus(ctx, a.log, err, "")
 	}
 	r := a.current.Load()
 	if r == nil {
-		return nil, Tenant{}, status.Error(codes.Unavailable, "credentials are kept by the leading replica, and this replica does not lead (or has no Kubernetes cluster to sync into)")
+		return nil, broker.Tenant{}, status.Error(codes.Unavailable, "credentials are kept by the leading replica, and this replica does not lead (or has no Kubernetes cluster to sync into)")
 	}
 	return r, t, nil
 }
@@ -88,17 +88,17 @@ func (a *CredentialAPI) GetDockerConfig(ctx context.Context, req *credbrokerv1.G
 	}
 	a.log.InfoContext(ctx, "dockerconfigjson issued", slog.String("tenant", req.GetTenantId()), slog.String("fingerprint", cred.Fingerprint()))
 	return &credbrokerv1.DockerConfig{
-		DockerConfigJson: string(DockerConfigJSON(registries, cred)),
+		DockerConfigJson: string(broker.DockerConfigJSON(registries, cred)),
 		Fingerprint:      cred.Fingerprint(),
 		ExpireTime:       timestamp(cred.ExpiresAt),
 	}, nil
 }
 
-func statusToProto(st CredentialStatus) *credbrokerv1.CredentialStatus {
+func statusToProto(st broker.CredentialStatus) *credbrokerv1.CredentialStatus {
 	p := &credbrokerv1.CredentialStatus{
 		TenantId:        st.TenantID,
-		Kind:            credbrokerv1.CredentialKind(credbrokerv1.CredentialKind_value["CREDENTIAL_KIND_"+strings.ToUpper(string(st.Kind))]),
-		State:           credbrokerv1.CredentialState(credbrokerv1.CredentialState_value["CREDENTIAL_STATE_"+string(st.State)]),
+		Kind:            credentialKinds.proto(st.Kind),
+		State:           credentialStates.proto(st.State),
 		Fingerprint:     st.Fingerprint,
 		Username:        st.Username,
 		ExpireTime:      timestamp(st.ExpiresAt),
@@ -112,7 +112,7 @@ func statusToProto(st CredentialStatus) *credbrokerv1.CredentialStatus {
 	for _, ns := range st.Namespaces {
 		p.Namespaces = append(p.Namespaces, &credbrokerv1.NamespaceSync{
 			Namespace:   ns.Namespace,
-			State:       credbrokerv1.SyncState(credbrokerv1.SyncState_value["SYNC_STATE_"+string(ns.State)]),
+			State:       syncStates.proto(ns.State),
 			Fingerprint: ns.Fingerprint,
 			SyncTime:    timestamp(ns.SyncTime),
 			Error:       errorToProto(nsError(ns)),
@@ -121,19 +121,19 @@ func statusToProto(st CredentialStatus) *credbrokerv1.CredentialStatus {
 	return p
 }
 
-func nsError(ns NamespaceSync) *CredentialError {
+func nsError(ns broker.NamespaceSync) *broker.CredentialError {
 	if ns.Reason == "" && ns.Message == "" {
 		return nil
 	}
-	return &CredentialError{Reason: ns.Reason, Message: ns.Message, Time: ns.SyncTime}
+	return &broker.CredentialError{Reason: ns.Reason, Message: ns.Message, Time: ns.SyncTime}
 }
 
-func errorToProto(e *CredentialError) *credbrokerv1.CredentialError {
+func errorToProto(e *broker.CredentialError) *credbrokerv1.CredentialError {
 	if e == nil {
 		return nil
 	}
 	return &credbrokerv1.CredentialError{
-		Reason:  credbrokerv1.Reason(credbrokerv1.Reason_value["REASON_"+string(e.Reason)]),
+		Reason:  reasons.proto(e.Reason),
 		Message: e.Message,
 		Time:    timestamp(e.Time),
 	}

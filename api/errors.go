@@ -1,4 +1,4 @@
-package broker
+package api
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/credbroker/credbroker/broker"
 )
 
 // toStatus maps a domain error to the gRPC status the API returns. It is the
@@ -18,21 +20,21 @@ import (
 // Errors without a mapping are logged and returned as a bare Internal, so
 // that no detail of an unexpected failure reaches the caller.
 func toStatus(ctx context.Context, log *slog.Logger, err error, fieldPrefix string) error {
-	var invalid *InvalidError
+	var invalid *broker.InvalidError
 	if errors.As(err, &invalid) {
 		return invalidArgument(fieldPrefix, invalid.Violations...)
 	}
-	if reason := ReasonOf(err); reason != "" {
+	if reason := broker.ReasonOf(err); reason != "" {
 		return reasonStatus(reason, err)
 	}
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, broker.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrAlreadyExists):
+	case errors.Is(err, broker.ErrAlreadyExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, broker.ErrConflict):
 		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, ErrNoEncryptionKey), errors.Is(err, ErrUnseal), errors.Is(err, ErrNoGitHubApp):
+	case errors.Is(err, broker.ErrNoEncryptionKey), errors.Is(err, broker.ErrUnseal), errors.Is(err, broker.ErrNoGitHubApp):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
@@ -46,7 +48,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error, fieldPrefix stri
 // invalidArgument builds InvalidArgument with a google.rpc.BadRequest detail
 // naming each field; the REST gateway renders it as HTTP 400 with the
 // violations in the JSON body.
-func invalidArgument(fieldPrefix string, vs ...FieldViolation) error {
+func invalidArgument(fieldPrefix string, vs ...broker.FieldViolation) error {
 	br := &errdetails.BadRequest{}
 	msg := "invalid argument"
 	for i, v := range vs {
@@ -77,16 +79,16 @@ const ErrorDomain = "credbroker.io"
 // delay when there is one); everything else is a fact about the credential
 // that retrying will not change: FAILED_PRECONDITION. An ErrorInfo detail
 // carries the reason for clients to branch on.
-func reasonStatus(reason Reason, err error) error {
+func reasonStatus(reason broker.Reason, err error) error {
 	code := codes.FailedPrecondition
 	switch reason {
-	case ReasonRateLimited, ReasonGitHubUnavailable, ReasonRegistryUnreachable:
+	case broker.ReasonRateLimited, broker.ReasonGitHubUnavailable, broker.ReasonRegistryUnreachable:
 		code = codes.Unavailable
-	case ReasonFineGrainedPAT:
+	case broker.ReasonFineGrainedPAT:
 		code = codes.InvalidArgument
 	}
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(reason), Domain: ErrorDomain}}
-	if wait := RetryAfterOf(err); wait > 0 {
+	if wait := broker.RetryAfterOf(err); wait > 0 {
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(wait)})
 	}
 	st, derr := status.New(code, err.Error()).WithDetails(details...)

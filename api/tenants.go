@@ -1,4 +1,4 @@
-package broker
+package api
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/credbroker/credbroker/broker"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
@@ -27,19 +28,19 @@ const (
 // TenantAPI serves credbroker.v1.TenantService from a Registry.
 type TenantAPI struct {
 	credbrokerv1.UnimplementedTenantServiceServer
-	registry *Registry
+	registry *broker.Registry
 	log      *slog.Logger
 }
 
 // NewTenantAPI returns the TenantService over registry.
-func NewTenantAPI(registry *Registry, log *slog.Logger) *TenantAPI {
+func NewTenantAPI(registry *broker.Registry, log *slog.Logger) *TenantAPI {
 	return &TenantAPI{registry: registry, log: log}
 }
 
 // CreateTenant implements credbroker.v1.TenantService.
 func (a *TenantAPI) CreateTenant(ctx context.Context, req *credbrokerv1.CreateTenantRequest) (*credbrokerv1.Tenant, error) {
 	if req.GetTenant() == nil {
-		return nil, invalidArgument("", FieldViolation{"tenant", "required"})
+		return nil, invalidArgument("", broker.FieldViolation{Field: "tenant", Description: "required"})
 	}
 	t, created, err := a.registry.Create(ctx, tenantFromProto(req.GetTenant()))
 	if err != nil {
@@ -69,7 +70,7 @@ func (a *TenantAPI) ListTenants(ctx context.Context, req *credbrokerv1.ListTenan
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
-		return nil, invalidArgument("", FieldViolation{"page_size", "must not be negative"})
+		return nil, invalidArgument("", broker.FieldViolation{Field: "page_size", Description: "must not be negative"})
 	case size == 0:
 		size = defaultPageSize
 	case size > maxPageSize:
@@ -79,7 +80,7 @@ func (a *TenantAPI) ListTenants(ctx context.Context, req *credbrokerv1.ListTenan
 	if tok := req.GetPageToken(); tok != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil || len(validation.IsDNS1123Label(string(raw))) > 0 {
-			return nil, invalidArgument("", FieldViolation{"page_token", "not a token from a previous ListTenants response"})
+			return nil, invalidArgument("", broker.FieldViolation{Field: "page_token", Description: "not a token from a previous ListTenants response"})
 		}
 		after = string(raw)
 	}
@@ -101,7 +102,7 @@ func (a *TenantAPI) ListTenants(ctx context.Context, req *credbrokerv1.ListTenan
 func (a *TenantAPI) UpdateTenant(ctx context.Context, req *credbrokerv1.UpdateTenantRequest) (*credbrokerv1.Tenant, error) {
 	in := req.GetTenant()
 	if in == nil {
-		return nil, invalidArgument("", FieldViolation{"tenant", "required"})
+		return nil, invalidArgument("", broker.FieldViolation{Field: "tenant", Description: "required"})
 	}
 	if err := requireID("tenant.id", in.GetId()); err != nil {
 		return nil, err
@@ -110,7 +111,7 @@ func (a *TenantAPI) UpdateTenant(ctx context.Context, req *credbrokerv1.UpdateTe
 	if err != nil {
 		return nil, err
 	}
-	t, err := a.registry.Update(ctx, in.GetId(), in.GetEtag(), func(cur Tenant) (Tenant, error) {
+	t, err := a.registry.Update(ctx, in.GetId(), in.GetEtag(), func(cur broker.Tenant) (broker.Tenant, error) {
 		p := tenantToProto(cur)
 		for _, path := range paths {
 			copyField(p.ProtoReflect(), in.ProtoReflect(), strings.Split(path, "."))
@@ -138,10 +139,10 @@ func (a *TenantAPI) DeleteTenant(ctx context.Context, req *credbrokerv1.DeleteTe
 
 func requireID(field, id string) error {
 	if id == "" {
-		return invalidArgument("", FieldViolation{field, "required"})
+		return invalidArgument("", broker.FieldViolation{Field: field, Description: "required"})
 	}
 	if errs := validation.IsDNS1123Label(id); len(errs) > 0 {
-		return invalidArgument("", FieldViolation{field, "not a tenant id: " + strings.Join(errs, "; ")})
+		return invalidArgument("", broker.FieldViolation{Field: field, Description: "not a tenant id: " + strings.Join(errs, "; ")})
 	}
 	return nil
 }
@@ -182,9 +183,9 @@ func updatePaths(in *credbrokerv1.Tenant, mask []string) ([]string, error) {
 			// etag precondition and the (unchangeable) id.
 			continue
 		case slices.Contains(readOnlyTenantFields, top):
-			return nil, invalidArgument("", FieldViolation{"update_mask", fmt.Sprintf("%q cannot be updated", path)})
+			return nil, invalidArgument("", broker.FieldViolation{Field: "update_mask", Description: fmt.Sprintf("%q cannot be updated", path)})
 		case !validPath(in.ProtoReflect().Descriptor(), strings.Split(path, ".")):
-			return nil, invalidArgument("", FieldViolation{"update_mask", fmt.Sprintf("%q is not a field of Tenant", path)})
+			return nil, invalidArgument("", broker.FieldViolation{Field: "update_mask", Description: fmt.Sprintf("%q is not a field of Tenant", path)})
 		}
 		paths = append(paths, path)
 	}
@@ -221,18 +222,13 @@ func copyField(dst, src protoreflect.Message, path []string) {
 	}
 }
 
-var ownerTypes = map[credbrokerv1.OwnerType]OwnerType{
-	credbrokerv1.OwnerType_OWNER_TYPE_USER:         OwnerUser,
-	credbrokerv1.OwnerType_OWNER_TYPE_ORGANIZATION: OwnerOrganization,
-}
-
-func tenantFromProto(p *credbrokerv1.Tenant) Tenant {
-	t := Tenant{
+func tenantFromProto(p *credbrokerv1.Tenant) broker.Tenant {
+	t := broker.Tenant{
 		ID: p.GetId(),
-		Owner: Owner{
+		Owner: broker.Owner{
 			Login: p.GetOwner().GetLogin(),
 			ID:    p.GetOwner().GetId(),
-			Type:  ownerTypes[p.GetOwner().GetType()],
+			Type:  ownerTypes.domain(p.GetOwner().GetType()),
 		},
 		Namespaces:           p.GetNamespaces(),
 		NamespaceSelector:    p.GetNamespaceSelector(),
@@ -244,26 +240,27 @@ func tenantFromProto(p *credbrokerv1.Tenant) Tenant {
 	}
 	switch c := p.GetCredential().(type) {
 	case *credbrokerv1.Tenant_GithubApp:
-		t.App = &GitHubApp{
+		t.App = &broker.GitHubApp{
 			InstallationID: c.GithubApp.GetInstallationId(),
 			Permissions:    c.GithubApp.GetPermissions(),
 			Repositories:   c.GithubApp.GetRepositories(),
 		}
 	case *credbrokerv1.Tenant_Pat:
-		t.PAT = &PAT{Token: c.Pat.GetToken()}
+		t.PAT = &broker.PAT{Token: c.Pat.GetToken()}
 	}
 	return t
 }
 
 // tenantToProto never sets pat.token: the plaintext is not kept, and would
 // not be returned if it were.
-func tenantToProto(t Tenant) *credbrokerv1.Tenant {
+func tenantToProto(t broker.Tenant) *credbrokerv1.Tenant {
 	p := &credbrokerv1.Tenant{
 		Id:   t.ID,
 		Name: "tenants/" + t.ID,
 		Owner: &credbrokerv1.Owner{
 			Login: t.Owner.Login,
 			Id:    t.Owner.ID,
+			Type:  ownerTypes.proto(t.Owner.Type),
 		},
 		Namespaces:           slices.Clone(t.Namespaces),
 		NamespaceSelector:    t.NamespaceSelector,
@@ -275,11 +272,6 @@ func tenantToProto(t Tenant) *credbrokerv1.Tenant {
 		CreateTime:           timestamp(t.CreateTime),
 		UpdateTime:           timestamp(t.UpdateTime),
 		Etag:                 t.Version,
-	}
-	for pt, dt := range ownerTypes {
-		if dt == t.Owner.Type {
-			p.Owner.Type = pt
-		}
 	}
 	switch {
 	case t.App != nil:

@@ -1,4 +1,4 @@
-package broker
+package api
 
 import (
 	"context"
@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/credbroker/credbroker/broker"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
@@ -17,7 +19,7 @@ import (
 // (besides being woken at once by appends on this replica).
 type EventAPI struct {
 	credbrokerv1.UnimplementedEventServiceServer
-	store    EventStore
+	store    broker.EventStore
 	appended func() <-chan struct{}
 	poll     time.Duration
 	log      *slog.Logger
@@ -27,7 +29,7 @@ type EventAPI struct {
 // channel closed at the next event written on this replica; poll is how
 // often watchers read the log regardless (events written by the leader
 // when this replica does not lead).
-func NewEventAPI(store EventStore, appended func() <-chan struct{}, poll time.Duration, log *slog.Logger) *EventAPI {
+func NewEventAPI(store broker.EventStore, appended func() <-chan struct{}, poll time.Duration, log *slog.Logger) *EventAPI {
 	if appended == nil {
 		appended = func() <-chan struct{} { return nil }
 	}
@@ -42,43 +44,30 @@ const (
 // eventFilter is a request's tenant and type filter.
 type eventFilter struct {
 	tenantID string
-	types    []EventType
+	types    []broker.EventType
 }
 
-func (f eventFilter) match(ev Event) bool {
+func (f eventFilter) match(ev broker.Event) bool {
 	return (f.tenantID == "" || ev.TenantID == f.tenantID) && (len(f.types) == 0 || slices.Contains(f.types, ev.Type))
 }
 
-func parseEventFilter(tenantID string, types []credbrokerv1.EventType) (eventFilter, []FieldViolation) {
+func parseEventFilter(tenantID string, types []credbrokerv1.EventType) (eventFilter, []broker.FieldViolation) {
 	f := eventFilter{tenantID: tenantID}
-	var vs []FieldViolation
+	var vs []broker.FieldViolation
 	if tenantID != "" {
 		if err := requireID("tenant_id", tenantID); err != nil {
-			vs = append(vs, FieldViolation{"tenant_id", "not a tenant id"})
+			vs = append(vs, broker.FieldViolation{Field: "tenant_id", Description: "not a tenant id"})
 		}
 	}
 	for i, t := range types {
-		name, ok := credbrokerv1.EventType_name[int32(t)]
-		if !ok || t == credbrokerv1.EventType_EVENT_TYPE_UNSPECIFIED {
-			vs = append(vs, FieldViolation{fmt.Sprintf("types[%d]", i), "not an event type"})
+		typ := eventTypes.domain(t)
+		if typ == "" {
+			vs = append(vs, broker.FieldViolation{Field: fmt.Sprintf("types[%d]", i), Description: "not an event type"})
 			continue
 		}
-		f.types = append(f.types, EventType(name[len("EVENT_TYPE_"):]))
+		f.types = append(f.types, typ)
 	}
 	return f, vs
-}
-
-// validEventID accepts the ids the Notifier assigns: 16 lowercase hex digits.
-func validEventID(id string) bool {
-	if len(id) != 16 {
-		return false
-	}
-	for _, c := range id {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // ListEvents implements credbroker.v1.EventService.
@@ -89,10 +78,10 @@ func (a *EventAPI) ListEvents(ctx context.Context, req *credbrokerv1.ListEventsR
 	case size == 0:
 		size = defaultEventPage
 	case size < 0 || size > maxEventPage:
-		vs = append(vs, FieldViolation{"page_size", fmt.Sprintf("must be between 0 and %d", maxEventPage)})
+		vs = append(vs, broker.FieldViolation{Field: "page_size", Description: fmt.Sprintf("must be between 0 and %d", maxEventPage)})
 	}
-	if tok := req.GetPageToken(); tok != "" && !validEventID(tok) {
-		vs = append(vs, FieldViolation{"page_token", "not a page token of this API"})
+	if tok := req.GetPageToken(); tok != "" && !broker.ValidEventID(tok) {
+		vs = append(vs, broker.FieldViolation{Field: "page_token", Description: "not a page token of this API"})
 	}
 	if len(vs) > 0 {
 		return nil, invalidArgument("", vs...)
@@ -126,8 +115,8 @@ func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc
 	ctx := stream.Context()
 	filter, vs := parseEventFilter(req.GetTenantId(), req.GetTypes())
 	after := req.GetAfterId()
-	if after != "" && !validEventID(after) {
-		vs = append(vs, FieldViolation{"after_id", "not an event id"})
+	if after != "" && !broker.ValidEventID(after) {
+		vs = append(vs, broker.FieldViolation{Field: "after_id", Description: "not an event id"})
 	}
 	if len(vs) > 0 {
 		return invalidArgument("", vs...)
@@ -177,14 +166,18 @@ func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc
 	}
 }
 
-func eventToProto(ev Event) *credbrokerv1.Event {
+// EventJSON renders an event as the API renders it (protojson), for the
+// webhook's request bodies.
+func EventJSON(ev broker.Event) ([]byte, error) { return protojson.Marshal(eventToProto(ev)) }
+
+func eventToProto(ev broker.Event) *credbrokerv1.Event {
 	return &credbrokerv1.Event{
 		Id:         ev.ID,
-		Type:       credbrokerv1.EventType(credbrokerv1.EventType_value["EVENT_TYPE_"+string(ev.Type)]),
+		Type:       eventTypes.proto(ev.Type),
 		TenantId:   ev.TenantID,
 		Namespace:  ev.Namespace,
-		Severity:   credbrokerv1.Severity(credbrokerv1.Severity_value["SEVERITY_"+string(ev.Severity)]),
-		Reason:     credbrokerv1.Reason(credbrokerv1.Reason_value["REASON_"+string(ev.Reason)]),
+		Severity:   severities.proto(ev.Severity),
+		Reason:     reasons.proto(ev.Reason),
 		Message:    ev.Message,
 		DedupeKey:  ev.DedupeKey,
 		CreateTime: timestamp(ev.Time),
