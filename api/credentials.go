@@ -70,7 +70,7 @@ func (a *CredentialAPI) RefreshCredential(ctx context.Context, req *credbrokerv1
 	if err != nil {
 		return nil, err
 	}
-	st := r.RefreshNow(ctx, t)
+	st := r.RenewNow(ctx, t)
 	a.log.InfoContext(ctx, "credential refreshed on request", slog.String("tenant", req.GetTenantId()), slog.String("state", string(st.State)))
 	return statusToProto(st), nil
 }

@@ -179,7 +179,7 @@ func eventToProto(ev broker.Event) *credbrokerv1.Event {
 		Severity:   severities.proto(ev.Severity),
 		Reason:     reasons.proto(ev.Reason),
 		Message:    ev.Message,
-		DedupeKey:  ev.DedupeKey,
+		DedupeKey:  string(ev.DedupeKey),
 		CreateTime: timestamp(ev.Time),
 	}
 }

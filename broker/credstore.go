@@ -60,7 +60,7 @@ func (r *Refresher) loadStored(ctx context.Context, key string) {
 		return
 	}
 	cred := rec.Credential
-	due := r.dueTime(cred, rec.Validated)
+	due := r.timing.due(cred, rec.Validated)
 	now := r.now()
 	if !due.After(now) || (!cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt)) {
 		return
@@ -68,7 +68,7 @@ func (r *Refresher) loadStored(ctx context.Context, key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if ks := r.keys[key]; ks != nil && ks.cred.Token == "" {
-		ks.cred, ks.validated, ks.lastRefresh, ks.due = cred, rec.Validated, rec.Validated, due
+		ks.cred, ks.lastRefresh, ks.due = cred, rec.Validated, due
 	}
 }
 

@@ -37,15 +37,15 @@ const (
 // type or reason changes, and closed by one RECOVERED event.
 type Event struct {
 	// ID is assigned by the Notifier; IDs sort in the order events happened.
-	ID        string    `json:"id"`
-	Type      EventType `json:"type"`
-	TenantID  string    `json:"tenantID"`
-	Namespace string    `json:"namespace,omitempty"`
-	Severity  Severity  `json:"severity"`
-	Reason    Reason    `json:"reason,omitempty"`
-	Message   string    `json:"message"`
-	DedupeKey string    `json:"dedupeKey"`
-	Time      time.Time `json:"time"`
+	ID        string       `json:"id"`
+	Type      EventType    `json:"type"`
+	TenantID  string       `json:"tenantID"`
+	Namespace string       `json:"namespace,omitempty"`
+	Severity  Severity     `json:"severity"`
+	Reason    Reason       `json:"reason,omitempty"`
+	Message   string       `json:"message"`
+	DedupeKey ConditionKey `json:"dedupeKey"`
+	Time      time.Time    `json:"time"`
 }
 
 // EventStore keeps the event log and the webhook outbox. An event and its

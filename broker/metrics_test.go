@@ -23,7 +23,7 @@ func TestMetricsFollowTheRefreshes(t *testing.T) {
 	s.r.Step(ctx)
 	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "502"})
 	tn, _ := s.reg.Get(ctx, "a")
-	s.r.RefreshNow(ctx, tn)
+	s.r.RenewNow(ctx, tn)
 
 	_, published := s.sink.snapshot()
 	want := `

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
-	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // Notifier turns conditions into events: it deduplicates them, writes them
@@ -17,20 +17,20 @@ import (
 type Notifier struct {
 	store    EventStore
 	deliver  bool
-	now      func() time.Time
+	clock    clock.PassiveClock
 	log      *slog.Logger
 	metrics  *Metrics
 	appended signal
 
 	mu     sync.Mutex
-	open   map[string]Event // raised and not yet recovered, by dedupe key
+	open   map[ConditionKey]Event // raised and not yet recovered
 	lastID uint64
 }
 
 // NewNotifier returns a Notifier over store. deliver says whether events are
 // queued for the webhook.
-func NewNotifier(store EventStore, deliver bool, now func() time.Time, metrics *Metrics, log *slog.Logger) *Notifier {
-	return &Notifier{store: store, deliver: deliver, now: now, log: log, metrics: metrics, open: map[string]Event{}}
+func NewNotifier(store EventStore, deliver bool, clk clock.PassiveClock, metrics *Metrics, log *slog.Logger) *Notifier {
+	return &Notifier{store: store, deliver: deliver, clock: clk, log: log, metrics: metrics, open: map[ConditionKey]Event{}}
 }
 
 // Load rebuilds the open conditions from the event log, so that a restarted
@@ -82,37 +82,37 @@ func (n *Notifier) Raise(ctx context.Context, ev Event) bool {
 	return true
 }
 
-// Resolve closes the open condition under dedupeKey, if there is one, with
-// a RECOVERED event.
-func (n *Notifier) Resolve(ctx context.Context, dedupeKey, message string) bool {
+// Resolve closes the open condition under key, if there is one, with a
+// RECOVERED event.
+func (n *Notifier) Resolve(ctx context.Context, key ConditionKey, message string) bool {
 	if n == nil {
 		return false
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	cur, ok := n.open[dedupeKey]
+	cur, ok := n.open[key]
 	if !ok {
 		return false
 	}
 	ev := Event{Type: EventRecovered, TenantID: cur.TenantID, Namespace: cur.Namespace, Severity: SeverityInfo,
-		Reason: cur.Reason, Message: message, DedupeKey: dedupeKey}
+		Reason: cur.Reason, Message: message, DedupeKey: key}
 	if !n.appendLocked(ctx, &ev) {
 		return false
 	}
-	delete(n.open, dedupeKey)
+	delete(n.open, key)
 	return true
 }
 
-// ResolvePrefix resolves every open condition whose dedupe key starts with
-// prefix (all of a tenant's expiry thresholds, say).
-func (n *Notifier) ResolvePrefix(ctx context.Context, prefix, message string) {
+// ResolveAll resolves every open condition of a set (all of a tenant's
+// expiry thresholds, say).
+func (n *Notifier) ResolveAll(ctx context.Context, set conditionSet, message string) {
 	if n == nil {
 		return
 	}
 	n.mu.Lock()
-	var keys []string
+	var keys []ConditionKey
 	for key := range n.open {
-		if strings.HasPrefix(key, prefix) {
+		if set.has(key) {
 			keys = append(keys, key)
 		}
 	}
@@ -122,31 +122,6 @@ func (n *Notifier) ResolvePrefix(ctx context.Context, prefix, message string) {
 	}
 }
 
-// SyncChanged turns a namespace's new sync state into a notification:
-// SYNC_FAILED and SYNC_CONFLICT while it fails, RECOVERED once it syncs.
-func (n *Notifier) SyncChanged(ctx context.Context, tenantID string, st NamespaceSync) {
-	key := tenantID + "/sync/" + st.Namespace
-	switch st.State {
-	case SyncSynced:
-		n.Resolve(ctx, key, "the pull Secret in "+st.Namespace+" is in sync")
-	case SyncFailed, SyncConflict:
-		ev := Event{Type: EventSyncFailed, TenantID: tenantID, Namespace: st.Namespace, Severity: SeverityWarning,
-			Reason: st.Reason, Message: st.Message, DedupeKey: key}
-		if st.State == SyncConflict {
-			ev.Type = EventSyncConflict
-		}
-		n.Raise(ctx, ev)
-	}
-}
-
-// Open reports whether a condition is open under dedupeKey.
-func (n *Notifier) Open(dedupeKey string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	_, ok := n.open[dedupeKey]
-	return ok
-}
-
 // Appended returns a channel that is closed at the next append.
 func (n *Notifier) Appended() <-chan struct{} { return n.appended.wait() }
 
@@ -154,7 +129,7 @@ func (n *Notifier) Appended() <-chan struct{} { return n.appended.wait() }
 // fails loses the event's write, not the condition: it is logged, and the
 // condition stays unrecorded so that the next Raise tries again.
 func (n *Notifier) appendLocked(ctx context.Context, ev *Event) bool {
-	now := n.now()
+	now := n.clock.Now()
 	n.lastID = max(n.lastID+1, uint64(now.UnixNano()))
 	ev.ID, ev.Time = fmt.Sprintf("%016x", n.lastID), now.UTC()
 	if err := n.store.AppendEvent(ctx, *ev, n.deliver); err != nil {

@@ -6,13 +6,17 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"k8s.io/utils/clock"
 )
 
 func TestNotifierDeduplicates(t *testing.T) {
 	ctx := context.Background()
 	store := newMemEvents()
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	n := NewNotifier(store, true, func() time.Time { return now }, nil, slog.New(slog.DiscardHandler))
+	n := NewNotifier(store, true, clocktesting.NewFakePassiveClock(now), nil, slog.New(slog.DiscardHandler))
 	failed := Event{Type: EventCredentialRefreshFailed, TenantID: "a", Reason: ReasonGitHubUnavailable, DedupeKey: "a/credential"}
 	steps := []struct {
 		name   string
@@ -59,12 +63,12 @@ func TestNotifierDeduplicates(t *testing.T) {
 	}
 
 	// A restarted notifier knows the open conditions from the log.
-	restarted := NewNotifier(store, true, func() time.Time { return now.Add(-time.Hour) }, nil, slog.New(slog.DiscardHandler))
+	restarted := NewNotifier(store, true, clocktesting.NewFakePassiveClock(now.Add(-time.Hour)), nil, slog.New(slog.DiscardHandler))
 	if err := restarted.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !restarted.Open("a/probe") || restarted.Open("a/credential") {
-		t.Error("open conditions were not rebuilt from the log")
+	if restarted.Resolve(ctx, "a/credential", "ok") {
+		t.Error("open conditions were not rebuilt from the log: a recovered condition recovered again")
 	}
 	if restarted.Raise(ctx, Event{Type: EventProbeFailed, TenantID: "a", DedupeKey: "a/probe"}) {
 		t.Error("a restart raised a known condition again")
@@ -81,7 +85,7 @@ func TestNotifierDeduplicates(t *testing.T) {
 func TestSyncChangesNotify(t *testing.T) {
 	ctx := context.Background()
 	store := newMemEvents()
-	n := NewNotifier(store, false, time.Now, nil, slog.New(slog.DiscardHandler))
+	ledger := NewSyncLedger(NewNotifier(store, false, clock.RealClock{}, nil, slog.New(slog.DiscardHandler)))
 	for _, st := range []NamespaceSync{
 		{Namespace: "ns", State: SyncSynced},
 		{Namespace: "ns", State: SyncConflict, Reason: ReasonSecretConflict},
@@ -90,7 +94,7 @@ func TestSyncChangesNotify(t *testing.T) {
 		{Namespace: "ns", State: SyncSynced},
 		{Namespace: "ns", State: SyncPending},
 	} {
-		n.SyncChanged(ctx, "t", st)
+		ledger.NamespaceSynced(ctx, "t", st)
 	}
 	want := []string{"SYNC_CONFLICT t", "SYNC_FAILED t", "SYNC_FAILED t", "RECOVERED t"}
 	if got := store.types(); !slices.Equal(got, want) {

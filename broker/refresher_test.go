@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
@@ -36,8 +37,8 @@ func TestDueTime(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRefresher(RefresherConfig{Jitter: func() float64 { return tc.jitter }}, nil, nil, nil, slog.New(slog.DiscardHandler))
-			if got := r.dueTime(tc.cred, now); !got.Equal(tc.want) {
+			tm := timing{lead: DefaultLead, patRecheck: DefaultPATRecheck, patWarnings: DefaultPATWarnings(), jitter: func() float64 { return tc.jitter }}
+			if got := tm.due(tc.cred, now); !got.Equal(tc.want) {
 				t.Errorf("due %v, want %v", got, tc.want)
 			}
 		})
@@ -69,7 +70,7 @@ func TestBackoff(t *testing.T) {
 
 func TestRetryWait(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	r := NewRefresher(RefresherConfig{Jitter: func() float64 { return 1 }}, nil, nil, nil, slog.New(slog.DiscardHandler))
+	tm := timing{lead: DefaultLead, patRecheck: DefaultPATRecheck, patWarnings: DefaultPATWarnings(), jitter: func() float64 { return 1 }}
 	valid := Credential{Token: "t", ExpiresAt: now.Add(4 * time.Minute)}
 	tests := []struct {
 		name     string
@@ -86,8 +87,7 @@ func TestRetryWait(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ks := &keyState{cred: tc.cred, failures: tc.failures}
-			if got := r.retryWait(ks, tc.err, now); got != tc.want {
+			if got := tm.retryWait(tc.cred, tc.failures, tc.err, now); got != tc.want {
 				t.Errorf("wait %v, want %v", got, tc.want)
 			}
 		})
@@ -179,8 +179,7 @@ func (s *recordingSink) Remove(_ context.Context, id string) error {
 	s.record("remove " + id)
 	return nil
 }
-func (s *recordingSink) Status(string) []NamespaceSync { return nil }
-func (s *recordingSink) PublishedAll()                 { s.record("all") }
+func (s *recordingSink) PublishedAll() { s.record("all") }
 func (s *recordingSink) Report(id string, reason Reason, _ string) {
 	s.record("report " + id + " " + string(reason))
 }
@@ -205,7 +204,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func newTestRegistry(t *testing.T) (*Registry, Store) {
 	t.Helper()
 	store := newMemStore()
-	return NewRegistry(store, nil, nil, time.Now), store
+	return NewRegistry(store, nil, nil, clock.RealClock{}), store
 }
 
 func appTenantFor(id string) Tenant {
@@ -241,7 +240,7 @@ func newSimulated(t *testing.T, tenants ...Tenant) *simulated {
 func (s *simulated) newRefresher() *Refresher {
 	log := slog.New(slog.DiscardHandler)
 	return NewRefresher(RefresherConfig{Clock: s.clock, Resync: time.Hour, Jitter: func() float64 { return 0.5 },
-		Notifier: NewNotifier(s.events, false, s.clock.Now, nil, log), Prober: s.prober},
+		Notifier: NewNotifier(s.events, false, s.clock, nil, log), Prober: s.prober},
 		s.reg, s.src, s.sink, log)
 }
 
@@ -287,7 +286,7 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	}
 	src, sink := &fakeSource{}, &recordingSink{}
 	log := slog.New(slog.DiscardHandler)
-	r := NewRefresher(RefresherConfig{Resync: time.Hour, Notifier: NewNotifier(newMemEvents(), false, time.Now, nil, log)}, reg, src, sink, log)
+	r := NewRefresher(RefresherConfig{Resync: time.Hour, Notifier: NewNotifier(newMemEvents(), false, clock.RealClock{}, nil, log)}, reg, src, sink, log)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 
@@ -340,7 +339,7 @@ func TestStatusFollowsTheCredential(t *testing.T) {
 		t.Fatalf("after a mint: %+v", ready)
 	}
 	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"})
-	s.r.RefreshNow(ctx, tn)
+	s.r.RenewNow(ctx, tn)
 	degraded := s.r.Status("s")
 	if degraded.State != CredentialDegraded || degraded.Fingerprint != ready.Fingerprint ||
 		degraded.LastError == nil || degraded.LastError.Reason != ReasonGitHubUnavailable {
@@ -350,12 +349,12 @@ func TestStatusFollowsTheCredential(t *testing.T) {
 		t.Errorf("current credential after a failure: %v %v %v", cred, registries, ok)
 	}
 	s.src.fail(&VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"})
-	s.r.RefreshNow(ctx, tn)
+	s.r.RenewNow(ctx, tn)
 	if st := s.r.Status("s"); st.State != CredentialFailed {
 		t.Errorf("after a failure only a person can fix: %s", st.State)
 	}
 	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"})
-	s.r.RefreshNow(ctx, tn)
+	s.r.RenewNow(ctx, tn)
 	s.clock.Step(2 * time.Hour) // past the last good credential's expiry
 	if st := s.r.Status("s"); st.State != CredentialFailed {
 		t.Errorf("with the credential expired: %s", st.State)
@@ -476,7 +475,7 @@ func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
 	}
 	// ...but a refresh asked for is.
 	tn, _ := s.reg.Get(ctx, "probed")
-	s.r.RefreshNow(ctx, tn)
+	s.r.RenewNow(ctx, tn)
 	if probes := s.prober.set(nil); probes != 3 {
 		t.Errorf("RefreshCredential did not probe (%d probes)", probes)
 	}
@@ -605,7 +604,7 @@ func TestPATExpiryWarnsOncePerThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSimulated(t)
-	s.reg = NewRegistry(newMemStore(), sealer, patGitHub{}, s.clock.Now)
+	s.reg = NewRegistry(newMemStore(), sealer, patGitHub{}, s.clock)
 	s.r = s.newRefresher()
 	tn := Tenant{ID: "p", Owner: Owner{Login: "bot", ID: 7, Type: OwnerUser}, PAT: &PAT{Token: "ghp_first"}}
 	if _, _, err := s.reg.Create(ctx, tn); err != nil {

@@ -9,7 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // GitHub answers who a credential belongs to. The registry asks it before
@@ -27,7 +28,7 @@ type Registry struct {
 	store  Store
 	sealer *Sealer // nil when no encryption key is configured
 	github GitHub
-	now    func() time.Time
+	clock  clock.PassiveClock
 
 	mu          sync.Mutex
 	subscribers map[int]func(tenantID string)
@@ -61,9 +62,9 @@ func (r *Registry) changed(tenantID string) {
 }
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
-// PAT are then refused with ErrNoEncryptionKey. now is the clock.
-func NewRegistry(store Store, sealer *Sealer, github GitHub, now func() time.Time) *Registry {
-	return &Registry{store: store, sealer: sealer, github: github, now: now}
+// PAT are then refused with ErrNoEncryptionKey. clk dates tenants.
+func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock) *Registry {
+	return &Registry{store: store, sealer: sealer, github: github, clock: clk}
 }
 
 // Create registers t. Creating a tenant that exists with the same content is
@@ -100,7 +101,7 @@ func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool
 			return Tenant{}, false, err
 		}
 	}
-	now := r.now().UTC()
+	now := r.clock.Now().UTC()
 	t.CreateTime, t.UpdateTime = now, now
 	stored, err := r.store.CreateTenant(ctx, t)
 	if errors.Is(err, ErrAlreadyExists) { // lost a race with another create
@@ -172,7 +173,7 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 		}
 		next = next.withDefaults()
 		next.ID, next.Version, next.CreateTime = cur.ID, cur.Version, cur.CreateTime
-		next.UpdateTime = r.now().UTC()
+		next.UpdateTime = r.clock.Now().UTC()
 		if next.PAT != nil && next.PAT.Token == "" && cur.PAT != nil {
 			next.PAT = cur.PAT
 		}

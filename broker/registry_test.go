@@ -6,7 +6,8 @@ import (
 	"errors"
 	"sync"
 	"testing"
-	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
@@ -25,7 +26,7 @@ func newRegistry(t *testing.T, withKey bool) (*broker.Registry, *boltstore.Store
 			t.Fatal(err)
 		}
 	}
-	return broker.NewRegistry(store, sealer, nil, time.Now), store
+	return broker.NewRegistry(store, sealer, nil, clock.RealClock{}), store
 }
 
 func patTenant(id, token string) broker.Tenant {
@@ -63,7 +64,7 @@ func TestCheckSealedNamesTheTenantWhosePATCannotBeOpened(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := broker.NewRegistry(store, tc.sealer, nil, time.Now).CheckSealed(ctx)
+			err := broker.NewRegistry(store, tc.sealer, nil, clock.RealClock{}).CheckSealed(ctx)
 			if !errors.Is(err, tc.want) || !bytes.Contains([]byte(err.Error()), []byte(`"ci"`)) {
 				t.Errorf("CheckSealed = %v, want %v naming tenant \"ci\"", err, tc.want)
 			}

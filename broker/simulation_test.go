@@ -14,7 +14,7 @@ import (
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 )
 
 // The Refresher against the GitHub emulator through the real GitHub client,
@@ -42,7 +42,6 @@ func (s *namespaceSink) Publish(_ context.Context, t broker.Tenant, c broker.Cre
 	return nil
 }
 func (s *namespaceSink) Remove(context.Context, string) error { return nil }
-func (s *namespaceSink) Status(string) []broker.NamespaceSync { return nil }
 func (s *namespaceSink) PublishedAll()                        {}
 func (s *namespaceSink) Report(string, broker.Reason, string) {
 	s.mu.Lock()
@@ -65,8 +64,8 @@ func (s *namespaceSink) expired(now time.Time) string {
 type sim struct {
 	t        *testing.T
 	clock    *clocktesting.FakeClock
-	gh       *githubtest.Server
-	demo     githubtest.Demo
+	gh       *emulator.Server
+	demo     emulator.Demo
 	store    *boltstore.Store
 	sealer   *broker.Sealer
 	registry *broker.Registry
@@ -77,7 +76,7 @@ type sim struct {
 
 func newSim(t *testing.T) *sim {
 	t.Helper()
-	gh, demo, err := githubtest.NewDemo()
+	gh, demo, err := emulator.NewDemo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +95,7 @@ func newSim(t *testing.T) *sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.registry = broker.NewRegistry(s.store, s.sealer, s.client, s.clock.Now)
+	s.registry = broker.NewRegistry(s.store, s.sealer, s.client, s.clock)
 	s.start()
 	return s
 }
@@ -104,7 +103,7 @@ func newSim(t *testing.T) *sim {
 // start starts a Refresher afresh, as a restarted broker would.
 func (s *sim) start() {
 	log := slog.New(slog.DiscardHandler)
-	notifier := broker.NewNotifier(s.store, true, s.clock.Now, nil, log)
+	notifier := broker.NewNotifier(s.store, true, s.clock, nil, log)
 	if err := notifier.Load(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
@@ -168,7 +167,7 @@ func TestRefreshOverADayOfSimulatedTime(t *testing.T) {
 	s := newSim(t)
 	s.addAppTenants(100 / namespacesPerTenant)
 	s.run(24*time.Hour, false)
-	mints := s.gh.Calls(githubtest.RouteMintToken)
+	mints := s.gh.Calls(emulator.RouteMintToken)
 	perHour := float64(mints) / 24
 	t.Logf("100 namespaces (10 tenants) of one installation over 24 h: %d mints = %.2f per hour, %d Secret writes", mints, perHour, s.sink.writes)
 	if perHour > 1.25 || mints < 24 {
@@ -186,7 +185,7 @@ func TestRefreshOverADayOfSimulatedTime(t *testing.T) {
 	s.sink.published = map[string]broker.Credential{}
 	s.start()
 	s.r.Step(context.Background())
-	if got := s.gh.Calls(githubtest.RouteMintToken); got != mints {
+	if got := s.gh.Calls(emulator.RouteMintToken); got != mints {
 		t.Errorf("the restart minted %d tokens", got-mints)
 	}
 	if len(s.sink.published) != 10 {
@@ -242,11 +241,11 @@ func TestARevokedPATIsAnnouncedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.r.Step(context.Background())
-	before := s.gh.Calls(githubtest.RouteUser)
+	before := s.gh.Calls(emulator.RouteUser)
 	s.gh.Revoke(s.demo.PAT)
 	s.run(13*time.Hour, true)
 	evs := s.events()
-	validations := s.gh.Calls(githubtest.RouteUser) - before
+	validations := s.gh.Calls(emulator.RouteUser) - before
 	t.Logf("revoked PAT over 13 h: %d validations, %d events", validations, len(evs))
 	if count(evs, broker.EventCredentialRevoked) != 1 || len(evs) != 1 {
 		t.Errorf("events %+v, want exactly one CREDENTIAL_REVOKED", evs)

@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credbroker/credbroker/boltstore"
+	"k8s.io/utils/clock"
+
 	"github.com/credbroker/credbroker/api"
+	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 )
 
@@ -77,7 +79,7 @@ func TestWebhookDeliversQueuedEventsAfterARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := broker.NewNotifier(store, true, time.Now, nil, log)
+	n := broker.NewNotifier(store, true, clock.RealClock{}, nil, log)
 	n.Raise(ctx, broker.Event{Type: broker.EventCredentialRevoked, TenantID: "a", Severity: broker.SeverityCritical,
 		Reason: broker.ReasonTokenRevoked, Message: "revoked", DedupeKey: "a/credential"})
 	n.Raise(ctx, broker.Event{Type: broker.EventProbeFailed, TenantID: "b", Severity: broker.SeverityWarning,

@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 )
 
 // The suite's peers are real programs: the credbroker binary, the GitHub
@@ -160,7 +160,7 @@ func startRegistry(t *testing.T, bin, dir string, fx fixture) string {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	config := githubtest.DistributionConfig(addr, fx.Realm, certFile)
+	config := emulator.DistributionConfig(addr, fx.Realm, certFile)
 	configFile := filepath.Join(dir, "registry.yml")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/credbroker/credbroker/api"
@@ -32,7 +33,7 @@ import (
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 	"github.com/credbroker/credbroker/k8ssync"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/server"
@@ -227,7 +228,7 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 	close(work)
 	wg.Wait()
 
-	gh, demo, err := githubtest.NewDemo()
+	gh, demo, err := emulator.NewDemo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 		t.Fatal(err)
 	}
 	defer func() { _ = store.Close() }()
-	registry := broker.NewRegistry(store, nil, client, time.Now)
+	registry := broker.NewRegistry(store, nil, client, clock.RealClock{})
 	watcher := watchSecrets(t, ctx, admin)
 
 	heap0, rss0 := memoryNow()
@@ -281,7 +282,7 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 	}
 	done := watcher.waitAll(t, namespaces, "", 10*time.Minute)
 	row.firstPublication = done.Sub(start)
-	row.firstMints = gh.Calls(githubtest.RouteMintToken)
+	row.firstMints = gh.Calls(emulator.RouteMintToken)
 	waitIdle(syncer, namespaces, 0)
 	row.firstWrites = syncer.Writes()
 	var lat []time.Duration
@@ -294,12 +295,12 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 
 	// A rotation: one new token, to every namespace.
 	t0, _ := registry.Get(ctx, "t0000")
-	mintsBefore, writesBefore := gh.Calls(githubtest.RouteMintToken), syncer.Writes()
+	mintsBefore, writesBefore := gh.Calls(emulator.RouteMintToken), syncer.Writes()
 	rotateStart := time.Now()
-	st := refresher.RefreshNow(ctx, t0)
+	st := refresher.RenewNow(ctx, t0)
 	done = watcher.waitAll(t, namespaces, st.Fingerprint, 10*time.Minute)
 	row.fanOut = done.Sub(rotateStart)
-	row.rotationMints = gh.Calls(githubtest.RouteMintToken) - mintsBefore
+	row.rotationMints = gh.Calls(emulator.RouteMintToken) - mintsBefore
 	waitIdle(syncer, namespaces, writesBefore)
 	row.rotationWrites = syncer.Writes() - writesBefore
 
@@ -333,22 +334,22 @@ func waitIdle(s *k8ssync.Syncer, namespaces int, before int64) {
 
 // compressedClock lets 30-second tokens expire on the Refresher's own
 // schedule for three lifetimes and counts mints and writes.
-func compressedClock(t *testing.T, ctx context.Context, gh *githubtest.Server, syncer *k8ssync.Syncer, watcher *secretWatch,
+func compressedClock(t *testing.T, ctx context.Context, gh *emulator.Server, syncer *k8ssync.Syncer, watcher *secretWatch,
 	registry *broker.Registry, refresher *broker.Refresher, namespaces int) []string {
 	t.Helper()
 	writesBefore := syncer.Writes()
 	const lifetime = 30 * time.Second
 	gh.SetTokenLifetime(lifetime)
 	t0, _ := registry.Get(ctx, "t0000")
-	st := refresher.RefreshNow(ctx, t0) // a token of the short lifetime; renewals follow by themselves
+	st := refresher.RenewNow(ctx, t0) // a token of the short lifetime; renewals follow by themselves
 	watcher.waitAll(t, namespaces, st.Fingerprint, time.Minute)
 	waitIdle(syncer, namespaces, writesBefore)
-	mints, writes := gh.Calls(githubtest.RouteMintToken), syncer.Writes()
+	mints, writes := gh.Calls(emulator.RouteMintToken), syncer.Writes()
 	time.Sleep(3 * lifetime) // the measurement window
-	m, w := gh.Calls(githubtest.RouteMintToken)-mints, syncer.Writes()-writes
+	m, w := gh.Calls(emulator.RouteMintToken)-mints, syncer.Writes()-writes
 	// Back to hour-long tokens, so that the API is measured on a quiet broker.
 	gh.SetTokenLifetime(time.Hour)
-	st = refresher.RefreshNow(ctx, t0)
+	st = refresher.RenewNow(ctx, t0)
 	watcher.waitAll(t, namespaces, st.Fingerprint, time.Minute)
 	return []string{fmt.Sprintf("Compressed clock (%d namespaces, %v tokens renewed on the Refresher's own schedule for 3 lifetimes): "+
 		"%d mints = %.2f per installation per lifetime (renewal at a sixth of the life before expiry: %.2f in the long run), %d Secret writes = %.0f per rotation.",

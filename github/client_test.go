@@ -15,7 +15,7 @@ import (
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 )
 
 // clock is a settable test clock shared by the emulator and the client.
@@ -55,7 +55,7 @@ func testAppKey(t testing.TB) (*rsa.PrivateKey, []byte) {
 	t.Helper()
 	appKeyOnce.Do(func() {
 		var err error
-		if appKey, appKeyPEM, err = githubtest.NewAppKey(); err != nil {
+		if appKey, appKeyPEM, err = emulator.NewAppKey(); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -63,7 +63,7 @@ func testAppKey(t testing.TB) (*rsa.PrivateKey, []byte) {
 }
 
 type fixture struct {
-	gh     *githubtest.Server
+	gh     *emulator.Server
 	client *github.Client
 	clock  *clock
 	// errs collects every error the test saw, to check none leaks a secret.
@@ -75,17 +75,17 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	key, _ := testAppKey(t)
-	f := &fixture{gh: githubtest.NewServer(), clock: newClock()}
+	f := &fixture{gh: emulator.NewServer(), clock: newClock()}
 	t.Cleanup(f.gh.Close)
 	f.gh.SetClock(f.clock.Now)
 	f.gh.AddApp(appID, &key.PublicKey)
-	f.gh.AddInstallation(githubtest.Installation{
+	f.gh.AddInstallation(emulator.Installation{
 		ID: installationID, AppID: appID,
-		Account:     githubtest.Account{Login: "acme", ID: 1001, Type: "Organization"},
+		Account:     emulator.Account{Login: "acme", ID: 1001, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read", "metadata": "read"},
 	})
-	f.gh.AddPAT(patToken, githubtest.PAT{
-		Owner:  githubtest.Account{Login: "octo", ID: 7, Type: "User"},
+	f.gh.AddPAT(patToken, emulator.PAT{
+		Owner:  emulator.Account{Login: "octo", ID: 7, Type: "User"},
 		Scopes: []string{"read:packages", "repo"},
 	})
 	f.client = f.newClient(t, key)
@@ -172,7 +172,7 @@ func TestMintInstallationToken(t *testing.T) {
 	if len(cred.Permissions) != 1 || cred.Permissions["packages"] != "read" {
 		t.Errorf("granted %v, want only packages: read (least privilege by default)", cred.Permissions)
 	}
-	if n := f.gh.Calls(githubtest.RouteMintToken); n != 1 {
+	if n := f.gh.Calls(emulator.RouteMintToken); n != 1 {
 		t.Errorf("emulator counted %d mints, want 1", n)
 	}
 	if err := f.client.RevokeInstallationToken(context.Background(), cred.Token); err != nil {
@@ -225,7 +225,7 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 			return err
 		}, broker.ReasonMissingScope},
 		{"repository the installation lacks", func(f *fixture) {
-			f.gh.AddInstallation(githubtest.Installation{ID: 43, AppID: appID, Account: githubtest.Account{Login: "acme", ID: 1001, Type: "Organization"},
+			f.gh.AddInstallation(emulator.Installation{ID: 43, AppID: appID, Account: emulator.Account{Login: "acme", ID: 1001, Type: "Organization"},
 				Permissions: map[string]string{"packages": "read"}, Repositories: []string{"api"}})
 		}, func(f *fixture) error {
 			_, err := f.client.MintInstallationToken(ctx, 43, nil, []string{"secret-repo"})
@@ -236,14 +236,14 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 			return err
 		}, broker.ReasonTokenRevoked},
 		{"PAT expired", func(f *fixture) {
-			f.gh.AddPAT(patToken, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"},
+			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
 				Scopes: []string{"read:packages"}, ExpiresAt: f.clock.Now().Add(-time.Minute)})
 		}, func(f *fixture) error {
 			_, err := f.client.ValidatePAT(ctx, patToken)
 			return err
 		}, broker.ReasonTokenRevoked},
 		{"PAT without read:packages", func(f *fixture) {
-			f.gh.AddPAT(patToken, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
+			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
 		}, func(f *fixture) error {
 			_, err := f.client.ValidatePAT(ctx, patToken)
 			return err
@@ -261,7 +261,7 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 			return err
 		}, broker.ReasonGitHubUnavailable},
 		{"App JWT signed with another key", nil, func(f *fixture) error {
-			other, _, err := githubtest.NewAppKey()
+			other, _, err := emulator.NewAppKey()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -328,7 +328,7 @@ func TestRateLimitWaitsComeFromHeaders(t *testing.T) {
 		// While the wait runs, the client refuses without calling GitHub again.
 		_, err = f.client.MintInstallationToken(ctx, installationID, nil, nil)
 		assertReason(t, f.record(err), broker.ReasonRateLimited)
-		if n := f.gh.Calls(githubtest.RouteMintToken); n != 1 {
+		if n := f.gh.Calls(emulator.RouteMintToken); n != 1 {
 			t.Errorf("GitHub was called %d times during a secondary-limit wait, want 1", n)
 		}
 	})
@@ -337,11 +337,11 @@ func TestRateLimitWaitsComeFromHeaders(t *testing.T) {
 func TestValidatePATReadsOwnerScopesAndExpiry(t *testing.T) {
 	ctx := context.Background()
 	expiry := time.Date(2027, 3, 1, 12, 30, 0, 0, time.UTC)
-	for _, layout := range []string{githubtest.ExpirationLayoutZone, githubtest.ExpirationLayoutOffset} {
+	for _, layout := range []string{emulator.ExpirationLayoutZone, emulator.ExpirationLayoutOffset} {
 		t.Run(layout, func(t *testing.T) {
 			f := newFixture(t)
 			f.gh.SetExpirationLayout(layout)
-			f.gh.AddPAT(patToken, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"},
+			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
 				Scopes: []string{"repo", "write:packages"}, ExpiresAt: expiry})
 			got, err := f.client.ValidatePAT(ctx, patToken)
 			if err != nil {

@@ -8,5 +8,5 @@
 // so callers branch on causes rather than on HTTP statuses. No error text or
 // log line contains a token, a PAT or a key.
 //
-// Its subpackage githubtest is a GitHub emulator for tests and dev mode.
+// Its subpackage emulator is a GitHub emulator for tests and dev mode.
 package github

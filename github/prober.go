@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/distribution/reference"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/internal/loopback"
 )
 
 // manifestAccept lists the manifest types a pull client accepts, so the
@@ -65,7 +65,7 @@ func NewProber(cfg ProberConfig) *Prober {
 		cfg.Timeout = DefaultCallTimeout
 	}
 	if cfg.PlainHTTP == nil {
-		cfg.PlainHTTP = isLoopback
+		cfg.PlainHTTP = loopback.Is
 	}
 	if cfg.FreshFor == 0 {
 		cfg.FreshFor = 30 * time.Second
@@ -320,17 +320,6 @@ func parseChallenge(header string) (string, map[string]string) {
 		rest = strings.TrimLeft(after, ", ")
 	}
 	return scheme, params
-}
-
-func isLoopback(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

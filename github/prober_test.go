@@ -7,7 +7,7 @@ import (
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 )
 
 func patCredential() broker.Credential {
@@ -27,7 +27,7 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 			return patCredential(), f.gh.RegistryHost() + "/octo/app:v1"
 		}, ""},
 		{"PAT pulls an org image by digest", func(_ *testing.T, f *fixture) (broker.Credential, string) {
-			f.gh.AddPAT(patToken, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"},
+			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
 				Scopes: []string{"read:packages"}, Orgs: []string{"acme"}})
 			digest := f.gh.AddImage("acme/api", "v2")
 			return patCredential(), f.gh.RegistryHost() + "/acme/api@" + digest
@@ -37,7 +37,7 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 			return patCredential(), f.gh.RegistryHost() + "/evil/app:v1"
 		}, broker.ReasonNoPackageAccess},
 		{"PAT without a packages scope", func(_ *testing.T, f *fixture) (broker.Credential, string) {
-			f.gh.AddPAT(patToken, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
+			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
 			f.gh.AddImage("octo/app", "v1")
 			return patCredential(), f.gh.RegistryHost() + "/octo/app:v1"
 		}, broker.ReasonNoPackageAccess},

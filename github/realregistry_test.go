@@ -18,7 +18,7 @@ import (
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 )
 
 // registryBinEnv names the CNCF Distribution registry binary that `make test`
@@ -27,7 +27,7 @@ const registryBinEnv = "CREDBROKER_REGISTRY_BIN"
 
 // realRegistry runs the CNCF Distribution registry with token auth whose
 // realm is the emulator, and returns its host:port.
-func realRegistry(t *testing.T, gh *githubtest.Server) string {
+func realRegistry(t *testing.T, gh *emulator.Server) string {
 	t.Helper()
 	bin := os.Getenv(registryBinEnv)
 	if bin == "" {
@@ -47,7 +47,7 @@ func realRegistry(t *testing.T, gh *githubtest.Server) string {
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	config := githubtest.DistributionConfig(addr, gh.RegistryRealm(), certFile)
+	config := emulator.DistributionConfig(addr, gh.RegistryRealm(), certFile)
 	configFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func realRegistry(t *testing.T, gh *githubtest.Server) string {
 
 // push uploads a one-layer OCI image with a write:packages PAT, the way a
 // pushing client does: token, blob uploads, manifest.
-func push(t *testing.T, gh *githubtest.Server, registry, repo, tag, user, token string) {
+func push(t *testing.T, gh *emulator.Server, registry, repo, tag, user, token string) {
 	t.Helper()
 	q := url.Values{"service": {"ghcr-emulated"}, "scope": {"repository:" + repo + ":pull,push"}}
 	req, _ := http.NewRequest(http.MethodGet, gh.RegistryRealm()+"?"+q.Encode(), nil)
@@ -148,13 +148,13 @@ func TestProbeAgainstARealRegistry(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	const pusher = "ghp_pusherWRITEpackages0123456789abcdef"
-	f.gh.AddPAT(pusher, githubtest.PAT{Owner: githubtest.Account{Login: "release-bot", ID: 99, Type: "User"},
+	f.gh.AddPAT(pusher, emulator.PAT{Owner: emulator.Account{Login: "release-bot", ID: 99, Type: "User"},
 		Scopes: []string{"write:packages"}, Orgs: []string{"octo", "acme"}})
 	registry := realRegistry(t, f.gh)
 	push(t, f.gh, registry, "octo/app", "v1", "release-bot", pusher)
 	push(t, f.gh, registry, "acme/api", "v1", "release-bot", pusher)
-	f.gh.AddPAT("ghp_revokedREVOKED0123456789abcdefghij", githubtest.PAT{
-		Owner: githubtest.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"read:packages"}})
+	f.gh.AddPAT("ghp_revokedREVOKED0123456789abcdefghij", emulator.PAT{
+		Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"read:packages"}})
 	f.gh.Revoke("ghp_revokedREVOKED0123456789abcdefghij")
 
 	prober := github.NewProber(github.ProberConfig{Timeout: 5 * time.Second})

@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/credbroker/credbroker/broker"
+
 	_ "embed"
 )
 
@@ -129,15 +131,28 @@ func requireCluster(t testing.TB) {
 	}
 }
 
+// testSyncer is a running Syncer and the ledger it reports to.
+type testSyncer struct {
+	*Syncer
+	ledger *broker.SyncLedger
+}
+
+// Status is what the Syncer reported of a tenant's namespaces.
+func (s *testSyncer) Status(tenantID string) []broker.NamespaceSync {
+	return s.ledger.Namespaces(tenantID)
+}
+
 // startSyncer runs a Syncer as the credbroker ServiceAccount until the test
-// ends.
-func startSyncer(t testing.TB, cfg Config) *Syncer {
+// ends, reporting to a ledger of its own.
+func startSyncer(t testing.TB, cfg Config) *testSyncer {
 	t.Helper()
 	requireCluster(t)
 	client, err := kubernetes.NewForConfig(brokerCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ledger := broker.NewSyncLedger(nil)
+	cfg.Reporter = ledger
 	s, err := New(client, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +167,7 @@ func startSyncer(t testing.TB, cfg Config) *Syncer {
 		}
 	})
 	eventually(t, 30*time.Second, func() (bool, string) { return s.synced.Load(), "informer caches never synced" })
-	return s
+	return &testSyncer{Syncer: s, ledger: ledger}
 }
 
 // eventually polls cond until it holds or the deadline passes. The poll

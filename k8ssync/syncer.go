@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/broker"
 )
@@ -47,13 +48,13 @@ type Config struct {
 	ServiceAccounts []string
 	// Workers reconciling namespaces in parallel; 4 when zero.
 	Workers int
-	// Now is the clock for sync times.
-	Now func() time.Time
-	// OnChange, if set, hears when a namespace's sync state or reason
-	// changes (the broker turns failures and conflicts into notifications).
-	// It is called from the reconciling worker and must not call back into
-	// the Syncer.
-	OnChange func(tenantID string, st broker.NamespaceSync)
+	// Clock dates sync times; the real clock when nil.
+	Clock clock.PassiveClock
+	// Reporter hears every namespace's state (the broker keeps it for the
+	// credential status and turns failures into notifications). It is
+	// called from the reconciling workers and must not call back into the
+	// Syncer; nobody hears when nil.
+	Reporter broker.SyncReporter
 }
 
 // binding is what the Syncer knows of a tenant: where it goes and what to
@@ -107,8 +108,8 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 	if cfg.Workers == 0 {
 		cfg.Workers = 4
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	s := &Syncer{
 		cfg:      cfg,
@@ -344,18 +345,6 @@ func (s *Syncer) enqueueTenant(tenantID string, bindings ...*binding) {
 	}
 }
 
-// Status implements broker.Sink.
-func (s *Syncer) Status(tenantID string) []broker.NamespaceSync {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	byNS := s.status[tenantID]
-	out := make([]broker.NamespaceSync, 0, len(byNS))
-	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
-		out = append(out, byNS[ns])
-	}
-	return out
-}
-
 // unannounced reports whether a tenant's Secrets must be left alone because
 // the tenant has not been published yet: it has no binding, was not
 // removed, and not every live tenant is known. Any other Secret not owned
@@ -439,17 +428,17 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 		}
 	}
 
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	for _, b := range all {
 		switch {
 		case b == owner:
 		case slices.Contains(others, b):
-			s.setStatus(b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncConflict, SyncTime: now,
+			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncConflict, SyncTime: now,
 				Reason: broker.ReasonNamespaceClaimed, Message: "namespace belongs to tenant " + owner.tenant.ID})
 		case ns == nil && slices.Contains(b.tenant.Namespaces, name):
-			s.setStatus(b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncPending, Message: "namespace does not exist"})
+			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncPending, Message: "namespace does not exist"})
 		default:
-			s.clearStatus(b.tenant.ID, name)
+			s.clearStatus(ctx, b.tenant.ID, name)
 		}
 	}
 	if owner == nil {
@@ -466,14 +455,14 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 
 func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *binding, current *corev1.Secret) error {
 	want := desiredSecret(ns.Name, b)
-	now := s.cfg.Now()
+	now := s.cfg.Clock.Now()
 	synced := broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncSynced, Fingerprint: b.cred.Fingerprint(), SyncTime: now}
 	if current != nil && upToDate(current, want) {
 		if st, ok := s.statusOf(b.tenant.ID, ns.Name); ok && st.State == broker.SyncSynced && st.Fingerprint == synced.Fingerprint {
 			return nil
 		}
 		synced.SyncTime = syncTimeOf(current, now)
-		s.setStatus(b.tenant.ID, synced)
+		s.setStatus(ctx, b.tenant.ID, synced)
 		return nil
 	}
 	want.Annotations[AnnotationSyncTime] = now.UTC().Format(time.RFC3339)
@@ -501,12 +490,12 @@ func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *bind
 	}
 	if err != nil {
 		if ctx.Err() == nil { // a write cut short by shutdown is not a failure
-			s.fail(ns, b, err)
+			s.fail(ctx, ns, b, err)
 		}
 		return fmt.Errorf("write Secret %s/%s: %w", ns.Name, want.Name, err)
 	}
 	s.writes.Add(1)
-	s.setStatus(b.tenant.ID, synced)
+	s.setStatus(ctx, b.tenant.ID, synced)
 	s.log.DebugContext(ctx, "secret written", slog.String("tenant", b.tenant.ID), slog.String("namespace", ns.Name),
 		slog.String("fingerprint", synced.Fingerprint))
 	return nil
@@ -527,8 +516,8 @@ func (s *Syncer) checkConflict(ctx context.Context, ns *corev1.Namespace, b *bin
 		s.recorder.Event(existing, corev1.EventTypeWarning, "SecretConflict", msg+" (tenant "+b.tenant.ID+")")
 		s.log.WarnContext(ctx, "secret conflict", slog.String("tenant", b.tenant.ID), slog.String("namespace", ns.Name))
 	}
-	s.setStatus(b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncConflict,
-		SyncTime: s.cfg.Now(), Reason: broker.ReasonSecretConflict, Message: msg})
+	s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncConflict,
+		SyncTime: s.cfg.Clock.Now(), Reason: broker.ReasonSecretConflict, Message: msg})
 	s.queue.AddAfter(ns.Name, conflictRecheck)
 	return nil
 }
@@ -536,9 +525,9 @@ func (s *Syncer) checkConflict(ctx context.Context, ns *corev1.Namespace, b *bin
 // fail reports a failed write. The Event is about the Secret (which may not
 // exist yet), so that it lands in the tenant's namespace: an Event about a
 // Namespace, a cluster-scoped object, would land in "default".
-func (s *Syncer) fail(ns *corev1.Namespace, b *binding, err error) {
+func (s *Syncer) fail(ctx context.Context, ns *corev1.Namespace, b *binding, err error) {
 	s.recorder.Eventf(desiredSecret(ns.Name, b), corev1.EventTypeWarning, "SyncFailed", "writing Secret %s for tenant %s failed: %v", b.tenant.SecretName, b.tenant.ID, err)
-	s.setStatus(b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncFailed, SyncTime: s.cfg.Now(),
+	s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncFailed, SyncTime: s.cfg.Clock.Now(),
 		Reason: broker.ReasonSyncFailed, Message: err.Error()})
 }
 
@@ -558,7 +547,7 @@ func (s *Syncer) deleteSecret(ctx context.Context, sec *corev1.Secret) error {
 		return fmt.Errorf("delete Secret %s/%s: %w", sec.Namespace, sec.Name, err)
 	}
 	s.writes.Add(1)
-	s.clearStatus(sec.Labels[LabelTenant], sec.Namespace)
+	s.clearStatus(ctx, sec.Labels[LabelTenant], sec.Namespace)
 	return nil
 }
 
@@ -606,25 +595,30 @@ func (s *Syncer) statusOf(tenantID, ns string) (broker.NamespaceSync, bool) {
 	return st, ok
 }
 
-func (s *Syncer) setStatus(tenantID string, st broker.NamespaceSync) {
+// setStatus records what the Syncer did in a namespace, for its own next
+// decisions, and reports it.
+func (s *Syncer) setStatus(ctx context.Context, tenantID string, st broker.NamespaceSync) {
 	s.mu.Lock()
 	if s.status[tenantID] == nil {
 		s.status[tenantID] = map[string]broker.NamespaceSync{}
 	}
-	prev, had := s.status[tenantID][st.Namespace]
 	s.status[tenantID][st.Namespace] = st
 	s.mu.Unlock()
-	if s.cfg.OnChange != nil && (!had || prev.State != st.State || prev.Reason != st.Reason) {
-		s.cfg.OnChange(tenantID, st)
+	if s.cfg.Reporter != nil {
+		s.cfg.Reporter.NamespaceSynced(ctx, tenantID, st)
 	}
 }
 
-func (s *Syncer) clearStatus(tenantID, ns string) {
+func (s *Syncer) clearStatus(ctx context.Context, tenantID, ns string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	_, had := s.status[tenantID][ns]
 	delete(s.status[tenantID], ns)
 	if len(s.status[tenantID]) == 0 {
 		delete(s.status, tenantID)
+	}
+	s.mu.Unlock()
+	if had && s.cfg.Reporter != nil {
+		s.cfg.Reporter.NamespaceReleased(ctx, tenantID, ns)
 	}
 }
 

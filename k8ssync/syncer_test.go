@@ -68,7 +68,7 @@ func holds(t testing.TB, ns string, cred broker.Credential) (bool, string) {
 	return true, ""
 }
 
-func publish(t testing.TB, s *Syncer, tn broker.Tenant, cred broker.Credential) {
+func publish(t testing.TB, s *testSyncer, tn broker.Tenant, cred broker.Credential) {
 	t.Helper()
 	if err := s.Publish(context.Background(), tn, cred); err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func publish(t testing.TB, s *Syncer, tn broker.Tenant, cred broker.Credential) 
 
 // settle waits until the syncer has reconciled at least n more namespaces
 // than it had at the time of the call that returned before.
-func settle(t testing.TB, s *Syncer, before int64, n int) {
+func settle(t testing.TB, s *testSyncer, before int64, n int) {
 	t.Helper()
 	eventually(t, 30*time.Second, func() (bool, string) {
 		got := s.reconciles.Load() - before
@@ -105,7 +105,7 @@ func waitForEvent(t testing.TB, ns, reason string, match func(corev1.Event) bool
 
 // idle waits until the syncer has nothing queued and nothing in flight, so
 // that its counters are final.
-func idle(t testing.TB, s *Syncer) {
+func idle(t testing.TB, s *testSyncer) {
 	t.Helper()
 	eventually(t, 30*time.Second, func() (bool, string) {
 		return s.queue.Len() == 0 && s.inflight.Load() == 0, "syncer still busy"

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,35 +18,28 @@ import (
 )
 
 // memorySink stands in for Kubernetes: every bound namespace is synced at
-// once.
+// once, and reported so.
 type memorySink struct {
-	mu      sync.Mutex
-	tenants map[string]broker.Tenant
-	creds   map[string]broker.Credential
+	reporter broker.SyncReporter
 }
 
-func (m *memorySink) Publish(_ context.Context, t broker.Tenant, c broker.Credential) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.tenants[t.ID], m.creds[t.ID] = t, c
-	return nil
-}
-
-func (m *memorySink) Remove(_ context.Context, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.tenants, id)
-	return nil
-}
-
-func (m *memorySink) Status(id string) []broker.NamespaceSync {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []broker.NamespaceSync
-	for _, ns := range m.tenants[id].Namespaces {
-		out = append(out, broker.NamespaceSync{Namespace: ns, State: broker.SyncSynced, Fingerprint: m.creds[id].Fingerprint()})
+func (m *memorySink) Publish(ctx context.Context, t broker.Tenant, c broker.Credential) error {
+	for _, ns := range t.Namespaces {
+		m.reporter.NamespaceSynced(ctx, t.ID, broker.NamespaceSync{Namespace: ns, State: broker.SyncSynced, Fingerprint: c.Fingerprint()})
 	}
-	return out
+	return nil
+}
+
+func (m *memorySink) Remove(context.Context, string) error { return nil }
+
+// attachRefresher runs the credential service on a Refresher whose Sink is
+// a memorySink, until the test ends.
+func (in *instance) attachRefresher(t *testing.T) *broker.Refresher {
+	ledger := broker.NewSyncLedger(nil)
+	refresher := broker.NewRefresher(broker.RefresherConfig{Resync: time.Hour, Ledger: ledger}, in.registry, in.github,
+		&memorySink{reporter: ledger}, slog.New(slog.DiscardHandler))
+	t.Cleanup(in.creds.Attach(refresher))
+	return refresher
 }
 
 func (m *memorySink) PublishedAll()                        {}
@@ -70,10 +62,7 @@ func TestCredentialStatusRefreshAndDockerConfig(t *testing.T) {
 		t.Errorf("status of a missing tenant: %v, want NotFound", err)
 	}
 
-	sink := &memorySink{tenants: map[string]broker.Tenant{}, creds: map[string]broker.Credential{}}
-	refresher := broker.NewRefresher(broker.RefresherConfig{Resync: time.Hour}, in.registry, in.github, sink, slog.New(slog.DiscardHandler))
-	detach := in.creds.Attach(refresher)
-	defer detach()
+	in.attachRefresher(t)
 
 	st, err := credentials.RefreshCredential(ctx, &credbrokerv1.RefreshCredentialRequest{TenantId: "web"})
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 func raise(t *testing.T, in *instance, typ broker.EventType, tenant string) {
 	t.Helper()
 	ev := broker.Event{Type: typ, TenantID: tenant, Severity: broker.SeverityWarning, Reason: broker.ReasonGitHubUnavailable,
-		Message: string(typ) + " of " + tenant, DedupeKey: tenant + "/" + string(typ)}
+		Message: string(typ) + " of " + tenant, DedupeKey: broker.ConditionKey(tenant + "/" + string(typ))}
 	if !in.notifier.Raise(context.Background(), ev) {
 		t.Fatalf("raise %s for %s: not written", typ, tenant)
 	}

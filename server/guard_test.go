@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -131,9 +130,7 @@ func TestClientCertificatesOverGRPCAndREST(t *testing.T) {
 func TestIssuanceIsAudited(t *testing.T) {
 	in := start(t, t.TempDir(), server.Services{}, withGuard(nil))
 	createWeb(t, in)
-	sink := &memorySink{tenants: map[string]broker.Tenant{}, creds: map[string]broker.Credential{}}
-	refresher := broker.NewRefresher(broker.RefresherConfig{Resync: time.Hour}, in.registry, in.github, sink, slog.New(slog.DiscardHandler))
-	defer in.creds.Attach(refresher)()
+	refresher := in.attachRefresher(t)
 	ctx := bearer(context.Background(), matrixTokens["admin"].Token)
 	if _, err := credbrokerv1.NewCredentialServiceClient(in.conn).RefreshCredential(ctx, &credbrokerv1.RefreshCredentialRequest{TenantId: "web"}); err != nil {
 		t.Fatal(err)

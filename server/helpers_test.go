@@ -16,12 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/server"
 )
@@ -59,26 +60,26 @@ const (
 )
 
 var appKey = sync.OnceValues(func() (*rsa.PrivateKey, error) {
-	key, _, err := githubtest.NewAppKey()
+	key, _, err := emulator.NewAppKey()
 	return key, err
 })
 
 // newGitHub starts the emulator with the test fixture and a client for it.
-func newGitHub(t testing.TB) (*githubtest.Server, *github.Client) {
+func newGitHub(t testing.TB) (*emulator.Server, *github.Client) {
 	t.Helper()
 	key, err := appKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	gh := githubtest.NewServer()
+	gh := emulator.NewServer()
 	t.Cleanup(gh.Close)
 	gh.AddApp(testAppID, &key.PublicKey)
-	gh.AddInstallation(githubtest.Installation{ID: acmeInstall, AppID: testAppID,
-		Account:     githubtest.Account{Login: "acme", ID: acmeOrgID, Type: "Organization"},
+	gh.AddInstallation(emulator.Installation{ID: acmeInstall, AppID: testAppID,
+		Account:     emulator.Account{Login: "acme", ID: acmeOrgID, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read"}})
-	gh.AddPAT(octoPAT, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: octoUserID, Type: "User"},
+	gh.AddPAT(octoPAT, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: octoUserID, Type: "User"},
 		Scopes: []string{"read:packages"}})
-	gh.AddPAT(acmeBotPAT, githubtest.PAT{Owner: githubtest.Account{Login: "acme-bot", ID: 8, Type: "User"},
+	gh.AddPAT(acmeBotPAT, emulator.PAT{Owner: emulator.Account{Login: "acme-bot", ID: 8, Type: "User"},
 		Scopes: []string{"read:packages"}, Orgs: []string{"acme"}})
 	client, err := github.New(github.Config{BaseURL: gh.URL(), AppID: testAppID, PrivateKey: key, CallTimeout: 5 * time.Second})
 	if err != nil {
@@ -90,7 +91,7 @@ func newGitHub(t testing.TB) (*githubtest.Server, *github.Client) {
 // instance is a running credbroker API on loopback.
 type instance struct {
 	srv      *server.Server
-	gh       *githubtest.Server
+	gh       *emulator.Server
 	github   *github.Client
 	registry *broker.Registry
 	creds    *api.CredentialAPI
@@ -123,7 +124,7 @@ func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *i
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	gh, client := newGitHub(t)
-	registry := broker.NewRegistry(store, sealer, client, time.Now)
+	registry := broker.NewRegistry(store, sealer, client, clock.RealClock{})
 	if svc.Tenants == nil {
 		svc.Tenants = api.NewTenantAPI(registry, log)
 	}
@@ -134,7 +135,7 @@ func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *i
 	if svc.Credentials == nil {
 		svc.Credentials = creds
 	}
-	notifier := broker.NewNotifier(store, false, time.Now, nil, log)
+	notifier := broker.NewNotifier(store, false, clock.RealClock{}, nil, log)
 	if svc.Events == nil {
 		svc.Events = api.NewEventAPI(store, notifier.Appended, time.Minute, log)
 	}

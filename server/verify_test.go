@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/server"
 )
@@ -41,7 +41,7 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name   string
-		setup  func(gh *githubtest.Server)
+		setup  func(gh *emulator.Server)
 		tenant *credbrokerv1.Tenant
 		code   codes.Code
 		reason string
@@ -49,9 +49,9 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 		{"App installation of the owner", nil, appTenant("ok"), codes.OK, ""},
 		{"PAT of an org's machine user", nil, patTenant("ok", appTenant("").Owner, acmeBotPAT), codes.OK, ""},
 		{"PAT of the user owner", nil, patTenant("ok", octoOwner, octoPAT), codes.OK, ""},
-		{"someone else's installation", func(gh *githubtest.Server) {
-			gh.AddInstallation(githubtest.Installation{ID: 77, AppID: testAppID, Permissions: map[string]string{"packages": "read"},
-				Account: githubtest.Account{Login: "evil", ID: 666, Type: "Organization"}})
+		{"someone else's installation", func(gh *emulator.Server) {
+			gh.AddInstallation(emulator.Installation{ID: 77, AppID: testAppID, Permissions: map[string]string{"packages": "read"},
+				Account: emulator.Account{Login: "evil", ID: 666, Type: "Organization"}})
 		}, func() *credbrokerv1.Tenant {
 			tn := appTenant("x")
 			tn.GetGithubApp().InstallationId = 77
@@ -67,7 +67,7 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 			tn.GetGithubApp().InstallationId = 999
 			return tn
 		}(), codes.FailedPrecondition, "INSTALLATION_NOT_FOUND"},
-		{"suspended installation", func(gh *githubtest.Server) { gh.SuspendInstallation(acmeInstall) }, appTenant("x"),
+		{"suspended installation", func(gh *emulator.Server) { gh.SuspendInstallation(acmeInstall) }, appTenant("x"),
 			codes.FailedPrecondition, "INSTALLATION_SUSPENDED"},
 		{"permission beyond the installation's", nil, func() *credbrokerv1.Tenant {
 			tn := appTenant("x")
@@ -75,14 +75,14 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 			return tn
 		}(), codes.FailedPrecondition, "MISSING_SCOPE"},
 		{"another user's PAT for a user owner", nil, patTenant("x", octoOwner, acmeBotPAT), codes.FailedPrecondition, "OWNER_MISMATCH"},
-		{"revoked PAT", func(gh *githubtest.Server) { gh.Revoke(octoPAT) }, patTenant("x", octoOwner, octoPAT),
+		{"revoked PAT", func(gh *emulator.Server) { gh.Revoke(octoPAT) }, patTenant("x", octoOwner, octoPAT),
 			codes.FailedPrecondition, "TOKEN_REVOKED"},
-		{"PAT without read:packages", func(gh *githubtest.Server) {
-			gh.AddPAT(octoPAT, githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: octoUserID, Type: "User"}, Scopes: []string{"repo"}})
+		{"PAT without read:packages", func(gh *emulator.Server) {
+			gh.AddPAT(octoPAT, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: octoUserID, Type: "User"}, Scopes: []string{"repo"}})
 		}, patTenant("x", octoOwner, octoPAT), codes.FailedPrecondition, "MISSING_SCOPE"},
-		{"GitHub failing", func(gh *githubtest.Server) { gh.FailNext(http.StatusBadGateway) }, appTenant("x"),
+		{"GitHub failing", func(gh *emulator.Server) { gh.FailNext(http.StatusBadGateway) }, appTenant("x"),
 			codes.Unavailable, "GITHUB_UNAVAILABLE"},
-		{"GitHub rate limit", func(gh *githubtest.Server) { gh.SecondaryLimitNext(1, 30*time.Second) }, appTenant("x"),
+		{"GitHub rate limit", func(gh *emulator.Server) { gh.SecondaryLimitNext(1, 30*time.Second) }, appTenant("x"),
 			codes.Unavailable, "RATE_LIMITED"},
 	}
 	for _, tc := range tests {
@@ -112,8 +112,8 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 func TestRefusalsOverRESTAndOnUpdate(t *testing.T) {
 	ctx := context.Background()
 	in := start(t, t.TempDir(), server.Services{})
-	in.gh.AddInstallation(githubtest.Installation{ID: 77, AppID: testAppID, Permissions: map[string]string{"packages": "read"},
-		Account: githubtest.Account{Login: "evil", ID: 666, Type: "Organization"}})
+	in.gh.AddInstallation(emulator.Installation{ID: 77, AppID: testAppID, Permissions: map[string]string{"packages": "read"},
+		Account: emulator.Account{Login: "evil", ID: 666, Type: "Organization"}})
 
 	code, body := in.do(t, http.MethodPost, "/v1/tenants",
 		`{"id":"web","owner":{"login":"acme","id":1001,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":77}}`)
@@ -138,12 +138,12 @@ func TestRefusalsOverRESTAndOnUpdate(t *testing.T) {
 	}
 
 	// Updates that leave the credential alone do not ask GitHub again.
-	calls := in.gh.Calls(githubtest.RouteGetInstallation)
+	calls := in.gh.Calls(emulator.RouteGetInstallation)
 	if _, err := in.tenants.UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{
 		Tenant: &credbrokerv1.Tenant{Id: "web", Namespaces: []string{"web-a"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := in.gh.Calls(githubtest.RouteGetInstallation); n != calls {
+	if n := in.gh.Calls(emulator.RouteGetInstallation); n != calls {
 		t.Errorf("a namespaces update called GitHub %d times", n-calls)
 	}
 }

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 )
 
 // TestServeSyncsIntoACluster runs the binary the way a cluster deployment
@@ -66,9 +66,9 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	gh := githubtest.NewServer()
+	gh := emulator.NewServer()
 	defer gh.Close()
-	key, keyPEM, err := githubtest.NewAppKey()
+	key, keyPEM, err := emulator.NewAppKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	gh.AddApp(77, &key.PublicKey)
-	gh.AddInstallation(githubtest.Installation{ID: 5, AppID: 77, Account: githubtest.Account{Login: "shop-org", ID: 500, Type: "Organization"},
+	gh.AddInstallation(emulator.Installation{ID: 5, AppID: 77, Account: emulator.Account{Login: "shop-org", ID: 500, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read"}})
 
 	tokens, token := adminTokenFile(t)
@@ -139,7 +139,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	// A restarted broker publishes the stored credential: no second mint.
 	p = startBinary(t, nil, args...)
 	waitForState(t, p, token, "CREDENTIAL_STATE_READY")
-	if mints := gh.Calls(githubtest.RouteMintToken); mints != 1 {
+	if mints := gh.Calls(emulator.RouteMintToken); mints != 1 {
 		t.Errorf("%d mints across a restart, want 1", mints)
 	}
 

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/auth"
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 )
 
 func TestFlagsComeFromCommandLineThenEnvironment(t *testing.T) {
@@ -238,9 +238,9 @@ func TestStartupRefusesStoredPATsWithoutTheirKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	gh := githubtest.NewServer()
+	gh := emulator.NewServer()
 	defer gh.Close()
-	gh.AddPAT("ghp_keyCheck123", githubtest.PAT{Owner: githubtest.Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	gh.AddPAT("ghp_keyCheck123", emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
 	tokens, token := adminTokenFile(t)
 	common := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data, "--github-url", gh.URL(),
 		"--auth-token-file", tokens}

@@ -1,6 +1,6 @@
 // Command githubemu runs credbroker's GitHub emulator as a process of its
 // own, for the end-to-end suite: the App, installations and PATs of the
-// suite's fixture, and the control API (githubtest.ControlPrefix) to
+// suite's fixture, and the control API (emulator.ControlPrefix) to
 // suspend, revoke and speed up time. It prints the fixture as one JSON line
 // on stdout and serves until SIGTERM.
 package main
@@ -17,7 +17,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/credbroker/credbroker/github/githubtest"
+	"github.com/credbroker/credbroker/github/emulator"
 )
 
 // Fixture is what the suite needs to know about the emulated GitHub.
@@ -46,11 +46,11 @@ func main() {
 }
 
 func run() error {
-	key, _, err := githubtest.NewAppKey()
+	key, _, err := emulator.NewAppKey()
 	if err != nil {
 		return err
 	}
-	s := githubtest.NewServer()
+	s := emulator.NewServer()
 	defer s.Close()
 	f := Fixture{
 		APIURL: s.URL(), Realm: strings.Replace(s.RegistryRealm(), "127.0.0.1", "localhost", 1),
@@ -60,11 +60,11 @@ func run() error {
 		PATOwner: "a-org", PATOwnerID: 100, PAT: "ghp_" + rand.Text(), PusherPAT: "ghp_" + rand.Text(),
 	}
 	s.AddApp(f.AppID, &key.PublicKey)
-	s.AddInstallation(githubtest.Installation{ID: f.InstallationID, AppID: f.AppID,
-		Account: githubtest.Account{Login: f.AppOwner, ID: f.AppOwnerID, Type: "Organization"}, Permissions: map[string]string{"packages": "read"}})
-	s.AddPAT(f.PAT, githubtest.PAT{Owner: githubtest.Account{Login: "a-bot", ID: 101, Type: "User"},
+	s.AddInstallation(emulator.Installation{ID: f.InstallationID, AppID: f.AppID,
+		Account: emulator.Account{Login: f.AppOwner, ID: f.AppOwnerID, Type: "Organization"}, Permissions: map[string]string{"packages": "read"}})
+	s.AddPAT(f.PAT, emulator.PAT{Owner: emulator.Account{Login: "a-bot", ID: 101, Type: "User"},
 		Scopes: []string{"read:packages"}, Orgs: []string{f.PATOwner}})
-	s.AddPAT(f.PusherPAT, githubtest.PAT{Owner: githubtest.Account{Login: "pusher", ID: 900, Type: "User"},
+	s.AddPAT(f.PusherPAT, emulator.PAT{Owner: emulator.Account{Login: "pusher", ID: 900, Type: "User"},
 		Scopes: []string{"write:packages"}, Orgs: []string{"a-org", "b-org", "c-org"}})
 	if err := json.NewEncoder(os.Stdout).Encode(f); err != nil {
 		return err

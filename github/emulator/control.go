@@ -1,4 +1,4 @@
-package githubtest
+package emulator
 
 import (
 	"net/http"

@@ -1,4 +1,4 @@
-package githubtest
+package emulator
 
 import (
 	"crypto/ecdsa"
@@ -23,7 +23,7 @@ import (
 
 // RegistryIssuer is the iss of the registry tokens the emulator signs; a
 // real registry that trusts the emulator's realm is configured with it.
-const RegistryIssuer = "githubtest"
+const RegistryIssuer = "emulator"
 
 const registryTokenLifetime = 5 * time.Minute
 
@@ -39,13 +39,13 @@ type registry struct {
 func newRegistry() *registry {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		panic(fmt.Sprintf("githubtest: registry signing key: %v", err))
+		panic(fmt.Sprintf("emulator: registry signing key: %v", err))
 	}
 	// The certificate's validity uses real time: a real registry verifies it
 	// against its own clock, whatever the emulator's clock says.
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "githubtest registry token signer"},
+		Subject:      pkix.Name{CommonName: "emulator registry token signer"},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -53,7 +53,7 @@ func newRegistry() *registry {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		panic(fmt.Sprintf("githubtest: registry certificate: %v", err))
+		panic(fmt.Sprintf("emulator: registry certificate: %v", err))
 	}
 	return &registry{key: key, certDER: der, manifests: map[string][]byte{}}
 }

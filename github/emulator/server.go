@@ -1,4 +1,4 @@
-// Package githubtest is a GitHub emulator: an httptest server that behaves
+// Package emulator is a GitHub emulator: an httptest server that behaves
 // like GitHub for every call credbroker makes, and a ghcr-like registry token
 // service beside it. Tests, benchmarks and dev mode use it because GitHub
 // itself is out of reach, and because it can do what GitHub will not do on
@@ -12,7 +12,7 @@
 // classic PATs with X-OAuth-Scopes and GitHub-Authentication-Token-Expiration,
 // and counts every call. Its registry lets App installation tokens log in but
 // denies them private pulls, as ghcr.io does, unless told otherwise.
-package githubtest
+package emulator
 
 import (
 	"crypto/rand"

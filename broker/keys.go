@@ -1,0 +1,143 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The credential-key table: which credential each tenant needs, and which
+// tenants each credential serves. Tenants with equal keys share one
+// credential, so one renewal serves them all.
+
+// tenantState is what the Refresher knows of a tenant.
+type tenantState struct {
+	tenant Tenant // as last read from the registry
+	key    string
+	// published is what the Sink holds for the tenant, and publishedOwner
+	// the owner it was proved for: a credential of another kind or owner
+	// must pass the probe again.
+	published      Credential
+	publishedOwner int64
+	probe          *ProbeResult // the last probe, if any
+	probeAt        time.Time    // when a failed probe is tried again
+}
+
+// keyState is one credential and the tenants it serves.
+type keyState struct {
+	cred        Credential
+	due         time.Time
+	lastRefresh time.Time
+	lastErr     *CredentialError
+	failures    int // consecutive
+	tenants     map[string]bool
+}
+
+// credentialKey names the credential a tenant needs: tenants with equal keys
+// can share one. A PAT is its tenant's own (its fingerprint is in the key,
+// so a new PAT is a new credential).
+func credentialKey(t Tenant) string {
+	switch {
+	case t.App != nil:
+		perms := make([]string, 0, len(t.App.Permissions))
+		for name, level := range t.App.Permissions {
+			perms = append(perms, name+"="+level)
+		}
+		slices.Sort(perms)
+		repos := slices.Sorted(slices.Values(t.App.Repositories))
+		return fmt.Sprintf("app/%d/%s/%s", t.App.InstallationID, strings.Join(perms, ","), strings.Join(repos, ","))
+	case t.PAT != nil:
+		return "pat/" + t.ID + "/" + t.PAT.Fingerprint
+	}
+	return "none/" + t.ID
+}
+
+func kindOf(t Tenant) CredentialKind {
+	if t.PAT != nil {
+		return KindPAT
+	}
+	return KindGitHubApp
+}
+
+// track records t under its credential key, moving it off an old key. A
+// key seen for the first time starts from its stored credential, if one is
+// stored and still good.
+func (r *Refresher) track(ctx context.Context, t Tenant) string {
+	key := credentialKey(t)
+	r.mu.Lock()
+	ts := r.tenants[t.ID]
+	var dropped string
+	if ts != nil && ts.key != key {
+		dropped = r.untrackLocked(t.ID, ts.key)
+	}
+	if ts == nil {
+		ts = &tenantState{}
+		r.tenants[t.ID] = ts
+	}
+	ts.tenant, ts.key = t, key
+	ks := r.keys[key]
+	isNew := ks == nil
+	if isNew {
+		ks = &keyState{tenants: map[string]bool{}}
+		r.keys[key] = ks
+	}
+	ks.tenants[t.ID] = true
+	r.mu.Unlock()
+	if dropped != "" {
+		r.forgetStored(ctx, dropped)
+	}
+	if isNew {
+		r.loadStored(ctx, key)
+	}
+	return key
+}
+
+// untrackLocked takes a tenant off a key and returns the key if no tenant
+// is left on it.
+func (r *Refresher) untrackLocked(id, key string) string {
+	ks := r.keys[key]
+	if ks == nil {
+		return ""
+	}
+	delete(ks.tenants, id)
+	if len(ks.tenants) > 0 {
+		return ""
+	}
+	delete(r.keys, key)
+	return key
+}
+
+// remove withdraws a deleted tenant's credential and forgets the tenant.
+func (r *Refresher) remove(ctx context.Context, id string) {
+	if err := r.sink.Remove(ctx, id); err != nil {
+		r.log.WarnContext(ctx, "remove tenant", slog.String("tenant", id), slog.Any("error", err))
+		return
+	}
+	r.mu.Lock()
+	var dropped string
+	if ts := r.tenants[id]; ts != nil {
+		dropped = r.untrackLocked(id, ts.key)
+		delete(r.tenants, id)
+	}
+	r.mu.Unlock()
+	if dropped != "" {
+		r.forgetStored(ctx, dropped)
+	}
+	r.cfg.Metrics.forget(id)
+	r.ledger.forget(id)
+	// A tenant registered again under this id starts without old conditions.
+	r.notifier.ResolveAll(ctx, tenantConditions(id), "tenant "+id+" was removed")
+}
+
+// tenantsLocked returns the tenants a key serves, ordered by id.
+func (r *Refresher) tenantsLocked(ks *keyState) []Tenant {
+	tenants := make([]Tenant, 0, len(ks.tenants))
+	for id := range ks.tenants {
+		tenants = append(tenants, r.tenants[id].tenant)
+	}
+	slices.SortFunc(tenants, func(a, b Tenant) int { return strings.Compare(a.ID, b.ID) })
+	return tenants
+}

@@ -1,0 +1,152 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Minting: renew is the one verb that obtains a credential from the
+// Source; syncTenant brings one tenant up to date, renewing only when the
+// credential it shares is missing or due.
+
+// syncTenantID brings the tenant with this id up to date, or removes it
+// when it is gone.
+func (r *Refresher) syncTenantID(ctx context.Context, id string) {
+	t, err := r.registry.Get(ctx, id)
+	if err != nil {
+		r.remove(ctx, id)
+		return
+	}
+	r.syncTenant(ctx, t)
+}
+
+// syncTenant brings one tenant up to date: a tenant whose credential is
+// shared and still good gets that credential without a mint; otherwise its
+// key is renewed.
+func (r *Refresher) syncTenant(ctx context.Context, t Tenant) {
+	key := r.track(ctx, t)
+	r.mu.Lock()
+	ks := r.keys[key]
+	cred, fresh := ks.cred, ks.cred.Token != "" && r.now().Before(ks.due)
+	r.mu.Unlock()
+	if fresh {
+		r.deliver(ctx, t, cred, false)
+		return
+	}
+	r.renew(ctx, key, "")
+}
+
+// renew obtains a new credential for key and delivers it to every tenant of
+// the key; probeTenant, if set, is probed even if its credential's kind and
+// owner did not change. Concurrent renewals of one key share one call to
+// the Source. On failure the last good credential stays published.
+func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
+	r.mu.Lock()
+	ks := r.keys[key]
+	if ks == nil {
+		r.mu.Unlock()
+		return
+	}
+	var source Tenant // any tenant of the key: they share the source
+	for id := range ks.tenants {
+		source = r.tenants[id].tenant
+		break
+	}
+	r.mu.Unlock()
+	v, err, _ := r.flight.Do(key, func() (any, error) { return r.obtain(ctx, source) })
+	r.cfg.Metrics.refreshed(kindOf(source), err)
+	if err != nil {
+		r.fail(ctx, key, err)
+		return
+	}
+	cred := v.(Credential)
+	now := r.now()
+	r.mu.Lock()
+	ks = r.keys[key]
+	if ks == nil { // every tenant of the key went meanwhile
+		r.mu.Unlock()
+		return
+	}
+	ks.cred, ks.lastRefresh, ks.lastErr, ks.failures = cred, now, nil, 0
+	ks.due = r.timing.due(cred, now)
+	tenants := r.tenantsLocked(ks)
+	r.mu.Unlock()
+	r.store(ctx, key, cred, now)
+	for _, t := range tenants {
+		r.notifier.Resolve(ctx, renewalCondition(t.ID), "the credential was renewed")
+		r.notifier.Resolve(ctx, expiryCondition(t.ID), "the credential was renewed")
+		r.warnPATExpiry(ctx, t, cred, now)
+		r.deliver(ctx, t, cred, t.ID == probeTenant)
+	}
+}
+
+// obtain asks the Source for t's credential: a fresh installation token,
+// or the tenant's PAT once GitHub vouched for it.
+func (r *Refresher) obtain(ctx context.Context, t Tenant) (Credential, error) {
+	switch {
+	case t.App != nil:
+		return r.source.MintInstallationToken(ctx, t.App.InstallationID, t.App.Permissions, t.App.Repositories)
+	case t.PAT != nil:
+		token, err := r.registry.openPAT(t)
+		if err != nil {
+			return Credential{}, err
+		}
+		owner, err := r.source.ValidatePAT(ctx, token)
+		if err != nil {
+			return Credential{}, err
+		}
+		return Credential{Kind: KindPAT, Username: owner.Owner.Login, Token: token, IssuedAt: r.now(), ExpiresAt: owner.ExpiresAt}, nil
+	}
+	return Credential{}, fmt.Errorf("tenant %q has no credential source", t.ID)
+}
+
+// fail records a failed renewal of key: the last good credential stays
+// published, the key is tried again after a backoff, and the tenants'
+// owners are told.
+func (r *Refresher) fail(ctx context.Context, key string, err error) {
+	now := r.now()
+	reason := ReasonOf(err)
+	r.mu.Lock()
+	ks := r.keys[key]
+	if ks == nil {
+		r.mu.Unlock()
+		return
+	}
+	ks.failures++
+	ks.lastRefresh = now
+	ks.lastErr = &CredentialError{Reason: reason, Message: err.Error(), Time: now}
+	wait := r.timing.retryWait(ks.cred, ks.failures, err, now)
+	ks.due = now.Add(wait)
+	cred, failures := ks.cred, ks.failures
+	tenants := r.tenantsLocked(ks)
+	r.mu.Unlock()
+
+	valid := cred.Token != "" && (cred.ExpiresAt.IsZero() || now.Before(cred.ExpiresAt))
+	for _, t := range tenants {
+		r.log.WarnContext(ctx, "refresh failed", slog.String("tenant", t.ID), slog.String("reason", string(reason)),
+			slog.Any("error", err), slog.Duration("retryIn", wait), slog.Int("failures", failures))
+		if worthTelling(reason, failures, valid) {
+			r.raise(ctx, failureEvent(t.ID, reason, err, valid))
+		}
+		if cred.Kind == KindGitHubApp && valid && !now.Before(r.timing.expiryWarning(cred)) {
+			r.raise(ctx, expiryEvent(t.ID, reason, cred.ExpiresAt))
+		}
+	}
+}
+
+// warnPATExpiry raises CREDENTIAL_EXPIRING for the nearest warning
+// threshold a PAT has crossed (once per threshold), and resolves the
+// warnings when the tenant's PAT no longer expires soon.
+func (r *Refresher) warnPATExpiry(ctx context.Context, t Tenant, cred Credential, now time.Time) {
+	if cred.Kind != KindPAT {
+		return
+	}
+	ev, crossed := patExpiryEvent(t, cred, r.timing.patWarnings, now)
+	if !crossed {
+		r.notifier.ResolveAll(ctx, patExpiryConditions(t.ID), "the tenant's PAT no longer expires soon")
+		return
+	}
+	r.raise(ctx, ev)
+}

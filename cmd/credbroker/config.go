@@ -1,0 +1,192 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/credbroker/credbroker/auth"
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/github"
+	"github.com/credbroker/credbroker/internal/loopback"
+	"github.com/credbroker/credbroker/k8ssync"
+)
+
+const envPrefix = "CREDBROKER_"
+
+// keyEnv holds the PAT encryption key itself (base64), for platforms that
+// inject secrets as environment variables rather than files.
+const keyEnv = envPrefix + "ENCRYPTION_KEY"
+
+type serveConfig struct {
+	kubeconfig      string
+	storeKind       string
+	namespace       string
+	kubeQPS         float64
+	kubeBurst       int
+	leaderElect     bool
+	identity        string
+	refreshLead     time.Duration
+	patRecheck      time.Duration
+	serviceAccounts string
+	webhookURL      string
+	webhookSecret   string
+	ghWebhookSecret string
+	eventPoll       time.Duration
+	tlsCert         string
+	tlsKey          string
+	tlsClientCA     string
+	insecure        bool
+	tokenFile       string
+	policyFile      string
+	oidc            auth.OIDCConfig
+	tokenReview     bool
+	reviewAudience  string
+	githubURL       string
+	appID           int64
+	appKeyFile      string
+	grpcAddr        string
+	httpAddr        string
+	dataDir         string
+	keyFile         string
+	dev             bool
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+}
+
+// parseServeFlags reads the flags, then the environment for flags not on
+// the command line, then applies dev mode's defaults, and checks the result.
+func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string) (serveConfig, error) {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("credbroker serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.register(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	set, err := applyEnv(fs, getenv)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.dev {
+		cfg.devDefaults(set)
+	}
+	return cfg, cfg.validate()
+}
+
+// register defines the flags of serve on fs, writing into cfg.
+func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
+	fs.StringVar(&cfg.grpcAddr, "grpc-addr", ":9090", "gRPC listen address")
+	fs.StringVar(&cfg.httpAddr, "http-addr", ":8080", "REST gateway, health and metrics listen address")
+	fs.StringVar(&cfg.dataDir, "data-dir", "/var/lib/credbroker", "directory of the embedded bbolt store")
+	fs.StringVar(&cfg.keyFile, "encryption-key-file", "", "file with the 32-byte AES key (raw or base64) that seals PATs at rest; "+keyEnv+" may hold the key itself")
+	fs.BoolVar(&cfg.dev, "dev", false, "development mode: loopback listeners, a temporary data dir and a generated encryption key; never for production")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may take to finish on SIGTERM")
+	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.StringVar(&cfg.githubURL, "github-url", github.DefaultBaseURL, "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
+	fs.Int64Var(&cfg.appID, "github-app-id", 0, "GitHub App id, for github_app tenants")
+	fs.StringVar(&cfg.appKeyFile, "github-app-key-file", "", "PEM file of the GitHub App's private key")
+	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to sync Secrets into; in a pod the in-cluster config is used without it")
+	fs.StringVar(&cfg.storeKind, "store", "bolt", "where tenants live: bolt (embedded, one replica) or kubernetes (Secrets in --namespace, several replicas)")
+	fs.StringVar(&cfg.namespace, "namespace", envOr(getenv, "POD_NAMESPACE", "credbroker"), "credbroker's own namespace: the leader Lease and the kubernetes store")
+	fs.Float64Var(&cfg.kubeQPS, "kube-qps", k8ssync.DefaultQPS, "requests per second to the Kubernetes API server")
+	fs.IntVar(&cfg.kubeBurst, "kube-burst", k8ssync.DefaultBurst, "burst of requests to the Kubernetes API server")
+	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "with several replicas, only the holder of the Lease refreshes and syncs")
+	fs.StringVar(&cfg.identity, "identity", envOr(getenv, "POD_NAME", hostname()), "this replica's name in leader election")
+	fs.StringVar(&cfg.serviceAccounts, "service-accounts", "default", "comma-separated ServiceAccounts whose imagePullSecrets get the Secret, for tenants with patchServiceAccounts")
+	fs.DurationVar(&cfg.refreshLead, "refresh-lead", broker.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
+	fs.DurationVar(&cfg.patRecheck, "pat-recheck", broker.DefaultPATRecheck, "validate each PAT with GitHub this often (and at each expiry warning)")
+	fs.StringVar(&cfg.webhookURL, "webhook-url", "", "URL the backend receives events at (POST, JSON, signed); none when empty")
+	fs.StringVar(&cfg.webhookSecret, "webhook-secret-file", "", "file with the HMAC-SHA256 key that signs webhook bodies (X-Credbroker-Signature); required with --webhook-url")
+	fs.StringVar(&cfg.ghWebhookSecret, "github-webhook-secret-file", "", "file with the GitHub App's webhook secret; enables POST /webhooks/github")
+	fs.DurationVar(&cfg.eventPoll, "event-poll", 2*time.Second, "how often event watchers read the event log (events written by another replica)")
+	fs.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate both listeners serve TLS with")
+	fs.StringVar(&cfg.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca-file", "", "PEM CA bundle whose client certificates identify callers (mTLS)")
+	fs.BoolVar(&cfg.insecure, "insecure", false, "allow listeners on non-loopback addresses without TLS (something else, a mesh, encrypts)")
+	fs.StringVar(&cfg.tokenFile, "auth-token-file", "", "YAML file of callers' bearer tokens, hashed (sha256), with names and roles")
+	fs.StringVar(&cfg.policyFile, "auth-policy-file", "", "YAML file binding names and group:<name>s to roles")
+	fs.StringVar(&cfg.oidc.IssuerURL, "oidc-issuer-url", "", "OpenID Connect issuer whose ID tokens identify callers")
+	fs.StringVar(&cfg.oidc.ClientID, "oidc-client-id", "", "audience the OIDC ID tokens must carry")
+	fs.StringVar(&cfg.oidc.UsernameClaim, "oidc-username-claim", "sub", "OIDC claim that names the caller")
+	fs.StringVar(&cfg.oidc.GroupsClaim, "oidc-groups-claim", "", "OIDC claim that lists the caller's groups")
+	fs.BoolVar(&cfg.tokenReview, "auth-token-review", false, "accept Kubernetes ServiceAccount tokens, checked with the TokenReview API")
+	fs.StringVar(&cfg.reviewAudience, "auth-token-review-audience", "credbroker", "audience a reviewed token must be issued for")
+}
+
+// applyEnv sets every flag not given on the command line from
+// CREDBROKER_<FLAG>, and returns the names of the flags set either way.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) (map[string]bool, error) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && !set[f.Name] && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s: %w", name, err)
+			}
+			set[f.Name] = true
+		}
+	})
+	return set, envErr
+}
+
+// devDefaults makes dev mode reachable from this machine only, with a
+// throw-away data dir, the in-process emulator and one replica, unless a
+// flag says otherwise.
+func (cfg *serveConfig) devDefaults(set map[string]bool) {
+	if !set["grpc-addr"] {
+		cfg.grpcAddr = "127.0.0.1:9090"
+	}
+	if !set["http-addr"] {
+		cfg.httpAddr = "127.0.0.1:8080"
+	}
+	if !set["data-dir"] {
+		cfg.dataDir = ""
+	}
+	if !set["github-url"] {
+		cfg.githubURL = "" // the in-process emulator
+	}
+	if !set["leader-elect"] {
+		cfg.leaderElect = false // one replica
+	}
+}
+
+// validate refuses contradictory or unsafe settings.
+func (cfg serveConfig) validate() error {
+	if cfg.storeKind != "bolt" && cfg.storeKind != "kubernetes" {
+		return fmt.Errorf("--store %q: want bolt or kubernetes", cfg.storeKind)
+	}
+	if cfg.webhookURL != "" {
+		u, err := url.Parse(cfg.webhookURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--webhook-url %q: want an http(s) URL", cfg.webhookURL)
+		}
+		if cfg.webhookSecret == "" {
+			return errors.New("--webhook-url needs --webhook-secret-file: the backend must be able to tell credbroker's events from forgeries")
+		}
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if cfg.tlsClientCA != "" && cfg.tlsCert == "" {
+		return errors.New("--tls-client-ca-file needs --tls-cert-file: client certificates come with TLS")
+	}
+	if cfg.tlsCert == "" && !cfg.insecure {
+		for _, addr := range []string{cfg.grpcAddr, cfg.httpAddr} {
+			if !loopback.Is(addr) {
+				return fmt.Errorf("listener %s is reachable from other machines and has no TLS: set --tls-cert-file and --tls-key-file, or --insecure if something else encrypts the traffic", addr)
+			}
+		}
+	}
+	return nil
+}

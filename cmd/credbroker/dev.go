@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/github/emulator"
+	"github.com/credbroker/credbroker/server"
+)
+
+// devMode is what `serve --dev` adds, like `vault server -dev`: a throw-away
+// data dir, a generated admin token and encryption key kept in it, and
+// (without --github-url) the GitHub emulator with its demo App, PAT and
+// image, and two demo tenants.
+type devMode struct {
+	adminToken    string
+	encryptionKey []byte
+	emulator      *emulator.Server // nil with --github-url
+	demo          emulator.Demo
+	cleanup       []func()
+}
+
+// startDev prepares dev mode; cfg.dataDir becomes a temporary directory when
+// it is empty. close undoes it.
+func startDev(cfg *serveConfig) (_ *devMode, err error) {
+	d := &devMode{}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if cfg.dataDir == "" {
+		dir, err := os.MkdirTemp("", "credbroker-dev-")
+		if err != nil {
+			return nil, fmt.Errorf("dev data dir: %w", err)
+		}
+		d.cleanup = append(d.cleanup, func() { _ = os.RemoveAll(dir) })
+		cfg.dataDir = dir
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	token, err := readOrCreate(filepath.Join(cfg.dataDir, "admin.token"), base64.RawURLEncoding)
+	if err != nil {
+		return nil, fmt.Errorf("dev admin token: %w", err)
+	}
+	d.adminToken = strings.TrimSpace(string(token))
+	if d.encryptionKey, err = readOrCreate(filepath.Join(cfg.dataDir, "encryption.key"), base64.StdEncoding); err != nil {
+		return nil, fmt.Errorf("dev encryption key: %w", err)
+	}
+	if cfg.githubURL != "" {
+		return d, nil
+	}
+	if d.emulator, d.demo, err = emulator.NewDemo(); err != nil {
+		return nil, err
+	}
+	d.cleanup = append(d.cleanup, d.emulator.Close)
+	if err := os.WriteFile(filepath.Join(cfg.dataDir, "demo-pat"), []byte(d.demo.PAT), 0o600); err != nil {
+		return nil, fmt.Errorf("dev demo PAT: %w", err)
+	}
+	return d, nil
+}
+
+func (d *devMode) close() {
+	for i := len(d.cleanup) - 1; i >= 0; i-- {
+		d.cleanup[i]()
+	}
+}
+
+// readOrCreate returns the file at path, first writing a random key there
+// in the given encoding if there is none: a restart with the same data dir
+// keeps its token and key.
+func readOrCreate(path string, enc *base64.Encoding) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key := make([]byte, broker.KeySize)
+		_, _ = rand.Read(key) // crypto/rand.Read never returns an error since Go 1.24.
+		data = []byte(enc.EncodeToString(key))
+		err = os.WriteFile(path, data, 0o600)
+	}
+	return data, err
+}
+
+// registerDemo registers dev mode's two tenants of the emulated
+// organization, each proving its credential on the emulated registry: one
+// with the App installation (refused by the registry, as ghcr.io refuses
+// App tokens private pulls) and one with the machine user's classic PAT.
+// Creating a tenant that exists is not an error, so a restart with the same
+// --data-dir registers nothing new.
+func (d *devMode) registerDemo(ctx context.Context, registry *broker.Registry) error {
+	if d.emulator == nil {
+		return nil
+	}
+	demo := d.demo
+	owner := broker.Owner{Login: demo.Org.Login, ID: demo.Org.ID, Type: broker.OwnerOrganization}
+	registries := []string{d.emulator.RegistryHost()}
+	for _, t := range []broker.Tenant{
+		{ID: "demo", Owner: owner, App: &broker.GitHubApp{InstallationID: demo.InstallationID}, Namespaces: []string{"demo"},
+			Registries: registries, ProbeImage: demo.Image},
+		{ID: "demo-pat", Owner: owner, PAT: &broker.PAT{Token: demo.PAT}, Namespaces: []string{"demo-pat"},
+			Registries: registries, ProbeImage: demo.Image},
+	} {
+		if _, _, err := registry.Create(ctx, t); err != nil {
+			return fmt.Errorf("register demo tenant %s: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
+// printBanner says what dev mode runs and how to call it.
+func (d *devMode) printBanner(w io.Writer, srv *server.Server, cfg serveConfig) {
+	demo, adminToken := d.demo, d.adminToken
+	grpcAddr, httpAddr, dataDir := srv.GRPCAddr().String(), srv.HTTPAddr().String(), cfg.dataDir
+	_, _ = fmt.Fprintf(w, `
+credbroker is running in DEV MODE: loopback only, throw-away data, generated keys. Never use it in production.
+
+  gRPC     %[1]s   (reflection on; health: grpc.health.v1.Health)
+  HTTP     http://%[2]s   (REST, /healthz, /readyz, /metrics, /openapi.json)
+  data     %[3]s
+  token    %[12]s   (admin; also in %[3]s/admin.token: every API call needs it)
+  GitHub   %[4]s   (emulator: App %[5]d installed on %[6]s (id %[7]d) as installation %[8]d;
+           a classic PAT of machine user %[9]s in %[3]s/demo-pat)
+  registry %[10]s
+
+Two demo tenants of %[6]s are registered, each proving its credential on the emulated
+registry's image before anything is published: "demo" with the App installation (refused, as
+ghcr.io refuses App tokens private pulls) and "demo-pat" with the machine user's classic PAT:
+
+  export CREDBROKER_TOKEN=$(cat %[3]s/admin.token)
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo-pat/credential  # READY (with a cluster)
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants/demo/credential      # FAILED: APP_TOKEN_NOT_ACCEPTED
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/events                       # the PROBE_FAILED event
+  curl -sN -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/events:watch               # follow events as they happen
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" -X POST http://%[2]s/v1/tenants/demo-pat/images:validate -d '{"image":"%[11]s"}'
+  curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" -X POST http://%[2]s/v1/tenants/demo-pat/images:validate -d '{"image":"ghcr.io/evil/app"}'
+  # an installation on someone else's account is refused, with the reason:
+  curl -s -X POST http://%[2]s/v1/tenants -H "Authorization: Bearer $CREDBROKER_TOKEN" -d '{
+    "id": "thief", "owner": {"login": "acme", "id": 5, "type": "OWNER_TYPE_ORGANIZATION"},
+    "githubApp": {"installationId": %[8]d}}'
+
+  grpcurl -plaintext %[1]s list
+  grpcurl -plaintext -H "authorization: Bearer $CREDBROKER_TOKEN" -d '{"id":"demo-pat"}' %[1]s credbroker.v1.TenantService/GetTenant
+
+`, grpcAddr, httpAddr, dataDir, d.emulator.URL(), demo.AppID, demo.Org.Login, demo.Org.ID,
+		demo.InstallationID, demo.MachineUser.Login, d.emulator.RegistryHost(), demo.Image, adminToken)
+	if cfg.kubeconfig != "" {
+		_, _ = fmt.Fprintf(w, `Secrets are synced into the cluster of %[1]s; watch them appear:
+
+  kubectl --kubeconfig %[1]s get secrets -A -l app.kubernetes.io/managed-by=credbroker
+  kubectl --kubeconfig %[1]s -n demo-pat get secret ghcr-secret -o jsonpath='{.metadata.annotations}'
+  kubectl --kubeconfig %[1]s -n demo-pat get events
+
+`, cfg.kubeconfig)
+	}
+}
