@@ -4,8 +4,9 @@
 // of hashed bearer tokens, OIDC ID tokens, Kubernetes TokenReview — where
 // the first that recognises a request decides. Authorization maps the
 // caller's name and groups to roles (admin, tenant-admin:<tenant>,
-// tenant-reader:<tenant>) through a Policy, and every API method to the role
-// it needs (Methods). The package knows nothing of gRPC or HTTP: the server
+// tenant-reader:<tenant>) through a Policy; the access table (Methods) says
+// for every API method the role it needs, the tenant it concerns, whether it
+// is audited and how often a caller may make it. The package knows nothing of gRPC or HTTP: the server
 // hands it a Request and a method name.
 package auth
 

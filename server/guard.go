@@ -2,25 +2,15 @@ package server
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"log/slog"
-	"net/http"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/broker"
@@ -41,25 +31,8 @@ type GuardConfig struct {
 	Audit broker.AuditStore
 	// Timeout bounds every unary call; 30s when zero.
 	Timeout time.Duration
-	// Limits are per-identity rates of the expensive methods (by full
-	// method name); DefaultLimits when nil.
-	Limits map[string]Limit
-}
-
-// Limit is a token bucket: Rate calls a second, Burst at once.
-type Limit struct {
-	Rate  rate.Limit
-	Burst int
-}
-
-// DefaultLimits throttle a caller's refreshes (each is a call to GitHub and
-// a registry) and pod validations (the admission hot path, cheap, but not
-// free).
-func DefaultLimits() map[string]Limit {
-	return map[string]Limit{
-		"/credbroker.v1.CredentialService/RefreshCredential": {Rate: 0.2, Burst: 5},
-		"/credbroker.v1.ImageService/ValidatePod":            {Rate: 200, Burst: 400},
-	}
+	// Clock dates audit records and refills limits; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 // Guard decides every API call: who calls (Unauthenticated / 401 when
@@ -76,8 +49,7 @@ type Guard struct {
 	// other, and only this process knows the key.
 	forwardKey []byte
 
-	mu       sync.Mutex
-	limiters map[string]*rate.Limiter // by method and caller
+	limits *limits
 }
 
 // NewGuard returns a Guard.
@@ -85,12 +57,12 @@ func NewGuard(cfg GuardConfig, log *slog.Logger) *Guard {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	if cfg.Limits == nil {
-		cfg.Limits = DefaultLimits()
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails since Go 1.24
-	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, forwardKey: key, limiters: map[string]*rate.Limiter{}}
+	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, forwardKey: key, limits: newLimits(cfg.Clock)}
 }
 
 // Metadata the gateway adds for the gRPC server: the caller's client
@@ -100,69 +72,6 @@ const (
 	mdPeer       = "x-credbroker-peer"
 	mdForwardSig = "x-credbroker-forward-sig"
 )
-
-func (g *Guard) sign(cert, addr string) string {
-	mac := hmac.New(sha256.New, g.forwardKey)
-	mac.Write([]byte(cert + "\x00" + addr))
-	return base64.RawStdEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// forward is the gateway's metadata for an HTTP request.
-func (g *Guard) forward(_ context.Context, r *http.Request) metadata.MD {
-	cert := ""
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		cert = base64.RawStdEncoding.EncodeToString(r.TLS.VerifiedChains[0][0].Raw)
-	}
-	return metadata.Pairs(mdClientCert, cert, mdPeer, r.RemoteAddr, mdForwardSig, g.sign(cert, r.RemoteAddr))
-}
-
-// dropForwardHeaders keeps HTTP callers from sending the gateway's own
-// metadata (grpc-gateway turns Grpc-Metadata-* headers into metadata).
-func dropForwardHeaders(key string) (string, bool) {
-	if strings.HasPrefix(strings.ToLower(key), "grpc-metadata-x-credbroker-") {
-		return "", false
-	}
-	return runtime.DefaultHeaderMatcher(key)
-}
-
-// caller gathers what the call presents: the bearer token, and the client
-// certificate and address — from the TLS connection, or as the gateway
-// forwarded them for a REST call.
-func (g *Guard) caller(ctx context.Context) (auth.Request, string) {
-	var req auth.Request
-	addr := ""
-	if p, ok := peer.FromContext(ctx); ok {
-		addr = p.Addr.String()
-		if tlsInfo, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(tlsInfo.State.VerifiedChains) > 0 {
-			req.PeerCertificates = tlsInfo.State.VerifiedChains[0]
-		}
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get("authorization"); len(v) > 0 {
-		if scheme, token, ok := strings.Cut(v[0], " "); ok && strings.EqualFold(scheme, "bearer") {
-			req.BearerToken = strings.TrimSpace(token)
-		}
-	}
-	if sig := md.Get(mdForwardSig); len(sig) > 0 {
-		cert, fwdAddr := first(md.Get(mdClientCert)), first(md.Get(mdPeer))
-		if hmac.Equal([]byte(sig[0]), []byte(g.sign(cert, fwdAddr))) {
-			addr = fwdAddr
-			if der, err := base64.RawStdEncoding.DecodeString(cert); err == nil && cert != "" {
-				if c, err := x509.ParseCertificate(der); err == nil {
-					req.PeerCertificates = []*x509.Certificate{c}
-				}
-			}
-		}
-	}
-	return req, addr
-}
-
-func first(v []string) string {
-	if len(v) == 0 {
-		return ""
-	}
-	return v[0]
-}
 
 // public methods need no identity: health checks and reflection.
 func public(method string) bool {
@@ -199,41 +108,10 @@ func (g *Guard) authorize(ctx context.Context, c *call, req any) error {
 		g.log.InfoContext(ctx, "permission denied", slog.String("caller", c.id.Name), slog.String("method", c.method), slog.String("tenant", tenant))
 		return status.Error(codes.PermissionDenied, "permission denied")
 	}
-	if l, ok := g.cfg.Limits[c.method]; ok && !g.limiter(c.method+"\x00"+c.id.Name, l).Allow() {
+	if !g.limits.allow(c.method, c.id.Name, c.rule.Limit) {
 		return status.Error(codes.ResourceExhausted, "too many calls of "+c.method+"; slow down")
 	}
 	return nil
-}
-
-func (g *Guard) limiter(key string, l Limit) *rate.Limiter {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	lim := g.limiters[key]
-	if lim == nil {
-		lim = rate.NewLimiter(l.Rate, l.Burst)
-		g.limiters[key] = lim
-	}
-	return lim
-}
-
-// audit records a call that issued a credential or changed a tenant.
-func (g *Guard) audit(ctx context.Context, c *call, req, resp any, err error) {
-	if !c.rule.Audit {
-		return
-	}
-	rec := broker.AuditRecord{Time: time.Now().UTC(), Caller: c.id.Name, AuthMethod: c.id.Method, TokenSHA256: c.id.TokenHash,
-		Peer: c.peer, Method: c.method, TenantID: c.rule.TenantOf(req), Result: status.Code(err).String()}
-	if r, ok := resp.(interface{ GetFingerprint() string }); ok && err == nil {
-		rec.Fingerprint = r.GetFingerprint()
-	}
-	g.log.InfoContext(ctx, "audit", slog.String("caller", rec.Caller), slog.String("auth", rec.AuthMethod),
-		slog.String("token_sha256", rec.TokenSHA256), slog.String("peer", rec.Peer), slog.String("method", rec.Method),
-		slog.String("tenant", rec.TenantID), slog.String("result", rec.Result), slog.String("fingerprint", rec.Fingerprint))
-	if g.cfg.Audit != nil {
-		if err := g.cfg.Audit.AppendAudit(context.WithoutCancel(ctx), rec); err != nil {
-			g.log.ErrorContext(ctx, "store audit record", slog.Any("error", err))
-		}
-	}
 }
 
 // Unary is the unary server interceptor.

@@ -245,7 +245,7 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 		_, _ = w.Write(credbrokerv1.OpenAPI())
 	})
 	for pattern, h := range s.cfg.Handlers {
-		mux.Handle(pattern, http.MaxBytesHandler(h, 1<<20))
+		mux.Handle(pattern, http.MaxBytesHandler(h, MaxRequestBytes))
 	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return nil
