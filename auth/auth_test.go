@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
@@ -113,7 +115,7 @@ func TestTokenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	f.now = func() time.Time { return now }
+	f.clock = clocktesting.NewFakePassiveClock(now)
 
 	id, ok, err := f.Authenticate(ctx, Request{BearerToken: "s3cret-backend"})
 	if !ok || err != nil || id.Name != "backend" || !slices.Equal(id.Roles, []string{"admin"}) || id.TokenHash != TokenHash("s3cret-backend")[:12] {
@@ -261,7 +263,7 @@ func TestTokenReviewCachesAnswers(t *testing.T) {
 		return "", nil, false, nil
 	}, 10*time.Second)
 	now := time.Now()
-	r.now = func() time.Time { return now }
+	r.clock = clocktesting.NewFakePassiveClock(now)
 	for range 3 {
 		if id, ok, err := r.Authenticate(ctx, Request{BearerToken: "good"}); !ok || err != nil || id.Name != "system:serviceaccount:platform:backend" {
 			t.Fatalf("good token: %+v %v %v", id, ok, err)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,9 +29,9 @@ import (
 // that no longer parses is ignored, with a log line, and the last good one
 // stays in force.
 type TokenFile struct {
-	path string
-	log  *slog.Logger
-	now  func() time.Time
+	path  string
+	log   *slog.Logger
+	clock clock.PassiveClock
 
 	mu      sync.Mutex
 	entries []tokenEntry
@@ -49,7 +51,7 @@ type tokenEntry struct {
 // NewTokenFile reads path; an unreadable or invalid file is an error here,
 // at startup, rather than an API nobody can call.
 func NewTokenFile(path string, log *slog.Logger) (*TokenFile, error) {
-	f := &TokenFile{path: path, log: log, now: time.Now}
+	f := &TokenFile{path: path, log: log, clock: clock.RealClock{}}
 	if err := f.load(); err != nil {
 		return nil, err
 	}
@@ -59,7 +61,7 @@ func NewTokenFile(path string, log *slog.Logger) (*TokenFile, error) {
 // NewTokens serves a fixed list of tokens (dev mode's generated admin token)
 // without a file.
 func NewTokens(entries ...StaticToken) *TokenFile {
-	f := &TokenFile{now: time.Now}
+	f := &TokenFile{clock: clock.RealClock{}}
 	for _, e := range entries {
 		sum := sha256.Sum256([]byte(e.Token))
 		f.entries = append(f.entries, tokenEntry{Name: e.Name, Roles: e.Roles, hash: sum[:]})
@@ -109,7 +111,7 @@ func (f *TokenFile) reload() {
 		return
 	}
 	f.mu.Lock()
-	now := f.now()
+	now := f.clock.Now()
 	if now.Sub(f.checked) < time.Second {
 		f.mu.Unlock()
 		return

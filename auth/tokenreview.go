@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // ReviewFunc asks the Kubernetes API server whether a bearer token is a
@@ -19,7 +21,7 @@ type ReviewFunc func(ctx context.Context, token string) (user string, groups []s
 type TokenReview struct {
 	review ReviewFunc
 	ttl    time.Duration
-	now    func() time.Time
+	clock  clock.PassiveClock
 
 	mu    sync.Mutex
 	cache map[string]reviewAnswer
@@ -33,7 +35,7 @@ type reviewAnswer struct {
 
 // NewTokenReview returns a TokenReview authenticator caching answers for ttl.
 func NewTokenReview(review ReviewFunc, ttl time.Duration) *TokenReview {
-	return &TokenReview{review: review, ttl: ttl, now: time.Now, cache: map[string]reviewAnswer{}}
+	return &TokenReview{review: review, ttl: ttl, clock: clock.RealClock{}, cache: map[string]reviewAnswer{}}
 }
 
 // Authenticate implements Authenticator.
@@ -42,7 +44,7 @@ func (r *TokenReview) Authenticate(ctx context.Context, req Request) (Identity, 
 		return Identity{}, false, nil
 	}
 	key := TokenHash(req.BearerToken)
-	now := r.now()
+	now := r.clock.Now()
 	r.mu.Lock()
 	ans, hit := r.cache[key]
 	r.mu.Unlock()

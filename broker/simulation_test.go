@@ -83,7 +83,7 @@ func newSim(t *testing.T) *sim {
 	t.Cleanup(gh.Close)
 	s := &sim{t: t, clock: clocktesting.NewFakeClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)), gh: gh, demo: demo,
 		sink: &namespaceSink{published: map[string]broker.Credential{}}}
-	gh.SetClock(s.clock.Now)
+	gh.SetClock(s.clock)
 	if s.store, err = boltstore.Open(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func newSim(t *testing.T) *sim {
 	if s.sealer, err = broker.NewSealer(make([]byte, broker.KeySize)); err != nil {
 		t.Fatal(err)
 	}
-	s.client, err = github.New(github.Config{BaseURL: gh.URL(), AppID: demo.AppID, PrivateKey: demo.AppKey, Now: s.clock.Now})
+	s.client, err = github.New(github.Config{BaseURL: gh.URL(), AppID: demo.AppID, PrivateKey: demo.AppKey, Clock: s.clock})
 	if err != nil {
 		t.Fatal(err)
 	}

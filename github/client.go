@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	jwt "github.com/golang-jwt/jwt/v4"
 	gh "github.com/google/go-github/v66/github"
@@ -43,9 +45,9 @@ type Config struct {
 	CallTimeout time.Duration
 	// Transport carries the requests; http.DefaultTransport when nil.
 	Transport http.RoundTripper
-	// Now is the clock used to turn rate-limit resets into waits and to
-	// date App JWTs.
-	Now func() time.Time
+	// Clock turns rate-limit resets into waits and dates App JWTs; the
+	// real clock when nil.
+	Clock clock.PassiveClock
 	// OnRateLimit, if set, hears GitHub's X-RateLimit-Remaining of every
 	// answer that carries one.
 	OnRateLimit func(remaining int)
@@ -76,8 +78,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Transport == nil {
 		cfg.Transport = http.DefaultTransport
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	if cfg.OnRateLimit != nil {
 		cfg.Transport = rateLimitObserver{next: cfg.Transport, observe: cfg.OnRateLimit}
@@ -88,7 +90,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.AppID != 0 {
 		atr, err := ghinstallation.NewAppsTransportWithOptions(cfg.Transport, cfg.AppID,
-			ghinstallation.WithSigner(clockSigner{ghinstallation.NewRSASigner(jwt.SigningMethodRS256, cfg.PrivateKey), cfg.Now}))
+			ghinstallation.WithSigner(clockSigner{ghinstallation.NewRSASigner(jwt.SigningMethodRS256, cfg.PrivateKey), cfg.Clock}))
 		if err != nil {
 			return nil, fmt.Errorf("GitHub App transport: %w", err)
 		}
@@ -120,12 +122,12 @@ func (o rateLimitObserver) RoundTrip(req *http.Request) (*http.Response, error) 
 // in the past, against clock skew, and valid for two minutes.
 type clockSigner struct {
 	ghinstallation.Signer
-	now func() time.Time
+	clock clock.PassiveClock
 }
 
 func (s clockSigner) Sign(claims jwt.Claims) (string, error) {
 	if rc, ok := claims.(*jwt.RegisteredClaims); ok {
-		iat := s.now().Add(-30 * time.Second).Truncate(time.Second)
+		iat := s.clock.Now().Add(-30 * time.Second).Truncate(time.Second)
 		rc.IssuedAt, rc.ExpiresAt = jwt.NewNumericDate(iat), jwt.NewNumericDate(iat.Add(2*time.Minute))
 	}
 	return s.Signer.Sign(claims)
@@ -187,7 +189,7 @@ func (c *Client) Installation(ctx context.Context, id int64) (broker.Installatio
 		return broker.Installation{}, classify(op, err, statusReasons{
 			http.StatusUnauthorized: broker.ReasonAppCredentialsRejected,
 			http.StatusNotFound:     broker.ReasonInstallationNotFound,
-		}, c.cfg.Now())
+		}, c.cfg.Clock.Now())
 	}
 	perms, err := permissionsMap(inst.Permissions)
 	if err != nil {
@@ -226,7 +228,7 @@ func (c *Client) MintInstallationToken(ctx context.Context, installationID int64
 		Permissions:  perms,
 	})
 	if err != nil {
-		return broker.Credential{}, classifyMint(op, err, c.cfg.Now())
+		return broker.Credential{}, classifyMint(op, err, c.cfg.Clock.Now())
 	}
 	granted, err := permissionsMap(tok.Permissions)
 	if err != nil {
@@ -236,7 +238,7 @@ func (c *Client) MintInstallationToken(ctx context.Context, installationID int64
 		Kind:        broker.KindGitHubApp,
 		Username:    broker.AppTokenUsername,
 		Token:       tok.GetToken(),
-		IssuedAt:    c.cfg.Now(),
+		IssuedAt:    c.cfg.Clock.Now(),
 		ExpiresAt:   tok.GetExpiresAt().Time,
 		Permissions: granted,
 	}, nil
@@ -266,7 +268,7 @@ func (c *Client) RevokeInstallationToken(ctx context.Context, token string) erro
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
 	if _, err := c.withToken(token).Apps.RevokeInstallationToken(ctx); err != nil {
-		return classify(op, err, statusReasons{http.StatusUnauthorized: broker.ReasonTokenRevoked}, c.cfg.Now())
+		return classify(op, err, statusReasons{http.StatusUnauthorized: broker.ReasonTokenRevoked}, c.cfg.Clock.Now())
 	}
 	return nil
 }
@@ -291,7 +293,7 @@ func (c *Client) ValidatePAT(ctx context.Context, token string) (broker.PATOwner
 		return broker.PATOwner{}, classify(op, err, statusReasons{
 			http.StatusUnauthorized: broker.ReasonTokenRevoked,
 			http.StatusForbidden:    broker.ReasonMissingScope,
-		}, c.cfg.Now())
+		}, c.cfg.Clock.Now())
 	}
 	owner := broker.PATOwner{
 		Owner:     broker.Owner{Login: user.GetLogin(), ID: user.GetID(), Type: broker.OwnerType(user.GetType())},

@@ -13,29 +13,16 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
 	"github.com/credbroker/credbroker/github/emulator"
 )
 
-// clock is a settable test clock shared by the emulator and the client.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now().Truncate(time.Second)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock is a settable clock shared by the emulator and the client.
+func newClock() *clocktesting.FakeClock {
+	return clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
 }
 
 const (
@@ -65,7 +52,7 @@ func testAppKey(t testing.TB) (*rsa.PrivateKey, []byte) {
 type fixture struct {
 	gh     *emulator.Server
 	client *github.Client
-	clock  *clock
+	clock  *clocktesting.FakeClock
 	// errs collects every error the test saw, to check none leaks a secret.
 	errs []error
 }
@@ -77,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 	key, _ := testAppKey(t)
 	f := &fixture{gh: emulator.NewServer(), clock: newClock()}
 	t.Cleanup(f.gh.Close)
-	f.gh.SetClock(f.clock.Now)
+	f.gh.SetClock(f.clock)
 	f.gh.AddApp(appID, &key.PublicKey)
 	f.gh.AddInstallation(emulator.Installation{
 		ID: installationID, AppID: appID,
@@ -95,7 +82,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) newClient(t *testing.T, key *rsa.PrivateKey) *github.Client {
 	t.Helper()
-	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Now: f.clock.Now, CallTimeout: 5 * time.Second})
+	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Clock: f.clock, CallTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,12 +95,12 @@ func (f *fixture) skewGitHub(t *testing.T, d time.Duration) {
 	t.Helper()
 	key, _ := testAppKey(t)
 	mine := f.clock.Now()
-	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Now: func() time.Time { return mine }, CallTimeout: 5 * time.Second})
+	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Clock: clocktesting.NewFakePassiveClock(mine), CallTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.client = c
-	f.clock.Advance(d)
+	f.clock.Step(d)
 }
 
 func (f *fixture) record(err error) error {
@@ -307,7 +294,7 @@ func TestRateLimitWaitsComeFromHeaders(t *testing.T) {
 		if _, err := f.client.Installation(ctx, installationID); err != nil {
 			t.Fatal(err)
 		}
-		f.clock.Advance(20 * time.Minute)
+		f.clock.Step(20 * time.Minute)
 		_, err := f.client.Installation(ctx, installationID)
 		var rl *github.RateLimitError
 		if !errors.As(f.record(err), &rl) || rl.Secondary {
@@ -405,7 +392,7 @@ func TestRateLimitRemainingIsReported(t *testing.T) {
 	f.gh.SetRateLimit(100)
 	key, _ := testAppKey(t)
 	var seen []int
-	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Now: f.clock.Now,
+	c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID, PrivateKey: key, Clock: f.clock,
 		OnRateLimit: func(remaining int) { seen = append(seen, remaining) }})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/distribution/reference"
 
 	"github.com/credbroker/credbroker/broker"
@@ -44,7 +46,7 @@ type ProberConfig struct {
 	// FreshFor is how long after its mint a token gets the replication-lag
 	// retries; 30s when zero.
 	FreshFor time.Duration
-	Now      func() time.Time
+	Clock    clock.PassiveClock // the real clock when nil
 	// Sleep waits between replication-lag retries; tests make it instant.
 	Sleep func(context.Context, time.Duration) error
 }
@@ -70,8 +72,8 @@ func NewProber(cfg ProberConfig) *Prober {
 	if cfg.FreshFor == 0 {
 		cfg.FreshFor = 30 * time.Second
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
@@ -104,7 +106,7 @@ func (p *Prober) Probe(ctx context.Context, cred broker.Credential, image string
 		target.scheme = "http"
 	}
 
-	fresh := p.cfg.Now().Sub(cred.IssuedAt) < p.cfg.FreshFor
+	fresh := p.cfg.Clock.Since(cred.IssuedAt) < p.cfg.FreshFor
 	for attempt := 0; ; attempt++ {
 		status, err := p.handshake(ctx, cred, target)
 		if err == nil {

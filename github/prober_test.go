@@ -68,7 +68,7 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			cred, image := tc.setup(t, f)
-			prober := github.NewProber(github.ProberConfig{Now: f.clock.Now, Timeout: 5 * time.Second})
+			prober := github.NewProber(github.ProberConfig{Clock: f.clock, Timeout: 5 * time.Second})
 			assertOutcome(t, f.record(prober.Probe(ctx, cred, image)), tc.want)
 		})
 	}
@@ -82,7 +82,7 @@ func mintOld(t *testing.T, f *fixture) broker.Credential {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.clock.Advance(time.Minute)
+	f.clock.Step(time.Minute)
 	return cred
 }
 
@@ -99,10 +99,10 @@ func TestProbeRetriesAFreshTokenThroughReplicationLag(t *testing.T) {
 	var slept []time.Duration
 	sleep := func(_ context.Context, d time.Duration) error {
 		slept = append(slept, d)
-		f.clock.Advance(d)
+		f.clock.Step(d)
 		return nil
 	}
-	prober := github.NewProber(github.ProberConfig{Now: f.clock.Now, Sleep: sleep})
+	prober := github.NewProber(github.ProberConfig{Clock: f.clock, Sleep: sleep})
 	if err := prober.Probe(ctx, cred, f.gh.RegistryHost()+"/acme/api:v1"); err != nil {
 		t.Fatalf("probe of a lagging fresh token: %v", err)
 	}
@@ -124,7 +124,7 @@ func TestProbeRetriesAFreshTokenThroughReplicationLag(t *testing.T) {
 	}
 
 	// A token that is not fresh gets no retries.
-	f.clock.Advance(time.Minute)
+	f.clock.Step(time.Minute)
 	f.gh.Revoke(cred.Token)
 	slept = nil
 	_ = f.record(prober.Probe(ctx, cred, f.gh.RegistryHost()+"/acme/api:v1"))

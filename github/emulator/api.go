@@ -60,7 +60,7 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request)) h
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.calls[route]++
-		now := s.now()
+		now := s.clock.Now()
 		if now.Before(s.outageUntil) {
 			status := s.outageStatus
 			s.mu.Unlock()
@@ -129,7 +129,7 @@ func (s *Server) appFromJWT(w http.ResponseWriter, r *http.Request) *app {
 		writeError(w, http.StatusUnauthorized, "A JSON web token could not be decoded")
 		return nil
 	}
-	now := s.now()
+	now := s.clock.Now()
 	switch {
 	case claims.IssuedAt == nil || claims.IssuedAt.After(now.Add(jwtClockSkew)):
 		writeError(w, http.StatusUnauthorized, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued")
@@ -160,7 +160,7 @@ func (s *Server) getInstallation(w http.ResponseWriter, r *http.Request) {
 			"permissions": in.Permissions,
 		}
 		if in.suspended {
-			body["suspended_at"] = s.now().UTC().Format(time.RFC3339)
+			body["suspended_at"] = s.clock.Now().UTC().Format(time.RFC3339)
 		}
 	}
 	s.mu.Unlock()
@@ -216,7 +216,7 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	now := s.now()
+	now := s.clock.Now()
 	tok := randomToken("ghs_")
 	t := &appToken{installationID: id, permissions: perms, issuedAt: now, expiresAt: now.Add(s.tokenLifetime)}
 	s.appTokens[tok] = t

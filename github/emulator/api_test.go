@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/golang-jwt/jwt/v4"
 )
 
@@ -24,7 +26,7 @@ func TestAppJWTRules(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
 	now := time.Now().Truncate(time.Second)
-	s.SetClock(func() time.Time { return now })
+	s.SetClock(clocktesting.NewFakePassiveClock(now))
 	s.AddApp(7, &key.PublicKey)
 	s.AddInstallation(Installation{ID: 1, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"}})
 

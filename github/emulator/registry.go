@@ -166,7 +166,7 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	now := s.now()
+	now := s.clock.Now()
 	subject := "anonymous"
 	switch {
 	case cred.pat != nil:
@@ -278,7 +278,7 @@ func (s *Server) validRegistryToken(r *http.Request, repository string) bool {
 		return false
 	}
 	s.mu.Lock()
-	now := s.now()
+	now := s.clock.Now()
 	s.mu.Unlock()
 	claims := jwt.MapClaims{}
 	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithoutClaimsValidation()).

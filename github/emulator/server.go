@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // Routes, as counted by Calls.
@@ -79,7 +81,7 @@ type Server struct {
 	Registry *httptest.Server
 
 	mu              sync.Mutex
-	now             func() time.Time
+	clock           clock.PassiveClock
 	tokenLifetime   time.Duration
 	apps            map[int64]*app
 	installations   map[int64]*installation
@@ -115,7 +117,7 @@ type appToken struct {
 // NewServer starts an emulator with no Apps, installations or PATs.
 func NewServer() *Server {
 	s := &Server{
-		now:             time.Now,
+		clock:           clock.RealClock{},
 		tokenLifetime:   time.Hour,
 		apps:            map[int64]*app{},
 		installations:   map[int64]*installation{},
@@ -142,10 +144,10 @@ func (s *Server) Close() {
 func (s *Server) URL() string { return s.API.URL + "/" }
 
 // SetClock replaces the emulator's clock (time.Now by default).
-func (s *Server) SetClock(now func() time.Time) {
+func (s *Server) SetClock(clk clock.PassiveClock) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.now = now
+	s.clock = clk
 }
 
 // SetTokenLifetime sets how long minted installation tokens live.
@@ -277,7 +279,7 @@ type credential struct {
 // revoked, expired, of a suspended or deleted installation, or too fresh.
 // It must be called with s.mu held.
 func (s *Server) authenticate(token string) (credential, string) {
-	now := s.now()
+	now := s.clock.Now()
 	if token == "" || s.revoked[token] {
 		return credential{}, "Bad credentials"
 	}
