@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 )
@@ -190,17 +192,6 @@ func (s *recordingSink) snapshot() ([]string, map[string]Credential) {
 	return slices.Clone(s.calls), maps.Clone(s.latest)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func newTestRegistry(t *testing.T) (*Registry, Store) {
 	t.Helper()
 	store := newMemStore()
@@ -290,7 +281,7 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 
-	waitFor(t, "the first publication", func() bool { calls, _ := sink.snapshot(); return len(calls) >= 3 })
+	testenv.Eventually(t, 5*time.Second, testenv.Holds("the first publication", func() bool { calls, _ := sink.snapshot(); return len(calls) >= 3 }))
 	calls, _ := sink.snapshot()
 	if !slices.Equal(calls[:3], []string{"publish a", "publish b", "all"}) {
 		t.Fatalf("calls %v: every tenant must be published before PublishedAll", calls)
@@ -310,11 +301,11 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	if err := reg.Delete(ctx, "b", ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the removal of b", func() bool { calls, _ := sink.snapshot(); return slices.Contains(calls, "remove b") })
-	waitFor(t, "the report", func() bool {
+	testenv.Eventually(t, 5*time.Second, testenv.Holds("the removal of b", func() bool { calls, _ := sink.snapshot(); return slices.Contains(calls, "remove b") }))
+	testenv.Eventually(t, 5*time.Second, testenv.Holds("the report", func() bool {
 		calls, _ := sink.snapshot()
 		return slices.Contains(calls, "report a INSTALLATION_SUSPENDED")
-	})
+	}))
 	calls, after := sink.snapshot()
 	if slices.Contains(calls[3:], "publish a") || after["a"].Token != before["a"].Token {
 		t.Errorf("a failed refresh replaced the published credential: %v", calls)

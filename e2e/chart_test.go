@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -140,7 +142,7 @@ func TestHelmChart(t *testing.T) {
 	}
 
 	// The API server accepts every object (server-side dry run).
-	_, kcFile := startCluster(t, "credbroker")
+	kcFile := testenv.Cluster(t, "credbroker").Kubeconfig(t, "credbroker-e2e")
 	apply := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "--kubeconfig", kcFile, "apply", "--dry-run=server", "-f", "-")
 	apply.Stdin = strings.NewReader(manifests)
 	out, err := apply.CombinedOutput()

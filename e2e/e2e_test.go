@@ -17,11 +17,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/credbroker/credbroker/github/emulator"
+	"github.com/credbroker/credbroker/internal/testenv"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,22 +33,6 @@ import (
 
 	"github.com/credbroker/credbroker/auth"
 )
-
-// fixture is what the emulator process prints (e2e/githubemu).
-type fixture struct {
-	APIURL         string `json:"apiURL"`
-	Realm          string `json:"realm"`
-	RealmCertPEM   string `json:"realmCertPEM"`
-	AppID          int64  `json:"appID"`
-	AppKeyPEM      string `json:"appKeyPEM"`
-	InstallationID int64  `json:"installationID"`
-	AppOwner       string `json:"appOwner"`
-	AppOwnerID     int64  `json:"appOwnerID"`
-	PATOwner       string `json:"patOwner"`
-	PATOwnerID     int64  `json:"patOwnerID"`
-	PAT            string `json:"pat"`
-	PusherPAT      string `json:"pusherPAT"`
-}
 
 // backend is the platform backend's webhook receiver: it checks the
 // signature as a backend would and keeps what it was told.
@@ -123,14 +111,14 @@ func TestEndToEnd(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	credbroker, githubemu := build(t, dir, "../cmd/credbroker"), build(t, dir, "./githubemu")
+	credbroker, githubemu := testenv.Build(t, "../cmd/credbroker"), testenv.Build(t, "./githubemu")
 
 	// GitHub, as a process.
-	var line string
-	emu := run(t, "githubemu", &line, githubemu)
-	var fx fixture
+	emu := testenv.Start(t, "githubemu", exec.Command(githubemu))
+	line := emu.WaitLine(t, 30*time.Second, "the fixture", func(line string) bool { return strings.HasPrefix(line, "{") })
+	var fx emulator.Fixture
 	if err := json.Unmarshal([]byte(line), &fx); err != nil {
-		t.Fatalf("emulator fixture %q: %v\n%s", line, err, emu.output())
+		t.Fatalf("emulator fixture %q: %v\n%s", line, err, emu.Output())
 	}
 	control := func(action string) {
 		t.Helper()
@@ -150,7 +138,8 @@ func TestEndToEnd(t *testing.T) {
 		pushImage(t, craneBin, registry, repo, fx)
 	}
 
-	kube, kubeconfig := startCluster(t, "credbroker", "a-ns", "c-ns")
+	cp := testenv.Cluster(t, "credbroker", "a-ns", "c-ns")
+	kube, kubeconfig := cp.Admin, cp.Kubeconfig(t, "credbroker-e2e")
 
 	// The backend that hears about problems.
 	be := &backend{secret: []byte("e2e-webhook-secret")}
@@ -171,20 +160,20 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	httpAddr := freeAddr(t)
-	run(t, "credbroker", nil, credbroker, "serve", "--grpc-addr", freeAddr(t), "--http-addr", httpAddr,
+	testenv.Start(t, "credbroker", exec.Command(credbroker, "serve", "--grpc-addr", freeAddr(t), "--http-addr", httpAddr,
 		"--data-dir", filepath.Join(dir, "data"), "--kubeconfig", kubeconfig, "--leader-elect=false",
 		"--github-url", fx.APIURL, "--github-app-id", fmt.Sprint(fx.AppID), "--github-app-key-file", filepath.Join(dir, "app.pem"),
 		"--encryption-key-file", filepath.Join(dir, "enc.key"), "--auth-token-file", filepath.Join(dir, "tokens.yaml"),
-		"--webhook-url", receiver.URL, "--webhook-secret-file", filepath.Join(dir, "webhook.secret"))
+		"--webhook-url", receiver.URL, "--webhook-secret-file", filepath.Join(dir, "webhook.secret")))
 	api := brokerAPI{t: t, url: "http://" + httpAddr, token: adminToken}
-	eventually(t, 30*time.Second, "credbroker did not become ready", func() bool {
+	testenv.Eventually(t, 30*time.Second, testenv.Holds("credbroker did not become ready", func() bool {
 		resp, err := http.Get(api.url + "/readyz")
 		if err != nil {
 			return false
 		}
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	})
+	}))
 
 	// Two tenants over REST: the PAT of a-org's machine user, and the App
 	// installation on c-org; each proves its credential on its own image.
@@ -206,7 +195,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return s.Data[corev1.DockerConfigJsonKey]
 	}
-	eventually(t, 30*time.Second, "no pull Secret in a-ns", func() bool { return secretConfig("a-ns") != nil })
+	testenv.Eventually(t, 30*time.Second, testenv.Holds("no pull Secret in a-ns", func() bool { return secretConfig("a-ns") != nil }))
 
 	t.Run("a's Secret pulls a's image and not b's", func(t *testing.T) {
 		cfg := secretConfig("a-ns")
@@ -223,7 +212,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("the App tenant is refused by the registry, and says why", func(t *testing.T) {
-		eventually(t, 30*time.Second, "no PROBE_FAILED reached the backend", func() bool { return be.has("EVENT_TYPE_PROBE_FAILED", "c") })
+		testenv.Eventually(t, 30*time.Second, testenv.Holds("no PROBE_FAILED reached the backend", func() bool { return be.has("EVENT_TYPE_PROBE_FAILED", "c") }))
 		st := api.status("c")
 		lastErr, _ := st["lastError"].(map[string]any)
 		t.Logf("tenant c: state %v, reason %v", st["state"], lastErr["reason"])
@@ -244,7 +233,7 @@ func TestEndToEnd(t *testing.T) {
 		if code, st := api.call(http.MethodPost, "/v1/tenants/c/credential:refresh", "{}"); code != http.StatusOK || st["state"] != "CREDENTIAL_STATE_READY" {
 			t.Fatalf("refresh with App tokens accepted: %d %v", code, st)
 		}
-		eventually(t, 30*time.Second, "no pull Secret in c-ns", func() bool { return secretConfig("c-ns") != nil })
+		testenv.Eventually(t, 30*time.Second, testenv.Holds("no pull Secret in c-ns", func() bool { return secretConfig("c-ns") != nil }))
 		first := secretConfig("c-ns")
 		expiry, err := time.Parse(time.RFC3339, fmt.Sprint(api.status("c")["expireTime"]))
 		if err != nil {
@@ -253,9 +242,9 @@ func TestEndToEnd(t *testing.T) {
 		if out, ok := crane(t, craneBin, first, "manifest", registry+"/c-org/app:v1"); !ok {
 			t.Fatalf("pull with the first App token: %s", out)
 		}
-		eventually(t, 45*time.Second, "the Secret was not rotated", func() bool {
+		testenv.Eventually(t, 45*time.Second, testenv.Holds("the Secret was not rotated", func() bool {
 			return !bytes.Equal(secretConfig("c-ns"), first)
-		})
+		}))
 		rotatedAt := time.Now()
 		t.Logf("rotated %v before the old token's expiry", expiry.Sub(rotatedAt).Round(time.Second))
 		if !rotatedAt.Before(expiry) {
@@ -276,10 +265,10 @@ func TestEndToEnd(t *testing.T) {
 		control(fmt.Sprintf("suspend?installation=%d", fx.InstallationID))
 		api.call(http.MethodPost, "/v1/tenants/a/credential:refresh", "{}")
 		api.call(http.MethodPost, "/v1/tenants/c/credential:refresh", "{}")
-		eventually(t, 30*time.Second, "CREDENTIAL_REVOKED did not reach the backend", func() bool { return be.has("EVENT_TYPE_CREDENTIAL_REVOKED", "a") })
-		eventually(t, 30*time.Second, "INSTALLATION_SUSPENDED did not reach the backend", func() bool {
+		testenv.Eventually(t, 30*time.Second, testenv.Holds("CREDENTIAL_REVOKED did not reach the backend", func() bool { return be.has("EVENT_TYPE_CREDENTIAL_REVOKED", "a") }))
+		testenv.Eventually(t, 30*time.Second, testenv.Holds("INSTALLATION_SUSPENDED did not reach the backend", func() bool {
 			return be.has("EVENT_TYPE_INSTALLATION_SUSPENDED", "c")
-		})
+		}))
 		t.Log("backend received CREDENTIAL_REVOKED for a and INSTALLATION_SUSPENDED for c, both with a valid signature")
 	})
 

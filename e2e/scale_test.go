@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,7 +28,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/auth"
@@ -198,18 +199,12 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 	row := scaleRow{namespaces: namespaces, tenants: tenants}
 	log := slog.New(slog.DiscardHandler)
 
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
+	cp, err := testenv.StartControlPlane()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = env.Stop() }()
-	adminCfg := *cfg
-	adminCfg.QPS, adminCfg.Burst = 2000, 4000
-	admin, err := kubernetes.NewForConfig(&adminCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer func() { _ = cp.Stop() }()
+	admin := cp.Admin
 	// Setting up namespaces is not what is measured.
 	var wg sync.WaitGroup
 	work := make(chan int)
@@ -246,7 +241,7 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 	watcher := watchSecrets(t, ctx, admin)
 
 	heap0, rss0 := memoryNow()
-	syncCfg := *cfg
+	syncCfg := *cp.Config
 	syncCfg.QPS, syncCfg.Burst = scaleQPS, scaleBurst
 	kube, err := kubernetes.NewForConfig(&syncCfg)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	"github.com/credbroker/credbroker/broker"
 )
 
@@ -26,13 +28,13 @@ func BenchmarkRotationFanOut1000(b *testing.B) {
 	// by the next run inside its measurement.
 	tn := tenant(label, func(t *broker.Tenant) { t.NamespaceSelector = "bench=" + label })
 	publish(b, s, tn, credential("ghp_benchwarmup0000000000000000000000000"))
-	eventually(b, 5*time.Minute, func() (bool, string) { return s.Writes() >= n, fmt.Sprintf("%d of %d written", s.Writes(), n) })
+	testenv.Eventually(b, 5*time.Minute, func() (bool, string) { return s.Writes() >= n, fmt.Sprintf("%d of %d written", s.Writes(), n) })
 
 	b.ResetTimer()
 	for i := range b.N {
 		before := s.Writes()
 		publish(b, s, tn, credential(fmt.Sprintf("ghp_bench%031d", i)))
-		eventually(b, 5*time.Minute, func() (bool, string) {
+		testenv.Eventually(b, 5*time.Minute, func() (bool, string) {
 			return s.Writes()-before >= n, fmt.Sprintf("%d of %d written", s.Writes()-before, n)
 		})
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/credbroker/credbroker/broker"
@@ -67,7 +69,7 @@ func TestOnlyTheLeaderSyncsAndASuccessorTakesOver(t *testing.T) {
 
 	var leader, follower *replica
 	var leaderCred, followerCred broker.Credential
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		switch {
 		case a.syncer.Load() != nil:
 			leader, follower, leaderCred, followerCred = a, b, credA, credB
@@ -76,12 +78,12 @@ func TestOnlyTheLeaderSyncsAndASuccessorTakesOver(t *testing.T) {
 		}
 		return leader != nil, "nobody leads"
 	})
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, leaderCred) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, leaderCred) })
 	if follower.syncer.Load() != nil {
 		t.Fatal("both replicas sync")
 	}
 	// The Secret is visible a moment before the writer counts the write.
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		w := leader.syncer.Load().Writes()
 		return w == 1, fmt.Sprintf("leader wrote %d times, want 1", w)
 	})
@@ -92,7 +94,7 @@ func TestOnlyTheLeaderSyncsAndASuccessorTakesOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader.done <- nil // for the cleanup
-	eventually(t, 10*time.Second, func() (bool, string) { return follower.syncer.Load() != nil, "the follower did not take over" })
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) { return follower.syncer.Load() != nil, "the follower did not take over" })
 	t.Logf("takeover %v after the leader stopped (lease duration 4s)", time.Since(stopped).Round(time.Millisecond))
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, followerCred) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, followerCred) })
 }

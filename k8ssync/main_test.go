@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,7 +21,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/credbroker/credbroker/broker"
 
@@ -42,46 +43,35 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+	if missing := testenv.Missing(testenv.AssetsEnv); missing != "" {
 		if os.Getenv("CI") != "" {
-			fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the tests with make test")
+			fmt.Fprintln(os.Stderr, missing, "is not set: run the tests with make test")
 			return 1
 		}
-		fmt.Fprintln(os.Stderr, "k8ssync: KUBEBUILDER_ASSETS not set (make test sets it); skipping the real-apiserver tests")
+		fmt.Fprintln(os.Stderr, "k8ssync:", missing, "not set (make test sets it); skipping the real-apiserver tests")
 		return m.Run()
 	}
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
+	cp, err := testenv.StartControlPlane()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "start kube-apiserver and etcd:", err)
-		return 1
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop control plane:", err)
-		}
-	}()
-	// Setting up a thousand namespaces is not what is being measured.
-	adminCfg := rest.CopyConfig(cfg)
-	adminCfg.QPS, adminCfg.Burst = 1000, 2000
-	if admin, err = kubernetes.NewForConfig(adminCfg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop control plane:", err)
+		}
+	}()
+	admin = cp.Admin
 	if err := applyRBAC(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "apply rbac.yaml:", err)
 		return 1
 	}
-	user, err := env.AddUser(envtest.User{
-		Name:   "system:serviceaccount:credbroker:credbroker",
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:credbroker", "system:authenticated"},
-	}, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "add credbroker user:", err)
+	if brokerCfg, err = cp.AddUser("system:serviceaccount:credbroker:credbroker",
+		"system:serviceaccounts", "system:serviceaccounts:credbroker", "system:authenticated"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	// The code under test gets credbroker's default client rate limits.
-	brokerCfg = user.Config()
 	brokerCfg.QPS, brokerCfg.Burst = DefaultQPS, DefaultBurst
 	return m.Run()
 }
@@ -166,23 +156,6 @@ func startSyncer(t testing.TB, cfg Config) *testSyncer {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	eventually(t, 30*time.Second, func() (bool, string) { return s.synced.Load(), "informer caches never synced" })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return s.synced.Load(), "informer caches never synced" })
 	return &testSyncer{Syncer: s, ledger: ledger}
-}
-
-// eventually polls cond until it holds or the deadline passes. The poll
-// interval is short: the conditions are cheap reads of caches or the API.
-func eventually(t testing.TB, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -108,7 +110,7 @@ func grantOwnNamespaceRole(t *testing.T, ns string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		_, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{Limit: 1})
 		return err == nil, fmt.Sprintf("the Role is not in force: %v", err)
 	})

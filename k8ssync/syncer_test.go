@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -79,7 +81,7 @@ func publish(t testing.TB, s *testSyncer, tn broker.Tenant, cred broker.Credenti
 // than it had at the time of the call that returned before.
 func settle(t testing.TB, s *testSyncer, before int64, n int) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := s.reconciles.Load() - before
 		return got >= int64(n) && s.queue.Len() == 0 && s.inflight.Load() == 0, fmt.Sprintf("%d of %d reconciles", got, n)
 	})
@@ -89,7 +91,7 @@ func settle(t testing.TB, s *testSyncer, before int64, n int) {
 // given reason for which match holds.
 func waitForEvent(t testing.TB, ns, reason string, match func(corev1.Event) bool) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		events, err := admin.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -107,7 +109,7 @@ func waitForEvent(t testing.TB, ns, reason string, match func(corev1.Event) bool
 // that its counters are final.
 func idle(t testing.TB, s *testSyncer) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		return s.queue.Len() == 0 && s.inflight.Load() == 0, "syncer still busy"
 	})
 }
@@ -140,7 +142,7 @@ func TestOneRotationWritesEachNamespaceOnce(t *testing.T) {
 			return true, ""
 		}
 	}
-	eventually(t, 60*time.Second, allHold(first))
+	testenv.Eventually(t, 60*time.Second, allHold(first))
 	idle(t, s)
 	if w := s.Writes(); w != n {
 		t.Errorf("first publication: %d writes, want %d", w, n)
@@ -165,7 +167,7 @@ func TestOneRotationWritesEachNamespaceOnce(t *testing.T) {
 
 	second := credential("ghp_second000000000000000000000000000000")
 	publish(t, s, tn, second)
-	eventually(t, 60*time.Second, allHold(second))
+	testenv.Eventually(t, 60*time.Second, allHold(second))
 	idle(t, s)
 	if w := s.Writes(); w != 2*n {
 		t.Errorf("rotation: %d writes in all, want %d", w, 2*n)
@@ -202,26 +204,26 @@ func TestDriftIsRepaired(t *testing.T) {
 	createNamespace(t, ns, nil)
 	cred := credential("ghp_drift000000000000000000000000000000")
 	publish(t, s, tenant("drift", func(t *broker.Tenant) { t.Namespaces = []string{ns} }), cred)
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
 
 	if err := admin.CoreV1().Secrets(ns).Delete(ctx, "ghcr-secret", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
 
 	sec, _ := getSecret(t, ns, "ghcr-secret")
 	sec.Data[corev1.DockerConfigJsonKey] = []byte(`{"auths":{"ghcr.io":{"auth":"aGFuZDplZGl0"}}}`)
 	if _, err := admin.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		sec, _ := getSecret(t, ns, "ghcr-secret")
 		return string(sec.Data[corev1.DockerConfigJsonKey]) == string(broker.DockerConfigJSON([]string{"ghcr.io"}, cred)), "hand edit not undone"
 	})
 
 	// A label someone else adds is not drift. (Create, re-create, restore:
 	// three writes, counted once the restore has returned.)
-	eventually(t, 30*time.Second, func() (bool, string) { return s.Writes() == 3, fmt.Sprintf("%d writes", s.Writes()) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return s.Writes() == 3, fmt.Sprintf("%d writes", s.Writes()) })
 	writes, before := s.Writes(), s.reconciles.Load()
 	sec, _ = getSecret(t, ns, "ghcr-secret")
 	sec.Labels["team"] = "payments"
@@ -241,7 +243,7 @@ func TestNewMatchingNamespaceGetsItsSecret(t *testing.T) {
 	publish(t, s, tenant("late", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), cred)
 	ns := unique("late")
 	createNamespace(t, ns, map[string]string{"team": label})
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
 
 	// An explicitly listed namespace created after the tenant is bound too.
 	explicit := unique("late-explicit")
@@ -249,13 +251,13 @@ func TestNewMatchingNamespaceGetsItsSecret(t *testing.T) {
 		t.NamespaceSelector = "team=" + label
 		t.Namespaces = []string{explicit}
 	}), cred)
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		st := s.Status("late")
 		i := slices.IndexFunc(st, func(n broker.NamespaceSync) bool { return n.Namespace == explicit })
 		return i >= 0 && st[i].State == broker.SyncPending, fmt.Sprintf("status %+v", st)
 	})
 	createNamespace(t, explicit, nil)
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, explicit, cred) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, explicit, cred) })
 }
 
 func TestUnbindingDeletesOnlyOurSecrets(t *testing.T) {
@@ -271,7 +273,7 @@ func TestUnbindingDeletesOnlyOurSecrets(t *testing.T) {
 	}
 	cred := credential("ghp_unbind00000000000000000000000000000")
 	publish(t, s, tenant("unbind", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), cred)
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		okA, why := holds(t, a, cred)
 		okB, whyB := holds(t, b, cred)
 		return okA && okB, why + whyB
@@ -285,7 +287,7 @@ func TestUnbindingDeletesOnlyOurSecrets(t *testing.T) {
 	if _, err := admin.CoreV1().Namespaces().Update(ctx, nsA, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, exists := getSecret(t, a, "ghcr-secret")
 		return !exists, "Secret stays in a namespace that no longer matches"
 	})
@@ -293,7 +295,7 @@ func TestUnbindingDeletesOnlyOurSecrets(t *testing.T) {
 	if err := s.Remove(ctx, "unbind"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, exists := getSecret(t, b, "ghcr-secret")
 		return !exists, "Secret of a removed tenant stays"
 	})
@@ -318,7 +320,7 @@ func TestUnmanagedSecretIsNeverTouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, s, tenant("conflict", func(t *broker.Tenant) { t.Namespaces = []string{ns} }), credential("ghp_conflict0000000000000000000000000000"))
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		st := s.Status("conflict")
 		return len(st) == 1 && st[0].State == broker.SyncConflict && st[0].Reason == broker.ReasonSecretConflict, fmt.Sprintf("status %+v", st)
 	})
@@ -353,7 +355,7 @@ func TestServiceAccountsGetThePullSecretOnce(t *testing.T) {
 		}
 		return names
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := pullSecrets(ns)
 		return slices.Equal(got, []string{"someone-elses", "ghcr-secret"}), fmt.Sprintf("imagePullSecrets %v", got)
 	})
@@ -371,7 +373,7 @@ func TestServiceAccountsGetThePullSecretOnce(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: late}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := pullSecrets(late)
 		return slices.Equal(got, []string{"ghcr-secret"}), fmt.Sprintf("late imagePullSecrets %v", got)
 	})
@@ -385,8 +387,8 @@ func TestOverlappingSelectorsGoToTheFirstTenant(t *testing.T) {
 	credA, credB := credential("ghp_overlapA00000000000000000000000000"), credential("ghp_overlapB00000000000000000000000000")
 	publish(t, s, tenant("overlap-b", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), credB)
 	publish(t, s, tenant("overlap-a", func(t *broker.Tenant) { t.NamespaceSelector = "team" }), credA)
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, credA) })
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, credA) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		st := s.Status("overlap-b")
 		i := slices.IndexFunc(st, func(n broker.NamespaceSync) bool { return n.Namespace == ns })
 		return i >= 0 && st[i].Reason == broker.ReasonNamespaceClaimed, fmt.Sprintf("overlap-b status %+v", st)
@@ -399,8 +401,8 @@ func TestCredentialProblemsBecomeEvents(t *testing.T) {
 	createNamespace(t, ns, nil)
 	cred := credential("ghp_problem000000000000000000000000000")
 	publish(t, s, tenant("problem", func(t *broker.Tenant) { t.Namespaces = []string{ns} }), cred)
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		st := s.Status("problem")
 		return len(st) == 1 && st[0].State == broker.SyncSynced, "not synced"
 	})
@@ -416,7 +418,7 @@ func TestOrphansGoOnlyOnceEveryTenantIsPublished(t *testing.T) {
 	old := startSyncer(t, Config{})
 	cred := credential("ghp_orphan0000000000000000000000000000")
 	publish(t, old, tenant("orphan", func(t *broker.Tenant) { t.Namespaces = []string{ns} }), cred)
-	eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
 
 	// A new leader that has not heard of the tenant yet leaves its Secret.
 	fresh := startSyncer(t, Config{})
@@ -428,7 +430,7 @@ func TestOrphansGoOnlyOnceEveryTenantIsPublished(t *testing.T) {
 	}
 	// Told that it knows every tenant, it removes the orphan.
 	fresh.PublishedAll()
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, exists := getSecret(t, ns, "ghcr-secret")
 		return !exists, "orphaned Secret stays"
 	})

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github/emulator"
@@ -30,41 +30,11 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with make test")
-		}
-		t.Skip("KUBEBUILDER_ASSETS not set")
-	}
 	ctx := context.Background()
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{"credbroker", "shop"} {
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	user, err := env.AddUser(envtest.User{Name: "credbroker-test", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := testenv.Cluster(t, "credbroker", "shop")
+	kube, kubeconfigFile := cp.Admin, cp.Kubeconfig(t, "credbroker-test")
 	dir := t.TempDir()
-	kubeconfigFile, keyFile := filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "app.pem")
-	if err := os.WriteFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := filepath.Join(dir, "app.pem")
 
 	gh := emulator.NewServer()
 	defer gh.Close()
@@ -108,7 +78,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	p := startBinary(t, nil, args...)
 	if code := post(t, p.httpURL+"/v1/tenants", token,
 		`{"id":"shop","owner":{"login":"shop-org","id":500,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":5},"namespaces":["shop"]}`); code != http.StatusOK {
-		t.Fatalf("create tenant: %d\n%s", code, p.output())
+		t.Fatalf("create tenant: %d\n%s", code, p.Output())
 	}
 
 	deadline := time.Now().Add(30 * time.Second)
@@ -117,7 +87,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 		if s, err := kube.CoreV1().Secrets("shop").Get(ctx, "ghcr-secret", metav1.GetOptions{}); err == nil {
 			secret = s
 		} else if time.Now().After(deadline) {
-			t.Fatalf("no pull Secret in namespace shop: %v\n%s", err, p.output())
+			t.Fatalf("no pull Secret in namespace shop: %v\n%s", err, p.Output())
 		} else {
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -131,10 +101,10 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	if _, err := kube.CoordinationV1().Leases("credbroker").Get(ctx, "credbroker", metav1.GetOptions{}); err != nil {
 		t.Errorf("no leader Lease: %v", err)
 	}
-	if code := p.terminate(t); code != 0 {
-		t.Errorf("exit %d\n%s", code, p.output())
+	if code := p.Terminate(t); code != 0 {
+		t.Errorf("exit %d\n%s", code, p.Output())
 	}
-	logs := p.output()
+	logs := p.Output()
 
 	// A restarted broker publishes the stored credential: no second mint.
 	p = startBinary(t, nil, args...)
@@ -159,7 +129,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("GitHub webhook: %d\n%s", resp.StatusCode, p.output())
+		t.Fatalf("GitHub webhook: %d\n%s", resp.StatusCode, p.Output())
 	}
 	select {
 	case ev := <-received:
@@ -167,7 +137,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 			t.Errorf("backend received %v", ev)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the backend heard nothing\n%s", p.output())
+		t.Fatalf("the backend heard nothing\n%s", p.Output())
 	}
 	waitForState(t, p, token, "CREDENTIAL_STATE_FAILED")
 	events, err := kube.CoreV1().ConfigMaps("credbroker").List(ctx, metav1.ListOptions{LabelSelector: "credbroker.io/event"})
@@ -178,10 +148,10 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	if err != nil || len(audit.Items) != 1 || !strings.Contains(audit.Items[0].Data["record.json"], `"caller":"test-admin"`) {
 		t.Errorf("audit trail in the cluster: %+v, %v", audit.Items, err)
 	}
-	if code := p.terminate(t); code != 0 {
-		t.Errorf("exit %d\n%s", code, p.output())
+	if code := p.Terminate(t); code != 0 {
+		t.Errorf("exit %d\n%s", code, p.Output())
 	}
-	logs += p.output()
+	logs += p.Output()
 	for _, tok := range gh.Tokens() {
 		if strings.Contains(logs, tok) {
 			t.Error("an installation token reached the log")
@@ -192,25 +162,19 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 // waitForState polls the tenant's credential status until it is state.
 func waitForState(t *testing.T, p *process, token, state string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		req, err := http.NewRequest(http.MethodGet, p.httpURL+"/v1/tenants/shop/credential", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			var st struct{ State string }
-			_ = json.NewDecoder(resp.Body).Decode(&st)
-			_ = resp.Body.Close()
-			if st.State == state {
-				return
-			}
+		if err != nil {
+			return false, testenv.Errorf("credential never reached %s: %v\n%s", state, err, p.Output())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("credential never reached %s: %v\n%s", state, err, p.output())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		var st struct{ State string }
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		_ = resp.Body.Close()
+		return st.State == state, testenv.Errorf("credential is %s, never reached %s\n%s", st.State, state, p.Output())
+	})
 }

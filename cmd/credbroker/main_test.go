@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -11,10 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/testenv"
 
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/github/emulator"
@@ -76,97 +75,28 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 	}
 }
 
-// buildBinary builds credbroker once per test binary run.
-var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "credbroker-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "credbroker")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", &exec.ExitError{Stderr: out}
-	}
-	return bin, nil
-})
-
-// process is a running credbroker binary.
+// process is a running credbroker binary and the address of its REST API.
 type process struct {
-	cmd     *exec.Cmd
-	stderr  *strings.Builder
-	mu      sync.Mutex
+	*testenv.Process
 	httpURL string
 }
 
 // startBinary runs credbroker with args and waits for its "serving" log line.
 func startBinary(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
-	bin, err := buildBinary()
-	if err != nil {
-		t.Fatalf("build: %v", err)
-	}
-	p := &process{cmd: exec.Command(bin, args...), stderr: &strings.Builder{}}
-	p.cmd.Env = append(os.Environ(), env...)
-	pipe, err := p.cmd.StderrPipe()
-	if err != nil {
+	cmd := exec.Command(testenv.Build(t, "."), args...)
+	cmd.Env = append(os.Environ(), env...)
+	p := &process{Process: testenv.Start(t, "credbroker", cmd)}
+	line := p.WaitLine(t, 30*time.Second, `the "serving" log line`, func(line string) bool {
+		var entry struct{ Msg string }
+		return json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "serving"
+	})
+	var entry struct{ HTTP string }
+	if err := json.Unmarshal([]byte(line), &entry); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
-	serving := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.stderr.WriteString(line + "\n")
-			p.mu.Unlock()
-			var entry struct{ Msg, HTTP string }
-			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "serving" {
-				serving <- entry.HTTP
-			}
-		}
-		close(serving)
-	}()
-	select {
-	case addr, ok := <-serving:
-		if !ok {
-			t.Fatalf("credbroker exited before serving:\n%s", p.output())
-		}
-		p.httpURL = "http://" + addr
-	case <-time.After(30 * time.Second):
-		t.Fatalf("credbroker did not start serving:\n%s", p.output())
-	}
+	p.httpURL = "http://" + entry.HTTP
 	return p
-}
-
-func (p *process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-// terminate sends SIGTERM and returns the exit code.
-func (p *process) terminate(t *testing.T) int {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	return p.wait(t)
-}
-
-func (p *process) wait(t *testing.T) int {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("credbroker did not exit:\n%s", p.output())
-	}
-	return p.cmd.ProcessState.ExitCode()
 }
 
 func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
@@ -213,10 +143,10 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 		`{"id":"thief","owner":{"login":"acme","id":5,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":42}}`); code != http.StatusBadRequest {
 		t.Errorf("the thief's tenant: %d, want 400", code)
 	}
-	if code := p.terminate(t); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, p.output())
+	if code := p.Terminate(t); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, p.Output())
 	}
-	out := p.output()
+	out := p.Output()
 	for _, want := range []string{"DEV MODE", "curl -s -X POST http://127.0.0.1:", "images:validate", "grpcurl -plaintext 127.0.0.1:",
 		`"msg":"shutdown complete"`, "token    " + string(adminToken), "Authorization: Bearer $CREDBROKER_TOKEN"} {
 		if !strings.Contains(out, want) {
@@ -250,11 +180,11 @@ func TestStartupRefusesStoredPATsWithoutTheirKey(t *testing.T) {
 		`{"id":"ci","owner":{"login":"octo","id":1,"type":"OWNER_TYPE_USER"},"pat":{"token":"ghp_keyCheck123"}}`); code != http.StatusOK {
 		t.Fatalf("create: %d", code)
 	}
-	if code := p.terminate(t); code != 0 {
+	if code := p.Terminate(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 
-	bin, _ := buildBinary()
+	bin := testenv.Build(t, ".")
 	out, err := exec.Command(bin, common...).CombinedOutput()
 	if err == nil {
 		t.Fatalf("started without the key that seals a stored PAT:\n%s", out)

@@ -20,24 +20,6 @@ import (
 	"github.com/credbroker/credbroker/github/emulator"
 )
 
-// Fixture is what the suite needs to know about the emulated GitHub.
-type Fixture struct {
-	APIURL string `json:"apiURL"`
-	// Realm is the registry token endpoint, on localhost: pull clients
-	// refuse a realm given as an IP address.
-	Realm          string `json:"realm"`
-	RealmCertPEM   string `json:"realmCertPEM"`
-	AppID          int64  `json:"appID"`
-	AppKeyPEM      string `json:"appKeyPEM"`
-	InstallationID int64  `json:"installationID"`
-	AppOwner       string `json:"appOwner"`
-	AppOwnerID     int64  `json:"appOwnerID"`
-	PATOwner       string `json:"patOwner"`
-	PATOwnerID     int64  `json:"patOwnerID"`
-	PAT            string `json:"pat"`
-	PusherPAT      string `json:"pusherPAT"`
-}
-
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "githubemu:", err)
@@ -52,7 +34,7 @@ func run() error {
 	}
 	s := emulator.NewServer()
 	defer s.Close()
-	f := Fixture{
+	f := emulator.Fixture{
 		APIURL: s.URL(), Realm: strings.Replace(s.RegistryRealm(), "127.0.0.1", "localhost", 1),
 		RealmCertPEM: string(s.RegistryCertPEM()), AppID: 7,
 		AppKeyPEM:      string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})),

@@ -41,3 +41,22 @@ func NewDemo() (*Server, Demo, error) {
 	d.Image = s.RegistryHost() + "/" + d.Org.Login + "/hello:latest"
 	return s, d, nil
 }
+
+// Fixture is what a process running the emulator (e2e/githubemu) tells its
+// clients about the GitHub it emulates, as one JSON line.
+type Fixture struct {
+	APIURL string `json:"apiURL"`
+	// Realm is the registry token endpoint, on localhost: pull clients
+	// refuse a realm given as an IP address.
+	Realm          string `json:"realm"`
+	RealmCertPEM   string `json:"realmCertPEM"`
+	AppID          int64  `json:"appID"`
+	AppKeyPEM      string `json:"appKeyPEM"`
+	InstallationID int64  `json:"installationID"`
+	AppOwner       string `json:"appOwner"`
+	AppOwnerID     int64  `json:"appOwnerID"`
+	PATOwner       string `json:"patOwner"`
+	PATOwnerID     int64  `json:"patOwnerID"`
+	PAT            string `json:"pat"`
+	PusherPAT      string `json:"pusherPAT"`
+}
