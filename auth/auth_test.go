@@ -114,8 +114,8 @@ func TestTokenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	f.clock = clocktesting.NewFakePassiveClock(now)
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	f.clock = clk
 
 	id, ok, err := f.Authenticate(ctx, Request{BearerToken: "s3cret-backend"})
 	if !ok || err != nil || id.Name != "backend" || !slices.Equal(id.Roles, []string{"admin"}) || id.TokenHash != TokenHash("s3cret-backend")[:12] {
@@ -133,7 +133,7 @@ func TestTokenFile(t *testing.T) {
 	if _, ok, _ := f.Authenticate(ctx, Request{BearerToken: "s3cret-rotated"}); ok {
 		t.Error("the file was read again within the second")
 	}
-	now = now.Add(2 * time.Second)
+	clk.SetTime(clk.Now().Add(2 * time.Second))
 	if id, ok, _ := f.Authenticate(ctx, Request{BearerToken: "s3cret-rotated"}); !ok || id.Name != "rotated" {
 		t.Errorf("after the change: %+v %v", id, ok)
 	}
@@ -142,7 +142,7 @@ func TestTokenFile(t *testing.T) {
 	}
 	// ...and a broken one leaves the last good one in force.
 	writeFile(t, path, "tokens: [ {name: x, sha256: not-hex} ]\n")
-	now = now.Add(2 * time.Second)
+	clk.SetTime(clk.Now().Add(2 * time.Second))
 	if _, ok, _ := f.Authenticate(ctx, Request{BearerToken: "s3cret-rotated"}); !ok {
 		t.Error("a broken file replaced the last good one")
 	}
@@ -262,8 +262,8 @@ func TestTokenReviewCachesAnswers(t *testing.T) {
 		}
 		return "", nil, false, nil
 	}, 10*time.Second)
-	now := time.Now()
-	r.clock = clocktesting.NewFakePassiveClock(now)
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	r.clock = clk
 	for range 3 {
 		if id, ok, err := r.Authenticate(ctx, Request{BearerToken: "good"}); !ok || err != nil || id.Name != "system:serviceaccount:platform:backend" {
 			t.Fatalf("good token: %+v %v %v", id, ok, err)
@@ -272,7 +272,7 @@ func TestTokenReviewCachesAnswers(t *testing.T) {
 	if reviews != 1 {
 		t.Errorf("%d reviews for three calls within the TTL, want 1", reviews)
 	}
-	now = now.Add(11 * time.Second)
+	clk.SetTime(clk.Now().Add(11 * time.Second))
 	_, _, _ = r.Authenticate(ctx, Request{BearerToken: "good"})
 	if reviews != 2 {
 		t.Errorf("%d reviews after the TTL, want 2", reviews)
