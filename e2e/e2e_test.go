@@ -81,24 +81,10 @@ type brokerAPI struct {
 
 func (b brokerAPI) call(method, path, body string) (int, map[string]any) {
 	b.t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, b.url+path, r)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+b.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
+	code, raw := testenv.REST(b.t, method, b.url+path, b.token, body)
 	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	_ = json.Unmarshal(raw, &out)
+	return code, out
 }
 
 func (b brokerAPI) status(tenant string) map[string]any {

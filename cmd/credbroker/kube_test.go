@@ -163,18 +163,9 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 func waitForState(t *testing.T, p *process, token, state string) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		req, err := http.NewRequest(http.MethodGet, p.httpURL+"/v1/tenants/shop/credential", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false, testenv.Errorf("credential never reached %s: %v\n%s", state, err, p.Output())
-		}
+		_, body := testenv.REST(t, http.MethodGet, p.httpURL+"/v1/tenants/shop/credential", token, "")
 		var st struct{ State string }
-		_ = json.NewDecoder(resp.Body).Decode(&st)
-		_ = resp.Body.Close()
-		return st.State == state, testenv.Errorf("credential is %s, never reached %s\n%s", st.State, state, p.Output())
+		_ = json.Unmarshal(body, &st)
+		return st.State == state, testenv.Errorf("credential is %q, never reached %s\n%s", st.State, state, p.Output())
 	})
 }

@@ -216,18 +216,6 @@ func adminTokenFile(t *testing.T) (path, token string) {
 // status.
 func post(t *testing.T, url, token, body string) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode
+	code, _ := testenv.REST(t, http.MethodPost, url, token, body)
+	return code
 }
