@@ -261,18 +261,6 @@ func classifyMint(op string, err error, now time.Time) error {
 	return classify(op, err, reasons, now)
 }
 
-// RevokeInstallationToken invalidates an installation token before it
-// expires, for a token that a newer one has superseded.
-func (c *Client) RevokeInstallationToken(ctx context.Context, token string) error {
-	const op = "revoke installation token"
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-	defer cancel()
-	if _, err := c.withToken(token).Apps.RevokeInstallationToken(ctx); err != nil {
-		return classify(op, err, statusReasons{http.StatusUnauthorized: broker.ReasonTokenRevoked}, c.cfg.Clock.Now())
-	}
-	return nil
-}
-
 // PackageScopes are the classic PAT scopes that let a token pull packages.
 var PackageScopes = []string{"read:packages", "write:packages", "delete:packages"}
 

@@ -2,8 +2,6 @@ package k8ssync
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -17,16 +15,9 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// Credentials and events live beside the tenants in credbroker's own
-// namespace, so that a new leader publishes the credentials the last one
-// obtained and delivers the events it queued.
+// Events live beside the tenants in credbroker's own namespace, so that a
+// new leader delivers the events the last one queued.
 const (
-	credentialSecretPrefix = "credbroker-credential-"
-	credentialSecretType   = corev1.SecretType("credbroker.io/credential")
-	labelCredential        = "credbroker.io/credential"
-	annotationKey          = "credbroker.io/credential-key"
-	sealedKey              = "sealed"
-
 	eventConfigMapPrefix = "credbroker-event-"
 	labelEvent           = "credbroker.io/event"
 	labelPending         = "credbroker.io/pending"
@@ -36,52 +27,6 @@ const (
 	// oldest delivered events go.
 	DefaultMaxEvents = 1000
 )
-
-// credentialSecretName derives a valid object name from a credential key,
-// which holds characters names may not.
-func credentialSecretName(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return credentialSecretPrefix + hex.EncodeToString(sum[:12])
-}
-
-// GetCredential implements broker.CredentialStore.
-func (s *Store) GetCredential(ctx context.Context, key string) ([]byte, error) {
-	sec, err := s.secrets().Get(ctx, credentialSecretName(key), metav1.GetOptions{})
-	if err != nil {
-		return nil, storeError(err)
-	}
-	if sec.Annotations[annotationKey] != key { // a hash collision, in theory
-		return nil, broker.ErrNotFound
-	}
-	return sec.Data[sealedKey], nil
-}
-
-// PutCredential implements broker.CredentialStore.
-func (s *Store) PutCredential(ctx context.Context, key string, sealed []byte) error {
-	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        credentialSecretName(key),
-			Namespace:   s.namespace,
-			Labels:      map[string]string{LabelManagedBy: ManagedByValue, labelCredential: ""},
-			Annotations: map[string]string{annotationKey: key},
-		},
-		Type: credentialSecretType,
-		Data: map[string][]byte{sealedKey: sealed},
-	}
-	_, err := s.secrets().Update(ctx, sec, metav1.UpdateOptions{FieldManager: Component})
-	if apierrors.IsNotFound(err) {
-		_, err = s.secrets().Create(ctx, sec, metav1.CreateOptions{FieldManager: Component})
-	}
-	if err != nil {
-		return fmt.Errorf("store credential: %w", storeError(err))
-	}
-	return nil
-}
-
-// DeleteCredential implements broker.CredentialStore.
-func (s *Store) DeleteCredential(ctx context.Context, key string) error {
-	return storeError(s.secrets().Delete(ctx, credentialSecretName(key), metav1.DeleteOptions{}))
-}
 
 // AppendEvent implements broker.EventStore: one ConfigMap per event,
 // labelled pending while it waits for the webhook.
