@@ -128,6 +128,10 @@ func (n *Notifier) Appended() <-chan struct{} { return n.appended.wait() }
 // appendLocked stamps ev with an id and the time and writes it. A store that
 // fails loses the event's write, not the condition: it is logged, and the
 // condition stays unrecorded so that the next Raise tries again.
+//
+// The write is made under the lock on purpose, the one store call that is:
+// ids must reach the log in the order they are assigned, or a watcher that
+// read up to id N would never see N-1 written after it.
 func (n *Notifier) appendLocked(ctx context.Context, ev *Event) bool {
 	now := n.clock.Now()
 	n.lastID = max(n.lastID+1, uint64(now.UnixNano()))
