@@ -1,0 +1,96 @@
+package leader_test
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/credbroker/credbroker/boltstore"
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/github"
+	"github.com/credbroker/credbroker/github/emulator"
+	"github.com/credbroker/credbroker/internal/testenv"
+	"github.com/credbroker/credbroker/k8ssync"
+	"github.com/credbroker/credbroker/leader"
+)
+
+// A term, started as the binary starts it but without the binary, mints
+// once, writes the tenant's pull Secret, answers status through the
+// Refresher it attached, and on the end of the term stops everything it
+// started and detaches.
+func TestATermPublishesAndStopsWhenItEnds(t *testing.T) {
+	cp := testenv.Cluster(t, "shop")
+	gh, demo, err := emulator.NewDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gh.Close()
+	client, err := github.New(github.Config{BaseURL: gh.URL(), AppID: demo.AppID, PrivateKey: demo.AppKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := boltstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = store.Close() }()
+	log := slog.New(slog.DiscardHandler)
+	registry := broker.NewRegistry(store, nil, client, clock.RealClock{})
+	ctx := context.Background()
+	owner := broker.Owner{Login: demo.Org.Login, ID: demo.Org.ID, Type: broker.OwnerOrganization}
+	if _, _, err := registry.Create(ctx, broker.Tenant{ID: "shop", Owner: owner,
+		App: &broker.GitHubApp{InstallationID: demo.InstallationID}, Namespaces: []string{"shop"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	var attached atomic.Pointer[broker.Refresher]
+	term := leader.Term{Kube: cp.Admin, Registry: registry, Source: client, Prober: github.NewProber(github.ProberConfig{}),
+		Credentials: store, Notifier: broker.NewNotifier(store, false, clock.RealClock{}, nil, log), Log: log,
+		Attach: func(r *broker.Refresher) func() {
+			attached.Store(r)
+			return func() { attached.Store(nil) }
+		}}
+	termCtx, end := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- term.Run(termCtx) }()
+
+	var secret *corev1.Secret
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		secret, err = cp.Admin.CoreV1().Secrets("shop").Get(ctx, "ghcr-secret", metav1.GetOptions{})
+		return err == nil, testenv.Errorf("no pull Secret in shop: %v", err)
+	})
+	if secret.Type != corev1.SecretTypeDockerConfigJson || secret.Labels[k8ssync.LabelTenant] != "shop" {
+		t.Errorf("Secret %s of type %s, labels %v", secret.Name, secret.Type, secret.Labels)
+	}
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		r := attached.Load()
+		if r == nil {
+			return false, "no Refresher attached"
+		}
+		st := r.Status("shop")
+		return st.State == broker.CredentialReady && len(st.Namespaces) == 1 && st.Namespaces[0].State == broker.SyncSynced,
+			testenv.Errorf("status %+v", st)
+	})
+	if n := gh.Calls(emulator.RouteMintToken); n != 1 {
+		t.Errorf("%d mints, want 1", n)
+	}
+
+	end()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the term did not stop when it ended")
+	}
+	if attached.Load() != nil {
+		t.Error("the ended term's Refresher is still attached")
+	}
+}
