@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,8 +16,12 @@ func TestLimitsThrottleEachCallerAndForgetIdleOnes(t *testing.T) {
 	l := newLimits(clk)
 	limit := auth.Limit{PerSecond: 1, Burst: 2}
 	const method = "/credbroker.v1.CredentialService/RefreshCredential"
-	if !l.allow(method, "a", limit) || !l.allow(method, "a", limit) || l.allow(method, "a", limit) {
-		t.Fatal("a burst of 2: want two calls allowed, the third refused")
+	var got []bool
+	for range 3 {
+		got = append(got, l.allow(method, "a", limit))
+	}
+	if !slices.Equal(got, []bool{true, true, false}) {
+		t.Fatalf("a burst of 2: calls allowed %v, want two allowed and the third refused", got)
 	}
 	if !l.allow(method, "b", limit) {
 		t.Error("another caller has a bucket of its own")
