@@ -127,7 +127,6 @@ func (r *Refresher) remove(ctx context.Context, id string) {
 		r.forgetStored(ctx, dropped)
 	}
 	r.cfg.Metrics.forget(id)
-	r.ledger.forget(id)
 	// A tenant registered again under this id starts without old conditions.
 	r.notifier.ResolveAll(ctx, tenantConditions(id), "tenant "+id+" was removed")
 }

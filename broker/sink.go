@@ -37,7 +37,8 @@ type Sink interface {
 	// Publish makes cred the tenant's credential in all its namespaces, and
 	// keeps it there until the next Publish or Remove.
 	Publish(ctx context.Context, t Tenant, cred Credential) error
-	// Remove withdraws the tenant's Secrets everywhere.
+	// Remove withdraws the tenant's Secrets everywhere, and reports each
+	// namespace it held as released.
 	Remove(ctx context.Context, tenantID string) error
 	// PublishedAll says every live tenant has been published: what the sink
 	// holds for any other tenant may go.
@@ -114,11 +115,4 @@ func (l *SyncLedger) Namespaces(tenantID string) []NamespaceSync {
 		out = append(out, byNS[ns])
 	}
 	return out
-}
-
-// forget drops a removed tenant.
-func (l *SyncLedger) forget(tenantID string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.byTenant, tenantID)
 }

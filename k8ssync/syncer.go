@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -226,13 +227,19 @@ func (s *Syncer) PublishedAll() {
 }
 
 // Remove implements broker.Sink.
-func (s *Syncer) Remove(_ context.Context, tenantID string) error {
+func (s *Syncer) Remove(ctx context.Context, tenantID string) error {
 	s.mu.Lock()
 	old := s.bindings[tenantID]
 	delete(s.bindings, tenantID)
+	held := slices.Sorted(maps.Keys(s.status[tenantID]))
 	delete(s.status, tenantID)
 	s.removed[tenantID] = true
 	s.mu.Unlock()
+	if s.cfg.Reporter != nil {
+		for _, ns := range held {
+			s.cfg.Reporter.NamespaceReleased(ctx, tenantID, ns)
+		}
+	}
 	s.enqueueTenant(tenantID, old)
 	return nil
 }
