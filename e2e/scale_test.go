@@ -27,7 +27,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/auth"
@@ -82,9 +81,13 @@ func TestScale(t *testing.T) {
 	var rows []scaleRow
 	var extra []string
 	for _, n := range sizes {
-		row, notes := scaleRun(t, n)
-		rows = append(rows, row)
-		extra = append(extra, notes...)
+		// A subtest a size, so that each size's emulator and store are
+		// closed before the next is measured.
+		t.Run(fmt.Sprintf("%d namespaces", n), func(t *testing.T) {
+			row, notes := scaleRun(t, n)
+			rows = append(rows, row)
+			extra = append(extra, notes...)
+		})
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nSyncer client at %d QPS / burst %d; one installation shared by every tenant.\n\n", scaleQPS, scaleBurst)
@@ -223,21 +226,8 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 	close(work)
 	wg.Wait()
 
-	gh, demo, err := emulator.NewDemo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gh.Close()
-	client, err := github.New(github.Config{BaseURL: gh.URL(), AppID: demo.AppID, PrivateKey: demo.AppKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := boltstore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = store.Close() }()
-	registry := broker.NewRegistry(store, nil, client, clock.RealClock{})
+	d := testenv.StartDemo(t)
+	gh, demo, client, store, registry := d.GitHub, d.Fixture, d.Client, d.Store, d.Registry
 	watcher := watchSecrets(t, ctx, admin)
 
 	heap0, rss0 := memoryNow()

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
-	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
 	"github.com/credbroker/credbroker/github/emulator"
@@ -26,22 +25,9 @@ import (
 // started and detaches.
 func TestATermPublishesAndStopsWhenItEnds(t *testing.T) {
 	cp := testenv.Cluster(t, "shop")
-	gh, demo, err := emulator.NewDemo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gh.Close()
-	client, err := github.New(github.Config{BaseURL: gh.URL(), AppID: demo.AppID, PrivateKey: demo.AppKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := boltstore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = store.Close() }()
+	d := testenv.StartDemo(t)
+	gh, demo, client, store, registry := d.GitHub, d.Fixture, d.Client, d.Store, d.Registry
 	log := slog.New(slog.DiscardHandler)
-	registry := broker.NewRegistry(store, nil, client, clock.RealClock{})
 	ctx := context.Background()
 	owner := broker.Owner{Login: demo.Org.Login, ID: demo.Org.ID, Type: broker.OwnerOrganization}
 	if _, _, err := registry.Create(ctx, broker.Tenant{ID: "shop", Owner: owner,
@@ -61,6 +47,7 @@ func TestATermPublishesAndStopsWhenItEnds(t *testing.T) {
 	go func() { done <- term.Run(termCtx) }()
 
 	var secret *corev1.Secret
+	var err error
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		secret, err = cp.Admin.CoreV1().Secrets("shop").Get(ctx, "ghcr-secret", metav1.GetOptions{})
 		return err == nil, testenv.Errorf("no pull Secret in shop: %v", err)

@@ -1,0 +1,44 @@
+package testenv
+
+import (
+	"testing"
+
+	"k8s.io/utils/clock"
+
+	"github.com/credbroker/credbroker/boltstore"
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/github"
+	"github.com/credbroker/credbroker/github/emulator"
+)
+
+// Demo is what a test of the broker's runtime starts from: dev mode's demo
+// GitHub (the emulator and its fixture), a client of it, and a tenant
+// registry over a fresh bbolt store. Everything is closed when the test ends.
+type Demo struct {
+	GitHub   *emulator.Server
+	Fixture  emulator.Demo
+	Client   *github.Client
+	Store    *boltstore.Store
+	Registry *broker.Registry
+}
+
+// StartDemo starts a Demo.
+func StartDemo(t testing.TB) *Demo {
+	t.Helper()
+	gh, fixture, err := emulator.NewDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gh.Close)
+	client, err := github.New(github.Config{BaseURL: gh.URL(), AppID: fixture.AppID, PrivateKey: fixture.AppKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := boltstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return &Demo{GitHub: gh, Fixture: fixture, Client: client, Store: store,
+		Registry: broker.NewRegistry(store, nil, client, clock.RealClock{})}
+}
