@@ -20,6 +20,9 @@ import (
 // Errors without a mapping are logged and returned as a bare Internal, so
 // that no detail of an unexpected failure reaches the caller.
 func toStatus(ctx context.Context, log *slog.Logger, err error, fieldPrefix string) error {
+	if _, ok := status.FromError(err); ok {
+		return err // already a status: decided by this package
+	}
 	var invalid *broker.InvalidError
 	if errors.As(err, &invalid) {
 		return invalidArgument(fieldPrefix, invalid.Violations...)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -112,6 +114,12 @@ func (a *TenantAPI) UpdateTenant(ctx context.Context, req *credbrokerv1.UpdateTe
 		return nil, err
 	}
 	t, err := a.registry.Update(ctx, in.GetId(), in.GetEtag(), func(cur broker.Tenant) (broker.Tenant, error) {
+		// The guard lets a tenant-admin rotate a PAT; turning an App tenant
+		// into a PAT tenant changes its credential source, which is an
+		// admin's to do.
+		if restricted(ctx) && cur.PAT == nil && slices.ContainsFunc(paths, func(p string) bool { return p == "pat" || strings.HasPrefix(p, "pat.") }) {
+			return broker.Tenant{}, errSourceChange
+		}
 		p := tenantToProto(cur)
 		for _, path := range paths {
 			copyField(p.ProtoReflect(), in.ProtoReflect(), strings.Split(path, "."))
@@ -124,6 +132,9 @@ func (a *TenantAPI) UpdateTenant(ctx context.Context, req *credbrokerv1.UpdateTe
 	a.log.InfoContext(ctx, "tenant updated", slog.String("tenant", t.ID), slog.Any("fields", paths))
 	return tenantToProto(t), nil
 }
+
+// errSourceChange refuses a tenant-admin's change of credential source.
+var errSourceChange = status.Error(codes.PermissionDenied, "permission denied: only an admin may change the credential source (this tenant uses a GitHub App)")
 
 // DeleteTenant implements credbroker.v1.TenantService.
 func (a *TenantAPI) DeleteTenant(ctx context.Context, req *credbrokerv1.DeleteTenantRequest) (*emptypb.Empty, error) {
@@ -150,6 +161,24 @@ func requireID(field, id string) error {
 // Fields of a Tenant that an update may not write: identity and bookkeeping.
 // etag is the update's precondition, not a value to store.
 var readOnlyTenantFields = []string{"id", "name", "create_time", "update_time", "etag"}
+
+// UpdatedFields returns the top-level Tenant fields an UpdateTenant request
+// writes, for the guard to decide from the request who may make it; a
+// request whose mask is invalid writes nothing (it is refused later).
+func UpdatedFields(req *credbrokerv1.UpdateTenantRequest) []string {
+	paths, err := updatePaths(req.GetTenant(), req.GetUpdateMask().GetPaths())
+	if err != nil {
+		return nil
+	}
+	var fields []string
+	for _, path := range paths {
+		top, _, _ := strings.Cut(path, ".")
+		if !slices.Contains(fields, top) {
+			fields = append(fields, top)
+		}
+	}
+	return fields
+}
 
 // updatePaths returns the field paths an update writes. An empty mask means
 // every mutable top-level field that is set in the request (AIP-134); "*"

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -34,7 +35,7 @@ func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, forc
 	r.mu.Unlock()
 
 	if probe {
-		err := r.cfg.Prober.Probe(ctx, cred, t.ProbeImage)
+		err := r.probe(ctx, t, cred)
 		r.cfg.Metrics.probed(err)
 		r.recordProbe(t.ID, t.ProbeImage, err)
 		if err != nil {
@@ -57,6 +58,16 @@ func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, forc
 	r.mu.Unlock()
 	r.cfg.Metrics.published(t.ID, cred.ExpiresAt)
 	r.log.InfoContext(ctx, "credential published", slog.String("tenant", t.ID), slog.Any("credential", cred))
+}
+
+// probe proves cred on t's probe image, but only on an image t may run: a
+// tenant stored before its probe image was held to its own rules must not
+// send the credential to a registry or owner of its choosing.
+func (r *Refresher) probe(ctx context.Context, t Tenant, cred Credential) error {
+	if v := ValidateImage(t, t.ProbeImage); !v.Allowed {
+		return fmt.Errorf("probe image %s is not the tenant's to pull, so the credential was not sent: %s", t.ProbeImage, v.Message)
+	}
+	return r.cfg.Prober.Probe(ctx, cred, t.ProbeImage)
 }
 
 func (r *Refresher) recordProbe(tenantID, image string, err error) {

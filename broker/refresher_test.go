@@ -423,6 +423,30 @@ func TestABurstOfChangesIsNotDropped(t *testing.T) {
 	}
 }
 
+// A tenant stored with a probe image of another owner (written before the
+// rule, or straight into the store) gets no probe at all: the credential
+// goes to no registry the tenant chose, and nothing is published.
+func TestAProbeImageOutsideTheTenantsRulesIsNeverSentTheCredential(t *testing.T) {
+	ctx := context.Background()
+	s := newSimulated(t)
+	hostile := appTenantFor("hostile").withDefaults()
+	hostile.ProbeImage = "attacker.example:5000/acme/base:1"
+	if _, err := s.reg.store.CreateTenant(ctx, hostile); err != nil {
+		t.Fatal(err)
+	}
+	s.r.Changed("hostile")
+	s.r.Step(ctx)
+	if probes := s.prober.set(nil); probes != 0 {
+		t.Errorf("%d probes sent the credential to %s", probes, hostile.ProbeImage)
+	}
+	if _, published := s.sink.snapshot(); published["hostile"].Token != "" {
+		t.Error("a credential was published without its probe")
+	}
+	if st := s.r.Status("hostile"); st.Probe == nil || st.Probe.Pulls || !strings.Contains(st.Probe.Error.Message, "not the tenant's to pull") {
+		t.Errorf("status %+v, want the refused probe named", st.Probe)
+	}
+}
+
 func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
 	ctx := context.Background()
 	probed := appTenantFor("probed")

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv/demo"
+
 	"github.com/credbroker/credbroker/internal/testenv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -226,8 +228,8 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 	close(work)
 	wg.Wait()
 
-	d := testenv.StartDemo(t)
-	gh, demo, client, store, registry := d.GitHub, d.Fixture, d.Client, d.Store, d.Registry
+	d := demo.Start(t)
+	gh, fx, client, store, registry := d.GitHub, d.Fixture, d.Client, d.Store, d.Registry
 	watcher := watchSecrets(t, ctx, admin)
 
 	heap0, rss0 := memoryNow()
@@ -260,8 +262,8 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 		}
 		id := fmt.Sprintf("t%04d", i)
 		created[id] = time.Now()
-		if _, _, err := registry.Create(ctx, broker.Tenant{ID: id, Owner: broker.Owner{Login: demo.Org.Login, ID: demo.Org.ID, Type: broker.OwnerOrganization},
-			App: &broker.GitHubApp{InstallationID: demo.InstallationID}, Namespaces: nss}); err != nil {
+		if _, _, err := registry.Create(ctx, broker.Tenant{ID: id, Owner: broker.Owner{Login: fx.Org.Login, ID: fx.Org.ID, Type: broker.OwnerOrganization},
+			App: &broker.GitHubApp{InstallationID: fx.InstallationID}, Namespaces: nss}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv/demo"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
@@ -25,13 +27,13 @@ import (
 // started and detaches.
 func TestATermPublishesAndStopsWhenItEnds(t *testing.T) {
 	cp := testenv.Cluster(t, "shop")
-	d := testenv.StartDemo(t)
-	gh, demo, client, store, registry := d.GitHub, d.Fixture, d.Client, d.Store, d.Registry
+	d := demo.Start(t)
+	gh, fx, client, store, registry := d.GitHub, d.Fixture, d.Client, d.Store, d.Registry
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	owner := broker.Owner{Login: demo.Org.Login, ID: demo.Org.ID, Type: broker.OwnerOrganization}
+	owner := broker.Owner{Login: fx.Org.Login, ID: fx.Org.ID, Type: broker.OwnerOrganization}
 	if _, _, err := registry.Create(ctx, broker.Tenant{ID: "shop", Owner: owner,
-		App: &broker.GitHubApp{InstallationID: demo.InstallationID}, Namespaces: []string{"shop"}}); err != nil {
+		App: &broker.GitHubApp{InstallationID: fx.InstallationID}, Namespaces: []string{"shop"}}); err != nil {
 		t.Fatal(err)
 	}
 

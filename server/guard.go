@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/utils/clock"
 
+	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/broker"
 )
@@ -83,6 +85,7 @@ type call struct {
 	method string
 	rule   auth.Rule
 	id     auth.Identity
+	roles  []string
 	peer   string
 }
 
@@ -98,15 +101,20 @@ func (g *Guard) authenticate(ctx context.Context, method string) (*call, error) 
 		g.log.InfoContext(ctx, "unauthenticated call", slog.String("method", method), slog.String("peer", addr), slog.Any("error", err))
 		return nil, status.Error(codes.Unauthenticated, "unauthenticated: present a client certificate or a bearer token credbroker accepts")
 	}
-	return &call{method: method, rule: rule, id: id, peer: addr}, nil
+	return &call{method: method, rule: rule, id: id, roles: g.cfg.Policy.Roles(id), peer: addr}, nil
 }
 
 // authorize decides from the request alone whether the caller may make it.
 func (g *Guard) authorize(ctx context.Context, c *call, req any) error {
 	tenant := c.rule.TenantOf(req)
-	if !auth.Allowed(g.cfg.Policy.Roles(c.id), c.rule.Access, tenant) {
+	if !auth.Allowed(c.roles, c.rule.Access, tenant) {
 		g.log.InfoContext(ctx, "permission denied", slog.String("caller", c.id.Name), slog.String("method", c.method), slog.String("tenant", tenant))
 		return status.Error(codes.PermissionDenied, "permission denied")
+	}
+	if fields := c.rule.ForbiddenFields(c.roles, req); len(fields) > 0 {
+		g.log.InfoContext(ctx, "permission denied", slog.String("caller", c.id.Name), slog.String("method", c.method),
+			slog.String("tenant", tenant), slog.Any("fields", fields))
+		return status.Errorf(codes.PermissionDenied, "permission denied: only an admin may change %s", strings.Join(fields, ", "))
 	}
 	if !g.limits.allow(c.method, c.id.Name, c.rule.Limit) {
 		return status.Error(codes.ResourceExhausted, "too many calls of "+c.method+"; slow down")
@@ -126,7 +134,7 @@ func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if err := g.authorize(ctx, c, req); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(api.WithCaller(ctx, slices.Contains(c.roles, auth.RoleAdmin)), g.cfg.Timeout)
 	defer cancel()
 	resp, err := handler(ctx, req)
 	g.audit(ctx, c, req, resp, err)

@@ -1,4 +1,7 @@
-package testenv
+// Package demo starts dev mode's demo GitHub with a client and a tenant
+// registry for tests of the broker's runtime. It is apart from testenv,
+// which the broker's own tests import, because it imports the broker.
+package demo
 
 import (
 	"testing"
@@ -22,8 +25,8 @@ type Demo struct {
 	Registry *broker.Registry
 }
 
-// StartDemo starts a Demo.
-func StartDemo(t testing.TB) *Demo {
+// Start starts a Demo.
+func Start(t testing.TB) *Demo {
 	t.Helper()
 	gh, fixture, err := emulator.NewDemo()
 	if err != nil {
