@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -12,6 +13,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/credbroker/credbroker/internal/testenv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -48,23 +54,32 @@ func withGuard(policy *auth.Policy, extra ...auth.Authenticator) option {
 	}
 }
 
-// specTable reads the method × role table of docs/authorization.md.
-func specTable(t *testing.T) (roles []string, spec map[string]map[string]bool) {
+// docTable reads the table of docs/authorization.md whose first header cell
+// is header: its role columns, and for each row its key (first cell)
+// mapped to role → allowed.
+func docTable(t *testing.T, header string) (roles []string, rows map[string]map[string]bool) {
 	t.Helper()
 	doc, err := os.ReadFile("../docs/authorization.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec = map[string]map[string]bool{}
+	rows = map[string]map[string]bool{}
 	for _, line := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(line, "|") {
+			if len(rows) > 0 {
+				break // the table ended
+			}
+			roles = nil
+			continue
+		}
 		cells := strings.Split(strings.Trim(line, "| "), "|")
 		for i := range cells {
 			cells[i] = strings.Trim(strings.TrimSpace(cells[i]), "`")
 		}
 		switch {
-		case len(cells) > 1 && cells[0] == "method":
+		case len(cells) > 1 && cells[0] == header:
 			roles = cells[1:]
-		case roles != nil && len(cells) == len(roles)+1 && strings.Contains(cells[0], "Service."):
+		case roles != nil && len(cells) == len(roles)+1 && !strings.HasPrefix(cells[0], "---"):
 			row := map[string]bool{}
 			for i, v := range cells[1:] {
 				if v != "allow" && v != "deny" {
@@ -72,8 +87,22 @@ func specTable(t *testing.T) (roles []string, spec map[string]map[string]bool) {
 				}
 				row[roles[i]] = v == "allow"
 			}
-			spec["/credbroker.v1."+strings.Replace(cells[0], ".", "/", 1)] = row
+			rows[cells[0]] = row
 		}
+	}
+	if len(rows) == 0 {
+		t.Fatalf("docs/authorization.md has no %q table", header)
+	}
+	return roles, rows
+}
+
+// specTable reads the method × role table of docs/authorization.md.
+func specTable(t *testing.T) (roles []string, spec map[string]map[string]bool) {
+	t.Helper()
+	roles, rows := docTable(t, "method")
+	spec = map[string]map[string]bool{}
+	for method, row := range rows {
+		spec["/credbroker.v1."+strings.Replace(method, ".", "/", 1)] = row
 	}
 	return roles, spec
 }
@@ -120,7 +149,7 @@ func matrixCalls() map[string]matrixCall {
 		"/credbroker.v1.TenantService/UpdateTenant": {func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := credbrokerv1.NewTenantServiceClient(c).UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{Tenant: &credbrokerv1.Tenant{Id: "web"}})
 			return err
-		}, http.MethodPatch, "/v1/tenants/web", `{"namespaces":["web-prod"]}`},
+		}, http.MethodPatch, "/v1/tenants/web", `{"probeImage":"ghcr.io/acme/app:v1"}`},
 		"/credbroker.v1.TenantService/DeleteTenant": {func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := credbrokerv1.NewTenantServiceClient(c).DeleteTenant(ctx, &credbrokerv1.DeleteTenantRequest{Id: "web", Etag: "stale"})
 			return err
@@ -257,4 +286,110 @@ func restCall(t *testing.T, baseURL, verb, path, body, token string) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// fieldChanges are legitimate changes of each mutable Tenant field of the
+// PAT tenant web: as a gRPC request and as the REST body.
+func fieldChanges() map[string]struct {
+	tenant *credbrokerv1.Tenant
+	json   string
+} {
+	type change = struct {
+		tenant *credbrokerv1.Tenant
+		json   string
+	}
+	return map[string]change{
+		"owner": {&credbrokerv1.Tenant{Owner: &credbrokerv1.Owner{Login: "acme", Id: acmeOrgID, Type: credbrokerv1.OwnerType_OWNER_TYPE_ORGANIZATION}},
+			fmt.Sprintf(`{"owner":{"login":"acme","id":"%d","type":"OWNER_TYPE_ORGANIZATION"}}`, acmeOrgID)},
+		"github_app": {&credbrokerv1.Tenant{Credential: &credbrokerv1.Tenant_GithubApp{GithubApp: &credbrokerv1.GitHubAppSource{InstallationId: acmeInstall}}},
+			fmt.Sprintf(`{"githubApp":{"installationId":"%d"}}`, acmeInstall)},
+		"pat": {&credbrokerv1.Tenant{Credential: &credbrokerv1.Tenant_Pat{Pat: &credbrokerv1.PATSource{Token: acmeBotPAT}}},
+			`{"pat":{"token":"` + acmeBotPAT + `"}}`},
+		"namespaces":             {&credbrokerv1.Tenant{Namespaces: []string{"web-prod", "web-dev"}}, `{"namespaces":["web-prod","web-dev"]}`},
+		"namespace_selector":     {&credbrokerv1.Tenant{NamespaceSelector: "team=web"}, `{"namespaceSelector":"team=web"}`},
+		"registries":             {&credbrokerv1.Tenant{Registries: []string{"ghcr.io"}}, `{"registries":["ghcr.io"]}`},
+		"secret_name":            {&credbrokerv1.Tenant{SecretName: "web-pull"}, `{"secretName":"web-pull"}`},
+		"probe_image":            {&credbrokerv1.Tenant{ProbeImage: "ghcr.io/acme/app:v1"}, `{"probeImage":"ghcr.io/acme/app:v1"}`},
+		"allowed_owners":         {&credbrokerv1.Tenant{AllowedOwners: []string{"acme-shared"}}, `{"allowedOwners":["acme-shared"]}`},
+		"patch_service_accounts": {&credbrokerv1.Tenant{PatchServiceAccounts: true}, `{"patchServiceAccounts":true}`},
+	}
+}
+
+// TestUpdatableFields makes each change of the field table in
+// docs/authorization.md as each role, over gRPC and REST: a tenant-admin is
+// refused every field that would widen its tenant's reach, naming it, and
+// an admin makes each change.
+func TestUpdatableFields(t *testing.T) {
+	roles, spec := docTable(t, "field")
+	var mutable []string
+	fields := (&credbrokerv1.Tenant{}).ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		if name := string(fields.Get(i).Name()); !slices.Contains([]string{"id", "name", "create_time", "update_time", "etag"}, name) {
+			mutable = append(mutable, name)
+		}
+	}
+	if got := slices.Sorted(maps.Keys(spec)); !slices.Equal(got, slices.Sorted(slices.Values(mutable))) {
+		t.Fatalf("docs/authorization.md lists the fields %v;\nTenant's mutable fields are %v", got, mutable)
+	}
+	changes := fieldChanges()
+	in := start(t, t.TempDir(), server.Services{}, withGuard(nil))
+	ctx := context.Background()
+	reset := func(t *testing.T) {
+		t.Helper()
+		_ = in.registry.Delete(ctx, "web", "")
+		if _, _, err := in.registry.Create(ctx, broker.Tenant{ID: "web", Owner: broker.Owner{Login: "acme", ID: acmeOrgID, Type: broker.OwnerOrganization},
+			PAT: &broker.PAT{Token: acmeBotPAT}, Namespaces: []string{"web-prod"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, field := range mutable {
+		change := changes[field]
+		for _, role := range roles {
+			want, token := spec[field][role], matrixTokens[role].Token
+			t.Run(field+"/"+role, func(t *testing.T) {
+				reset(t)
+				tn := proto.Clone(change.tenant).(*credbrokerv1.Tenant)
+				tn.Id = "web"
+				cctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+				_, err := in.tenants.UpdateTenant(cctx, &credbrokerv1.UpdateTenantRequest{Tenant: tn, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{field}}})
+				switch code := status.Code(err); {
+				case want && code != codes.OK:
+					t.Errorf("gRPC: %v, want the change made", err)
+				case !want && (code != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), field)):
+					t.Errorf("gRPC: %v, want PERMISSION_DENIED naming %s", err, field)
+				}
+				reset(t)
+				code, body := testenv.REST(t, http.MethodPatch, in.baseURL+"/v1/tenants/web", token, change.json)
+				switch {
+				case want && code != http.StatusOK:
+					t.Errorf("REST: %d %s, want the change made", code, body)
+				case !want && (code != http.StatusForbidden || !strings.Contains(string(body), field)):
+					t.Errorf("REST: %d %s, want 403 naming %s", code, body, field)
+				}
+			})
+		}
+	}
+}
+
+// A tenant-admin may rotate a PAT, but not turn its App tenant into a PAT
+// tenant: that changes the credential source. An admin may.
+func TestATenantAdminCannotChangeTheCredentialSource(t *testing.T) {
+	in := start(t, t.TempDir(), server.Services{}, withGuard(nil))
+	createWeb(t, in)
+	change := fieldChanges()["pat"]
+	tn := proto.Clone(change.tenant).(*credbrokerv1.Tenant)
+	tn.Id = "web"
+	for _, tc := range []struct {
+		role string
+		want codes.Code
+	}{{"tenant-admin:web", codes.PermissionDenied}, {"admin", codes.OK}} {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+matrixTokens[tc.role].Token)
+		_, err := in.tenants.UpdateTenant(ctx, &credbrokerv1.UpdateTenantRequest{Tenant: tn, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"pat"}}})
+		if status.Code(err) != tc.want {
+			t.Errorf("%s turning the App tenant into a PAT tenant: %v, want %v", tc.role, err, tc.want)
+		}
+	}
+	if got, err := in.registry.Get(context.Background(), "web"); err != nil || got.PAT == nil {
+		t.Errorf("after the admin's change: %+v, %v, want a PAT tenant", got, err)
+	}
 }

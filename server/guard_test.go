@@ -200,3 +200,25 @@ func TestLimits(t *testing.T) {
 		t.Errorf("a request over 1 MiB over REST: %d, want 400", code)
 	}
 }
+
+// The audit record of a registration names the tenant registered, over
+// gRPC and REST.
+func TestRegistrationIsAuditedWithItsTenant(t *testing.T) {
+	in := start(t, t.TempDir(), server.Services{}, withGuard(nil))
+	ctx := bearer(context.Background(), matrixTokens["admin"].Token)
+	if _, err := in.tenants.CreateTenant(ctx, &credbrokerv1.CreateTenantRequest{Tenant: appTenant("web")}); err != nil {
+		t.Fatal(err)
+	}
+	if code := restCall(t, in.baseURL, http.MethodPost, "/v1/tenants", newTenantJSON, matrixTokens["admin"].Token); code != http.StatusOK {
+		t.Fatalf("REST registration: %d", code)
+	}
+	recs, err := in.store.AuditRecords(context.Background(), 10)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("audit records %+v, %v", recs, err)
+	}
+	for i, want := range []string{"web-two", "web"} { // newest first
+		if recs[i].Method != "/credbroker.v1.TenantService/CreateTenant" || recs[i].TenantID != want {
+			t.Errorf("record %d: %+v, want CreateTenant of %s", i, recs[i], want)
+		}
+	}
+}
