@@ -195,7 +195,9 @@ func (s *recordingSink) snapshot() ([]string, map[string]Credential) {
 func newTestRegistry(t *testing.T) (*Registry, Store) {
 	t.Helper()
 	store := newMemStore()
-	return NewRegistry(store, nil, nil, clock.RealClock{}), store
+	// Tenants of these tests differ by permissions to get keys of their own.
+	policy := RegistryPolicy{AppPermissions: map[string]string{"packages": "read", "metadata": "read"}}
+	return NewRegistry(store, nil, nil, clock.RealClock{}, policy), store
 }
 
 func appTenantFor(id string) Tenant {
@@ -619,7 +621,7 @@ func TestPATExpiryWarnsOncePerThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSimulated(t)
-	s.reg = NewRegistry(newMemStore(), sealer, patGitHub{}, s.clock)
+	s.reg = NewRegistry(newMemStore(), sealer, patGitHub{}, s.clock, RegistryPolicy{})
 	s.r = s.newRefresher()
 	tn := Tenant{ID: "p", Owner: Owner{Login: "bot", ID: 7, Type: OwnerUser}, PAT: &PAT{Token: "ghp_first"}}
 	if _, _, err := s.reg.Create(ctx, tn); err != nil {

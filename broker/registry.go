@@ -29,6 +29,7 @@ type Registry struct {
 	sealer *Sealer // nil when no encryption key is configured
 	github GitHub
 	clock  clock.PassiveClock
+	policy RegistryPolicy
 
 	mu          sync.Mutex
 	subscribers map[int]func(tenantID string)
@@ -61,10 +62,54 @@ func (r *Registry) changed(tenantID string) {
 	}
 }
 
+// RegistryPolicy is what the platform lets tenants ask for.
+type RegistryPolicy struct {
+	// AppPermissions are the most an App tenant may request for its
+	// installation tokens, by permission; DefaultAppPermissions when nil.
+	// Least privilege: a tenant that could ask for contents: write could
+	// have the broker mint it a token that pushes code.
+	AppPermissions map[string]string
+}
+
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
 // PAT are then refused with ErrNoEncryptionKey. clk dates tenants.
-func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock) *Registry {
-	return &Registry{store: store, sealer: sealer, github: github, clock: clk}
+func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock, policy RegistryPolicy) *Registry {
+	if policy.AppPermissions == nil {
+		policy.AppPermissions = DefaultAppPermissions()
+	}
+	return &Registry{store: store, sealer: sealer, github: github, clock: clk, policy: policy}
+}
+
+// check validates t and holds it to the policy.
+func (r *Registry) check(t Tenant, requireToken bool) error {
+	err := t.validate(requireToken)
+	if t.App == nil {
+		return err
+	}
+	var vs violations
+	for _, name := range slices.Sorted(maps.Keys(t.App.Permissions)) {
+		level, most := t.App.Permissions[name], r.policy.AppPermissions[name]
+		if permissionLevels[level] > permissionLevels[most] {
+			vs.add("github_app.permissions", "%s: %q is more than this broker grants (%s); ask the platform for it", name, level, describePermissions(r.policy.AppPermissions))
+		}
+	}
+	var invalid *InvalidError
+	if errors.As(err, &invalid) {
+		vs = append(invalid.Violations, vs...)
+	}
+	if err := vs.err(); err != nil {
+		return err
+	}
+	return err
+}
+
+// describePermissions renders permissions as "packages: read, metadata: read".
+func describePermissions(perms map[string]string) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(perms)) {
+		parts = append(parts, name+": "+perms[name])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Create registers t. Creating a tenant that exists with the same content is
@@ -73,7 +118,7 @@ func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveCl
 // ErrAlreadyExists.
 func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool, _ error) {
 	t = t.withDefaults()
-	if err := t.validate(true); err != nil {
+	if err := r.check(t, true); err != nil {
 		return Tenant{}, false, err
 	}
 	token := ""
@@ -177,7 +222,7 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 		if next.PAT != nil && next.PAT.Token == "" && cur.PAT != nil {
 			next.PAT = cur.PAT
 		}
-		if err := next.validate(next.PAT != nil && next.PAT.Sealed == nil); err != nil {
+		if err := r.check(next, next.PAT != nil && next.PAT.Sealed == nil); err != nil {
 			return Tenant{}, err
 		}
 		if !slices.Equal(cur.Namespaces, next.Namespaces) {

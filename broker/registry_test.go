@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -26,7 +27,7 @@ func newRegistry(t *testing.T, withKey bool) (*broker.Registry, *boltstore.Store
 			t.Fatal(err)
 		}
 	}
-	return broker.NewRegistry(store, sealer, nil, clock.RealClock{}), store
+	return broker.NewRegistry(store, sealer, nil, clock.RealClock{}, broker.RegistryPolicy{}), store
 }
 
 func patTenant(id, token string) broker.Tenant {
@@ -64,7 +65,7 @@ func TestCheckSealedNamesTheTenantWhosePATCannotBeOpened(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := broker.NewRegistry(store, tc.sealer, nil, clock.RealClock{}).CheckSealed(ctx)
+			err := broker.NewRegistry(store, tc.sealer, nil, clock.RealClock{}, broker.RegistryPolicy{}).CheckSealed(ctx)
 			if !errors.Is(err, tc.want) || !bytes.Contains([]byte(err.Error()), []byte(`"ci"`)) {
 				t.Errorf("CheckSealed = %v, want %v naming tenant \"ci\"", err, tc.want)
 			}
@@ -100,5 +101,51 @@ func TestConcurrentUpdatesWithoutEtagAllApply(t *testing.T) {
 	}
 	if len(got.Namespaces) != len(names) {
 		t.Errorf("namespaces = %v: concurrent updates were lost", got.Namespaces)
+	}
+}
+
+// An App tenant asks for at most what the platform allows: anything more is
+// refused at registration, naming the field, and loses nothing.
+func TestAppPermissionsComeFromTheAllowList(t *testing.T) {
+	store, err := boltstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	ctx := context.Background()
+	app := func(id string, perms map[string]string) broker.Tenant {
+		return broker.Tenant{ID: id, Owner: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
+			App: &broker.GitHubApp{InstallationID: 1, Permissions: perms}}
+	}
+	tests := []struct {
+		name    string
+		allowed map[string]string
+		asks    map[string]string
+		ok      bool
+	}{
+		{"the default asks for packages: read", nil, nil, true},
+		{"packages: read by name", nil, map[string]string{"packages": "read"}, true},
+		{"packages: write past a read-only default", nil, map[string]string{"packages": "write"}, false},
+		{"contents: read, not granted at all", nil, map[string]string{"packages": "read", "contents": "read"}, false},
+		{"packages: write where the platform grants it", map[string]string{"packages": "write"}, map[string]string{"packages": "write"}, true},
+		{"read under a write grant", map[string]string{"packages": "write", "metadata": "read"}, map[string]string{"metadata": "read"}, true},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryPolicy{AppPermissions: tc.allowed})
+			id := fmt.Sprintf("app-%d", i)
+			_, _, err := reg.Create(ctx, app(id, tc.asks))
+			var invalid *broker.InvalidError
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("create: %v", err)
+			case !tc.ok && (!errors.As(err, &invalid) || invalid.Violations[0].Field != "github_app.permissions"):
+				t.Fatalf("create: %v, want github_app.permissions named", err)
+			case !tc.ok:
+				if _, err := reg.Get(ctx, id); !errors.Is(err, broker.ErrNotFound) {
+					t.Errorf("a refused tenant was stored: %v", err)
+				}
+			}
+		})
 	}
 }

@@ -124,7 +124,7 @@ func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *i
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	gh, client := newGitHub(t)
-	registry := broker.NewRegistry(store, sealer, client, clock.RealClock{})
+	registry := broker.NewRegistry(store, sealer, client, clock.RealClock{}, broker.RegistryPolicy{})
 	if svc.Tenants == nil {
 		svc.Tenants = api.NewTenantAPI(registry, log)
 	}

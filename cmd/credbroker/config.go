@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +52,7 @@ type serveConfig struct {
 	githubURL       string
 	appID           int64
 	appKeyFile      string
+	appPermissions  permissions
 	grpcAddr        string
 	httpAddr        string
 	dataDir         string
@@ -94,6 +97,8 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.githubURL, "github-url", github.DefaultBaseURL, "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
 	fs.Int64Var(&cfg.appID, "github-app-id", 0, "GitHub App id, for github_app tenants")
 	fs.StringVar(&cfg.appKeyFile, "github-app-key-file", "", "PEM file of the GitHub App's private key")
+	cfg.appPermissions = permissions(broker.DefaultAppPermissions())
+	fs.Var(&cfg.appPermissions, "github-app-permissions", "the most an App tenant may request for its tokens: comma-separated name=level (read, write, admin)")
 	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to sync Secrets into; in a pod the in-cluster config is used without it")
 	fs.StringVar(&cfg.storeKind, "store", "bolt", "where tenants live: bolt (embedded, one replica) or kubernetes (Secrets in --namespace, several replicas)")
 	fs.StringVar(&cfg.namespace, "namespace", envOr(getenv, "POD_NAMESPACE", "credbroker"), "credbroker's own namespace: the leader Lease and the kubernetes store")
@@ -188,5 +193,29 @@ func (cfg serveConfig) validate() error {
 			}
 		}
 	}
+	return nil
+}
+
+// permissions is a flag of GitHub App permissions: name=level pairs.
+type permissions map[string]string
+
+func (p *permissions) String() string {
+	var pairs []string
+	for _, name := range slices.Sorted(maps.Keys(*p)) {
+		pairs = append(pairs, name+"="+(*p)[name])
+	}
+	return strings.Join(pairs, ",")
+}
+
+func (p *permissions) Set(v string) error {
+	perms := permissions{}
+	for _, pair := range strings.Split(v, ",") {
+		name, level, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || name == "" || (level != "read" && level != "write" && level != "admin") {
+			return fmt.Errorf("%q is not name=read, name=write or name=admin", pair)
+		}
+		perms[name] = level
+	}
+	*p = perms
 	return nil
 }

@@ -63,6 +63,7 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 		{"a certificate without its key", []string{"--tls-cert-file", "c.pem"}, "--tls-cert-file and --tls-key-file go together"},
 		{"a client CA without TLS", []string{"--tls-client-ca-file", "ca.pem", "--insecure"}, "--tls-client-ca-file needs --tls-cert-file"},
 		{"a webhook without a secret", []string{"--insecure", "--webhook-url", "https://backend/hook"}, "--webhook-url needs --webhook-secret-file"},
+		{"App permissions that are not name=level", []string{"--insecure", "--github-app-permissions", "packages:read"}, `"packages:read" is not name=read`},
 		{"a webhook URL that is not one", []string{"--insecure", "--webhook-url", "backend/hook", "--webhook-secret-file", "s"}, "want an http(s) URL"},
 	}
 	for _, tc := range tests {
