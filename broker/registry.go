@@ -300,7 +300,8 @@ func (r *Registry) checkClaims(ctx context.Context, t Tenant) error {
 		for _, ns := range t.Namespaces {
 			if slices.Contains(other.Namespaces, ns) {
 				return &VerifyError{Cause: ReasonNamespaceClaimed,
-					Msg: fmt.Sprintf("namespace %s belongs to tenant %s", ns, other.ID)}
+					// Never name the other tenant: a tenant-admin must not learn who else is on the platform.
+					Msg: fmt.Sprintf("namespace %s belongs to another tenant", ns)}
 			}
 		}
 		return nil

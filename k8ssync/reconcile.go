@@ -79,7 +79,7 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 		case b == owner:
 		case slices.Contains(others, b):
 			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncConflict, SyncTime: now,
-				Reason: broker.ReasonNamespaceClaimed, Message: "namespace belongs to tenant " + owner.tenant.ID})
+				Reason: broker.ReasonNamespaceClaimed, Message: "namespace belongs to another tenant"})
 		case ns == nil && slices.Contains(b.tenant.Namespaces, name):
 			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncPending, Message: "namespace does not exist"})
 		default:

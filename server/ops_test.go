@@ -178,8 +178,11 @@ func TestHealthReflectionMetricsAndOpenAPI(t *testing.T) {
 	}
 }
 
+// /readyz follows the ready function, and says ready or not to anyone who
+// asks (it needs no identity) without the internals: those go to the log.
 func TestReadyzFollowsTheReadyFunc(t *testing.T) {
 	var broken atomic.Bool
+	logs := &syncBuffer{}
 	ready := func(context.Context) error {
 		if broken.Load() {
 			return errors.New("store closed")
@@ -187,7 +190,7 @@ func TestReadyzFollowsTheReadyFunc(t *testing.T) {
 		return nil
 	}
 	srv, err := server.New(server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ShutdownTimeout: time.Second},
-		server.Services{}, ready, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		server.Services{}, ready, prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +207,11 @@ func TestReadyzFollowsTheReadyFunc(t *testing.T) {
 	url := "http://" + srv.HTTPAddr().String() + "/readyz"
 	get(t, url, http.StatusOK)
 	broken.Store(true)
-	if body := get(t, url, http.StatusServiceUnavailable); !strings.Contains(body, "store closed") {
-		t.Errorf("readyz body %q does not say why", body)
+	if body := get(t, url, http.StatusServiceUnavailable); strings.Contains(body, "store closed") || !strings.Contains(body, "not ready") {
+		t.Errorf("readyz body %q: want \"not ready\" and no internals", body)
+	}
+	if !strings.Contains(logs.String(), "store closed") {
+		t.Errorf("the log does not say why the replica is not ready:\n%s", logs.String())
 	}
 }
 

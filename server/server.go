@@ -234,7 +234,9 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 			return
 		}
 		if err := ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			// Anyone may ask: the answer says no more than not ready.
+			s.log.WarnContext(r.Context(), "not ready", slog.Any("error", err))
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

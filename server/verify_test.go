@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,6 +172,9 @@ func TestANamespaceBelongsToOneTenant(t *testing.T) {
 	_, err := in.tenants.CreateTenant(ctx, &credbrokerv1.CreateTenantRequest{Tenant: second})
 	if code, reason, _ := errorInfo(err); code != codes.FailedPrecondition || reason != "NAMESPACE_CLAIMED" {
 		t.Fatalf("second claim: %v %q (%v)", code, reason, err)
+	}
+	if strings.Contains(status.Convert(err).Message(), "first") {
+		t.Errorf("the refusal names the other tenant: %v", err)
 	}
 	second.Namespaces = []string{"second-only"}
 	if _, err := in.tenants.CreateTenant(ctx, &credbrokerv1.CreateTenantRequest{Tenant: second}); err != nil {
