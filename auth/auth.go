@@ -16,6 +16,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -67,6 +68,10 @@ func (c Chain) Authenticate(ctx context.Context, req Request) (Identity, error) 
 			return Identity{}, errors.Join(ErrUnauthenticated, err)
 		}
 		if ok {
+			if strings.HasPrefix(id.Name, groupSubjectPrefix) {
+				// In a policy, group:<name> binds a group: no caller is one.
+				return Identity{}, fmt.Errorf("%w: the name %q would be read as a group", ErrUnauthenticated, id.Name)
+			}
 			return id, nil
 		}
 	}

@@ -203,7 +203,8 @@ func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, claims map[string]any
 func TestOIDC(t *testing.T) {
 	ctx := context.Background()
 	is := newIssuer(t)
-	o, err := NewOIDC(OIDCConfig{IssuerURL: is.srv.URL, ClientID: "credbroker", UsernameClaim: "email", GroupsClaim: "groups"})
+	o, err := NewOIDC(OIDCConfig{IssuerURL: is.srv.URL, ClientID: "credbroker", UsernameClaim: "email", GroupsClaim: "groups",
+		UsernamePrefix: "oidc:", GroupsPrefix: "oidc:"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +229,10 @@ func TestOIDC(t *testing.T) {
 		wantName   string
 		wantGroups []string
 	}{
-		{"valid", is.token(t, is.key, claims(nil)), true, false, "dev@example.com", []string{"team-web"}},
+		{"valid", is.token(t, is.key, claims(nil)), true, false, "oidc:dev@example.com", []string{"oidc:team-web"}},
+		{"a user named like a ServiceAccount stays the issuer's", is.token(t, is.key, claims(func(c map[string]any) {
+			c["email"], c["groups"] = "system:serviceaccount:web:ci", []string{"system:masters"}
+		})), true, false, "oidc:system:serviceaccount:web:ci", []string{"oidc:system:masters"}},
 		{"expired", is.token(t, is.key, claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() })), true, true, "", nil},
 		{"wrong audience", is.token(t, is.key, claims(func(c map[string]any) { c["aud"] = "someone-else" })), true, true, "", nil},
 		{"wrong signature", is.token(t, otherKey, claims(nil)), true, true, "", nil},
@@ -340,5 +344,17 @@ func TestChainOrderAndPolicy(t *testing.T) {
 	writeFile(t, path, "bindings:\n  - subject: x\n    roles: [tenant-reader]\n")
 	if _, err := LoadPolicy(path); err == nil {
 		t.Error("a tenant role without a tenant was accepted")
+	}
+}
+
+// No authenticator's caller may be named like a group of the policy: such a
+// name is refused, whoever vouched for it.
+func TestANameThatReadsAsAGroupIsRefused(t *testing.T) {
+	chain := Chain{NewTokens(StaticToken{Name: "group:platform", Token: "t1"}, StaticToken{Name: "platform", Token: "t2"})}
+	if _, err := chain.Authenticate(context.Background(), Request{BearerToken: "t1"}); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("a caller named group:platform: %v, want unauthenticated", err)
+	}
+	if id, err := chain.Authenticate(context.Background(), Request{BearerToken: "t2"}); err != nil || id.Name != "platform" {
+		t.Errorf("a caller named platform: %+v, %v", id, err)
 	}
 }

@@ -21,6 +21,12 @@ type OIDCConfig struct {
 	// set, holds the caller's groups.
 	UsernameClaim string
 	GroupsClaim   string
+	// UsernamePrefix and GroupsPrefix are put before every name and group
+	// the issuer vouches for (the flags default both to "oidc:"), so that
+	// an issuer's user named like a ServiceAccount, a token-file entry or a
+	// group is not taken for one: names mean one identity.
+	UsernamePrefix string
+	GroupsPrefix   string
 }
 
 // OIDC authenticates ID tokens of one issuer, verified against its JWKS
@@ -81,15 +87,15 @@ func (o *OIDC) Authenticate(ctx context.Context, req Request) (Identity, bool, e
 	if name == "" {
 		return Identity{}, true, fmt.Errorf("OIDC token has no %q claim", o.cfg.UsernameClaim)
 	}
-	id := Identity{Name: name, Method: "oidc", TokenHash: tokenPrefix(req.BearerToken)}
+	id := Identity{Name: o.cfg.UsernamePrefix + name, Method: "oidc", TokenHash: tokenPrefix(req.BearerToken)}
 	if o.cfg.GroupsClaim != "" {
 		switch g := claims[o.cfg.GroupsClaim].(type) {
 		case string:
-			id.Groups = []string{g}
+			id.Groups = []string{o.cfg.GroupsPrefix + g}
 		case []any:
 			for _, v := range g {
 				if s, ok := v.(string); ok {
-					id.Groups = append(id.Groups, s)
+					id.Groups = append(id.Groups, o.cfg.GroupsPrefix+s)
 				}
 			}
 		}

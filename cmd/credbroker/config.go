@@ -123,6 +123,8 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.oidc.ClientID, "oidc-client-id", "", "audience the OIDC ID tokens must carry")
 	fs.StringVar(&cfg.oidc.UsernameClaim, "oidc-username-claim", "sub", "OIDC claim that names the caller")
 	fs.StringVar(&cfg.oidc.GroupsClaim, "oidc-groups-claim", "", "OIDC claim that lists the caller's groups")
+	fs.StringVar(&cfg.oidc.UsernamePrefix, "oidc-username-prefix", "oidc:", "put before every OIDC user name, so that it cannot pass for a ServiceAccount, a token-file name or a group (policy subjects name it so)")
+	fs.StringVar(&cfg.oidc.GroupsPrefix, "oidc-groups-prefix", "oidc:", "put before every OIDC group (policy subjects: group:oidc:<group>)")
 	fs.BoolVar(&cfg.tokenReview, "auth-token-review", false, "accept Kubernetes ServiceAccount tokens, checked with the TokenReview API")
 	fs.StringVar(&cfg.reviewAudience, "auth-token-review-audience", "credbroker", "audience a reviewed token must be issued for")
 }
