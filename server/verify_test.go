@@ -75,6 +75,11 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 			tn.GetGithubApp().Permissions = map[string]string{"packages": "write"}
 			return tn
 		}(), codes.FailedPrecondition, "MISSING_SCOPE"},
+		{"permission beyond the platform's grant", nil, func() *credbrokerv1.Tenant {
+			tn := appTenant("x")
+			tn.GetGithubApp().Permissions = map[string]string{"packages": "read", "contents": "write"}
+			return tn
+		}(), codes.InvalidArgument, ""},
 		{"another user's PAT for a user owner", nil, patTenant("x", octoOwner, acmeBotPAT), codes.FailedPrecondition, "OWNER_MISMATCH"},
 		{"revoked PAT", func(gh *emulator.Server) { gh.Revoke(octoPAT) }, patTenant("x", octoOwner, octoPAT),
 			codes.FailedPrecondition, "TOKEN_REVOKED"},
