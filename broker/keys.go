@@ -70,8 +70,9 @@ func (r *Refresher) track(ctx context.Context, t Tenant) string {
 	r.mu.Lock()
 	ts := r.tenants[t.ID]
 	var dropped string
+	var droppedCred Credential
 	if ts != nil && ts.key != key {
-		dropped = r.untrackLocked(t.ID, ts.key)
+		dropped, droppedCred = r.untrackLocked(t.ID, ts.key)
 	}
 	if ts == nil {
 		ts = &tenantState{}
@@ -86,9 +87,7 @@ func (r *Refresher) track(ctx context.Context, t Tenant) string {
 	}
 	ks.tenants[t.ID] = true
 	r.mu.Unlock()
-	if dropped != "" {
-		r.forgetStored(ctx, dropped)
-	}
+	r.dropKey(ctx, dropped, droppedCred)
 	if isNew {
 		r.loadStored(ctx, key)
 	}
@@ -96,18 +95,28 @@ func (r *Refresher) track(ctx context.Context, t Tenant) string {
 }
 
 // untrackLocked takes a tenant off a key and returns the key if no tenant
-// is left on it.
-func (r *Refresher) untrackLocked(id, key string) string {
+// is left on it, with the credential it held.
+func (r *Refresher) untrackLocked(id, key string) (string, Credential) {
 	ks := r.keys[key]
 	if ks == nil {
-		return ""
+		return "", Credential{}
 	}
 	delete(ks.tenants, id)
 	if len(ks.tenants) > 0 {
-		return ""
+		return "", Credential{}
 	}
 	delete(r.keys, key)
-	return key
+	return key, ks.cred
+}
+
+// dropKey forgets a key no tenant uses: its stored credential goes, and its
+// token is retired.
+func (r *Refresher) dropKey(ctx context.Context, key string, cred Credential) {
+	if key == "" {
+		return
+	}
+	r.forgetStored(ctx, key)
+	r.retire(cred, r.now())
 }
 
 // remove withdraws a deleted tenant's credential and forgets the tenant.
@@ -118,14 +127,13 @@ func (r *Refresher) remove(ctx context.Context, id string) {
 	}
 	r.mu.Lock()
 	var dropped string
+	var droppedCred Credential
 	if ts := r.tenants[id]; ts != nil {
-		dropped = r.untrackLocked(id, ts.key)
+		dropped, droppedCred = r.untrackLocked(id, ts.key)
 		delete(r.tenants, id)
 	}
 	r.mu.Unlock()
-	if dropped != "" {
-		r.forgetStored(ctx, dropped)
-	}
+	r.dropKey(ctx, dropped, droppedCred)
 	r.cfg.Metrics.forget(id)
 	// A tenant registered again under this id starts without old conditions.
 	r.notifier.ResolveAll(ctx, tenantConditions(id), "tenant "+id+" was removed")

@@ -16,6 +16,7 @@ type Metrics struct {
 	probes      *prometheus.CounterVec
 	events      *prometheus.CounterVec
 	deliveries  *prometheus.CounterVec
+	revocations *prometheus.CounterVec
 	outboxDepth prometheus.Gauge
 	rateLimit   prometheus.Gauge
 	rateOnce    sync.Once
@@ -54,12 +55,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "credbroker_webhook_deliveries_total",
 			Help: "Webhook delivery attempts by result (ok or error).",
 		}, []string{"result"}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_token_revocations_total",
+			Help: "Superseded or orphaned installation tokens revoked at GitHub, by result (ok, or the failure reason).",
+		}, []string{"result"}),
 		outboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "credbroker_webhook_outbox_events",
 			Help: "Events waiting for webhook delivery (as last seen by the deliverer, up to one page).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.expiry, m.refreshes, m.mints, m.probes, m.events, m.deliveries, m.outboxDepth} {
+	for _, c := range []prometheus.Collector{m.expiry, m.refreshes, m.mints, m.probes, m.events, m.deliveries, m.revocations, m.outboxDepth} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -118,6 +123,12 @@ func (m *Metrics) forget(tenantID string) {
 func (m *Metrics) probed(err error) {
 	if m != nil {
 		m.probes.WithLabelValues(result(ReasonOf(err), err)).Inc()
+	}
+}
+
+func (m *Metrics) revoked(err error) {
+	if m != nil {
+		m.revocations.WithLabelValues(result(ReasonOf(err), err)).Inc()
 	}
 }
 

@@ -46,6 +46,11 @@ type RefresherConfig struct {
 	Credentials CredentialStore // with Sealer: credentials survive a restart
 	Sealer      *Sealer
 	Metrics     *Metrics
+	// Revoker, if set, revokes App tokens RevokeGrace after a newer one
+	// superseded them or their last tenant left (DefaultRevokeGrace when
+	// zero).
+	Revoker     Revoker
+	RevokeGrace time.Duration
 }
 
 // Refresher keeps every tenant's credential published: it obtains one from
@@ -69,6 +74,7 @@ type Refresher struct {
 	mu       sync.Mutex
 	tenants  map[string]*tenantState // by tenant id
 	keys     map[string]*keyState    // by credentialKey
+	retired  []retiredToken          // to revoke, by due time
 	resyncAt time.Time
 }
 
@@ -87,6 +93,9 @@ func NewRefresher(cfg RefresherConfig, registry *Registry, source Source, sink S
 	slices.SortFunc(cfg.PATWarnings, func(a, b time.Duration) int { return int(b - a) })
 	if cfg.Resync == 0 {
 		cfg.Resync = DefaultResync
+	}
+	if cfg.RevokeGrace == 0 {
+		cfg.RevokeGrace = DefaultRevokeGrace
 	}
 	if cfg.ProbeRetry == 0 {
 		cfg.ProbeRetry = DefaultProbeRetry
@@ -200,6 +209,7 @@ func (r *Refresher) Step(ctx context.Context) time.Time {
 	for _, id := range probes {
 		r.retryProbe(ctx, id)
 	}
+	r.revokeDue(ctx)
 	return r.nextWake()
 }
 
@@ -215,6 +225,11 @@ func (r *Refresher) nextWake() time.Time {
 	for _, ts := range r.tenants {
 		if !ts.probeAt.IsZero() && ts.probeAt.Before(next) {
 			next = ts.probeAt
+		}
+	}
+	for _, rt := range r.retired {
+		if rt.at.Before(next) {
+			next = rt.at
 		}
 	}
 	return next

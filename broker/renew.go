@@ -69,10 +69,14 @@ func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
 		r.mu.Unlock()
 		return
 	}
+	superseded := ks.cred
 	ks.cred, ks.lastRefresh, ks.lastErr, ks.failures = cred, now, nil, 0
 	ks.due = r.timing.due(cred, now)
 	tenants := r.tenantsLocked(ks)
 	r.mu.Unlock()
+	if superseded.Token != cred.Token {
+		r.retire(superseded, now)
+	}
 	r.store(ctx, key, cred, now)
 	for _, t := range tenants {
 		r.notifier.Resolve(ctx, renewalCondition(t.ID), "the credential was renewed")

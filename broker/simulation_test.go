@@ -107,7 +107,7 @@ func (s *sim) start() {
 	if err := notifier.Load(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
-	s.r = broker.NewRefresher(broker.RefresherConfig{Clock: s.clock, Notifier: notifier, Credentials: s.store, Sealer: s.sealer},
+	s.r = broker.NewRefresher(broker.RefresherConfig{Clock: s.clock, Notifier: notifier, Credentials: s.store, Sealer: s.sealer, Revoker: s.client},
 		s.registry, s.client, s.sink, log)
 }
 
@@ -259,5 +259,50 @@ func TestARevokedPATIsAnnouncedOnce(t *testing.T) {
 	}
 	if s.sink.reports != 1 {
 		t.Errorf("%d Kubernetes reports, want 1", s.sink.reports)
+	}
+}
+
+// A token that a renewal superseded, or whose last tenant left, stops
+// working at GitHub once the grace has passed, and not before: whoever
+// copied it out of a Secret cannot keep pulling with it for the rest of
+// its hour.
+func TestSupersededAndOrphanedTokensAreRevoked(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t)
+	s.gh.AcceptAppTokens(true) // so that the registry tells a live token from a revoked one
+	s.addAppTenants(1)
+	prober := github.NewProber(github.ProberConfig{Clock: s.clock})
+	pulls := func(cred broker.Credential) bool { return prober.Probe(ctx, cred, s.demo.Image) == nil }
+	published := func() broker.Credential {
+		s.sink.mu.Lock()
+		defer s.sink.mu.Unlock()
+		return s.sink.published["app-00"]
+	}
+
+	s.run(time.Minute, false)
+	first := published()
+	s.run(51*time.Minute, false) // past the renewal at 49 to 50 minutes, inside its grace
+	second := published()
+	if second.Token == first.Token {
+		t.Fatal("no renewal in 52 minutes")
+	}
+	if !pulls(first) || s.gh.Calls(emulator.RouteRevokeToken) != 0 {
+		t.Fatal("the superseded token was revoked before its grace")
+	}
+	s.run(broker.DefaultRevokeGrace, false)
+	if pulls(first) || !pulls(second) {
+		t.Errorf("after the grace: the superseded token pulls %v (want false), the current one %v (want true)", pulls(first), pulls(second))
+	}
+
+	if err := s.registry.Delete(ctx, "app-00", ""); err != nil {
+		t.Fatal(err)
+	}
+	s.r.Changed("app-00")
+	s.run(broker.DefaultRevokeGrace+time.Second, true)
+	if pulls(second) {
+		t.Error("the token of a deleted tenant still pulls")
+	}
+	if n := s.gh.Calls(emulator.RouteRevokeToken); n != 2 {
+		t.Errorf("%d revocations, want 2", n)
 	}
 }

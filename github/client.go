@@ -133,6 +133,19 @@ func (s clockSigner) Sign(claims jwt.Claims) (string, error) {
 	return s.Signer.Sign(claims)
 }
 
+// RevokeInstallationToken invalidates an installation token before it
+// expires (DELETE /installation/token, authenticated with the token itself),
+// for a token that a newer one superseded or that no tenant uses.
+func (c *Client) RevokeInstallationToken(ctx context.Context, token string) error {
+	const op = "revoke installation token"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	if _, err := c.withToken(token).Apps.RevokeInstallationToken(ctx); err != nil {
+		return classify(op, err, statusReasons{http.StatusUnauthorized: broker.ReasonTokenRevoked}, c.cfg.Clock.Now())
+	}
+	return nil
+}
+
 // LoadPrivateKey reads a GitHub App private key: a PEM file holding an RSA
 // key in PKCS#1 (what GitHub hands out) or PKCS#8 form.
 func LoadPrivateKey(path string) (*rsa.PrivateKey, error) {

@@ -162,6 +162,11 @@ func TestMintInstallationToken(t *testing.T) {
 	if n := f.gh.Calls(emulator.RouteMintToken); n != 1 {
 		t.Errorf("emulator counted %d mints, want 1", n)
 	}
+	if err := f.client.RevokeInstallationToken(context.Background(), cred.Token); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	err = f.record(f.client.RevokeInstallationToken(context.Background(), cred.Token))
+	assertReason(t, err, broker.ReasonTokenRevoked)
 }
 
 func TestInstallationLookup(t *testing.T) {

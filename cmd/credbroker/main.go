@@ -201,7 +201,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 	term := leader.Term{Kube: p.kube, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    k8ssync.Config{ServiceAccounts: strings.Split(cfg.serviceAccounts, ",")},
-		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck}}
+		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}
 	lead := func(ctx context.Context) {
 		if err := term.Run(ctx); err != nil {
 			log.Error("leadership term", slog.Any("error", err))
