@@ -69,6 +69,8 @@ type RegistryPolicy struct {
 	// Least privilege: a tenant that could ask for contents: write could
 	// have the broker mint it a token that pushes code.
 	AppPermissions map[string]string
+	// Reserved namespaces are never bound (kube-* always).
+	Reserved ReservedNamespaces
 }
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
@@ -80,17 +82,24 @@ func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveCl
 	return &Registry{store: store, sealer: sealer, github: github, clock: clk, policy: policy}
 }
 
-// check validates t and holds it to the policy.
+// check validates t and holds it to the policy: the App permissions the
+// platform grants, and its reserved namespaces.
 func (r *Registry) check(t Tenant, requireToken bool) error {
 	err := t.validate(requireToken)
-	if t.App == nil {
-		return err
-	}
 	var vs violations
-	for _, name := range slices.Sorted(maps.Keys(t.App.Permissions)) {
-		level, most := t.App.Permissions[name], r.policy.AppPermissions[name]
+	var perms map[string]string
+	if t.App != nil {
+		perms = t.App.Permissions
+	}
+	for _, name := range slices.Sorted(maps.Keys(perms)) {
+		level, most := perms[name], r.policy.AppPermissions[name]
 		if permissionLevels[level] > permissionLevels[most] {
 			vs.add("github_app.permissions", "%s: %q is more than this broker grants (%s); ask the platform for it", name, level, describePermissions(r.policy.AppPermissions))
+		}
+	}
+	for i, ns := range t.Namespaces {
+		if r.policy.Reserved.Has(ns) {
+			vs.add(fmt.Sprintf("namespaces[%d]", i), "%s is reserved: no tenant is bound to it", ns)
 		}
 	}
 	var invalid *InvalidError

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -147,5 +148,44 @@ func TestAppPermissionsComeFromTheAllowList(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Reserved namespaces are never claimed, and credbroker's own object names
+// are never a tenant's Secret name: both refused at registration, naming
+// the field.
+func TestReservedNamespacesAndNamesAreRefused(t *testing.T) {
+	store, err := boltstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryPolicy{Reserved: broker.ReservedNamespaces{"credbroker", "platform"}})
+	tests := []struct {
+		name  string
+		edit  func(*broker.Tenant)
+		field string
+	}{
+		{"kube-system", func(t *broker.Tenant) { t.Namespaces = []string{"web", "kube-system"} }, "namespaces[1]"},
+		{"any kube- namespace", func(t *broker.Tenant) { t.Namespaces = []string{"kube-node-lease"} }, "namespaces[0]"},
+		{"the broker's own", func(t *broker.Tenant) { t.Namespaces = []string{"credbroker"} }, "namespaces[0]"},
+		{"a listed one", func(t *broker.Tenant) { t.Namespaces = []string{"platform"} }, "namespaces[0]"},
+		{"a Secret named like credbroker's records", func(t *broker.Tenant) { t.SecretName = "credbroker-tenant-web" }, "secret_name"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tn := broker.Tenant{ID: fmt.Sprintf("t-%d", i), Owner: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
+				App: &broker.GitHubApp{InstallationID: 1}}
+			tc.edit(&tn)
+			_, _, err := reg.Create(context.Background(), tn)
+			var invalid *broker.InvalidError
+			if !errors.As(err, &invalid) || !slices.ContainsFunc(invalid.Violations, func(v broker.FieldViolation) bool { return v.Field == tc.field }) {
+				t.Errorf("create: %v, want %s named", err, tc.field)
+			}
+		})
+	}
+	if _, _, err := reg.Create(context.Background(), broker.Tenant{ID: "fine", Owner: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
+		App: &broker.GitHubApp{InstallationID: 1}, Namespaces: []string{"web", "kubernetes-apps"}}); err != nil {
+		t.Errorf("namespaces that only look alike: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -127,3 +128,17 @@ func sameSpec(a, b Tenant) bool {
 		maps.Equal(a.App.Permissions, b.App.Permissions) &&
 		slices.Equal(a.App.Repositories, b.App.Repositories)
 }
+
+// ReservedNamespaces are namespaces no tenant is ever bound to, by list or
+// by selector: every kube-* namespace (the control plane's), and the listed
+// ones (the broker's own among them, where its state lives).
+type ReservedNamespaces []string
+
+// Has reports whether ns is reserved.
+func (r ReservedNamespaces) Has(ns string) bool {
+	return strings.HasPrefix(ns, "kube-") || slices.Contains(r, ns)
+}
+
+// ReservedSecretPrefix starts the names of credbroker's own objects (tenant,
+// credential, event and audit records): no tenant's pull Secret may take one.
+const ReservedSecretPrefix = "credbroker-"

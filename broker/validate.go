@@ -117,6 +117,8 @@ func (t Tenant) validate(requireToken bool) error {
 	})
 	if errs := validation.IsDNS1123Subdomain(t.SecretName); len(errs) > 0 {
 		vs.add("secret_name", "%q is not a Secret name: %s", t.SecretName, strings.Join(errs, "; "))
+	} else if strings.HasPrefix(t.SecretName, ReservedSecretPrefix) {
+		vs.add("secret_name", "names starting with %q are credbroker's own", ReservedSecretPrefix)
 	}
 	validateUnique(&vs, "allowed_owners", t.AllowedOwners, func(login string) string {
 		switch {

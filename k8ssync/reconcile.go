@@ -31,7 +31,7 @@ func (s *Syncer) claims(ns *corev1.Namespace) (owner *binding, others []*binding
 	for _, id := range slices.Sorted(maps.Keys(s.bindings)) {
 		b := s.bindings[id]
 		all = append(all, b)
-		if ns == nil || !b.binds(ns) {
+		if ns == nil || s.cfg.Reserved.Has(ns.Name) || !b.binds(ns) {
 			continue
 		}
 		if owner == nil {

@@ -44,6 +44,9 @@ type Config struct {
 	Workers int
 	// Clock dates sync times; the real clock when nil.
 	Clock clock.PassiveClock
+	// Reserved namespaces never receive a Secret, whatever a tenant's list
+	// or selector says (kube-* always).
+	Reserved broker.ReservedNamespaces
 	// Reporter hears every namespace's state (the broker keeps it for the
 	// credential status and turns failures into notifications). It is
 	// called from the reconciling workers and must not call back into the

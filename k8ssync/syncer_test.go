@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/credbroker/credbroker/broker"
 )
@@ -452,5 +453,37 @@ func TestInformerCachesDropManagedFields(t *testing.T) {
 		if mf := out.(metav1.Object).GetManagedFields(); mf != nil || out.(metav1.Object).GetName() == "" {
 			t.Errorf("%T kept %v", obj, mf)
 		}
+	}
+}
+
+// A selector that matches reserved namespaces — kube-system, credbroker's
+// own — writes nothing there, even when a tenant lists one explicitly
+// (which registration refuses; a tenant stored before the rule must not get
+// one either), while the other namespaces it matches get their Secret.
+func TestReservedNamespacesNeverGetASecret(t *testing.T) {
+	label := unique("reserved")
+	for _, ns := range []string{"kube-system", "credbroker"} {
+		patch := fmt.Sprintf(`{"metadata":{"labels":{"team":%q}}}`, label)
+		if _, err := admin.CoreV1().Namespaces().Patch(context.Background(), ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startSyncer(t, Config{Reserved: broker.ReservedNamespaces{"credbroker"}})
+	cred := credential("ghp_reserved000000000000000000000000000")
+	open := unique("reserved-open")
+	createNamespace(t, open, map[string]string{"team": label})
+	publish(t, s, tenant("greedy", func(t *broker.Tenant) {
+		t.NamespaceSelector = "team=" + label
+		t.Namespaces = []string{"kube-system"}
+	}), cred)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, open, cred) })
+	idle(t, s)
+	for _, ns := range []string{"kube-system", "credbroker"} {
+		if _, ok := getSecret(t, ns, "ghcr-secret"); ok {
+			t.Errorf("a pull Secret was written into reserved namespace %s", ns)
+		}
+	}
+	if st := s.Status("greedy"); len(st) != 1 || st[0].Namespace != open {
+		t.Errorf("status %+v, want only %s", st, open)
 	}
 }

@@ -36,6 +36,7 @@ type serveConfig struct {
 	refreshLead     time.Duration
 	patRecheck      time.Duration
 	serviceAccounts string
+	reserved        string
 	webhookURL      string
 	webhookSecret   string
 	ghWebhookSecret string
@@ -106,6 +107,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&cfg.kubeBurst, "kube-burst", k8ssync.DefaultBurst, "burst of requests to the Kubernetes API server")
 	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "with several replicas, only the holder of the Lease refreshes and syncs")
 	fs.StringVar(&cfg.identity, "identity", envOr(getenv, "POD_NAME", hostname()), "this replica's name in leader election")
+	fs.StringVar(&cfg.reserved, "reserved-namespaces", "", "comma-separated namespaces no tenant is ever bound to, besides kube-* and --namespace")
 	fs.StringVar(&cfg.serviceAccounts, "service-accounts", "default", "comma-separated ServiceAccounts whose imagePullSecrets get the Secret, for tenants with patchServiceAccounts")
 	fs.DurationVar(&cfg.refreshLead, "refresh-lead", broker.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
 	fs.DurationVar(&cfg.patRecheck, "pat-recheck", broker.DefaultPATRecheck, "validate each PAT with GitHub this often (and at each expiry warning)")
@@ -220,4 +222,16 @@ func (p *permissions) Set(v string) error {
 	}
 	*p = perms
 	return nil
+}
+
+// reservedNamespaces are --namespace (where credbroker keeps its state) and
+// --reserved-namespaces; kube-* are reserved always.
+func (cfg serveConfig) reservedNamespaces() broker.ReservedNamespaces {
+	reserved := broker.ReservedNamespaces{cfg.namespace}
+	for _, ns := range strings.Split(cfg.reserved, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			reserved = append(reserved, ns)
+		}
+	}
+	return reserved
 }

@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.github, err = githubClient(cfg, dev, p.metrics.GitHubRateLimit); err != nil {
 		return err
 	}
-	p.registry = broker.NewRegistry(store, p.sealer, p.github, clock.RealClock{}, broker.RegistryPolicy{AppPermissions: cfg.appPermissions})
+	p.registry = broker.NewRegistry(store, p.sealer, p.github, clock.RealClock{}, broker.RegistryPolicy{AppPermissions: cfg.appPermissions, Reserved: cfg.reservedNamespaces()})
 	if err := p.registry.CheckSealed(ctx); err != nil {
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}
@@ -200,7 +200,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 	}
 	term := leader.Term{Kube: p.kube, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
-		Syncer:    k8ssync.Config{ServiceAccounts: strings.Split(cfg.serviceAccounts, ",")},
+		Syncer:    k8ssync.Config{ServiceAccounts: strings.Split(cfg.serviceAccounts, ","), Reserved: cfg.reservedNamespaces()},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}
 	lead := func(ctx context.Context) {
 		if err := term.Run(ctx); err != nil {
