@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/selection"
+
 	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -105,8 +107,8 @@ func (t Tenant) validate(requireToken bool) error {
 	if t.NamespaceSelector != "" {
 		if sel, err := labels.Parse(t.NamespaceSelector); err != nil {
 			vs.add("namespace_selector", "not a label selector: %v", err)
-		} else if sel.Empty() {
-			vs.add("namespace_selector", "selects every namespace; name a label")
+		} else if problem := selectorProblem(sel); problem != "" {
+			vs.add("namespace_selector", "%s", problem)
 		}
 	}
 	validateUnique(&vs, "registries", t.Registries, func(host string) string {
@@ -208,4 +210,28 @@ func slicesContainsFold(items []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// selectorProblem says why a namespace selector may not be a tenant's, or
+// "". A selector must name namespaces by a label someone gave them: at
+// least one positive requirement (=, ==, in), since "!x" or "x!=y" match
+// nearly every namespace of the cluster, and none on the name label, which
+// every namespace has and which would make a selector a list in disguise.
+func selectorProblem(sel labels.Selector) string {
+	const nameLabel = "kubernetes.io/metadata.name" // set on every namespace by the API server
+	reqs, _ := sel.Requirements()
+	positive := false
+	for _, r := range reqs {
+		if r.Key() == nameLabel {
+			return nameLabel + " names namespaces one by one: list them in namespaces instead"
+		}
+		switch r.Operator() {
+		case selection.Equals, selection.DoubleEquals, selection.In:
+			positive = true
+		}
+	}
+	if !positive {
+		return "must hold at least one positive requirement (label=value or label in (...)): a selector without one matches nearly every namespace"
+	}
+	return ""
 }

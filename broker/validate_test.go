@@ -74,3 +74,38 @@ func TestValidateNeverQuotesAToken(t *testing.T) {
 		}
 	}
 }
+
+// A selector must name namespaces by a label someone gave them: one that
+// matches nearly everything, or lists names through the name label, is
+// refused with the field named.
+func TestNamespaceSelectorsMustSelect(t *testing.T) {
+	tests := []struct {
+		selector string
+		ok       bool
+	}{
+		{"team=web", true},
+		{"team==web", true},
+		{"team in (web,api)", true},
+		{"team=web,!legacy", true},
+		{"!does-not-exist", false},
+		{"x!=y", false},
+		{"team notin (ops)", false},
+		{"team", false},
+		{"kubernetes.io/metadata.name=kube-system", false},
+		{"team=web,kubernetes.io/metadata.name in (other)", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.selector, func(t *testing.T) {
+			tn := validTenant()
+			tn.NamespaceSelector = tc.selector
+			err := tn.validate(true)
+			var invalid *InvalidError
+			switch {
+			case tc.ok && err != nil:
+				t.Errorf("validate: %v", err)
+			case !tc.ok && (!errors.As(err, &invalid) || invalid.Violations[0].Field != "namespace_selector"):
+				t.Errorf("validate: %v, want namespace_selector refused", err)
+			}
+		})
+	}
+}
