@@ -23,20 +23,41 @@ import (
 // hold, and what is reported of it.
 
 // claims decides which tenant a namespace belongs to. Registration refuses
-// a namespace listed by two tenants, but selectors can still overlap: the
-// tenant first by id keeps the namespace and the others are told.
-func (s *Syncer) claims(ns *corev1.Namespace) (owner *binding, others []*binding, all []*binding) {
+// a namespace listed by two tenants, but selectors can still come to
+// overlap, and a tenant must never take a namespace from another by
+// writing a selector: an explicit listing beats a selector; among
+// selectors, the tenant whose Secret the namespace holds (holder) keeps it;
+// a namespace two selectors match and nobody holds goes to neither. Every
+// other claimant is told.
+func (s *Syncer) claims(ns *corev1.Namespace, holder string) (owner *binding, others []*binding, all []*binding) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	var explicit, selected []*binding
 	for _, id := range slices.Sorted(maps.Keys(s.bindings)) {
 		b := s.bindings[id]
 		all = append(all, b)
-		if ns == nil || s.cfg.Reserved.Has(ns.Name) || !b.binds(ns) {
-			continue
+		switch {
+		case ns == nil || s.cfg.Reserved.Has(ns.Name) || !b.binds(ns):
+		case slices.Contains(b.tenant.Namespaces, ns.Name):
+			explicit = append(explicit, b)
+		default:
+			selected = append(selected, b)
 		}
-		if owner == nil {
+	}
+	candidates := explicit
+	if len(candidates) == 0 {
+		candidates = selected
+	}
+	if len(candidates) == 1 {
+		owner = candidates[0]
+	}
+	for _, b := range candidates {
+		if len(candidates) > 1 && b.tenant.ID == holder {
 			owner = b
-		} else {
+		}
+	}
+	for _, b := range append(explicit, selected...) {
+		if b != owner {
 			others = append(others, b)
 		}
 	}
@@ -52,12 +73,15 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 	} else if err != nil {
 		return err
 	}
-	owner, others, all := s.claims(ns)
-
 	managed, err := s.secrets.Secrets(name).List(labels.Everything())
 	if err != nil {
 		return err
 	}
+	holder := ""
+	if len(managed) > 0 {
+		holder = managed[0].Labels[LabelTenant]
+	}
+	owner, others, all := s.claims(ns, holder)
 	var current *corev1.Secret
 	for _, sec := range managed {
 		tenantID := sec.Labels[LabelTenant]
@@ -78,8 +102,12 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 		switch {
 		case b == owner:
 		case slices.Contains(others, b):
+			msg := "namespace belongs to another tenant"
+			if owner == nil {
+				msg = "namespace is claimed by more than one tenant's selector, and none held it: it goes to none"
+			}
 			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncConflict, SyncTime: now,
-				Reason: broker.ReasonNamespaceClaimed, Message: "namespace belongs to another tenant"})
+				Reason: broker.ReasonNamespaceClaimed, Message: msg})
 		case ns == nil && slices.Contains(b.tenant.Namespaces, name):
 			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncPending, Message: "namespace does not exist"})
 		default:

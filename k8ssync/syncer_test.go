@@ -380,20 +380,51 @@ func TestServiceAccountsGetThePullSecretOnce(t *testing.T) {
 	})
 }
 
-func TestOverlappingSelectorsGoToTheFirstTenant(t *testing.T) {
+// A selector never takes a namespace from the tenant that holds it: when a
+// second selector comes to match, the holder keeps its Secret and the
+// newcomer is told; a namespace two selectors match from the start goes to
+// neither; an explicit listing beats a selector.
+func TestOverlappingSelectorsKeepTheHolder(t *testing.T) {
 	s := startSyncer(t, Config{})
 	label := unique("overlap")
 	ns := unique("overlap")
 	createNamespace(t, ns, map[string]string{"team": label})
 	credA, credB := credential("ghp_overlapA00000000000000000000000000"), credential("ghp_overlapB00000000000000000000000000")
+	conflicted := func(tenantID, ns string) func() (bool, string) {
+		return func() (bool, string) {
+			st := s.Status(tenantID)
+			i := slices.IndexFunc(st, func(n broker.NamespaceSync) bool { return n.Namespace == ns })
+			return i >= 0 && st[i].State == broker.SyncConflict && st[i].Reason == broker.ReasonNamespaceClaimed,
+				fmt.Sprintf("%s status %+v", tenantID, st)
+		}
+	}
 	publish(t, s, tenant("overlap-b", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), credB)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, credB) })
+	// overlap-a sorts first, and once took the namespace for it.
 	publish(t, s, tenant("overlap-a", func(t *broker.Tenant) { t.NamespaceSelector = "team" }), credA)
+	testenv.Eventually(t, 30*time.Second, conflicted("overlap-a", ns))
+	idle(t, s)
+	if ok, why := holds(t, ns, credB); !ok {
+		t.Errorf("the holder lost the namespace to a newcomer's selector: %s", why)
+	}
+
+	// A namespace both selectors match from the start goes to neither.
+	both := unique("overlap-new")
+	createNamespace(t, both, map[string]string{"team": label})
+	testenv.Eventually(t, 30*time.Second, conflicted("overlap-a", both))
+	testenv.Eventually(t, 30*time.Second, conflicted("overlap-b", both))
+	idle(t, s)
+	if _, ok := getSecret(t, both, "ghcr-secret"); ok {
+		t.Error("a namespace two selectors claim from the start got a Secret")
+	}
+
+	// An explicit listing beats the selector that holds the namespace.
+	publish(t, s, tenant("overlap-a", func(t *broker.Tenant) {
+		t.NamespaceSelector = "team"
+		t.Namespaces = []string{ns}
+	}), credA)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, credA) })
-	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		st := s.Status("overlap-b")
-		i := slices.IndexFunc(st, func(n broker.NamespaceSync) bool { return n.Namespace == ns })
-		return i >= 0 && st[i].Reason == broker.ReasonNamespaceClaimed, fmt.Sprintf("overlap-b status %+v", st)
-	})
+	testenv.Eventually(t, 30*time.Second, conflicted("overlap-b", ns))
 }
 
 func TestCredentialProblemsBecomeEvents(t *testing.T) {
