@@ -11,7 +11,9 @@ import (
 
 // Roles. Tenant roles name their tenant: "tenant-reader:web".
 const (
-	RoleAdmin          = "admin"
+	RoleAdmin = "admin"
+	// RoleMetricsReader may read /metrics (tenant ids are labels there), and nothing else.
+	RoleMetricsReader  = "metrics-reader"
 	RoleTenantAdmin    = "tenant-admin"
 	RoleTenantReader   = "tenant-reader"
 	groupSubjectPrefix = "group:"
@@ -65,12 +67,12 @@ func LoadPolicy(path string) (*Policy, error) {
 func checkRole(role string) error {
 	kind, tenant, scoped := strings.Cut(role, ":")
 	switch {
-	case role == RoleAdmin:
+	case role == RoleAdmin, role == RoleMetricsReader:
 		return nil
 	case scoped && tenant != "" && (kind == RoleTenantAdmin || kind == RoleTenantReader):
 		return nil
 	}
-	return fmt.Errorf("role %q: want admin, tenant-admin:<tenant> or tenant-reader:<tenant>", role)
+	return fmt.Errorf("role %q: want admin, metrics-reader, tenant-admin:<tenant> or tenant-reader:<tenant>", role)
 }
 
 // Roles returns every role id holds: its own (token file entries) and those

@@ -38,6 +38,7 @@ var matrixTokens = map[string]auth.StaticToken{
 	"tenant-admin:web":  {Name: "web-ci", Token: "t-web-admin", Roles: []string{"tenant-admin:web"}},
 	"tenant-reader:web": {Name: "web-dash", Token: "t-web-reader", Roles: []string{"tenant-reader:web"}},
 	"tenant-admin:shop": {Name: "shop-ci", Token: "t-shop-admin", Roles: []string{"tenant-admin:shop"}},
+	"metrics-reader":    {Name: "prometheus", Token: "t-metrics", Roles: []string{auth.RoleMetricsReader}},
 }
 
 // withGuard guards the server with the matrix tokens (after whatever else
@@ -245,10 +246,27 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	})
 	t.Run("health and reflection need no identity", func(t *testing.T) {
-		for _, path := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
+		for _, path := range []string{"/healthz", "/readyz", "/openapi.json"} {
 			if code := restCall(t, in.baseURL, http.MethodGet, path, "", ""); code != http.StatusOK {
 				t.Errorf("%s: %d", path, code)
 			}
+		}
+	})
+	// Tenant ids are labels of /metrics: a metrics-reader or an admin reads
+	// it, nobody else, and a metrics-reader reads nothing of the API.
+	t.Run("metrics need a metrics-reader", func(t *testing.T) {
+		for _, tc := range []struct {
+			token string
+			want  int
+		}{{"", http.StatusUnauthorized}, {"not-a-token", http.StatusUnauthorized},
+			{matrixTokens["tenant-admin:web"].Token, http.StatusForbidden},
+			{matrixTokens["metrics-reader"].Token, http.StatusOK}, {matrixTokens["admin"].Token, http.StatusOK}} {
+			if code := restCall(t, in.baseURL, http.MethodGet, "/metrics", "", tc.token); code != tc.want {
+				t.Errorf("/metrics with token %q: %d, want %d", tc.token, code, tc.want)
+			}
+		}
+		if code := restCall(t, in.baseURL, http.MethodGet, "/v1/tenants/web", "", matrixTokens["metrics-reader"].Token); code != http.StatusForbidden {
+			t.Errorf("a metrics-reader reading a tenant: %d, want 403", code)
 		}
 	})
 }

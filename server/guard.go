@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -179,4 +180,32 @@ func (s *guardedStream) RecvMsg(m any) error {
 		s.authorized = true
 	}
 	return nil
+}
+
+// RequireRole serves h to callers holding role (or admin) only: for plain
+// HTTP endpoints outside the API, such as /metrics, whose labels name
+// tenants. The caller presents a bearer token or a client certificate, as
+// to the API.
+func (g *Guard) RequireRole(role string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req auth.Request
+		if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "bearer") {
+			req.BearerToken = strings.TrimSpace(token)
+		}
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			req.PeerCertificates = r.TLS.VerifiedChains[0]
+		}
+		id, err := g.cfg.Authenticator.Authenticate(r.Context(), req)
+		if err != nil {
+			http.Error(w, "unauthenticated: present a bearer token or client certificate credbroker accepts", http.StatusUnauthorized)
+			return
+		}
+		roles := g.cfg.Policy.Roles(id)
+		if !slices.Contains(roles, role) && !slices.Contains(roles, auth.RoleAdmin) {
+			g.log.InfoContext(r.Context(), "permission denied", slog.String("caller", id.Name), slog.String("path", r.URL.Path))
+			http.Error(w, "permission denied", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

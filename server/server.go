@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/credbroker/credbroker/auth"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
@@ -241,7 +242,12 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+	var metricsHandler http.Handler = promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics})
+	if g := s.cfg.Guard; g != nil {
+		// Tenant ids are labels: they are nobody's business but the platform's.
+		metricsHandler = g.RequireRole(auth.RoleMetricsReader, metricsHandler)
+	}
+	mux.Handle("GET /metrics", metricsHandler)
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(credbrokerv1.OpenAPI())

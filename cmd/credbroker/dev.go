@@ -123,7 +123,7 @@ func (d *devMode) printBanner(w io.Writer, srv *server.Server, cfg serveConfig) 
 credbroker is running in DEV MODE: loopback only, throw-away data, generated keys. Never use it in production.
 
   gRPC     %[1]s   (reflection on; health: grpc.health.v1.Health)
-  HTTP     http://%[2]s   (REST, /healthz, /readyz, /metrics, /openapi.json)
+  HTTP     http://%[2]s   (REST, /healthz, /readyz, /metrics with the token, /openapi.json)
   data     %[3]s
   token    %[12]s   (admin; also in %[3]s/admin.token: every API call needs it)
   GitHub   %[4]s   (emulator: App %[5]d installed on %[6]s (id %[7]d) as installation %[8]d;
