@@ -196,7 +196,7 @@ func newTestRegistry(t *testing.T) (*Registry, Store) {
 	t.Helper()
 	store := newMemStore()
 	// Tenants of these tests differ by permissions to get keys of their own.
-	policy := RegistryPolicy{AppPermissions: map[string]string{"packages": "read", "metadata": "read"}}
+	policy := RegistryConfig{AppPermissions: map[string]string{"packages": "read", "metadata": "read"}}
 	return NewRegistry(store, nil, nil, clock.RealClock{}, policy), store
 }
 
@@ -621,7 +621,7 @@ func TestPATExpiryWarnsOncePerThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSimulated(t)
-	s.reg = NewRegistry(newMemStore(), sealer, patGitHub{}, s.clock, RegistryPolicy{})
+	s.reg = NewRegistry(newMemStore(), sealer, patGitHub{}, s.clock, RegistryConfig{})
 	s.r = s.newRefresher()
 	tn := Tenant{ID: "p", Owner: Owner{Login: "bot", ID: 7, Type: OwnerUser}, PAT: &PAT{Token: "ghp_first"}}
 	if _, _, err := s.reg.Create(ctx, tn); err != nil {

@@ -29,7 +29,7 @@ type Registry struct {
 	sealer *Sealer // nil when no encryption key is configured
 	github GitHub
 	clock  clock.PassiveClock
-	policy RegistryPolicy
+	cfg    RegistryConfig
 
 	mu          sync.Mutex
 	subscribers map[int]func(tenantID string)
@@ -62,8 +62,12 @@ func (r *Registry) changed(tenantID string) {
 	}
 }
 
-// RegistryPolicy is what the platform lets tenants ask for.
-type RegistryPolicy struct {
+// RegistryConfig is what the platform lets tenants ask for, and what the
+// Registry checks claims against.
+type RegistryConfig struct {
+	// Namespaces, if set (with a cluster), lets registration refuse a
+	// selector that matches a namespace another tenant holds now.
+	Namespaces Namespaces
 	// AppPermissions are the most an App tenant may request for its
 	// installation tokens, by permission; DefaultAppPermissions when nil.
 	// Least privilege: a tenant that could ask for contents: write could
@@ -75,11 +79,11 @@ type RegistryPolicy struct {
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
 // PAT are then refused with ErrNoEncryptionKey. clk dates tenants.
-func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock, policy RegistryPolicy) *Registry {
-	if policy.AppPermissions == nil {
-		policy.AppPermissions = DefaultAppPermissions()
+func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock, cfg RegistryConfig) *Registry {
+	if cfg.AppPermissions == nil {
+		cfg.AppPermissions = DefaultAppPermissions()
 	}
-	return &Registry{store: store, sealer: sealer, github: github, clock: clk, policy: policy}
+	return &Registry{store: store, sealer: sealer, github: github, clock: clk, cfg: cfg}
 }
 
 // check validates t and holds it to the policy: the App permissions the
@@ -92,13 +96,13 @@ func (r *Registry) check(t Tenant, requireToken bool) error {
 		perms = t.App.Permissions
 	}
 	for _, name := range slices.Sorted(maps.Keys(perms)) {
-		level, most := perms[name], r.policy.AppPermissions[name]
+		level, most := perms[name], r.cfg.AppPermissions[name]
 		if permissionLevels[level] > permissionLevels[most] {
-			vs.add("github_app.permissions", "%s: %q is more than this broker grants (%s); ask the platform for it", name, level, describePermissions(r.policy.AppPermissions))
+			vs.add("github_app.permissions", "%s: %q is more than this broker grants (%s); ask the platform for it", name, level, describePermissions(r.cfg.AppPermissions))
 		}
 	}
 	for i, ns := range t.Namespaces {
-		if r.policy.Reserved.Has(ns) {
+		if r.cfg.Reserved.Has(ns) {
 			vs.add(fmt.Sprintf("namespaces[%d]", i), "%s is reserved: no tenant is bound to it", ns)
 		}
 	}
@@ -144,7 +148,7 @@ func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool
 	case !errors.Is(err, ErrNotFound):
 		return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, err)
 	}
-	if err := r.checkClaims(ctx, t); err != nil {
+	if err := r.checkClaims(ctx, t, nil); err != nil {
 		return Tenant{}, false, err
 	}
 	if err := r.verify(ctx, t, token); err != nil {
@@ -234,8 +238,8 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 		if err := r.check(next, next.PAT != nil && next.PAT.Sealed == nil); err != nil {
 			return Tenant{}, err
 		}
-		if !slices.Equal(cur.Namespaces, next.Namespaces) {
-			if err := r.checkClaims(ctx, next); err != nil {
+		if !slices.Equal(cur.Namespaces, next.Namespaces) || cur.NamespaceSelector != next.NamespaceSelector {
+			if err := r.checkClaims(ctx, next, &cur); err != nil {
 				return Tenant{}, err
 			}
 		}
@@ -292,29 +296,6 @@ func (r *Registry) openPAT(t Tenant) (string, error) {
 		return "", fmt.Errorf("open PAT of tenant %q: %w", t.ID, err)
 	}
 	return token, nil
-}
-
-// checkClaims refuses a namespace another tenant lists: one namespace
-// belongs to at most one tenant. Two creates racing for one namespace can
-// both pass; the Sink then gives it to the first tenant by id and reports a
-// conflict for the other.
-func (r *Registry) checkClaims(ctx context.Context, t Tenant) error {
-	if len(t.Namespaces) == 0 {
-		return nil
-	}
-	return r.each(ctx, func(other Tenant) error {
-		if other.ID == t.ID {
-			return nil
-		}
-		for _, ns := range t.Namespaces {
-			if slices.Contains(other.Namespaces, ns) {
-				return &VerifyError{Cause: ReasonNamespaceClaimed,
-					// Never name the other tenant: a tenant-admin must not learn who else is on the platform.
-					Msg: fmt.Sprintf("namespace %s belongs to another tenant", ns)}
-			}
-		}
-		return nil
-	})
 }
 
 // each calls fn for every tenant in id order, a page at a time, and stops

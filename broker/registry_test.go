@@ -28,7 +28,7 @@ func newRegistry(t *testing.T, withKey bool) (*broker.Registry, *boltstore.Store
 			t.Fatal(err)
 		}
 	}
-	return broker.NewRegistry(store, sealer, nil, clock.RealClock{}, broker.RegistryPolicy{}), store
+	return broker.NewRegistry(store, sealer, nil, clock.RealClock{}, broker.RegistryConfig{}), store
 }
 
 func patTenant(id, token string) broker.Tenant {
@@ -66,7 +66,7 @@ func TestCheckSealedNamesTheTenantWhosePATCannotBeOpened(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := broker.NewRegistry(store, tc.sealer, nil, clock.RealClock{}, broker.RegistryPolicy{}).CheckSealed(ctx)
+			err := broker.NewRegistry(store, tc.sealer, nil, clock.RealClock{}, broker.RegistryConfig{}).CheckSealed(ctx)
 			if !errors.Is(err, tc.want) || !bytes.Contains([]byte(err.Error()), []byte(`"ci"`)) {
 				t.Errorf("CheckSealed = %v, want %v naming tenant \"ci\"", err, tc.want)
 			}
@@ -133,7 +133,7 @@ func TestAppPermissionsComeFromTheAllowList(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryPolicy{AppPermissions: tc.allowed})
+			reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{AppPermissions: tc.allowed})
 			id := fmt.Sprintf("app-%d", i)
 			_, _, err := reg.Create(ctx, app(id, tc.asks))
 			var invalid *broker.InvalidError
@@ -160,7 +160,7 @@ func TestReservedNamespacesAndNamesAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryPolicy{Reserved: broker.ReservedNamespaces{"credbroker", "platform"}})
+	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Reserved: broker.ReservedNamespaces{"credbroker", "platform"}})
 	tests := []struct {
 		name  string
 		edit  func(*broker.Tenant)

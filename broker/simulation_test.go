@@ -95,7 +95,7 @@ func newSim(t *testing.T) *sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.registry = broker.NewRegistry(s.store, s.sealer, s.client, s.clock, broker.RegistryPolicy{})
+	s.registry = broker.NewRegistry(s.store, s.sealer, s.client, s.clock, broker.RegistryConfig{})
 	s.start()
 	return s
 }

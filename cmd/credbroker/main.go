@@ -105,7 +105,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.github, err = githubClient(cfg, dev, p.metrics.GitHubRateLimit); err != nil {
 		return err
 	}
-	p.registry = broker.NewRegistry(store, p.sealer, p.github, clock.RealClock{}, broker.RegistryPolicy{AppPermissions: cfg.appPermissions, Reserved: cfg.reservedNamespaces()})
+	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Reserved: cfg.reservedNamespaces()}
+	if p.kube != nil {
+		regCfg.Namespaces = k8ssync.Namespaces{Client: p.kube}
+	}
+	p.registry = broker.NewRegistry(store, p.sealer, p.github, clock.RealClock{}, regCfg)
 	if err := p.registry.CheckSealed(ctx); err != nil {
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}

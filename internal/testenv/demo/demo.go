@@ -43,5 +43,5 @@ func Start(t testing.TB) *Demo {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	return &Demo{GitHub: gh, Fixture: fixture, Client: client, Store: store,
-		Registry: broker.NewRegistry(store, nil, client, clock.RealClock{}, broker.RegistryPolicy{})}
+		Registry: broker.NewRegistry(store, nil, client, clock.RealClock{}, broker.RegistryConfig{})}
 }
