@@ -242,7 +242,7 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	var metricsHandler http.Handler = promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics})
+	metricsHandler := promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics})
 	if g := s.cfg.Guard; g != nil {
 		// Tenant ids are labels: they are nobody's business but the platform's.
 		metricsHandler = g.RequireRole(auth.RoleMetricsReader, metricsHandler)
