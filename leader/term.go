@@ -16,8 +16,9 @@ import (
 	"github.com/credbroker/credbroker/k8ssync"
 )
 
-// Term is one leadership term's work. Every field but Webhook and Sealer is
-// required.
+// Term is one leadership term's work. Kube, Registry, Source, Notifier,
+// Attach and Log are required; a nil Prober, Webhook, Sealer or Metrics
+// turns that feature off.
 type Term struct {
 	Kube     kubernetes.Interface
 	Registry *broker.Registry
