@@ -89,11 +89,17 @@ func tokenPrefix(token string) string { return TokenHash(token)[:12] }
 
 // ClientCertificates authenticates callers by the client certificate the TLS
 // handshake verified: the name is the first URI SAN (SPIFFE ids, say) or
-// else the subject's common name, the groups its Organizations.
-type ClientCertificates struct{}
+// else the subject's common name, the groups its Organizations, each behind
+// a prefix. The prefixes keep a certificate from passing for another
+// authenticator's identity: a CA that also serves a mesh may sign a common
+// name like system:serviceaccount:platform:backend.
+type ClientCertificates struct {
+	UsernamePrefix string
+	GroupsPrefix   string
+}
 
 // Authenticate implements Authenticator.
-func (ClientCertificates) Authenticate(_ context.Context, req Request) (Identity, bool, error) {
+func (c ClientCertificates) Authenticate(_ context.Context, req Request) (Identity, bool, error) {
 	if len(req.PeerCertificates) == 0 {
 		return Identity{}, false, nil
 	}
@@ -105,7 +111,11 @@ func (ClientCertificates) Authenticate(_ context.Context, req Request) (Identity
 	if name == "" {
 		return Identity{}, true, errors.New("client certificate names nobody (no URI SAN, no common name)")
 	}
-	return Identity{Name: name, Groups: leaf.Subject.Organization, Method: "client-certificate"}, true, nil
+	var groups []string
+	for _, g := range leaf.Subject.Organization {
+		groups = append(groups, c.GroupsPrefix+g)
+	}
+	return Identity{Name: c.UsernamePrefix + name, Groups: groups, Method: "client-certificate"}, true, nil
 }
 
 // looksLikeJWT reports whether a token has the three dot-separated parts of

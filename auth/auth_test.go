@@ -28,7 +28,8 @@ import (
 	"github.com/credbroker/credbroker/auth/authtest"
 )
 
-// The client certificate authenticator, behind a real TLS handshake.
+// The client certificate authenticator, behind a real TLS handshake: names
+// and groups carry its prefixes.
 func TestClientCertificates(t *testing.T) {
 	ca, other := authtest.NewCA(t), authtest.NewCA(t)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -36,7 +37,7 @@ func TestClientCertificates(t *testing.T) {
 		if len(r.TLS.VerifiedChains) > 0 {
 			req.PeerCertificates = r.TLS.VerifiedChains[0]
 		}
-		id, ok, err := ClientCertificates{}.Authenticate(r.Context(), req)
+		id, ok, err := ClientCertificates{UsernamePrefix: "cert:", GroupsPrefix: "cert:"}.Authenticate(r.Context(), req)
 		_ = json.NewEncoder(w).Encode(map[string]any{"name": id.Name, "groups": id.Groups, "ok": ok, "err": fmt.Sprint(err)})
 	}))
 	srv.TLS = ca.ServerTLS(t)
@@ -60,6 +61,7 @@ func TestClientCertificates(t *testing.T) {
 	withURI := ca.Client(t, "backend", "spiffe://platform/backend", "platform", "ops")
 	cnOnly := ca.Client(t, "team-web", "")
 	forged := other.Client(t, "admin", "")
+	lookalike := ca.Client(t, "system:serviceaccount:platform:backend", "", "system:serviceaccounts")
 	tests := []struct {
 		name       string
 		cert       *tls.Certificate
@@ -68,8 +70,9 @@ func TestClientCertificates(t *testing.T) {
 		wantOK     bool
 		wantTLSErr bool
 	}{
-		{"URI SAN names the caller, organizations are groups", &withURI, "spiffe://platform/backend", "[ops platform]", true, false},
-		{"common name without a URI SAN", &cnOnly, "team-web", "<nil>", true, false},
+		{"URI SAN names the caller, organizations are groups", &withURI, "cert:spiffe://platform/backend", "[cert:ops cert:platform]", true, false},
+		{"common name without a URI SAN", &cnOnly, "cert:team-web", "<nil>", true, false},
+		{"a common name like a ServiceAccount's is not that account", &lookalike, "cert:system:serviceaccount:platform:backend", "[cert:system:serviceaccounts]", true, false},
 		{"no certificate: not recognised", nil, "", "<nil>", false, false},
 		{"another CA's certificate: the handshake fails", &forged, "", "", false, true},
 	}

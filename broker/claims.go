@@ -54,7 +54,7 @@ func (r *Registry) checkClaims(ctx context.Context, t Tenant, before *Tenant) er
 }
 
 // claimedBy is the set of namespaces t lists, and of the cluster's
-// namespaces its selector matches now (none reserved).
+// namespaces its selector matches now (within the scope).
 func (r *Registry) claimedBy(t Tenant, cluster map[string]map[string]string) map[string]bool {
 	claimed := map[string]bool{}
 	for _, ns := range t.Namespaces {
@@ -68,7 +68,7 @@ func (r *Registry) claimedBy(t Tenant, cluster map[string]map[string]string) map
 		return claimed
 	}
 	for ns, nsLabels := range cluster {
-		if !r.cfg.Reserved.Has(ns) && sel.Matches(labels.Set(nsLabels)) {
+		if r.cfg.Scope.Allows(ns) && sel.Matches(labels.Set(nsLabels)) {
 			claimed[ns] = true
 		}
 	}

@@ -73,8 +73,8 @@ type RegistryConfig struct {
 	// Least privilege: a tenant that could ask for contents: write could
 	// have the broker mint it a token that pushes code.
 	AppPermissions map[string]string
-	// Reserved namespaces are never bound (kube-* always).
-	Reserved ReservedNamespaces
+	// Scope is where tenants may be bound.
+	Scope NamespaceScope
 }
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
@@ -87,7 +87,7 @@ func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveCl
 }
 
 // check validates t and holds it to the policy: the App permissions the
-// platform grants, and its reserved namespaces.
+// platform grants, and where tenants may be bound.
 func (r *Registry) check(t Tenant, requireToken bool) error {
 	err := t.validate(requireToken)
 	var vs violations
@@ -102,8 +102,8 @@ func (r *Registry) check(t Tenant, requireToken bool) error {
 		}
 	}
 	for i, ns := range t.Namespaces {
-		if r.cfg.Reserved.Has(ns) {
-			vs.add(fmt.Sprintf("namespaces[%d]", i), "%s is reserved: no tenant is bound to it", ns)
+		if why := r.cfg.Scope.Refusal(ns); why != "" {
+			vs.add(fmt.Sprintf("namespaces[%d]", i), "%s", why)
 		}
 	}
 	var invalid *InvalidError

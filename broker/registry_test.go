@@ -151,41 +151,52 @@ func TestAppPermissionsComeFromTheAllowList(t *testing.T) {
 	}
 }
 
-// Reserved namespaces are never claimed, and credbroker's own object names
-// are never a tenant's Secret name: both refused at registration, naming
-// the field.
-func TestReservedNamespacesAndNamesAreRefused(t *testing.T) {
+// Reserved namespaces, and in namespaced mode namespaces the broker was
+// not granted, are never claimed, and credbroker's own object names are
+// never a tenant's Secret name: all refused at registration, naming the
+// field.
+func TestNamespacesOutsideTheScopeAndReservedNamesAreRefused(t *testing.T) {
 	store, err := boltstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Reserved: broker.ReservedNamespaces{"credbroker", "platform"}})
+	clusterWide := broker.NamespaceScope{Reserved: []string{"credbroker", "platform"}}
+	namespaced := broker.NamespaceScope{Reserved: []string{"credbroker"}, Granted: []string{"web", "api", "shop", "credbroker", "kube-public"}}
 	tests := []struct {
-		name  string
-		edit  func(*broker.Tenant)
-		field string
+		name       string
+		scope      broker.NamespaceScope
+		namespaces []string
+		secretName string
+		field      string // "" when the registration is fine
 	}{
-		{"kube-system", func(t *broker.Tenant) { t.Namespaces = []string{"web", "kube-system"} }, "namespaces[1]"},
-		{"any kube- namespace", func(t *broker.Tenant) { t.Namespaces = []string{"kube-node-lease"} }, "namespaces[0]"},
-		{"the broker's own", func(t *broker.Tenant) { t.Namespaces = []string{"credbroker"} }, "namespaces[0]"},
-		{"a listed one", func(t *broker.Tenant) { t.Namespaces = []string{"platform"} }, "namespaces[0]"},
-		{"a Secret named like credbroker's records", func(t *broker.Tenant) { t.SecretName = "credbroker-tenant-web" }, "secret_name"},
+		{"kube-system", clusterWide, []string{"web", "kube-system"}, "", "namespaces[1]"},
+		{"any kube- namespace", clusterWide, []string{"kube-node-lease"}, "", "namespaces[0]"},
+		{"the broker's own", clusterWide, []string{"credbroker"}, "", "namespaces[0]"},
+		{"a listed one", clusterWide, []string{"platform"}, "", "namespaces[0]"},
+		{"a Secret named like credbroker's records", clusterWide, nil, "credbroker-tenant-web", "secret_name"},
+		{"namespaces that only look alike", clusterWide, []string{"web", "kubernetes-apps"}, "", ""},
+		{"namespaced: one not granted", namespaced, []string{"web", "payments"}, "", "namespaces[1]"},
+		{"namespaced: a grant does not lift a reservation", namespaced, []string{"credbroker"}, "", "namespaces[0]"},
+		{"namespaced: nor kube-*", namespaced, []string{"kube-public"}, "", "namespaces[0]"},
+		{"namespaced: granted ones", namespaced, []string{"api", "shop"}, "", ""},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Scope: tc.scope})
 			tn := broker.Tenant{ID: fmt.Sprintf("t-%d", i), Owner: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
-				App: &broker.GitHubApp{InstallationID: 1}}
-			tc.edit(&tn)
+				App: &broker.GitHubApp{InstallationID: 1}, Namespaces: tc.namespaces, SecretName: tc.secretName}
 			_, _, err := reg.Create(context.Background(), tn)
+			if tc.field == "" {
+				if err != nil {
+					t.Errorf("create: %v", err)
+				}
+				return
+			}
 			var invalid *broker.InvalidError
 			if !errors.As(err, &invalid) || !slices.ContainsFunc(invalid.Violations, func(v broker.FieldViolation) bool { return v.Field == tc.field }) {
 				t.Errorf("create: %v, want %s named", err, tc.field)
 			}
 		})
-	}
-	if _, _, err := reg.Create(context.Background(), broker.Tenant{ID: "fine", Owner: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
-		App: &broker.GitHubApp{InstallationID: 1}, Namespaces: []string{"web", "kubernetes-apps"}}); err != nil {
-		t.Errorf("namespaces that only look alike: %v", err)
 	}
 }

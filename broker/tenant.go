@@ -129,14 +129,38 @@ func sameSpec(a, b Tenant) bool {
 		slices.Equal(a.App.Repositories, b.App.Repositories)
 }
 
-// ReservedNamespaces are namespaces no tenant is ever bound to, by list or
-// by selector: every kube-* namespace (the control plane's), and the listed
-// ones (the broker's own among them, where its state lives).
-type ReservedNamespaces []string
+// NamespaceScope is where tenants may be bound, by list or by selector.
+// The zero value allows every namespace but kube-*.
+type NamespaceScope struct {
+	// Reserved namespaces are never bound: every kube-* namespace (the
+	// control plane's) and these (the broker's own among them, where its
+	// state lives).
+	Reserved []string
+	// Granted, when not nil, is namespaced mode: the broker holds Secret
+	// rights only in these namespaces (RoleBindings the platform
+	// provisions), so no other is ever bound.
+	Granted []string
+}
 
-// Has reports whether ns is reserved.
-func (r ReservedNamespaces) Has(ns string) bool {
-	return strings.HasPrefix(ns, "kube-") || slices.Contains(r, ns)
+// Allows reports whether a tenant may be bound to ns.
+func (s NamespaceScope) Allows(ns string) bool {
+	return s.Refusal(ns) == ""
+}
+
+// Reserves reports whether ns is reserved (rather than merely not granted).
+func (s NamespaceScope) Reserves(ns string) bool {
+	return strings.HasPrefix(ns, "kube-") || slices.Contains(s.Reserved, ns)
+}
+
+// Refusal says why no tenant may be bound to ns, or "" when one may.
+func (s NamespaceScope) Refusal(ns string) string {
+	switch {
+	case s.Reserves(ns):
+		return ns + " is reserved: no tenant is bound to it"
+	case s.Granted != nil && !slices.Contains(s.Granted, ns):
+		return "credbroker is not granted " + ns + " (it runs in namespaced mode): ask the platform to grant it"
+	}
+	return ""
 }
 
 // ReservedSecretPrefix starts the names of credbroker's own objects (tenant,

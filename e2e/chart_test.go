@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,16 +75,30 @@ func decode(t *testing.T, manifests string) []any {
 	}
 }
 
-func rules(objs []any) (cluster, namespaced []rbacv1.PolicyRule) {
+// grants renders every RBAC object as "kind namespace/name" → what it
+// grants or binds, with the reference file's placeholder namespace
+// "granted" standing for each of granted.
+func grants(objs []any, granted []string) map[string]string {
+	out := map[string]string{}
 	for _, o := range objs {
 		switch r := o.(type) {
 		case *rbacv1.ClusterRole:
-			cluster = r.Rules
+			out["ClusterRole "+r.Name] = fmt.Sprint(r.Rules)
+		case *rbacv1.ClusterRoleBinding:
+			out["ClusterRoleBinding "+r.Name] = fmt.Sprint(r.RoleRef, r.Subjects)
 		case *rbacv1.Role:
-			namespaced = r.Rules
+			out["Role "+r.Namespace+"/"+r.Name] = fmt.Sprint(r.Rules)
+		case *rbacv1.RoleBinding:
+			namespaces := []string{r.Namespace}
+			if r.Namespace == "granted" {
+				namespaces = granted
+			}
+			for _, ns := range namespaces {
+				out["RoleBinding "+ns+"/"+r.Name] = fmt.Sprint(r.RoleRef, r.Subjects)
+			}
 		}
 	}
-	return cluster, namespaced
+	return out
 }
 
 func TestHelmChart(t *testing.T) {
@@ -98,23 +115,38 @@ func TestHelmChart(t *testing.T) {
 	if _, err := helm(t, "template", "credbroker", chart); err == nil || !strings.Contains(err.Error(), "set tls.secretName") {
 		t.Errorf("rendering without TLS: %v, want a refusal naming tls.secretName", err)
 	}
+	// The chart grants what k8ssync/rbac.yaml (or, in namespaced mode,
+	// rbac-namespaced.yaml) grants, which is what the integration tests run
+	// the Syncer, the store and leader election as.
+	granted := []string{"web", "api"}
+	for _, mode := range []struct {
+		reference string
+		values    []string
+	}{
+		{"../k8ssync/rbac.yaml", nil},
+		{"../k8ssync/rbac-namespaced.yaml", []string{"--set", "rbac.grantedNamespaces={" + strings.Join(granted, ",") + "}"}},
+	} {
+		manifests, err := helm(t, slices.Concat([]string{"template", "credbroker", chart, "--namespace", "credbroker"}, chartValues, mode.values)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reference, err := os.ReadFile(mode.reference)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := grants(decode(t, manifests), granted), grants(decode(t, string(reference)), granted)
+		if !maps.Equal(got, want) {
+			t.Errorf("chart RBAC differs from %s:\n chart %v\n  want %v", mode.reference, got, want)
+		}
+		if mode.values != nil && !strings.Contains(manifests, "- --granted-namespaces=web,api") {
+			t.Errorf("namespaced mode: the Deployment lacks --granted-namespaces")
+		}
+	}
 	manifests, err := helm(t, append([]string{"template", "credbroker", chart, "--namespace", "credbroker"}, chartValues...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	objs := decode(t, manifests)
-
-	// The chart grants what k8ssync/rbac.yaml grants, which is what the
-	// integration tests run the Syncer, the store and leader election as.
-	reference, err := os.ReadFile("../k8ssync/rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantCluster, wantNamespaced := rules(decode(t, string(reference)))
-	gotCluster, gotNamespaced := rules(objs)
-	if !reflect.DeepEqual(gotCluster, wantCluster) || !reflect.DeepEqual(gotNamespaced, wantNamespaced) {
-		t.Errorf("chart RBAC differs from k8ssync/rbac.yaml:\n chart %+v\n       %+v\n  want %+v\n       %+v", gotCluster, gotNamespaced, wantCluster, wantNamespaced)
-	}
 
 	var kinds []string
 	for _, o := range objs {

@@ -40,37 +40,56 @@ func (s *Syncer) watch(client kubernetes.Interface) error {
 	}
 	s.namespaces = nsInformer.Lister()
 	s.hasSynced = append(s.hasSynced, nsInformer.Informer().HasSynced)
+	s.factories = append(s.factories, nsFactory)
 
+	// Secrets and ServiceAccounts are watched over the whole cluster or, in
+	// namespaced mode, in each granted namespace (the only place the broker
+	// may list them).
+	scopes := []string{metav1.NamespaceAll}
+	if s.cfg.Scope.Granted != nil {
+		scopes = s.cfg.Scope.Granted
+	}
+	for _, ns := range scopes {
+		if err := s.watchNamespace(client, ns, enqueue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// watchNamespace watches the Secrets credbroker manages and the
+// ServiceAccounts it patches in ns (metav1.NamespaceAll for every one).
+func (s *Syncer) watchNamespace(client kubernetes.Interface, ns string, enqueue cache.ResourceEventHandler) error {
 	// Only Secrets we manage are watched: a cluster's Secrets are many, and
 	// the rest are none of our business.
-	secretFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(digestSecretData),
+	secretFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns), informers.WithTransform(digestSecretData),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedSelector }))
-	secretInformer := secretFactory.Core().V1().Secrets()
-	if err := secretInformer.Informer().AddIndexers(cache.Indexers{byTenantIndex: func(obj any) ([]string, error) {
+	secretInformer := secretFactory.Core().V1().Secrets().Informer()
+	if err := secretInformer.AddIndexers(cache.Indexers{byTenantIndex: func(obj any) ([]string, error) {
 		return []string{obj.(*corev1.Secret).Labels[LabelTenant]}, nil
 	}}); err != nil {
 		return err
 	}
-	if _, err := secretInformer.Informer().AddEventHandler(enqueue); err != nil {
+	if _, err := secretInformer.AddEventHandler(enqueue); err != nil {
 		return err
 	}
-	s.secrets = secretInformer.Lister()
-	s.secretIndex = secretInformer.Informer().GetIndexer()
-	s.hasSynced = append(s.hasSynced, secretInformer.Informer().HasSynced)
-	s.factories = append(s.factories, nsFactory, secretFactory)
+	s.secrets = append(s.secrets, secretInformer.GetIndexer())
+	s.hasSynced = append(s.hasSynced, secretInformer.HasSynced)
+	s.factories = append(s.factories, secretFactory)
 
 	// ServiceAccounts are watched by name, so one created after its
 	// namespace still gets the Secret.
 	for _, name := range s.cfg.ServiceAccounts {
-		f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields), informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
-		}))
-		sa := f.Core().V1().ServiceAccounts()
-		if _, err := sa.Informer().AddEventHandler(enqueue); err != nil {
+		f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns), informers.WithTransform(dropManagedFields),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+			}))
+		sa := f.Core().V1().ServiceAccounts().Informer()
+		if _, err := sa.AddEventHandler(enqueue); err != nil {
 			return err
 		}
-		s.accounts[name] = sa.Lister()
-		s.hasSynced = append(s.hasSynced, sa.Informer().HasSynced)
+		s.accounts = append(s.accounts, sa.GetIndexer())
+		s.hasSynced = append(s.hasSynced, sa.HasSynced)
 		s.factories = append(s.factories, f)
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -27,15 +28,20 @@ import (
 	_ "embed"
 )
 
-//go:embed rbac.yaml
-var rbacYAML []byte
+var (
+	//go:embed rbac.yaml
+	rbacYAML []byte
+	//go:embed rbac-namespaced.yaml
+	namespacedRBACYAML []byte
+)
 
 // The package's real control plane: admin is cluster-admin (for setting up
 // and inspecting), brokerCfg is the credbroker ServiceAccount bound to exactly
 // rbac.yaml, which is what the code under test runs as.
 var (
-	admin     kubernetes.Interface
-	brokerCfg *rest.Config
+	controlPlane *testenv.ControlPlane
+	admin        kubernetes.Interface
+	brokerCfg    *rest.Config
 )
 
 func TestMain(m *testing.M) {
@@ -61,8 +67,12 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "stop control plane:", err)
 		}
 	}()
-	admin = cp.Admin
-	if err := applyRBAC(context.Background()); err != nil {
+	controlPlane, admin = cp, cp.Admin
+	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "credbroker"}}, metav1.CreateOptions{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := applyRBAC(context.Background(), rbacYAML, func(obj rbacObject) []rbacObject { return []rbacObject{obj} }); err != nil {
 		fmt.Fprintln(os.Stderr, "apply rbac.yaml:", err)
 		return 1
 	}
@@ -76,12 +86,16 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// applyRBAC creates credbroker's namespace and every object of rbac.yaml.
-func applyRBAC(ctx context.Context) error {
-	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "credbroker"}}, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(rbacYAML)))
+// rbacObject is a ClusterRole, ClusterRoleBinding, Role or RoleBinding.
+type rbacObject interface {
+	metav1.Object
+	runtime.Object
+}
+
+// applyRBAC creates every object of an RBAC file, each as edit turns it
+// into none, one or several.
+func applyRBAC(ctx context.Context, file []byte, edit func(rbacObject) []rbacObject) error {
+	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(file)))
 	for {
 		doc, err := dec.Read()
 		if errors.Is(err, io.EOF) {
@@ -90,27 +104,38 @@ func applyRBAC(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		decoded, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
 		if err != nil {
 			return err
 		}
-		rbac := admin.RbacV1()
-		switch o := obj.(type) {
-		case *rbacv1.ClusterRole:
-			_, err = rbac.ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.ClusterRoleBinding:
-			_, err = rbac.ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.Role:
-			_, err = rbac.Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.RoleBinding:
-			_, err = rbac.RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-		default:
-			err = fmt.Errorf("rbac.yaml holds a %T", obj)
+		obj, ok := decoded.(rbacObject)
+		if !ok {
+			return fmt.Errorf("the RBAC file holds a %T", decoded)
 		}
-		if err != nil {
-			return err
+		for _, obj := range edit(obj) {
+			if err := createRBAC(ctx, obj); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+func createRBAC(ctx context.Context, obj rbacObject) error {
+	rbac := admin.RbacV1()
+	var err error
+	switch o := obj.(type) {
+	case *rbacv1.ClusterRole:
+		_, err = rbac.ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+	case *rbacv1.ClusterRoleBinding:
+		_, err = rbac.ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+	case *rbacv1.Role:
+		_, err = rbac.Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+	case *rbacv1.RoleBinding:
+		_, err = rbac.RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+	default:
+		err = fmt.Errorf("the RBAC file holds a %T", obj)
+	}
+	return err
 }
 
 // requireCluster skips a test when no control plane was started.
@@ -137,7 +162,13 @@ func (s *testSyncer) Status(tenantID string) []broker.NamespaceSync {
 func startSyncer(t testing.TB, cfg Config) *testSyncer {
 	t.Helper()
 	requireCluster(t)
-	client, err := kubernetes.NewForConfig(brokerCfg)
+	return startSyncerAs(t, brokerCfg, cfg)
+}
+
+// startSyncerAs runs a Syncer as the identity of restCfg.
+func startSyncerAs(t testing.TB, restCfg *rest.Config, cfg Config) *testSyncer {
+	t.Helper()
+	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/credbroker/credbroker/broker"
@@ -37,7 +36,7 @@ func (s *Syncer) claims(ns *corev1.Namespace, holder string) (owner *binding, ot
 		b := s.bindings[id]
 		all = append(all, b)
 		switch {
-		case ns == nil || s.cfg.Reserved.Has(ns.Name) || !b.binds(ns):
+		case ns == nil || !s.cfg.Scope.Allows(ns.Name) || !b.binds(ns):
 		case slices.Contains(b.tenant.Namespaces, ns.Name):
 			explicit = append(explicit, b)
 		default:
@@ -73,10 +72,7 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 	} else if err != nil {
 		return err
 	}
-	managed, err := s.secrets.Secrets(name).List(labels.Everything())
-	if err != nil {
-		return err
-	}
+	managed := s.secrets.inNamespace(name)
 	holder := ""
 	if len(managed) > 0 {
 		holder = managed[0].Labels[LabelTenant]
@@ -108,6 +104,12 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 			}
 			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncConflict, SyncTime: now,
 				Reason: broker.ReasonNamespaceClaimed, Message: msg})
+		case ns != nil && b.binds(ns) && !s.cfg.Scope.Reserves(name) && !s.cfg.Scope.Allows(name):
+			// Namespaced mode: the tenant's selector reaches a namespace the
+			// broker holds no rights in. (Reserved ones are passed over in
+			// silence: registration already says no tenant gets them.)
+			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncFailed, SyncTime: now,
+				Reason: broker.ReasonSyncFailed, Message: s.cfg.Scope.Refusal(name)})
 		case ns == nil && slices.Contains(b.tenant.Namespaces, name):
 			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncPending, Message: "namespace does not exist"})
 		default:
@@ -229,18 +231,12 @@ func (s *Syncer) deleteSecret(ctx context.Context, sec *corev1.Secret) error {
 // so a patch would replace the list: it is a read-modify-write, retried on
 // conflict.
 func (s *Syncer) patchServiceAccounts(ctx context.Context, ns, secretName string) error {
-	for name, lister := range s.accounts {
-		sa, err := lister.ServiceAccounts(ns).Get(name)
-		if apierrors.IsNotFound(err) {
-			continue // its creation will queue the namespace again
+	for _, name := range s.cfg.ServiceAccounts {
+		sa, ok := s.accounts.get(ns, name)
+		if !ok || hasPullSecret(sa, secretName) {
+			continue // a ServiceAccount created later queues the namespace again
 		}
-		if err != nil {
-			return err
-		}
-		if hasPullSecret(sa, secretName) {
-			continue
-		}
-		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			fresh, err := s.client.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil || hasPullSecret(fresh, secretName) {
 				return err

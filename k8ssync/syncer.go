@@ -44,9 +44,11 @@ type Config struct {
 	Workers int
 	// Clock dates sync times; the real clock when nil.
 	Clock clock.PassiveClock
-	// Reserved namespaces never receive a Secret, whatever a tenant's list
-	// or selector says (kube-* always).
-	Reserved broker.ReservedNamespaces
+	// Scope is where Secrets may go, whatever a tenant's list or selector
+	// says: never a reserved namespace (kube-* always) and, in namespaced
+	// mode, only a granted one. Namespaced mode also watches Secrets and
+	// ServiceAccounts per granted namespace instead of cluster-wide.
+	Scope broker.NamespaceScope
 	// Reporter hears every namespace's state (the broker keeps it for the
 	// credential status and turns failures into notifications). It is
 	// called from the reconciling workers and must not call back into the
@@ -78,9 +80,8 @@ type Syncer struct {
 	recorder    record.EventRecorder
 	factories   []informers.SharedInformerFactory
 	namespaces  corelisters.NamespaceLister
-	secrets     corelisters.SecretLister
-	secretIndex cache.Indexer
-	accounts    map[string]corelisters.ServiceAccountLister
+	secrets     caches[*corev1.Secret]
+	accounts    caches[*corev1.ServiceAccount] // of the configured names only
 	hasSynced   []cache.InformerSynced
 	queue       workqueue.TypedRateLimitingInterface[string]
 
@@ -112,7 +113,6 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 		cfg:      cfg,
 		client:   client,
 		log:      log,
-		accounts: map[string]corelisters.ServiceAccountLister{},
 		bindings: map[string]*binding{},
 		removed:  map[string]bool{},
 		status:   map[string]map[string]broker.NamespaceSync{},
@@ -154,7 +154,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	for _, ns := range nss {
 		s.queue.Add(ns.Name)
 	}
-	secrets, _ := s.secrets.List(labels.Everything())
+	secrets := s.secrets.all()
 	for _, sec := range secrets {
 		s.queue.Add(sec.Namespace)
 	}
@@ -222,8 +222,7 @@ func (s *Syncer) PublishedAll() {
 	s.complete = true
 	s.mu.Unlock()
 	if s.synced.Load() {
-		secrets, _ := s.secrets.List(labels.Everything())
-		for _, sec := range secrets {
+		for _, sec := range s.secrets.all() {
 			s.queue.Add(sec.Namespace)
 		}
 	}
@@ -267,9 +266,8 @@ func (s *Syncer) enqueueTenant(tenantID string, bindings ...*binding) {
 			}
 		}
 	}
-	secrets, _ := s.secretIndex.ByIndex(byTenantIndex, tenantID)
-	for _, obj := range secrets {
-		s.queue.Add(obj.(*corev1.Secret).Namespace)
+	for _, sec := range s.secrets.byIndex(byTenantIndex, tenantID) {
+		s.queue.Add(sec.Namespace)
 	}
 }
 

@@ -499,7 +499,7 @@ func TestReservedNamespacesNeverGetASecret(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := startSyncer(t, Config{Reserved: broker.ReservedNamespaces{"credbroker"}})
+	s := startSyncer(t, Config{Scope: broker.NamespaceScope{Reserved: []string{"credbroker"}}})
 	cred := credential("ghp_reserved000000000000000000000000000")
 	open := unique("reserved-open")
 	createNamespace(t, open, map[string]string{"team": label})

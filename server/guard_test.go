@@ -56,8 +56,8 @@ func createWeb(t *testing.T, in *instance) {
 // passed in a forged header is not.
 func TestClientCertificatesOverGRPCAndREST(t *testing.T) {
 	ca := authtest.NewCA(t)
-	policy := writePolicy(t, "bindings:\n  - subject: group:readers-of-web\n    roles: [\"tenant-reader:web\"]\n")
-	in := start(t, t.TempDir(), server.Services{}, withGuard(policy, auth.ClientCertificates{}),
+	policy := writePolicy(t, "bindings:\n  - subject: group:cert:readers-of-web\n    roles: [\"tenant-reader:web\"]\n")
+	in := start(t, t.TempDir(), server.Services{}, withGuard(policy, auth.ClientCertificates{UsernamePrefix: "cert:", GroupsPrefix: "cert:"}),
 		func(cfg *server.Config, _ *boltstore.Store, _ *slog.Logger) { cfg.TLS = ca.ServerTLS(t) })
 	createWeb(t, in)
 	ctx := context.Background()

@@ -37,6 +37,7 @@ type serveConfig struct {
 	patRecheck      time.Duration
 	serviceAccounts string
 	reserved        string
+	granted         string
 	webhookURL      string
 	webhookSecret   string
 	ghWebhookSecret string
@@ -48,6 +49,7 @@ type serveConfig struct {
 	tokenFile       string
 	policyFile      string
 	oidc            auth.OIDCConfig
+	certs           auth.ClientCertificates
 	tokenReview     bool
 	reviewAudience  string
 	githubURL       string
@@ -108,6 +110,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&cfg.leaderElect, "leader-elect", true, "with several replicas, only the holder of the Lease refreshes and syncs")
 	fs.StringVar(&cfg.identity, "identity", envOr(getenv, "POD_NAME", hostname()), "this replica's name in leader election")
 	fs.StringVar(&cfg.reserved, "reserved-namespaces", "", "comma-separated namespaces no tenant is ever bound to, besides kube-* and --namespace")
+	fs.StringVar(&cfg.granted, "granted-namespaces", "", "namespaced mode: comma-separated namespaces where credbroker was granted Secret rights (RoleBindings); tenants are bound there only, and nothing is read cluster-wide but namespaces. Empty: cluster-wide rights")
 	fs.StringVar(&cfg.serviceAccounts, "service-accounts", "default", "comma-separated ServiceAccounts whose imagePullSecrets get the Secret, for tenants with patchServiceAccounts")
 	fs.DurationVar(&cfg.refreshLead, "refresh-lead", broker.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
 	fs.DurationVar(&cfg.patRecheck, "pat-recheck", broker.DefaultPATRecheck, "validate each PAT with GitHub this often (and at each expiry warning)")
@@ -118,6 +121,8 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate both listeners serve TLS with")
 	fs.StringVar(&cfg.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca-file", "", "PEM CA bundle whose client certificates identify callers (mTLS)")
+	fs.StringVar(&cfg.certs.UsernamePrefix, "tls-client-username-prefix", "cert:", "put before every client certificate's name, so that it cannot pass for a ServiceAccount, a token-file name or an OIDC user (policy subjects name it so)")
+	fs.StringVar(&cfg.certs.GroupsPrefix, "tls-client-groups-prefix", "cert:", "put before every client certificate's Organization (policy subjects: group:cert:<organization>)")
 	fs.BoolVar(&cfg.insecure, "insecure", false, "allow listeners on non-loopback addresses without TLS (something else, a mesh, encrypts)")
 	fs.StringVar(&cfg.tokenFile, "auth-token-file", "", "YAML file of callers' bearer tokens, hashed (sha256), with names and roles")
 	fs.StringVar(&cfg.policyFile, "auth-policy-file", "", "YAML file binding names and group:<name>s to roles")
@@ -224,14 +229,24 @@ func (p *permissions) Set(v string) error {
 	return nil
 }
 
-// reservedNamespaces are --namespace (where credbroker keeps its state) and
-// --reserved-namespaces; kube-* are reserved always.
-func (cfg serveConfig) reservedNamespaces() broker.ReservedNamespaces {
-	reserved := broker.ReservedNamespaces{cfg.namespace}
-	for _, ns := range strings.Split(cfg.reserved, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			reserved = append(reserved, ns)
+// namespaceScope is where tenants may be bound: never --namespace (where
+// credbroker keeps its state), --reserved-namespaces or kube-*, and in
+// namespaced mode only --granted-namespaces.
+func (cfg serveConfig) namespaceScope() broker.NamespaceScope {
+	scope := broker.NamespaceScope{Reserved: append([]string{cfg.namespace}, splitList(cfg.reserved)...)}
+	if cfg.granted != "" {
+		scope.Granted = splitList(cfg.granted)
+	}
+	return scope
+}
+
+// splitList splits a comma-separated flag, dropping blanks.
+func splitList(list string) []string {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
 		}
 	}
-	return reserved
+	return out
 }

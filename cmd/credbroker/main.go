@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -105,7 +104,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.github, err = githubClient(cfg, dev, p.metrics.GitHubRateLimit); err != nil {
 		return err
 	}
-	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Reserved: cfg.reservedNamespaces()}
+	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope()}
 	if p.kube != nil {
 		regCfg.Namespaces = k8ssync.Namespaces{Client: p.kube}
 	}
@@ -204,7 +203,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 	}
 	term := leader.Term{Kube: p.kube, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
-		Syncer:    k8ssync.Config{ServiceAccounts: strings.Split(cfg.serviceAccounts, ","), Reserved: cfg.reservedNamespaces()},
+		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope()},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}
 	lead := func(ctx context.Context) {
 		if err := term.Run(ctx); err != nil {

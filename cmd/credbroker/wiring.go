@@ -28,7 +28,7 @@ import (
 func authenticators(cfg serveConfig, kube kubernetes.Interface, dev *devMode, log *slog.Logger) (auth.Chain, error) {
 	var chain auth.Chain
 	if cfg.tlsClientCA != "" {
-		chain = append(chain, auth.ClientCertificates{})
+		chain = append(chain, cfg.certs)
 	}
 	if dev != nil {
 		chain = append(chain, auth.NewTokens(auth.StaticToken{Name: "dev-admin", Token: dev.adminToken, Roles: []string{auth.RoleAdmin}}))
