@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -21,9 +19,6 @@ import (
 	"time"
 
 	clocktesting "k8s.io/utils/clock/testing"
-
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/credbroker/credbroker/auth/authtest"
 )
@@ -163,61 +158,18 @@ func TestTokenFile(t *testing.T) {
 	}
 }
 
-// issuer is a local OpenID provider: discovery and JWKS over HTTP, and ID
-// tokens signed with its key.
-type issuer struct {
-	srv *httptest.Server
-	key *rsa.PrivateKey
-}
-
-func newIssuer(t *testing.T) *issuer {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := &issuer{key: key}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/keys",
-			"authorization_endpoint": is.srv.URL + "/auth", "id_token_signing_alg_values_supported": []string{"RS256"}})
-	})
-	mux.HandleFunc("/keys", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
-	})
-	is.srv = httptest.NewServer(mux)
-	t.Cleanup(is.srv.Close)
-	return is
-}
-
-func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, claims map[string]any) string {
-	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 func TestOIDC(t *testing.T) {
 	ctx := context.Background()
-	is := newIssuer(t)
-	o, err := NewOIDC(OIDCConfig{IssuerURL: is.srv.URL, ClientID: "credbroker", UsernameClaim: "email", GroupsClaim: "groups",
+	is := authtest.NewIssuer(t)
+	o, err := NewOIDC(OIDCConfig{IssuerURL: is.URL, ClientID: "credbroker", UsernameClaim: "email", GroupsClaim: "groups",
 		UsernamePrefix: "oidc:", GroupsPrefix: "oidc:"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherKey := authtest.NewKey(t)
 	now := time.Now()
 	claims := func(change func(map[string]any)) map[string]any {
-		c := map[string]any{"iss": is.srv.URL, "aud": "credbroker", "sub": "u-1", "email": "dev@example.com",
+		c := map[string]any{"iss": is.URL, "aud": "credbroker", "sub": "u-1", "email": "dev@example.com",
 			"groups": []string{"team-web"}, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 		if change != nil {
 			change(c)
@@ -232,15 +184,15 @@ func TestOIDC(t *testing.T) {
 		wantName   string
 		wantGroups []string
 	}{
-		{"valid", is.token(t, is.key, claims(nil)), true, false, "oidc:dev@example.com", []string{"oidc:team-web"}},
-		{"a user named like a ServiceAccount stays the issuer's", is.token(t, is.key, claims(func(c map[string]any) {
+		{"valid", is.Token(t, claims(nil)), true, false, "oidc:dev@example.com", []string{"oidc:team-web"}},
+		{"a user named like a ServiceAccount stays the issuer's", is.Token(t, claims(func(c map[string]any) {
 			c["email"], c["groups"] = "system:serviceaccount:web:ci", []string{"system:masters"}
 		})), true, false, "oidc:system:serviceaccount:web:ci", []string{"oidc:system:masters"}},
-		{"expired", is.token(t, is.key, claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() })), true, true, "", nil},
-		{"wrong audience", is.token(t, is.key, claims(func(c map[string]any) { c["aud"] = "someone-else" })), true, true, "", nil},
-		{"wrong signature", is.token(t, otherKey, claims(nil)), true, true, "", nil},
-		{"no username claim", is.token(t, is.key, claims(func(c map[string]any) { delete(c, "email") })), true, true, "", nil},
-		{"another issuer: left to the next authenticator", is.token(t, is.key, claims(func(c map[string]any) { c["iss"] = "https://elsewhere" })), false, false, "", nil},
+		{"expired", is.Token(t, claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() })), true, true, "", nil},
+		{"wrong audience", is.Token(t, claims(func(c map[string]any) { c["aud"] = "someone-else" })), true, true, "", nil},
+		{"wrong signature", authtest.SignedToken(t, otherKey, claims(nil)), true, true, "", nil},
+		{"no username claim", is.Token(t, claims(func(c map[string]any) { delete(c, "email") })), true, true, "", nil},
+		{"another issuer: left to the next authenticator", is.Token(t, claims(func(c map[string]any) { c["iss"] = "https://elsewhere" })), false, false, "", nil},
 		{"not a JWT", "opaque-token", false, false, "", nil},
 	}
 	for _, tc := range tests {

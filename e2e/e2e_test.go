@@ -17,14 +17,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/credbroker/credbroker/github/emulator"
 	"github.com/credbroker/credbroker/internal/testenv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -99,24 +97,7 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	credbroker, githubemu := testenv.Build(t, "../cmd/credbroker"), testenv.Build(t, "./githubemu")
 
-	// GitHub, as a process.
-	emu := testenv.Start(t, "githubemu", exec.Command(githubemu))
-	line := emu.WaitLine(t, 30*time.Second, "the fixture", func(line string) bool { return strings.HasPrefix(line, "{") })
-	var fx emulator.Fixture
-	if err := json.Unmarshal([]byte(line), &fx); err != nil {
-		t.Fatalf("emulator fixture %q: %v\n%s", line, err, emu.Output())
-	}
-	control := func(action string) {
-		t.Helper()
-		resp, err := http.Post(strings.TrimSuffix(fx.APIURL, "/")+"/_emulator/"+action, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("emulator control %s: %d", action, resp.StatusCode)
-		}
-	}
+	fx, control := startEmulator(t, githubemu)
 
 	// The registry, with images of three owners.
 	registry := startRegistry(t, registryBin, dir, fx)
@@ -145,21 +126,11 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	httpAddr := freeAddr(t)
-	testenv.Start(t, "credbroker", exec.Command(credbroker, "serve", "--grpc-addr", freeAddr(t), "--http-addr", httpAddr,
-		"--data-dir", filepath.Join(dir, "data"), "--kubeconfig", kubeconfig, "--leader-elect=false",
+	_, httpAddr := startBroker(t, credbroker, "--data-dir", filepath.Join(dir, "data"), "--kubeconfig", kubeconfig, "--leader-elect=false",
 		"--github-url", fx.APIURL, "--github-app-id", fmt.Sprint(fx.AppID), "--github-app-key-file", filepath.Join(dir, "app.pem"),
 		"--encryption-key-file", filepath.Join(dir, "enc.key"), "--auth-token-file", filepath.Join(dir, "tokens.yaml"),
-		"--webhook-url", receiver.URL, "--webhook-secret-file", filepath.Join(dir, "webhook.secret")))
+		"--webhook-url", receiver.URL, "--webhook-secret-file", filepath.Join(dir, "webhook.secret"))
 	api := brokerAPI{t: t, url: "http://" + httpAddr, token: adminToken}
-	testenv.Eventually(t, 30*time.Second, testenv.Holds("credbroker did not become ready", func() bool {
-		resp, err := http.Get(api.url + "/readyz")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}))
 
 	// Two tenants over REST: the PAT of a-org's machine user, and the App
 	// installation on c-org; each proves its credential on its own image.

@@ -116,3 +116,44 @@ func writeTar(w io.Writer, name string, content []byte) {
 	_, _ = tw.Write(content)
 	_ = tw.Close()
 }
+
+// startEmulator runs the GitHub emulator as a process and returns its
+// fixture, and a way to pull its control levers (POST /_emulator/<action>).
+func startEmulator(t *testing.T, bin string) (emulator.Fixture, func(action string)) {
+	t.Helper()
+	emu := testenv.Start(t, "githubemu", exec.Command(bin))
+	line := emu.WaitLine(t, 30*time.Second, "the fixture", func(line string) bool { return strings.HasPrefix(line, "{") })
+	var fx emulator.Fixture
+	if err := json.Unmarshal([]byte(line), &fx); err != nil {
+		t.Fatalf("emulator fixture %q: %v\n%s", line, err, emu.Output())
+	}
+	control := func(action string) {
+		t.Helper()
+		resp, err := http.Post(strings.TrimSuffix(fx.APIURL, "/")+"/_emulator/"+action, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("emulator control %s: %d", action, resp.StatusCode)
+		}
+	}
+	return fx, control
+}
+
+// startBroker runs `credbroker serve` with args on free loopback ports and
+// waits until it is ready; it returns the gRPC and HTTP addresses.
+func startBroker(t *testing.T, bin string, args ...string) (grpcAddr, httpAddr string) {
+	t.Helper()
+	grpcAddr, httpAddr = freeAddr(t), freeAddr(t)
+	testenv.Start(t, "credbroker", exec.Command(bin, append([]string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr}, args...)...))
+	testenv.Eventually(t, 30*time.Second, testenv.Holds("credbroker did not become ready", func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}))
+	return grpcAddr, httpAddr
+}
