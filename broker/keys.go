@@ -24,6 +24,11 @@ type tenantState struct {
 	publishedOwner int64
 	probe          *ProbeResult // the last probe, if any
 	probeAt        time.Time    // when a failed probe is tried again
+	probeWanted    bool         // RenewNow asked for a probe of the next delivery
+	// probeNext is the delivery waiting for a probe; probeDone is closed
+	// when the tenant's probes in flight are through (nil when none are).
+	probeNext *probeJob
+	probeDone chan struct{}
 }
 
 // keyState is one credential and the tenants it serves.

@@ -20,7 +20,7 @@ func TestMetricsFollowTheRefreshes(t *testing.T) {
 	}
 	s := newSimulated(t, appTenantFor("a"))
 	s.r.cfg.Metrics = m
-	s.r.Step(ctx)
+	s.step(ctx)
 	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "502"})
 	tn, _ := s.reg.Get(ctx, "a")
 	s.r.RenewNow(ctx, tn)

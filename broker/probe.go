@@ -20,8 +20,18 @@ type ProbeResult struct {
 	Time  time.Time
 }
 
-// deliver publishes cred to t: after a successful probe when t has a probe
-// image and cred is of another kind or owner than what t holds (or force).
+// probeJob is a credential waiting to be proved on its tenant's probe image
+// before it is published; held is what the tenant holds meanwhile.
+type probeJob struct {
+	tenant Tenant
+	cred   Credential
+	held   Credential
+}
+
+// deliver publishes cred to t, after a successful probe when t has a probe
+// image and cred is of another kind or owner than what t holds (or a probe
+// was asked for). Probes run apart, so a registry that hangs delays its
+// own tenant only.
 func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, force bool) {
 	r.mu.Lock()
 	ts := r.tenants[t.ID]
@@ -30,20 +40,21 @@ func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, forc
 		return
 	}
 	held := ts.published
+	force = force || ts.probeWanted
 	probe := t.ProbeImage != "" && r.cfg.Prober != nil &&
 		(force || held.Token == "" || held.Kind != cred.Kind || held.Username != cred.Username || ts.publishedOwner != t.Owner.ID)
-	r.mu.Unlock()
-
 	if probe {
-		err := r.probe(ctx, t, cred)
-		r.cfg.Metrics.probed(err)
-		r.recordProbe(t.ID, t.ProbeImage, err)
-		if err != nil {
-			r.probeFailed(ctx, t, held, err)
-			return
-		}
-		r.notifier.Resolve(ctx, probeCondition(t.ID), "the credential pulls "+t.ProbeImage)
+		ts.probeWanted = false
+		r.queueProbeLocked(ctx, ts, probeJob{tenant: t, cred: cred, held: held})
+		r.mu.Unlock()
+		return
 	}
+	r.mu.Unlock()
+	r.publish(ctx, t, cred)
+}
+
+// publish hands cred to the Sink for t and records what t holds.
+func (r *Refresher) publish(ctx context.Context, t Tenant, cred Credential) {
 	if err := r.sink.Publish(ctx, t, cred); err != nil {
 		r.log.WarnContext(ctx, "publish failed", slog.String("tenant", t.ID), slog.Any("error", err))
 		return
@@ -51,13 +62,105 @@ func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, forc
 	r.mu.Lock()
 	if ts := r.tenants[t.ID]; ts != nil {
 		ts.published, ts.publishedOwner = cred, t.Owner.ID
-		if probe {
-			ts.probeAt = time.Time{}
-		}
 	}
 	r.mu.Unlock()
 	r.cfg.Metrics.published(t.ID, cred.ExpiresAt)
 	r.log.InfoContext(ctx, "credential published", slog.String("tenant", t.ID), slog.Any("credential", cred))
+}
+
+// queueProbeLocked makes job the tenant's next probe, and starts the
+// tenant's prober unless one runs: it takes the newest job when it is
+// through with the current one, so a tenant has one probe in flight.
+func (r *Refresher) queueProbeLocked(ctx context.Context, ts *tenantState, job probeJob) {
+	ts.probeNext = &job
+	ts.probeAt = time.Time{} // a failure sets the next try
+	if ts.probeDone != nil {
+		return
+	}
+	done := make(chan struct{})
+	ts.probeDone = done
+	ctx = r.detachedLocked(ctx)
+	r.probing.Add(1)
+	go func() {
+		defer r.probing.Done()
+		defer close(done)
+		for {
+			job, ok := r.nextProbe(job.tenant.ID, done)
+			if !ok {
+				return
+			}
+			r.runProbe(ctx, job)
+		}
+	}()
+}
+
+// nextProbe takes the tenant's waiting probe, or, when none waits, ends
+// the tenant's prober.
+func (r *Refresher) nextProbe(tenantID string, done chan struct{}) (probeJob, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ts := r.tenants[tenantID]
+	if ts == nil || ts.probeNext == nil {
+		if ts != nil && ts.probeDone == done {
+			ts.probeDone = nil
+		}
+		return probeJob{}, false
+	}
+	job := *ts.probeNext
+	ts.probeNext = nil
+	return job, true
+}
+
+// runProbe proves a job's credential within ProbeTimeout, in one of the
+// ProbeWorkers slots, and publishes it if it pulls and is still the
+// tenant's to publish.
+func (r *Refresher) runProbe(ctx context.Context, job probeJob) {
+	t := job.tenant
+	select {
+	case r.probeSlots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
+	err := r.probe(pctx, t, job.cred)
+	cancel()
+	<-r.probeSlots
+	if ctx.Err() != nil {
+		return // this replica stopped refreshing: its verdict is not wanted
+	}
+	r.cfg.Metrics.probed(err)
+	r.recordProbe(t.ID, t.ProbeImage, err)
+	if err != nil {
+		r.probeFailed(ctx, t, job.held, err)
+		return
+	}
+	r.notifier.Resolve(ctx, probeCondition(t.ID), "the credential pulls "+t.ProbeImage)
+	r.mu.Lock()
+	ts := r.tenants[t.ID]
+	// A newer delivery waits for its own probe, or the tenant moved to
+	// another credential meanwhile: this one is no longer the tenant's.
+	current := ts != nil && ts.probeNext == nil && r.keys[ts.key] != nil && r.keys[ts.key].cred.Token == job.cred.Token
+	r.mu.Unlock()
+	if current {
+		r.publish(ctx, t, job.cred)
+	}
+}
+
+// waitProbes waits until the tenant has no probe in flight, or ctx is done.
+func (r *Refresher) waitProbes(ctx context.Context, tenantID string) {
+	r.mu.Lock()
+	var done chan struct{}
+	if ts := r.tenants[tenantID]; ts != nil {
+		done = ts.probeDone
+	}
+	r.mu.Unlock()
+	if done == nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // probe proves cred on t's probe image, but only on an image t may run: a

@@ -34,6 +34,16 @@ type RefresherConfig struct {
 	Resync time.Duration
 	// ProbeRetry is the wait before a failed pull probe is tried again.
 	ProbeRetry time.Duration
+	// ProbeTimeout bounds one pull probe, retries and all, so that a
+	// registry that hangs costs its tenant that long and nobody else
+	// anything; DefaultProbeTimeout when zero.
+	ProbeTimeout time.Duration
+	// ProbeWorkers is how many probes run at once, apart from renewals;
+	// DefaultProbeWorkers when zero.
+	ProbeWorkers int
+	// RenewTimeout bounds one renewal: the call to GitHub, storing and
+	// delivering; DefaultRenewTimeout when zero.
+	RenewTimeout time.Duration
 	Clock      clock.Clock
 	// Jitter returns a number in [0, 1); math/rand/v2 when nil.
 	Jitter func() float64
@@ -70,12 +80,20 @@ type Refresher struct {
 	timing   timing
 	changes  changeSet
 	flight   singleflight.Group
+	// probeSlots bounds the probes running at once; probing counts them,
+	// for RenewNow and tests to wait on.
+	probeSlots chan struct{}
+	probing    sync.WaitGroup
 
 	mu       sync.Mutex
 	tenants  map[string]*tenantState // by tenant id
 	keys     map[string]*keyState    // by credentialKey
 	retired  []retiredToken          // to revoke, by due time
 	resyncAt time.Time
+	// life is Run's context: work that belongs to no caller (a shared
+	// renewal, a probe) runs on it, so it ends when this replica stops
+	// refreshing (leadership lost) and not when a caller leaves.
+	life context.Context
 }
 
 // NewRefresher returns a Refresher.
@@ -100,6 +118,15 @@ func NewRefresher(cfg RefresherConfig, registry *Registry, source Source, sink S
 	if cfg.ProbeRetry == 0 {
 		cfg.ProbeRetry = DefaultProbeRetry
 	}
+	if cfg.ProbeTimeout == 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	if cfg.ProbeWorkers == 0 {
+		cfg.ProbeWorkers = DefaultProbeWorkers
+	}
+	if cfg.RenewTimeout == 0 {
+		cfg.RenewTimeout = DefaultRenewTimeout
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
@@ -111,11 +138,28 @@ func NewRefresher(cfg RefresherConfig, registry *Registry, source Source, sink S
 	}
 	return &Refresher{cfg: cfg, registry: registry, source: source, sink: sink, log: log, notifier: cfg.Notifier, ledger: cfg.Ledger,
 		timing:  timing{lead: cfg.Lead, patRecheck: cfg.PATRecheck, patWarnings: cfg.PATWarnings, jitter: cfg.Jitter},
-		changes: changeSet{ids: map[string]bool{}, wake: make(chan struct{}, 1)},
+		changes:    changeSet{ids: map[string]bool{}, wake: make(chan struct{}, 1)},
+		probeSlots: make(chan struct{}, cfg.ProbeWorkers),
 		tenants: map[string]*tenantState{}, keys: map[string]*keyState{}}
 }
 
 func (r *Refresher) now() time.Time { return r.cfg.Clock.Now() }
+
+// detached is the context for work that belongs to no caller: Run's, or,
+// when Run was never called (simulations drive Step), ctx without its
+// cancellation.
+func (r *Refresher) detached(ctx context.Context) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.detachedLocked(ctx)
+}
+
+func (r *Refresher) detachedLocked(ctx context.Context) context.Context {
+	if r.life != nil {
+		return r.life
+	}
+	return context.WithoutCancel(ctx)
+}
 
 // Changed tells the Refresher that a tenant was created, updated or deleted,
 // so it acts now rather than at the next resync. Run subscribes it to the
@@ -154,6 +198,10 @@ func (c *changeSet) take() []string {
 
 // Run refreshes until ctx is done.
 func (r *Refresher) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.life = ctx
+	r.mu.Unlock()
+	defer r.probing.Wait()
 	defer r.registry.Subscribe(r.Changed)()
 	if err := r.syncAll(ctx); err != nil {
 		return err

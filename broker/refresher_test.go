@@ -112,9 +112,24 @@ type fakeSource struct {
 	mints   int
 	failing error
 	pat     PATOwner
+	// gate, when set, holds every mint until it is closed or the mint's
+	// context ends; entered hears of each mint that waits there.
+	gate    chan struct{}
+	entered chan struct{}
 }
 
-func (f *fakeSource) MintInstallationToken(_ context.Context, id int64, _ map[string]string, _ []string) (Credential, error) {
+func (f *fakeSource) MintInstallationToken(ctx context.Context, id int64, _ map[string]string, _ []string) (Credential, error) {
+	f.mu.Lock()
+	gate, entered := f.gate, f.entered
+	f.mu.Unlock()
+	if gate != nil {
+		entered <- struct{}{}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return Credential{}, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failing != nil {
@@ -237,28 +252,41 @@ func (s *simulated) newRefresher() *Refresher {
 		s.reg, s.src, s.sink, log)
 }
 
+// step runs what is due now, and waits for the probes it started.
+func (s *simulated) step(ctx context.Context) time.Time {
+	next := s.r.Step(ctx)
+	s.r.probing.Wait()
+	return next
+}
+
 // advance moves the clock to the Refresher's next wake-up, at most until
 // end, and runs what is due.
 func (s *simulated) advance(ctx context.Context, end time.Time) {
-	next := s.r.Step(ctx)
+	next := s.step(ctx)
 	if next.After(end) {
 		next = end
 	}
 	s.clock.SetTime(next)
-	s.r.Step(ctx)
+	s.step(ctx)
 }
 
 type fakeProber struct {
 	mu     sync.Mutex
 	probes int
 	err    error
+	hangs  string // an image whose registry never answers
 }
 
-func (p *fakeProber) Probe(context.Context, Credential, string) error {
+func (p *fakeProber) Probe(ctx context.Context, _ Credential, image string) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.probes++
-	return p.err
+	err, hangs := p.err, p.hangs
+	p.mu.Unlock()
+	if image == hangs {
+		<-ctx.Done()
+		return fmt.Errorf("GET https://%s: %w", image, ctx.Err())
+	}
+	return err
 }
 
 func (p *fakeProber) set(err error) (probes int) {
@@ -326,7 +354,7 @@ func TestStatusFollowsTheCredential(t *testing.T) {
 	if st := s.r.Status("s"); st.State != CredentialPending || st.Fingerprint != "" {
 		t.Errorf("before any refresh: %+v", st)
 	}
-	s.r.Step(ctx)
+	s.step(ctx)
 	ready := s.r.Status("s")
 	if ready.State != CredentialReady || ready.Kind != KindGitHubApp || ready.Fingerprint == "" || ready.LastError != nil {
 		t.Fatalf("after a mint: %+v", ready)
@@ -359,7 +387,7 @@ func TestTenantsSharingASourceShareOneMint(t *testing.T) {
 	other := appTenantFor("d")
 	other.App.Permissions = map[string]string{"packages": "read", "metadata": "read"}
 	s := newSimulated(t, appTenantFor("a"), appTenantFor("b"), appTenantFor("c"), other)
-	s.r.Step(ctx)
+	s.step(ctx)
 	_, published := s.sink.snapshot()
 	if s.src.minted() != 2 {
 		t.Errorf("%d mints for two distinct sources, want 2", s.src.minted())
@@ -374,14 +402,14 @@ func TestTenantsSharingASourceShareOneMint(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.r.Changed("b")
-	s.r.Step(ctx)
+	s.step(ctx)
 	if s.src.minted() != 2 {
 		t.Errorf("a namespaces change minted (%d mints)", s.src.minted())
 	}
 
 	// When the shared credential is due, one mint renews it for all three.
 	s.clock.Step(51 * time.Minute)
-	s.r.Step(ctx)
+	s.step(ctx)
 	_, renewed := s.sink.snapshot()
 	if s.src.minted() != 4 { // the a/b/c key and d's key were both due
 		t.Errorf("%d mints after the renewal, want 4", s.src.minted())
@@ -398,7 +426,7 @@ func TestTenantsSharingASourceShareOneMint(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.r.Changed("c")
-	s.r.Step(ctx)
+	s.step(ctx)
 	_, moved := s.sink.snapshot()
 	if moved["c"].Token != moved["d"].Token || s.src.minted() != 4 {
 		t.Errorf("c should now share d's credential without a mint: %v, %d mints", moved, s.src.minted())
@@ -412,14 +440,14 @@ func TestABurstOfChangesIsNotDropped(t *testing.T) {
 		tenants = append(tenants, appTenantFor(fmt.Sprintf("t%03d", i)))
 	}
 	s := newSimulated(t)
-	s.r.Step(ctx) // the first resync, with no tenants yet
+	s.step(ctx) // the first resync, with no tenants yet
 	for _, tn := range tenants {
 		if _, _, err := s.reg.Create(ctx, tn); err != nil {
 			t.Fatal(err)
 		}
 		s.r.Changed(tn.ID) // no Step between: the burst piles up
 	}
-	s.r.Step(ctx)
+	s.step(ctx)
 	if _, published := s.sink.snapshot(); len(published) != len(tenants) {
 		t.Errorf("%d of %d tenants published before the next resync", len(published), len(tenants))
 	}
@@ -437,7 +465,7 @@ func TestAProbeImageOutsideTheTenantsRulesIsNeverSentTheCredential(t *testing.T)
 		t.Fatal(err)
 	}
 	s.r.Changed("hostile")
-	s.r.Step(ctx)
+	s.step(ctx)
 	if probes := s.prober.set(nil); probes != 0 {
 		t.Errorf("%d probes sent the credential to %s", probes, hostile.ProbeImage)
 	}
@@ -456,7 +484,7 @@ func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
 	s := newSimulated(t, probed, appTenantFor("plain"))
 	s.prober.set(&VerifyError{Cause: ReasonAppTokenNotAccepted, Msg: "denied"})
 
-	s.r.Step(ctx)
+	s.step(ctx)
 	_, published := s.sink.snapshot()
 	if _, ok := published["probed"]; ok || published["plain"].Token == "" {
 		t.Fatalf("published %v: the tenant whose probe failed must get nothing, the other its credential", published)
@@ -468,12 +496,12 @@ func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
 	}
 	// The failed probe is retried after ProbeRetry, without a new mint.
 	s.clock.Step(DefaultProbeRetry - time.Second)
-	s.r.Step(ctx)
+	s.step(ctx)
 	if probes := s.prober.set(nil); probes != 1 {
 		t.Errorf("%d probes before the retry is due, want 1", probes)
 	}
 	s.clock.Step(time.Second)
-	s.r.Step(ctx)
+	s.step(ctx)
 	if _, published = s.sink.snapshot(); published["probed"].Token != published["plain"].Token || s.src.minted() != 1 {
 		t.Errorf("after the retry passed: %v, %d mints", published, s.src.minted())
 	}
@@ -486,7 +514,7 @@ func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
 
 	// A renewal of the same kind and owner is not probed again...
 	s.clock.Step(time.Hour)
-	s.r.Step(ctx)
+	s.step(ctx)
 	if probes := s.prober.set(nil); probes != 2 || s.src.minted() != 2 {
 		t.Errorf("a renewal probed (%d probes, %d mints)", probes, s.src.minted())
 	}
@@ -511,7 +539,7 @@ func TestARestartPublishesTheStoredCredentialWithoutMinting(t *testing.T) {
 		return r
 	}
 	s.r = start()
-	s.r.Step(ctx)
+	s.step(ctx)
 	_, first := s.sink.snapshot()
 	if s.src.minted() != 1 {
 		t.Fatalf("%d mints, want 1", s.src.minted())
@@ -524,7 +552,7 @@ func TestARestartPublishesTheStoredCredentialWithoutMinting(t *testing.T) {
 
 	s.clock.Step(20 * time.Minute)
 	s.r = start() // the restart
-	s.r.Step(ctx)
+	s.step(ctx)
 	_, again := s.sink.snapshot()
 	if s.src.minted() != 1 || again["a"].Token != first["a"].Token || again["b"].Token != first["a"].Token {
 		t.Errorf("after a restart: %d mints, published %v", s.src.minted(), again)
@@ -539,7 +567,7 @@ func TestARestartPublishesTheStoredCredentialWithoutMinting(t *testing.T) {
 		s.events.creds[key][len(s.events.creds[key])-1] ^= 1
 	}
 	s.r = start()
-	s.r.Step(ctx)
+	s.step(ctx)
 	if _, after := s.sink.snapshot(); s.src.minted() != 2 || after["a"].Token == first["a"].Token {
 		t.Errorf("a tampered stored credential: %d mints, published %v", s.src.minted(), after)
 	}
@@ -547,7 +575,7 @@ func TestARestartPublishesTheStoredCredentialWithoutMinting(t *testing.T) {
 	// Past its renewal time a stored credential is renewed, not reused.
 	s.clock.Step(55 * time.Minute)
 	s.r = start()
-	s.r.Step(ctx)
+	s.step(ctx)
 	if s.src.minted() != 3 {
 		t.Errorf("a stored credential due for renewal was reused (%d mints)", s.src.minted())
 	}
@@ -556,12 +584,12 @@ func TestARestartPublishesTheStoredCredentialWithoutMinting(t *testing.T) {
 func TestFailuresNotifyOnceAndRecover(t *testing.T) {
 	ctx := context.Background()
 	s := newSimulated(t, appTenantFor("a"))
-	s.r.Step(ctx)
+	s.step(ctx)
 	start := s.clock.Now()
 	// One transient failure is retried within seconds and is not news.
 	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "502"})
 	s.clock.SetTime(s.r.Status("a").NextRefresh)
-	s.r.Step(ctx)
+	s.step(ctx)
 	if got := s.events.types(); len(got) != 0 || s.r.Status("a").LastError == nil {
 		t.Errorf("the first failure notified: %v", got)
 	}
@@ -589,7 +617,7 @@ func TestFailuresNotifyOnceAndRecover(t *testing.T) {
 func TestInstallationWebhookStopsAndResumesRefreshes(t *testing.T) {
 	ctx := context.Background()
 	s := newSimulated(t, appTenantFor("a"), appTenantFor("b"))
-	s.r.Step(ctx)
+	s.step(ctx)
 	s.r.InstallationChanged(ctx, 1, InstallationSuspended)
 	st := s.r.Status("a")
 	if st.State != CredentialFailed || st.LastError.Reason != ReasonInstallationSuspended || st.NextRefresh.Sub(s.clock.Now()) < 30*time.Second {
@@ -652,7 +680,7 @@ func TestPATExpiryWarnsOncePerThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.r.Changed("p")
-	s.r.Step(ctx)
+	s.step(ctx)
 	if got := s.events.types(); len(got) != 6 || got[3] != "RECOVERED p" || got[5] != "RECOVERED p" {
 		t.Errorf("events after a new PAT: %v", got)
 	}
@@ -666,4 +694,78 @@ func (patGitHub) Installation(context.Context, int64) (Installation, error) {
 }
 func (patGitHub) ValidatePAT(context.Context, string) (PATOwner, error) {
 	return PATOwner{Owner: Owner{Login: "bot", ID: 7, Type: OwnerUser}, Scopes: []string{"read:packages"}}, nil
+}
+
+// A renewal belongs to the key, not to whoever asked for it: the caller
+// (a RefreshCredential client) goes away mid-mint, and the renewal still
+// lands for every tenant of the key, with no error.
+func TestACallerLeavingCancelsNobodysRenewal(t *testing.T) {
+	ctx := context.Background()
+	s := newSimulated(t, appTenantFor("web"))
+	s.step(ctx)
+	tn, err := s.reg.Get(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s.r.Status("web").Fingerprint
+	s.src.mu.Lock()
+	s.src.gate, s.src.entered = make(chan struct{}), make(chan struct{}, 1)
+	s.src.mu.Unlock()
+
+	caller, leave := context.WithCancel(ctx)
+	callerDone := make(chan CredentialStatus)
+	go func() { callerDone <- s.r.RenewNow(caller, tn) }()
+	<-s.src.entered // the renewal is at GitHub
+	leave()
+	select {
+	case <-callerDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RenewNow did not return when its caller left")
+	}
+	close(s.src.gate)
+	deadline := time.Now().Add(10 * time.Second)
+	for st := s.r.Status("web"); st.Fingerprint == first || st.LastError != nil; st = s.r.Status("web") {
+		if st.LastError != nil || time.Now().After(deadline) {
+			t.Fatalf("status after the caller left: %+v, want the renewal to land", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := s.src.minted(); got != 2 {
+		t.Errorf("%d mints, want 2 (the first publication and the renewal)", got)
+	}
+}
+
+// Probes run apart from renewals, each within ProbeTimeout: a tenant whose
+// registry hangs waits for its own probe, and the others are proved and
+// published meanwhile.
+func TestAHangingRegistryDelaysOnlyItsTenant(t *testing.T) {
+	ctx := context.Background()
+	slow, fast := appTenantFor("slow"), appTenantFor("fast")
+	slow.ProbeImage, fast.ProbeImage = "hung.example/acme/app:1", "ghcr.io/acme/app:1"
+	slow.Registries = []string{"hung.example"}
+	slow.App.Permissions = map[string]string{"packages": "read", "metadata": "read"} // a key of its own
+	s := newSimulated(t, slow, fast)
+	s.prober.hangs = slow.ProbeImage
+	const probeTimeout = 300 * time.Millisecond
+	s.r = NewRefresher(RefresherConfig{Clock: s.clock, Resync: time.Hour, Jitter: func() float64 { return 0.5 },
+		Notifier: NewNotifier(s.events, false, s.clock, nil, slog.New(slog.DiscardHandler)), Prober: s.prober, ProbeTimeout: probeTimeout},
+		s.reg, s.src, s.sink, slog.New(slog.DiscardHandler))
+
+	start := time.Now()
+	s.r.Step(ctx)
+	s.r.waitProbes(ctx, "fast")
+	if took := time.Since(start); took >= probeTimeout {
+		t.Errorf("the pass and the healthy tenant's probe took %v, as long as the hung probe's deadline", took)
+	}
+	if _, published := s.sink.snapshot(); published["fast"].Token == "" || published["slow"].Token != "" {
+		t.Fatalf("published %v: want fast's credential and nothing yet for slow", published)
+	}
+	s.r.probing.Wait()
+	st := s.r.Status("slow")
+	if st.Probe == nil || st.Probe.Pulls || !strings.Contains(st.Probe.Error.Message, "deadline exceeded") {
+		t.Errorf("slow's probe: %+v, want it failed at its deadline", st.Probe)
+	}
+	if got := s.events.types(); !slices.Equal(got, []string{"PROBE_FAILED slow"}) {
+		t.Errorf("events %v", got)
+	}
 }

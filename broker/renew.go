@@ -42,7 +42,33 @@ func (r *Refresher) syncTenant(ctx context.Context, t Tenant) {
 // the key; probeTenant, if set, is probed even if its credential's kind and
 // owner did not change. Concurrent renewals of one key share one call to
 // the Source. On failure the last good credential stays published.
+//
+// The renewal is the key's, not the caller's: it runs on the Refresher's
+// own context (with a deadline of its own), so a caller that goes away — a
+// RefreshCredential client, a webhook delivery — cuts short nobody's
+// renewal. Each caller waits on its own context.
 func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
+	if probeTenant != "" {
+		r.mu.Lock()
+		if ts := r.tenants[probeTenant]; ts != nil {
+			ts.probeWanted = true
+		}
+		r.mu.Unlock()
+	}
+	done := r.flight.DoChan(key, func() (any, error) {
+		rctx, cancel := context.WithTimeout(r.detached(ctx), r.cfg.RenewTimeout)
+		defer cancel()
+		r.renewKey(rctx, key)
+		return nil, nil
+	})
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// renewKey is one renewal of key: obtain, record, deliver.
+func (r *Refresher) renewKey(ctx context.Context, key string) {
 	r.mu.Lock()
 	ks := r.keys[key]
 	if ks == nil {
@@ -55,13 +81,12 @@ func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
 		break
 	}
 	r.mu.Unlock()
-	v, err, _ := r.flight.Do(key, func() (any, error) { return r.obtain(ctx, source) })
+	cred, err := r.obtain(ctx, source)
 	r.cfg.Metrics.refreshed(kindOf(source), err)
 	if err != nil {
 		r.fail(ctx, key, err)
 		return
 	}
-	cred := v.(Credential)
 	now := r.now()
 	r.mu.Lock()
 	ks = r.keys[key]
@@ -82,7 +107,7 @@ func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
 		r.notifier.Resolve(ctx, renewalCondition(t.ID), "the credential was renewed")
 		r.notifier.Resolve(ctx, expiryCondition(t.ID), "the credential was renewed")
 		r.warnPATExpiry(ctx, t, cred, now)
-		r.deliver(ctx, t, cred, t.ID == probeTenant)
+		r.deliver(ctx, t, cred, false)
 	}
 }
 

@@ -75,6 +75,7 @@ func (r *Refresher) Status(tenantID string) CredentialStatus {
 // it), proves it for t, and returns t's status.
 func (r *Refresher) RenewNow(ctx context.Context, t Tenant) CredentialStatus {
 	r.renew(ctx, r.track(ctx, t), t.ID)
+	r.waitProbes(ctx, t.ID)
 	return r.Status(t.ID)
 }
 

@@ -14,6 +14,13 @@ const (
 	DefaultPATRecheck = 6 * time.Hour
 	DefaultResync     = 30 * time.Second
 	DefaultProbeRetry = 5 * time.Minute
+	// DefaultProbeTimeout covers a registry's token and manifest requests
+	// and the retries for replication lag, with room to spare.
+	DefaultProbeTimeout = time.Minute
+	DefaultProbeWorkers = 4
+	// DefaultRenewTimeout is far beyond a healthy mint (well under a
+	// second) and far within the lead.
+	DefaultRenewTimeout = 2 * time.Minute
 )
 
 // DefaultPATWarnings are how long before a PAT's expiry the backend is told.

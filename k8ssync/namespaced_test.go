@@ -67,6 +67,7 @@ func namespacedBroker(t *testing.T, granted ...string) *rest.Config {
 // really has no rights elsewhere (so the test would fail if the Syncer
 // needed them).
 func TestNamespacedModeWritesOnlyWhereGranted(t *testing.T) {
+	requireCluster(t)
 	label := unique("nsmode")
 	granted := []string{label + "-a", label + "-b"}
 	outside := label + "-c"

@@ -40,6 +40,7 @@ func unique(prefix string) string { return fmt.Sprintf("%s-%06d", prefix, rand.I
 
 func createNamespace(t testing.TB, name string, labels map[string]string) {
 	t.Helper()
+	requireCluster(t)
 	_, err := admin.CoreV1().Namespaces().Create(context.Background(),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
 	if err != nil {
