@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,4 +314,97 @@ func TestANameThatReadsAsAGroupIsRefused(t *testing.T) {
 	if id, err := chain.Authenticate(context.Background(), Request{BearerToken: "t2"}); err != nil || id.Name != "platform" {
 		t.Errorf("a caller named platform: %+v, %v", id, err)
 	}
+}
+
+// An issuer that accepts connections and never answers holds no caller past
+// its own deadline, is asked once for all callers at a time, and not again
+// until the backoff has passed; when it answers, OIDC works.
+func TestAHungOIDCIssuer(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	var requests atomic.Int32
+	hung := true
+	var mu sync.Mutex
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		mu.Lock()
+		h := hung
+		mu.Unlock()
+		if h {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		// Serve the real issuer's documents under this server's URL.
+		resp, err := http.Get(is.URL + r.URL.Path)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var doc map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&doc)
+		if _, ok := doc["issuer"]; ok {
+			doc["issuer"], doc["jwks_uri"] = "http://"+r.Host, "http://"+r.Host+"/keys"
+		}
+		_ = json.NewEncoder(w).Encode(doc)
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	o, err := NewOIDC(OIDCConfig{IssuerURL: srv.URL, ClientID: "credbroker", UsernamePrefix: "oidc:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.client.Timeout = 500 * time.Millisecond
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	o.clock = clk
+	now := time.Now()
+	token := is.Token(t, map[string]any{"iss": srv.URL, "aud": "credbroker", "sub": "dev", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+
+	// Three callers at once, each with a deadline shorter than discovery's.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, _, err := o.Authenticate(ctx, Request{BearerToken: token})
+			if took := time.Since(start); err == nil || took > 400*time.Millisecond {
+				t.Errorf("a caller with a 100 ms deadline: %v after %v", err, took)
+			}
+		})
+	}
+	wg.Wait()
+	// Discovery itself gives up at the client timeout.
+	deadline := time.Now().Add(5 * time.Second)
+	for o.retryAtIsZero() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := requests.Load(); got != 1 {
+		t.Errorf("%d requests to the issuer for three callers, want 1", got)
+	}
+	// Within the backoff nobody asks the issuer.
+	if _, _, err := o.Authenticate(context.Background(), Request{BearerToken: token}); err == nil || !strings.Contains(err.Error(), "not tried again") {
+		t.Errorf("within the backoff: %v", err)
+	}
+	if got := requests.Load(); got != 1 {
+		t.Errorf("%d requests within the backoff, want 1", got)
+	}
+	// The issuer recovers; after the backoff the token is accepted.
+	mu.Lock()
+	hung = false
+	mu.Unlock()
+	clk.SetTime(clk.Now().Add(oidcMaxBackoff))
+	if id, ok, err := o.Authenticate(context.Background(), Request{BearerToken: token}); err != nil || !ok || id.Name != "oidc:dev" {
+		t.Errorf("after the issuer recovered: %+v %v %v", id, ok, err)
+	}
+}
+
+func (o *OIDC) retryAtIsZero() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.retryAt.IsZero()
 }

@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/sync/singleflight"
+	"k8s.io/utils/clock"
 )
 
 // OIDCConfig names an OpenID Connect issuer whose ID tokens are accepted.
@@ -29,14 +33,32 @@ type OIDCConfig struct {
 	GroupsPrefix   string
 }
 
+// OIDC discovery and key fetching limits.
+const (
+	// oidcTimeout bounds every request to the issuer: one that accepts the
+	// connection and never answers must not hold callers.
+	oidcTimeout = 10 * time.Second
+	// Discovery that failed is not tried again for a backoff that doubles
+	// from oidcMinBackoff to oidcMaxBackoff, so that a down issuer is not
+	// asked once per request.
+	oidcMinBackoff = time.Second
+	oidcMaxBackoff = time.Minute
+)
+
 // OIDC authenticates ID tokens of one issuer, verified against its JWKS
 // (discovered from the issuer at the first use, so that a briefly
 // unreachable issuer does not stop credbroker from starting).
 type OIDC struct {
-	cfg OIDCConfig
+	cfg    OIDCConfig
+	client *http.Client
+	clock  clock.PassiveClock
+	flight singleflight.Group
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
+	failures int
+	retryAt  time.Time // no discovery before, after a failure
+	lastErr  error
 }
 
 // NewOIDC returns an OIDC authenticator.
@@ -47,22 +69,51 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 	if cfg.UsernameClaim == "" {
 		cfg.UsernameClaim = "sub"
 	}
-	return &OIDC{cfg: cfg}, nil
+	return &OIDC{cfg: cfg, client: &http.Client{Timeout: oidcTimeout}, clock: clock.RealClock{}}, nil
 }
 
+// verifierFor returns the issuer's verifier, discovering it first if need
+// be. Discovery holds no lock: it runs once for all callers (single
+// flight) on a context of its own, and each caller waits on its own.
 func (o *OIDC) verifierFor(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.verifier != nil {
-		return o.verifier, nil
+	verifier, retryAt, lastErr := o.verifier, o.retryAt, o.lastErr
+	o.mu.Unlock()
+	if verifier != nil {
+		return verifier, nil
 	}
-	// The provider keeps ctx for fetching keys later: it must outlive this call.
-	provider, err := oidc.NewProvider(oidc.ClientContext(context.WithoutCancel(ctx), nil), o.cfg.IssuerURL)
+	if now := o.clock.Now(); now.Before(retryAt) {
+		return nil, fmt.Errorf("%w (not tried again for %s)", lastErr, retryAt.Sub(now).Round(time.Second))
+	}
+	done := o.flight.DoChan("discover", func() (any, error) { return nil, o.discover() })
+	select {
+	case res := <-done:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("discover OIDC issuer %s: %w", o.cfg.IssuerURL, ctx.Err())
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.verifier, nil
+}
+
+func (o *OIDC) discover() error {
+	// The provider keeps this context for fetching keys later: it must
+	// outlive the discovery, and its client bounds every request.
+	provider, err := oidc.NewProvider(oidc.ClientContext(context.Background(), o.client), o.cfg.IssuerURL)
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if err != nil {
-		return nil, fmt.Errorf("discover OIDC issuer %s: %w", o.cfg.IssuerURL, err)
+		o.failures++
+		o.lastErr = fmt.Errorf("discover OIDC issuer %s: %w", o.cfg.IssuerURL, err)
+		o.retryAt = o.clock.Now().Add(min(oidcMinBackoff<<min(o.failures-1, 10), oidcMaxBackoff))
+		return o.lastErr
 	}
 	o.verifier = provider.Verifier(&oidc.Config{ClientID: o.cfg.ClientID})
-	return o.verifier, nil
+	o.failures, o.lastErr = 0, nil
+	return nil
 }
 
 // Authenticate implements Authenticator. It recognises JWTs whose "iss" is
