@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/credbroker/credbroker/broker"
 )
@@ -36,6 +38,10 @@ const DefaultMaxEvents = 10000
 // Store is a broker.Store in a bbolt file.
 type Store struct {
 	db *bolt.DB
+	// broken is set when a transaction met a damaged page: bbolt may then
+	// hold its locks from the panicked transaction, so every later call
+	// fails at once with this error, and Close leaves the file to the exit.
+	broken atomic.Pointer[error]
 	// MaxEvents is how many events the log keeps (more while undelivered
 	// ones wait); DefaultMaxEvents unless changed before use. The audit
 	// trail keeps as many records.
@@ -49,19 +55,27 @@ type record struct {
 	Tenant  broker.Tenant `json:"tenant"`
 }
 
-// Open opens (creating if needed) the database in dataDir. A second process
-// opening the same file waits up to a few seconds for the lock and then
-// fails, instead of blocking forever.
+// ErrCorrupt means the database file is damaged: bbolt found a page that is
+// not what it should be.
+var ErrCorrupt = errors.New("the database file is corrupt")
+
+// Open opens (creating if needed) the database in dataDir and checks every
+// page of it. A second process opening the same file waits up to a few
+// seconds for the lock and then fails, instead of blocking forever. A
+// damaged file is an error that names it and the way out (ErrCorrupt),
+// never a panic: bbolt panics on a bad page at the first read that meets
+// it, which would otherwise be later, inside the refresher.
 func Open(dataDir string) (*Store, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	path := filepath.Join(dataDir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := openChecked(path)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	s := &Store{db: db, MaxEvents: DefaultMaxEvents}
+	err = s.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{tenantsBucket, credentialsBucket, eventsBucket, outboxBucket, auditBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -73,21 +87,92 @@ func Open(dataDir string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	return &Store{db: db, MaxEvents: DefaultMaxEvents}, nil
+	return s, nil
 }
 
-// Close releases the file.
-func (s *Store) Close() error { return s.db.Close() }
+// openChecked opens path and runs bbolt's consistency check over it.
+func openChecked(path string) (db *bolt.DB, err error) {
+	corrupt := func(why any) error {
+		return fmt.Errorf("%w: %s: %v; restore it from a backup, or move it aside to start empty (tenants must then be registered again)",
+			ErrCorrupt, path, why)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				_ = db.Close()
+			}
+			db, err = nil, corrupt(r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	switch {
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, corrupt(err)
+	case err != nil:
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	var problems []error
+	err = db.View(func(tx *bolt.Tx) error {
+		for problem := range tx.Check() { // drained to the end: Check's goroutine waits on every send
+			if len(problems) < 3 {
+				problems = append(problems, problem)
+			}
+		}
+		return nil
+	})
+	if err == nil && len(problems) > 0 {
+		err = corrupt(errors.Join(problems...))
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// view and update are bbolt's View and Update with its panics on a damaged
+// page turned into ErrCorrupt: a store call fails, the process lives (and
+// its readiness check, Ping, fails from then on).
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	if broken := s.broken.Load(); broken != nil {
+		return *broken
+	}
+	defer s.recoverCorrupt(&err)
+	return s.db.View(fn)
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	if broken := s.broken.Load(); broken != nil {
+		return *broken
+	}
+	defer s.recoverCorrupt(&err)
+	return s.db.Update(fn)
+}
+
+func (s *Store) recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %s: %v; restore it from a backup, or move it aside to start empty", ErrCorrupt, s.db.Path(), r)
+		s.broken.Store(err)
+	}
+}
+
+// Close releases the file (not after damage: see Store.broken).
+func (s *Store) Close() error {
+	if s.broken.Load() != nil {
+		return nil // bbolt's locks may be held by the panicked transaction
+	}
+	return s.db.Close()
+}
 
 // Ping reports whether the database can serve a read.
 func (s *Store) Ping(context.Context) error {
-	return s.db.View(func(*bolt.Tx) error { return nil })
+	return s.view(func(*bolt.Tx) error { return nil })
 }
 
 // GetTenant implements broker.Store.
 func (s *Store) GetTenant(_ context.Context, id string) (broker.Tenant, error) {
 	var t broker.Tenant
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(tenantsBucket).Get([]byte(id))
 		if v == nil {
 			return broker.ErrNotFound
@@ -102,7 +187,7 @@ func (s *Store) GetTenant(_ context.Context, id string) (broker.Tenant, error) {
 // ListTenants implements broker.Store.
 func (s *Store) ListTenants(_ context.Context, afterID string, limit int) ([]broker.Tenant, error) {
 	var out []broker.Tenant
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(tenantsBucket).Cursor()
 		k, v := seekAfter(c, afterID)
 		var err error
@@ -114,7 +199,7 @@ func (s *Store) ListTenants(_ context.Context, afterID string, limit int) ([]bro
 
 // CreateTenant implements broker.Store.
 func (s *Store) CreateTenant(_ context.Context, t broker.Tenant) (broker.Tenant, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(tenantsBucket)
 		if b.Get([]byte(t.ID)) != nil {
 			return broker.ErrAlreadyExists
@@ -126,7 +211,7 @@ func (s *Store) CreateTenant(_ context.Context, t broker.Tenant) (broker.Tenant,
 
 // UpdateTenant implements broker.Store.
 func (s *Store) UpdateTenant(_ context.Context, t broker.Tenant) (broker.Tenant, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(tenantsBucket)
 		v := b.Get([]byte(t.ID))
 		if v == nil {
@@ -146,7 +231,7 @@ func (s *Store) UpdateTenant(_ context.Context, t broker.Tenant) (broker.Tenant,
 
 // DeleteTenant implements broker.Store.
 func (s *Store) DeleteTenant(_ context.Context, id, version string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(tenantsBucket)
 		v := b.Get([]byte(id))
 		if v == nil {
@@ -195,7 +280,7 @@ func decode(v []byte) (broker.Tenant, error) {
 // GetCredential implements broker.CredentialStore.
 func (s *Store) GetCredential(_ context.Context, key string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(credentialsBucket).Get([]byte(key))
 		if v == nil {
 			return broker.ErrNotFound
@@ -208,12 +293,12 @@ func (s *Store) GetCredential(_ context.Context, key string) ([]byte, error) {
 
 // PutCredential implements broker.CredentialStore.
 func (s *Store) PutCredential(_ context.Context, key string, sealed []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(credentialsBucket).Put([]byte(key), sealed) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(credentialsBucket).Put([]byte(key), sealed) })
 }
 
 // DeleteCredential implements broker.CredentialStore.
 func (s *Store) DeleteCredential(_ context.Context, key string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(credentialsBucket).Delete([]byte(key)) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(credentialsBucket).Delete([]byte(key)) })
 }
 
 // AppendEvent implements broker.EventStore. Event ids sort by time, so the
@@ -223,7 +308,7 @@ func (s *Store) AppendEvent(_ context.Context, ev broker.Event, deliver bool) er
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		events := tx.Bucket(eventsBucket)
 		if err := events.Put([]byte(ev.ID), v); err != nil {
 			return err
@@ -249,7 +334,7 @@ func (s *Store) AppendAudit(_ context.Context, rec broker.AuditRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode audit record: %w", err)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(auditBucket)
 		seq, err := b.NextSequence()
 		if err != nil {
@@ -268,7 +353,7 @@ func (s *Store) AppendAudit(_ context.Context, rec broker.AuditRecord) error {
 // AuditRecords implements broker.AuditStore.
 func (s *Store) AuditRecords(_ context.Context, limit int) ([]broker.AuditRecord, error) {
 	var out []broker.AuditRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(auditBucket).Cursor()
 		k, v := c.Last()
 		var err error
@@ -307,7 +392,7 @@ func trim(events, outbox *bolt.Bucket, n uint64) error {
 // EventsAfter implements broker.EventStore.
 func (s *Store) EventsAfter(_ context.Context, afterID string, limit int) ([]broker.Event, error) {
 	var out []broker.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(eventsBucket).Cursor()
 		k, v := seekAfter(c, afterID)
 		var err error
@@ -320,7 +405,7 @@ func (s *Store) EventsAfter(_ context.Context, afterID string, limit int) ([]bro
 // EventsBefore implements broker.EventStore.
 func (s *Store) EventsBefore(_ context.Context, beforeID string, limit int) ([]broker.Event, error) {
 	var out []broker.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(eventsBucket).Cursor()
 		// Seek lands on the first key >= beforeID: the one before it is the
 		// newest older event. Without beforeID, or past the end, the last is.
@@ -343,7 +428,7 @@ func (s *Store) EventsBefore(_ context.Context, beforeID string, limit int) ([]b
 // PendingEvents implements broker.EventStore.
 func (s *Store) PendingEvents(_ context.Context, limit int) ([]broker.Event, error) {
 	var out []broker.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		events := tx.Bucket(eventsBucket)
 		c := tx.Bucket(outboxBucket).Cursor()
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
@@ -360,7 +445,7 @@ func (s *Store) PendingEvents(_ context.Context, limit int) ([]broker.Event, err
 
 // MarkDelivered implements broker.EventStore.
 func (s *Store) MarkDelivered(_ context.Context, id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(outboxBucket).Delete([]byte(id)) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(outboxBucket).Delete([]byte(id)) })
 }
 
 // seekAfter positions c on the first key after key.

@@ -1,8 +1,13 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/credbroker/credbroker/broker"
@@ -108,4 +113,82 @@ func TestTenantsSurviveReopen(t *testing.T) {
 	if b, _ := s.GetTenant(ctx, "b"); b.Version == created.Version {
 		t.Error("versions restarted after reopen")
 	}
+}
+
+// damage overwrites every page of the file but the two meta pages with
+// 0xFF, as a disk that lost the data under a valid header would.
+func damage(t *testing.T, path string, pageSize int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	info, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := bytes.Repeat([]byte{0xFF}, int(info.Size())-2*pageSize)
+	if _, err := f.WriteAt(garbage, int64(2*pageSize)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fill(t *testing.T, s *Store) {
+	t.Helper()
+	for i := range 50 {
+		if _, err := s.CreateTenant(context.Background(), tenant(fmt.Sprintf("t-%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A damaged file is a clear startup error naming the file and the way
+// out, not a panic.
+func TestACorruptFileIsAStartupError(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, s)
+	pageSize := s.db.Info().PageSize
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, FileName)
+	damage(t, path, pageSize)
+	_, err = Open(dir)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "move it aside") {
+		t.Errorf("open of a damaged file: %v, want ErrCorrupt naming %s and the way out", err, path)
+	}
+}
+
+// A file damaged under a running store fails the calls that meet the
+// damage, and every later one, with ErrCorrupt; the process goes on and
+// is reported not ready.
+func TestDamageUnderARunningStoreFailsCallsWithoutAPanic(t *testing.T) {
+	dir := t.TempDir()
+	s := openIn(t, dir)
+	fill(t, s)
+	damage(t, filepath.Join(dir, FileName), s.db.Info().PageSize)
+	if _, err := s.ListTenants(context.Background(), "", 100); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("list after damage: %v, want ErrCorrupt", err)
+	}
+	if _, err := s.CreateTenant(context.Background(), tenant("late")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("create after damage: %v, want ErrCorrupt", err)
+	}
+	if err := s.Ping(context.Background()); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("ping after damage: %v, want ErrCorrupt (readiness fails)", err)
+	}
+}
+
+func openIn(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }

@@ -170,7 +170,8 @@ func (r *Refresher) probe(ctx context.Context, t Tenant, cred Credential) error 
 	if v := ValidateImage(t, t.ProbeImage); !v.Allowed {
 		return fmt.Errorf("probe image %s is not the tenant's to pull, so the credential was not sent: %s", t.ProbeImage, v.Message)
 	}
-	return r.cfg.Prober.Probe(ctx, cred, t.ProbeImage)
+	_, err := guarded(ctx, r.log, "probing "+t.ProbeImage, func() (struct{}, error) { return struct{}{}, r.cfg.Prober.Probe(ctx, cred, t.ProbeImage) })
+	return err
 }
 
 func (r *Refresher) recordProbe(tenantID, image string, err error) {

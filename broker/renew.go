@@ -116,13 +116,15 @@ func (r *Refresher) renewKey(ctx context.Context, key string) {
 func (r *Refresher) obtain(ctx context.Context, t Tenant) (Credential, error) {
 	switch {
 	case t.App != nil:
-		return r.source.MintInstallationToken(ctx, t.App.InstallationID, t.App.Permissions, t.App.Repositories)
+		return guarded(ctx, r.log, "minting an installation token", func() (Credential, error) {
+			return r.source.MintInstallationToken(ctx, t.App.InstallationID, t.App.Permissions, t.App.Repositories)
+		})
 	case t.PAT != nil:
 		token, err := r.registry.openPAT(t)
 		if err != nil {
 			return Credential{}, err
 		}
-		owner, err := r.source.ValidatePAT(ctx, token)
+		owner, err := guarded(ctx, r.log, "validating a PAT", func() (PATOwner, error) { return r.source.ValidatePAT(ctx, token) })
 		if err != nil {
 			return Credential{}, err
 		}

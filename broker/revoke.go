@@ -54,7 +54,7 @@ func (r *Refresher) revokeDue(ctx context.Context) {
 	r.retired = kept
 	r.mu.Unlock()
 	for _, cred := range due {
-		err := r.cfg.Revoker.RevokeInstallationToken(ctx, cred.Token)
+		_, err := guarded(ctx, r.log, "revoking a token", func() (struct{}, error) { return struct{}{}, r.cfg.Revoker.RevokeInstallationToken(ctx, cred.Token) })
 		r.cfg.Metrics.revoked(err)
 		if err != nil {
 			r.log.WarnContext(ctx, "revoke superseded token", slog.Any("credential", cred), slog.Any("error", err))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -182,7 +183,7 @@ func (s *Syncer) processNext(ctx context.Context) bool {
 	defer s.inflight.Add(-1)
 	defer s.queue.Done(ns)
 	defer s.reconciles.Add(1)
-	if err := s.reconcile(ctx, ns); err != nil {
+	if err := s.reconcileSafely(ctx, ns); err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sync failed, will retry", slog.String("namespace", ns), slog.Any("error", err))
 		}
@@ -191,6 +192,19 @@ func (s *Syncer) processNext(ctx context.Context) bool {
 	}
 	s.queue.Forget(ns)
 	return true
+}
+
+// reconcileSafely reconciles ns, turning a panic into an error (with its
+// stack logged): the namespace is retried with backoff like any failure,
+// and the other namespaces go on.
+func (s *Syncer) reconcileSafely(ctx context.Context, ns string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.ErrorContext(ctx, "reconcile panicked", slog.String("namespace", ns), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			err = fmt.Errorf("reconcile panicked: %v", p)
+		}
+	}()
+	return s.reconcile(ctx, ns)
 }
 
 // Publish implements broker.Sink.

@@ -7,10 +7,14 @@ package leader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/k8ssync"
@@ -37,7 +41,14 @@ type Term struct {
 	Syncer    k8ssync.Config
 	Refresher broker.RefresherConfig
 	Log       *slog.Logger
+	// Restart is Hold's pause between a term that ended early and the
+	// next; Clock times it (the real clock when nil).
+	Restart time.Duration
+	Clock   clock.Clock
 }
+
+// DefaultRestart is the pause before a term that ended early is replaced.
+const DefaultRestart = 5 * time.Second
 
 // Run syncs Secrets, keeps credentials fresh and delivers the webhook
 // outbox until ctx ends (the term ends), and returns when all three have
@@ -67,13 +78,19 @@ func (t Term) Run(ctx context.Context) error {
 	if t.Webhook != nil {
 		parts["webhook deliverer"] = t.Webhook.Run
 	}
+	// A part that stops on its own (an error, a panic) ends the term: the
+	// others are stopped too, and Hold starts a fresh term, rebuilt from the
+	// stores, rather than run on with half of one.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(parts))
 	for name, run := range parts {
 		wg.Go(func() {
-			if err := run(ctx); err != nil && ctx.Err() == nil {
+			if err := runContained(ctx, name, run); err != nil && ctx.Err() == nil {
 				t.Log.Error(name+" stopped", slog.Any("error", err))
 				errs <- err
+				cancel()
 			}
 		})
 	}
@@ -84,4 +101,39 @@ func (t Term) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// runContained runs one part of a term, turning its panic into an error
+// with the stack.
+func runContained(ctx context.Context, name string, run func(context.Context) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s panicked: %v\n%s", name, p, debug.Stack())
+		}
+	}()
+	return run(ctx)
+}
+
+// Hold runs terms back to back until ctx ends: a term that ended on its
+// own is followed, after Restart (DefaultRestart when zero), by a fresh
+// one. The caller holds the leadership for as long as ctx lasts.
+func (t Term) Hold(ctx context.Context) {
+	if t.Clock == nil {
+		t.Clock = clock.RealClock{}
+	}
+	if t.Restart == 0 {
+		t.Restart = DefaultRestart
+	}
+	for {
+		err := t.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		t.Log.Error("the leadership term ended early; starting a new one", slog.Any("error", err), slog.Duration("in", t.Restart))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Clock.After(t.Restart):
+		}
+	}
 }

@@ -83,3 +83,52 @@ func TestATermPublishesAndStopsWhenItEnds(t *testing.T) {
 		t.Error("the ended term's Refresher is still attached")
 	}
 }
+
+// panicsOnce is a tenant store whose first listing panics, as a bug or a
+// damaged page would.
+type panicsOnce struct {
+	broker.Store
+	listed atomic.Int32
+}
+
+func (s *panicsOnce) ListTenants(ctx context.Context, after string, limit int) ([]broker.Tenant, error) {
+	if s.listed.Add(1) == 1 {
+		panic("a page of the tenant list is not what it should be")
+	}
+	return s.Store.ListTenants(ctx, after, limit)
+}
+
+// A panic inside a term's Refresher does not take the process down: the
+// term ends, Hold starts a fresh one, and the tenant's Secret is written.
+func TestAPanicEndsTheTermAndHoldStartsAnother(t *testing.T) {
+	cp := testenv.Cluster(t, "web")
+	d := demo.Start(t)
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := &panicsOnce{Store: d.Store}
+	registry := broker.NewRegistry(store, nil, d.Client, clock.RealClock{}, broker.RegistryConfig{})
+	owner := broker.Owner{Login: d.Fixture.Org.Login, ID: d.Fixture.Org.ID, Type: broker.OwnerOrganization}
+	if _, err := d.Store.CreateTenant(ctx, broker.Tenant{ID: "web", Owner: owner, SecretName: "ghcr-secret", Registries: []string{"ghcr.io"},
+		App: &broker.GitHubApp{InstallationID: d.Fixture.InstallationID, Permissions: broker.DefaultAppPermissions()}, Namespaces: []string{"web"}}); err != nil {
+		t.Fatal(err)
+	}
+	term := leader.Term{Kube: cp.Admin, Registry: registry, Source: d.Client, Credentials: d.Store,
+		Notifier: broker.NewNotifier(d.Store, false, clock.RealClock{}, nil, log), Log: log,
+		Attach: func(*broker.Refresher) func() { return func() {} }, Restart: 100 * time.Millisecond}
+	held := make(chan struct{})
+	go func() { term.Hold(ctx); close(held) }()
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		_, err := cp.Admin.CoreV1().Secrets("web").Get(ctx, "ghcr-secret", metav1.GetOptions{})
+		return err == nil, testenv.Errorf("no pull Secret in web after %d listings: %v", store.listed.Load(), err)
+	})
+	if n := store.listed.Load(); n < 2 {
+		t.Errorf("%d listings: the panicking term was not replaced", n)
+	}
+	cancel()
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Hold did not return when its context ended")
+	}
+}

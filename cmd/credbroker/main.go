@@ -205,11 +205,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope()},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}
-	lead := func(ctx context.Context) {
-		if err := term.Run(ctx); err != nil {
-			log.Error("leadership term", slog.Any("error", err))
-		}
-	}
+	lead := term.Hold
 	wg.Go(func() {
 		if !cfg.leaderElect {
 			lead(ctx)
