@@ -493,6 +493,7 @@ func TestInformerCachesDropManagedFields(t *testing.T) {
 // (which registration refuses; a tenant stored before the rule must not get
 // one either), while the other namespaces it matches get their Secret.
 func TestReservedNamespacesNeverGetASecret(t *testing.T) {
+	requireCluster(t)
 	label := unique("reserved")
 	for _, ns := range []string{"kube-system", "credbroker"} {
 		patch := fmt.Sprintf(`{"metadata":{"labels":{"team":%q}}}`, label)
