@@ -46,6 +46,9 @@ type Store struct {
 	// ones wait); DefaultMaxEvents unless changed before use. The audit
 	// trail keeps as many records.
 	MaxEvents int
+	// MaxDeliveries is how many GitHub deliveries the inbox remembers;
+	// DefaultMaxDeliveries when zero.
+	MaxDeliveries int
 }
 
 // record is the stored form of a tenant. Version travels inside the value
@@ -76,7 +79,7 @@ func Open(dataDir string) (*Store, error) {
 	}
 	s := &Store{db: db, MaxEvents: DefaultMaxEvents}
 	err = s.update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{tenantsBucket, credentialsBucket, eventsBucket, outboxBucket, auditBucket} {
+		for _, name := range [][]byte{tenantsBucket, credentialsBucket, eventsBucket, outboxBucket, auditBucket, deliveriesBucket, deliveryIDsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -37,6 +37,13 @@ func TestStoreContract(t *testing.T) {
 	t.Run("events", func(t *testing.T) {
 		storetest.RunEvents(t, func(t *testing.T) broker.EventStore { return open(t) })
 	})
+	t.Run("GitHub deliveries", func(t *testing.T) {
+		storetest.RunInbox(t, func(t *testing.T) broker.Inbox {
+			s := open(t)
+			s.MaxDeliveries = 3
+			return s
+		})
+	})
 	t.Run("audit", func(t *testing.T) {
 		storetest.RunAudit(t, func(t *testing.T) broker.AuditStore {
 			s := open(t)

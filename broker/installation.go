@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 )
 
@@ -15,7 +16,24 @@ const (
 	InstallationUnsuspended        InstallationChange = "unsuspend"
 	InstallationDeleted            InstallationChange = "deleted"
 	InstallationPermissionsChanged InstallationChange = "new_permissions_accepted"
+	// AccountRenamed is installation_target's "renamed": the account of an
+	// installation has a new login (Delivery.Account), same id.
+	AccountRenamed InstallationChange = "renamed"
 )
+
+// Act acts on a GitHub delivery taken from the Inbox.
+func (r *Refresher) Act(ctx context.Context, d Delivery) {
+	if d.Change != AccountRenamed {
+		r.InstallationChanged(ctx, d.InstallationID, d.Change)
+		return
+	}
+	renamed, err := r.registry.RenameOwner(ctx, d.Account)
+	if err != nil {
+		r.log.WarnContext(ctx, "account rename", slog.String("login", d.Account.Login), slog.Any("error", err))
+		return
+	}
+	r.log.InfoContext(ctx, "account renamed", slog.Int64("account", d.Account.ID), slog.String("login", d.Account.Login), slog.Any("tenants", renamed))
+}
 
 // InstallationChanged acts on GitHub's word about an installation at once:
 // a suspended or deleted installation stops its renewals (retried hourly,

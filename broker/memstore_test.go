@@ -183,3 +183,42 @@ func (m *memEvents) types() []string {
 	}
 	return out
 }
+
+// memInbox is an Inbox in memory that never forgets.
+type memInbox struct {
+	mu         sync.Mutex
+	deliveries []Delivery
+	done       map[string]bool
+}
+
+func (m *memInbox) AddDelivery(_ context.Context, d Delivery) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if slices.ContainsFunc(m.deliveries, func(s Delivery) bool { return s.ID == d.ID }) {
+		return false, nil
+	}
+	m.deliveries = append(m.deliveries, d)
+	return true, nil
+}
+
+func (m *memInbox) PendingDeliveries(_ context.Context, limit int) ([]Delivery, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Delivery
+	for _, d := range m.deliveries {
+		if !m.done[d.ID] && len(out) < limit {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+func (m *memInbox) FinishDelivery(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.done == nil {
+		m.done = map[string]bool{}
+	}
+	m.done[id] = true
+	return nil
+}

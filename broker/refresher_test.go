@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -768,4 +769,70 @@ func TestAHangingRegistryDelaysOnlyItsTenant(t *testing.T) {
 	if got := s.events.types(); !slices.Equal(got, []string{"PROBE_FAILED slow"}) {
 		t.Errorf("events %v", got)
 	}
+}
+
+// GitHub's deliveries are acknowledged when stored and acted on by the
+// leader from the inbox, once each: a replayed suspend is not acted on
+// again, and a rename moves the tenant's owner to the account's new login.
+func TestDeliveriesAreActedOnOnceFromTheInbox(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newSimulated(t, appTenantFor("web"))
+	s.step(ctx)
+	inbox := &memInbox{}
+	ds := NewDeliveries(inbox, s.clock, slog.New(slog.DiscardHandler))
+	var acted atomic.Int32
+	done := make(chan error, 1)
+	go func() {
+		done <- ds.Run(ctx, func(ctx context.Context, d Delivery) { acted.Add(1); s.r.Act(ctx, d) })
+	}()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	suspend := Delivery{ID: "d-1", InstallationID: 1, Change: InstallationSuspended}
+	for i, want := range []bool{true, false} {
+		if added, err := ds.Accept(ctx, suspend); err != nil || added != want {
+			t.Fatalf("accept %d: added=%v %v, want %v", i+1, added, err, want)
+		}
+	}
+	waitFor("the suspend was not acted on", func() bool {
+		st := s.r.Status("web")
+		return st.LastError != nil && st.LastError.Reason == ReasonInstallationSuspended
+	})
+
+	renamed := Delivery{ID: "d-2", InstallationID: 1, Change: AccountRenamed, Account: Owner{Login: "acme-corp", ID: 1, Type: OwnerOrganization}}
+	if _, err := ds.Accept(ctx, renamed); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the rename was not acted on", func() bool {
+		tn, err := s.reg.Get(ctx, "web")
+		return err == nil && tn.Owner.Login == "acme-corp"
+	})
+	if pending, _ := inbox.PendingDeliveries(ctx, 10); len(pending) != 0 || acted.Load() != 2 {
+		t.Errorf("%d acts, %d pending; want 2 acts (the replay is not one) and none pending", acted.Load(), len(pending))
+	}
+	if v := ValidateImage(mustGet(t, s.reg, "web"), "ghcr.io/acme-corp/app:1"); !v.Allowed {
+		t.Errorf("after the rename the tenant may not run its images under the new login: %s", v.Message)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func mustGet(t *testing.T, reg *Registry, id string) Tenant {
+	t.Helper()
+	tn, err := reg.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn
 }

@@ -151,7 +151,7 @@ func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool
 	if err := r.checkClaims(ctx, t, nil); err != nil {
 		return Tenant{}, false, err
 	}
-	if err := r.verify(ctx, t, token); err != nil {
+	if err := r.verify(ctx, &t, token); err != nil {
 		return Tenant{}, false, err
 	}
 	if t.PAT != nil {
@@ -252,7 +252,7 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 					}
 				}
 			}
-			if err := r.verify(ctx, next, token); err != nil {
+			if err := r.verify(ctx, &next, token); err != nil {
 				return Tenant{}, err
 			}
 		}
@@ -281,6 +281,35 @@ func (r *Registry) Delete(ctx context.Context, id, etag string) error {
 	}
 	r.changed(id)
 	return nil
+}
+
+// RenameOwner records an account's new login (same numeric id) in every
+// tenant it owns, as GitHub's installation_target "renamed" event reports
+// it: the image ownership rules follow the account, not its old name. It
+// returns the tenants it changed.
+func (r *Registry) RenameOwner(ctx context.Context, account Owner) ([]string, error) {
+	var owned []string
+	err := r.each(ctx, func(t Tenant) error {
+		if t.Owner.ID == account.ID && t.Owner.Type == account.Type && t.Owner.Login != account.Login {
+			owned = append(owned, t.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range owned {
+		_, err := r.Update(ctx, id, "", func(t Tenant) (Tenant, error) {
+			if t.Owner.ID == account.ID {
+				t.Owner.Login = account.Login
+			}
+			return t, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rename the owner of tenant %q: %w", id, err)
+		}
+	}
+	return owned, nil
 }
 
 // openPAT returns the plaintext PAT of a tenant.
@@ -388,13 +417,15 @@ func credentialChanged(cur, next Tenant) bool {
 }
 
 // verify asks GitHub whether the tenant's credential belongs to its owner.
-// An App installation must be on the owner's account (same numeric id, as
-// logins can be reused), not suspended, and hold the permissions the tenant
-// asks for. A PAT must be valid with a packages scope; for a user owner it
+// Owners are matched by numeric id and type: logins change on a rename and
+// can be reused, ids never. The owner's login is then set to the one
+// GitHub gives the account now, which the image ownership rules follow.
+// An App installation must be on the owner's account, not suspended, and
+// hold the permissions the tenant asks for. A PAT must be valid with a packages scope; for a user owner it
 // must be that user's. For an organization owner the PAT is a machine user's,
 // whose membership a read:packages PAT cannot show: the pull probe proves
 // its access instead.
-func (r *Registry) verify(ctx context.Context, t Tenant, token string) error {
+func (r *Registry) verify(ctx context.Context, t *Tenant, token string) error {
 	if r.github == nil {
 		return nil
 	}
@@ -404,11 +435,13 @@ func (r *Registry) verify(ctx context.Context, t Tenant, token string) error {
 		if err != nil {
 			return &VerifyError{Msg: fmt.Sprintf("check installation %d", t.App.InstallationID), Err: err}
 		}
-		if a := inst.Account; a.ID != t.Owner.ID || !strings.EqualFold(a.Login, t.Owner.Login) || a.Type != t.Owner.Type {
+		a := inst.Account
+		if a.ID != t.Owner.ID || a.Type != t.Owner.Type {
 			return &VerifyError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
 				"installation %d is on %s %s (id %d), not on the tenant's owner %s %s (id %d)",
 				inst.ID, a.Type, a.Login, a.ID, t.Owner.Type, t.Owner.Login, t.Owner.ID)}
 		}
+		t.Owner.Login = a.Login
 		if inst.Suspended {
 			return &VerifyError{Cause: ReasonInstallationSuspended, Msg: fmt.Sprintf("installation %d is suspended", inst.ID)}
 		}
@@ -427,6 +460,9 @@ func (r *Registry) verify(ctx context.Context, t Tenant, token string) error {
 			return &VerifyError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
 				"the PAT belongs to %s (id %d), not to the tenant's owner %s (id %d)",
 				owner.Owner.Login, owner.Owner.ID, t.Owner.Login, t.Owner.ID)}
+		}
+		if t.Owner.Type == OwnerUser {
+			t.Owner.Login = owner.Owner.Login
 		}
 	}
 	return nil

@@ -3,6 +3,10 @@ package github
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,34 +18,46 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-type recordedChange struct {
-	id     int64
-	change broker.InstallationChange
+// inbox records what a handler accepted, once per delivery id, or fails
+// every call while down.
+type inbox struct {
+	mu         sync.Mutex
+	deliveries []broker.Delivery
+	down       bool
 }
 
-type changeRecorder struct {
-	mu      sync.Mutex
-	changes []recordedChange
-}
-
-func (r *changeRecorder) InstallationChanged(_ context.Context, id int64, change broker.InstallationChange) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.changes = append(r.changes, recordedChange{id, change})
+func (in *inbox) accept(_ context.Context, d broker.Delivery) (bool, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.down {
+		return false, errors.New("the API server is restarting")
+	}
+	for _, seen := range in.deliveries {
+		if seen.ID == d.ID {
+			return false, nil
+		}
+	}
+	in.deliveries = append(in.deliveries, d)
+	return true, nil
 }
 
 func installationPayload(action string, id int64) []byte {
-	return fmt.Appendf(nil, `{"action":%q,"installation":{"id":%d,"account":{"login":"acme","id":1}}}`, action, id)
+	return fmt.Appendf(nil, `{"action":%q,"installation":{"id":%d,"account":{"login":"acme","id":1,"type":"Organization"}}}`, action, id)
 }
 
-func deliver(t testing.TB, h http.Handler, event string, body []byte, signature string) int {
+// A rename as GitHub sends it: installation_target, the account under its
+// new login, the old one in changes.
+var renamedPayload = []byte(`{"action":"renamed","account":{"login":"acme-corp","id":1,"type":"Organization"},
+	"changes":{"login":{"from":"acme"}},"installation":{"id":42},"target_type":"Organization"}`)
+
+func deliver(t testing.TB, h http.Handler, event, id string, body []byte, headers map[string]string) int {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/webhooks/github", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", event)
-	req.Header.Set("X-GitHub-Delivery", "d-1")
-	if signature != "" {
-		req.Header.Set("X-Hub-Signature-256", signature)
+	req.Header.Set("X-GitHub-Delivery", id)
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -51,59 +67,78 @@ func deliver(t testing.TB, h http.Handler, event string, body []byte, signature 
 
 func TestWebhookHandler(t *testing.T) {
 	secret := []byte("webhook-secret")
-	sign := func(body []byte) string { return broker.Sign(secret, body) } // the same sha256=<hex HMAC> scheme
+	signed := func(body []byte) map[string]string {
+		return map[string]string{"X-Hub-Signature-256": broker.Sign(secret, body)} // the same sha256=<hex HMAC> scheme
+	}
+	sha1Only := func(body []byte) map[string]string {
+		mac := hmac.New(sha1.New, secret)
+		mac.Write(body)
+		return map[string]string{"X-Hub-Signature": "sha1=" + hex.EncodeToString(mac.Sum(nil))}
+	}
+	acme := broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization}
 	tests := []struct {
-		name      string
-		event     string
-		body      []byte
-		signature string
-		noLeader  bool
-		wantCode  int
-		want      []recordedChange
+		name     string
+		event    string
+		body     []byte
+		headers  func([]byte) map[string]string
+		down     bool
+		wantCode int
+		want     []broker.Delivery
 	}{
-		{"suspend", "installation", installationPayload("suspend", 42), "", false, http.StatusNoContent,
-			[]recordedChange{{42, broker.InstallationSuspended}}},
-		{"deleted", "installation", installationPayload("deleted", 42), "", false, http.StatusNoContent,
-			[]recordedChange{{42, broker.InstallationDeleted}}},
-		{"unsuspend", "installation", installationPayload("unsuspend", 7), "", false, http.StatusNoContent,
-			[]recordedChange{{7, broker.InstallationUnsuspended}}},
-		{"new permissions accepted", "installation", installationPayload("new_permissions_accepted", 7), "", false, http.StatusNoContent,
-			[]recordedChange{{7, broker.InstallationPermissionsChanged}}},
-		{"an action credbroker ignores", "installation", installationPayload("created", 7), "", false, http.StatusNoContent, nil},
-		{"another event type", "ping", []byte(`{"zen":"hi","hook_id":1}`), "", false, http.StatusNoContent, nil},
-		{"wrong signature", "installation", installationPayload("suspend", 42), broker.Sign([]byte("other"), installationPayload("suspend", 42)), false,
-			http.StatusUnauthorized, nil},
-		{"no signature", "installation", installationPayload("suspend", 42), "-", false, http.StatusUnauthorized, nil},
-		{"signed garbage", "installation", []byte(`{"action":`), "", false, http.StatusBadRequest, nil},
-		{"no leader here", "installation", installationPayload("suspend", 42), "", true, http.StatusServiceUnavailable, nil},
+		{"suspend", "installation", installationPayload("suspend", 42), signed, false, http.StatusAccepted,
+			[]broker.Delivery{{ID: "d-1", InstallationID: 42, Change: broker.InstallationSuspended, Account: acme}}},
+		{"deleted", "installation", installationPayload("deleted", 42), signed, false, http.StatusAccepted,
+			[]broker.Delivery{{ID: "d-1", InstallationID: 42, Change: broker.InstallationDeleted, Account: acme}}},
+		{"unsuspend", "installation", installationPayload("unsuspend", 7), signed, false, http.StatusAccepted,
+			[]broker.Delivery{{ID: "d-1", InstallationID: 7, Change: broker.InstallationUnsuspended, Account: acme}}},
+		{"new permissions accepted", "installation", installationPayload("new_permissions_accepted", 7), signed, false, http.StatusAccepted,
+			[]broker.Delivery{{ID: "d-1", InstallationID: 7, Change: broker.InstallationPermissionsChanged, Account: acme}}},
+		{"an organization renamed", "installation_target", renamedPayload, signed, false, http.StatusAccepted,
+			[]broker.Delivery{{ID: "d-1", InstallationID: 42, Change: broker.AccountRenamed, Account: broker.Owner{Login: "acme-corp", ID: 1, Type: broker.OwnerOrganization}}}},
+		{"an action credbroker ignores", "installation", installationPayload("created", 7), signed, false, http.StatusNoContent, nil},
+		{"another event type", "ping", []byte(`{"zen":"hi","hook_id":1}`), signed, false, http.StatusNoContent, nil},
+		{"wrong signature", "installation", installationPayload("suspend", 42), func(b []byte) map[string]string {
+			return map[string]string{"X-Hub-Signature-256": broker.Sign([]byte("other"), b)}
+		}, false, http.StatusUnauthorized, nil},
+		{"no signature", "installation", installationPayload("suspend", 42), func([]byte) map[string]string { return nil }, false, http.StatusUnauthorized, nil},
+		{"signed only with the legacy SHA-1 header", "installation", installationPayload("suspend", 42), sha1Only, false, http.StatusUnauthorized, nil},
+		{"signed garbage", "installation", []byte(`{"action":`), signed, false, http.StatusBadRequest, nil},
+		{"the store is down: GitHub is told to redeliver", "installation", installationPayload("suspend", 42), signed, true, http.StatusServiceUnavailable, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &changeRecorder{}
-			current := func() InstallationListener { return rec }
-			if tc.noLeader {
-				current = func() InstallationListener { return nil }
-			}
-			sig := tc.signature
-			switch sig {
-			case "":
-				sig = sign(tc.body)
-			case "-":
-				sig = ""
-			}
-			h := WebhookHandler(secret, current, slog.New(slog.DiscardHandler))
-			if code := deliver(t, h, tc.event, tc.body, sig); code != tc.wantCode {
+			in := &inbox{down: tc.down}
+			h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
+			if code := deliver(t, h, tc.event, "d-1", tc.body, tc.headers(tc.body)); code != tc.wantCode {
 				t.Errorf("status %d, want %d", code, tc.wantCode)
 			}
-			if fmt.Sprint(rec.changes) != fmt.Sprint(tc.want) {
-				t.Errorf("listener heard %v, want %v", rec.changes, tc.want)
+			if fmt.Sprint(in.deliveries) != fmt.Sprint(tc.want) {
+				t.Errorf("stored %+v, want %+v", in.deliveries, tc.want)
 			}
 		})
 	}
 }
 
+// A delivery replayed — by GitHub's redelivery or by whoever captured it —
+// is answered 200 and stored once.
+func TestAReplayedDeliveryIsStoredOnce(t *testing.T) {
+	secret := []byte("webhook-secret")
+	in := &inbox{}
+	h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
+	body := installationPayload("suspend", 42)
+	headers := map[string]string{"X-Hub-Signature-256": broker.Sign(secret, body)}
+	for i, want := range []int{http.StatusAccepted, http.StatusOK, http.StatusOK} {
+		if code := deliver(t, h, "installation", "d-7", body, headers); code != want {
+			t.Errorf("delivery %d: status %d, want %d", i+1, code, want)
+		}
+	}
+	if len(in.deliveries) != 1 {
+		t.Errorf("%d stored, want 1", len(in.deliveries))
+	}
+}
+
 // FuzzWebhookHandler: whatever arrives, the handler does not panic, and
-// nothing without the right signature reaches the listener.
+// nothing without the right signature is stored.
 func FuzzWebhookHandler(f *testing.F) {
 	secret := []byte("webhook-secret")
 	f.Add("installation", installationPayload("suspend", 42), true)
@@ -111,15 +146,15 @@ func FuzzWebhookHandler(f *testing.F) {
 	f.Add("installation_repositories", []byte(`{}`), false)
 	f.Add("", []byte(`null`), true)
 	f.Fuzz(func(t *testing.T, event string, body []byte, signed bool) {
-		rec := &changeRecorder{}
-		h := WebhookHandler(secret, func() InstallationListener { return rec }, slog.New(slog.DiscardHandler))
+		in := &inbox{}
+		h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
 		sig := broker.Sign([]byte("not the secret"), body)
 		if signed {
 			sig = broker.Sign(secret, body)
 		}
-		deliver(t, h, event, body, sig)
-		if !signed && len(rec.changes) > 0 {
-			t.Fatalf("an unsigned delivery reached the listener: %v", rec.changes)
+		deliver(t, h, event, "d-1", body, map[string]string{"X-Hub-Signature-256": sig})
+		if !signed && len(in.deliveries) > 0 {
+			t.Fatalf("an unsigned delivery was stored: %v", in.deliveries)
 		}
 	})
 }

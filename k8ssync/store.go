@@ -27,6 +27,9 @@ type Store struct {
 	// MaxEvents is how many events the log keeps (more while undelivered
 	// ones wait); DefaultMaxEvents unless changed before use.
 	MaxEvents int
+	// MaxDeliveries is how many GitHub deliveries the inbox remembers;
+	// DefaultMaxDeliveries when zero.
+	MaxDeliveries int
 }
 
 // Tenant Secrets: a type and a label of their own, so that neither the

@@ -62,6 +62,13 @@ func TestCredentialAndEventStoreContract(t *testing.T) {
 	t.Run("audit", func(t *testing.T) {
 		storetest.RunAudit(t, func(t *testing.T) broker.AuditStore { return open(t) }) // MaxEvents 3
 	})
+	t.Run("GitHub deliveries", func(t *testing.T) {
+		storetest.RunInbox(t, func(t *testing.T) broker.Inbox {
+			s := open(t)
+			s.MaxDeliveries = 3
+			return s
+		})
+	})
 	t.Run("the log is bounded but keeps pending events", func(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)

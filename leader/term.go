@@ -33,6 +33,9 @@ type Term struct {
 	Sealer      *broker.Sealer
 	Notifier    *broker.Notifier
 	Webhook     *broker.Webhook // nil: no outbound webhook
+	// Deliveries are GitHub's webhooks, stored by any replica, which the
+	// term acts on; nil: none.
+	Deliveries *broker.Deliveries
 	Metrics     *broker.Metrics
 	// Attach makes the term's Refresher the one the API answers from, until
 	// the returned function is called.
@@ -77,6 +80,9 @@ func (t Term) Run(ctx context.Context) error {
 	parts := map[string]func(context.Context) error{"syncer": syncer.Run, "refresher": refresher.Run}
 	if t.Webhook != nil {
 		parts["webhook deliverer"] = t.Webhook.Run
+	}
+	if t.Deliveries != nil {
+		parts["GitHub deliveries"] = func(ctx context.Context) error { return t.Deliveries.Run(ctx, refresher.Act) }
 	}
 	// A part that stops on its own (an error, a panic) ends the term: the
 	// others are stopped too, and Hold starts a fresh term, rebuilt from the

@@ -58,9 +58,14 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 			tn.GetGithubApp().InstallationId = 77
 			return tn
 		}(), codes.FailedPrecondition, "OWNER_MISMATCH"},
-		{"owner login GitHub does not know for that id", nil, func() *credbrokerv1.Tenant {
-			tn := appTenant("x")
+		{"the owner's id under an older login: matched by id", nil, func() *credbrokerv1.Tenant {
+			tn := appTenant("renamed")
 			tn.Owner.Login = "acme-old-name"
+			return tn
+		}(), codes.OK, ""},
+		{"the owner's login with another id", nil, func() *credbrokerv1.Tenant {
+			tn := appTenant("x")
+			tn.Owner.Id++
 			return tn
 		}(), codes.FailedPrecondition, "OWNER_MISMATCH"},
 		{"installation that does not exist", nil, func() *credbrokerv1.Tenant {
@@ -106,6 +111,11 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 				t.Errorf("RetryInfo delay %v, want GitHub's 30s", retry)
 			}
 			if code == codes.OK {
+				// The owner's login is GitHub's, whatever the request said.
+				got, err := in.tenants.GetTenant(ctx, &credbrokerv1.GetTenantRequest{Id: tc.tenant.GetId()})
+				if err != nil || (tc.tenant.GetGithubApp() != nil && got.GetOwner().GetLogin() != appTenant("").GetOwner().GetLogin()) {
+					t.Errorf("stored owner %v (%v), want GitHub's login", got.GetOwner(), err)
+				}
 				return
 			}
 			if _, err := in.tenants.GetTenant(ctx, &credbrokerv1.GetTenantRequest{Id: tc.tenant.GetId()}); status.Code(err) != codes.NotFound {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,4 +133,64 @@ func RunAudit(t *testing.T, open func(t *testing.T) broker.AuditStore) {
 	if got, _ := s.AuditRecords(ctx, 1); len(got) != 1 || got[0].TokenSHA256 != "0123456789ab" || !got[0].Time.Equal(base.Add(4*time.Millisecond)) {
 		t.Errorf("round trip: %+v", got)
 	}
+}
+
+// RunInbox checks an Inbox; open returns a new, empty one that remembers
+// three deliveries.
+func RunInbox(t *testing.T, open func(t *testing.T) broker.Inbox) {
+	ctx := context.Background()
+	s := open(t)
+	base := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	delivery := func(i int) broker.Delivery {
+		return broker.Delivery{ID: fmt.Sprintf("d-%d", i), InstallationID: int64(100 + i), Change: broker.InstallationSuspended,
+			Account: broker.Owner{Login: "acme", ID: 7, Type: broker.OwnerOrganization}, Received: base.Add(time.Duration(i) * time.Second)}
+	}
+	add := func(i int, want bool) {
+		t.Helper()
+		if added, err := s.AddDelivery(ctx, delivery(i)); err != nil || added != want {
+			t.Fatalf("add d-%d: added=%v %v, want added=%v", i, added, err, want)
+		}
+	}
+	pending := func() string {
+		t.Helper()
+		got, err := s.PendingDeliveries(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, d := range got {
+			ids = append(ids, d.ID)
+		}
+		return strings.Join(ids, " ")
+	}
+
+	add(0, true)
+	add(1, true)
+	add(0, false) // a redelivery or a replay
+	if got := pending(); got != "d-0 d-1" {
+		t.Errorf("pending %q, want d-0 d-1 in arrival order", got)
+	}
+	if got, _ := s.PendingDeliveries(ctx, 1); len(got) != 1 || got[0] != delivery(0) {
+		t.Errorf("round trip: %+v, want %+v", got, delivery(0))
+	}
+	if err := s.FinishDelivery(ctx, "d-0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending(); got != "d-1" {
+		t.Errorf("pending after finishing d-0: %q", got)
+	}
+	add(0, false) // finished, still remembered
+	for i := 2; i < 6; i++ {
+		add(i, true)
+		if err := s.FinishDelivery(ctx, fmt.Sprintf("d-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Six stored, three remembered: the oldest finished ones are forgotten,
+	// the pending d-1 never is.
+	if got := pending(); got != "d-1" {
+		t.Errorf("pending after the bound: %q, want d-1 kept", got)
+	}
+	add(0, true)
+	add(5, false)
 }

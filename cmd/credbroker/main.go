@@ -63,6 +63,9 @@ type parts struct {
 	registry *broker.Registry
 	notifier *broker.Notifier
 	metrics  *broker.Metrics
+	// deliveries takes GitHub's webhooks in on this replica; the leader
+	// acts on them.
+	deliveries *broker.Deliveries
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(string) string) error {
@@ -118,6 +121,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		}
 	}
 	p.notifier = broker.NewNotifier(store, cfg.webhookURL != "", clock.RealClock{}, p.metrics, log)
+	p.deliveries = broker.NewDeliveries(store, clock.RealClock{}, log)
 	credentials := api.NewCredentialAPI(p.registry, log)
 	srv, err := newServer(cfg, p, credentials, dev, metrics, log)
 	if err != nil {
@@ -147,14 +151,8 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, dev *de
 		if err != nil {
 			return nil, err
 		}
-		// A follower has no Refresher: the handler answers 503 then. The
-		// nil check keeps a nil *Refresher from becoming a non-nil listener.
-		handlers["POST /webhooks/github"] = github.WebhookHandler(secret, func() github.InstallationListener {
-			if r := credentials.Refresher(); r != nil {
-				return r
-			}
-			return nil
-		}, log)
+		// Every replica stores deliveries; the leader acts on them.
+		handlers["POST /webhooks/github"] = github.WebhookHandler(secret, p.deliveries.Accept, log)
 	}
 	authn, err := authenticators(cfg, p.kube, dev, log)
 	if err != nil {
@@ -202,7 +200,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		return nil
 	}
 	term := leader.Term{Kube: p.kube, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{}),
-		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
+		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope()},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}
 	lead := term.Hold

@@ -97,12 +97,14 @@ func kubeClient(cfg serveConfig, getenv func(string) string) (kubernetes.Interfa
 }
 
 // stateStore is what both store kinds provide: tenants, sealed credentials,
-// the event log with its webhook outbox, and the audit trail.
+// the event log with its webhook outbox, the audit trail and the GitHub
+// delivery inbox.
 type stateStore interface {
 	broker.Store
 	broker.CredentialStore
 	broker.EventStore
 	broker.AuditStore
+	broker.Inbox
 	Ping(context.Context) error
 }
 
