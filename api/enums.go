@@ -72,6 +72,7 @@ var (
 		broker.EventSyncFailed:              credbrokerv1.EventType_EVENT_TYPE_SYNC_FAILED,
 		broker.EventSyncConflict:            credbrokerv1.EventType_EVENT_TYPE_SYNC_CONFLICT,
 		broker.EventRecovered:               credbrokerv1.EventType_EVENT_TYPE_RECOVERED,
+		broker.EventWebhookUndelivered:      credbrokerv1.EventType_EVENT_TYPE_WEBHOOK_UNDELIVERED,
 	})
 	severities = newEnum(map[broker.Severity]credbrokerv1.Severity{
 		broker.SeverityInfo:     credbrokerv1.Severity_SEVERITY_INFO,

@@ -20,6 +20,7 @@ const (
 	EventSyncFailed              EventType = "SYNC_FAILED"
 	EventSyncConflict            EventType = "SYNC_CONFLICT"
 	EventRecovered               EventType = "RECOVERED"
+	EventWebhookUndelivered      EventType = "WEBHOOK_UNDELIVERED"
 )
 
 // Severity ranks events for alerting.

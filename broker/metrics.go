@@ -10,17 +10,18 @@ import (
 // Metrics are the broker's Prometheus metrics. A nil *Metrics records
 // nothing, so tests need not register any.
 type Metrics struct {
-	expiry      *prometheus.GaugeVec
-	refreshes   *prometheus.CounterVec
-	mints       *prometheus.CounterVec
-	probes      *prometheus.CounterVec
-	events      *prometheus.CounterVec
-	deliveries  *prometheus.CounterVec
-	revocations *prometheus.CounterVec
-	outboxDepth prometheus.Gauge
-	rateLimit   prometheus.Gauge
-	rateOnce    sync.Once
-	reg         prometheus.Registerer
+	expiry            *prometheus.GaugeVec
+	refreshes         *prometheus.CounterVec
+	mints             *prometheus.CounterVec
+	probes            *prometheus.CounterVec
+	events            *prometheus.CounterVec
+	deliveries        *prometheus.CounterVec
+	revocations       *prometheus.CounterVec
+	outboxDepth       prometheus.Gauge
+	undeliveredEvents prometheus.Counter
+	rateLimit         prometheus.Gauge
+	rateOnce          sync.Once
+	reg               prometheus.Registerer
 }
 
 // NewMetrics registers the broker's metrics with reg.
@@ -63,8 +64,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "credbroker_webhook_outbox_events",
 			Help: "Events waiting for webhook delivery (as last seen by the deliverer, up to one page).",
 		}),
+		undeliveredEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "credbroker_webhook_undelivered_total",
+			Help: "Events that left the webhook outbox undelivered: refused for good by the receiver, or failed too often.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.expiry, m.refreshes, m.mints, m.probes, m.events, m.deliveries, m.revocations, m.outboxDepth} {
+	for _, c := range []prometheus.Collector{m.expiry, m.refreshes, m.mints, m.probes, m.events, m.deliveries, m.revocations, m.outboxDepth, m.undeliveredEvents} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -135,6 +140,12 @@ func (m *Metrics) revoked(err error) {
 func (m *Metrics) event(t EventType) {
 	if m != nil {
 		m.events.WithLabelValues(string(t)).Inc()
+	}
+}
+
+func (m *Metrics) undelivered() {
+	if m != nil {
+		m.undeliveredEvents.Inc()
 	}
 }
 

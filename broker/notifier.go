@@ -47,9 +47,11 @@ func (n *Notifier) Load(ctx context.Context) error {
 			return fmt.Errorf("load events: %w", err)
 		}
 		for _, ev := range page {
-			if ev.Type == EventRecovered {
+			switch {
+			case ev.DedupeKey == "": // a record, no condition (WEBHOOK_UNDELIVERED)
+			case ev.Type == EventRecovered:
 				delete(n.open, ev.DedupeKey)
-			} else {
+			default:
 				n.open[ev.DedupeKey] = ev
 			}
 			if id, err := strconv.ParseUint(ev.ID, 16, 64); err == nil {
@@ -75,11 +77,23 @@ func (n *Notifier) Raise(ctx context.Context, ev Event) bool {
 	if cur, ok := n.open[ev.DedupeKey]; ok && cur.Type == ev.Type && cur.Reason == ev.Reason {
 		return false
 	}
-	if !n.appendLocked(ctx, &ev) {
+	if !n.appendLocked(ctx, &ev, n.deliver) {
 		return false
 	}
 	n.open[ev.DedupeKey] = ev
 	return true
+}
+
+// Record writes an event that is no condition (it is neither deduplicated
+// nor resolved) and is never sent by webhook: WEBHOOK_UNDELIVERED, which
+// is about the webhook. It reports whether the event was written.
+func (n *Notifier) Record(ctx context.Context, ev Event) bool {
+	if n == nil {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.appendLocked(ctx, &ev, false)
 }
 
 // Resolve closes the open condition under key, if there is one, with a
@@ -96,7 +110,7 @@ func (n *Notifier) Resolve(ctx context.Context, key ConditionKey, message string
 	}
 	ev := Event{Type: EventRecovered, TenantID: cur.TenantID, Namespace: cur.Namespace, Severity: SeverityInfo,
 		Reason: cur.Reason, Message: message, DedupeKey: key}
-	if !n.appendLocked(ctx, &ev) {
+	if !n.appendLocked(ctx, &ev, n.deliver) {
 		return false
 	}
 	delete(n.open, key)
@@ -132,11 +146,11 @@ func (n *Notifier) Appended() <-chan struct{} { return n.appended.wait() }
 // The write is made under the lock on purpose, the one store call that is:
 // ids must reach the log in the order they are assigned, or a watcher that
 // read up to id N would never see N-1 written after it.
-func (n *Notifier) appendLocked(ctx context.Context, ev *Event) bool {
+func (n *Notifier) appendLocked(ctx context.Context, ev *Event, deliver bool) bool {
 	now := n.clock.Now()
 	n.lastID = max(n.lastID+1, uint64(now.UnixNano()))
 	ev.ID, ev.Time = fmt.Sprintf("%016x", n.lastID), now.UTC()
-	if err := n.store.AppendEvent(ctx, *ev, n.deliver); err != nil {
+	if err := n.store.AppendEvent(ctx, *ev, deliver); err != nil {
 		n.log.ErrorContext(ctx, "store event", slog.String("tenant", ev.TenantID), slog.String("type", string(ev.Type)), slog.Any("error", err))
 		return false
 	}

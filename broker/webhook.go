@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,9 +18,11 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// Webhook headers. The signature is "sha256=" and the hex HMAC-SHA256 of
-// the body under the shared secret; the event id makes retries idempotent
-// for the receiver.
+// Webhook headers. The signature is "sha256=" and the hex HMAC-SHA256,
+// under the shared secret, of the timestamp header's value, a dot and the
+// body: a receiver that checks the signature and refuses an old timestamp
+// cannot be fed a captured request again. The event id makes retries
+// idempotent for the receiver.
 const (
 	HeaderSignature = "X-Credbroker-Signature"
 	HeaderTimestamp = "X-Credbroker-Timestamp"
@@ -41,22 +44,37 @@ type WebhookConfig struct {
 	// Idle is how often the outbox is read when nothing wakes the
 	// deliverer; 30s when zero.
 	Idle time.Duration
+	// MaxAttempts is how often an event is tried before it leaves the
+	// outbox undelivered (DefaultMaxAttempts when zero): at the 5-minute
+	// backoff ceiling, eight hours of a receiver that fails.
+	MaxAttempts int
 }
+
+// DefaultMaxAttempts: see WebhookConfig.MaxAttempts.
+const DefaultMaxAttempts = 100
+
+// permanentAfter is how often a receiver may refuse an event for good (a
+// 4xx other than 408, 425 and 429) before the event leaves the outbox: a
+// few, in case the refusal came from a receiver mid-deploy.
+const permanentAfter = 3
 
 // Webhook delivers the outbox to the backend: in order, at least once,
 // retrying with backoff (1s to 5m) while the receiver fails. Events wait in
-// the Store, so a crash or restart loses none.
+// the Store, so a crash or restart loses none. An event the receiver
+// refuses for good, or fails MaxAttempts times, leaves the outbox
+// undelivered — a WEBHOOK_UNDELIVERED event in the log and a metric say
+// so — rather than block every event behind it.
 type Webhook struct {
 	cfg      WebhookConfig
 	store    EventStore
-	appended func() <-chan struct{}
+	notifier *Notifier
 	metrics  *Metrics
 	log      *slog.Logger
 }
 
-// NewWebhook returns a deliverer; appended (may be nil) wakes it when an
-// event is written.
-func NewWebhook(cfg WebhookConfig, store EventStore, appended func() <-chan struct{}, metrics *Metrics, log *slog.Logger) *Webhook {
+// NewWebhook returns a deliverer; notifier (may be nil) wakes it when an
+// event is written, and records the events that could not be delivered.
+func NewWebhook(cfg WebhookConfig, store EventStore, notifier *Notifier, metrics *Metrics, log *slog.Logger) *Webhook {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -69,17 +87,20 @@ func NewWebhook(cfg WebhookConfig, store EventStore, appended func() <-chan stru
 	if cfg.Idle == 0 {
 		cfg.Idle = 30 * time.Second
 	}
-	if appended == nil {
-		appended = func() <-chan struct{} { return nil }
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
 	}
-	return &Webhook{cfg: cfg, store: store, appended: appended, metrics: metrics, log: log}
+	return &Webhook{cfg: cfg, store: store, notifier: notifier, metrics: metrics, log: log}
 }
 
 // Run delivers until ctx is done.
 func (w *Webhook) Run(ctx context.Context) error {
-	failures := 0
+	failures, failing := 0, "" // consecutive failures of the event at the head
 	for {
-		woken := w.appended()
+		var woken <-chan struct{}
+		if w.notifier != nil {
+			woken = w.notifier.Appended()
+		}
 		wait := w.cfg.Idle
 		pending, err := w.store.PendingEvents(ctx, 100)
 		if err != nil {
@@ -88,6 +109,16 @@ func (w *Webhook) Run(ctx context.Context) error {
 		for i, ev := range pending {
 			err := w.post(ctx, ev)
 			w.metrics.delivered(err, len(pending)-i-1)
+			if ev.ID != failing {
+				failures, failing = 0, ev.ID
+			}
+			if err != nil && ctx.Err() == nil {
+				failures++
+				if w.giveUp(err, failures) {
+					err = w.deadLetter(ctx, ev, err, failures)
+					failures = 0
+				}
+			}
 			if err == nil {
 				err = w.store.MarkDelivered(ctx, ev.ID)
 			}
@@ -95,8 +126,7 @@ func (w *Webhook) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				failures++
-				wait, woken = backoff(failures-1, time.Second, 5*time.Minute, w.cfg.Jitter), nil
+				wait, woken = backoff(max(failures, 1)-1, time.Second, 5*time.Minute, w.cfg.Jitter), nil
 				w.log.WarnContext(ctx, "webhook delivery failed", slog.String("event", ev.ID), slog.Any("error", err),
 					slog.Int("failures", failures), slog.Duration("retryIn", wait))
 				break
@@ -119,11 +149,60 @@ func (w *Webhook) Run(ctx context.Context) error {
 	}
 }
 
-// Sign returns the signature header value for body.
-func Sign(secret, body []byte) string {
+// giveUp reports whether an event that failed failures times in a row
+// leaves the outbox.
+func (w *Webhook) giveUp(err error, failures int) bool {
+	var refused *refusedError
+	if errors.As(err, &refused) && refused.permanent() && failures >= permanentAfter {
+		return true
+	}
+	return failures >= w.cfg.MaxAttempts
+}
+
+// deadLetter records that ev was not delivered; the caller then takes it
+// out of the outbox. The record is an event in the log for the backend to
+// read over the API, never sent by webhook (it is about the webhook).
+func (w *Webhook) deadLetter(ctx context.Context, ev Event, err error, failures int) error {
+	w.metrics.undelivered()
+	w.log.ErrorContext(ctx, "webhook event undelivered", slog.String("event", ev.ID), slog.String("tenant", ev.TenantID),
+		slog.Int("attempts", failures), slog.Any("error", err))
+	record := Event{Type: EventWebhookUndelivered, TenantID: ev.TenantID, Namespace: ev.Namespace, Severity: SeverityWarning,
+		Reason: ev.Reason, Message: fmt.Sprintf("event %s (%s) was not delivered after %d attempts: %v", ev.ID, ev.Type, failures, err)}
+	if w.notifier != nil && !w.notifier.Record(ctx, record) {
+		return errors.New("the undelivered event could not be recorded")
+	}
+	return nil
+}
+
+// Sign returns the signature header value for a request with the given
+// timestamp header and body.
+func Sign(secret []byte, timestamp string, body []byte) string {
 	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(timestamp))
+	mac.Write([]byte{'.'})
 	mac.Write(body)
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// refusedError is a receiver's non-2xx answer.
+type refusedError struct {
+	event  string
+	status string
+	code   int
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("post event %s: receiver answered %s", e.event, e.status)
+}
+
+// permanent reports whether the receiver will refuse the event again
+// however often it is sent: a 4xx but a timeout, too early or too many.
+func (e *refusedError) permanent() bool {
+	switch e.code {
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return false
+	}
+	return e.code/100 == 4
 }
 
 func (w *Webhook) post(ctx context.Context, ev Event) error {
@@ -137,8 +216,9 @@ func (w *Webhook) post(ctx context.Context, ev Event) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "credbroker")
-	req.Header.Set(HeaderSignature, Sign(w.cfg.Secret, body))
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(w.cfg.Clock.Now().Unix(), 10))
+	timestamp := strconv.FormatInt(w.cfg.Clock.Now().Unix(), 10)
+	req.Header.Set(HeaderTimestamp, timestamp)
+	req.Header.Set(HeaderSignature, Sign(w.cfg.Secret, timestamp, body))
 	req.Header.Set(HeaderEventID, ev.ID)
 	resp, err := w.cfg.Client.Do(req)
 	if err != nil {
@@ -147,7 +227,7 @@ func (w *Webhook) post(ctx context.Context, ev Event) error {
 	defer func() { _ = resp.Body.Close() }()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("post event %s: receiver answered %s", ev.ID, resp.Status)
+		return &refusedError{event: ev.ID, status: resp.Status, code: resp.StatusCode}
 	}
 	return nil
 }

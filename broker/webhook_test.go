@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,8 +23,9 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// receiver is the backend's webhook endpoint as a backend would write it:
-// it checks the HMAC itself, and fails its first request.
+// receiver is the backend's webhook endpoint as docs/notifications.md tells
+// a backend to write it: it checks the HMAC of timestamp and body itself,
+// refuses a timestamp older than a minute, and fails its first request.
 type receiver struct {
 	secret []byte
 	mu     sync.Mutex
@@ -35,6 +37,7 @@ type receiver struct {
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	mac := hmac.New(sha256.New, rc.secret)
+	mac.Write([]byte(r.Header.Get("X-Credbroker-Timestamp") + "."))
 	mac.Write(body)
 	want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
 	if !hmac.Equal([]byte(r.Header.Get("X-Credbroker-Signature")), []byte(want)) {
@@ -125,5 +128,95 @@ func TestWebhookDeliversQueuedEventsAfterARestart(t *testing.T) {
 	}
 	if pending, err := store.PendingEvents(ctx, 10); err != nil || len(pending) != 0 {
 		t.Errorf("outbox after delivery: %v, %v", pending, err)
+	}
+}
+
+// refuser is a receiver that refuses events of one type for good (400) and
+// takes the others.
+type refuser struct {
+	mu       sync.Mutex
+	refused  int
+	accepted []string
+}
+
+func (rf *refuser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var ev map[string]any
+	_ = json.NewDecoder(r.Body).Decode(&ev)
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	if ev["type"] == "EVENT_TYPE_PROBE_FAILED" {
+		rf.refused++
+		http.Error(w, "unknown event type", http.StatusBadRequest)
+		return
+	}
+	rf.accepted = append(rf.accepted, ev["tenantId"].(string))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// An event the receiver refuses for good does not block the events behind
+// it: after a few refusals it leaves the outbox, a WEBHOOK_UNDELIVERED
+// event (never sent) records it, and the next is delivered.
+func TestAnEventRefusedForGoodDoesNotBlockTheOutbox(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	store, err := boltstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	n := broker.NewNotifier(store, true, clock.RealClock{}, nil, log)
+	n.Raise(ctx, broker.Event{Type: broker.EventProbeFailed, TenantID: "a", Severity: broker.SeverityWarning, Message: "denied", DedupeKey: "a/probe"})
+	n.Raise(ctx, broker.Event{Type: broker.EventCredentialRevoked, TenantID: "b", Severity: broker.SeverityCritical, Message: "revoked", DedupeKey: "b/credential"})
+	rf := &refuser{}
+	backend := httptest.NewServer(rf)
+	defer backend.Close()
+	wh := broker.NewWebhook(broker.WebhookConfig{URL: backend.URL, Secret: []byte("s"), Encode: api.EventJSON,
+		Jitter: func() float64 { return 0 }}, store, n, nil, log)
+	done := make(chan error, 1)
+	go func() { done <- wh.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rf.mu.Lock()
+		accepted := len(rf.accepted)
+		rf.mu.Unlock()
+		if accepted == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the event behind the refused one was never delivered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if rf.refused != 3 || rf.accepted[0] != "b" {
+		t.Errorf("refused %d times, accepted %v; want 3 refusals, then b", rf.refused, rf.accepted)
+	}
+	if pending, _ := store.PendingEvents(context.Background(), 10); len(pending) != 0 {
+		t.Errorf("outbox %v, want empty", pending)
+	}
+	log2, _ := store.EventsAfter(context.Background(), "", 10)
+	var undelivered []broker.Event
+	for _, ev := range log2 {
+		if ev.Type == broker.EventWebhookUndelivered {
+			undelivered = append(undelivered, ev)
+		}
+	}
+	if len(undelivered) != 1 || undelivered[0].TenantID != "a" || !strings.Contains(undelivered[0].Message, "400") {
+		t.Errorf("undelivered records %+v, want one for a's event naming the 400", undelivered)
+	}
+}
+
+// The signature covers the timestamp: a captured request sent again with
+// a fresh timestamp no longer verifies.
+func TestTheSignatureCoversTheTimestamp(t *testing.T) {
+	secret, body := []byte("s"), []byte(`{"id":"1"}`)
+	sig := broker.Sign(secret, "1764590400", body)
+	if sig == broker.Sign(secret, "1764594000", body) {
+		t.Error("the signature does not change with the timestamp")
+	}
+	if sig != broker.Sign(secret, "1764590400", body) || sig == broker.Sign(secret, "1764590400", []byte(`{"id":"2"}`)) {
+		t.Error("the signature is not a function of timestamp and body")
 	}
 }

@@ -42,7 +42,8 @@ type backend struct {
 
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	mac := hmac.New(sha256.New, b.secret)
+	mac := hmac.New(sha256.New, b.secret) // over timestamp, a dot and the body
+	mac.Write([]byte(r.Header.Get("X-Credbroker-Timestamp") + "."))
 	mac.Write(body)
 	if !hmac.Equal([]byte(r.Header.Get("X-Credbroker-Signature")), []byte("sha256="+hex.EncodeToString(mac.Sum(nil)))) {
 		http.Error(w, "bad signature", http.StatusUnauthorized)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ func deliver(t testing.TB, h http.Handler, event, id string, body []byte, header
 func TestWebhookHandler(t *testing.T) {
 	secret := []byte("webhook-secret")
 	signed := func(body []byte) map[string]string {
-		return map[string]string{"X-Hub-Signature-256": broker.Sign(secret, body)} // the same sha256=<hex HMAC> scheme
+		return map[string]string{"X-Hub-Signature-256": githubSignature(secret, body)}
 	}
 	sha1Only := func(body []byte) map[string]string {
 		mac := hmac.New(sha1.New, secret)
@@ -98,7 +99,7 @@ func TestWebhookHandler(t *testing.T) {
 		{"an action credbroker ignores", "installation", installationPayload("created", 7), signed, false, http.StatusNoContent, nil},
 		{"another event type", "ping", []byte(`{"zen":"hi","hook_id":1}`), signed, false, http.StatusNoContent, nil},
 		{"wrong signature", "installation", installationPayload("suspend", 42), func(b []byte) map[string]string {
-			return map[string]string{"X-Hub-Signature-256": broker.Sign([]byte("other"), b)}
+			return map[string]string{"X-Hub-Signature-256": githubSignature([]byte("other"), b)}
 		}, false, http.StatusUnauthorized, nil},
 		{"no signature", "installation", installationPayload("suspend", 42), func([]byte) map[string]string { return nil }, false, http.StatusUnauthorized, nil},
 		{"signed only with the legacy SHA-1 header", "installation", installationPayload("suspend", 42), sha1Only, false, http.StatusUnauthorized, nil},
@@ -126,7 +127,7 @@ func TestAReplayedDeliveryIsStoredOnce(t *testing.T) {
 	in := &inbox{}
 	h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
 	body := installationPayload("suspend", 42)
-	headers := map[string]string{"X-Hub-Signature-256": broker.Sign(secret, body)}
+	headers := map[string]string{"X-Hub-Signature-256": githubSignature(secret, body)}
 	for i, want := range []int{http.StatusAccepted, http.StatusOK, http.StatusOK} {
 		if code := deliver(t, h, "installation", "d-7", body, headers); code != want {
 			t.Errorf("delivery %d: status %d, want %d", i+1, code, want)
@@ -148,13 +149,21 @@ func FuzzWebhookHandler(f *testing.F) {
 	f.Fuzz(func(t *testing.T, event string, body []byte, signed bool) {
 		in := &inbox{}
 		h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
-		sig := broker.Sign([]byte("not the secret"), body)
+		sig := githubSignature([]byte("not the secret"), body)
 		if signed {
-			sig = broker.Sign(secret, body)
+			sig = githubSignature(secret, body)
 		}
 		deliver(t, h, event, "d-1", body, map[string]string{"X-Hub-Signature-256": sig})
 		if !signed && len(in.deliveries) > 0 {
 			t.Fatalf("an unsigned delivery was stored: %v", in.deliveries)
 		}
 	})
+}
+
+// githubSignature is X-Hub-Signature-256 as GitHub computes it: the hex
+// HMAC-SHA256 of the body.
+func githubSignature(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }

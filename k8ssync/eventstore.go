@@ -46,7 +46,14 @@ func (s *Store) AppendEvent(ctx context.Context, ev broker.Event, deliver bool) 
 	if _, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: Component}); err != nil {
 		return fmt.Errorf("store event: %w", storeError(err))
 	}
-	return s.trimEvents(ctx)
+	// The event is stored: trimming is housekeeping, whose failure must not
+	// read as a failed append (the Notifier would raise the condition
+	// again, a second copy). It lists the log, so it runs on every tenth of
+	// MaxEvents appends, not on each; the log overshoots by as much.
+	if s.appends.Add(1)%int64(max(s.MaxEvents/10, 1)) == 0 {
+		_ = s.trimEvents(ctx)
+	}
+	return nil
 }
 
 // trimEvents deletes the oldest delivered events past MaxEvents.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,6 +31,8 @@ type Store struct {
 	// MaxDeliveries is how many GitHub deliveries the inbox remembers;
 	// DefaultMaxDeliveries when zero.
 	MaxDeliveries int
+
+	appends atomic.Int64 // events appended, to trim the log every so often
 }
 
 // Tenant Secrets: a type and a label of their own, so that neither the

@@ -6,9 +6,12 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+
 	"github.com/credbroker/credbroker/internal/testenv"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -88,6 +91,32 @@ func TestCredentialAndEventStoreContract(t *testing.T) {
 		}
 		if ids != "156" {
 			t.Errorf("events kept: %q, want the pending 1 and the newest two", ids)
+		}
+	})
+	t.Run("a failed trim is not a failed append", func(t *testing.T) {
+		ctx := context.Background()
+		s := open(t)
+		// The API server refuses the trim's deletes, as it would mid-restart.
+		if err := admin.RbacV1().Roles(s.namespace).Delete(ctx, "credbroker", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "credbroker", Namespace: s.namespace},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "create", "patch"}}}}
+		if _, err := admin.RbacV1().Roles(s.namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, "none", metav1.DeleteOptions{})
+			return apierrors.IsForbidden(err), testenv.Errorf("delete still allowed: %v", err)
+		})
+		for i := range 5 {
+			ev := broker.Event{ID: fmt.Sprintf("%016x", i+1), Type: broker.EventRecovered, TenantID: "t"}
+			if err := s.AppendEvent(ctx, ev, false); err != nil {
+				t.Fatalf("append %d, whose trim fails: %v", i+1, err)
+			}
+		}
+		if got, err := s.EventsAfter(ctx, "", 10); err != nil || len(got) != 5 {
+			t.Errorf("log %d events (%v), want each appended once", len(got), err)
 		}
 	})
 }

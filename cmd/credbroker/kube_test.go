@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -55,7 +58,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	received := make(chan map[string]any, 16)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if r.Header.Get(broker.HeaderSignature) != broker.Sign(webhookSecret, body) {
+		if r.Header.Get(broker.HeaderSignature) != broker.Sign(webhookSecret, r.Header.Get(broker.HeaderTimestamp), body) {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
@@ -123,7 +126,9 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", "installation")
 	req.Header.Set("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
-	req.Header.Set("X-Hub-Signature-256", broker.Sign(ghWebhookSecret, payload))
+	mac := hmac.New(sha256.New, ghWebhookSecret) // GitHub's scheme: the body alone
+	mac.Write(payload)
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -193,7 +193,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 			return err
 		}
 		webhook = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret, Encode: api.EventJSON},
-			p.store, p.notifier.Appended, p.metrics, log)
+			p.store, p.notifier, p.metrics, log)
 	}
 	if p.kube == nil {
 		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")

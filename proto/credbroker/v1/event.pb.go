@@ -46,21 +46,27 @@ const (
 	EventType_EVENT_TYPE_SYNC_CONFLICT EventType = 8
 	// An earlier condition has cleared.
 	EventType_EVENT_TYPE_RECOVERED EventType = 9
+	// The backend's webhook refused an event for good (a permanent 4xx), or
+	// failed it too many times: the event left the outbox without being
+	// delivered, and stays readable here. This event is never sent by
+	// webhook.
+	EventType_EVENT_TYPE_WEBHOOK_UNDELIVERED EventType = 10
 )
 
 // Enum value maps for EventType.
 var (
 	EventType_name = map[int32]string{
-		0: "EVENT_TYPE_UNSPECIFIED",
-		1: "EVENT_TYPE_CREDENTIAL_EXPIRING",
-		2: "EVENT_TYPE_CREDENTIAL_REFRESH_FAILED",
-		3: "EVENT_TYPE_CREDENTIAL_REVOKED",
-		4: "EVENT_TYPE_INSTALLATION_SUSPENDED",
-		5: "EVENT_TYPE_INSTALLATION_DELETED",
-		6: "EVENT_TYPE_PROBE_FAILED",
-		7: "EVENT_TYPE_SYNC_FAILED",
-		8: "EVENT_TYPE_SYNC_CONFLICT",
-		9: "EVENT_TYPE_RECOVERED",
+		0:  "EVENT_TYPE_UNSPECIFIED",
+		1:  "EVENT_TYPE_CREDENTIAL_EXPIRING",
+		2:  "EVENT_TYPE_CREDENTIAL_REFRESH_FAILED",
+		3:  "EVENT_TYPE_CREDENTIAL_REVOKED",
+		4:  "EVENT_TYPE_INSTALLATION_SUSPENDED",
+		5:  "EVENT_TYPE_INSTALLATION_DELETED",
+		6:  "EVENT_TYPE_PROBE_FAILED",
+		7:  "EVENT_TYPE_SYNC_FAILED",
+		8:  "EVENT_TYPE_SYNC_CONFLICT",
+		9:  "EVENT_TYPE_RECOVERED",
+		10: "EVENT_TYPE_WEBHOOK_UNDELIVERED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":               0,
@@ -73,6 +79,7 @@ var (
 		"EVENT_TYPE_SYNC_FAILED":               7,
 		"EVENT_TYPE_SYNC_CONFLICT":             8,
 		"EVENT_TYPE_RECOVERED":                 9,
+		"EVENT_TYPE_WEBHOOK_UNDELIVERED":       10,
 	}
 )
 
@@ -497,7 +504,7 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\x12WatchEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12.\n" +
 	"\x05types\x18\x02 \x03(\x0e2\x18.credbroker.v1.EventTypeR\x05types\x12\x19\n" +
-	"\bafter_id\x18\x03 \x01(\tR\aafterId*\xd5\x02\n" +
+	"\bafter_id\x18\x03 \x01(\tR\aafterId*\xf9\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEVENT_TYPE_CREDENTIAL_EXPIRING\x10\x01\x12(\n" +
@@ -508,7 +515,9 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\x17EVENT_TYPE_PROBE_FAILED\x10\x06\x12\x1a\n" +
 	"\x16EVENT_TYPE_SYNC_FAILED\x10\a\x12\x1c\n" +
 	"\x18EVENT_TYPE_SYNC_CONFLICT\x10\b\x12\x18\n" +
-	"\x14EVENT_TYPE_RECOVERED\x10\t*d\n" +
+	"\x14EVENT_TYPE_RECOVERED\x10\t\x12\"\n" +
+	"\x1eEVENT_TYPE_WEBHOOK_UNDELIVERED\x10\n" +
+	"*d\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +
