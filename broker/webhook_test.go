@@ -189,7 +189,9 @@ func TestAnEventRefusedForGoodDoesNotBlockTheOutbox(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
 	if rf.refused != 3 || rf.accepted[0] != "b" {
 		t.Errorf("refused %d times, accepted %v; want 3 refusals, then b", rf.refused, rf.accepted)
 	}
