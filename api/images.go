@@ -29,7 +29,7 @@ func (a *ImageAPI) ValidateImage(ctx context.Context, req *credbrokerv1.Validate
 	if req.GetImage() == "" {
 		return nil, invalidArgument("", broker.FieldViolation{Field: "image", Description: "required"})
 	}
-	t, err := a.registry.Get(ctx, req.GetTenantId())
+	t, err := a.registry.Lookup(ctx, req.GetTenantId())
 	if err != nil {
 		return nil, toStatus(ctx, a.log, err, "")
 	}
@@ -46,7 +46,7 @@ func (a *ImageAPI) ValidatePod(ctx context.Context, req *credbrokerv1.ValidatePo
 	if len(spec.GetContainers()) == 0 {
 		return nil, invalidArgument("", broker.FieldViolation{Field: "pod_spec.containers", Description: "required: a Pod has at least one container"})
 	}
-	t, err := a.registry.Get(ctx, req.GetTenantId())
+	t, err := a.registry.Lookup(ctx, req.GetTenantId())
 	if err != nil {
 		return nil, toStatus(ctx, a.log, err, "")
 	}

@@ -48,6 +48,11 @@ type Identity struct {
 // invalid. Its message never contains the credential.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
+// ErrBusy means the request could not be authenticated now: the
+// authenticator that recognised it is at its limit (TokenReviews in a
+// flood). The caller may be who it says; it should retry.
+var ErrBusy = errors.New("authentication is busy; retry")
+
 // Authenticator recognises one kind of credential. It returns ok=false when
 // the request carries nothing of its kind, so that the next one may try; an
 // error means it recognised the credential and refuses it.
@@ -64,6 +69,9 @@ type Chain []Authenticator
 func (c Chain) Authenticate(ctx context.Context, req Request) (Identity, error) {
 	for _, a := range c {
 		id, ok, err := a.Authenticate(ctx, req)
+		if errors.Is(err, ErrBusy) {
+			return Identity{}, err
+		}
 		if err != nil {
 			return Identity{}, errors.Join(ErrUnauthenticated, err)
 		}

@@ -408,3 +408,34 @@ func (o *OIDC) retryAtIsZero() bool {
 	defer o.mu.Unlock()
 	return o.retryAt.IsZero()
 }
+
+// A flood of made-up bearer tokens costs the API server at most the
+// review budget: the rest are refused with ErrBusy at once, and a caller
+// whose token was reviewed before is still served from the cache.
+func TestAFloodOfTokensIsRefusedBeforeTheAPIServer(t *testing.T) {
+	ctx := context.Background()
+	var reviews atomic.Int32
+	r := NewTokenReview(func(_ context.Context, token string) (string, []string, bool, error) {
+		reviews.Add(1)
+		return "system:serviceaccount:platform:backend", nil, token == "good", nil
+	}, 10*time.Second)
+	if _, _, err := r.Authenticate(ctx, Request{BearerToken: "good"}); err != nil {
+		t.Fatal(err)
+	}
+	busy := 0
+	for i := range 1000 {
+		_, _, err := r.Authenticate(ctx, Request{BearerToken: fmt.Sprintf("made-up-%d", i)})
+		if errors.Is(err, ErrBusy) {
+			busy++
+		}
+	}
+	if got := reviews.Load(); got > ReviewBurst+5 || busy < 1000-ReviewBurst-5 {
+		t.Errorf("%d reviews and %d refused as busy for 1,000 made-up tokens; want at most ~%d reviews", got, busy, ReviewBurst)
+	}
+	if id, _, err := r.Authenticate(ctx, Request{BearerToken: "good"}); err != nil || id.Name == "" {
+		t.Errorf("a reviewed caller during the flood: %v", err)
+	}
+	if _, err := (Chain{r}).Authenticate(ctx, Request{BearerToken: "made-up-again"}); !errors.Is(err, ErrBusy) || errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("the chain: %v, want ErrBusy (retry), not unauthenticated", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/utils/clock"
 )
 
@@ -14,14 +15,26 @@ import (
 // k8ssync's TokenReviewer: auth imports no client-go.
 type ReviewFunc func(ctx context.Context, token string) (user string, groups []string, authenticated bool, err error)
 
+// Limits of the reviews a TokenReview makes: every unknown bearer token
+// costs the API server a request, so a flood of made-up tokens is refused
+// here (ErrBusy), at once, before it reaches the API server.
+const (
+	ReviewsPerSecond = 20
+	ReviewBurst      = 40
+	ReviewsInFlight  = 16
+)
+
 // TokenReview authenticates bearer tokens with the Kubernetes TokenReview
 // API. It is the last resort of a chain: it recognises every bearer token.
 // Answers, good and bad, are cached for a short time by the token's hash, so
-// that a client polling the API does not cost a review per call.
+// that a client polling the API does not cost a review per call; reviews
+// beyond ReviewsPerSecond or ReviewsInFlight are refused with ErrBusy.
 type TokenReview struct {
-	review ReviewFunc
-	ttl    time.Duration
-	clock  clock.PassiveClock
+	review   ReviewFunc
+	ttl      time.Duration
+	clock    clock.PassiveClock
+	limiter  *rate.Limiter
+	inflight chan struct{}
 
 	mu    sync.Mutex
 	cache map[string]reviewAnswer
@@ -35,7 +48,8 @@ type reviewAnswer struct {
 
 // NewTokenReview returns a TokenReview authenticator caching answers for ttl.
 func NewTokenReview(review ReviewFunc, ttl time.Duration) *TokenReview {
-	return &TokenReview{review: review, ttl: ttl, clock: clock.RealClock{}, cache: map[string]reviewAnswer{}}
+	return &TokenReview{review: review, ttl: ttl, clock: clock.RealClock{}, cache: map[string]reviewAnswer{},
+		limiter: rate.NewLimiter(ReviewsPerSecond, ReviewBurst), inflight: make(chan struct{}, ReviewsInFlight)}
 }
 
 // Authenticate implements Authenticator.
@@ -49,7 +63,16 @@ func (r *TokenReview) Authenticate(ctx context.Context, req Request) (Identity, 
 	ans, hit := r.cache[key]
 	r.mu.Unlock()
 	if !hit || now.After(ans.expires) {
+		if !r.limiter.Allow() {
+			return Identity{}, true, ErrBusy
+		}
+		select {
+		case r.inflight <- struct{}{}:
+		default:
+			return Identity{}, true, ErrBusy
+		}
 		user, groups, ok, err := r.review(ctx, req.BearerToken)
+		<-r.inflight
 		if err != nil {
 			return Identity{}, true, fmt.Errorf("token review: %w", err)
 		}

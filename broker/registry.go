@@ -65,6 +65,9 @@ func (r *Registry) changed(tenantID string) {
 // RegistryConfig is what the platform lets tenants ask for, and what the
 // Registry checks claims against.
 type RegistryConfig struct {
+	// Cache, if set, answers Lookup from memory (an informer), so that
+	// the request-time checks of image ownership cost the store nothing.
+	Cache TenantCache
 	// Namespaces, if set (with a cluster), lets registration refuse a
 	// selector that matches a namespace another tenant holds now.
 	Namespaces Namespaces
@@ -281,6 +284,28 @@ func (r *Registry) Delete(ctx context.Context, id, etag string) error {
 	}
 	r.changed(id)
 	return nil
+}
+
+// TenantCache is a read-only copy of the store kept current by a watch.
+type TenantCache interface {
+	// CachedTenant returns the tenant with id; ok is false when the cache
+	// cannot say (not synced yet), and err is ErrNotFound when it has none.
+	CachedTenant(id string) (t Tenant, ok bool, err error)
+}
+
+// Lookup returns a tenant for a read that may lag a write by the watch's
+// delay (the image ownership checks): from the cache when there is one,
+// else as Get.
+func (r *Registry) Lookup(ctx context.Context, id string) (Tenant, error) {
+	if r.cfg.Cache != nil {
+		if t, ok, err := r.cfg.Cache.CachedTenant(id); ok {
+			if err != nil {
+				return Tenant{}, fmt.Errorf("tenant %q: %w", id, err)
+			}
+			return t, nil
+		}
+	}
+	return r.Get(ctx, id)
 }
 
 // RenameOwner records an account's new login (same numeric id) in every

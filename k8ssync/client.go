@@ -38,3 +38,43 @@ func RestConfig(path string, qps float32, burst int) (*rest.Config, error) {
 func NewClient(cfg *rest.Config) (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
+
+// Budgets of the clients that are not the Syncer's. Leader election makes
+// a request every two seconds at most; request-time work (TokenReviews,
+// store reads a cache missed) is bounded so that a flood of callers cannot
+// spend the budget the Lease and the Syncer need.
+const (
+	LeaderQPS, LeaderBurst     = 5, 10
+	RequestsQPS, RequestsBurst = 20, 40
+)
+
+// Clients are the clientsets credbroker talks to the API server with, one
+// per kind of work, each with a client-side rate limiter of its own: a
+// flood of TokenReviews never delays the Lease renewal that keeps this
+// replica the leader, nor the Syncer's writes.
+type Clients struct {
+	Leader   kubernetes.Interface // the leader-election Lease
+	Sync     kubernetes.Interface // the Syncer, the store and the leader's writes (--kube-qps)
+	Requests kubernetes.Interface // TokenReviews and other request-time calls
+}
+
+// NewClients returns Clients for cfg, whose QPS and Burst are the Syncer's.
+func NewClients(cfg *rest.Config) (Clients, error) {
+	with := func(qps float32, burst int) (kubernetes.Interface, error) {
+		c := rest.CopyConfig(cfg)
+		c.QPS, c.Burst = qps, burst
+		return kubernetes.NewForConfig(c)
+	}
+	var cs Clients
+	var err error
+	if cs.Leader, err = with(LeaderQPS, LeaderBurst); err != nil {
+		return Clients{}, err
+	}
+	if cs.Sync, err = with(cfg.QPS, cfg.Burst); err != nil {
+		return Clients{}, err
+	}
+	if cs.Requests, err = with(RequestsQPS, RequestsBurst); err != nil {
+		return Clients{}, err
+	}
+	return cs, nil
+}

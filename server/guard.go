@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -98,6 +99,9 @@ func (g *Guard) authenticate(ctx context.Context, method string) (*call, error) 
 	}
 	req, addr := g.caller(ctx)
 	id, err := g.cfg.Authenticator.Authenticate(ctx, req)
+	if errors.Is(err, auth.ErrBusy) {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
 	if err != nil {
 		g.log.InfoContext(ctx, "unauthenticated call", slog.String("method", method), slog.String("peer", addr), slog.Any("error", err))
 		return nil, status.Error(codes.Unauthenticated, "unauthenticated: present a client certificate or a bearer token credbroker accepts")

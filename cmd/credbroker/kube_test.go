@@ -37,20 +37,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	cp := testenv.Cluster(t, "credbroker", "shop")
 	kube, kubeconfigFile := cp.Admin, cp.Kubeconfig(t, "credbroker-test")
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "app.pem")
-
-	gh := emulator.NewServer()
-	defer gh.Close()
-	key, keyPEM, err := emulator.NewAppKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gh.AddApp(77, &key.PublicKey)
-	gh.AddInstallation(emulator.Installation{ID: 5, AppID: 77, Account: emulator.Account{Login: "shop-org", ID: 500, Type: "Organization"},
-		Permissions: map[string]string{"packages": "read"}})
+	gh, keyFile := shopApp(t, dir)
 
 	tokens, token := adminTokenFile(t)
 	// The backend's webhook receiver checks the signature as a backend would.
@@ -79,8 +66,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 		"--webhook-url", backend.URL, "--webhook-secret-file", webhookSecretFile, "--github-webhook-secret-file", ghSecretFile,
 		"--auth-token-file", tokens}
 	p := startBinary(t, nil, args...)
-	if code := post(t, p.httpURL+"/v1/tenants", token,
-		`{"id":"shop","owner":{"login":"shop-org","id":500,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":5},"namespaces":["shop"]}`); code != http.StatusOK {
+	if code := post(t, p.httpURL+"/v1/tenants", token, shopTenant); code != http.StatusOK {
 		t.Fatalf("create tenant: %d\n%s", code, p.Output())
 	}
 
@@ -166,6 +152,29 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 }
 
 // waitForState polls the tenant's credential status until it is state.
+// shopApp is GitHub with App 77 installed (installation 5) on shop-org
+// (id 500), and the file holding the App's key.
+func shopApp(t *testing.T, dir string) (*emulator.Server, string) {
+	t.Helper()
+	gh := emulator.NewServer()
+	t.Cleanup(gh.Close)
+	key, keyPEM, err := emulator.NewAppKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "app.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gh.AddApp(77, &key.PublicKey)
+	gh.AddInstallation(emulator.Installation{ID: 5, AppID: 77, Account: emulator.Account{Login: "shop-org", ID: 500, Type: "Organization"},
+		Permissions: map[string]string{"packages": "read"}})
+	return gh, keyFile
+}
+
+// shopTenant registers shop-org's tenant, bound to namespace shop.
+const shopTenant = `{"id":"shop","owner":{"login":"shop-org","id":500,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":5},"namespaces":["shop"]}`
+
 func waitForState(t *testing.T, p *process, token, state string) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {

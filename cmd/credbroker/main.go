@@ -56,7 +56,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 
 // parts are what every replica serves from.
 type parts struct {
-	kube     kubernetes.Interface // nil without a cluster
+	kube     kubernetes.Interface // the Syncer's client (clients.Sync); nil without a cluster
+	clients  k8ssync.Clients
 	store    stateStore
 	sealer   *broker.Sealer
 	github   *github.Client
@@ -86,8 +87,12 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.sealer, err = loadSealer(cfg, dev, getenv); err != nil {
 		return err
 	}
-	if p.kube, err = kubeClient(cfg, getenv); err != nil {
+	var cluster bool
+	if p.clients, cluster, err = kubeClients(cfg, getenv); err != nil {
 		return err
+	}
+	if cluster {
+		p.kube = p.clients.Sync
 	}
 	store, closeStore, err := openStore(cfg, p.kube)
 	if err != nil {
@@ -107,9 +112,17 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.github, err = githubClient(cfg, dev, p.metrics.GitHubRateLimit); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // before the store closes
 	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope()}
 	if p.kube != nil {
-		regCfg.Namespaces = k8ssync.Namespaces{Client: p.kube}
+		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
+	}
+	if cfg.storeKind == "kubernetes" {
+		tenants := k8ssync.NewTenantCache(p.clients.Requests, cfg.namespace)
+		wg.Go(func() { tenants.Run(ctx) })
+		regCfg.Cache = tenants
 	}
 	p.registry = broker.NewRegistry(store, p.sealer, p.github, clock.RealClock{}, regCfg)
 	if err := p.registry.CheckSealed(ctx); err != nil {
@@ -130,16 +143,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if dev != nil && dev.emulator != nil {
 		dev.printBanner(stderr, srv, cfg)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
 	if err := startLeader(ctx, &wg, cfg, p, credentials, log); err != nil {
 		return err
 	}
-	err = srv.Run(ctx)
-	cancel()
-	wg.Wait()
-	return err
+	return srv.Run(ctx)
 }
 
 // newServer builds the API listeners: the services, the guard in front of
@@ -154,7 +161,7 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, dev *de
 		// Every replica stores deliveries; the leader acts on them.
 		handlers["POST /webhooks/github"] = github.WebhookHandler(secret, p.deliveries.Accept, log)
 	}
-	authn, err := authenticators(cfg, p.kube, dev, log)
+	authn, err := authenticators(cfg, p.clients.Requests, dev, log)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +216,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 			lead(ctx)
 			return
 		}
-		err := k8ssync.RunAsLeader(ctx, p.kube, k8ssync.LeaderConfig{Namespace: cfg.namespace, Name: "credbroker", Identity: cfg.identity}, log, lead)
+		err := k8ssync.RunAsLeader(ctx, p.clients.Leader, k8ssync.LeaderConfig{Namespace: cfg.namespace, Name: "credbroker", Identity: cfg.identity}, log, lead)
 		if err != nil {
 			log.Error("leader election", slog.Any("error", err))
 		}

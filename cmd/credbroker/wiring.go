@@ -83,17 +83,18 @@ func serverTLS(cfg serveConfig) (*tls.Config, error) {
 	return c, nil
 }
 
-// kubeClient connects to the cluster named by --kubeconfig, or to the one
-// credbroker runs in; nil when there is neither.
-func kubeClient(cfg serveConfig, getenv func(string) string) (kubernetes.Interface, error) {
+// kubeClients connect to the cluster named by --kubeconfig, or to the one
+// credbroker runs in; ok is false when there is neither.
+func kubeClients(cfg serveConfig, getenv func(string) string) (_ k8ssync.Clients, ok bool, _ error) {
 	if cfg.kubeconfig == "" && getenv("KUBERNETES_SERVICE_HOST") == "" {
-		return nil, nil
+		return k8ssync.Clients{}, false, nil
 	}
 	rc, err := k8ssync.RestConfig(cfg.kubeconfig, float32(cfg.kubeQPS), cfg.kubeBurst)
 	if err != nil {
-		return nil, err
+		return k8ssync.Clients{}, false, err
 	}
-	return k8ssync.NewClient(rc)
+	cs, err := k8ssync.NewClients(rc)
+	return cs, err == nil, err
 }
 
 // stateStore is what both store kinds provide: tenants, sealed credentials,

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/credbroker/credbroker/internal/testenv"
+)
+
+// apiserverRequests sums the API server's apiserver_request_total over the
+// series whose labels contain every one of want (`resource="secrets"`).
+func apiserverRequests(t *testing.T, kube kubernetes.Interface, want ...string) float64 {
+	t.Helper()
+	raw, err := kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(nil, 1<<20)
+next:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(line, w) {
+				continue next
+			}
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// TestAFloodCostsNeitherTheLeaseNorTheAPIServer floods the binary with
+// 2,000 requests a second for 10 s, each with a made-up bearer token that
+// only TokenReview could judge, and checks that the leader keeps renewing
+// its Lease throughout (leader election has a client and budget of its
+// own) and that the API server sees no more TokenReviews than the review
+// budget. Then ValidatePod at its allowed rate, with the Kubernetes store,
+// reads no tenant Secret from the API server: tenants come from a cache.
+func TestAFloodCostsNeitherTheLeaseNorTheAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	ctx := context.Background()
+	cp := testenv.Cluster(t, "credbroker", "shop")
+	kube := cp.Admin
+	dir := t.TempDir()
+	gh, keyFile := shopApp(t, dir)
+	tokens, token := adminTokenFile(t)
+	p := startBinary(t, nil, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--kubeconfig", cp.Kubeconfig(t, "credbroker-flood"), "--store", "kubernetes", "--namespace", "credbroker", "--identity", "replica-1",
+		"--github-url", gh.URL(), "--github-app-id", "77", "--github-app-key-file", keyFile, "--data-dir", filepath.Join(dir, "data"),
+		"--auth-token-file", tokens, "--auth-token-review")
+	if code := post(t, p.httpURL+"/v1/tenants", token, shopTenant); code != http.StatusOK {
+		t.Fatalf("create tenant: %d\n%s", code, p.Output())
+	}
+	leaseHeld := func() (time.Time, error) {
+		l, err := kube.CoordinationV1().Leases("credbroker").Get(ctx, "credbroker", metav1.GetOptions{})
+		if err != nil {
+			return time.Time{}, err
+		}
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "replica-1" || l.Spec.RenewTime == nil {
+			return time.Time{}, fmt.Errorf("lease held by %v", l.Spec.HolderIdentity)
+		}
+		return l.Spec.RenewTime.Time, nil
+	}
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		_, err := leaseHeld()
+		return err == nil, fmt.Sprint(err)
+	})
+
+	reviewsBefore := apiserverRequests(t, kube, `resource="tokenreviews"`)
+	const perSecond, duration = 2000, 10 * time.Second
+	limiter := rate.NewLimiter(perSecond, 50)
+	floodCtx, stop := context.WithTimeout(ctx, duration)
+	defer stop()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Go(func() {
+			for i := 0; limiter.Wait(floodCtx) == nil; i++ {
+				req, _ := http.NewRequest(http.MethodGet, p.httpURL+"/v1/tenants", nil)
+				req.Header.Set("Authorization", fmt.Sprintf("Bearer made-up-%d-%d", w, i))
+				code := 0
+				if resp, err := client.Do(req); err == nil {
+					code = resp.StatusCode
+					_ = resp.Body.Close()
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}
+		})
+	}
+	// The Lease is renewed every 2 s (RetryPeriod) throughout.
+	var renewals []time.Time
+	start := time.Now()
+	for time.Since(start) < duration {
+		renewed, err := leaseHeld()
+		if err != nil {
+			t.Errorf("during the flood: %v", err)
+		} else if len(renewals) == 0 || renewed.After(renewals[len(renewals)-1]) {
+			renewals = append(renewals, renewed)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	wg.Wait()
+	total := 0
+	for _, n := range codes {
+		total += n
+	}
+	reviews := apiserverRequests(t, kube, `resource="tokenreviews"`) - reviewsBefore
+	t.Logf("flood: %d requests in %v (%.0f/s), answers %v; %.0f TokenReviews reached the API server; the Lease was renewed %d times",
+		total, duration, float64(total)/duration.Seconds(), codes, reviews, len(renewals))
+	if total < perSecond*int(duration.Seconds())*8/10 {
+		t.Errorf("only %d requests sent: the flood was not a flood", total)
+	}
+	if codes[http.StatusOK] != 0 || codes[0] > total/100 {
+		t.Errorf("answers %v: made-up tokens must be refused (401/503), and answered", codes)
+	}
+	if budget := 20*duration.Seconds() + 40 + 20; reviews > budget {
+		t.Errorf("%.0f TokenReviews reached the API server, want at most the review budget (%.0f)", reviews, budget)
+	}
+	if len(renewals) < 4 {
+		t.Errorf("the Lease was renewed %d times in %v, want one every ~2 s", len(renewals), duration)
+	}
+
+	// ValidatePod at its allowed rate reads no tenant from the API server.
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		code, _ := testenv.REST(t, http.MethodPost, p.httpURL+"/v1/tenants/shop/pods:validate", token,
+			`{"podSpec":{"containers":[{"name":"app","image":"ghcr.io/shop-org/app:1"}]}}`)
+		return code == http.StatusOK, fmt.Sprintf("ValidatePod: %d", code)
+	})
+	getsBefore := apiserverRequests(t, kube, `resource="secrets"`, `verb="GET"`)
+	podLimiter := rate.NewLimiter(200, 1)
+	for range 400 {
+		if err := podLimiter.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		code, body := testenv.REST(t, http.MethodPost, p.httpURL+"/v1/tenants/shop/pods:validate", token,
+			`{"podSpec":{"containers":[{"name":"app","image":"ghcr.io/shop-org/app:1"}]}}`)
+		if code != http.StatusOK {
+			t.Fatalf("ValidatePod: %d %s", code, body)
+		}
+	}
+	if gets := apiserverRequests(t, kube, `resource="secrets"`, `verb="GET"`) - getsBefore; gets != 0 {
+		t.Errorf("400 ValidatePod calls made %.0f Secret GETs at the API server, want 0 (tenants from the cache)", gets)
+	}
+}

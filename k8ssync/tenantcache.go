@@ -1,0 +1,62 @@
+package k8ssync
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// TenantCache is an informer over the tenant Secrets of a Store's
+// namespace: request-time reads of tenants (the image ownership checks a
+// ValidatingAdmissionPolicy or the backend makes per Pod) cost the API
+// server nothing. It implements broker.TenantCache.
+type TenantCache struct {
+	namespace string
+	informer  cache.SharedIndexInformer
+	factory  informers.SharedInformerFactory
+}
+
+// NewTenantCache returns a cache of the tenants stored in namespace; it
+// fills when Run starts.
+func NewTenantCache(client kubernetes.Interface, namespace string) *TenantCache {
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
+		informers.WithTransform(dropManagedFields),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = storedTenantSelector }))
+	return &TenantCache{namespace: namespace, informer: f.Core().V1().Secrets().Informer(), factory: f}
+}
+
+// Run fills the cache and keeps it current until ctx ends.
+func (c *TenantCache) Run(ctx context.Context) {
+	c.factory.Start(ctx.Done())
+	<-ctx.Done()
+	c.factory.Shutdown()
+}
+
+// CachedTenant implements broker.TenantCache.
+func (c *TenantCache) CachedTenant(id string) (broker.Tenant, bool, error) {
+	if !c.informer.HasSynced() {
+		return broker.Tenant{}, false, nil
+	}
+	obj, exists, err := c.informer.GetStore().GetByKey(c.namespace + "/" + tenantSecretPrefix + id)
+	switch {
+	case err != nil:
+		return broker.Tenant{}, false, nil
+	case !exists:
+		return broker.Tenant{}, true, broker.ErrNotFound
+	}
+	sec, ok := obj.(*corev1.Secret)
+	if !ok {
+		return broker.Tenant{}, true, fmt.Errorf("cached %T is not a Secret", obj)
+	}
+	t, err := decodeTenant(sec)
+	return t, true, err
+}
+
+var _ broker.TenantCache = (*TenantCache)(nil)
