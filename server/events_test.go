@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/internal/testenv"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/server"
 )
@@ -183,4 +185,51 @@ func TestWatchEvents(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("watch after a bad id: %v", err)
 	}
+}
+
+// One identity holds at most MaxStreamsPerCaller watches open; others are
+// not affected, and a closed watch frees its place.
+func TestWatchesAreCappedPerCaller(t *testing.T) {
+	in := start(t, t.TempDir(), server.Services{}, withGuard(nil))
+	createWeb(t, in)
+	events := credbrokerv1.NewEventServiceClient(in.conn)
+	watch := func(ctx context.Context, token string) error {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		stream, err := events.WatchEvents(ctx, &credbrokerv1.WatchEventsRequest{TenantId: "web"})
+		if err != nil {
+			return err
+		}
+		md, err := stream.Header() // the watch is in place, or refused
+		if err == nil && md == nil { // ended without headers: the status says why
+			_, err = stream.Recv()
+		}
+		return err
+	}
+	reader, admin := matrixTokens["tenant-reader:web"].Token, matrixTokens["admin"].Token
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i := range server.MaxStreamsPerCaller {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		if err := watch(ctx, reader); err != nil {
+			t.Fatalf("watch %d: %v", i+1, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := watch(ctx, reader); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("one watch past the cap: %v, want ResourceExhausted", err)
+	}
+	if err := watch(ctx, admin); err != nil {
+		t.Errorf("another caller's watch: %v", err)
+	}
+	cancels[0]()
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		err := watch(ctx, reader)
+		return err == nil, testenv.Errorf("after closing one: %v", err)
+	})
 }

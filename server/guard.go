@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -54,7 +55,15 @@ type Guard struct {
 	forwardKey []byte
 
 	limits *limits
+
+	streamsMu sync.Mutex
+	streams   map[string]int // open streams by caller name
 }
+
+// MaxStreamsPerCaller caps the streams (WatchEvents) one identity holds
+// open: each polls the event log, so a caller that opens thousands would
+// make the store do the work of thousands.
+const MaxStreamsPerCaller = 8
 
 // NewGuard returns a Guard.
 func NewGuard(cfg GuardConfig, log *slog.Logger) *Guard {
@@ -66,7 +75,7 @@ func NewGuard(cfg GuardConfig, log *slog.Logger) *Guard {
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails since Go 1.24
-	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, forwardKey: key, limits: newLimits(cfg.Clock)}
+	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, forwardKey: key, limits: newLimits(cfg.Clock), streams: map[string]int{}}
 }
 
 // Metadata the gateway adds for the gRPC server: the caller's client
@@ -156,7 +165,29 @@ func (g *Guard) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	if err != nil {
 		return err
 	}
+	if !g.openStream(c.id.Name) {
+		return status.Errorf(codes.ResourceExhausted, "%d streams open already; close one first", MaxStreamsPerCaller)
+	}
+	defer g.closeStream(c.id.Name)
 	return handler(srv, &guardedStream{ServerStream: ss, guard: g, call: c})
+}
+
+func (g *Guard) openStream(caller string) bool {
+	g.streamsMu.Lock()
+	defer g.streamsMu.Unlock()
+	if g.streams[caller] >= MaxStreamsPerCaller {
+		return false
+	}
+	g.streams[caller]++
+	return true
+}
+
+func (g *Guard) closeStream(caller string) {
+	g.streamsMu.Lock()
+	defer g.streamsMu.Unlock()
+	if g.streams[caller]--; g.streams[caller] == 0 {
+		delete(g.streams, caller)
+	}
 }
 
 type guardedStream struct {
