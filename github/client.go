@@ -118,8 +118,11 @@ func (o rateLimitObserver) RoundTrip(req *http.Request) (*http.Response, error) 
 
 // clockSigner dates App JWTs by the Client's clock rather than the
 // machine's, as ghinstallation does, so that the broker and an emulated
-// GitHub can share a simulated clock. The dates are ghinstallation's: 30 s
-// in the past, against clock skew, and valid for two minutes.
+// GitHub can share a simulated clock. GitHub refuses an iat in its future
+// and an exp more than 10 minutes ahead of its clock; iat is 60 s in the
+// past, as GitHub advises (ghinstallation takes 30 s, so a host clock 30 s
+// fast could not authenticate), and the JWT lives two minutes from now: a
+// host clock up to a minute off either way still authenticates.
 type clockSigner struct {
 	ghinstallation.Signer
 	clock clock.PassiveClock
@@ -127,8 +130,8 @@ type clockSigner struct {
 
 func (s clockSigner) Sign(claims jwt.Claims) (string, error) {
 	if rc, ok := claims.(*jwt.RegisteredClaims); ok {
-		iat := s.clock.Now().Add(-30 * time.Second).Truncate(time.Second)
-		rc.IssuedAt, rc.ExpiresAt = jwt.NewNumericDate(iat), jwt.NewNumericDate(iat.Add(2*time.Minute))
+		now := s.clock.Now().Truncate(time.Second)
+		rc.IssuedAt, rc.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)), jwt.NewNumericDate(now.Add(2*time.Minute))
 	}
 	return s.Signer.Sign(claims)
 }
@@ -276,6 +279,23 @@ func classifyMint(op string, err error, now time.Time) error {
 
 // PackageScopes are the classic PAT scopes that let a token pull packages.
 var PackageScopes = []string{"read:packages", "write:packages", "delete:packages"}
+
+// Recheck asks GitHub whether a credential is still good: a PAT is
+// validated again, an installation token lists what it may read. A
+// credential GitHub no longer accepts is TOKEN_REVOKED.
+func (c *Client) Recheck(ctx context.Context, cred broker.Credential) error {
+	if cred.Kind == broker.KindPAT {
+		_, err := c.ValidatePAT(ctx, cred.Token)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	_, _, err := c.withToken(cred.Token).Apps.ListRepos(ctx, &gh.ListOptions{PerPage: 1})
+	if err != nil {
+		return classify("check installation token", err, statusReasons{http.StatusUnauthorized: broker.ReasonTokenRevoked}, c.cfg.Clock.Now())
+	}
+	return nil
+}
 
 // ValidatePAT asks GitHub whose classic PAT this is, which scopes it has and
 // when it expires. A PAT without a package scope returns its owner together

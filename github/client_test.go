@@ -255,6 +255,15 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 			_, err = f.newClient(t, other).MintInstallationToken(ctx, installationID, nil, nil)
 			return err
 		}, broker.ReasonAppCredentialsRejected},
+		{"App id GitHub does not know: 404 Integration not found is not a deleted installation", nil, func(f *fixture) error {
+			key, _ := testAppKey(t)
+			c, err := github.New(github.Config{BaseURL: f.gh.URL(), AppID: appID + 1, PrivateKey: key, Clock: f.clock, CallTimeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.MintInstallationToken(ctx, installationID, nil, nil)
+			return err
+		}, broker.ReasonAppCredentialsRejected},
 		{"App JWT expired by GitHub's clock", func(f *fixture) { f.skewGitHub(t, time.Hour) }, func(f *fixture) error {
 			_, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
 			return err
@@ -405,5 +414,22 @@ func TestRateLimitRemainingIsReported(t *testing.T) {
 	}
 	if fmt.Sprint(seen) != "[99 98]" {
 		t.Errorf("reported %v, want [99 98]", seen)
+	}
+}
+
+// A host clock up to 45 s off GitHub's, either way, still authenticates
+// the App (GitHub refuses an iat in its future and an exp more than
+// 10 minutes ahead); ghinstallation's own dating (iat 30 s back) failed at
+// +45 s.
+func TestAppJWTsSurviveASkewedHostClock(t *testing.T) {
+	for _, skew := range []time.Duration{-45 * time.Second, 45 * time.Second} {
+		t.Run(fmt.Sprint(skew), func(t *testing.T) {
+			f := newFixture(t)
+			f.skewGitHub(t, -skew) // the host is skew ahead of GitHub
+			_, err := f.client.MintInstallationToken(context.Background(), installationID, nil, nil)
+			if f.record(err) != nil {
+				t.Errorf("host clock %v off GitHub's: %v", skew, err)
+			}
+		})
 	}
 }

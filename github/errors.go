@@ -75,6 +75,9 @@ type statusReasons map[int]broker.Reason
 
 // classify turns a go-github error into an *Error or *RateLimitError. Only
 // GitHub's message is kept from the response: it never echoes credentials.
+// integrationNotFound is GitHub's message for a JWT whose iss names no App.
+const integrationNotFound = "Integration not found"
+
 func classify(op string, err error, reasons statusReasons, now time.Time) error {
 	var rl *gh.RateLimitError
 	if errors.As(err, &rl) {
@@ -111,6 +114,11 @@ func fromStatus(op string, resp *http.Response, err error, reasons statusReasons
 		if code == http.StatusTooManyRequests {
 			return &RateLimitError{Op: op, Wait: defaultSecondaryWait, Secondary: true}
 		}
+	}
+	if code == http.StatusNotFound && err != nil && err.Error() == integrationNotFound {
+		// A JWT for an App GitHub does not know: the App's credentials are
+		// wrong, the installation is not gone.
+		return &Error{Op: op, Cause: broker.ReasonAppCredentialsRejected, Status: code, Err: err}
 	}
 	if reason, ok := reasons[code]; ok {
 		return &Error{Op: op, Cause: reason, Status: code, Err: err}

@@ -49,6 +49,12 @@ type ProberConfig struct {
 	Clock    clock.PassiveClock // the real clock when nil
 	// Sleep waits between replication-lag retries; tests make it instant.
 	Sleep func(context.Context, time.Duration) error
+	// Recheck asks GitHub whether a credential is still good (Client.Recheck).
+	// ghcr.io answers 403 DENIED at its token endpoint alike for a revoked
+	// or expired credential and for one that may not pull, so a refused
+	// login is told apart by asking GitHub; without Recheck it is named
+	// NO_PACKAGE_ACCESS or APP_TOKEN_NOT_ACCEPTED.
+	Recheck func(ctx context.Context, cred broker.Credential) error
 }
 
 // Prober proves that a credential pulls an image, with the same token
@@ -203,7 +209,7 @@ func (p *Prober) bearerToken(ctx context.Context, cred broker.Credential, t prob
 	case http.StatusUnauthorized:
 		return "", resp.StatusCode, reasonErr(broker.ReasonTokenRevoked, "the registry rejected the login of %s", cred.Username)
 	case http.StatusForbidden:
-		return "", resp.StatusCode, denied(cred, t)
+		return "", resp.StatusCode, p.refusedLogin(ctx, cred, t)
 	default:
 		return "", resp.StatusCode, unexpected(resp.StatusCode, "token request")
 	}
@@ -218,6 +224,24 @@ func (p *Prober) bearerToken(ctx context.Context, cred broker.Credential, t prob
 		return body.Token, resp.StatusCode, nil
 	}
 	return body.AccessToken, resp.StatusCode, nil
+}
+
+// refusedLogin names a 403 at the token endpoint: a credential GitHub no
+// longer accepts (TOKEN_REVOKED, or whatever GitHub's answer says), or
+// else one that may not pull.
+func (p *Prober) refusedLogin(ctx context.Context, cred broker.Credential, t probeTarget) error {
+	if p.cfg.Recheck == nil {
+		return denied(cred, t)
+	}
+	err := p.cfg.Recheck(ctx, cred)
+	switch reason := broker.ReasonOf(err); {
+	case err == nil:
+		return denied(cred, t)
+	case reason == broker.ReasonTokenRevoked || reason == broker.ReasonMissingScope || reason == broker.ReasonFineGrainedPAT:
+		return reasonErr(reason, "the registry refused the login of %s, and GitHub says: %v", cred.Username, err)
+	default:
+		return reasonErr(broker.ReasonOf(denied(cred, t)), "the registry refused the login of %s (403), and GitHub could not say why: %v", cred.Username, err)
+	}
 }
 
 // denied names why a logged-in credential may not pull. ghcr.io lets App

@@ -41,10 +41,16 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 			f.gh.AddImage("octo/app", "v1")
 			return patCredential(), f.gh.RegistryHost() + "/octo/app:v1"
 		}, broker.ReasonNoPackageAccess},
-		{"revoked PAT cannot log in", func(_ *testing.T, f *fixture) (broker.Credential, string) {
+		{"revoked PAT: ghcr.io's 403 DENIED at login, GitHub says revoked", func(_ *testing.T, f *fixture) (broker.Credential, string) {
 			f.gh.Revoke(patToken)
 			f.gh.AddImage("octo/app", "v1")
 			return patCredential(), f.gh.RegistryHost() + "/octo/app:v1"
+		}, broker.ReasonTokenRevoked},
+		{"expired App token: 403 DENIED at login, GitHub says bad credentials", func(t *testing.T, f *fixture) (broker.Credential, string) {
+			f.gh.AddImage("acme/api", "v1")
+			cred := mintOld(t, f)
+			f.clock.Step(2 * time.Hour)
+			return cred, f.gh.RegistryHost() + "/acme/api:v1"
 		}, broker.ReasonTokenRevoked},
 		{"App token logs in but is denied, as on ghcr.io", func(t *testing.T, f *fixture) (broker.Credential, string) {
 			f.gh.AddImage("acme/api", "v1")
@@ -68,7 +74,7 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			cred, image := tc.setup(t, f)
-			prober := github.NewProber(github.ProberConfig{Clock: f.clock, Timeout: 5 * time.Second})
+			prober := github.NewProber(github.ProberConfig{Clock: f.clock, Timeout: 5 * time.Second, Recheck: f.client.Recheck})
 			assertOutcome(t, f.record(prober.Probe(ctx, cred, image)), tc.want)
 		})
 	}
@@ -102,7 +108,7 @@ func TestProbeRetriesAFreshTokenThroughReplicationLag(t *testing.T) {
 		f.clock.Step(d)
 		return nil
 	}
-	prober := github.NewProber(github.ProberConfig{Clock: f.clock, Sleep: sleep})
+	prober := github.NewProber(github.ProberConfig{Clock: f.clock, Sleep: sleep, Recheck: f.client.Recheck})
 	if err := prober.Probe(ctx, cred, f.gh.RegistryHost()+"/acme/api:v1"); err != nil {
 		t.Fatalf("probe of a lagging fresh token: %v", err)
 	}

@@ -206,7 +206,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")
 		return nil
 	}
-	term := leader.Term{Kube: p.kube, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{}),
+	term := leader.Term{Kube: p.kube, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope()},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}

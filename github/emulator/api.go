@@ -21,11 +21,11 @@ type app struct {
 	key *rsa.PublicKey
 }
 
-// maxJWTLifetime is GitHub's limit on an App JWT's exp − iat.
-const maxJWTLifetime = 10 * time.Minute
-
-// jwtClockSkew is how far in the future an App JWT's iat may be.
-const jwtClockSkew = 60 * time.Second
+// maxJWTAhead is how far ahead of GitHub's clock an App JWT's exp may be
+// ("no more than 10 minutes into the future"); its iat may not be in
+// GitHub's future at all. GitHub's own example, iat = now − 60 s and
+// exp = now + 600 s, passes.
+const maxJWTAhead = 10 * time.Minute
 
 // AddApp registers a GitHub App by its id and public key.
 func (s *Server) AddApp(appID int64, key *rsa.PublicKey) {
@@ -50,6 +50,7 @@ func (s *Server) apiHandler() http.Handler {
 	mux.HandleFunc(RouteMintToken, s.api(RouteMintToken, s.mintToken))
 	mux.HandleFunc(RouteRevokeToken, s.api(RouteRevokeToken, s.revokeToken))
 	mux.HandleFunc(RouteUser, s.api(RouteUser, s.user))
+	mux.HandleFunc(RouteInstallationRepositories, s.api(RouteInstallationRepositories, s.installationRepositories))
 	mux.Handle(ControlPrefix, s.controlHandler())
 	return mux
 }
@@ -120,7 +121,7 @@ func (s *Server) appFromJWT(w http.ResponseWriter, r *http.Request) *app {
 	appID, _ := strconv.ParseInt(claims.Issuer, 10, 64)
 	a, ok := s.apps[appID]
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "'Issuer' claim ('iss') must be an Integer of a known GitHub App")
+		writeError(w, http.StatusNotFound, "Integration not found")
 		return nil
 	}
 	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithoutClaimsValidation()).
@@ -131,11 +132,11 @@ func (s *Server) appFromJWT(w http.ResponseWriter, r *http.Request) *app {
 	}
 	now := s.clock.Now()
 	switch {
-	case claims.IssuedAt == nil || claims.IssuedAt.After(now.Add(jwtClockSkew)):
+	case claims.IssuedAt == nil || claims.IssuedAt.After(now):
 		writeError(w, http.StatusUnauthorized, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued")
 	case claims.ExpiresAt == nil || !claims.ExpiresAt.After(now):
 		writeError(w, http.StatusUnauthorized, "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires")
-	case claims.ExpiresAt.Sub(claims.IssuedAt.Time) > maxJWTLifetime:
+	case claims.ExpiresAt.After(now.Add(maxJWTAhead)):
 		writeError(w, http.StatusUnauthorized, "'Expiration time' claim ('exp') is too far in the future")
 	default:
 		return a
@@ -267,6 +268,23 @@ func (s *Server) user(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("GitHub-Authentication-Token-Expiration", expirationHeader(p.ExpiresAt, layout))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"login": p.Owner.Login, "id": p.Owner.ID, "type": p.Owner.Type})
+}
+
+// installationRepositories answers an installation token with the
+// repositories it may read (the emulator lists none), and anything else
+// with 401 Bad credentials, as GitHub does.
+func (s *Server) installationRepositories(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	cred, msg := s.authenticate(bearer(r))
+	s.mu.Unlock()
+	switch {
+	case msg != "":
+		writeError(w, http.StatusUnauthorized, msg)
+	case cred.app == nil:
+		writeError(w, http.StatusForbidden, "You must authenticate with an installation access token in order to list repositories for an installation.")
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"total_count": 0, "repositories": []any{}})
+	}
 }
 
 // expirationHeader formats like GitHub: "2026-12-01 10:00:00 UTC", or with a

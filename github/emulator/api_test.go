@@ -45,12 +45,14 @@ func TestAppJWTRules(t *testing.T) {
 		message   string
 	}{
 		{"valid", sign(jwt.SigningMethodRS256, key, "7", now.Add(-30*time.Second), now.Add(2*time.Minute)), http.StatusOK, ""},
-		{"lives longer than 10 minutes", sign(jwt.SigningMethodRS256, key, "7", now, now.Add(11*time.Minute)), http.StatusUnauthorized, "too far in the future"},
+		{"GitHub's own example: iat 60 s back, exp 10 minutes ahead", sign(jwt.SigningMethodRS256, key, "7", now.Add(-time.Minute), now.Add(10*time.Minute)), http.StatusOK, ""},
+		{"exp more than 10 minutes ahead", sign(jwt.SigningMethodRS256, key, "7", now.Add(-time.Minute), now.Add(10*time.Minute+time.Second)), http.StatusUnauthorized, "too far in the future"},
+		{"iat a second in GitHub's future", sign(jwt.SigningMethodRS256, key, "7", now.Add(time.Second), now.Add(5*time.Minute)), http.StatusUnauthorized, "'Issued at'"},
 		{"expired", sign(jwt.SigningMethodRS256, key, "7", now.Add(-5*time.Minute), now.Add(-time.Second)), http.StatusUnauthorized, "'Expiration time'"},
 		{"issued in the future", sign(jwt.SigningMethodRS256, key, "7", now.Add(2*time.Minute), now.Add(5*time.Minute)), http.StatusUnauthorized, "'Issued at'"},
 		{"signed by another key", sign(jwt.SigningMethodRS256, other, "7", now, now.Add(time.Minute)), http.StatusUnauthorized, "could not be decoded"},
 		{"HMAC instead of RS256", sign(jwt.SigningMethodHS256, []byte("k"), "7", now, now.Add(time.Minute)), http.StatusUnauthorized, "could not be decoded"},
-		{"unknown App", sign(jwt.SigningMethodRS256, key, "8", now, now.Add(time.Minute)), http.StatusUnauthorized, "'Issuer'"},
+		{"unknown App", sign(jwt.SigningMethodRS256, key, "8", now, now.Add(time.Minute)), http.StatusNotFound, "Integration not found"},
 		{"not a JWT", "hello", http.StatusUnauthorized, "could not be decoded"},
 	}
 	for _, tc := range tests {

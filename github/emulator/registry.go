@@ -121,6 +121,8 @@ func (s *Server) AddImage(repository, tag string) string {
 func (s *Server) registryHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /token", s.registryToken)
+	// containerd asks with an OAuth2 password grant first (POST, form).
+	mux.HandleFunc("POST /token", s.registryToken)
 	mux.HandleFunc("/v2/", s.registryV2)
 	return mux
 }
@@ -129,13 +131,25 @@ func registryError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, map[string]any{"errors": []map[string]string{{"code": code, "message": message}}})
 }
 
-// registryToken is the realm: Basic auth with a PAT or installation token,
+// registryToken is the realm: Basic auth (GET) or an OAuth2 password grant
+// (POST, as containerd asks first) with a PAT or installation token,
 // answered with a signed token granting what that credential may do. An
-// unknown credential is refused (401); a known one that may not pull gets a
-// token without access, which the registry then refuses — the "logs in but
-// is denied" of App tokens on ghcr.io.
+// unknown, revoked or expired credential is refused as ghcr.io refuses it:
+// 403 {"errors":[{"code":"DENIED","message":"denied"}]} (docker shows
+// "denied: denied"); a known one that may not pull gets a token without
+// access, which the registry then refuses — the "logs in but is denied" of
+// App tokens on ghcr.io.
 func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	_, password, hasAuth := r.BasicAuth()
+	params := r.URL.Query()
+	if r.Method == http.MethodPost {
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "password" {
+			registryError(w, http.StatusBadRequest, "UNSUPPORTED", "unsupported grant_type")
+			return
+		}
+		params = r.PostForm
+		password, hasAuth = params.Get("password"), params.Get("password") != ""
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[RouteRegistryToken]++
@@ -143,12 +157,12 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	if hasAuth {
 		var msg string
 		if cred, msg = s.authenticate(password); msg != "" {
-			registryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+			registryError(w, http.StatusForbidden, "DENIED", "denied")
 			return
 		}
 	}
 	access := []map[string]any{}
-	for _, scope := range r.URL.Query()["scope"] {
+	for _, scope := range params["scope"] {
 		for sc := range strings.FieldsSeq(scope) {
 			first, last := strings.Index(sc, ":"), strings.LastIndex(sc, ":")
 			if first < 0 || first == last || sc[:first] != "repository" {
@@ -177,7 +191,7 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
 		"iss":    RegistryIssuer,
 		"sub":    subject,
-		"aud":    r.URL.Query().Get("service"),
+		"aud":    params.Get("service"),
 		"iat":    now.Unix(),
 		"nbf":    now.Add(-time.Second).Unix(),
 		"exp":    now.Add(registryTokenLifetime).Unix(),

@@ -6,12 +6,14 @@
 // fail with a 502, or lag behind a fresh token.
 //
 // Like GitHub it verifies App JWTs (RS256 with the App's public key, iss =
-// App id, iat not in the future, exp in the future and at most 10 minutes
-// after iat), mints installation tokens that expire (1 h unless set), refuses
+// App id, iat not in its future, exp in its future and at most 10 minutes
+// ahead of its clock), mints installation tokens that expire (1 h unless set), refuses
 // permissions or repositories an installation lacks, answers /user for
 // classic PATs with X-OAuth-Scopes and GitHub-Authentication-Token-Expiration,
-// and counts every call. Its registry lets App installation tokens log in but
-// denies them private pulls, as ghcr.io does, unless told otherwise.
+// and counts every call. Its registry answers a login with an unknown,
+// revoked or expired credential 403 DENIED, lets App installation tokens
+// log in but denies them private pulls, as ghcr.io does (unless told
+// otherwise), and takes containerd's OAuth2 POST as well as GET.
 package emulator
 
 import (
@@ -35,6 +37,9 @@ const (
 	RouteRevokeToken     = "DELETE /installation/token"
 	RouteUser            = "GET /user"
 	RouteRegistryToken   = "GET /token"
+	// RouteInstallationRepositories is what an installation token may
+	// read; credbroker asks it whether a token is still good.
+	RouteInstallationRepositories = "GET /installation/repositories"
 	RouteManifest        = "HEAD /v2/{name}/manifests/{ref}"
 )
 
