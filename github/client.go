@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -84,6 +85,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.OnRateLimit != nil {
 		cfg.Transport = rateLimitObserver{next: cfg.Transport, observe: cfg.OnRateLimit}
 	}
+	cfg.Transport = secondaryLimitWait{next: cfg.Transport}
 	c := &Client{cfg: cfg, baseURL: base}
 	if (cfg.AppID == 0) != (cfg.PrivateKey == nil) {
 		return nil, errors.New("a GitHub App needs both an App id and a private key")
@@ -98,6 +100,27 @@ func New(cfg Config) (*Client, error) {
 		c.app = c.newClient(atr)
 	}
 	return c, nil
+}
+
+// secondaryLimitWait gives a secondary rate limit that came without
+// Retry-After GitHub's advised wait of a minute. Without it go-github would
+// read X-RateLimit-Reset — the primary budget's hourly reset — as the wait,
+// and refuse every call of the client until then, without asking GitHub.
+type secondaryLimitWait struct{ next http.RoundTripper }
+
+func (t secondaryLimitWait) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || (resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusTooManyRequests) ||
+		resp.Header.Get("Retry-After") != "" || resp.Header.Get("X-RateLimit-Remaining") == "0" {
+		return resp, err
+	}
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if rerr == nil && bytes.Contains(bytes.ToLower(body), []byte("secondary rate limit")) {
+		resp.Header.Set("Retry-After", strconv.Itoa(int(defaultSecondaryWait.Seconds())))
+	}
+	return resp, nil
 }
 
 // rateLimitObserver reports the rate-limit headers of every answer.

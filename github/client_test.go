@@ -328,6 +328,41 @@ func TestRateLimitWaitsComeFromHeaders(t *testing.T) {
 			t.Errorf("GitHub was called %d times during a secondary-limit wait, want 1", n)
 		}
 	})
+	t.Run("secondary without Retry-After: a minute, not the hourly reset", func(t *testing.T) {
+		f := newFixture(t)
+		f.gh.SecondaryLimitNext(1, 0)
+		_, err := f.client.MintInstallationToken(ctx, installationID, nil, nil)
+		var rl *github.RateLimitError
+		if !errors.As(f.record(err), &rl) || !rl.Secondary || rl.Wait != time.Minute {
+			t.Fatalf("err = %v, want a secondary *RateLimitError waiting 1m (GitHub's advice)", err)
+		}
+	})
+	t.Run("primary as 429", func(t *testing.T) {
+		f := newFixture(t)
+		f.gh.SetRateLimit(1)
+		f.gh.SetRateLimitStatus(http.StatusTooManyRequests)
+		if _, err := f.client.Installation(ctx, installationID); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.client.Installation(ctx, installationID)
+		var rl *github.RateLimitError
+		if !errors.As(f.record(err), &rl) || rl.Secondary || rl.Wait != time.Hour {
+			t.Fatalf("err = %v, want a primary *RateLimitError waiting until the reset (1h)", err)
+		}
+	})
+	t.Run("one budget per credential", func(t *testing.T) {
+		f := newFixture(t)
+		f.gh.SetRateLimit(1)
+		if _, err := f.client.Installation(ctx, installationID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.client.Installation(ctx, installationID); broker.ReasonOf(f.record(err)) != broker.ReasonRateLimited {
+			t.Fatalf("the App's second call: %v, want its budget spent", err)
+		}
+		if _, err := f.client.ValidatePAT(ctx, patToken); err != nil {
+			t.Errorf("a PAT has a budget of its own: %v", err)
+		}
+	})
 }
 
 func TestValidatePATReadsOwnerScopesAndExpiry(t *testing.T) {
@@ -406,14 +441,16 @@ func TestRateLimitRemainingIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.MintInstallationToken(context.Background(), installationID, nil, nil); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := c.MintInstallationToken(context.Background(), installationID, nil, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := c.ValidatePAT(context.Background(), patToken); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(seen) != "[99 98]" {
-		t.Errorf("reported %v, want [99 98]", seen)
+	if fmt.Sprint(seen) != "[99 98 99]" {
+		t.Errorf("reported %v, want [99 98 99] (the App's budget, then the PAT's own)", seen)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -79,7 +80,10 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request)) h
 			s.secondary--
 			wait := s.secondaryWait
 			s.mu.Unlock()
-			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
+			if wait > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
+			}
+			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(now.Add(time.Hour).Unix(), 10))
 			writeJSON(w, http.StatusForbidden, map[string]string{
 				"message":           "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
 				"documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
@@ -87,24 +91,50 @@ func (s *Server) api(route string, h func(http.ResponseWriter, *http.Request)) h
 			return
 		}
 		if s.rateLimit > 0 {
-			if !now.Before(s.rateReset) {
-				s.rateUsed, s.rateReset = 0, now.Add(time.Hour).Truncate(time.Second)
+			b := s.budgets[s.budgetKey(r)]
+			if b == nil || !now.Before(b.reset) {
+				b = &budget{reset: now.Add(time.Hour).Truncate(time.Second)}
+				s.budgets[s.budgetKey(r)] = b
 			}
-			remaining := s.rateLimit - s.rateUsed
 			w.Header().Set("X-RateLimit-Limit", strconv.Itoa(s.rateLimit))
-			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(s.rateReset.Unix(), 10))
-			if remaining <= 0 {
+			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(b.reset.Unix(), 10))
+			w.Header().Set("X-RateLimit-Resource", "core")
+			if b.used >= s.rateLimit {
+				status := s.rateStatus
 				s.mu.Unlock()
 				w.Header().Set("X-RateLimit-Remaining", "0")
-				writeError(w, http.StatusForbidden, "API rate limit exceeded for installation.")
+				w.Header().Set("X-RateLimit-Used", strconv.Itoa(s.rateLimit))
+				writeError(w, status, "API rate limit exceeded for installation.")
 				return
 			}
-			s.rateUsed++
-			w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining-1))
+			b.used++
+			w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(s.rateLimit-b.used))
+			w.Header().Set("X-RateLimit-Used", strconv.Itoa(b.used))
 		}
 		s.mu.Unlock()
 		h(w, r)
 	}
+}
+
+// budgetKey names the rate-limit budget a request spends: its App (a JWT),
+// its installation (an installation token) or its user (a PAT). Must be
+// called with s.mu held.
+func (s *Server) budgetKey(r *http.Request) string {
+	token := bearer(r)
+	if strings.Count(token, ".") == 2 {
+		var claims jwt.RegisteredClaims
+		if _, _, err := jwt.NewParser().ParseUnverified(token, &claims); err == nil {
+			return "app:" + claims.Issuer
+		}
+	}
+	if t, ok := s.appTokens[token]; ok {
+		return "installation:" + strconv.FormatInt(t.installationID, 10)
+	}
+	if p, ok := s.pats[token]; ok {
+		return "user:" + p.Owner.Login
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return "anonymous:" + host
 }
 
 // appFromJWT verifies the request's App JWT the way GitHub does and returns

@@ -99,12 +99,19 @@ type Server struct {
 	outageStatus    int
 	secondary       int // next API calls refused by a secondary limit
 	secondaryWait   time.Duration
-	rateLimit       int // calls per hour; 0 = unlimited
-	rateUsed        int
-	rateReset       time.Time
+	rateLimit       int // calls per hour and credential; 0 = unlimited
+	rateStatus      int // what a call past the limit gets: 403 or 429
+	budgets         map[string]*budget
 	lag             time.Duration
 	expirationStyle string
 	registry        *registry
+}
+
+// budget is one credential's primary rate limit window: GitHub counts per
+// App (JWT), per installation (its tokens) and per user (PATs).
+type budget struct {
+	used  int
+	reset time.Time
 }
 
 type installation struct {
@@ -131,6 +138,8 @@ func NewServer() *Server {
 		revoked:         map[string]bool{},
 		calls:           map[string]int{},
 		secondaryWait:   time.Minute,
+		rateStatus:      http.StatusForbidden,
+		budgets:         map[string]*budget{},
 		expirationStyle: ExpirationLayoutZone,
 	}
 	s.API = httptest.NewServer(s.apiHandler())
@@ -162,17 +171,28 @@ func (s *Server) SetTokenLifetime(d time.Duration) {
 	s.tokenLifetime = d
 }
 
-// SetRateLimit gives API calls a budget per hour, like GitHub's primary rate
-// limit; past it calls fail with 403 and X-RateLimit-Remaining: 0 until the
-// reset. 0 removes the limit.
+// SetRateLimit gives each credential a budget of API calls per hour, like
+// GitHub's primary rate limit (per App, installation or user); past it
+// calls fail with 403 (or what SetRateLimitStatus says) and
+// X-RateLimit-Remaining: 0 until the reset. 0 removes the limit.
 func (s *Server) SetRateLimit(perHour int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rateLimit, s.rateUsed, s.rateReset = perHour, 0, time.Time{}
+	s.rateLimit, s.budgets = perHour, map[string]*budget{}
+}
+
+// SetRateLimitStatus sets the status of a call past the primary limit:
+// GitHub sends 403 or 429.
+func (s *Server) SetRateLimitStatus(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rateStatus = status
 }
 
 // SecondaryLimitNext makes the next n API calls hit a secondary rate limit
-// with Retry-After: wait (as whole seconds).
+// with Retry-After: wait (as whole seconds), or with no Retry-After when
+// wait is zero (GitHub then advises waiting a minute; its answer still
+// carries the primary budget's X-RateLimit-Reset, up to an hour away).
 func (s *Server) SecondaryLimitNext(n int, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
