@@ -273,6 +273,13 @@ func (c *Client) MintInstallationToken(ctx context.Context, installationID int64
 	if err != nil {
 		return broker.Credential{}, fmt.Errorf("%s: %w", op, err)
 	}
+	// Least privilege holds only if GitHub granted no repository beyond
+	// those asked for (it lists them when a selection was made).
+	for _, repo := range tok.Repositories {
+		if len(repositories) > 0 && !slices.Contains(repositories, repo.GetName()) {
+			return broker.Credential{}, fmt.Errorf("%s: GitHub granted repository %s, which was not asked for", op, repo.GetName())
+		}
+	}
 	return broker.Credential{
 		Kind:        broker.KindGitHubApp,
 		Username:    broker.AppTokenUsername,

@@ -3,6 +3,7 @@ package github_test
 import (
 	"context"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
 	"github.com/credbroker/credbroker/github/emulator"
+	jwt "github.com/golang-jwt/jwt/v4"
 )
 
 // newClock is a settable clock shared by the emulator and the client.
@@ -469,4 +471,61 @@ func TestAppJWTsSurviveASkewedHostClock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A token for selected repositories: GitHub lists them in its reply (by
+// name or by repository_ids), tokens are longer than 40 characters, and a
+// repository outside the installation is MISSING_SCOPE.
+func TestMintForSelectedRepositories(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.gh.AddInstallation(emulator.Installation{ID: 43, AppID: appID, Account: emulator.Account{Login: "acme", ID: 1001, Type: "Organization"},
+		Permissions: map[string]string{"packages": "read"}, Repositories: []string{"api", "web"}})
+	cred, err := f.client.MintInstallationToken(ctx, 43, nil, []string{"api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cred.Token) <= 40 {
+		t.Errorf("token of %d characters; the emulator mints longer ones, as GitHub will", len(cred.Token))
+	}
+	_, err = f.client.MintInstallationToken(ctx, 43, nil, []string{"ops"})
+	assertReason(t, f.record(err), broker.ReasonMissingScope)
+
+	// repository_ids, as GitHub documents them, with the reply's list.
+	key, _ := testAppKey(t)
+	jwtTok := appJWT(t, key, f.clock.Now())
+	body := fmt.Sprintf(`{"repository_ids":[%d]}`, emulator.RepositoryID("web"))
+	req, _ := http.NewRequest(http.MethodPost, f.gh.URL()+"app/installations/43/access_tokens", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+jwtTok)
+	req.ContentLength = int64(len(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var reply struct {
+		Selection    string `json:"repository_selection"`
+		Repositories []struct {
+			ID       int64  `json:"id"`
+			FullName string `json:"full_name"`
+		} `json:"repositories"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("mint by repository_ids: %d %v", resp.StatusCode, err)
+	}
+	if reply.Selection != "selected" || len(reply.Repositories) != 1 || reply.Repositories[0].FullName != "acme/web" {
+		t.Errorf("reply %+v, want the one selected repository acme/web", reply)
+	}
+}
+
+// appJWT is an App JWT as GitHub documents it: iat 60 s back, exp
+// 10 minutes ahead.
+func appJWT(t *testing.T, key *rsa.PrivateKey, now time.Time) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{Issuer: fmt.Sprint(appID),
+		IssuedAt: jwt.NewNumericDate(now.Add(-time.Minute)), ExpiresAt: jwt.NewNumericDate(now.Add(10 * time.Minute))}).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

@@ -61,6 +61,10 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 			f.gh.AddImage("acme/api", "v1")
 			return mintOld(t, f), f.gh.RegistryHost() + "/acme/api:v1"
 		}, ""},
+		{"a multi-arch image: the probe asks for an index, as pull clients do", func(_ *testing.T, f *fixture) (broker.Credential, string) {
+			f.gh.AddMultiArchImage("octo/multi", "v1")
+			return patCredential(), f.gh.RegistryHost() + "/octo/multi:v1"
+		}, ""},
 		{"image that does not exist", func(_ *testing.T, f *fixture) (broker.Credential, string) {
 			return patCredential(), f.gh.RegistryHost() + "/octo/missing:v1"
 		}, broker.ReasonImageNotFound},

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"hash/fnv"
 	"maps"
 	"net"
 	"net/http"
@@ -211,8 +212,9 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 	}
 	id, _ := parseID(r)
 	var req struct {
-		Repositories []string          `json:"repositories"`
-		Permissions  map[string]string `json:"permissions"`
+		Repositories  []string          `json:"repositories"`
+		RepositoryIDs []int64           `json:"repository_ids"`
+		Permissions   map[string]string `json:"permissions"`
 	}
 	if r.ContentLength != 0 {
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -241,7 +243,16 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	for _, repo := range req.Repositories {
+	selected := slices.Clone(req.Repositories)
+	for _, id := range req.RepositoryIDs {
+		i := slices.IndexFunc(in.Repositories, func(name string) bool { return RepositoryID(name) == id })
+		if i < 0 {
+			writeError(w, http.StatusUnprocessableEntity, "There is at least one repository that does not exist or is not accessible to the parent installation.")
+			return
+		}
+		selected = append(selected, in.Repositories[i])
+	}
+	for _, repo := range selected {
 		if len(in.Repositories) > 0 && !slices.Contains(in.Repositories, repo) {
 			writeError(w, http.StatusUnprocessableEntity, "There is at least one repository that does not exist or is not accessible to the parent installation.")
 			return
@@ -251,16 +262,28 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 	tok := randomToken("ghs_")
 	t := &appToken{installationID: id, permissions: perms, issuedAt: now, expiresAt: now.Add(s.tokenLifetime)}
 	s.appTokens[tok] = t
-	selection := "all"
-	if len(req.Repositories) > 0 {
-		selection = "selected"
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{
+	reply := map[string]any{
 		"token":                tok,
 		"expires_at":           t.expiresAt.UTC().Format(time.RFC3339),
 		"permissions":          perms,
-		"repository_selection": selection,
-	})
+		"repository_selection": "all",
+	}
+	if len(selected) > 0 {
+		var repos []map[string]any
+		for _, name := range selected {
+			repos = append(repos, map[string]any{"id": RepositoryID(name), "name": name, "full_name": in.Account.Login + "/" + name})
+		}
+		reply["repository_selection"], reply["repositories"] = "selected", repos
+	}
+	writeJSON(w, http.StatusCreated, reply)
+}
+
+// RepositoryID is the id the emulator gives a repository of an
+// installation: stable, derived from its name.
+func RepositoryID(name string) int64 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return int64(h.Sum32())
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -72,5 +73,44 @@ func TestAppJWTRules(t *testing.T) {
 	}
 	if n := s.Calls(RouteGetInstallation); n != len(tests) {
 		t.Errorf("counted %d calls, want %d", n, len(tests))
+	}
+}
+
+// Like ghcr.io, the registry answers 404 for a multi-arch image to a client
+// whose Accept names no index type.
+func TestAnIndexNeedsAnAcceptThatNamesIt(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	s.AddMultiArchImage("octo/multi", "v1")
+	// A token the realm issues for a PAT that may pull.
+	s.AddPAT("ghp_reader", PAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	tokenReq, _ := http.NewRequest(http.MethodGet, s.RegistryRealm()+"?service="+s.RegistryService()+"&scope=repository:octo/multi:pull", nil)
+	tokenReq.SetBasicAuth("octo", "ghp_reader")
+	resp, err := http.DefaultClient.Do(tokenReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	_ = resp.Body.Close()
+	for _, tc := range []struct {
+		accept string
+		want   int
+	}{
+		{"application/vnd.oci.image.manifest.v1+json", http.StatusNotFound},
+		{"application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json", http.StatusOK},
+		{"application/vnd.docker.distribution.manifest.list.v2+json", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodHead, s.Registry.URL+"/v2/octo/multi/manifests/v1", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		req.Header.Set("Accept", tc.accept)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("Accept %q: %d, want %d", tc.accept, resp.StatusCode, tc.want)
+		}
 	}
 }

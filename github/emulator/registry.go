@@ -109,6 +109,22 @@ func (s *Server) AcceptAppTokens(accept bool) {
 func (s *Server) AddImage(repository, tag string) string {
 	manifest := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%x","size":2},"layers":[]}`,
 		sha256.Sum256([]byte("{}")))
+	return s.addManifest(repository, tag, manifest)
+}
+
+// AddMultiArchImage stores a multi-platform image: an OCI index over one
+// image manifest, under tag. Like ghcr.io, the registry answers a request
+// for it 404 unless its Accept names an index type.
+func (s *Server) AddMultiArchImage(repository, tag string) string {
+	platform := s.AddImage(repository, tag+"-amd64")
+	index := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":1,"platform":{"architecture":"amd64","os":"linux"}}]}`,
+		ociIndex, platform)
+	return s.addManifest(repository, tag, index)
+}
+
+const ociIndex = "application/vnd.oci.image.index.v1+json"
+
+func (s *Server) addManifest(repository, tag string, manifest []byte) string {
 	sum := sha256.Sum256(manifest)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
 	s.mu.Lock()
@@ -274,8 +290,18 @@ func (s *Server) registryV2(w http.ResponseWriter, r *http.Request) {
 		registryError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
 		return
 	}
+	var head struct {
+		MediaType string `json:"mediaType"`
+	}
+	_ = json.Unmarshal(manifest, &head)
+	accept := strings.Join(r.Header.Values("Accept"), ",")
+	if head.MediaType == ociIndex && !strings.Contains(accept, ociIndex) && !strings.Contains(accept, "manifest.list.v2+json") {
+		// ghcr.io's answer to a client that cannot take an index.
+		registryError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
+		return
+	}
 	sum := sha256.Sum256(manifest)
-	w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	w.Header().Set("Content-Type", head.MediaType)
 	w.Header().Set("Docker-Content-Digest", "sha256:"+hex.EncodeToString(sum[:]))
 	w.Header().Set("Content-Length", fmt.Sprint(len(manifest)))
 	w.WriteHeader(http.StatusOK)

@@ -340,8 +340,10 @@ func writeError(w http.ResponseWriter, status int, message string) {
 	writeJSON(w, status, map[string]string{"message": message, "documentation_url": "https://docs.github.com/rest"})
 }
 
+// randomToken makes a token longer than today's 40 characters: GitHub has
+// announced longer installation tokens, and nothing may assume a length.
 func randomToken(prefix string) string {
-	b := make([]byte, 18)
+	b := make([]byte, 40)
 	_, _ = rand.Read(b)
 	return prefix + hex.EncodeToString(b)
 }
