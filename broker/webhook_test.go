@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/boltstore"
@@ -220,5 +222,93 @@ func TestTheSignatureCoversTheTimestamp(t *testing.T) {
 	}
 	if sig != broker.Sign(secret, "1764590400", body) || sig == broker.Sign(secret, "1764590400", []byte(`{"id":"2"}`)) {
 		t.Error("the signature is not a function of timestamp and body")
+	}
+}
+
+// flaky is a receiver that is down (503) until up is set, and counts.
+type flaky struct {
+	mu       sync.Mutex
+	up       bool
+	attempts int
+	ids      []string
+}
+
+func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attempts++
+	if !f.up {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+		return
+	}
+	f.ids = append(f.ids, r.Header.Get("X-Credbroker-Event-Id"))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// The receiver down for a simulated hour: the deliverer backs off (up to
+// 5 min), gives up on nothing, and once the receiver is back delivers each
+// event exactly once, in order.
+func TestAReceiverDownForAnHourLosesNothing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	store, err := boltstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+	n := broker.NewNotifier(store, true, clk, nil, log)
+	for _, tenant := range []string{"a", "b", "c"} {
+		n.Raise(ctx, broker.Event{Type: broker.EventProbeFailed, TenantID: tenant, Severity: broker.SeverityWarning, Message: "denied",
+			DedupeKey: broker.ConditionKey(tenant + "/probe")})
+	}
+	rc := &flaky{}
+	backend := httptest.NewServer(rc)
+	defer backend.Close()
+	wh := broker.NewWebhook(broker.WebhookConfig{URL: backend.URL, Secret: []byte("s"), Encode: api.EventJSON, Clock: clk,
+		Jitter: func() float64 { return 0.5 }}, store, n, nil, log)
+	done := make(chan error, 1)
+	go func() { done <- wh.Run(ctx) }()
+
+	// Move the clock from each wait of the deliverer to the next.
+	advance := func(until time.Time) {
+		for clk.Now().Before(until) {
+			deadline := time.Now().Add(10 * time.Second)
+			for !clk.HasWaiters() {
+				if time.Now().After(deadline) {
+					t.Fatal("the deliverer never waited")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			clk.Step(10 * time.Second)
+		}
+	}
+	advance(clk.Now().Add(time.Hour))
+	rc.mu.Lock()
+	down := rc.attempts
+	rc.up = true
+	rc.mu.Unlock()
+	advance(clk.Now().Add(10 * time.Minute))
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	t.Logf("%d attempts in the simulated hour the receiver was down", down)
+	if down < 10 || down > 40 {
+		t.Errorf("%d attempts in an hour: want backoff to 5 min (about 15), not a storm nor silence", down)
+	}
+	evs, _ := store.EventsAfter(context.Background(), "", 10)
+	var want []string
+	for _, ev := range evs {
+		if ev.Type == broker.EventWebhookUndelivered {
+			t.Errorf("an event was given up: %s", ev.Message)
+		}
+		want = append(want, ev.ID)
+	}
+	if fmt.Sprint(rc.ids) != fmt.Sprint(want) {
+		t.Errorf("delivered %v, want each of %v once, in order", rc.ids, want)
 	}
 }
