@@ -168,7 +168,11 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls[RouteRegistryToken]++
+	if r.Method == http.MethodPost {
+		s.calls[RouteRegistryTokenPOST]++
+	} else {
+		s.calls[RouteRegistryToken]++
+	}
 	var cred credential
 	if hasAuth {
 		var msg string

@@ -37,10 +37,13 @@ const (
 	RouteRevokeToken     = "DELETE /installation/token"
 	RouteUser            = "GET /user"
 	RouteRegistryToken   = "GET /token"
+	// RouteRegistryTokenPOST is the realm's OAuth2 password grant, which
+	// containerd asks first.
+	RouteRegistryTokenPOST = "POST /token"
 	// RouteInstallationRepositories is what an installation token may
 	// read; credbroker asks it whether a token is still good.
 	RouteInstallationRepositories = "GET /installation/repositories"
-	RouteManifest        = "HEAD /v2/{name}/manifests/{ref}"
+	RouteManifest                 = "HEAD /v2/{name}/manifests/{ref}"
 )
 
 // Account is a GitHub user or organization.
