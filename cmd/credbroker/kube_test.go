@@ -151,7 +151,6 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	}
 }
 
-// waitForState polls the tenant's credential status until it is state.
 // shopApp is GitHub with App 77 installed (installation 5) on shop-org
 // (id 500), and the file holding the App's key.
 func shopApp(t *testing.T, dir string) (*emulator.Server, string) {
@@ -175,6 +174,7 @@ func shopApp(t *testing.T, dir string) (*emulator.Server, string) {
 // shopTenant registers shop-org's tenant, bound to namespace shop.
 const shopTenant = `{"id":"shop","owner":{"login":"shop-org","id":500,"type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":5},"namespaces":["shop"]}`
 
+// waitForState polls the tenant's credential status until it is state.
 func waitForState(t *testing.T, p *process, token, state string) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {

@@ -147,6 +147,16 @@ func (p *Process) Terminate(t testing.TB) int {
 	return p.Wait(t)
 }
 
+// Kill sends SIGKILL, as a node that dies or an OOM kill would, and waits
+// for the process to be gone.
+func (p *Process) Kill(t testing.TB) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.Wait(t)
+}
+
 // Wait waits for the process to exit and returns its exit code.
 func (p *Process) Wait(t testing.TB) int {
 	t.Helper()
