@@ -162,12 +162,7 @@ func TestAnEventRefusedForGoodDoesNotBlockTheOutbox(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	store, err := boltstore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	n := broker.NewNotifier(store, true, clock.RealClock{}, nil, log)
+	store, n := outbox(t, clock.RealClock{})
 	n.Raise(ctx, broker.Event{Type: broker.EventProbeFailed, TenantID: "a", Severity: broker.SeverityWarning, Message: "denied", DedupeKey: "a/probe"})
 	n.Raise(ctx, broker.Event{Type: broker.EventCredentialRevoked, TenantID: "b", Severity: broker.SeverityCritical, Message: "revoked", DedupeKey: "b/credential"})
 	rf := &refuser{}
@@ -252,13 +247,8 @@ func TestAReceiverDownForAnHourLosesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	store, err := boltstore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
 	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
-	n := broker.NewNotifier(store, true, clk, nil, log)
+	store, n := outbox(t, clk)
 	for _, tenant := range []string{"a", "b", "c"} {
 		n.Raise(ctx, broker.Event{Type: broker.EventProbeFailed, TenantID: tenant, Severity: broker.SeverityWarning, Message: "denied",
 			DedupeKey: broker.ConditionKey(tenant + "/probe")})
@@ -311,4 +301,16 @@ func TestAReceiverDownForAnHourLosesNothing(t *testing.T) {
 	if fmt.Sprint(rc.ids) != fmt.Sprint(want) {
 		t.Errorf("delivered %v, want each of %v once, in order", rc.ids, want)
 	}
+}
+
+// outbox is an event log with a webhook outbox in a bbolt file of the
+// test's own, and a Notifier writing to it.
+func outbox(t *testing.T, clk clock.PassiveClock) (*boltstore.Store, *broker.Notifier) {
+	t.Helper()
+	store, err := boltstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store, broker.NewNotifier(store, true, clk, nil, slog.New(slog.DiscardHandler))
 }

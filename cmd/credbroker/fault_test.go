@@ -25,15 +25,8 @@ func TestASIGKILLMidRotationLosesNothing(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	ctx := context.Background()
-	cp := testenv.Cluster(t, "credbroker", "shop")
+	cp, gh, token, args := shopCluster(t)
 	kube := cp.Admin
-	dir := t.TempDir()
-	gh, keyFile := shopApp(t, dir)
-	tokens, token := adminTokenFile(t)
-	args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--kubeconfig", cp.Kubeconfig(t, "credbroker-kill"), "--store", "kubernetes", "--namespace", "credbroker", "--identity", "replica-1",
-		"--github-url", gh.URL(), "--github-app-id", "77", "--github-app-key-file", keyFile, "--encryption-key-file", writeKey(t, dir),
-		"--auth-token-file", tokens}
 	p := startBinary(t, nil, args...)
 	if code := post(t, p.httpURL+"/v1/tenants", token, shopTenant); code != http.StatusOK {
 		t.Fatalf("create tenant: %d\n%s", code, p.Output())
@@ -67,12 +60,23 @@ func TestASIGKILLMidRotationLosesNothing(t *testing.T) {
 	}
 }
 
-// writeKey writes a 32-byte encryption key under dir and returns its path.
-func writeKey(t *testing.T, dir string) string {
+// shopCluster is a control plane with namespace shop, GitHub with shop-org's
+// App installation, an admin token, and the arguments that run the binary
+// as a cluster deployment does: the Kubernetes store, leader election, an
+// encryption key, the App.
+func shopCluster(t *testing.T, extra ...string) (cp *testenv.ControlPlane, gh *emulator.Server, token string, args []string) {
 	t.Helper()
-	path := filepath.Join(dir, "enc.key")
-	if err := os.WriteFile(path, bytes.Repeat([]byte{3}, 32), 0o600); err != nil {
+	cp = testenv.Cluster(t, "credbroker", "shop")
+	dir := t.TempDir()
+	gh, keyFile := shopApp(t, dir)
+	tokens, token := adminTokenFile(t)
+	encKey := filepath.Join(dir, "enc.key")
+	if err := os.WriteFile(encKey, bytes.Repeat([]byte{3}, 32), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--kubeconfig", cp.Kubeconfig(t, "credbroker-test"), "--store", "kubernetes", "--namespace", "credbroker", "--identity", "replica-1",
+		"--github-url", gh.URL(), "--github-app-id", "77", "--github-app-key-file", keyFile, "--encryption-key-file", encKey,
+		"--auth-token-file", tokens, "--data-dir", filepath.Join(dir, "data")}, extra...)
+	return cp, gh, token, args
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,15 +61,9 @@ func TestAFloodCostsNeitherTheLeaseNorTheAPIServer(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	ctx := context.Background()
-	cp := testenv.Cluster(t, "credbroker", "shop")
+	cp, _, token, args := shopCluster(t, "--auth-token-review")
 	kube := cp.Admin
-	dir := t.TempDir()
-	gh, keyFile := shopApp(t, dir)
-	tokens, token := adminTokenFile(t)
-	p := startBinary(t, nil, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--kubeconfig", cp.Kubeconfig(t, "credbroker-flood"), "--store", "kubernetes", "--namespace", "credbroker", "--identity", "replica-1",
-		"--github-url", gh.URL(), "--github-app-id", "77", "--github-app-key-file", keyFile, "--data-dir", filepath.Join(dir, "data"),
-		"--auth-token-file", tokens, "--auth-token-review")
+	p := startBinary(t, nil, args...)
 	if code := post(t, p.httpURL+"/v1/tenants", token, shopTenant); code != http.StatusOK {
 		t.Fatalf("create tenant: %d\n%s", code, p.Output())
 	}

@@ -34,12 +34,6 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	ctx := context.Background()
-	cp := testenv.Cluster(t, "credbroker", "shop")
-	kube, kubeconfigFile := cp.Admin, cp.Kubeconfig(t, "credbroker-test")
-	dir := t.TempDir()
-	gh, keyFile := shopApp(t, dir)
-
-	tokens, token := adminTokenFile(t)
 	// The backend's webhook receiver checks the signature as a backend would.
 	webhookSecret, ghWebhookSecret := []byte("backend-secret"), []byte("github-secret")
 	received := make(chan map[string]any, 16)
@@ -54,17 +48,16 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 		received <- ev
 	}))
 	defer backend.Close()
-	encKey, webhookSecretFile, ghSecretFile := filepath.Join(dir, "enc.key"), filepath.Join(dir, "webhook"), filepath.Join(dir, "gh-webhook")
-	for file, data := range map[string][]byte{encKey: bytes.Repeat([]byte{3}, 32), webhookSecretFile: webhookSecret, ghSecretFile: ghWebhookSecret} {
+	dir := t.TempDir()
+	webhookSecretFile, ghSecretFile := filepath.Join(dir, "webhook"), filepath.Join(dir, "gh-webhook")
+	for file, data := range map[string][]byte{webhookSecretFile: webhookSecret, ghSecretFile: ghWebhookSecret} {
 		if err := os.WriteFile(file, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--kubeconfig", kubeconfigFile, "--store", "kubernetes", "--namespace", "credbroker", "--identity", "replica-1",
-		"--github-url", gh.URL(), "--github-app-id", "77", "--github-app-key-file", keyFile, "--encryption-key-file", encKey,
-		"--webhook-url", backend.URL, "--webhook-secret-file", webhookSecretFile, "--github-webhook-secret-file", ghSecretFile,
-		"--auth-token-file", tokens}
+	cp, gh, token, args := shopCluster(t, "--webhook-url", backend.URL, "--webhook-secret-file", webhookSecretFile,
+		"--github-webhook-secret-file", ghSecretFile)
+	kube := cp.Admin
 	p := startBinary(t, nil, args...)
 	if code := post(t, p.httpURL+"/v1/tenants", token, shopTenant); code != http.StatusOK {
 		t.Fatalf("create tenant: %d\n%s", code, p.Output())
