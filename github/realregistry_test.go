@@ -157,7 +157,7 @@ func TestProbeAgainstARealRegistry(t *testing.T) {
 		Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"read:packages"}})
 	f.gh.Revoke("ghp_revokedREVOKED0123456789abcdefghij")
 
-	prober := github.NewProber(github.ProberConfig{Timeout: 5 * time.Second})
+	prober := github.NewProber(github.ProberConfig{Timeout: 5 * time.Second, Recheck: f.client.Recheck})
 	tests := []struct {
 		name  string
 		cred  func() broker.Credential

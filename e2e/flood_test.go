@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/internal/testenv"
 )
 
@@ -57,16 +60,32 @@ next:
 // budget. Then ValidatePod at its allowed rate, with the Kubernetes store,
 // reads no tenant Secret from the API server: tenants come from a cache.
 func TestAFloodCostsNeitherTheLeaseNorTheAPIServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
+	testenv.Require(t, testenv.AssetsEnv)
 	ctx := context.Background()
-	cp, _, token, args := shopCluster(t, "--auth-token-review")
+	dir := t.TempDir()
+	fx, _ := startEmulator(t, testenv.Build(t, "./githubemu"))
+	cp := testenv.Cluster(t, "credbroker", "shop")
 	kube := cp.Admin
-	p := startBinary(t, nil, args...)
-	if code := post(t, p.httpURL+"/v1/tenants", token, shopTenant); code != http.StatusOK {
-		t.Fatalf("create tenant: %d\n%s", code, p.Output())
+	const token = "flood-admin"
+	for name, content := range map[string]string{
+		"app.pem":     fx.AppKeyPEM,
+		"tokens.yaml": fmt.Sprintf("tokens:\n  - name: backend\n    sha256: %s\n    roles: [admin]\n", auth.TokenHash(token)),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
+	_, httpAddr := startBroker(t, testenv.Build(t, "../cmd/credbroker"), "--data-dir", filepath.Join(dir, "data"),
+		"--kubeconfig", cp.Kubeconfig(t, "credbroker-flood"), "--store", "kubernetes", "--namespace", "credbroker", "--identity", "replica-1",
+		"--github-url", fx.APIURL, "--github-app-id", fmt.Sprint(fx.AppID), "--github-app-key-file", filepath.Join(dir, "app.pem"),
+		"--auth-token-file", filepath.Join(dir, "tokens.yaml"), "--auth-token-review")
+	baseURL := "http://" + httpAddr
+	shop := fmt.Sprintf(`{"id":"shop","owner":{"login":%q,"id":"%d","type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":"%d"},"namespaces":["shop"]}`,
+		fx.AppOwner, fx.AppOwnerID, fx.InstallationID)
+	if code, body := testenv.REST(t, http.MethodPost, baseURL+"/v1/tenants", token, shop); code != http.StatusOK {
+		t.Fatalf("create tenant: %d %s", code, body)
+	}
+	image := fmt.Sprintf(`{"podSpec":{"containers":[{"name":"app","image":"ghcr.io/%s/app:1"}]}}`, fx.AppOwner)
 	leaseHeld := func() (time.Time, error) {
 		l, err := kube.CoordinationV1().Leases("credbroker").Get(ctx, "credbroker", metav1.GetOptions{})
 		if err != nil {
@@ -94,7 +113,7 @@ func TestAFloodCostsNeitherTheLeaseNorTheAPIServer(t *testing.T) {
 	for w := range 64 {
 		wg.Go(func() {
 			for i := 0; limiter.Wait(floodCtx) == nil; i++ {
-				req, _ := http.NewRequest(http.MethodGet, p.httpURL+"/v1/tenants", nil)
+				req, _ := http.NewRequest(http.MethodGet, baseURL+"/v1/tenants", nil)
 				req.Header.Set("Authorization", fmt.Sprintf("Bearer made-up-%d-%d", w, i))
 				code := 0
 				if resp, err := client.Do(req); err == nil {
@@ -142,8 +161,7 @@ func TestAFloodCostsNeitherTheLeaseNorTheAPIServer(t *testing.T) {
 
 	// ValidatePod at its allowed rate reads no tenant from the API server.
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
-		code, _ := testenv.REST(t, http.MethodPost, p.httpURL+"/v1/tenants/shop/pods:validate", token,
-			`{"podSpec":{"containers":[{"name":"app","image":"ghcr.io/shop-org/app:1"}]}}`)
+		code, _ := testenv.REST(t, http.MethodPost, baseURL+"/v1/tenants/shop/pods:validate", token, image)
 		return code == http.StatusOK, fmt.Sprintf("ValidatePod: %d", code)
 	})
 	getsBefore := apiserverRequests(t, kube, `resource="secrets"`, `verb="GET"`)
@@ -152,8 +170,7 @@ func TestAFloodCostsNeitherTheLeaseNorTheAPIServer(t *testing.T) {
 		if err := podLimiter.Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
-		code, body := testenv.REST(t, http.MethodPost, p.httpURL+"/v1/tenants/shop/pods:validate", token,
-			`{"podSpec":{"containers":[{"name":"app","image":"ghcr.io/shop-org/app:1"}]}}`)
+		code, body := testenv.REST(t, http.MethodPost, baseURL+"/v1/tenants/shop/pods:validate", token, image)
 		if code != http.StatusOK {
 			t.Fatalf("ValidatePod: %d %s", code, body)
 		}
