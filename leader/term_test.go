@@ -132,3 +132,60 @@ func TestAPanicEndsTheTermAndHoldStartsAnother(t *testing.T) {
 		t.Fatal("Hold did not return when its context ended")
 	}
 }
+
+// gatedSource holds every mint until its context ends: GitHub answering
+// slowly while the leadership is lost.
+type gatedSource struct {
+	broker.Source
+	entered, cut chan struct{}
+}
+
+func (s gatedSource) MintInstallationToken(ctx context.Context, _ int64, _ map[string]string, _ []string) (broker.Credential, error) {
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	close(s.cut)
+	return broker.Credential{}, ctx.Err()
+}
+
+// Leadership lost mid-rotation: the renewal in flight ends with the term
+// (it runs on the term's context, not on its own), the term returns at
+// once rather than after the renewal's own deadline, and nothing is
+// written for a leadership this replica no longer holds.
+func TestLeadershipLostMidRotationEndsTheRotation(t *testing.T) {
+	cp := testenv.Cluster(t, "web")
+	d := demo.Start(t)
+	log := slog.New(slog.DiscardHandler)
+	owner := broker.Owner{Login: d.Fixture.Org.Login, ID: d.Fixture.Org.ID, Type: broker.OwnerOrganization}
+	if _, _, err := d.Registry.Create(context.Background(), broker.Tenant{ID: "web", Owner: owner,
+		App: &broker.GitHubApp{InstallationID: d.Fixture.InstallationID}, Namespaces: []string{"web"}}); err != nil {
+		t.Fatal(err)
+	}
+	source := gatedSource{Source: d.Client, entered: make(chan struct{}, 1), cut: make(chan struct{})}
+	term := leader.Term{Kube: cp.Admin, Registry: d.Registry, Source: source, Credentials: d.Store,
+		Notifier: broker.NewNotifier(d.Store, false, clock.RealClock{}, nil, log), Log: log,
+		Attach: func(*broker.Refresher) func() { return func() {} }}
+	ctx, lose := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- term.Run(ctx) }()
+	select {
+	case <-source.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the term never asked GitHub for a token")
+	}
+	lost := time.Now()
+	lose()
+	select {
+	case <-done:
+		t.Logf("the term ended %v after the leadership was lost", time.Since(lost))
+	case <-time.After(30 * time.Second):
+		t.Fatal("the term outlived its leadership")
+	}
+	select {
+	case <-source.cut:
+	case <-time.After(10 * time.Second):
+		t.Error("the mint in flight went on after the leadership was lost")
+	}
+	if _, err := cp.Admin.CoreV1().Secrets("web").Get(context.Background(), "ghcr-secret", metav1.GetOptions{}); err == nil {
+		t.Error("a pull Secret was written after the leadership was lost")
+	}
+}
