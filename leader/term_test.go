@@ -175,8 +175,8 @@ func TestLeadershipLostMidRotationEndsTheRotation(t *testing.T) {
 	lost := time.Now()
 	lose()
 	select {
-	case <-done:
-		t.Logf("the term ended %v after the leadership was lost", time.Since(lost))
+	case err := <-done:
+		t.Logf("the term ended %v after the leadership was lost (%v)", time.Since(lost), err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("the term outlived its leadership")
 	}
