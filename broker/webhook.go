@@ -48,10 +48,17 @@ type WebhookConfig struct {
 	// outbox undelivered (DefaultMaxAttempts when zero): at the 5-minute
 	// backoff ceiling, eight hours of a receiver that fails.
 	MaxAttempts int
+	// MaxOutbox bounds the events waiting for the receiver
+	// (DefaultMaxOutbox when zero): past it the oldest leave undelivered,
+	// so that a receiver gone for days costs a bounded store.
+	MaxOutbox int
 }
 
-// DefaultMaxAttempts: see WebhookConfig.MaxAttempts.
-const DefaultMaxAttempts = 100
+// Outbox defaults: see WebhookConfig.
+const (
+	DefaultMaxAttempts = 100
+	DefaultMaxOutbox   = 1000
+)
 
 // permanentAfter is how often a receiver may refuse an event for good (a
 // 4xx other than 408, 425 and 429) before the event leaves the outbox: a
@@ -90,6 +97,9 @@ func NewWebhook(cfg WebhookConfig, store EventStore, notifier *Notifier, metrics
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
+	if cfg.MaxOutbox == 0 {
+		cfg.MaxOutbox = DefaultMaxOutbox
+	}
 	return &Webhook{cfg: cfg, store: store, notifier: notifier, metrics: metrics, log: log}
 }
 
@@ -102,10 +112,12 @@ func (w *Webhook) Run(ctx context.Context) error {
 			woken = w.notifier.Appended()
 		}
 		wait := w.cfg.Idle
-		pending, err := w.store.PendingEvents(ctx, 100)
+		pending, err := w.store.PendingEvents(ctx, w.cfg.MaxOutbox+1)
 		if err != nil {
 			w.log.WarnContext(ctx, "read webhook outbox", slog.Any("error", err))
 		}
+		pending = w.trim(ctx, pending)
+		pending = pending[:min(len(pending), 100)]
 		for i, ev := range pending {
 			err := w.post(ctx, ev)
 			w.metrics.delivered(err, len(pending)-i-1)
@@ -149,6 +161,24 @@ func (w *Webhook) Run(ctx context.Context) error {
 	}
 }
 
+// trim lets the oldest events past MaxOutbox leave the outbox undelivered,
+// and returns the rest.
+func (w *Webhook) trim(ctx context.Context, pending []Event) []Event {
+	for len(pending) > w.cfg.MaxOutbox {
+		ev := pending[0]
+		err := w.deadLetter(ctx, ev, fmt.Errorf("the outbox holds more than %d events", w.cfg.MaxOutbox), 0)
+		if err == nil {
+			err = w.store.MarkDelivered(ctx, ev.ID)
+		}
+		if err != nil {
+			w.log.WarnContext(ctx, "trim webhook outbox", slog.String("event", ev.ID), slog.Any("error", err))
+			return pending
+		}
+		pending = pending[1:]
+	}
+	return pending
+}
+
 // giveUp reports whether an event that failed failures times in a row
 // leaves the outbox.
 func (w *Webhook) giveUp(err error, failures int) bool {
@@ -167,7 +197,7 @@ func (w *Webhook) deadLetter(ctx context.Context, ev Event, err error, failures 
 	w.log.ErrorContext(ctx, "webhook event undelivered", slog.String("event", ev.ID), slog.String("tenant", ev.TenantID),
 		slog.Int("attempts", failures), slog.Any("error", err))
 	record := Event{Type: EventWebhookUndelivered, TenantID: ev.TenantID, Namespace: ev.Namespace, Severity: SeverityWarning,
-		Reason: ev.Reason, Message: fmt.Sprintf("event %s (%s) was not delivered after %d attempts: %v", ev.ID, ev.Type, failures, err)}
+		Reason: ev.Reason, Message: fmt.Sprintf("event %s (%s) was not delivered (%d attempts): %v", ev.ID, ev.Type, failures, err)}
 	if w.notifier != nil && !w.notifier.Record(ctx, record) {
 		return errors.New("the undelivered event could not be recorded")
 	}

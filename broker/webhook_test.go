@@ -314,3 +314,49 @@ func outbox(t *testing.T, clk clock.PassiveClock) (*boltstore.Store, *broker.Not
 	t.Cleanup(func() { _ = store.Close() })
 	return store, broker.NewNotifier(store, true, clk, nil, slog.New(slog.DiscardHandler))
 }
+
+// The outbox is bounded: with the receiver down, the oldest events past
+// MaxOutbox leave it undelivered (recorded), the newest wait.
+func TestTheOutboxIsBounded(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, n := outbox(t, clock.RealClock{})
+	for _, tenant := range []string{"a", "b", "c"} {
+		n.Raise(ctx, broker.Event{Type: broker.EventProbeFailed, TenantID: tenant, Severity: broker.SeverityWarning, Message: "denied",
+			DedupeKey: broker.ConditionKey(tenant + "/probe")})
+	}
+	backend := httptest.NewServer(&flaky{})
+	defer backend.Close()
+	wh := broker.NewWebhook(broker.WebhookConfig{URL: backend.URL, Secret: []byte("s"), Encode: api.EventJSON, MaxOutbox: 2},
+		store, n, nil, slog.New(slog.DiscardHandler))
+	done := make(chan error, 1)
+	go func() { done <- wh.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pending, _ := store.PendingEvents(context.Background(), 10)
+		if len(pending) == 2 {
+			if pending[0].TenantID != "b" || pending[1].TenantID != "c" {
+				t.Errorf("pending %+v, want b's and c's (the newest)", pending)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events pending, want the outbox cut to 2", len(pending))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	evs, _ := store.EventsAfter(context.Background(), "", 10)
+	var undelivered []string
+	for _, ev := range evs {
+		if ev.Type == broker.EventWebhookUndelivered {
+			undelivered = append(undelivered, ev.TenantID+": "+ev.Message)
+		}
+	}
+	if len(undelivered) != 1 || !strings.HasPrefix(undelivered[0], "a: ") || !strings.Contains(undelivered[0], "more than 2") {
+		t.Errorf("undelivered records %v, want a's, naming the bound", undelivered)
+	}
+}
