@@ -209,6 +209,29 @@ func TestAnOutageShorterThanTheLeadNeverLeavesAnExpiredToken(t *testing.T) {
 	}
 }
 
+// GitHub rate-limits the renewal with a burst of 429s (no Retry-After):
+// the Refresher waits the advised minute between tries, keeps the last
+// good token published, and renews within the lead.
+func TestA429BurstWithinTheLeadNeverLeavesAnExpiredToken(t *testing.T) {
+	s := newSim(t)
+	s.addAppTenants(2)
+	s.r.Step(context.Background())
+	due := s.r.Status("app-00").NextRefresh
+	s.run(due.Sub(s.clock.Now())-time.Second, false)
+	s.gh.FailNext(http.StatusTooManyRequests, http.StatusTooManyRequests, http.StatusTooManyRequests, http.StatusTooManyRequests)
+	s.run(2*time.Hour, false) // fails the test if an expired token is ever left published
+	evs := s.events()
+	if count(evs, broker.EventCredentialExpiring) != 0 {
+		t.Errorf("a burst of four 429s raised CREDENTIAL_EXPIRING: %+v", evs)
+	}
+	if count(evs, broker.EventCredentialRefreshFailed) == 0 || count(evs, broker.EventRecovered) != count(evs, broker.EventCredentialRefreshFailed) {
+		t.Errorf("events %+v: want the limited renewal told (RATE_LIMITED) and recovered", evs)
+	}
+	if st := s.r.Status("app-00"); st.State != broker.CredentialReady {
+		t.Errorf("after the burst: %+v", st)
+	}
+}
+
 func TestALongerOutageWarnsBeforeExpiry(t *testing.T) {
 	s := newSim(t)
 	s.addAppTenants(1)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -528,4 +529,30 @@ func appJWT(t *testing.T, key *rsa.PrivateKey, now time.Time) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// A GitHub that accepts the connection and never answers costs a call its
+// CallTimeout, and the failure says GitHub is unavailable (temporary), so
+// the renewal backs off and retries instead of hanging the refresher.
+func TestAGitHubThatNeverAnswersTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	key, _ := testAppKey(t)
+	c, err := github.New(github.Config{BaseURL: hung.URL, AppID: appID, PrivateKey: key, CallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = c.MintInstallationToken(context.Background(), installationID, nil, nil)
+	var gerr *github.Error
+	if took := time.Since(start); broker.ReasonOf(err) != broker.ReasonGitHubUnavailable || !errors.As(err, &gerr) || !gerr.Temporary || took > 3*time.Second {
+		t.Errorf("after %v: %v, want a temporary GITHUB_UNAVAILABLE at the 300 ms call timeout", took, err)
+	}
 }
