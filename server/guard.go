@@ -9,8 +9,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -58,6 +60,9 @@ type Guard struct {
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams by caller name
+
+	refusals *rate.Limiter // log lines for refused credentials
+	unlogged atomic.Int64  // refusals not logged since the last line
 }
 
 // MaxStreamsPerCaller caps the streams (WatchEvents) one identity holds
@@ -75,7 +80,8 @@ func NewGuard(cfg GuardConfig, log *slog.Logger) *Guard {
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails since Go 1.24
-	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, forwardKey: key, limits: newLimits(cfg.Clock), streams: map[string]int{}}
+	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, forwardKey: key, limits: newLimits(cfg.Clock), streams: map[string]int{},
+		refusals: rate.NewLimiter(5, 20)}
 }
 
 // Metadata the gateway adds for the gRPC server: the caller's client
@@ -108,11 +114,20 @@ func (g *Guard) authenticate(ctx context.Context, method string) (*call, error) 
 	}
 	req, addr := g.caller(ctx)
 	id, err := g.cfg.Authenticator.Authenticate(ctx, req)
+	if err != nil {
+		// A flood of bad credentials must not become a flood of log lines:
+		// a few a second are written, with a count of those left out.
+		if g.refusals.Allow() {
+			g.log.InfoContext(ctx, "unauthenticated call", slog.String("method", method), slog.String("peer", addr), slog.Any("error", err),
+				slog.Int64("notLoggedSinceLast", g.unlogged.Swap(0)))
+		} else {
+			g.unlogged.Add(1)
+		}
+	}
 	if errors.Is(err, auth.ErrBusy) {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	if err != nil {
-		g.log.InfoContext(ctx, "unauthenticated call", slog.String("method", method), slog.String("peer", addr), slog.Any("error", err))
 		return nil, status.Error(codes.Unauthenticated, "unauthenticated: present a client certificate or a bearer token credbroker accepts")
 	}
 	return &call{method: method, rule: rule, id: id, roles: g.cfg.Policy.Roles(id), peer: addr}, nil

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -220,5 +223,25 @@ func TestRegistrationIsAuditedWithItsTenant(t *testing.T) {
 		if recs[i].Method != "/credbroker.v1.TenantService/CreateTenant" || recs[i].TenantID != want {
 			t.Errorf("record %d: %+v, want CreateTenant of %s", i, recs[i], want)
 		}
+	}
+}
+
+// A flood of bad credentials is not a flood of log lines: a few a second
+// are written, and a later line counts those left out.
+func TestRefusalsAreLoggedSparingly(t *testing.T) {
+	in := start(t, t.TempDir(), server.Services{}, withGuard(nil))
+	for i := range 500 {
+		if code := restCall(t, in.baseURL, http.MethodGet, "/v1/tenants", "", fmt.Sprintf("made-up-%d", i)); code != http.StatusUnauthorized {
+			t.Fatalf("a made-up token: %d", code)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the limiter lets the next line through
+	_ = restCall(t, in.baseURL, http.MethodGet, "/v1/tenants", "", "made-up-last")
+	lines := strings.Count(in.logs.String(), `"msg":"unauthenticated call"`)
+	if lines < 1 || lines > 40 {
+		t.Errorf("%d log lines for 501 refusals, want a handful", lines)
+	}
+	if !regexp.MustCompile(`"notLoggedSinceLast":[1-9]`).MatchString(in.logs.String()) {
+		t.Errorf("no line counts the refusals left out")
 	}
 }
