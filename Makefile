@@ -12,7 +12,7 @@ GOOGLEAPIS_MOD := github.com/grpc-ecosystem/grpc-gateway/v2@v2.1.0
 GOOGLEAPIS_DIR := third_party/googleapis/google/api
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all tools googleapis registry crane helm testbin generate check-generated build run test bench bench-go lint fmt clean
+.PHONY: image all tools googleapis registry crane helm testbin generate check-generated build run test bench bench-go lint fmt clean
 
 all: generate lint build test
 
@@ -71,6 +71,12 @@ testbin:
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/credbroker ./cmd/credbroker
+
+# credbroker's container image, built without a container engine and pushed
+# with crane: make image IMAGE=localhost:5000/credbroker/credbroker:dev
+IMAGE ?= localhost:5000/credbroker/credbroker:dev
+image: crane
+	CRANE=$(BIN)/crane hack/image.sh $(IMAGE)
 
 # The main job on embedded defaults: bbolt in a temp dir, a dev encryption
 # key, the GitHub emulator, and a local kube-apiserver (or $$KUBECONFIG).
