@@ -44,7 +44,7 @@ type RefresherConfig struct {
 	// RenewTimeout bounds one renewal: the call to GitHub, storing and
 	// delivering; DefaultRenewTimeout when zero.
 	RenewTimeout time.Duration
-	Clock      clock.Clock
+	Clock        clock.Clock
 	// Jitter returns a number in [0, 1); math/rand/v2 when nil.
 	Jitter func() float64
 
@@ -137,10 +137,10 @@ func NewRefresher(cfg RefresherConfig, registry *Registry, source Source, sink S
 		cfg.Ledger = NewSyncLedger(cfg.Notifier)
 	}
 	return &Refresher{cfg: cfg, registry: registry, source: source, sink: sink, log: log, notifier: cfg.Notifier, ledger: cfg.Ledger,
-		timing:  timing{lead: cfg.Lead, patRecheck: cfg.PATRecheck, patWarnings: cfg.PATWarnings, jitter: cfg.Jitter},
+		timing:     timing{lead: cfg.Lead, patRecheck: cfg.PATRecheck, patWarnings: cfg.PATWarnings, jitter: cfg.Jitter},
 		changes:    changeSet{ids: map[string]bool{}, wake: make(chan struct{}, 1)},
 		probeSlots: make(chan struct{}, cfg.ProbeWorkers),
-		tenants: map[string]*tenantState{}, keys: map[string]*keyState{}}
+		tenants:    map[string]*tenantState{}, keys: map[string]*keyState{}}
 }
 
 func (r *Refresher) now() time.Time { return r.cfg.Clock.Now() }

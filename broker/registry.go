@@ -446,10 +446,10 @@ func credentialChanged(cur, next Tenant) bool {
 // can be reused, ids never. The owner's login is then set to the one
 // GitHub gives the account now, which the image ownership rules follow.
 // An App installation must be on the owner's account, not suspended, and
-// hold the permissions the tenant asks for. A PAT must be valid with a packages scope; for a user owner it
-// must be that user's. For an organization owner the PAT is a machine user's,
-// whose membership a read:packages PAT cannot show: the pull probe proves
-// its access instead.
+// hold the permissions the tenant asks for. A PAT must be valid with a
+// packages scope; for a user owner it must be that user's. For an
+// organization owner the PAT is a machine user's, whose membership a
+// read:packages PAT cannot show: the pull probe proves its access instead.
 func (r *Registry) verify(ctx context.Context, t *Tenant, token string) error {
 	if r.github == nil {
 		return nil

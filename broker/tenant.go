@@ -144,12 +144,18 @@ type NamespaceScope struct {
 
 // Allows reports whether a tenant may be bound to ns.
 func (s NamespaceScope) Allows(ns string) bool {
-	return s.Refusal(ns) == ""
+	return !s.Reserves(ns) && s.Grants(ns)
 }
 
-// Reserves reports whether ns is reserved (rather than merely not granted).
+// Reserves reports whether ns is reserved.
 func (s NamespaceScope) Reserves(ns string) bool {
 	return strings.HasPrefix(ns, "kube-") || slices.Contains(s.Reserved, ns)
+}
+
+// Grants reports whether the broker holds rights in ns: always but in
+// namespaced mode.
+func (s NamespaceScope) Grants(ns string) bool {
+	return s.Granted == nil || slices.Contains(s.Granted, ns)
 }
 
 // Refusal says why no tenant may be bound to ns, or "" when one may.
@@ -157,7 +163,7 @@ func (s NamespaceScope) Refusal(ns string) string {
 	switch {
 	case s.Reserves(ns):
 		return ns + " is reserved: no tenant is bound to it"
-	case s.Granted != nil && !slices.Contains(s.Granted, ns):
+	case !s.Grants(ns):
 		return "credbroker is not granted " + ns + " (it runs in namespaced mode): ask the platform to grant it"
 	}
 	return ""

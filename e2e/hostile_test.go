@@ -187,7 +187,7 @@ func TestAHostileTenant(t *testing.T) {
 		{name: "list the platform's tenants", method: "/credbroker.v1.TenantService/ListTenants", req: &credbrokerv1.ListTenantsRequest{},
 			resp: &credbrokerv1.ListTenantsResponse{}, verb: http.MethodGet, path: "/v1/tenants", want: codes.PermissionDenied},
 		{name: "register a tenant on shop's installation", method: "/credbroker.v1.TenantService/CreateTenant",
-			req: &credbrokerv1.CreateTenantRequest{Tenant: &credbrokerv1.Tenant{Id: "web-two", Namespaces: []string{"shop-ns"}}},
+			req:  &credbrokerv1.CreateTenantRequest{Tenant: &credbrokerv1.Tenant{Id: "web-two", Namespaces: []string{"shop-ns"}}},
 			resp: &credbrokerv1.Tenant{}, verb: http.MethodPost, path: "/v1/tenants", body: `{"id":"web-two","namespaces":["shop-ns"]}`, want: codes.PermissionDenied},
 		updateWeb("set a probe image of its own (allowed)", fmt.Sprintf(`{"probeImage":"ghcr.io/%s/app:v1"}`, fx.PATOwner), codes.OK, "probe_image"),
 	}

@@ -104,7 +104,7 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 			}
 			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncConflict, SyncTime: now,
 				Reason: broker.ReasonNamespaceClaimed, Message: msg})
-		case ns != nil && b.binds(ns) && !s.cfg.Scope.Reserves(name) && !s.cfg.Scope.Allows(name):
+		case ns != nil && b.binds(ns) && !s.cfg.Scope.Reserves(name) && !s.cfg.Scope.Grants(name):
 			// Namespaced mode: the tenant's selector reaches a namespace the
 			// broker holds no rights in. (Reserved ones are passed over in
 			// silence: registration already says no tenant gets them.)

@@ -2,7 +2,6 @@ package k8ssync
 
 import (
 	"context"
-	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,7 +19,7 @@ import (
 type TenantCache struct {
 	namespace string
 	informer  cache.SharedIndexInformer
-	factory  informers.SharedInformerFactory
+	factory   informers.SharedInformerFactory
 }
 
 // NewTenantCache returns a cache of the tenants stored in namespace; it
@@ -44,16 +43,9 @@ func (c *TenantCache) CachedTenant(id string) (broker.Tenant, bool, error) {
 	if !c.informer.HasSynced() {
 		return broker.Tenant{}, false, nil
 	}
-	obj, exists, err := c.informer.GetStore().GetByKey(c.namespace + "/" + tenantSecretPrefix + id)
-	switch {
-	case err != nil:
-		return broker.Tenant{}, false, nil
-	case !exists:
+	sec, found := caches[*corev1.Secret]{c.informer.GetIndexer()}.get(c.namespace, tenantSecretPrefix+id)
+	if !found {
 		return broker.Tenant{}, true, broker.ErrNotFound
-	}
-	sec, ok := obj.(*corev1.Secret)
-	if !ok {
-		return broker.Tenant{}, true, fmt.Errorf("cached %T is not a Secret", obj)
 	}
 	t, err := decodeTenant(sec)
 	return t, true, err

@@ -36,7 +36,7 @@ type Term struct {
 	// Deliveries are GitHub's webhooks, stored by any replica, which the
 	// term acts on; nil: none.
 	Deliveries *broker.Deliveries
-	Metrics     *broker.Metrics
+	Metrics    *broker.Metrics
 	// Attach makes the term's Refresher the one the API answers from, until
 	// the returned function is called.
 	Attach func(*broker.Refresher) (detach func())

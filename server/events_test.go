@@ -199,7 +199,7 @@ func TestWatchesAreCappedPerCaller(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		md, err := stream.Header() // the watch is in place, or refused
+		md, err := stream.Header()   // the watch is in place, or refused
 		if err == nil && md == nil { // ended without headers: the status says why
 			_, err = stream.Recv()
 		}
