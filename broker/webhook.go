@@ -119,20 +119,21 @@ func (w *Webhook) Run(ctx context.Context) error {
 		pending = w.trim(ctx, pending)
 		pending = pending[:min(len(pending), 100)]
 		for i, ev := range pending {
-			err := w.post(ctx, ev)
-			w.metrics.delivered(err, len(pending)-i-1)
 			if ev.ID != failing {
 				failures, failing = 0, ev.ID
 			}
-			if err != nil && ctx.Err() == nil {
+			err := w.post(ctx, ev)
+			w.metrics.delivered(err, len(pending)-i-1)
+			switch {
+			case err == nil:
+				err = w.store.MarkDelivered(ctx, ev.ID)
+			case ctx.Err() != nil:
+				return nil
+			default:
 				failures++
 				if w.giveUp(err, failures) {
-					err = w.deadLetter(ctx, ev, err, failures)
-					failures = 0
+					err, failures = w.deadLetter(ctx, ev, err, failures), 0
 				}
-			}
-			if err == nil {
-				err = w.store.MarkDelivered(ctx, ev.ID)
 			}
 			if err != nil {
 				if ctx.Err() != nil {
@@ -166,11 +167,7 @@ func (w *Webhook) Run(ctx context.Context) error {
 func (w *Webhook) trim(ctx context.Context, pending []Event) []Event {
 	for len(pending) > w.cfg.MaxOutbox {
 		ev := pending[0]
-		err := w.deadLetter(ctx, ev, fmt.Errorf("the outbox holds more than %d events", w.cfg.MaxOutbox), 0)
-		if err == nil {
-			err = w.store.MarkDelivered(ctx, ev.ID)
-		}
-		if err != nil {
+		if err := w.deadLetter(ctx, ev, fmt.Errorf("the outbox holds more than %d events", w.cfg.MaxOutbox), 0); err != nil {
 			w.log.WarnContext(ctx, "trim webhook outbox", slog.String("event", ev.ID), slog.Any("error", err))
 			return pending
 		}
@@ -189,9 +186,9 @@ func (w *Webhook) giveUp(err error, failures int) bool {
 	return failures >= w.cfg.MaxAttempts
 }
 
-// deadLetter records that ev was not delivered; the caller then takes it
-// out of the outbox. The record is an event in the log for the backend to
-// read over the API, never sent by webhook (it is about the webhook).
+// deadLetter records that ev was not delivered and takes it out of the
+// outbox. The record is an event in the log for the backend to read over
+// the API, never sent by webhook (it is about the webhook).
 func (w *Webhook) deadLetter(ctx context.Context, ev Event, err error, failures int) error {
 	w.metrics.undelivered()
 	w.log.ErrorContext(ctx, "webhook event undelivered", slog.String("event", ev.ID), slog.String("tenant", ev.TenantID),
@@ -201,7 +198,7 @@ func (w *Webhook) deadLetter(ctx context.Context, ev Event, err error, failures 
 	if w.notifier != nil && !w.notifier.Record(ctx, record) {
 		return errors.New("the undelivered event could not be recorded")
 	}
-	return nil
+	return w.store.MarkDelivered(ctx, ev.ID)
 }
 
 // Sign returns the signature header value for a request with the given
