@@ -73,11 +73,11 @@ const defaultSecondaryWait = time.Minute
 // otherwise an unexpected answer, reported with the status.
 type statusReasons map[int]broker.Reason
 
-// classify turns a go-github error into an *Error or *RateLimitError. Only
-// GitHub's message is kept from the response: it never echoes credentials.
 // integrationNotFound is GitHub's message for a JWT whose iss names no App.
 const integrationNotFound = "Integration not found"
 
+// classify turns a go-github error into an *Error or *RateLimitError. Only
+// GitHub's message is kept from the response: it never echoes credentials.
 func classify(op string, err error, reasons statusReasons, now time.Time) error {
 	var rl *gh.RateLimitError
 	if errors.As(err, &rl) {

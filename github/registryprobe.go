@@ -230,17 +230,18 @@ func (p *Prober) bearerToken(ctx context.Context, cred broker.Credential, t prob
 // longer accepts (TOKEN_REVOKED, or whatever GitHub's answer says), or
 // else one that may not pull.
 func (p *Prober) refusedLogin(ctx context.Context, cred broker.Credential, t probeTarget) error {
+	refused := denied(cred, t)
 	if p.cfg.Recheck == nil {
-		return denied(cred, t)
+		return refused
 	}
 	err := p.cfg.Recheck(ctx, cred)
 	switch reason := broker.ReasonOf(err); {
 	case err == nil:
-		return denied(cred, t)
+		return refused
 	case reason == broker.ReasonTokenRevoked || reason == broker.ReasonMissingScope || reason == broker.ReasonFineGrainedPAT:
 		return reasonErr(reason, "the registry refused the login of %s, and GitHub says: %v", cred.Username, err)
 	default:
-		return reasonErr(broker.ReasonOf(denied(cred, t)), "the registry refused the login of %s (403), and GitHub could not say why: %v", cred.Username, err)
+		return reasonErr(broker.ReasonOf(refused), "the registry refused the login of %s (403), and GitHub could not say why: %v", cred.Username, err)
 	}
 }
 
