@@ -63,7 +63,7 @@ func (r *TokenReview) Authenticate(ctx context.Context, req Request) (Identity, 
 	ans, hit := r.cache[key]
 	r.mu.Unlock()
 	if !hit || now.After(ans.expires) {
-		if !r.limiter.Allow() {
+		if !r.limiter.AllowN(now, 1) {
 			return Identity{}, true, ErrBusy
 		}
 		select {

@@ -117,17 +117,15 @@ func (g *Guard) authenticate(ctx context.Context, method string) (*call, error) 
 	if err != nil {
 		// A flood of bad credentials must not become a flood of log lines:
 		// a few a second are written, with a count of those left out.
-		if g.refusals.Allow() {
+		if g.refusals.AllowN(g.cfg.Clock.Now(), 1) {
 			g.log.InfoContext(ctx, "unauthenticated call", slog.String("method", method), slog.String("peer", addr), slog.Any("error", err),
 				slog.Int64("notLoggedSinceLast", g.unlogged.Swap(0)))
 		} else {
 			g.unlogged.Add(1)
 		}
-	}
-	if errors.Is(err, auth.ErrBusy) {
-		return nil, status.Error(codes.Unavailable, err.Error())
-	}
-	if err != nil {
+		if errors.Is(err, auth.ErrBusy) {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
 		return nil, status.Error(codes.Unauthenticated, "unauthenticated: present a client certificate or a bearer token credbroker accepts")
 	}
 	return &call{method: method, rule: rule, id: id, roles: g.cfg.Policy.Roles(id), peer: addr}, nil
