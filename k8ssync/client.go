@@ -34,11 +34,6 @@ func RestConfig(path string, qps float32, burst int) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// NewClient returns a clientset for cfg.
-func NewClient(cfg *rest.Config) (kubernetes.Interface, error) {
-	return kubernetes.NewForConfig(cfg)
-}
-
 // Budgets of the clients that are not the Syncer's. Leader election makes
 // a request every two seconds at most; request-time work (TokenReviews,
 // store reads a cache missed) is bounded so that a flood of callers cannot

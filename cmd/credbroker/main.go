@@ -21,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/api"
@@ -56,8 +55,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 
 // parts are what every replica serves from.
 type parts struct {
-	kube     kubernetes.Interface // the Syncer's client (clients.Sync); nil without a cluster
-	clients  k8ssync.Clients
+	clients  k8ssync.Clients // all nil without a cluster
 	store    stateStore
 	sealer   *broker.Sealer
 	github   *github.Client
@@ -87,14 +85,10 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.sealer, err = loadSealer(cfg, dev, getenv); err != nil {
 		return err
 	}
-	var cluster bool
-	if p.clients, cluster, err = kubeClients(cfg, getenv); err != nil {
+	if p.clients, err = kubeClients(cfg, getenv); err != nil {
 		return err
 	}
-	if cluster {
-		p.kube = p.clients.Sync
-	}
-	store, closeStore, err := openStore(cfg, p.kube)
+	store, closeStore, err := openStore(cfg, p.clients.Sync)
 	if err != nil {
 		return err
 	}
@@ -116,7 +110,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }() // before the store closes
 	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope()}
-	if p.kube != nil {
+	if p.clients.Sync != nil {
 		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
 	}
 	if cfg.storeKind == "kubernetes" {
@@ -202,11 +196,11 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		webhook = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret, Encode: api.EventJSON},
 			p.store, p.notifier, p.metrics, log)
 	}
-	if p.kube == nil {
+	if p.clients.Sync == nil {
 		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")
 		return nil
 	}
-	term := leader.Term{Kube: p.kube, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck}),
+	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope()},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}

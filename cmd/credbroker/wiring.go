@@ -84,17 +84,16 @@ func serverTLS(cfg serveConfig) (*tls.Config, error) {
 }
 
 // kubeClients connect to the cluster named by --kubeconfig, or to the one
-// credbroker runs in; ok is false when there is neither.
-func kubeClients(cfg serveConfig, getenv func(string) string) (_ k8ssync.Clients, ok bool, _ error) {
+// credbroker runs in; they are all nil when there is neither.
+func kubeClients(cfg serveConfig, getenv func(string) string) (k8ssync.Clients, error) {
 	if cfg.kubeconfig == "" && getenv("KUBERNETES_SERVICE_HOST") == "" {
-		return k8ssync.Clients{}, false, nil
+		return k8ssync.Clients{}, nil
 	}
 	rc, err := k8ssync.RestConfig(cfg.kubeconfig, float32(cfg.kubeQPS), cfg.kubeBurst)
 	if err != nil {
-		return k8ssync.Clients{}, false, err
+		return k8ssync.Clients{}, err
 	}
-	cs, err := k8ssync.NewClients(rc)
-	return cs, err == nil, err
+	return k8ssync.NewClients(rc)
 }
 
 // stateStore is what both store kinds provide: tenants, sealed credentials,
