@@ -171,13 +171,19 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]broker.Event, e
 
 // MarkDelivered implements broker.EventStore.
 func (s *Store) MarkDelivered(ctx context.Context, id string) error {
-	patch := []byte(`{"metadata":{"labels":{"` + labelPending + `":null}}}`)
-	_, err := s.client.CoreV1().ConfigMaps(s.namespace).Patch(ctx, eventConfigMapPrefix+id, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: Component})
-	if err != nil {
-		return fmt.Errorf("mark event %s delivered: %w", id, storeError(err))
+	if err := s.clearPending(ctx, eventConfigMapPrefix+id); err != nil {
+		return fmt.Errorf("mark event %s delivered: %w", id, err)
 	}
 	return nil
+}
+
+// clearPending takes the pending label off one of credbroker's ConfigMaps
+// (an event the webhook delivered, a GitHub delivery acted on).
+func (s *Store) clearPending(ctx context.Context, name string) error {
+	patch := []byte(`{"metadata":{"labels":{"` + labelPending + `":null}}}`)
+	_, err := s.client.CoreV1().ConfigMaps(s.namespace).Patch(ctx, name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: Component})
+	return storeError(err)
 }
 
 var (

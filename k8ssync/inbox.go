@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/credbroker/credbroker/broker"
 )
@@ -106,11 +105,8 @@ func (s *Store) PendingDeliveries(ctx context.Context, limit int) ([]broker.Deli
 
 // FinishDelivery implements broker.Inbox.
 func (s *Store) FinishDelivery(ctx context.Context, id string) error {
-	patch := []byte(`{"metadata":{"labels":{"` + labelPending + `":null}}}`)
-	_, err := s.client.CoreV1().ConfigMaps(s.namespace).Patch(ctx, deliveryName(id), types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: Component})
-	if err != nil {
-		return fmt.Errorf("finish delivery %s: %w", id, storeError(err))
+	if err := s.clearPending(ctx, deliveryName(id)); err != nil {
+		return fmt.Errorf("finish delivery %s: %w", id, err)
 	}
 	return nil
 }
