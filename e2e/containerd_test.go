@@ -80,8 +80,8 @@ func TestContainerdPullsThroughTheEmulatorRealm(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
 	dir := t.TempDir()
 	ctr := startContainerd(t, dir)
-	fx, control := startEmulator(t, testenv.Build(t, "./githubemu"))
-	registry := startRegistry(t, registryBin, dir, fx)
+	fx, control := startEmulator(t, testenv.Build(t, "./githubemu"), distribution(t, registryBin)...)
+	registry := fx.Registry
 	for _, tag := range []string{"v1", "v2"} {
 		ref := registry + "/" + fx.PATOwner + "/app:" + tag
 		pushImage(t, craneBin, registry, fx.PATOwner+"/app:"+tag, fx)

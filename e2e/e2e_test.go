@@ -98,10 +98,9 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	credbroker, githubemu := testenv.Build(t, "../cmd/credbroker"), testenv.Build(t, "./githubemu")
 
-	fx, control := startEmulator(t, githubemu)
-
-	// The registry, with images of three owners.
-	registry := startRegistry(t, registryBin, dir, fx)
+	// GitHub, and ghcr.io with images of three owners.
+	fx, control := startEmulator(t, githubemu, distribution(t, registryBin)...)
+	registry := fx.Registry
 	for _, repo := range []string{"a-org/app:v1", "b-org/app:v1", "c-org/app:v1"} {
 		pushImage(t, craneBin, registry, repo, fx)
 	}

@@ -21,8 +21,8 @@ import (
 func TestTheImageIsBuiltWithoutAContainerEngine(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
 	dir := t.TempDir()
-	fx, _ := startEmulator(t, testenv.Build(t, "./githubemu"))
-	registry := startRegistry(t, registryBin, dir, fx)
+	fx, _ := startEmulator(t, testenv.Build(t, "./githubemu"), distribution(t, registryBin)...)
+	registry := fx.Registry
 	ref := registry + "/" + fx.PATOwner + "/credbroker:test"
 
 	docker := filepath.Join(dir, "docker")

@@ -46,30 +46,10 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startRegistry runs CNCF Distribution with token auth whose realm is the
-// emulator's.
-func startRegistry(t *testing.T, bin, dir string, fx emulator.Fixture) string {
-	t.Helper()
-	certFile := filepath.Join(dir, "realm.pem")
-	if err := os.WriteFile(certFile, []byte(fx.RealmCertPEM), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	config := emulator.DistributionConfig(addr, fx.Realm, certFile)
-	configFile := filepath.Join(dir, "registry.yml")
-	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Start(t, "registry", exec.Command(bin, "serve", configFile))
-	testenv.Eventually(t, 20*time.Second, testenv.Holds("the registry did not come up", func() bool {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusUnauthorized
-	}))
-	return addr
+// distribution are githubemu's arguments that put CNCF Distribution,
+// with token auth whose realm is the emulator, behind its ghcr.io.
+func distribution(t *testing.T, registryBin string) []string {
+	return []string{"-distribution", registryBin, "-dir", t.TempDir()}
 }
 
 // crane runs the pull client with a docker config directory holding
@@ -117,11 +97,12 @@ func writeTar(w io.Writer, name string, content []byte) {
 	_ = tw.Close()
 }
 
-// startEmulator runs the GitHub emulator as a process and returns its
-// fixture, and a way to pull its control levers (POST /_emulator/<action>).
-func startEmulator(t *testing.T, bin string) (emulator.Fixture, func(action string)) {
+// startEmulator runs the GitHub emulator as a process with args and
+// returns its fixture, and a way to pull its control levers (POST
+// /_emulator/<action>).
+func startEmulator(t *testing.T, bin string, args ...string) (emulator.Fixture, func(action string)) {
 	t.Helper()
-	emu := testenv.Start(t, "githubemu", exec.Command(bin))
+	emu := testenv.Start(t, "githubemu", exec.Command(bin, args...))
 	line := emu.WaitLine(t, 30*time.Second, "the fixture", func(line string) bool { return strings.HasPrefix(line, "{") })
 	var fx emulator.Fixture
 	if err := json.Unmarshal([]byte(line), &fx); err != nil {

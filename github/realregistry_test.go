@@ -7,11 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -25,8 +23,8 @@ import (
 // builds from hack/registry.
 const registryBinEnv = "CREDBROKER_REGISTRY_BIN"
 
-// realRegistry runs the CNCF Distribution registry with token auth whose
-// realm is the emulator, and returns its host:port.
+// realRegistry puts the CNCF Distribution registry behind the emulator's
+// registry host (RunDistribution) and returns that host.
 func realRegistry(t *testing.T, gh *emulator.Server) string {
 	t.Helper()
 	bin := os.Getenv(registryBinEnv)
@@ -37,55 +35,25 @@ func realRegistry(t *testing.T, gh *emulator.Server) string {
 		t.Skipf("%s is not set (make test builds the registry and sets it)", registryBinEnv)
 	}
 	dir := t.TempDir()
-	certFile := filepath.Join(dir, "realm.pem")
-	if err := os.WriteFile(certFile, gh.RegistryCertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	stop, err := gh.RunDistribution(context.Background(), bin, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	config := emulator.DistributionConfig(addr, gh.RegistryRealm(), certFile)
-	configFile := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "serve", configFile)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		stop()
 		if t.Failed() {
-			t.Logf("registry log:\n%s", logs.String())
+			log, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+			t.Logf("registry log:\n%s", log)
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized {
-				return addr
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry did not come up on %s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling a child process for readiness; nothing to wait on
-	}
+	return gh.RegistryHost()
 }
 
 // push uploads a one-layer OCI image with a write:packages PAT, the way a
 // pushing client does: token, blob uploads, manifest.
 func push(t *testing.T, gh *emulator.Server, registry, repo, tag, user, token string) {
 	t.Helper()
-	q := url.Values{"service": {"ghcr-emulated"}, "scope": {"repository:" + repo + ":pull,push"}}
+	q := url.Values{"service": {gh.RegistryService()}, "scope": {"repository:" + repo + ":pull,push"}}
 	req, _ := http.NewRequest(http.MethodGet, gh.RegistryRealm()+"?"+q.Encode(), nil)
 	req.SetBasicAuth(user, token)
 	var tok struct{ Token string }

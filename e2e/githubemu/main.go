@@ -1,8 +1,11 @@
 // Command githubemu runs credbroker's GitHub emulator as a process of its
 // own, for the end-to-end suite: the App, installations and PATs of the
 // suite's fixture, and the control API (emulator.ControlPrefix) to
-// suspend, revoke and speed up time. It prints the fixture as one JSON line
-// on stdout and serves until SIGTERM.
+// suspend, revoke and speed up time. With -distribution, a real CNCF
+// Distribution registry serves the emulated ghcr.io's /v2/. It prints the
+// fixture as one JSON line on stdout and serves until SIGTERM.
+//
+//	githubemu [-host 127.0.0.1] [-distribution bin/registry -dir DIR]
 package main
 
 import (
@@ -11,10 +14,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/credbroker/credbroker/github/emulator"
@@ -28,14 +32,30 @@ func main() {
 }
 
 func run() error {
+	host := flag.String("host", "127.0.0.1", "the address to listen on")
+	distribution := flag.String("distribution", "", "a CNCF Distribution registry binary to serve /v2/")
+	dir := flag.String("dir", "", "the registry's storage, configuration and log (with -distribution)")
+	flag.Parse()
 	key, _, err := emulator.NewAppKey()
 	if err != nil {
 		return err
 	}
-	s := emulator.NewServer()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s := emulator.NewServerOn(*host)
 	defer s.Close()
+	if *distribution != "" {
+		if *dir == "" {
+			return errors.New("-distribution needs -dir")
+		}
+		stopRegistry, err := s.RunDistribution(ctx, *distribution, *dir)
+		if err != nil {
+			return err
+		}
+		defer stopRegistry()
+	}
 	f := emulator.Fixture{
-		APIURL: s.URL(), Realm: strings.Replace(s.RegistryRealm(), "127.0.0.1", "localhost", 1),
+		APIURL: s.URL(), Registry: s.RegistryHost(), Realm: s.RegistryRealm(),
 		RealmCertPEM: string(s.RegistryCertPEM()), AppID: 7,
 		AppKeyPEM:      string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})),
 		InstallationID: 70, AppOwner: "c-org", AppOwnerID: 300,
@@ -51,8 +71,6 @@ func run() error {
 	if err := json.NewEncoder(os.Stdout).Encode(f); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	return nil
 }

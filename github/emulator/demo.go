@@ -46,8 +46,10 @@ func NewDemo() (*Server, Demo, error) {
 // clients about the GitHub it emulates, as one JSON line.
 type Fixture struct {
 	APIURL string `json:"apiURL"`
-	// Realm is the registry token endpoint, on localhost: pull clients
-	// refuse a realm given as an IP address.
+	// Registry is the emulated ghcr.io's host:port; Realm, its token
+	// endpoint, is on the same host as ghcr.io's is (pull clients refuse a
+	// realm at another private address).
+	Registry       string `json:"registry"`
 	Realm          string `json:"realm"`
 	RealmCertPEM   string `json:"realmCertPEM"`
 	AppID          int64  `json:"appID"`

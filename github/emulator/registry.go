@@ -27,8 +27,9 @@ const RegistryIssuer = "emulator"
 
 const registryTokenLifetime = 5 * time.Minute
 
-// registry is the emulator's ghcr.io: the token realm and enough of /v2/ to
-// answer a pull's manifest request.
+// registry is the emulator's ghcr.io: the token realm and, until
+// RunDistribution puts a real registry behind it, enough of /v2/ to answer a
+// pull's manifest request.
 type registry struct {
 	key             *ecdsa.PrivateKey
 	certDER         []byte
@@ -67,28 +68,6 @@ func (s *Server) RegistryService() string { return s.RegistryHost() }
 
 // RegistryRealm is the token endpoint URL.
 func (s *Server) RegistryRealm() string { return s.Registry.URL + "/token" }
-
-// DistributionConfig is the configuration of a CNCF Distribution registry
-// on addr that trusts the emulator's realm: token auth at realm, tokens
-// signed by the key whose certificate is in rootCertFile (RegistryCertPEM).
-// In-memory storage; for tests only.
-func DistributionConfig(addr, realm, rootCertFile string) string {
-	return fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-storage:
-  inmemory: {}
-http:
-  addr: %s
-  secret: test-only-not-a-secret
-auth:
-  token:
-    realm: %s
-    service: ghcr-emulated
-    issuer: %s
-    rootcertbundle: %s
-`, addr, realm, RegistryIssuer, rootCertFile)
-}
 
 // RegistryCertPEM is the certificate of the key that signs registry tokens:
 // a real registry's auth.token.rootcertbundle.
@@ -139,7 +118,13 @@ func (s *Server) registryHandler() http.Handler {
 	mux.HandleFunc("GET /token", s.registryToken)
 	// containerd asks with an OAuth2 password grant first (POST, form).
 	mux.HandleFunc("POST /token", s.registryToken)
-	mux.HandleFunc("/v2/", s.registryV2)
+	mux.HandleFunc("/v2/", func(w http.ResponseWriter, r *http.Request) {
+		if up := s.upstream.Load(); up != nil {
+			up.ServeHTTP(w, r)
+			return
+		}
+		s.registryV2(w, r)
+	})
 	return mux
 }
 

@@ -20,11 +20,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -108,6 +112,7 @@ type Server struct {
 	lag             time.Duration
 	expirationStyle string
 	registry        *registry
+	upstream        atomic.Pointer[httputil.ReverseProxy] // RunDistribution's registry
 }
 
 // budget is one credential's primary rate limit window: GitHub counts per
@@ -129,8 +134,14 @@ type appToken struct {
 	expiresAt      time.Time
 }
 
-// NewServer starts an emulator with no Apps, installations or PATs.
-func NewServer() *Server {
+// NewServer starts an emulator with no Apps, installations or PATs, on
+// loopback.
+func NewServer() *Server { return NewServerOn("127.0.0.1") }
+
+// NewServerOn is NewServer listening on host (an address of this machine),
+// for clients elsewhere: the Pods of a node reach the machine at its
+// bridge's address, not at loopback.
+func NewServerOn(host string) *Server {
 	s := &Server{
 		clock:           clock.RealClock{},
 		tokenLifetime:   time.Hour,
@@ -145,10 +156,24 @@ func NewServer() *Server {
 		budgets:         map[string]*budget{},
 		expirationStyle: ExpirationLayoutZone,
 	}
-	s.API = httptest.NewServer(s.apiHandler())
+	s.API = serve(host, s.apiHandler())
 	s.registry = newRegistry()
-	s.Registry = httptest.NewServer(s.registryHandler())
+	s.Registry = serve(host, s.registryHandler())
 	return s
+}
+
+// serve starts an httptest server on host; like httptest.NewServer, it
+// panics when it cannot listen.
+func serve(host string, h http.Handler) *httptest.Server {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		panic(fmt.Sprintf("emulator: listen on %s: %v", host, err))
+	}
+	srv := httptest.NewUnstartedServer(h)
+	_ = srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	return srv
 }
 
 // Close stops both servers.
