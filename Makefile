@@ -80,7 +80,7 @@ image: crane
 
 # The main job on embedded defaults: bbolt in a temp dir, a dev encryption
 # key, the GitHub emulator, and a local kube-apiserver (or $$KUBECONFIG).
-run: build
+run: build registry crane
 	hack/run-dev.sh
 
 # Unit tests, the GitHub emulator, a real registry and a real kube-apiserver,

@@ -38,6 +38,7 @@ type backend struct {
 	secret []byte
 	mu     sync.Mutex
 	events []map[string]any
+	at     []time.Time // when each event arrived
 }
 
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -56,19 +57,26 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b.mu.Lock()
 	b.events = append(b.events, ev)
+	b.at = append(b.at, time.Now())
 	b.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (b *backend) has(typ, tenant string) bool {
+	_, ok := b.received(typ, tenant)
+	return ok
+}
+
+// received is when the first event of a type about a tenant arrived.
+func (b *backend) received(typ, tenant string) (time.Time, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, ev := range b.events {
+	for i, ev := range b.events {
 		if ev["type"] == typ && ev["tenantId"] == tenant {
-			return true
+			return b.at[i], true
 		}
 	}
-	return false
+	return time.Time{}, false
 }
 
 // broker is the running credbroker binary, seen through its REST API.

@@ -36,6 +36,7 @@ type serveConfig struct {
 	refreshLead     time.Duration
 	patRecheck      time.Duration
 	serviceAccounts string
+	plainHTTP       string
 	reserved        string
 	granted         string
 	webhookURL      string
@@ -61,6 +62,7 @@ type serveConfig struct {
 	dataDir         string
 	keyFile         string
 	dev             bool
+	devRegistryBin  string
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
 }
@@ -95,6 +97,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.dataDir, "data-dir", "/var/lib/credbroker", "directory of the embedded bbolt store")
 	fs.StringVar(&cfg.keyFile, "encryption-key-file", "", "file with the 32-byte AES key (raw or base64) that seals PATs at rest; "+keyEnv+" may hold the key itself")
 	fs.BoolVar(&cfg.dev, "dev", false, "development mode: loopback listeners, a temporary data dir and a generated encryption key; never for production")
+	fs.StringVar(&cfg.devRegistryBin, "dev-registry-bin", "", "dev mode: a CNCF Distribution registry binary (make registry) that serves the emulated ghcr.io's images, kept in <data-dir>/registry; without it the emulator answers manifest requests only")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may take to finish on SIGTERM")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	fs.StringVar(&cfg.githubURL, "github-url", github.DefaultBaseURL, "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
@@ -112,6 +115,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.reserved, "reserved-namespaces", "", "comma-separated namespaces no tenant is ever bound to, besides kube-* and --namespace")
 	fs.StringVar(&cfg.granted, "granted-namespaces", "", "namespaced mode: comma-separated namespaces where credbroker was granted Secret rights (RoleBindings); tenants are bound there only, and nothing is read cluster-wide but namespaces. Empty: cluster-wide rights")
 	fs.StringVar(&cfg.serviceAccounts, "service-accounts", "default", "comma-separated ServiceAccounts whose imagePullSecrets get the Secret, for tenants with patchServiceAccounts")
+	fs.StringVar(&cfg.plainHTTP, "plain-http-registries", "", "comma-separated registry hosts (host:port) the prober speaks plain HTTP to, as nodes do with a hosts.toml; loopback registries always are")
 	fs.DurationVar(&cfg.refreshLead, "refresh-lead", broker.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
 	fs.DurationVar(&cfg.patRecheck, "pat-recheck", broker.DefaultPATRecheck, "validate each PAT with GitHub this often (and at each expiry warning)")
 	fs.StringVar(&cfg.webhookURL, "webhook-url", "", "URL the backend receives events at (POST, JSON, signed); none when empty")
@@ -241,6 +245,13 @@ func (cfg serveConfig) namespaceScope() broker.NamespaceScope {
 }
 
 // splitList splits a comma-separated flag, dropping blanks.
+// plainHTTPRegistry reports whether the prober speaks plain HTTP to a
+// registry host.
+func (cfg serveConfig) plainHTTPRegistry() func(host string) bool {
+	listed := splitList(cfg.plainHTTP)
+	return func(host string) bool { return loopback.Is(host) || slices.Contains(listed, host) }
+}
+
 func splitList(list string) []string {
 	var out []string
 	for _, s := range strings.Split(list, ",") {

@@ -19,12 +19,13 @@ import (
 // devMode is what `serve --dev` adds, like `vault server -dev`: a throw-away
 // data dir, a generated admin token and encryption key kept in it, and
 // (without --github-url) the GitHub emulator with its demo App, PAT and
-// image, and two demo tenants.
+// image (in a real registry with --dev-registry-bin), and two demo tenants.
 type devMode struct {
 	adminToken    string
 	encryptionKey []byte
 	emulator      *emulator.Server // nil with --github-url
 	demo          emulator.Demo
+	realRegistry  bool // Distribution serves the emulator's /v2/
 	cleanup       []func()
 }
 
@@ -63,6 +64,14 @@ func startDev(cfg *serveConfig) (_ *devMode, err error) {
 		return nil, err
 	}
 	d.cleanup = append(d.cleanup, d.emulator.Close)
+	if cfg.devRegistryBin != "" {
+		stop, err := d.emulator.RunDistribution(context.Background(), cfg.devRegistryBin, filepath.Join(cfg.dataDir, "registry"))
+		if err != nil {
+			return nil, fmt.Errorf("dev registry: %w", err)
+		}
+		d.cleanup = append(d.cleanup, stop)
+		d.realRegistry = true
+	}
 	if err := os.WriteFile(filepath.Join(cfg.dataDir, "demo-pat"), []byte(d.demo.PAT), 0o600); err != nil {
 		return nil, fmt.Errorf("dev demo PAT: %w", err)
 	}
@@ -116,8 +125,14 @@ func (d *devMode) registerDemo(ctx context.Context, registry *broker.Registry) e
 }
 
 // printBanner says what dev mode runs and how to call it.
-func (d *devMode) printBanner(w io.Writer, srv *server.Server, cfg serveConfig) {
+// node is the name of a node of the cluster, or "" when it has none (Pods
+// would wait for one).
+func (d *devMode) printBanner(w io.Writer, srv *server.Server, cfg serveConfig, node string) {
 	demo, adminToken := d.demo, d.adminToken
+	registry := "(the emulator's own: it answers manifest requests but serves no blobs; --dev-registry-bin serves real ones)"
+	if d.realRegistry {
+		registry = fmt.Sprintf("(CNCF Distribution behind the emulator's realm, as ghcr.io is; images in %s/registry)", cfg.dataDir)
+	}
 	grpcAddr, httpAddr, dataDir := srv.GRPCAddr().String(), srv.HTTPAddr().String(), cfg.dataDir
 	_, _ = fmt.Fprintf(w, `
 credbroker is running in DEV MODE: loopback only, throw-away data, generated keys. Never use it in production.
@@ -128,7 +143,7 @@ credbroker is running in DEV MODE: loopback only, throw-away data, generated key
   token    %[12]s   (admin; also in %[3]s/admin.token: every API call needs it)
   GitHub   %[4]s   (emulator: App %[5]d installed on %[6]s (id %[7]d) as installation %[8]d;
            a classic PAT of machine user %[9]s in %[3]s/demo-pat)
-  registry %[10]s
+  registry %[10]s   %[13]s
 
 Two demo tenants of %[6]s are registered, each proving its credential on the emulated
 registry's image before anything is published: "demo" with the App installation (refused, as
@@ -151,14 +166,38 @@ ghcr.io refuses App tokens private pulls) and "demo-pat" with the machine user's
   grpcurl -plaintext -H "authorization: Bearer $CREDBROKER_TOKEN" -d '{"id":"demo-pat"}' %[1]s credbroker.v1.TenantService/GetTenant
 
 `, grpcAddr, httpAddr, dataDir, d.emulator.URL(), demo.AppID, demo.Org.Login, demo.Org.ID,
-		demo.InstallationID, demo.MachineUser.Login, d.emulator.RegistryHost(), demo.Image, adminToken)
-	if cfg.kubeconfig != "" {
-		_, _ = fmt.Fprintf(w, `Secrets are synced into the cluster of %[1]s; watch them appear:
+		demo.InstallationID, demo.MachineUser.Login, d.emulator.RegistryHost(), demo.Image, adminToken, registry)
+	if cfg.kubeconfig == "" {
+		return
+	}
+	_, _ = fmt.Fprintf(w, `Secrets are synced into the cluster of %[1]s; watch them appear:
 
-  kubectl --kubeconfig %[1]s get secrets -A -l app.kubernetes.io/managed-by=credbroker
-  kubectl --kubeconfig %[1]s -n demo-pat get secret ghcr-secret -o jsonpath='{.metadata.annotations}'
-  kubectl --kubeconfig %[1]s -n demo-pat get events
+  export KUBECONFIG=%[1]s
+  kubectl get secrets -A -l app.kubernetes.io/managed-by=credbroker
+  kubectl -n demo-pat get secret ghcr-secret -o jsonpath='{.metadata.annotations}'
+  kubectl -n demo-pat get events
 
 `, cfg.kubeconfig)
+	if !d.realRegistry {
+		return
 	}
+	_, _ = fmt.Fprintf(w, `Pull the demo image as a pull client would, with exactly the synced Secret:
+
+  d=$(mktemp -d) && kubectl -n demo-pat get secret ghcr-secret -o jsonpath='{.data.\.dockerconfigjson}' | base64 -d > $d/config.json
+  DOCKER_CONFIG=$d bin/crane pull %[1]s $d/hello.tar && ls -l $d/hello.tar
+  skopeo inspect --tls-verify=false --authfile $d/config.json docker://%[1]s   # if skopeo is installed
+
+`, demo.Image)
+	if node == "" {
+		_, _ = fmt.Fprint(w, "The cluster has no node: a Pod would wait for one (make run starts a node where it can).\n\n")
+		return
+	}
+	_, _ = fmt.Fprintf(w, `Run it on node %[2]s: the kubelet's containerd pulls with the synced Secret, and the Pod runs:
+
+  kubectl -n demo-pat run hello --image=%[1]s --overrides='{"spec":{"imagePullSecrets":[{"name":"ghcr-secret"}]}}'
+  kubectl -n demo-pat get pod hello   # Running
+  kubectl -n demo-pat logs hello      # hello from octo-org/hello
+  kubectl -n demo-pat describe pod hello | grep -A9 ^Events
+
+`, demo.Image, node)
 }

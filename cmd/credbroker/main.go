@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		return err
 	}
 	if dev != nil && dev.emulator != nil {
-		dev.printBanner(stderr, srv, cfg)
+		dev.printBanner(stderr, srv, cfg, k8ssync.AnyNode(ctx, p.clients.Sync))
 	}
 	if err := startLeader(ctx, &wg, cfg, p, credentials, log); err != nil {
 		return err
@@ -200,7 +200,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")
 		return nil
 	}
-	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck}),
+	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck, PlainHTTP: cfg.plainHTTPRegistry()}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope()},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}

@@ -220,3 +220,19 @@ func post(t *testing.T, url, token, body string) int {
 	code, _ := testenv.REST(t, http.MethodPost, url, token, body)
 	return code
 }
+
+func TestThePlainHTTPRegistriesAreLoopbackAndTheListedOnes(t *testing.T) {
+	cfg, err := parseServeFlags([]string{"--insecure", "--plain-http-registries", "10.244.1.1:5000, registry.local:80"}, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := cfg.plainHTTPRegistry()
+	for host, want := range map[string]bool{
+		"10.244.1.1:5000": true, "registry.local:80": true, "localhost:5000": true, "127.0.0.1:41407": true,
+		"10.244.1.1:5001": false, "registry.local": false, "ghcr.io": false,
+	} {
+		if got := plain(host); got != want {
+			t.Errorf("plain HTTP to %s: %v, want %v", host, got, want)
+		}
+	}
+}

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -66,8 +68,27 @@ func (s *Server) RunDistribution(ctx context.Context, bin, dir string) (stop fun
 		stop()
 		return nil, fmt.Errorf("distribution on %s (log in %s): %w", addr, dir, err)
 	}
-	s.upstream.Store(httputil.NewSingleHostReverseProxy(upstream))
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	proxy.ModifyResponse = answerAsGHCR
+	s.upstream.Store(proxy)
 	return stop, nil
+}
+
+// answerAsGHCR turns Distribution's 401 insufficient_scope to a request
+// whose token is valid but grants nothing on the repository into ghcr.io's
+// 403 DENIED (deniedPull).
+func answerAsGHCR(resp *http.Response) error {
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Request.Header.Get("Authorization"), "Bearer ") ||
+		!strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
+		return nil
+	}
+	_ = resp.Body.Close()
+	rec := httptest.NewRecorder()
+	deniedPull(rec)
+	denied := rec.Result()
+	resp.StatusCode, resp.Status, resp.Header, resp.Body, resp.ContentLength =
+		denied.StatusCode, denied.Status, denied.Header, denied.Body, denied.ContentLength
+	return nil
 }
 
 // distributionConfig configures Distribution to trust the emulator's realm:

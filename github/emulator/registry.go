@@ -128,6 +128,14 @@ func (s *Server) registryHandler() http.Handler {
 	return mux
 }
 
+// deniedPull is ghcr.io's answer to a pull with a valid token that grants
+// no access to the repository: 403 DENIED "denied" (docker shows "denied:
+// denied", containerd "403 Forbidden"), where CNCF Distribution answers 401
+// with error="insufficient_scope".
+func deniedPull(w http.ResponseWriter) {
+	registryError(w, http.StatusForbidden, "DENIED", "denied")
+}
+
 func registryError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, map[string]any{"errors": []map[string]string{{"code": code, "message": message}}})
 }
@@ -264,7 +272,11 @@ func (s *Server) registryV2(w http.ResponseWriter, r *http.Request) {
 	s.calls[RouteManifest]++
 	s.mu.Unlock()
 	if !s.validRegistryToken(r, name) {
-		w.Header().Set("WWW-Authenticate", challenge+fmt.Sprintf(`,scope="repository:%s:pull",error="insufficient_scope"`, name))
+		if s.validRegistryToken(r, "") {
+			deniedPull(w)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", challenge+fmt.Sprintf(`,scope="repository:%s:pull"`, name))
 		registryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 		return
 	}

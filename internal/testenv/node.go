@@ -1,0 +1,163 @@
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// nodeUnavailable is hack/node.sh's exit code when this machine cannot
+// run a node (not root, or containerd, runc or the CNI plugins missing).
+const nodeUnavailable = 3
+
+// Node is a single-node cluster started by hack/node.sh: a control plane
+// with controllers and a scheduler, and a kubelet whose containerd pulls
+// the images of Pods for real.
+type Node struct {
+	// Kubeconfig is cluster-admin's; Admin is a client with it.
+	Kubeconfig string
+	Admin      kubernetes.Interface
+	Name       string
+	// HostIP is where Pods reach this machine: a peer that Pods call (a
+	// registry, GitHub, the backend) listens there.
+	HostIP string
+	// Registry is the node's own plain-HTTP registry on loopback, for
+	// images nobody needs credentials for (credbroker's).
+	Registry string
+	script   string
+	env      []string
+}
+
+// StartNode starts a node with hack/node.sh (script is its path from the
+// test's package) in slot 1, apart from dev mode's slot 0, and stops it
+// when the test ends. Where no node can run it skips, or fails in CI.
+func StartNode(t testing.TB, script string) *Node {
+	t.Helper()
+	n := &Node{script: script, env: append(os.Environ(), "NODE_SLOT=1", "NODE_DIR="+filepath.Join(t.TempDir(), "node"))}
+	var stderr bytes.Buffer
+	cmd := exec.Command(script, "start")
+	cmd.Env, cmd.Stderr = n.env, &stderr
+	out, err := cmd.Output()
+	t.Cleanup(func() {
+		if msg, err := n.run("stop"); err != nil {
+			t.Errorf("hack/node.sh stop: %v\n%s", err, msg)
+		}
+	})
+	if exit := (*exec.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == nodeUnavailable && os.Getenv("CI") == "" {
+		t.Skipf("no node can run here:\n%s", stderr.String())
+	}
+	if err != nil {
+		t.Fatalf("hack/node.sh start: %v\n%s", err, stderr.String())
+	}
+	t.Logf("%s", strings.TrimSpace(lastLine(stderr.String())))
+	vars := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			vars[k] = v
+		}
+	}
+	n.Kubeconfig, n.Name, n.HostIP, n.Registry = vars["KUBECONFIG"], vars["NODE_NAME"], vars["NODE_HOST_IP"], vars["NODE_REGISTRY"]
+	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Admin, err = kubernetes.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TrustRegistry lets the node's containerd pull from host over plain HTTP.
+func (n *Node) TrustRegistry(t testing.TB, host string) {
+	t.Helper()
+	if out, err := n.run("trust-registry", host); err != nil {
+		t.Fatalf("hack/node.sh trust-registry: %v\n%s", err, out)
+	}
+}
+
+func (n *Node) run(args ...string) (string, error) {
+	cmd := exec.Command(n.script, args...)
+	cmd.Env = n.env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Kubectl runs kubectl as cluster-admin and returns its combined output.
+func (n *Node) Kubectl(args ...string) (string, error) {
+	bin, err := exec.LookPath(filepath.Join(os.Getenv(AssetsEnv), "kubectl"))
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", n.Kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// PodOutcome waits for the first container of a Pod to run or to fail to
+// pull its image, and returns which ("Running", "ErrImagePull",
+// "ImagePullBackOff") with the Pod's `kubectl describe`.
+func (n *Node) PodOutcome(t testing.TB, namespace, name string) (outcome, describe string) {
+	t.Helper()
+	Eventually(t, 2*time.Minute, func() (bool, string) {
+		pod, err := n.Admin.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		outcome = podOutcome(pod)
+		return outcome != "", Errorf("pod %s/%s neither ran nor failed to pull: %v", namespace, name, pod.Status)
+	})
+	// The kubelet records the pull's Event just after the state changes.
+	time.Sleep(time.Second)
+	describe, err := n.Kubectl("-n", namespace, "describe", "pod", name)
+	if err != nil {
+		t.Fatalf("kubectl describe pod: %v\n%s", err, describe)
+	}
+	return outcome, describe
+}
+
+func podOutcome(pod *corev1.Pod) string {
+	for _, c := range pod.Status.ContainerStatuses {
+		switch {
+		case c.State.Running != nil:
+			return "Running"
+		case c.State.Waiting != nil && (c.State.Waiting.Reason == "ErrImagePull" || c.State.Waiting.Reason == "ImagePullBackOff"):
+			return c.State.Waiting.Reason
+		}
+	}
+	return ""
+}
+
+// WaitGone waits until a namespace is deleted for good: every finalizer done.
+func (n *Node) WaitGone(t testing.TB, namespace string, within time.Duration) {
+	t.Helper()
+	Eventually(t, within, func() (bool, string) {
+		ns, err := n.Admin.CoreV1().Namespaces().Get(context.Background(), namespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, ""
+		}
+		if err != nil {
+			return false, err.Error()
+		}
+		return false, Errorf("namespace %s is still %s: %v", namespace, ns.Status.Phase, ns.Status.Conditions)
+	})
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
