@@ -12,7 +12,7 @@ GOOGLEAPIS_MOD := github.com/grpc-ecosystem/grpc-gateway/v2@v2.1.0
 GOOGLEAPIS_DIR := third_party/googleapis/google/api
 export PATH := $(BIN):$(PATH)
 
-.PHONY: image all tools googleapis registry crane helm testbin generate check-generated build run test bench bench-go lint fmt clean
+.PHONY: node node-stop image all tools googleapis registry crane helm testbin generate check-generated build run test bench bench-go lint fmt clean
 
 all: generate lint build test
 
@@ -68,6 +68,13 @@ helm: $(BIN)/helm-$(HELM_VERSION)
 # ~/.cache/credbroker/testbin (about 10 minutes the first time on 2 cores).
 testbin:
 	@hack/testbin.sh >/dev/null
+
+# A single-node cluster (kubelet, containerd, control plane) on this machine,
+# as root: `make node` prints its KUBECONFIG; docs/operations.md.
+node: testbin registry crane
+	@hack/node.sh start
+node-stop:
+	@hack/node.sh stop
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/credbroker ./cmd/credbroker

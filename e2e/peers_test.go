@@ -110,16 +110,22 @@ func startEmulator(t *testing.T, bin string, args ...string) (emulator.Fixture, 
 	}
 	control := func(action string) {
 		t.Helper()
-		resp, err := http.Post(strings.TrimSuffix(fx.APIURL, "/")+"/_emulator/"+action, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("emulator control %s: %d", action, resp.StatusCode)
-		}
+		emulatorControl(t, fx, action)
 	}
 	return fx, control
+}
+
+// emulatorControl pulls one of the emulator's control levers.
+func emulatorControl(t *testing.T, fx emulator.Fixture, action string) {
+	t.Helper()
+	resp, err := http.Post(strings.TrimSuffix(fx.APIURL, "/")+"/_emulator/"+action, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("emulator control %s: %d", action, resp.StatusCode)
+	}
 }
 
 // startBroker runs `credbroker serve` with args on free loopback ports and

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -152,6 +153,12 @@ func TestProbeAgainstARealRegistry(t *testing.T) {
 			err := f.record(prober.Probe(ctx, tc.cred(), registry+"/"+tc.image))
 			t.Logf("real registry: probe %s → %v", tc.image, err)
 			assertOutcome(t, err, tc.want)
+			// Distribution's 401 insufficient_scope reaches the prober as
+			// ghcr.io's 403 DENIED, through the emulator in front of it.
+			var e *github.Error
+			if denied := tc.want == broker.ReasonNoPackageAccess || tc.want == broker.ReasonAppTokenNotAccepted; denied && (!errors.As(err, &e) || e.Status != http.StatusForbidden) {
+				t.Errorf("a denied pull answered %v, want HTTP 403", err)
+			}
 		})
 	}
 }

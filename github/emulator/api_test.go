@@ -114,3 +114,47 @@ func TestAnIndexNeedsAnAcceptThatNamesIt(t *testing.T) {
 		}
 	}
 }
+
+// Like ghcr.io, the registry answers a pull with a valid token that grants
+// nothing on the repository 403 DENIED, and a pull without a token 401
+// with the challenge.
+func TestAPullWithoutAccessIsDenied(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	s.AddImage("acme/app", "v1")
+	s.AddPAT("ghp_octo", PAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	tokenReq, _ := http.NewRequest(http.MethodGet, s.RegistryRealm()+"?service="+s.RegistryService()+"&scope=repository:acme/app:pull", nil)
+	tokenReq.SetBasicAuth("octo", "ghp_octo")
+	resp, err := http.DefaultClient.Do(tokenReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	_ = resp.Body.Close()
+	for _, tc := range []struct {
+		name, authorization string
+		status              int
+		body, challenge     string
+	}{
+		{"a token without access", "Bearer " + tok.Token, http.StatusForbidden, `"code":"DENIED","message":"denied"`, ""},
+		{"no token", "", http.StatusUnauthorized, `"code":"UNAUTHORIZED"`, `Bearer realm="` + s.RegistryRealm()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, s.Registry.URL+"/v2/acme/app/manifests/v1", nil)
+			if tc.authorization != "" {
+				req.Header.Set("Authorization", tc.authorization)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.body) ||
+				!strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), tc.challenge) {
+				t.Errorf("%d %s (challenge %q), want %d with %s", resp.StatusCode, body, resp.Header.Get("WWW-Authenticate"), tc.status, tc.body)
+			}
+		})
+	}
+}
