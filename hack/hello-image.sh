@@ -16,5 +16,6 @@ trap 'rm -rf "$work"' EXIT
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work/root" -cf "$work/layer.tar" hello
 repo=${ref%:*}
 # containerd refuses an image whose config names no platform.
-"$crane" append -f "$work/layer.tar" -t "$ref" >/dev/null
-"$crane" mutate "$ref" -t "$ref" --set-platform linux/amd64 --entrypoint /hello --cmd "${repo#*/}" >/dev/null
+crane() { "$crane" "$@" > /dev/null 2> "$work/crane.log" || { cat "$work/crane.log" >&2; return 1; }; }
+crane append -f "$work/layer.tar" -t "$ref"
+crane mutate "$ref" -t "$ref" --set-platform linux/amd64 --entrypoint /hello --cmd "${repo#*/}"

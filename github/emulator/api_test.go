@@ -115,9 +115,9 @@ func TestAnIndexNeedsAnAcceptThatNamesIt(t *testing.T) {
 	}
 }
 
-// Like ghcr.io, the registry answers a pull with a valid token that grants
-// nothing on the repository 403 DENIED, and a pull without a token 401
-// with the challenge.
+// Like ghcr.io, the registry answers a logged-in pull whose token grants
+// nothing on the repository 403 DENIED, and an anonymous pull 401 with the
+// challenge.
 func TestAPullWithoutAccessIsDenied(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
@@ -132,6 +132,14 @@ func TestAPullWithoutAccessIsDenied(t *testing.T) {
 	var tok struct{ Token string }
 	_ = json.NewDecoder(resp.Body).Decode(&tok)
 	_ = resp.Body.Close()
+	resp, err = http.Get(s.RegistryRealm() + "?service=" + s.RegistryService() + "&scope=repository:acme/app:pull")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var anon struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&anon)
+	_ = resp.Body.Close()
+	anonymousToken := anon.Token
 	for _, tc := range []struct {
 		name, authorization string
 		status              int
@@ -139,6 +147,7 @@ func TestAPullWithoutAccessIsDenied(t *testing.T) {
 	}{
 		{"a token without access", "Bearer " + tok.Token, http.StatusForbidden, `"code":"DENIED","message":"denied"`, ""},
 		{"no token", "", http.StatusUnauthorized, `"code":"UNAUTHORIZED"`, `Bearer realm="` + s.RegistryRealm()},
+		{"an anonymous token", "Bearer " + anonymousToken, http.StatusUnauthorized, `"code":"UNAUTHORIZED"`, `Bearer realm="` + s.RegistryRealm()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, s.Registry.URL+"/v2/acme/app/manifests/v1", nil)

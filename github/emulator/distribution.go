@@ -69,16 +69,16 @@ func (s *Server) RunDistribution(ctx context.Context, bin, dir string) (stop fun
 		return nil, fmt.Errorf("distribution on %s (log in %s): %w", addr, dir, err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(upstream)
-	proxy.ModifyResponse = answerAsGHCR
+	proxy.ModifyResponse = s.answerAsGHCR
 	s.upstream.Store(proxy)
 	return stop, nil
 }
 
-// answerAsGHCR turns Distribution's 401 insufficient_scope to a request
-// whose token is valid but grants nothing on the repository into ghcr.io's
-// 403 DENIED (deniedPull).
-func answerAsGHCR(resp *http.Response) error {
-	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Request.Header.Get("Authorization"), "Bearer ") ||
+// answerAsGHCR turns Distribution's 401 insufficient_scope to a logged-in
+// request whose token grants nothing on the repository into ghcr.io's 403
+// DENIED (deniedPull).
+func (s *Server) answerAsGHCR(resp *http.Response) error {
+	if resp.StatusCode != http.StatusUnauthorized || !s.loggedIn(resp.Request) ||
 		!strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
 		return nil
 	}

@@ -27,6 +27,10 @@ const RegistryIssuer = "emulator"
 
 const registryTokenLifetime = 5 * time.Minute
 
+// anonymous is the subject of the realm's tokens for a client that did not
+// log in.
+const anonymous = "anonymous"
+
 // registry is the emulator's ghcr.io: the token realm and, until
 // RunDistribution puts a real registry behind it, enough of /v2/ to answer a
 // pull's manifest request.
@@ -128,10 +132,11 @@ func (s *Server) registryHandler() http.Handler {
 	return mux
 }
 
-// deniedPull is ghcr.io's answer to a pull with a valid token that grants
-// no access to the repository: 403 DENIED "denied" (docker shows "denied:
+// deniedPull is ghcr.io's answer to a logged-in pull whose token grants no
+// access to the repository: 403 DENIED "denied" (docker shows "denied:
 // denied", containerd "403 Forbidden"), where CNCF Distribution answers 401
-// with error="insufficient_scope".
+// with error="insufficient_scope". An anonymous pull of a private image
+// gets 401 on ghcr.io as on Distribution (docker shows "unauthorized").
 func deniedPull(w http.ResponseWriter) {
 	registryError(w, http.StatusForbidden, "DENIED", "denied")
 }
@@ -194,7 +199,7 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := s.clock.Now()
-	subject := "anonymous"
+	subject := anonymous
 	switch {
 	case cred.pat != nil:
 		subject = cred.pat.Owner.Login
@@ -272,7 +277,7 @@ func (s *Server) registryV2(w http.ResponseWriter, r *http.Request) {
 	s.calls[RouteManifest]++
 	s.mu.Unlock()
 	if !s.validRegistryToken(r, name) {
-		if s.validRegistryToken(r, "") {
+		if s.loggedIn(r) {
 			deniedPull(w)
 			return
 		}
@@ -311,12 +316,12 @@ func (s *Server) registryV2(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// validRegistryToken checks the bearer token the realm issued: signature,
-// audience, expiry, and (when repository is set) a pull grant for it.
-func (s *Server) validRegistryToken(r *http.Request, repository string) bool {
+// registryClaims are the claims of the request's bearer token if the realm
+// issued it and it is still good.
+func (s *Server) registryClaims(r *http.Request) (jwt.MapClaims, bool) {
 	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return false
+		return nil, false
 	}
 	s.mu.Lock()
 	now := s.clock.Now()
@@ -325,6 +330,23 @@ func (s *Server) validRegistryToken(r *http.Request, repository string) bool {
 	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithoutClaimsValidation()).
 		ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return &s.registry.key.PublicKey, nil })
 	if err != nil || !claims.VerifyExpiresAt(now.Unix(), true) || !claims.VerifyAudience(s.RegistryService(), true) {
+		return nil, false
+	}
+	return claims, true
+}
+
+// loggedIn reports whether the request bears a good token of a credential,
+// not an anonymous one.
+func (s *Server) loggedIn(r *http.Request) bool {
+	claims, ok := s.registryClaims(r)
+	return ok && claims["sub"] != anonymous
+}
+
+// validRegistryToken checks the bearer token the realm issued: signature,
+// audience, expiry, and (when repository is set) a pull grant for it.
+func (s *Server) validRegistryToken(r *http.Request, repository string) bool {
+	claims, ok := s.registryClaims(r)
+	if !ok {
 		return false
 	}
 	if repository == "" {
