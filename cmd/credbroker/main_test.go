@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -234,5 +235,42 @@ func TestThePlainHTTPRegistriesAreLoopbackAndTheListedOnes(t *testing.T) {
 		if got := plain(host); got != want {
 			t.Errorf("plain HTTP to %s: %v, want %v", host, got, want)
 		}
+	}
+}
+
+// With --dev-registry-bin, the registry dev mode names is CNCF Distribution
+// behind the emulator's realm, and it stops with dev mode.
+func TestDevModeServesARealRegistry(t *testing.T) {
+	testenv.Require(t, "CREDBROKER_REGISTRY_BIN")
+	data := t.TempDir()
+	p := startBinary(t, nil, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data,
+		"--dev-registry-bin", os.Getenv("CREDBROKER_REGISTRY_BIN"))
+	_, line, _ := strings.Cut(p.Output(), "\n  registry ") // the banner is out before "serving"
+	line, _, _ = strings.Cut(line, "\n")
+	host := strings.Fields(line + " ?")[0]
+	resp, err := http.Get("http://" + host + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Docker-Distribution-Api-Version") != "registry/2.0" ||
+		!strings.Contains(resp.Header.Get("WWW-Authenticate"), `realm="http://`+host+`/token"`) {
+		t.Errorf("GET /v2/ of %s: %d %v, want Distribution's 401 with the realm on the same host", host, resp.StatusCode, resp.Header)
+	}
+	if !strings.Contains(line, "CNCF Distribution") {
+		t.Errorf("the banner says %q", line)
+	}
+	if code := p.Terminate(t); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0:\n%s", code, p.Output())
+	}
+	config, err := os.ReadFile(filepath.Join(data, "registry", "config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr, _ := strings.Cut(string(config), "addr: ")
+	addr, _, _ = strings.Cut(addr, "\n")
+	if conn, err := net.Dial("tcp", addr); err == nil {
+		_ = conn.Close()
+		t.Errorf("Distribution still listens on %s after dev mode stopped", addr)
 	}
 }
