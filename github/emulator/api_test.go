@@ -84,15 +84,7 @@ func TestAnIndexNeedsAnAcceptThatNamesIt(t *testing.T) {
 	s.AddMultiArchImage("octo/multi", "v1")
 	// A token the realm issues for a PAT that may pull.
 	s.AddPAT("ghp_reader", PAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
-	tokenReq, _ := http.NewRequest(http.MethodGet, s.RegistryRealm()+"?service="+s.RegistryService()+"&scope=repository:octo/multi:pull", nil)
-	tokenReq.SetBasicAuth("octo", "ghp_reader")
-	resp, err := http.DefaultClient.Do(tokenReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct{ Token string }
-	_ = json.NewDecoder(resp.Body).Decode(&tok)
-	_ = resp.Body.Close()
+	token := registryToken(t, s, "repository:octo/multi:pull", "octo", "ghp_reader")
 	for _, tc := range []struct {
 		accept string
 		want   int
@@ -102,7 +94,7 @@ func TestAnIndexNeedsAnAcceptThatNamesIt(t *testing.T) {
 		{"application/vnd.docker.distribution.manifest.list.v2+json", http.StatusOK},
 	} {
 		req, _ := http.NewRequest(http.MethodHead, s.Registry.URL+"/v2/octo/multi/manifests/v1", nil)
-		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Accept", tc.accept)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -123,29 +115,14 @@ func TestAPullWithoutAccessIsDenied(t *testing.T) {
 	defer s.Close()
 	s.AddImage("acme/app", "v1")
 	s.AddPAT("ghp_octo", PAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
-	tokenReq, _ := http.NewRequest(http.MethodGet, s.RegistryRealm()+"?service="+s.RegistryService()+"&scope=repository:acme/app:pull", nil)
-	tokenReq.SetBasicAuth("octo", "ghp_octo")
-	resp, err := http.DefaultClient.Do(tokenReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct{ Token string }
-	_ = json.NewDecoder(resp.Body).Decode(&tok)
-	_ = resp.Body.Close()
-	resp, err = http.Get(s.RegistryRealm() + "?service=" + s.RegistryService() + "&scope=repository:acme/app:pull")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var anon struct{ Token string }
-	_ = json.NewDecoder(resp.Body).Decode(&anon)
-	_ = resp.Body.Close()
-	anonymousToken := anon.Token
+	octo := registryToken(t, s, "repository:acme/app:pull", "octo", "ghp_octo")
+	anonymousToken := registryToken(t, s, "repository:acme/app:pull", "", "")
 	for _, tc := range []struct {
 		name, authorization string
 		status              int
 		body, challenge     string
 	}{
-		{"a token without access", "Bearer " + tok.Token, http.StatusForbidden, `"code":"DENIED","message":"denied"`, ""},
+		{"a token without access", "Bearer " + octo, http.StatusForbidden, `"code":"DENIED","message":"denied"`, ""},
 		{"no token", "", http.StatusUnauthorized, `"code":"UNAUTHORIZED"`, `Bearer realm="` + s.RegistryRealm()},
 		{"an anonymous token", "Bearer " + anonymousToken, http.StatusUnauthorized, `"code":"UNAUTHORIZED"`, `Bearer realm="` + s.RegistryRealm()},
 	} {
@@ -166,4 +143,24 @@ func TestAPullWithoutAccessIsDenied(t *testing.T) {
 			}
 		})
 	}
+}
+
+// registryToken asks the realm for a token for scope, logged in as user
+// with pat, or anonymously when user is "".
+func registryToken(t *testing.T, s *Server, scope, user, pat string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.RegistryRealm()+"?service="+s.RegistryService()+"&scope="+scope, nil)
+	if user != "" {
+		req.SetBasicAuth(user, pat)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var tok struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("realm: %d %v", resp.StatusCode, err)
+	}
+	return tok.Token
 }
