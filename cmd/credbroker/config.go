@@ -244,7 +244,6 @@ func (cfg serveConfig) namespaceScope() broker.NamespaceScope {
 	return scope
 }
 
-// splitList splits a comma-separated flag, dropping blanks.
 // plainHTTPRegistry reports whether the prober speaks plain HTTP to a
 // registry host.
 func (cfg serveConfig) plainHTTPRegistry() func(host string) bool {
@@ -252,6 +251,7 @@ func (cfg serveConfig) plainHTTPRegistry() func(host string) bool {
 	return func(host string) bool { return loopback.Is(host) || slices.Contains(listed, host) }
 }
 
+// splitList splits a comma-separated flag, dropping blanks.
 func splitList(list string) []string {
 	var out []string
 	for _, s := range strings.Split(list, ",") {

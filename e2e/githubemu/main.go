@@ -55,8 +55,7 @@ func run() error {
 		defer stopRegistry()
 	}
 	f := emulator.Fixture{
-		APIURL: s.URL(), Registry: s.RegistryHost(), Realm: s.RegistryRealm(),
-		RealmCertPEM: string(s.RegistryCertPEM()), AppID: 7,
+		APIURL: s.URL(), Registry: s.RegistryHost(), AppID: 7,
 		AppKeyPEM:      string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})),
 		InstallationID: 70, AppOwner: "c-org", AppOwnerID: 300,
 		PATOwner: "a-org", PATOwnerID: 100, PAT: "ghp_" + rand.Text(), PusherPAT: "ghp_" + rand.Text(),

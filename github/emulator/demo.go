@@ -46,12 +46,9 @@ func NewDemo() (*Server, Demo, error) {
 // clients about the GitHub it emulates, as one JSON line.
 type Fixture struct {
 	APIURL string `json:"apiURL"`
-	// Registry is the emulated ghcr.io's host:port; Realm, its token
-	// endpoint, is on the same host as ghcr.io's is (pull clients refuse a
-	// realm at another private address).
+	// Registry is the emulated ghcr.io's host:port, its token realm on the
+	// same host as ghcr.io's is.
 	Registry       string `json:"registry"`
-	Realm          string `json:"realm"`
-	RealmCertPEM   string `json:"realmCertPEM"`
 	AppID          int64  `json:"appID"`
 	AppKeyPEM      string `json:"appKeyPEM"`
 	InstallationID int64  `json:"installationID"`

@@ -281,7 +281,11 @@ func (s *Server) registryV2(w http.ResponseWriter, r *http.Request) {
 			deniedPull(w)
 			return
 		}
-		w.Header().Set("WWW-Authenticate", challenge+fmt.Sprintf(`,scope="repository:%s:pull"`, name))
+		challenge += fmt.Sprintf(`,scope="repository:%s:pull"`, name)
+		if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			challenge += `,error="insufficient_scope"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
 		registryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 		return
 	}
