@@ -38,6 +38,14 @@ etcd_port=$((23800 + slot * 20)) kubelet_port=$((10350 + slot * 10)) healthz_por
 registry=localhost:$((5100 + slot))
 node=localhost # the API server reaches the kubelet by this name (--kubelet-preferred-address-types=Hostname)
 cgroup_root=/credbroker-node$slot
+# The node's cgroup in every hierarchy: each controller's on cgroup v1 (and
+# the unified one of a hybrid host), the one tree on a cgroup v2 host.
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+  cgroups=("/sys/fs/cgroup${cgroup_root}")
+else
+  cgroups=()
+  for h in /sys/fs/cgroup/*/; do [ -e "${h}cgroup.procs" ] && cgroups+=("${h%/}${cgroup_root}"); done
+fi
 pids=$dir/pids logs=$dir/logs
 sock=$dir/containerd/containerd.sock
 mkdir -p "$pids" "$logs"
@@ -256,8 +264,7 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "2%", imagefs.availa
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
 EOF
-  # The kubelet refuses a missing cgroup root.
-  for h in /sys/fs/cgroup/*/; do [ -e "$h/cgroup.procs" ] && mkdir -p "$h${cgroup_root#/}"; done
+  mkdir -p "${cgroups[@]}" # the kubelet refuses a missing cgroup root
   run kubelet nsenter -t "$(cat "$pids/mntns")" -m -- "$bin/kubelet" --config="$dir/kubelet/config.yaml" --kubeconfig="$dir/node.kubeconfig" \
     --root-dir="$dir/kubelet/root" --cert-dir="$dir/kubelet/pki" --hostname-override="$node" --v=1
   wait_for 120 "a Ready node" kubelet sh -c \
@@ -302,12 +309,10 @@ stop() {
   stop_pid mntns # the namespace's mounts go with its last process
   # A container process still alive has lost its shim; the cgroup subtree
   # is this node's alone, so whatever is left in it was started by it.
-  find /sys/fs/cgroup/*/"${cgroup_root#/}" -name cgroup.procs -exec cat {} + 2> /dev/null | sort -u |
+  find "${cgroups[@]}" -name cgroup.procs -exec cat {} + 2> /dev/null | sort -u |
     while read -r p; do kill -KILL "$p" 2> /dev/null || true; done
   sleep 0.2
-  for h in /sys/fs/cgroup/*/; do
-    if [ -d "$h${cgroup_root#/}" ]; then find "$h${cgroup_root#/}" -depth -type d -exec rmdir {} \; 2> /dev/null || true; fi
-  done
+  find "${cgroups[@]}" -depth -type d -exec rmdir {} \; 2> /dev/null || true
   ip link show "$bridge" > /dev/null 2>&1 && ip link del "$bridge"
   rm -rf "$dir/cni/ipam"
 }
