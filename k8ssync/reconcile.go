@@ -236,19 +236,23 @@ func (s *Syncer) patchServiceAccounts(ctx context.Context, ns, secretName string
 		if !ok || hasPullSecret(sa, secretName) {
 			continue // a ServiceAccount created later queues the namespace again
 		}
+		wrote := false
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			fresh, err := s.client.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil || hasPullSecret(fresh, secretName) {
-				return err
+				return err // or the cache was behind: nothing to write
 			}
 			fresh.ImagePullSecrets = append(fresh.ImagePullSecrets, corev1.LocalObjectReference{Name: secretName})
 			_, err = s.client.CoreV1().ServiceAccounts(ns).Update(ctx, fresh, metav1.UpdateOptions{FieldManager: Component})
+			wrote = err == nil
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("add %s to ServiceAccount %s/%s: %w", secretName, ns, name, err)
 		}
-		s.writes.Add(1)
+		if wrote {
+			s.writes.Add(1)
+		}
 	}
 	return nil
 }
