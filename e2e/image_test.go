@@ -25,18 +25,8 @@ func TestTheImageIsBuiltWithoutAContainerEngine(t *testing.T) {
 	registry := fx.Registry
 	ref := registry + "/" + fx.PATOwner + "/credbroker:test"
 
-	docker := filepath.Join(dir, "docker")
-	if err := os.MkdirAll(docker, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(docker, "config.json"), dockerConfig(registry, "pusher", fx.PusherPAT), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	build := exec.Command("../hack/image.sh", ref)
-	build.Env = append(os.Environ(), "CRANE="+craneBin, "DOCKER_CONFIG="+docker)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("hack/image.sh: %v\n%s", err, out)
-	}
+	docker := dockerConfigDir(t, dockerConfig(registry, "pusher", fx.PusherPAT))
+	script(t, craneBin, docker, "../hack/image.sh", ref)
 
 	crane := func(args ...string) []byte {
 		t.Helper()

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -36,7 +35,7 @@ func TestTheChartOnARealNode(t *testing.T) {
 	// containerd speaks plain HTTP to that registry, as the broker does.
 	fx, control := startEmulator(t, testenv.Build(t, "./githubemu"), append(distribution(t, registryBin), "-host", node.HostIP)...)
 	node.TrustRegistry(t, fx.Registry)
-	pusher := dockerConfigDir(t, fx.Registry, "pusher", fx.PusherPAT)
+	pusher := dockerConfigDir(t, dockerConfig(fx.Registry, "pusher", fx.PusherPAT))
 	for _, repo := range []string{"a-org/app:v1", "b-org/app:v1", "c-org/app:v1"} {
 		script(t, craneBin, pusher, "../hack/hello-image.sh", fx.Registry+"/"+repo)
 	}
@@ -226,16 +225,6 @@ func TestTheChartOnARealNode(t *testing.T) {
 	})
 }
 
-// dockerConfigDir is a DOCKER_CONFIG directory holding one login.
-func dockerConfigDir(t *testing.T, registry, user, password string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), dockerConfig(registry, user, password), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // script runs one of hack/'s image scripts with crane and a DOCKER_CONFIG.
 func script(t *testing.T, craneBin, dockerConfigDir, path string, args ...string) {
 	t.Helper()
@@ -270,8 +259,7 @@ var forwarding = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+)`)
 // port-forward (there is no kube-proxy on the node) and returns its URL.
 func portForward(t *testing.T, node *testenv.Node, pod string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(os.Getenv(testenv.AssetsEnv), "kubectl"), "--kubeconfig", node.Kubeconfig,
-		"-n", "credbroker", "port-forward", pod, ":8080")
+	cmd := node.KubectlCommand(context.Background(), "-n", "credbroker", "port-forward", pod, ":8080")
 	p := testenv.Start(t, "kubectl port-forward", cmd)
 	line := p.WaitLine(t, 30*time.Second, "the forwarded port", forwarding.MatchString)
 	return "http://127.0.0.1:" + forwarding.FindStringSubmatch(line)[1]

@@ -57,10 +57,7 @@ func distribution(t *testing.T, registryBin string) []string {
 // succeeded.
 func crane(t *testing.T, bin string, dockerConfigJSON []byte, args ...string) (string, bool) {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), dockerConfigJSON, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := dockerConfigDir(t, dockerConfigJSON)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -82,6 +79,16 @@ func pushImage(t *testing.T, craneBin, registry, repo string, fx emulator.Fixtur
 	if out, ok := crane(t, craneBin, cfg, "append", "-f", layer, "-t", registry+"/"+repo); !ok {
 		t.Fatalf("push %s: %s", repo, out)
 	}
+}
+
+// dockerConfigDir is a DOCKER_CONFIG directory holding dockerConfigJSON.
+func dockerConfigDir(t *testing.T, dockerConfigJSON []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), dockerConfigJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func dockerConfig(registry, user, password string) []byte {

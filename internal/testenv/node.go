@@ -30,7 +30,6 @@ type Node struct {
 	// Kubeconfig is cluster-admin's; Admin is a client with it.
 	Kubeconfig string
 	Admin      kubernetes.Interface
-	Name       string
 	// HostIP is where Pods reach this machine: a peer that Pods call (a
 	// registry, GitHub, the backend) listens there.
 	HostIP string
@@ -70,7 +69,7 @@ func StartNode(t testing.TB, script string) *Node {
 			vars[k] = v
 		}
 	}
-	n.Kubeconfig, n.Name, n.HostIP, n.Registry = vars["KUBECONFIG"], vars["NODE_NAME"], vars["NODE_HOST_IP"], vars["NODE_REGISTRY"]
+	n.Kubeconfig, n.HostIP, n.Registry = vars["KUBECONFIG"], vars["NODE_HOST_IP"], vars["NODE_REGISTRY"]
 	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -96,15 +95,16 @@ func (n *Node) run(args ...string) (string, error) {
 	return string(out), err
 }
 
+// KubectlCommand is kubectl (from AssetsEnv) with args, as cluster-admin.
+func (n *Node) KubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, filepath.Join(os.Getenv(AssetsEnv), "kubectl"), append([]string{"--kubeconfig", n.Kubeconfig}, args...)...)
+}
+
 // Kubectl runs kubectl as cluster-admin and returns its combined output.
 func (n *Node) Kubectl(args ...string) (string, error) {
-	bin, err := exec.LookPath(filepath.Join(os.Getenv(AssetsEnv), "kubectl"))
-	if err != nil {
-		return "", err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", n.Kubeconfig}, args...)...).CombinedOutput()
+	out, err := n.KubectlCommand(ctx, args...).CombinedOutput()
 	return string(out), err
 }
 
