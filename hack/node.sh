@@ -13,7 +13,8 @@
 # The host stays clean: containerd and the kubelet run in a private mount
 # namespace in which /run, /var/log, /var/lib and the sysctls the kubelet and
 # the CNI plugin write are files under NODE_DIR; Pods get cgroups under
-# /credbroker-node<slot>; only PIDs recorded in NODE_DIR are ever signalled.
+# /credbroker-node<slot>; stop signals only the PIDs recorded in NODE_DIR, the
+# shims of this node's containerd socket and what is left in its cgroups.
 #
 # Networking without kube-proxy or iptables: the bridge carries the Pods'
 # gateway (NODE_HOST_IP, where Pods reach what runs on this host) and the

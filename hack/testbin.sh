@@ -49,9 +49,9 @@ ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.
 (cd "$kmod" && go build -ldflags "$ldflags" -o "$TESTBIN_DIR/" $pkgs) >&2
 
 # etcd's server module also carries replace directives.
+if [ -x "$TESTBIN_DIR/etcd" ]; then echo "$TESTBIN_DIR"; exit 0; fi
 emod=$WORK/etcd-$ETCD_VERSION
 mkdir -p "$emod"
-if [ -x "$TESTBIN_DIR/etcd" ]; then echo "$TESTBIN_DIR"; exit 0; fi
 if [ ! -f "$emod/go.sum" ]; then
   printf 'module etcdbuild\n\ngo 1.23.0\n\nrequire go.etcd.io/etcd/server/v3 v%s\n' "$ETCD_VERSION" > "$emod/go.mod"
   printf '//go:build tools\n\npackage etcdbuild\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > "$emod/tools.go"
