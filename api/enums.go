@@ -73,6 +73,7 @@ var (
 		broker.EventSyncConflict:            credbrokerv1.EventType_EVENT_TYPE_SYNC_CONFLICT,
 		broker.EventRecovered:               credbrokerv1.EventType_EVENT_TYPE_RECOVERED,
 		broker.EventWebhookUndelivered:      credbrokerv1.EventType_EVENT_TYPE_WEBHOOK_UNDELIVERED,
+		broker.EventPullDenied:              credbrokerv1.EventType_EVENT_TYPE_PULL_DENIED,
 	})
 	severities = newEnum(map[broker.Severity]credbrokerv1.Severity{
 		broker.SeverityInfo:     credbrokerv1.Severity_SEVERITY_INFO,
@@ -90,6 +91,19 @@ var (
 		broker.ContainerRegular:   credbrokerv1.ContainerKind_CONTAINER_KIND_CONTAINER,
 		broker.ContainerInit:      credbrokerv1.ContainerKind_CONTAINER_KIND_INIT,
 		broker.ContainerEphemeral: credbrokerv1.ContainerKind_CONTAINER_KIND_EPHEMERAL,
+	})
+	pullModes = newEnum(map[broker.PullMode]credbrokerv1.PullMode{
+		broker.PullSecret:   credbrokerv1.PullMode_PULL_MODE_SECRET,
+		broker.PullProvider: credbrokerv1.PullMode_PULL_MODE_PROVIDER,
+		broker.PullBoth:     credbrokerv1.PullMode_PULL_MODE_BOTH,
+	})
+	exchangeDenials = newEnum(map[broker.ExchangeDenial]credbrokerv1.ExchangeDenial{
+		broker.DenyTokenRejected:      credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_TOKEN_REJECTED,
+		broker.DenyTokenNotPodBound:   credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_TOKEN_NOT_POD_BOUND,
+		broker.DenyNamespaceNotBound:  credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_NAMESPACE_NOT_BOUND,
+		broker.DenyImageNotAllowed:    credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED,
+		broker.DenyPullModeSecret:     credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_PULL_MODE_SECRET,
+		broker.DenyCredentialNotReady: credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_CREDENTIAL_NOT_READY,
 	})
 	ownerTypes = newEnum(map[broker.OwnerType]credbrokerv1.OwnerType{
 		broker.OwnerUser:         credbrokerv1.OwnerType_OWNER_TYPE_USER,

@@ -55,6 +55,8 @@ func TestEnumTablesMatchTheDescriptors(t *testing.T) {
 		{"ImageReason", checkEnum(imageReasons, credbrokerv1.ImageReason(0).Descriptor())},
 		{"ContainerKind", checkEnum(containerKinds, credbrokerv1.ContainerKind(0).Descriptor())},
 		{"OwnerType", checkEnum(ownerTypes, credbrokerv1.OwnerType(0).Descriptor())},
+		{"PullMode", checkEnum(pullModes, credbrokerv1.PullMode(0).Descriptor())},
+		{"ExchangeDenial", checkEnum(exchangeDenials, credbrokerv1.ExchangeDenial(0).Descriptor())},
 	} {
 		for _, p := range tc.problems {
 			t.Errorf("%s: %s", tc.name, p)

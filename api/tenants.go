@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -266,6 +267,7 @@ func tenantFromProto(p *credbrokerv1.Tenant) broker.Tenant {
 		ProbeImage:           p.GetProbeImage(),
 		AllowedOwners:        p.GetAllowedOwners(),
 		PatchServiceAccounts: p.GetPatchServiceAccounts(),
+		PullMode:             pullModeFromProto(p.GetPullMode()),
 	}
 	switch c := p.GetCredential().(type) {
 	case *credbrokerv1.Tenant_GithubApp:
@@ -298,6 +300,7 @@ func tenantToProto(t broker.Tenant) *credbrokerv1.Tenant {
 		ProbeImage:           t.ProbeImage,
 		AllowedOwners:        slices.Clone(t.AllowedOwners),
 		PatchServiceAccounts: t.PatchServiceAccounts,
+		PullMode:             pullModes.proto(cmp.Or(t.PullMode, broker.PullSecret)),
 		CreateTime:           timestamp(t.CreateTime),
 		UpdateTime:           timestamp(t.UpdateTime),
 		Etag:                 t.Version,
@@ -313,6 +316,18 @@ func tenantToProto(t broker.Tenant) *credbrokerv1.Tenant {
 		p.Credential = &credbrokerv1.Tenant_Pat{Pat: &credbrokerv1.PATSource{Fingerprint: t.PAT.Fingerprint}}
 	}
 	return p
+}
+
+// pullModeFromProto keeps a number outside the enum visible, so that
+// validation names it rather than taking it for the default.
+func pullModeFromProto(m credbrokerv1.PullMode) broker.PullMode {
+	if m == credbrokerv1.PullMode_PULL_MODE_UNSPECIFIED {
+		return ""
+	}
+	if d := pullModes.domain(m); d != "" {
+		return d
+	}
+	return broker.PullMode(m.String())
 }
 
 func timestamp(t time.Time) *timestamppb.Timestamp {

@@ -117,5 +117,8 @@ func Methods() map[string]Rule {
 		"/credbroker.v1.ImageService/ValidatePod":              {Access: TenantRead, Tenant: tenantID, Limit: Limit{PerSecond: 200, Burst: 400}},
 		"/credbroker.v1.EventService/ListEvents":               {Access: TenantRead, Tenant: tenantID},
 		"/credbroker.v1.EventService/WatchEvents":              {Access: TenantRead, Tenant: tenantID},
+		// The Pod's token is reviewed by the method (one review per new token,
+		// limited on its own); what it hands out is audited by the broker.
+		"/credbroker.v1.PullCredentialService/ExchangeServiceAccountToken": {Access: SelfAuthenticated},
 	}
 }

@@ -38,6 +38,8 @@ type Identity struct {
 	Roles []string
 	// Method names the authenticator that vouched for the caller.
 	Method string
+	// Extra is what a reviewed token is bound to (TokenReview only).
+	Extra map[string][]string
 	// TokenHash is the sha256 prefix of the bearer token used, for the audit
 	// trail (never the token); empty for client certificates.
 	TokenHash string

@@ -213,15 +213,15 @@ func TestOIDC(t *testing.T) {
 func TestTokenReviewCachesAnswers(t *testing.T) {
 	ctx := context.Background()
 	reviews := 0
-	r := NewTokenReview(func(_ context.Context, token string) (string, []string, bool, error) {
+	r := NewTokenReview(func(_ context.Context, token string) (Review, error) {
 		reviews++
 		switch token {
 		case "good":
-			return "system:serviceaccount:platform:backend", []string{"system:serviceaccounts"}, true, nil
+			return Review{Authenticated: true, User: "system:serviceaccount:platform:backend", Groups: []string{"system:serviceaccounts"}}, nil
 		case "outage":
-			return "", nil, false, errors.New("connection refused")
+			return Review{}, errors.New("connection refused")
 		}
-		return "", nil, false, nil
+		return Review{}, nil
 	}, 10*time.Second)
 	clk := clocktesting.NewFakePassiveClock(time.Now())
 	r.clock = clk
@@ -415,9 +415,9 @@ func (o *OIDC) retryAtIsZero() bool {
 func TestAFloodOfTokensIsRefusedBeforeTheAPIServer(t *testing.T) {
 	ctx := context.Background()
 	var reviews atomic.Int32
-	r := NewTokenReview(func(_ context.Context, token string) (string, []string, bool, error) {
+	r := NewTokenReview(func(_ context.Context, token string) (Review, error) {
 		reviews.Add(1)
-		return "system:serviceaccount:platform:backend", nil, token == "good", nil
+		return Review{Authenticated: token == "good", User: "system:serviceaccount:platform:backend"}, nil
 	}, 10*time.Second)
 	if _, _, err := r.Authenticate(ctx, Request{BearerToken: "good"}); err != nil {
 		t.Fatal(err)

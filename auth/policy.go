@@ -103,6 +103,11 @@ const (
 	TenantRead
 	// TenantWrite methods are allowed to the tenant's admins.
 	TenantWrite
+	// SelfAuthenticated methods carry their own credential in the request
+	// and check it themselves: the credential provider's exchange, whose
+	// caller (a node) holds nothing but the Pod's ServiceAccount token.
+	// The Guard asks for no identity and grants no role.
+	SelfAuthenticated
 )
 
 // Allowed reports whether roles grant access to tenant.

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -10,10 +11,21 @@ import (
 	"k8s.io/utils/clock"
 )
 
+// Review is the API server's answer about a token.
+type Review struct {
+	Authenticated bool
+	User          string
+	Groups        []string
+	// Extra holds what the token is bound to: for a ServiceAccount token
+	// bound to a Pod, authentication.kubernetes.io/pod-name, pod-uid and
+	// node-name.
+	Extra map[string][]string
+}
+
 // ReviewFunc asks the Kubernetes API server whether a bearer token is a
 // valid ServiceAccount (or other) token for the audience, and whose. It is
 // k8ssync's TokenReviewer: auth imports no client-go.
-type ReviewFunc func(ctx context.Context, token string) (user string, groups []string, authenticated bool, err error)
+type ReviewFunc func(ctx context.Context, token string) (Review, error)
 
 // Limits of the reviews a TokenReview makes: every unknown bearer token
 // costs the API server a request, so a flood of made-up tokens is refused
@@ -23,6 +35,10 @@ const (
 	ReviewBurst      = 40
 	ReviewsInFlight  = 16
 )
+
+// ErrTokenRejected is a token the API server does not accept for the
+// audience.
+var ErrTokenRejected = errors.New("the API server does not accept the bearer token")
 
 // TokenReview authenticates bearer tokens with the Kubernetes TokenReview
 // API. It is the last resort of a chain: it recognises every bearer token.
@@ -48,8 +64,15 @@ type reviewAnswer struct {
 
 // NewTokenReview returns a TokenReview authenticator caching answers for ttl.
 func NewTokenReview(review ReviewFunc, ttl time.Duration) *TokenReview {
+	return NewTokenReviewLimited(review, ttl, ReviewsPerSecond, ReviewBurst, ReviewsInFlight)
+}
+
+// NewTokenReviewLimited is NewTokenReview with limits of its own: the
+// credential provider's reviews come with Pod starts, in bursts a rollout
+// makes, and get more room than API callers'.
+func NewTokenReviewLimited(review ReviewFunc, ttl time.Duration, perSecond float64, burst, inflight int) *TokenReview {
 	return &TokenReview{review: review, ttl: ttl, clock: clock.RealClock{}, cache: map[string]reviewAnswer{},
-		limiter: rate.NewLimiter(ReviewsPerSecond, ReviewBurst), inflight: make(chan struct{}, ReviewsInFlight)}
+		limiter: rate.NewLimiter(rate.Limit(perSecond), burst), inflight: make(chan struct{}, inflight)}
 }
 
 // Authenticate implements Authenticator.
@@ -71,13 +94,13 @@ func (r *TokenReview) Authenticate(ctx context.Context, req Request) (Identity, 
 		default:
 			return Identity{}, true, ErrBusy
 		}
-		user, groups, ok, err := r.review(ctx, req.BearerToken)
+		rev, err := r.review(ctx, req.BearerToken)
 		<-r.inflight
 		if err != nil {
 			return Identity{}, true, fmt.Errorf("token review: %w", err)
 		}
-		ans = reviewAnswer{id: Identity{Name: user, Groups: groups, Method: "token-review", TokenHash: tokenPrefix(req.BearerToken)},
-			ok: ok, expires: now.Add(r.ttl)}
+		ans = reviewAnswer{id: Identity{Name: rev.User, Groups: rev.Groups, Extra: rev.Extra, Method: "token-review", TokenHash: tokenPrefix(req.BearerToken)},
+			ok: rev.Authenticated, expires: now.Add(r.ttl)}
 		r.mu.Lock()
 		for k, a := range r.cache { // keep the cache small: drop what expired
 			if now.After(a.expires) {
@@ -88,7 +111,7 @@ func (r *TokenReview) Authenticate(ctx context.Context, req Request) (Identity, 
 		r.mu.Unlock()
 	}
 	if !ans.ok {
-		return Identity{}, true, fmt.Errorf("the API server does not accept the bearer token")
+		return Identity{}, true, ErrTokenRejected
 	}
 	return ans.id, true, nil
 }

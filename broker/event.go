@@ -21,6 +21,7 @@ const (
 	EventSyncConflict            EventType = "SYNC_CONFLICT"
 	EventRecovered               EventType = "RECOVERED"
 	EventWebhookUndelivered      EventType = "WEBHOOK_UNDELIVERED"
+	EventPullDenied              EventType = "PULL_DENIED"
 )
 
 // Severity ranks events for alerting.

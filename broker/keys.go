@@ -139,6 +139,9 @@ func (r *Refresher) remove(ctx context.Context, id string) {
 	}
 	r.mu.Unlock()
 	r.dropKey(ctx, dropped, droppedCred)
+	if err := r.cfg.Publications.remove(ctx, id); err != nil {
+		r.log.WarnContext(ctx, "remove the publication of a removed tenant", slog.String("tenant", id), slog.Any("error", err))
+	}
 	r.cfg.Metrics.forget(id)
 	// A tenant registered again under this id starts without old conditions.
 	r.notifier.ResolveAll(ctx, tenantConditions(id), "tenant "+id+" was removed")

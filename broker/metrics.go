@@ -20,6 +20,7 @@ type Metrics struct {
 	outboxDepth       prometheus.Gauge
 	undeliveredEvents prometheus.Counter
 	rateLimit         prometheus.Gauge
+	exchanges         *prometheus.CounterVec
 	rateOnce          sync.Once
 	reg               prometheus.Registerer
 }
@@ -64,12 +65,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "credbroker_webhook_outbox_events",
 			Help: "Events waiting for webhook delivery (as last seen by the deliverer, up to one page).",
 		}),
+		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "credbroker_provider_exchanges_total",
+			Help: "Credential provider exchanges by result (ok, error, or the denial).",
+		}, []string{"result"}),
 		undeliveredEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "credbroker_webhook_undelivered_total",
 			Help: "Events that left the webhook outbox undelivered: refused for good by the receiver, or failed too often.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.expiry, m.refreshes, m.mints, m.probes, m.events, m.deliveries, m.revocations, m.outboxDepth, m.undeliveredEvents} {
+	for _, c := range []prometheus.Collector{m.expiry, m.refreshes, m.mints, m.probes, m.events, m.deliveries, m.revocations, m.outboxDepth, m.undeliveredEvents, m.exchanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -155,4 +160,10 @@ func (m *Metrics) delivered(err error, pending int) {
 	}
 	m.deliveries.WithLabelValues(result("", err)).Inc()
 	m.outboxDepth.Set(float64(pending))
+}
+
+func (m *Metrics) exchanged(result string) {
+	if m != nil {
+		m.exchanges.WithLabelValues(result).Inc()
+	}
 }

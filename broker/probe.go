@@ -64,6 +64,11 @@ func (r *Refresher) publish(ctx context.Context, t Tenant, cred Credential) {
 		ts.published, ts.publishedOwner = cred, t.Owner.ID
 	}
 	r.mu.Unlock()
+	if err := r.cfg.Publications.put(ctx, t, cred); err != nil {
+		// The Secrets hold it; the provider answers from the last publication
+		// (or "not ready") until the next publish.
+		r.log.WarnContext(ctx, "store the publication for the credential provider", slog.String("tenant", t.ID), slog.Any("error", err))
+	}
 	r.cfg.Metrics.published(t.ID, cred.ExpiresAt)
 	r.log.InfoContext(ctx, "credential published", slog.String("tenant", t.ID), slog.Any("credential", cred))
 }

@@ -54,8 +54,11 @@ type RefresherConfig struct {
 	Ledger      *SyncLedger
 	Prober      Prober
 	Credentials CredentialStore // with Sealer: credentials survive a restart
-	Sealer      *Sealer
-	Metrics     *Metrics
+	// Publications, if set, gets every tenant's published credential, for
+	// the credential provider exchange on any replica.
+	Publications *Publications
+	Sealer       *Sealer
+	Metrics      *Metrics
 	// Revoker, if set, revokes App tokens RevokeGrace after a newer one
 	// superseded them or their last tenant left (DefaultRevokeGrace when
 	// zero).
@@ -313,5 +316,6 @@ func (r *Refresher) syncAll(ctx context.Context) error {
 	for _, id := range gone {
 		r.remove(ctx, id)
 	}
+	r.cfg.Publications.keepOnly(ctx, seen, r.log)
 	return nil
 }

@@ -84,6 +84,7 @@ type Tenant struct {
 	ProbeImage           string     `json:"probeImage,omitempty"`
 	AllowedOwners        []string   `json:"allowedOwners,omitempty"`
 	PatchServiceAccounts bool       `json:"patchServiceAccounts,omitempty"`
+	PullMode             PullMode   `json:"pullMode,omitempty"`
 	CreateTime           time.Time  `json:"createTime"`
 	UpdateTime           time.Time  `json:"updateTime"`
 
@@ -101,6 +102,9 @@ func (t Tenant) withDefaults() Tenant {
 	if t.SecretName == "" {
 		t.SecretName = DefaultSecretName
 	}
+	if t.PullMode == "" {
+		t.PullMode = PullSecret
+	}
 	if t.App != nil && len(t.App.Permissions) == 0 {
 		app := *t.App
 		app.Permissions = DefaultAppPermissions()
@@ -115,7 +119,7 @@ func (t Tenant) withDefaults() Tenant {
 func sameSpec(a, b Tenant) bool {
 	if a.ID != b.ID || a.Owner != b.Owner || a.NamespaceSelector != b.NamespaceSelector ||
 		a.SecretName != b.SecretName || a.ProbeImage != b.ProbeImage ||
-		a.PatchServiceAccounts != b.PatchServiceAccounts ||
+		a.PatchServiceAccounts != b.PatchServiceAccounts || a.PullMode != b.PullMode ||
 		!slices.Equal(a.Namespaces, b.Namespaces) || !slices.Equal(a.Registries, b.Registries) ||
 		!slices.Equal(a.AllowedOwners, b.AllowedOwners) ||
 		(a.App == nil) != (b.App == nil) || (a.PAT == nil) != (b.PAT == nil) {
@@ -128,6 +132,24 @@ func sameSpec(a, b Tenant) bool {
 		maps.Equal(a.App.Permissions, b.App.Permissions) &&
 		slices.Equal(a.App.Repositories, b.App.Repositories)
 }
+
+// PullMode is how a tenant's Pods get its credential.
+type PullMode string
+
+// Pull modes; a tenant stored before pull modes existed has "", which is
+// PullSecret.
+const (
+	PullSecret   PullMode = "SECRET"   // a pull Secret in every bound namespace
+	PullProvider PullMode = "PROVIDER" // the kubelet credential provider, no Secret
+	PullBoth     PullMode = "BOTH"     // both, while nodes move to the provider
+)
+
+// WantsSecrets reports whether the tenant's namespaces hold its pull Secret.
+func (t Tenant) WantsSecrets() bool { return t.PullMode != PullProvider }
+
+// ServesProvider reports whether the credential provider may hand out the
+// tenant's credential.
+func (t Tenant) ServesProvider() bool { return t.PullMode == PullProvider || t.PullMode == PullBoth }
 
 // NamespaceScope is where tenants may be bound, by list or by selector.
 // The zero value allows every namespace but kube-*.

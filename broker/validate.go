@@ -131,6 +131,11 @@ func (t Tenant) validate(requireToken bool) error {
 		}
 		return ""
 	})
+	switch t.PullMode {
+	case PullSecret, PullProvider, PullBoth:
+	default:
+		vs.add("pull_mode", "%q is not a pull mode: SECRET, PROVIDER or BOTH", t.PullMode)
+	}
 	// The probe image proves a pull the tenant's workloads will make: it
 	// must be an image the tenant may run.
 	if t.ProbeImage != "" {

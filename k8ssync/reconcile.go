@@ -21,42 +21,31 @@ import (
 // Reconciling one namespace: which tenant it belongs to, the Secret it must
 // hold, and what is reported of it.
 
-// claims decides which tenant a namespace belongs to. Registration refuses
-// a namespace listed by two tenants, but selectors can still come to
-// overlap, and a tenant must never take a namespace from another by
-// writing a selector: an explicit listing beats a selector; among
-// selectors, the tenant whose Secret the namespace holds (holder) keeps it;
-// a namespace two selectors match and nobody holds goes to neither. Every
-// other claimant is told.
+// claims decides which tenant a namespace belongs to (broker.Claimant's
+// rule, the credential provider's too); every other claimant is told.
 func (s *Syncer) claims(ns *corev1.Namespace, holder string) (owner *binding, others []*binding, all []*binding) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var explicit, selected []*binding
+	var explicit, selected []string
+	var claimants []*binding
 	for _, id := range slices.Sorted(maps.Keys(s.bindings)) {
 		b := s.bindings[id]
 		all = append(all, b)
 		switch {
 		case ns == nil || !s.cfg.Scope.Allows(ns.Name) || !b.binds(ns):
+			continue
 		case slices.Contains(b.tenant.Namespaces, ns.Name):
-			explicit = append(explicit, b)
+			explicit = append(explicit, id)
 		default:
-			selected = append(selected, b)
+			selected = append(selected, id)
 		}
+		claimants = append(claimants, b)
 	}
-	candidates := explicit
-	if len(candidates) == 0 {
-		candidates = selected
-	}
-	if len(candidates) == 1 {
-		owner = candidates[0]
-	}
-	for _, b := range candidates {
-		if len(candidates) > 1 && b.tenant.ID == holder {
+	winner, _ := broker.Claimant(explicit, selected, holder)
+	for _, b := range claimants {
+		if b.tenant.ID == winner {
 			owner = b
-		}
-	}
-	for _, b := range append(explicit, selected...) {
-		if b != owner {
+		} else {
 			others = append(others, b)
 		}
 	}
@@ -81,7 +70,7 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 	var current *corev1.Secret
 	for _, sec := range managed {
 		tenantID := sec.Labels[LabelTenant]
-		if owner != nil && sec.Name == owner.tenant.SecretName && tenantID == owner.tenant.ID {
+		if owner != nil && owner.tenant.WantsSecrets() && sec.Name == owner.tenant.SecretName && tenantID == owner.tenant.ID {
 			current = sec
 			continue
 		}
@@ -116,7 +105,10 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 			s.clearStatus(ctx, b.tenant.ID, name)
 		}
 	}
-	if owner == nil {
+	if owner == nil || !owner.tenant.WantsSecrets() {
+		// A PROVIDER tenant holds the namespace (no other gets it) with no
+		// Secret in it: the credential provider hands its Pods the
+		// credential.
 		return nil
 	}
 	if err := s.ensureSecret(ctx, ns, owner, current); err != nil {

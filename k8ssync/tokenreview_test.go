@@ -47,12 +47,12 @@ func TestTokenReviewerAcceptsServiceAccountTokensForItsAudience(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			user, groups, ok, err := review(ctx, tc.token)
+			rev, err := review(ctx, tc.token)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ok != tc.wantOK || user != tc.wantUser {
-				t.Errorf("review: user %q groups %v ok %v", user, groups, ok)
+			if rev.Authenticated != tc.wantOK || rev.User != tc.wantUser {
+				t.Errorf("review: %+v", rev)
 			}
 		})
 	}

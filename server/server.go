@@ -70,6 +70,7 @@ const MaxRequestBytes = 1 << 20
 type Services struct {
 	Tenants     credbrokerv1.TenantServiceServer
 	Credentials credbrokerv1.CredentialServiceServer
+	Exchange    credbrokerv1.PullCredentialServiceServer
 	Images      credbrokerv1.ImageServiceServer
 	Events      credbrokerv1.EventServiceServer
 }
@@ -173,6 +174,7 @@ func (s *Server) buildGRPC(svc Services, metrics *prometheus.Registry) error {
 	credbrokerv1.RegisterCredentialServiceServer(s.grpc, orDefault[credbrokerv1.CredentialServiceServer](svc.Credentials, credbrokerv1.UnimplementedCredentialServiceServer{}))
 	credbrokerv1.RegisterImageServiceServer(s.grpc, orDefault[credbrokerv1.ImageServiceServer](svc.Images, credbrokerv1.UnimplementedImageServiceServer{}))
 	credbrokerv1.RegisterEventServiceServer(s.grpc, orDefault[credbrokerv1.EventServiceServer](svc.Events, credbrokerv1.UnimplementedEventServiceServer{}))
+	credbrokerv1.RegisterPullCredentialServiceServer(s.grpc, orDefault[credbrokerv1.PullCredentialServiceServer](svc.Exchange, credbrokerv1.UnimplementedPullCredentialServiceServer{}))
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	serverMetrics.InitializeMetrics(s.grpc)
@@ -217,6 +219,7 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 		credbrokerv1.RegisterCredentialServiceHandler,
 		credbrokerv1.RegisterImageServiceHandler,
 		credbrokerv1.RegisterEventServiceHandler,
+		credbrokerv1.RegisterPullCredentialServiceHandler,
 	} {
 		if err := register(ctx, gw, conn); err != nil {
 			_ = conn.Close()

@@ -26,45 +26,47 @@ const envPrefix = "CREDBROKER_"
 const keyEnv = envPrefix + "ENCRYPTION_KEY"
 
 type serveConfig struct {
-	kubeconfig      string
-	storeKind       string
-	namespace       string
-	kubeQPS         float64
-	kubeBurst       int
-	leaderElect     bool
-	identity        string
-	refreshLead     time.Duration
-	patRecheck      time.Duration
-	serviceAccounts string
-	plainHTTP       string
-	reserved        string
-	granted         string
-	webhookURL      string
-	webhookSecret   string
-	ghWebhookSecret string
-	eventPoll       time.Duration
-	tlsCert         string
-	tlsKey          string
-	tlsClientCA     string
-	insecure        bool
-	tokenFile       string
-	policyFile      string
-	oidc            auth.OIDCConfig
-	certs           auth.ClientCertificates
-	tokenReview     bool
-	reviewAudience  string
-	githubURL       string
-	appID           int64
-	appKeyFile      string
-	appPermissions  permissions
-	grpcAddr        string
-	httpAddr        string
-	dataDir         string
-	keyFile         string
-	dev             bool
-	devRegistryBin  string
-	shutdownTimeout time.Duration
-	logLevel        slog.Level
+	kubeconfig       string
+	storeKind        string
+	namespace        string
+	kubeQPS          float64
+	kubeBurst        int
+	leaderElect      bool
+	identity         string
+	refreshLead      time.Duration
+	patRecheck       time.Duration
+	serviceAccounts  string
+	plainHTTP        string
+	reserved         string
+	granted          string
+	webhookURL       string
+	webhookSecret    string
+	ghWebhookSecret  string
+	eventPoll        time.Duration
+	tlsCert          string
+	tlsKey           string
+	tlsClientCA      string
+	insecure         bool
+	tokenFile        string
+	policyFile       string
+	oidc             auth.OIDCConfig
+	certs            auth.ClientCertificates
+	tokenReview      bool
+	reviewAudience   string
+	providerAudience string
+	providerCache    time.Duration
+	githubURL        string
+	appID            int64
+	appKeyFile       string
+	appPermissions   permissions
+	grpcAddr         string
+	httpAddr         string
+	dataDir          string
+	keyFile          string
+	dev              bool
+	devRegistryBin   string
+	shutdownTimeout  time.Duration
+	logLevel         slog.Level
 }
 
 // parseServeFlags reads the flags, then the environment for flags not on
@@ -138,6 +140,8 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.oidc.GroupsPrefix, "oidc-groups-prefix", "oidc:", "put before every OIDC group (policy subjects: group:oidc:<group>)")
 	fs.BoolVar(&cfg.tokenReview, "auth-token-review", false, "accept Kubernetes ServiceAccount tokens, checked with the TokenReview API")
 	fs.StringVar(&cfg.reviewAudience, "auth-token-review-audience", "credbroker", "audience a reviewed token must be issued for")
+	fs.StringVar(&cfg.providerAudience, "provider-audience", "credbroker", "audience of the Pod ServiceAccount tokens the kubelet credential provider exchanges (the serviceAccountTokenAudience of its CredentialProviderConfig)")
+	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
 
 // applyEnv sets every flag not given on the command line from
@@ -192,6 +196,9 @@ func (cfg serveConfig) validate() error {
 		if cfg.webhookSecret == "" {
 			return errors.New("--webhook-url needs --webhook-secret-file: the backend must be able to tell credbroker's events from forgeries")
 		}
+	}
+	if cfg.providerCache <= 0 {
+		return fmt.Errorf("--provider-max-cache %s: want a positive duration", cfg.providerCache)
 	}
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")

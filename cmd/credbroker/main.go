@@ -65,6 +65,9 @@ type parts struct {
 	// deliveries takes GitHub's webhooks in on this replica; the leader
 	// acts on them.
 	deliveries *broker.Deliveries
+	// publications are the credentials the leader published, for the
+	// credential provider exchange on every replica.
+	publications *broker.Publications
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(string) string) error {
@@ -113,8 +116,13 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.clients.Sync != nil {
 		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
 	}
+	p.notifier = broker.NewNotifier(store, cfg.webhookURL != "", clock.RealClock{}, p.metrics, log)
+	var exchange *api.ExchangeAPI
 	if cfg.storeKind == "kubernetes" {
 		tenants := k8ssync.NewTenantCache(p.clients.Requests, cfg.namespace)
+		if exchange, err = startExchange(ctx, &wg, cfg, &p, tenants, log); err != nil {
+			return err
+		}
 		wg.Go(func() { tenants.Run(ctx) })
 		regCfg.Cache = tenants
 	}
@@ -127,10 +135,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 			return err
 		}
 	}
-	p.notifier = broker.NewNotifier(store, cfg.webhookURL != "", clock.RealClock{}, p.metrics, log)
 	p.deliveries = broker.NewDeliveries(store, clock.RealClock{}, log)
 	credentials := api.NewCredentialAPI(p.registry, log)
-	srv, err := newServer(cfg, p, credentials, dev, metrics, log)
+	srv, err := newServer(cfg, p, credentials, exchange, dev, metrics, log)
 	if err != nil {
 		return err
 	}
@@ -145,7 +152,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 
 // newServer builds the API listeners: the services, the guard in front of
 // them, and the GitHub webhook receiver when a secret is configured.
-func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, dev *devMode, metrics *prometheus.Registry, log *slog.Logger) (*server.Server, error) {
+func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchange *api.ExchangeAPI, dev *devMode, metrics *prometheus.Registry, log *slog.Logger) (*server.Server, error) {
 	handlers := map[string]http.Handler{}
 	if cfg.ghWebhookSecret != "" {
 		secret, err := readSecretFile(cfg.ghWebhookSecret, "GitHub webhook secret")
@@ -180,6 +187,7 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, dev *de
 		Tenants:     api.NewTenantAPI(p.registry, log),
 		Images:      api.NewImageAPI(p.registry, log),
 		Credentials: credentials,
+		Exchange:    exchange,
 		Events:      api.NewEventAPI(p.store, p.notifier.Appended, cfg.eventPoll, log),
 	}, p.store.Ping, metrics, log)
 }
@@ -203,7 +211,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck, PlainHTTP: cfg.plainHTTPRegistry()}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope()},
-		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github}}
+		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
 	lead := term.Hold
 	wg.Go(func() {
 		if !cfg.leaderElect {
@@ -216,4 +224,32 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		}
 	})
 	return nil
+}
+
+// startExchange sets up the credential provider exchange of this replica:
+// publications and namespace owners kept in memory from the cluster (the
+// tenant cache gets its indexes here, before it runs), Pod tokens reviewed
+// for the provider's audience, denials shown on the Pods. Without an
+// encryption key publications are not stored in the cluster: only the
+// leader, which holds them in memory, can answer.
+func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantCache, log *slog.Logger) (*api.ExchangeAPI, error) {
+	owners, err := k8ssync.NewNamespaceOwners(p.clients.Requests, tenants, cfg.namespaceScope())
+	if err != nil {
+		return nil, err
+	}
+	var pubStore broker.PublicationStore = broker.NewMemoryPublications()
+	if store, ok := p.store.(*k8ssync.Store); ok && p.sealer != nil {
+		pubs := k8ssync.NewPublications(p.clients.Requests, store)
+		wg.Go(func() { pubs.Run(ctx) })
+		pubStore = pubs
+	} else {
+		log.Warn("no encryption key: the credential provider is answered by the leading replica only")
+	}
+	p.publications = broker.NewPublications(pubStore, p.sealer)
+	events := k8ssync.NewPodEvents(p.clients.Requests)
+	wg.Go(func() { owners.Run(ctx) })
+	wg.Go(func() { events.Run(ctx) })
+	exchanger := broker.NewExchanger(owners, p.publications,
+		broker.ExchangerConfig{MaxCache: cfg.providerCache, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
+	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log), nil
 }

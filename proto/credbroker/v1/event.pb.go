@@ -51,6 +51,10 @@ const (
 	// delivered, and stays readable here. This event is never sent by
 	// webhook.
 	EventType_EVENT_TYPE_WEBHOOK_UNDELIVERED EventType = 10
+	// The credential provider refused a tenant's Pods again and again in one
+	// namespace (image not allowed, pull mode SECRET, no credential ready):
+	// its Pods cannot pull. Recovers at the next credential handed out there.
+	EventType_EVENT_TYPE_PULL_DENIED EventType = 11
 )
 
 // Enum value maps for EventType.
@@ -67,6 +71,7 @@ var (
 		8:  "EVENT_TYPE_SYNC_CONFLICT",
 		9:  "EVENT_TYPE_RECOVERED",
 		10: "EVENT_TYPE_WEBHOOK_UNDELIVERED",
+		11: "EVENT_TYPE_PULL_DENIED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":               0,
@@ -80,6 +85,7 @@ var (
 		"EVENT_TYPE_SYNC_CONFLICT":             8,
 		"EVENT_TYPE_RECOVERED":                 9,
 		"EVENT_TYPE_WEBHOOK_UNDELIVERED":       10,
+		"EVENT_TYPE_PULL_DENIED":               11,
 	}
 )
 
@@ -504,7 +510,7 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\x12WatchEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12.\n" +
 	"\x05types\x18\x02 \x03(\x0e2\x18.credbroker.v1.EventTypeR\x05types\x12\x19\n" +
-	"\bafter_id\x18\x03 \x01(\tR\aafterId*\xf9\x02\n" +
+	"\bafter_id\x18\x03 \x01(\tR\aafterId*\x95\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEVENT_TYPE_CREDENTIAL_EXPIRING\x10\x01\x12(\n" +
@@ -517,7 +523,8 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\x18EVENT_TYPE_SYNC_CONFLICT\x10\b\x12\x18\n" +
 	"\x14EVENT_TYPE_RECOVERED\x10\t\x12\"\n" +
 	"\x1eEVENT_TYPE_WEBHOOK_UNDELIVERED\x10\n" +
-	"*d\n" +
+	"\x12\x1a\n" +
+	"\x16EVENT_TYPE_PULL_DENIED\x10\v*d\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +

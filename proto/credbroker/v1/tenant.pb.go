@@ -25,6 +25,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PullMode is how a tenant's Pods get its registry credential.
+type PullMode int32
+
+const (
+	// Unspecified means SECRET.
+	PullMode_PULL_MODE_UNSPECIFIED PullMode = 0
+	// A kubernetes.io/dockerconfigjson Secret in each bound namespace.
+	PullMode_PULL_MODE_SECRET PullMode = 1
+	// No Secret: the kubelet's credential provider trades each Pod's
+	// ServiceAccount token for the credential (ExchangeServiceAccountToken).
+	// Managed Secrets left in the namespaces are removed.
+	PullMode_PULL_MODE_PROVIDER PullMode = 2
+	// Both, while the nodes move to the credential provider.
+	PullMode_PULL_MODE_BOTH PullMode = 3
+)
+
+// Enum value maps for PullMode.
+var (
+	PullMode_name = map[int32]string{
+		0: "PULL_MODE_UNSPECIFIED",
+		1: "PULL_MODE_SECRET",
+		2: "PULL_MODE_PROVIDER",
+		3: "PULL_MODE_BOTH",
+	}
+	PullMode_value = map[string]int32{
+		"PULL_MODE_UNSPECIFIED": 0,
+		"PULL_MODE_SECRET":      1,
+		"PULL_MODE_PROVIDER":    2,
+		"PULL_MODE_BOTH":        3,
+	}
+)
+
+func (x PullMode) Enum() *PullMode {
+	p := new(PullMode)
+	*p = x
+	return p
+}
+
+func (x PullMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PullMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_credbroker_v1_tenant_proto_enumTypes[0].Descriptor()
+}
+
+func (PullMode) Type() protoreflect.EnumType {
+	return &file_credbroker_v1_tenant_proto_enumTypes[0]
+}
+
+func (x PullMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PullMode.Descriptor instead.
+func (PullMode) EnumDescriptor() ([]byte, []int) {
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{0}
+}
+
 // OwnerType is the kind of GitHub account.
 type OwnerType int32
 
@@ -59,11 +118,11 @@ func (x OwnerType) String() string {
 }
 
 func (OwnerType) Descriptor() protoreflect.EnumDescriptor {
-	return file_credbroker_v1_tenant_proto_enumTypes[0].Descriptor()
+	return file_credbroker_v1_tenant_proto_enumTypes[1].Descriptor()
 }
 
 func (OwnerType) Type() protoreflect.EnumType {
-	return &file_credbroker_v1_tenant_proto_enumTypes[0]
+	return &file_credbroker_v1_tenant_proto_enumTypes[1]
 }
 
 func (x OwnerType) Number() protoreflect.EnumNumber {
@@ -72,7 +131,7 @@ func (x OwnerType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OwnerType.Descriptor instead.
 func (OwnerType) EnumDescriptor() ([]byte, []int) {
-	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{0}
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{1}
 }
 
 // Tenant is a platform project allowed to pull its GitHub owner's images.
@@ -112,6 +171,10 @@ type Tenant struct {
 	// PatchServiceAccounts adds the Secret to the imagePullSecrets of the
 	// namespaces' default ServiceAccount.
 	PatchServiceAccounts bool `protobuf:"varint,12,opt,name=patch_service_accounts,json=patchServiceAccounts,proto3" json:"patch_service_accounts,omitempty"`
+	// PullMode says how the tenant's Pods get the credential: a pull Secret in
+	// every namespace, the kubelet credential provider, or both while
+	// migrating. Defaults to SECRET.
+	PullMode PullMode `protobuf:"varint,16,opt,name=pull_mode,json=pullMode,proto3,enum=credbroker.v1.PullMode" json:"pull_mode,omitempty"`
 	// CreateTime is when the tenant was registered.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// UpdateTime is when the tenant was last changed.
@@ -246,6 +309,13 @@ func (x *Tenant) GetPatchServiceAccounts() bool {
 		return x.PatchServiceAccounts
 	}
 	return false
+}
+
+func (x *Tenant) GetPullMode() PullMode {
+	if x != nil {
+		return x.PullMode
+	}
+	return PullMode_PULL_MODE_UNSPECIFIED
 }
 
 func (x *Tenant) GetCreateTime() *timestamppb.Timestamp {
@@ -792,7 +862,7 @@ var File_credbroker_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1acredbroker/v1/tenant.proto\x12\rcredbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x05\n" +
+	"\x1acredbroker/v1/tenant.proto\x12\rcredbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x05\n" +
 	"\x06Tenant\x12\x15\n" +
 	"\x02id\x18\x01 \x01(\tB\x05\xe2A\x02\x02\x05R\x02id\x12\x18\n" +
 	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\x04name\x120\n" +
@@ -813,7 +883,8 @@ const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"probeImage\x12%\n" +
 	"\x0eallowed_owners\x18\v \x03(\tR\rallowedOwners\x124\n" +
-	"\x16patch_service_accounts\x18\f \x01(\bR\x14patchServiceAccounts\x12A\n" +
+	"\x16patch_service_accounts\x18\f \x01(\bR\x14patchServiceAccounts\x124\n" +
+	"\tpull_mode\x18\x10 \x01(\x0e2\x17.credbroker.v1.PullModeR\bpullMode\x12A\n" +
 	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"createTime\x12A\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
@@ -852,7 +923,12 @@ const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	"updateMask\"?\n" +
 	"\x13DeleteTenantRequest\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag*Y\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag*g\n" +
+	"\bPullMode\x12\x19\n" +
+	"\x15PULL_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10PULL_MODE_SECRET\x10\x01\x12\x16\n" +
+	"\x12PULL_MODE_PROVIDER\x10\x02\x12\x12\n" +
+	"\x0ePULL_MODE_BOTH\x10\x03*Y\n" +
 	"\tOwnerType\x12\x1a\n" +
 	"\x16OWNER_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOWNER_TYPE_USER\x10\x01\x12\x1b\n" +
@@ -876,52 +952,54 @@ func file_credbroker_v1_tenant_proto_rawDescGZIP() []byte {
 	return file_credbroker_v1_tenant_proto_rawDescData
 }
 
-var file_credbroker_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_credbroker_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_credbroker_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_credbroker_v1_tenant_proto_goTypes = []any{
-	(OwnerType)(0),                // 0: credbroker.v1.OwnerType
-	(*Tenant)(nil),                // 1: credbroker.v1.Tenant
-	(*Owner)(nil),                 // 2: credbroker.v1.Owner
-	(*GitHubAppSource)(nil),       // 3: credbroker.v1.GitHubAppSource
-	(*PATSource)(nil),             // 4: credbroker.v1.PATSource
-	(*CreateTenantRequest)(nil),   // 5: credbroker.v1.CreateTenantRequest
-	(*GetTenantRequest)(nil),      // 6: credbroker.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 7: credbroker.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 8: credbroker.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),   // 9: credbroker.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),   // 10: credbroker.v1.DeleteTenantRequest
-	nil,                           // 11: credbroker.v1.GitHubAppSource.PermissionsEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 13: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),         // 14: google.protobuf.Empty
+	(PullMode)(0),                 // 0: credbroker.v1.PullMode
+	(OwnerType)(0),                // 1: credbroker.v1.OwnerType
+	(*Tenant)(nil),                // 2: credbroker.v1.Tenant
+	(*Owner)(nil),                 // 3: credbroker.v1.Owner
+	(*GitHubAppSource)(nil),       // 4: credbroker.v1.GitHubAppSource
+	(*PATSource)(nil),             // 5: credbroker.v1.PATSource
+	(*CreateTenantRequest)(nil),   // 6: credbroker.v1.CreateTenantRequest
+	(*GetTenantRequest)(nil),      // 7: credbroker.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 8: credbroker.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 9: credbroker.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),   // 10: credbroker.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),   // 11: credbroker.v1.DeleteTenantRequest
+	nil,                           // 12: credbroker.v1.GitHubAppSource.PermissionsEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil), // 14: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),         // 15: google.protobuf.Empty
 }
 var file_credbroker_v1_tenant_proto_depIdxs = []int32{
-	2,  // 0: credbroker.v1.Tenant.owner:type_name -> credbroker.v1.Owner
-	3,  // 1: credbroker.v1.Tenant.github_app:type_name -> credbroker.v1.GitHubAppSource
-	4,  // 2: credbroker.v1.Tenant.pat:type_name -> credbroker.v1.PATSource
-	12, // 3: credbroker.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	12, // 4: credbroker.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 5: credbroker.v1.Owner.type:type_name -> credbroker.v1.OwnerType
-	11, // 6: credbroker.v1.GitHubAppSource.permissions:type_name -> credbroker.v1.GitHubAppSource.PermissionsEntry
-	1,  // 7: credbroker.v1.CreateTenantRequest.tenant:type_name -> credbroker.v1.Tenant
-	1,  // 8: credbroker.v1.ListTenantsResponse.tenants:type_name -> credbroker.v1.Tenant
-	1,  // 9: credbroker.v1.UpdateTenantRequest.tenant:type_name -> credbroker.v1.Tenant
-	13, // 10: credbroker.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	5,  // 11: credbroker.v1.TenantService.CreateTenant:input_type -> credbroker.v1.CreateTenantRequest
-	6,  // 12: credbroker.v1.TenantService.GetTenant:input_type -> credbroker.v1.GetTenantRequest
-	7,  // 13: credbroker.v1.TenantService.ListTenants:input_type -> credbroker.v1.ListTenantsRequest
-	9,  // 14: credbroker.v1.TenantService.UpdateTenant:input_type -> credbroker.v1.UpdateTenantRequest
-	10, // 15: credbroker.v1.TenantService.DeleteTenant:input_type -> credbroker.v1.DeleteTenantRequest
-	1,  // 16: credbroker.v1.TenantService.CreateTenant:output_type -> credbroker.v1.Tenant
-	1,  // 17: credbroker.v1.TenantService.GetTenant:output_type -> credbroker.v1.Tenant
-	8,  // 18: credbroker.v1.TenantService.ListTenants:output_type -> credbroker.v1.ListTenantsResponse
-	1,  // 19: credbroker.v1.TenantService.UpdateTenant:output_type -> credbroker.v1.Tenant
-	14, // 20: credbroker.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 0: credbroker.v1.Tenant.owner:type_name -> credbroker.v1.Owner
+	4,  // 1: credbroker.v1.Tenant.github_app:type_name -> credbroker.v1.GitHubAppSource
+	5,  // 2: credbroker.v1.Tenant.pat:type_name -> credbroker.v1.PATSource
+	0,  // 3: credbroker.v1.Tenant.pull_mode:type_name -> credbroker.v1.PullMode
+	13, // 4: credbroker.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	13, // 5: credbroker.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 6: credbroker.v1.Owner.type:type_name -> credbroker.v1.OwnerType
+	12, // 7: credbroker.v1.GitHubAppSource.permissions:type_name -> credbroker.v1.GitHubAppSource.PermissionsEntry
+	2,  // 8: credbroker.v1.CreateTenantRequest.tenant:type_name -> credbroker.v1.Tenant
+	2,  // 9: credbroker.v1.ListTenantsResponse.tenants:type_name -> credbroker.v1.Tenant
+	2,  // 10: credbroker.v1.UpdateTenantRequest.tenant:type_name -> credbroker.v1.Tenant
+	14, // 11: credbroker.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	6,  // 12: credbroker.v1.TenantService.CreateTenant:input_type -> credbroker.v1.CreateTenantRequest
+	7,  // 13: credbroker.v1.TenantService.GetTenant:input_type -> credbroker.v1.GetTenantRequest
+	8,  // 14: credbroker.v1.TenantService.ListTenants:input_type -> credbroker.v1.ListTenantsRequest
+	10, // 15: credbroker.v1.TenantService.UpdateTenant:input_type -> credbroker.v1.UpdateTenantRequest
+	11, // 16: credbroker.v1.TenantService.DeleteTenant:input_type -> credbroker.v1.DeleteTenantRequest
+	2,  // 17: credbroker.v1.TenantService.CreateTenant:output_type -> credbroker.v1.Tenant
+	2,  // 18: credbroker.v1.TenantService.GetTenant:output_type -> credbroker.v1.Tenant
+	9,  // 19: credbroker.v1.TenantService.ListTenants:output_type -> credbroker.v1.ListTenantsResponse
+	2,  // 20: credbroker.v1.TenantService.UpdateTenant:output_type -> credbroker.v1.Tenant
+	15, // 21: credbroker.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_credbroker_v1_tenant_proto_init() }
@@ -938,7 +1016,7 @@ func file_credbroker_v1_tenant_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_credbroker_v1_tenant_proto_rawDesc), len(file_credbroker_v1_tenant_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -1,0 +1,85 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/credbroker/credbroker/api"
+	"github.com/credbroker/credbroker/broker"
+)
+
+// The user.extra keys the API server puts in the TokenReview of a token
+// bound to a Pod.
+const (
+	extraPodName  = "authentication.kubernetes.io/pod-name"
+	extraPodUID   = "authentication.kubernetes.io/pod-uid"
+	extraNodeName = "authentication.kubernetes.io/node-name"
+)
+
+// Limits of the credential provider's reviews: every Pod start on every
+// node brings a token not seen before, so a rollout is a burst; the kubelet
+// then caches the answer, so the steady rate is low. Answers are kept for
+// PodTokenTTL: a Pod deleted meanwhile keeps its grant that long, well
+// within the provider's cache duration.
+const (
+	PodReviewsPerSecond = 200
+	PodReviewBurst      = 400
+	PodReviewsInFlight  = 64
+	PodTokenTTL         = 30 * time.Second
+)
+
+// PodTokens authenticates the ServiceAccount tokens the kubelet requests
+// for the credential provider: valid for credbroker's audience (the
+// ReviewFunc's), issued to a ServiceAccount, bound to a Pod. It implements
+// api.PodTokens.
+type PodTokens struct {
+	review *TokenReview
+}
+
+// NewPodTokens returns PodTokens that review with review.
+func NewPodTokens(review ReviewFunc) *PodTokens {
+	return &PodTokens{review: NewTokenReviewLimited(review, PodTokenTTL, PodReviewsPerSecond, PodReviewBurst, PodReviewsInFlight)}
+}
+
+// PodOf implements api.PodTokens.
+func (p *PodTokens) PodOf(ctx context.Context, token string) (broker.PodIdentity, error) {
+	id, _, err := p.review.Authenticate(ctx, Request{BearerToken: token})
+	switch {
+	case errors.Is(err, ErrTokenRejected):
+		return broker.PodIdentity{}, &broker.DeniedError{Denial: broker.DenyTokenRejected,
+			Msg: "the API server does not accept the ServiceAccount token for credbroker's audience (expired, or requested for another audience)"}
+	case err != nil: // busy, or the API server failing
+		return broker.PodIdentity{}, fmt.Errorf("%w: %w", api.ErrReviewUnavailable, err)
+	}
+	ns, sa, ok := serviceAccountOf(id.Name)
+	if !ok {
+		return broker.PodIdentity{}, &broker.DeniedError{Denial: broker.DenyTokenRejected, Msg: "the token is not a ServiceAccount's"}
+	}
+	pod := broker.PodIdentity{Namespace: ns, ServiceAccount: sa, Pod: first(id.Extra[extraPodName]), PodUID: first(id.Extra[extraPodUID]),
+		Node: first(id.Extra[extraNodeName])}
+	if pod.Pod == "" {
+		return broker.PodIdentity{}, &broker.DeniedError{Denial: broker.DenyTokenNotPodBound,
+			Msg: "the ServiceAccount token of " + ns + "/" + sa + " is bound to no Pod: the kubelet requests a Pod-bound one (tokenAttributes)"}
+	}
+	return pod, nil
+}
+
+// serviceAccountOf splits "system:serviceaccount:<namespace>:<name>".
+func serviceAccountOf(user string) (namespace, name string, ok bool) {
+	rest, ok := strings.CutPrefix(user, "system:serviceaccount:")
+	if !ok {
+		return "", "", false
+	}
+	namespace, name, ok = strings.Cut(rest, ":")
+	return namespace, name, ok && namespace != "" && name != ""
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}

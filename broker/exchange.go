@@ -1,0 +1,271 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distribution/reference"
+	"k8s.io/utils/clock"
+)
+
+// The credential provider exchange: a kubelet about to pull an image for a
+// Pod hands credbroker's plugin a ServiceAccount token bound to that Pod;
+// the token (vouched for by the API server) names the Pod's namespace,
+// the namespace its tenant, the tenant its owner and credential.
+
+// PodIdentity is who a Pod-bound ServiceAccount token speaks for, as the
+// API server vouched.
+type PodIdentity struct {
+	Namespace      string
+	ServiceAccount string
+	Pod            string
+	PodUID         string
+	Node           string
+}
+
+// ExchangeDenial is why an exchange handed out nothing. The values are the
+// API's ExchangeDenial names without the EXCHANGE_DENIAL_ prefix.
+type ExchangeDenial string
+
+// Exchange denials.
+const (
+	DenyTokenRejected      ExchangeDenial = "TOKEN_REJECTED"
+	DenyTokenNotPodBound   ExchangeDenial = "TOKEN_NOT_POD_BOUND"
+	DenyNamespaceNotBound  ExchangeDenial = "NAMESPACE_NOT_BOUND"
+	DenyImageNotAllowed    ExchangeDenial = "IMAGE_NOT_ALLOWED"
+	DenyPullModeSecret     ExchangeDenial = "PULL_MODE_SECRET"
+	DenyCredentialNotReady ExchangeDenial = "CREDENTIAL_NOT_READY"
+)
+
+// DeniedError is an exchange that handed out nothing, and why. The message
+// names the namespace, image and tenant asked about, never another tenant.
+type DeniedError struct {
+	Denial   ExchangeDenial
+	TenantID string // "" when no tenant holds the namespace
+	Msg      string
+}
+
+func (e *DeniedError) Error() string { return e.Msg }
+
+func denied(d ExchangeDenial, tenantID, format string, args ...any) *DeniedError {
+	return &DeniedError{Denial: d, TenantID: tenantID, Msg: fmt.Sprintf(format, args...)}
+}
+
+// PullGrant is a credential handed to a kubelet for one image.
+type PullGrant struct {
+	TenantID   string
+	Credential Credential
+	// Prefix is "<registry>/<owner>" of the image: the only images the
+	// kubelet will use the credential for.
+	Prefix string
+	// CacheFor is how long the kubelet may reuse the grant.
+	CacheFor time.Duration
+}
+
+// NamespaceOwners says which tenant holds a namespace. It answers from
+// memory: it is asked at every pull.
+type NamespaceOwners interface {
+	// NamespaceOwner returns the tenant holding namespace, ok false when
+	// none does, or an error when it cannot tell (not synced yet).
+	NamespaceOwner(namespace string) (t Tenant, ok bool, err error)
+}
+
+// DenialReporter shows a denial where the Pod's owner looks: the Pod's
+// Events (the kubelet shows only the registry's 401).
+type DenialReporter interface {
+	PullDenied(pod PodIdentity, image string, d *DeniedError)
+}
+
+// Defaults of an Exchanger.
+const (
+	// DefaultProviderCache bounds how long a kubelet reuses a grant, so that
+	// a revocation or a tenant's removal reaches the nodes in that time.
+	DefaultProviderCache = 10 * time.Minute
+	// ExpiryMargin is kept between a grant's cache end and its credential's
+	// expiry, for the pull that starts just before the end.
+	ExpiryMargin = time.Minute
+	// DenialsBeforeEvent denials of one tenant's Pods in one namespace
+	// within DenialWindow raise PULL_DENIED: one is a typo being fixed,
+	// several are Pods that cannot start.
+	DenialsBeforeEvent = 3
+	DenialWindow       = time.Minute
+	maxDenialKeys      = 10000
+)
+
+// ExchangerConfig tunes an Exchanger; zero fields take their defaults and
+// nil collaborators are skipped.
+type ExchangerConfig struct {
+	MaxCache time.Duration
+	Clock    clock.PassiveClock
+	Notifier *Notifier
+	Reporter DenialReporter
+	Metrics  *Metrics
+}
+
+// Exchanger answers the credential provider on any replica, from the
+// tenants and publications every replica keeps in memory.
+type Exchanger struct {
+	owners NamespaceOwners
+	pubs   *Publications
+	cfg    ExchangerConfig
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	denials map[ConditionKey]*denialCount
+}
+
+type denialCount struct {
+	n     int
+	since time.Time
+	open  bool // PULL_DENIED raised and not resolved
+}
+
+// NewExchanger returns an Exchanger.
+func NewExchanger(owners NamespaceOwners, pubs *Publications, cfg ExchangerConfig, log *slog.Logger) *Exchanger {
+	if cfg.MaxCache <= 0 {
+		cfg.MaxCache = DefaultProviderCache
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	return &Exchanger{owners: owners, pubs: pubs, cfg: cfg, log: log, denials: map[ConditionKey]*denialCount{}}
+}
+
+// Exchange hands pod the credential for image, or says why not. Every
+// answer is audited (by fingerprint) in the log.
+func (x *Exchanger) Exchange(ctx context.Context, pod PodIdentity, image string) (PullGrant, error) {
+	g, err := x.exchange(pod, image)
+	x.record(ctx, pod, image, g, err)
+	return g, err
+}
+
+func (x *Exchanger) exchange(pod PodIdentity, image string) (PullGrant, error) {
+	if pod.Pod == "" || pod.Namespace == "" {
+		return PullGrant{}, denied(DenyTokenNotPodBound, "", "the ServiceAccount token is bound to no Pod: the kubelet requests one per Pod")
+	}
+	t, ok, err := x.owners.NamespaceOwner(pod.Namespace)
+	if err != nil {
+		return PullGrant{}, fmt.Errorf("find the tenant of namespace %s: %w", pod.Namespace, err)
+	}
+	if !ok {
+		return PullGrant{}, denied(DenyNamespaceNotBound, "", "namespace %s is bound to no tenant", pod.Namespace)
+	}
+	if !t.ServesProvider() {
+		return PullGrant{}, denied(DenyPullModeSecret, t.ID, "tenant %s pulls with its Secret (pull mode %s), not through the credential provider", t.ID, t.PullMode)
+	}
+	v := ValidateImage(t, image)
+	if !v.Allowed {
+		return PullGrant{}, denied(DenyImageNotAllowed, t.ID, "tenant %s may not pull %s: %s", t.ID, image, v.Message)
+	}
+	pub, err := x.pubs.open(t.ID)
+	if errors.Is(err, errNotPublished) {
+		return PullGrant{}, denied(DenyCredentialNotReady, t.ID, "tenant %s has no credential published yet; see its credential status", t.ID)
+	}
+	if err != nil {
+		return PullGrant{}, err
+	}
+	now := x.cfg.Clock.Now()
+	cred := pub.Credential
+	switch {
+	case pub.OwnerID != t.Owner.ID:
+		return PullGrant{}, denied(DenyCredentialNotReady, t.ID, "tenant %s's credential is not yet proved for its owner %s", t.ID, t.Owner.Login)
+	case !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt):
+		return PullGrant{}, denied(DenyCredentialNotReady, t.ID, "tenant %s's credential expired at %s and no new one is published; see its credential status",
+			t.ID, cred.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	cacheFor := x.cfg.MaxCache
+	if !cred.ExpiresAt.IsZero() {
+		cacheFor = max(0, min(cacheFor, cred.ExpiresAt.Sub(now)-ExpiryMargin))
+	}
+	return PullGrant{TenantID: t.ID, Credential: cred, Prefix: imagePrefix(image), CacheFor: cacheFor.Truncate(time.Second)}, nil
+}
+
+// imagePrefix is "<registry>/<owner>" of an image ValidateImage allowed,
+// lowercased as the kubelet compares.
+func imagePrefix(image string) string {
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil { // ValidateImage parsed it already
+		return ""
+	}
+	owner, _, _ := strings.Cut(reference.Path(named), "/")
+	return strings.ToLower(reference.Domain(named) + "/" + owner)
+}
+
+// pullDeniedCondition is a tenant's Pods denied again and again in one
+// namespace.
+func pullDeniedCondition(tenantID, namespace string) ConditionKey {
+	return ConditionKey(tenantID + "/pull-denied/" + namespace)
+}
+
+// record audits an answer and tells whom a denial concerns.
+func (x *Exchanger) record(ctx context.Context, pod PodIdentity, image string, g PullGrant, err error) {
+	attrs := []any{slog.String("method", "ExchangeServiceAccountToken"), slog.String("namespace", pod.Namespace),
+		slog.String("serviceAccount", pod.ServiceAccount), slog.String("pod", pod.Pod), slog.String("node", pod.Node), slog.String("image", image)}
+	var d *DeniedError
+	switch {
+	case err == nil:
+		x.log.InfoContext(ctx, "audit", append(attrs, slog.String("tenant", g.TenantID), slog.String("result", "OK"),
+			slog.String("fingerprint", g.Credential.Fingerprint()), slog.Duration("cacheFor", g.CacheFor))...)
+		x.cfg.Metrics.exchanged("ok")
+		x.granted(ctx, g.TenantID, pod.Namespace)
+	case errors.As(err, &d):
+		x.log.InfoContext(ctx, "audit", append(attrs, slog.String("tenant", d.TenantID), slog.String("result", string(d.Denial)),
+			slog.String("reason", d.Msg))...)
+		x.cfg.Metrics.exchanged(string(d.Denial))
+		if x.cfg.Reporter != nil && pod.Pod != "" {
+			x.cfg.Reporter.PullDenied(pod, image, d)
+		}
+		if d.TenantID != "" {
+			x.deniedAgain(ctx, pod.Namespace, d)
+		}
+	default:
+		x.log.WarnContext(ctx, "audit", append(attrs, slog.String("result", "ERROR"), slog.Any("error", err))...)
+		x.cfg.Metrics.exchanged("error")
+	}
+}
+
+// deniedAgain counts a tenant's denials in a namespace and raises
+// PULL_DENIED once they repeat.
+func (x *Exchanger) deniedAgain(ctx context.Context, namespace string, d *DeniedError) {
+	key := pullDeniedCondition(d.TenantID, namespace)
+	now := x.cfg.Clock.Now()
+	x.mu.Lock()
+	c := x.denials[key]
+	if c == nil || now.Sub(c.since) > DenialWindow {
+		if len(x.denials) >= maxDenialKeys { // a flood of namespaces must not grow this without end
+			clear(x.denials)
+		}
+		open := c != nil && c.open
+		c = &denialCount{since: now, open: open}
+		x.denials[key] = c
+	}
+	c.n++
+	raise := c.n == DenialsBeforeEvent && !c.open
+	if raise {
+		c.open = true
+	}
+	x.mu.Unlock()
+	if raise {
+		x.cfg.Notifier.Raise(ctx, Event{Type: EventPullDenied, TenantID: d.TenantID, Namespace: namespace, Severity: SeverityWarning,
+			Message:   fmt.Sprintf("%d pulls denied in namespace %s within %s; the last: %s", DenialsBeforeEvent, namespace, DenialWindow, d.Msg),
+			DedupeKey: key})
+	}
+}
+
+// granted resolves PULL_DENIED of the tenant's namespace, if raised.
+func (x *Exchanger) granted(ctx context.Context, tenantID, namespace string) {
+	key := pullDeniedCondition(tenantID, namespace)
+	x.mu.Lock()
+	c := x.denials[key]
+	open := c != nil && c.open
+	delete(x.denials, key)
+	x.mu.Unlock()
+	if open {
+		x.cfg.Notifier.Resolve(ctx, key, "a Pod in "+namespace+" got the credential")
+	}
+}

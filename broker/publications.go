@@ -1,0 +1,192 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+)
+
+// PublicationStore keeps, where every replica reads it, the credential each
+// tenant holds now: the leader writes, and any replica's credential
+// provider exchange reads from memory (a cache the store keeps current),
+// since it answers at every image pull.
+type PublicationStore interface {
+	// PutPublication stores the sealed publication of a tenant.
+	PutPublication(ctx context.Context, tenantID, fingerprint string, sealed []byte) error
+	// DeletePublication removes it; nil when there was none.
+	DeletePublication(ctx context.Context, tenantID string) error
+	// Publication returns a tenant's stored publication from memory.
+	Publication(tenantID string) (fingerprint string, sealed []byte, ok bool)
+	// PublishedTenants lists the tenants with a publication, from memory.
+	PublishedTenants() []string
+}
+
+// publication is what a PublicationStore holds for a tenant, sealed: the
+// credential and the owner it was proved for, so that a tenant moved to
+// another owner gets nothing until its credential is proved again.
+type publication struct {
+	Credential Credential `json:"credential"`
+	OwnerID    int64      `json:"ownerID"`
+}
+
+func publicationAD(tenantID string) []byte { return []byte("credbroker/publications/" + tenantID) }
+
+// Publications seals what the leader publishes into a PublicationStore and
+// opens it for the exchange, keeping what it opened (by fingerprint) so
+// that a warm exchange costs no decryption.
+type Publications struct {
+	store  PublicationStore
+	sealer *Sealer
+
+	mu     sync.Mutex
+	opened map[string]publication // by tenant id
+}
+
+// NewPublications returns Publications over store. A nil sealer stores the
+// credential unsealed: only for a store that never leaves the process.
+func NewPublications(store PublicationStore, sealer *Sealer) *Publications {
+	return &Publications{store: store, sealer: sealer, opened: map[string]publication{}}
+}
+
+// put records cred as t's credential, unless it is already; a tenant the
+// provider does not serve has none.
+func (p *Publications) put(ctx context.Context, t Tenant, cred Credential) error {
+	if p == nil {
+		return nil
+	}
+	if !t.ServesProvider() {
+		if _, _, ok := p.store.Publication(t.ID); ok {
+			return p.remove(ctx, t.ID)
+		}
+		return nil
+	}
+	fp := cred.Fingerprint()
+	if stored, _, ok := p.store.Publication(t.ID); ok && stored == fp {
+		if cur, err := p.open(t.ID); err == nil && cur.OwnerID == t.Owner.ID &&
+			cur.Credential.Username == cred.Username && cur.Credential.ExpiresAt.Equal(cred.ExpiresAt) {
+			return nil
+		}
+	}
+	plain, err := json.Marshal(publication{Credential: cred, OwnerID: t.Owner.ID})
+	if err != nil {
+		return fmt.Errorf("encode publication: %w", err)
+	}
+	sealed := plain
+	if p.sealer != nil {
+		if sealed, err = p.sealer.seal(publicationAD(t.ID), string(plain)); err != nil {
+			return fmt.Errorf("seal publication: %w", err)
+		}
+	}
+	return p.store.PutPublication(ctx, t.ID, fp, sealed)
+}
+
+// remove withdraws a tenant's publication.
+func (p *Publications) remove(ctx context.Context, tenantID string) error {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	delete(p.opened, tenantID)
+	p.mu.Unlock()
+	return p.store.DeletePublication(ctx, tenantID)
+}
+
+// keepOnly removes the publications of tenants not in live.
+func (p *Publications) keepOnly(ctx context.Context, live map[string]bool, log *slog.Logger) {
+	if p == nil {
+		return
+	}
+	for _, id := range p.store.PublishedTenants() {
+		if !live[id] {
+			if err := p.remove(ctx, id); err != nil {
+				log.WarnContext(ctx, "remove publication of a tenant that is gone", slog.String("tenant", id), slog.Any("error", err))
+			}
+		}
+	}
+}
+
+// errNotPublished is a tenant with nothing published.
+var errNotPublished = errors.New("nothing published")
+
+// open returns a tenant's publication, decrypting only what it has not
+// seen before.
+func (p *Publications) open(tenantID string) (publication, error) {
+	fp, sealed, ok := p.store.Publication(tenantID)
+	if !ok {
+		return publication{}, errNotPublished
+	}
+	p.mu.Lock()
+	cur, seen := p.opened[tenantID]
+	p.mu.Unlock()
+	if seen && cur.Credential.Fingerprint() == fp {
+		return cur, nil
+	}
+	plain := string(sealed)
+	if p.sealer != nil {
+		var err error
+		if plain, err = p.sealer.open(publicationAD(tenantID), sealed); err != nil {
+			return publication{}, fmt.Errorf("open the publication of tenant %s: %w", tenantID, err)
+		}
+	}
+	var pub publication
+	if err := json.Unmarshal([]byte(plain), &pub); err != nil {
+		return publication{}, fmt.Errorf("decode the publication of tenant %s: %w", tenantID, err)
+	}
+	p.mu.Lock()
+	p.opened[tenantID] = pub
+	p.mu.Unlock()
+	return pub, nil
+}
+
+// MemoryPublications is a PublicationStore for one replica: dev mode, the
+// embedded store, tests.
+type MemoryPublications struct {
+	mu   sync.RWMutex
+	pubs map[string]memoryPublication
+}
+
+type memoryPublication struct {
+	fingerprint string
+	sealed      []byte
+}
+
+// NewMemoryPublications returns an empty store.
+func NewMemoryPublications() *MemoryPublications {
+	return &MemoryPublications{pubs: map[string]memoryPublication{}}
+}
+
+// PutPublication implements PublicationStore.
+func (m *MemoryPublications) PutPublication(_ context.Context, tenantID, fingerprint string, sealed []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pubs[tenantID] = memoryPublication{fingerprint: fingerprint, sealed: slices.Clone(sealed)}
+	return nil
+}
+
+// DeletePublication implements PublicationStore.
+func (m *MemoryPublications) DeletePublication(_ context.Context, tenantID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.pubs, tenantID)
+	return nil
+}
+
+// Publication implements PublicationStore.
+func (m *MemoryPublications) Publication(tenantID string) (string, []byte, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	p, ok := m.pubs[tenantID]
+	return p.fingerprint, p.sealed, ok
+}
+
+// PublishedTenants implements PublicationStore.
+func (m *MemoryPublications) PublishedTenants() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return slices.Sorted(maps.Keys(m.pubs))
+}

@@ -1,0 +1,279 @@
+package k8ssync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// What every replica keeps in memory to answer the kubelet credential
+// provider without the leader: each tenant's publication (sealed) and
+// which tenant holds which namespace.
+
+// Publication Secrets: beside the tenants in credbroker's namespace, with
+// no credbroker.io/tenant label, so the Syncer never takes one for a pull
+// Secret.
+const (
+	publicationSecretPrefix = "credbroker-publication-"
+	publicationSecretType   = corev1.SecretType("credbroker.io/publication")
+	labelPublication        = "credbroker.io/publication"
+	annotationFingerprint   = "credbroker.io/fingerprint"
+)
+
+var publicationSelector = LabelManagedBy + "=" + ManagedByValue + "," + labelPublication
+
+// Publications implements broker.PublicationStore: writes go to the API
+// server, reads come from an informer.
+type Publications struct {
+	store    *Store
+	informer cache.SharedIndexInformer
+	factory  informers.SharedInformerFactory
+}
+
+// NewPublications returns the publications kept in store's namespace; the
+// cache fills when Run starts.
+func NewPublications(client kubernetes.Interface, store *Store) *Publications {
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(store.namespace),
+		informers.WithTransform(dropManagedFields),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = publicationSelector }))
+	return &Publications{store: store, informer: f.Core().V1().Secrets().Informer(), factory: f}
+}
+
+// Run fills the cache and keeps it current until ctx ends.
+func (p *Publications) Run(ctx context.Context) {
+	p.factory.Start(ctx.Done())
+	<-ctx.Done()
+	p.factory.Shutdown()
+}
+
+// HasSynced reports whether the cache has been filled.
+func (p *Publications) HasSynced() bool { return p.informer.HasSynced() }
+
+// PutPublication implements broker.PublicationStore.
+func (p *Publications) PutPublication(ctx context.Context, tenantID, fingerprint string, sealed []byte) error {
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        publicationSecretPrefix + tenantID,
+			Namespace:   p.store.namespace,
+			Labels:      map[string]string{LabelManagedBy: ManagedByValue, labelPublication: tenantID},
+			Annotations: map[string]string{annotationFingerprint: fingerprint},
+		},
+		Type: publicationSecretType,
+		Data: map[string][]byte{sealedKey: sealed},
+	}
+	_, err := p.store.secrets().Update(ctx, sec, metav1.UpdateOptions{FieldManager: Component})
+	if apierrors.IsNotFound(err) {
+		_, err = p.store.secrets().Create(ctx, sec, metav1.CreateOptions{FieldManager: Component})
+	}
+	if err != nil {
+		return fmt.Errorf("store the publication of tenant %s: %w", tenantID, storeError(err))
+	}
+	return nil
+}
+
+// DeletePublication implements broker.PublicationStore.
+func (p *Publications) DeletePublication(ctx context.Context, tenantID string) error {
+	err := storeError(p.store.secrets().Delete(ctx, publicationSecretPrefix+tenantID, metav1.DeleteOptions{}))
+	if err != nil && !errors.Is(err, broker.ErrNotFound) {
+		return fmt.Errorf("delete the publication of tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
+// Publication implements broker.PublicationStore.
+func (p *Publications) Publication(tenantID string) (string, []byte, bool) {
+	sec, ok := caches[*corev1.Secret]{p.informer.GetIndexer()}.get(p.store.namespace, publicationSecretPrefix+tenantID)
+	if !ok || sec.Labels[labelPublication] != tenantID {
+		return "", nil, false
+	}
+	return sec.Annotations[annotationFingerprint], sec.Data[sealedKey], true
+}
+
+// PublishedTenants implements broker.PublicationStore.
+func (p *Publications) PublishedTenants() []string {
+	var ids []string
+	for _, sec := range (caches[*corev1.Secret]{p.informer.GetIndexer()}).all() {
+		ids = append(ids, sec.Labels[labelPublication])
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+var _ broker.PublicationStore = (*Publications)(nil)
+
+// Indexes of the tenant cache: a namespace to the tenants listing it, and
+// every tenant with a selector under one key.
+const (
+	byListedNamespace = "byListedNamespace"
+	bySelector        = "bySelector"
+	hasSelector       = "selector"
+)
+
+// NamespaceOwners implements broker.NamespaceOwners on any replica: tenants
+// from a TenantCache, namespaces' labels from an informer, the rule from
+// broker.Claimant. A namespace several selectors match goes to none here:
+// which tenant's Secret it holds, the Syncer's tie-break, is not watched.
+type NamespaceOwners struct {
+	tenants    *TenantCache
+	scope      broker.NamespaceScope
+	namespaces cache.SharedIndexInformer
+	factory    informers.SharedInformerFactory
+
+	mu      sync.Mutex
+	decoded map[string]decodedTenant // by Secret name
+}
+
+type decodedTenant struct {
+	version  string
+	tenant   broker.Tenant
+	selector labels.Selector
+}
+
+// NewNamespaceOwners returns the owners of namespaces as tenants claims
+// them within scope; it answers once Run has filled its caches.
+func NewNamespaceOwners(client kubernetes.Interface, tenants *TenantCache, scope broker.NamespaceScope) (*NamespaceOwners, error) {
+	if err := tenants.informer.AddIndexers(cache.Indexers{
+		byListedNamespace: func(obj any) ([]string, error) {
+			t, err := decodeTenant(obj.(*corev1.Secret))
+			if err != nil {
+				return nil, nil // not a tenant: in no index
+			}
+			return t.Namespaces, nil
+		},
+		bySelector: func(obj any) ([]string, error) {
+			if t, err := decodeTenant(obj.(*corev1.Secret)); err == nil && t.NamespaceSelector != "" {
+				return []string{hasSelector}, nil
+			}
+			return nil, nil
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("index tenants by namespace: %w", err)
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
+	return &NamespaceOwners{tenants: tenants, scope: scope, namespaces: f.Core().V1().Namespaces().Informer(), factory: f,
+		decoded: map[string]decodedTenant{}}, nil
+}
+
+// Run fills the namespace cache and keeps it current until ctx ends; the
+// TenantCache runs on its own.
+func (o *NamespaceOwners) Run(ctx context.Context) {
+	o.factory.Start(ctx.Done())
+	<-ctx.Done()
+	o.factory.Shutdown()
+}
+
+// errNotSynced is a question asked before the caches are filled.
+var errNotSynced = errors.New("the tenant and namespace caches are not filled yet")
+
+// NamespaceOwner implements broker.NamespaceOwners.
+func (o *NamespaceOwners) NamespaceOwner(namespace string) (broker.Tenant, bool, error) {
+	if !o.tenants.informer.HasSynced() || !o.namespaces.HasSynced() {
+		return broker.Tenant{}, false, errNotSynced
+	}
+	if !o.scope.Allows(namespace) {
+		return broker.Tenant{}, false, nil
+	}
+	idx := o.tenants.informer.GetIndexer()
+	var listed, selected []string
+	byID := map[string]broker.Tenant{}
+	objs, _ := idx.ByIndex(byListedNamespace, namespace)
+	for _, obj := range objs {
+		if d, ok := o.decode(obj.(*corev1.Secret)); ok {
+			listed = append(listed, d.tenant.ID)
+			byID[d.tenant.ID] = d.tenant
+		}
+	}
+	if len(listed) == 0 {
+		nsObj, exists, _ := o.namespaces.GetIndexer().GetByKey(namespace)
+		if !exists {
+			return broker.Tenant{}, false, nil
+		}
+		nsLabels := labels.Set(nsObj.(*corev1.Namespace).Labels)
+		objs, _ := idx.ByIndex(bySelector, hasSelector)
+		for _, obj := range objs {
+			if d, ok := o.decode(obj.(*corev1.Secret)); ok && d.selector != nil && d.selector.Matches(nsLabels) {
+				selected = append(selected, d.tenant.ID)
+				byID[d.tenant.ID] = d.tenant
+			}
+		}
+	}
+	id, ok := broker.Claimant(listed, selected, "")
+	return byID[id], ok, nil
+}
+
+// decode returns the tenant of a cached Secret, decoding (and parsing its
+// selector) once per version.
+func (o *NamespaceOwners) decode(sec *corev1.Secret) (decodedTenant, bool) {
+	o.mu.Lock()
+	d, ok := o.decoded[sec.Name]
+	o.mu.Unlock()
+	if ok && d.version == sec.ResourceVersion {
+		return d, true
+	}
+	t, err := decodeTenant(sec)
+	if err != nil {
+		return decodedTenant{}, false
+	}
+	d = decodedTenant{version: sec.ResourceVersion, tenant: t}
+	if t.NamespaceSelector != "" {
+		if d.selector, err = labels.Parse(t.NamespaceSelector); err != nil {
+			d.selector = nil // registration refuses a bad selector; one stored anyway binds nothing
+		}
+	}
+	o.mu.Lock()
+	if len(o.decoded) > 2*len(o.tenants.informer.GetIndexer().ListKeys()) { // drop deleted tenants now and then
+		clear(o.decoded)
+	}
+	o.decoded[sec.Name] = d
+	o.mu.Unlock()
+	return d, true
+}
+
+var _ broker.NamespaceOwners = (*NamespaceOwners)(nil)
+
+// PodEvents shows a credential provider denial on the Pod it concerns, the
+// one place its owner sees it: the kubelet logs the plugin's error, and the
+// Pod's Events show only the registry's 401. The recorder's correlator
+// folds repeats into one Event with a count.
+type PodEvents struct {
+	client      kubernetes.Interface
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+}
+
+// NewPodEvents returns PodEvents; Run sends them.
+func NewPodEvents(client kubernetes.Interface) *PodEvents {
+	b := record.NewBroadcaster()
+	return &PodEvents{client: client, broadcaster: b, recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component})}
+}
+
+// Run sends the Events until ctx ends.
+func (p *PodEvents) Run(ctx context.Context) {
+	p.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: p.client.CoreV1().Events("")})
+	<-ctx.Done()
+	p.broadcaster.Shutdown()
+}
+
+// PullDenied implements broker.DenialReporter.
+func (p *PodEvents) PullDenied(pod broker.PodIdentity, image string, d *broker.DeniedError) {
+	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Pod, UID: types.UID(pod.PodUID)}
+	p.recorder.Eventf(ref, corev1.EventTypeWarning, "CredentialDenied", "credbroker handed the node no credential for %s (%s): %s", image, d.Denial, d.Msg)
+}
+
+var _ broker.DenialReporter = (*PodEvents)(nil)
