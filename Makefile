@@ -77,7 +77,7 @@ node-stop:
 	@hack/node.sh stop
 
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/credbroker ./cmd/credbroker
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/credbroker ./cmd/credbroker-credential-provider
 
 # credbroker's container image, built without a container engine and pushed
 # with crane: make image IMAGE=localhost:5000/credbroker/credbroker:dev

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -27,13 +28,28 @@ import (
 func TestTheChartOnARealNode(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
 	testenv.Require(t, helmBinEnv)
-	node := testenv.StartNode(t, "../hack/node.sh")
+
+	// The kubelet reads its credential provider config at start, and the
+	// config names the registry (host and port) and the broker: both are
+	// chosen first. The plugin reaches a broker replica through kubectl
+	// port-forward on brokerAddr (the node has no kube-proxy).
+	hostIP := testenv.NodeHostIP(t, "../hack/node.sh")
+	_, registryPort, _ := net.SplitHostPort(freeAddr(t))
+	brokerAddr := freeAddr(t)
+	plugin := testenv.Build(t, "../cmd/credbroker-credential-provider")
+	providerDir := t.TempDir()
+	installArgs := []string{"--broker", brokerAddr, "--plaintext", "--max-cache", "20s", "--match-images", net.JoinHostPort(hostIP, registryPort)}
+	if out, err := exec.Command(plugin, append([]string{"install", "--bin-dir", providerDir + "/bin", "--config", providerDir + "/credbroker.yaml"}, installArgs...)...).CombinedOutput(); err != nil {
+		t.Fatalf("install the credential provider: %v\n%s", err, out)
+	}
+	node := testenv.StartNode(t, "../hack/node.sh",
+		"--image-credential-provider-config="+providerDir+"/credbroker.yaml", "--image-credential-provider-bin-dir="+providerDir+"/bin")
 	kube := node.Admin
 	ctx := context.Background()
 
 	// GitHub and ghcr.io, where the Pods reach this machine; the node's
 	// containerd speaks plain HTTP to that registry, as the broker does.
-	fx, control := startEmulator(t, testenv.Build(t, "./githubemu"), append(distribution(t, registryBin), "-host", node.HostIP)...)
+	fx, control := startEmulator(t, testenv.Build(t, "./githubemu"), append(distribution(t, registryBin), "-host", node.HostIP, "-registry-port", registryPort)...)
 	node.TrustRegistry(t, fx.Registry)
 	pusher := dockerConfigDir(t, dockerConfig(fx.Registry, "pusher", fx.PusherPAT))
 	for _, repo := range []string{"a-org/app:v1", "b-org/app:v1", "c-org/app:v1"} {
@@ -47,7 +63,7 @@ func TestTheChartOnARealNode(t *testing.T) {
 	receiver := serveOn(t, node.HostIP, be)
 
 	const adminToken = "node-admin-token"
-	for _, ns := range []string{"credbroker", "a-ns", "c-ns"} {
+	for _, ns := range []string{"credbroker", "a-ns", "c-ns", "p-ns", "u-ns"} {
 		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -70,16 +86,29 @@ func TestTheChartOnARealNode(t *testing.T) {
 		"--set", "github.appKeySecret.name=credbroker-github", "--set", "encryptionKeySecret.name=credbroker-encryption",
 		"--set", "webhook.url="+receiver, "--set", "webhook.secret.name=credbroker-webhook",
 		"--set", "auth.tokenFileSecret.name=credbroker-tokens", "--set", "plainHTTPRegistries[0]="+fx.Registry,
-		"--set", "patRecheck=15s")
+		"--set", "patRecheck=15s", "--set", "credentialProvider.maxCache=20s",
+		// The chart's DaemonSet installs the plugin on the node as the
+		// platform would; this kubelet runs the copy installed above, from
+		// the same code and arguments (it read its config at start).
+		"--set", "credentialProvider.daemonSet.enabled=true", "--set", "credentialProvider.daemonSet.broker="+brokerAddr,
+		"--set", "credentialProvider.daemonSet.binDir="+providerDir+"/ds/bin", "--set", "credentialProvider.daemonSet.config="+providerDir+"/ds/credbroker.yaml",
+		"--set", "credentialProvider.daemonSet.matchImages[0]="+net.JoinHostPort(hostIP, registryPort))
 	if err != nil {
 		t.Fatalf("helm install: %v\n%s", err, brokerPods(node))
 	}
 	t.Logf("helm install: %s", firstLine(out))
 	pods := brokerPods(node)
 	t.Logf("credbroker from its chart, image %s:\n%s", image, pods)
-	if n := strings.Count(pods, "Running"); n != 2 {
-		t.Fatalf("%d replicas running, want 2", n)
+	if n := strings.Count(pods, "Running"); n != 3 {
+		t.Fatalf("%d Pods running, want 2 replicas and the credential provider's DaemonSet", n)
 	}
+	want, _ := os.ReadFile(providerDir + "/credbroker.yaml")
+	testenv.Eventually(t, 30*time.Second, testenv.Holds("the DaemonSet installed no plugin and config", func() bool {
+		got, _ := os.ReadFile(providerDir + "/ds/credbroker.yaml")
+		bin, err := os.Stat(providerDir + "/ds/bin/credbroker-credential-provider")
+		return err == nil && bin.Mode()&0o111 != 0 && string(got) == string(want)
+	}))
+	t.Logf("the DaemonSet installed the plugin and this config:\n%s", want)
 
 	// Credential status is answered by the leader (docs/api.md): talk to it.
 	var leader string
@@ -90,7 +119,20 @@ func TestTheChartOnARealNode(t *testing.T) {
 		}
 		return leader != ""
 	}))
-	api := brokerAPI{t: t, url: portForward(t, node, "pod/"+leader), token: adminToken}
+	api := brokerAPI{t: t, url: "http://" + portForward(t, node, "pod/"+leader, ":8080"), token: adminToken}
+	// The plugin talks to the replica that does not lead: every replica
+	// answers the exchange.
+	var follower string
+	for _, line := range strings.Split(pods, "\n") {
+		if name, _, _ := strings.Cut(line, " "); strings.HasPrefix(name, "credbroker-") && !strings.Contains(name, "credential-provider") && name != leader {
+			follower = name
+		}
+	}
+	if follower == "" {
+		t.Fatalf("no follower among\n%s", pods)
+	}
+	_, brokerPort, _ := net.SplitHostPort(brokerAddr)
+	portForward(t, node, "pod/"+follower, brokerPort+":9090")
 	control("token-lifetime?duration=60s")
 	control("accept-app-tokens?accept=true")
 	for _, body := range []string{
@@ -99,6 +141,9 @@ func TestTheChartOnARealNode(t *testing.T) {
 			fx.PATOwner, fx.PATOwnerID, fx.PAT, fx.Registry, fx.Registry),
 		fmt.Sprintf(`{"id":"c","owner":{"login":%q,"id":"%d","type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":"%d"},
 			"namespaces":["c-ns"],"registries":[%q],"probeImage":"%s/c-org/app:v1"}`,
+			fx.AppOwner, fx.AppOwnerID, fx.InstallationID, fx.Registry, fx.Registry),
+		fmt.Sprintf(`{"id":"p","owner":{"login":%q,"id":"%d","type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":"%d"},
+			"namespaces":["p-ns"],"registries":[%q],"probeImage":"%s/c-org/app:v1","pullMode":"PULL_MODE_PROVIDER"}`,
 			fx.AppOwner, fx.AppOwnerID, fx.InstallationID, fx.Registry, fx.Registry),
 	} {
 		if code, resp := api.call(http.MethodPost, "/v1/tenants", body); code != http.StatusOK {
@@ -161,6 +206,81 @@ func TestTheChartOnARealNode(t *testing.T) {
 		}))
 		expect(t, "a-ns", "via-sa", fx.Registry+"/a-org/app:v1", false, "Running", "Successfully pulled image")
 	})
+	kubeletSays := func(t *testing.T, what string) {
+		t.Helper()
+		log, _ := os.ReadFile(node.Dir + "/logs/kubelet.log")
+		var lines []string
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "credbroker-credential-provider: no credential") && strings.Contains(line, what) {
+				lines = append(lines, line)
+			}
+		}
+		if len(lines) == 0 {
+			t.Errorf("the kubelet log has no plugin line saying %q", what)
+			return
+		}
+		t.Logf("kubelet log: %s", lines[len(lines)-1])
+	}
+	t.Run("secretless: a PROVIDER tenant's Pod pulls with no Secret and no imagePullSecrets", func(t *testing.T) {
+		testenv.Eventually(t, time.Minute, testenv.Holds("tenant p is not ready", func() bool {
+			return api.status("p")["state"] == "CREDENTIAL_STATE_READY"
+		}))
+		if s := secret("p-ns"); s != "" {
+			t.Fatalf("p-ns holds a pull Secret: %s", s)
+		}
+		expect(t, "p-ns", "secretless", fx.Registry+"/c-org/app:v1", false, "Running", "Successfully pulled image")
+		if logs, _ := node.Kubectl("-n", "p-ns", "logs", "secretless"); !strings.Contains(logs, "hello from c-org/app") {
+			t.Errorf("the container did not run the image: %q", logs)
+		}
+	})
+	t.Run("secretless: another owner's image gets no credential", func(t *testing.T) {
+		expect(t, "p-ns", "secretless-theirs", fx.Registry+"/b-org/app:v1", false, "ErrImagePull", "IMAGE_NOT_ALLOWED", "pull access denied")
+		kubeletSays(t, "IMAGE_NOT_ALLOWED")
+	})
+	t.Run("secretless: a Pod of an unbound namespace gets no credential", func(t *testing.T) {
+		expect(t, "u-ns", "unbound", fx.Registry+"/c-org/app:v1", false, "ErrImagePull", "NAMESPACE_NOT_BOUND", "pull access denied")
+		kubeletSays(t, "NAMESPACE_NOT_BOUND")
+	})
+	t.Run("secretless: the exchange checks the token with the API server", func(t *testing.T) {
+		pod, err := kube.CoreV1().Pods("p-ns").Get(ctx, "secretless", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := func(audience string, bound bool) string {
+			req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}}}
+			if bound {
+				req.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
+			}
+			tr, err := kube.CoreV1().ServiceAccounts("p-ns").CreateToken(ctx, "default", req, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tr.Status.Token
+		}
+		image := fx.Registry + "/c-org/app"
+		for _, tc := range []struct {
+			name, token string
+			exit        int
+			says        string
+		}{
+			{"a Pod-bound token for credbroker", token("credbroker", true), 0, `"` + strings.ToLower(fx.Registry) + `/c-org"`},
+			{"a token for another audience", token("vault", true), 1, "Unauthenticated"},
+			{"a token bound to no Pod", token("credbroker", false), 1, "bound to no Pod"},
+		} {
+			req := fmt.Sprintf(`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":%q,"serviceAccountToken":%q}`, image, tc.token)
+			cmd := exec.Command(plugin)
+			cmd.Env = append(os.Environ(), "CREDBROKER_BROKER="+brokerAddr, "CREDBROKER_PLAINTEXT=true")
+			cmd.Stdin = strings.NewReader(req)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			exit := cmd.ProcessState.ExitCode()
+			t.Logf("%s: exit %d %s", tc.name, exit, strings.TrimSpace(stderr.String()))
+			if exit != tc.exit || !strings.Contains(stdout.String()+stderr.String(), tc.says) || (exit != 0 && stdout.Len() > 0) {
+				t.Errorf("%s: exit %d (%v), stdout %q, stderr %q; want exit %d saying %q", tc.name, exit, err, stdout.String(), stderr.String(), tc.exit, tc.says)
+			}
+		}
+	})
 	t.Run("a revoked PAT: the backend hears first, then new Pods fail", func(t *testing.T) {
 		emulatorControl(t, fx, "revoke?token="+fx.PAT)
 		revoked := time.Now()
@@ -193,6 +313,18 @@ func TestTheChartOnARealNode(t *testing.T) {
 			t.Fatal("the Secret did not change")
 		}
 		expect(t, "c-ns", "after-rotations", fx.Registry+"/c-org/app:v1", true, "Running", "Successfully pulled image")
+		expect(t, "p-ns", "secretless-after-rotations", fx.Registry+"/c-org/app:v1", false, "Running", "Successfully pulled image")
+	})
+	t.Run("secretless: a deleted tenant's Pods stop pulling within the cache duration", func(t *testing.T) {
+		if code, resp := api.call(http.MethodDelete, "/v1/tenants/p", ""); code != http.StatusOK {
+			t.Fatalf("delete tenant p: %d %v", code, resp)
+		}
+		deleted := time.Now()
+		failed := expect(t, "p-ns", "secretless-after-deletion", fx.Registry+"/c-org/app:v1", false, "ErrImagePull", "NAMESPACE_NOT_BOUND", "pull access denied")
+		t.Logf("the first Pod after tenant p's deletion failed to pull %v later (cache duration at most 20s)", failed.Sub(deleted).Round(time.Second))
+		if failed.Sub(deleted) > 20*time.Second+time.Minute {
+			t.Errorf("pulls went on %v after the deletion", failed.Sub(deleted))
+		}
 	})
 	t.Run("the leader's Pod deleted: the other replica takes over and rotates", func(t *testing.T) {
 		lease, err := kube.CoordinationV1().Leases("credbroker").Get(ctx, "credbroker", metav1.GetOptions{})
@@ -256,13 +388,14 @@ func serveOn(t *testing.T, host string, h http.Handler) string {
 var forwarding = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+)`)
 
 // portForward reaches one of the installed broker's Pods through kubectl
-// port-forward (there is no kube-proxy on the node) and returns its URL.
-func portForward(t *testing.T, node *testenv.Node, pod string) string {
+// port-forward (there is no kube-proxy on the node) and returns the local
+// address; ports is kubectl's [LOCAL]:REMOTE.
+func portForward(t *testing.T, node *testenv.Node, pod, ports string) string {
 	t.Helper()
-	cmd := node.KubectlCommand(context.Background(), "-n", "credbroker", "port-forward", pod, ":8080")
+	cmd := node.KubectlCommand(context.Background(), "-n", "credbroker", "port-forward", pod, ports)
 	p := testenv.Start(t, "kubectl port-forward", cmd)
 	line := p.WaitLine(t, 30*time.Second, "the forwarded port", forwarding.MatchString)
-	return "http://127.0.0.1:" + forwarding.FindStringSubmatch(line)[1]
+	return "127.0.0.1:" + forwarding.FindStringSubmatch(line)[1]
 }
 
 func brokerPods(node *testenv.Node) string {

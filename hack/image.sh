@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # image.sh REF — build credbroker's container image without a container
 # engine and push it to REF with crane. The image holds what the Dockerfile
-# describes: the static binary at /usr/local/bin/credbroker, a CA bundle,
+# describes: the static binaries credbroker and credbroker-credential-provider
+# (the chart's node DaemonSet installs the latter) in /usr/local/bin, a CA bundle,
 # /etc/passwd and /etc/group naming the nonroot user 65532, and /tmp; it
 # runs as 65532:65532, `credbroker serve` by default, linux/amd64.
 #
@@ -18,7 +19,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/tmp" "$root/home/nonroot"
-CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags "-s -w" -o "$root/usr/local/bin/credbroker" ./cmd/credbroker
+CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags "-s -w" -o "$root/usr/local/bin/" ./cmd/credbroker ./cmd/credbroker-credential-provider
 cp "$bundle" "$root/etc/ssl/certs/ca-certificates.crt"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"

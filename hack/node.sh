@@ -24,6 +24,7 @@
 #
 #   NODE_DIR   (${XDG_CACHE_HOME:-~/.cache}/credbroker/node<slot>)  state and logs
 #   NODE_SLOT  (0)  0-9: two slots (dev mode and the tests) run side by side
+#   NODE_KUBELET_ARGS  further kubelet flags (the credential provider's two)
 #   CRANE      (bin/crane)  builds the sandbox image
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -266,8 +267,10 @@ imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
 EOF
   mkdir -p "${cgroups[@]}" # the kubelet refuses a missing cgroup root
+  local extra
+  read -ra extra <<<"${NODE_KUBELET_ARGS:-}"
   run kubelet nsenter -t "$(cat "$pids/mntns")" -m -- "$bin/kubelet" --config="$dir/kubelet/config.yaml" --kubeconfig="$dir/node.kubeconfig" \
-    --root-dir="$dir/kubelet/root" --cert-dir="$dir/kubelet/pki" --hostname-override="$node" --v=1
+    --root-dir="$dir/kubelet/root" --cert-dir="$dir/kubelet/pki" --hostname-override="$node" --v=1 "${extra[@]}"
   wait_for 120 "a Ready node" kubelet sh -c \
     "'$bin/kubectl' --kubeconfig '$dir/admin.kubeconfig' get node '$node' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 }

@@ -45,10 +45,10 @@ func install(ctx context.Context, args []string, stderr io.Writer, getenv func(s
 		err = installFiles(cfg)
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "credbroker-credential-provider install:", err)
+		say(stderr, "install: %v", err)
 		return exitBadInput
 	}
-	fmt.Fprintf(stderr, "credbroker-credential-provider: installed %s and %s; the kubelet reads them when started with --image-credential-provider-bin-dir=%s --image-credential-provider-config=%s\n",
+	say(stderr, "installed %s and %s; the kubelet reads them when started with --image-credential-provider-bin-dir=%s --image-credential-provider-config=%s",
 		filepath.Join(cfg.binDir, ProviderName), cfg.configFile, cfg.binDir, cfg.configFile)
 	if cfg.wait {
 		<-ctx.Done()
@@ -166,13 +166,13 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {

@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -74,24 +75,29 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	cfg, err := parseFlags(args, getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, "credbroker-credential-provider:", err)
+		say(stderr, "%v", err)
 		return exitBadInput
 	}
 	req, err := readRequest(stdin)
 	if err != nil {
-		fmt.Fprintln(stderr, "credbroker-credential-provider:", err)
+		say(stderr, "%v", err)
 		return exitBadInput
 	}
 	resp, err := exchange(ctx, cfg, req)
 	if err != nil {
-		fmt.Fprintf(stderr, "credbroker-credential-provider: no credential for %s: %v\n", req.Image, err)
+		say(stderr, "no credential for %s: %v", req.Image, err)
 		return exitDenied
 	}
 	if err := json.NewEncoder(stdout).Encode(resp); err != nil {
-		fmt.Fprintln(stderr, "credbroker-credential-provider: write the response:", err)
+		say(stderr, "write the response: %v", err)
 		return exitDenied
 	}
 	return 0
+}
+
+// say writes the one line the kubelet logs.
+func say(stderr io.Writer, format string, args ...any) {
+	_, _ = fmt.Fprintf(stderr, "credbroker-credential-provider: "+format+"\n", args...)
 }
 
 // config is how the plugin reaches the broker.
@@ -189,14 +195,20 @@ func exchange(ctx context.Context, cfg config, req *credentialproviderv1.Credent
 	if err != nil {
 		return nil, fmt.Errorf("broker address %q: %w", cfg.broker, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	got, err := credbrokerv1.NewPullCredentialServiceClient(conn).ExchangeServiceAccountToken(ctx,
 		&credbrokerv1.ExchangeServiceAccountTokenRequest{ServiceAccountToken: req.ServiceAccountToken, Image: req.Image})
 	if err != nil {
 		st := status.Convert(err)
-		return nil, fmt.Errorf("credbroker at %s: %s: %s", cfg.broker, st.Code(), st.Message())
+		code := st.Code().String()
+		for _, d := range st.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				code += " " + info.GetReason()
+			}
+		}
+		return nil, fmt.Errorf("credbroker at %s: %s: %s", cfg.broker, code, st.Message())
 	}
 	auth := map[string]credentialproviderv1.AuthConfig{}
 	for prefix, a := range got.GetAuth() {

@@ -5,7 +5,7 @@
 // Distribution registry serves the emulated ghcr.io's /v2/. It prints the
 // fixture as one JSON line on stdout and serves until SIGTERM.
 //
-//	githubemu [-host 127.0.0.1] [-distribution bin/registry -dir DIR]
+//	githubemu [-host 127.0.0.1] [-registry-port N] [-distribution bin/registry -dir DIR]
 package main
 
 import (
@@ -33,6 +33,7 @@ func main() {
 
 func run() error {
 	host := flag.String("host", "127.0.0.1", "the address to listen on")
+	registryPort := flag.Int("registry-port", 0, "the registry's port; any free one when 0")
 	distribution := flag.String("distribution", "", "a CNCF Distribution registry binary to serve /v2/")
 	dir := flag.String("dir", "", "the registry's storage, configuration and log (with -distribution)")
 	flag.Parse()
@@ -42,7 +43,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	s := emulator.NewServerOn(*host)
+	s := emulator.NewServerOn(*host, *registryPort)
 	defer s.Close()
 	if *distribution != "" {
 		if *dir == "" {

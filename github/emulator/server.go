@@ -136,12 +136,14 @@ type appToken struct {
 
 // NewServer starts an emulator with no Apps, installations or PATs, on
 // loopback.
-func NewServer() *Server { return NewServerOn("127.0.0.1") }
+func NewServer() *Server { return NewServerOn("127.0.0.1", 0) }
 
 // NewServerOn is NewServer listening on host (an address of this machine),
 // for clients elsewhere: the Pods of a node reach the machine at its
-// bridge's address, not at loopback.
-func NewServerOn(host string) *Server {
+// bridge's address, not at loopback. The registry listens on registryPort,
+// or any free port when 0: a kubelet's credential provider config names
+// the registry's port before the registry starts.
+func NewServerOn(host string, registryPort int) *Server {
 	s := &Server{
 		clock:           clock.RealClock{},
 		tokenLifetime:   time.Hour,
@@ -156,16 +158,16 @@ func NewServerOn(host string) *Server {
 		budgets:         map[string]*budget{},
 		expirationStyle: ExpirationLayoutZone,
 	}
-	s.API = serve(host, s.apiHandler())
+	s.API = serve(host, 0, s.apiHandler())
 	s.registry = newRegistry()
-	s.Registry = serve(host, s.registryHandler())
+	s.Registry = serve(host, registryPort, s.registryHandler())
 	return s
 }
 
-// serve starts an httptest server on host; like httptest.NewServer, it
-// panics when it cannot listen.
-func serve(host string, h http.Handler) *httptest.Server {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+// serve starts an httptest server on host:port; like httptest.NewServer,
+// it panics when it cannot listen.
+func serve(host string, port int, h http.Handler) *httptest.Server {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		panic(fmt.Sprintf("emulator: listen on %s: %v", host, err))
 	}

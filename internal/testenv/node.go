@@ -36,16 +36,19 @@ type Node struct {
 	// Registry is the node's own plain-HTTP registry on loopback, for
 	// images nobody needs credentials for (credbroker's).
 	Registry string
-	script   string
-	env      []string
+	// Dir holds the node's state and logs (logs/kubelet.log).
+	Dir    string
+	script string
+	env    []string
 }
 
 // StartNode starts a node with hack/node.sh (script is its path from the
 // test's package) in slot 1, apart from dev mode's slot 0, and stops it
 // when the test ends. Where no node can run it skips, or fails in CI.
-func StartNode(t testing.TB, script string) *Node {
+func StartNode(t testing.TB, script string, kubeletArgs ...string) *Node {
 	t.Helper()
-	n := &Node{script: script, env: append(os.Environ(), "NODE_SLOT=1", "NODE_DIR="+filepath.Join(t.TempDir(), "node"))}
+	dir := filepath.Join(t.TempDir(), "node")
+	n := &Node{Dir: dir, script: script, env: append(os.Environ(), "NODE_SLOT=1", "NODE_DIR="+dir, "NODE_KUBELET_ARGS="+strings.Join(kubeletArgs, " "))}
 	var stderr bytes.Buffer
 	cmd := exec.Command(script, "start")
 	cmd.Env, cmd.Stderr = n.env, &stderr
@@ -78,6 +81,26 @@ func StartNode(t testing.TB, script string) *Node {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// NodeHostIP is the address at which the Pods of StartNode's node will
+// reach this machine, known before the node starts (its kubelet's
+// configuration may have to name it).
+func NodeHostIP(t testing.TB, script string) string {
+	t.Helper()
+	cmd := exec.Command(script, "env")
+	cmd.Env = append(os.Environ(), "NODE_SLOT=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s env: %v", script, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "NODE_HOST_IP="); ok {
+			return v
+		}
+	}
+	t.Fatalf("%s env names no NODE_HOST_IP:\n%s", script, out)
+	return ""
 }
 
 // TrustRegistry lets the node's containerd pull from host over plain HTTP.

@@ -1,0 +1,316 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+// owners is a NamespaceOwners over a fixed map.
+type owners map[string]Tenant
+
+func (o owners) NamespaceOwner(ns string) (Tenant, bool, error) {
+	if ns == "unsynced" {
+		return Tenant{}, false, errors.New("not synced")
+	}
+	t, ok := o[ns]
+	return t, ok, nil
+}
+
+// denials records what a DenialReporter is told.
+type denials []ExchangeDenial
+
+func (d *denials) PullDenied(_ PodIdentity, _ string, err *DeniedError) { *d = append(*d, err.Denial) }
+
+// exchangeFixture has two tenants — a (PROVIDER) and b (SECRET) — with
+// published credentials, and an Exchanger over them.
+type exchangeFixture struct {
+	x        *Exchanger
+	pubs     *Publications
+	clock    *clocktesting.FakePassiveClock
+	events   *memEvents
+	reported *denials
+	a, b     Tenant
+}
+
+func newExchangeFixture(t testing.TB) *exchangeFixture {
+	t.Helper()
+	sealer, err := NewSealer(make([]byte, KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	f := &exchangeFixture{clock: clocktesting.NewFakePassiveClock(now), events: newMemEvents(), reported: &denials{},
+		pubs: NewPublications(NewMemoryPublications(), sealer)}
+	f.a = Tenant{ID: "a", Owner: Owner{Login: "Acme", ID: 1}, Registries: []string{"ghcr.io"}, AllowedOwners: []string{"acme-base"}, PullMode: PullProvider}
+	f.b = Tenant{ID: "b", Owner: Owner{Login: "bravo", ID: 2}, Registries: []string{"ghcr.io"}, PullMode: PullSecret}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		t    Tenant
+		cred Credential
+	}{
+		{f.a, Credential{Kind: KindGitHubApp, Username: AppTokenUsername, Token: "ghs_a", ExpiresAt: now.Add(time.Hour)}},
+		{withMode(f.b, PullBoth), Credential{Kind: KindPAT, Username: "bravo-bot", Token: "ghp_b"}},
+	} {
+		if err := f.pubs.put(ctx, tc.t, tc.cred); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notifier := NewNotifier(f.events, true, f.clock, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.x = NewExchanger(owners{"a-ns": f.a, "b-ns": f.b}, f.pubs, ExchangerConfig{Clock: f.clock, Notifier: notifier, Reporter: f.reported},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return f
+}
+
+func withMode(t Tenant, m PullMode) Tenant {
+	t.PullMode = m
+	return t
+}
+
+func pod(ns string) PodIdentity {
+	return PodIdentity{Namespace: ns, ServiceAccount: "default", Pod: "app-1", PodUID: "uid-1", Node: "node-1"}
+}
+
+// TestExchangeHandsOutOnlyTheNamespaceTenantsCredentialForItsOwnImages
+// plays the Pods of a hostile tenant: every way to reach another tenant's
+// credential or another owner's image is denied with its reason.
+func TestExchangeHandsOutOnlyTheNamespaceTenantsCredentialForItsOwnImages(t *testing.T) {
+	f := newExchangeFixture(t)
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		pod        PodIdentity
+		image      string
+		wantDenial ExchangeDenial
+		wantPrefix string
+		wantToken  string
+	}{
+		{"own image", pod("a-ns"), "ghcr.io/acme/app", "", "ghcr.io/acme", "ghs_a"},
+		{"own image, tagged (the login is Acme)", pod("a-ns"), "ghcr.io/acme/app:v1", "", "ghcr.io/acme", "ghs_a"},
+		{"a granted owner's image", pod("a-ns"), "ghcr.io/acme-base/runtime@sha256:" + strings.Repeat("a", 64), "", "ghcr.io/acme-base", "ghs_a"},
+		{"another tenant's owner", pod("a-ns"), "ghcr.io/bravo/app", DenyImageNotAllowed, "", ""},
+		{"another registry", pod("a-ns"), "docker.io/acme/app", DenyImageNotAllowed, "", ""},
+		{"no registry (Docker Hub)", pod("a-ns"), "acme/app", DenyImageNotAllowed, "", ""},
+		{"a bare registry", pod("a-ns"), "ghcr.io/app", DenyImageNotAllowed, "", ""},
+		{"not an image", pod("a-ns"), "ghcr.io/acme/App!!", DenyImageNotAllowed, "", ""},
+		{"a namespace no tenant holds", pod("other-ns"), "ghcr.io/acme/app", DenyNamespaceNotBound, "", ""},
+		{"a tenant in pull mode SECRET", pod("b-ns"), "ghcr.io/bravo/app", DenyPullModeSecret, "", ""},
+		{"a token bound to no Pod", PodIdentity{Namespace: "a-ns", ServiceAccount: "default"}, "ghcr.io/acme/app", DenyTokenNotPodBound, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := f.x.Exchange(ctx, tc.pod, tc.image)
+			if tc.wantDenial != "" {
+				var d *DeniedError
+				if !errors.As(err, &d) || d.Denial != tc.wantDenial {
+					t.Fatalf("got %+v, %v; want denial %s", g, err, tc.wantDenial)
+				}
+				if g.Credential.Token != "" {
+					t.Errorf("a denial came with a credential")
+				}
+				if strings.Contains(d.Msg, "ghs_") || strings.Contains(d.Msg, "ghp_") || strings.Contains(d.Msg, "bravo") && tc.pod.Namespace != "b-ns" && !strings.Contains(tc.image, "bravo") {
+					t.Errorf("the denial says too much: %s", d.Msg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Prefix != tc.wantPrefix || g.Credential.Token != tc.wantToken || g.TenantID != "a" {
+				t.Errorf("got prefix %q token %q tenant %q; want %q %q a", g.Prefix, g.Credential.Token, g.TenantID, tc.wantPrefix, tc.wantToken)
+			}
+		})
+	}
+	t.Run("an unanswerable question is an error, not a denial", func(t *testing.T) {
+		_, err := f.x.Exchange(ctx, pod("unsynced"), "ghcr.io/acme/app")
+		var d *DeniedError
+		if err == nil || errors.As(err, &d) {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+// TestExchangeCacheDurationAndReadiness: the kubelet may cache a grant no
+// longer than the maximum, nor past the credential's expiry (less a
+// margin); nothing published, expired or proved for another owner is not
+// ready.
+func TestExchangeCacheDurationAndReadiness(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		owner      Owner         // the tenant's owner when asked; f.a's when zero
+		published  bool          // a credential is published
+		left       time.Duration // its life left; 0: it never expires
+		advance    time.Duration
+		wantCache  time.Duration
+		wantDenial ExchangeDenial
+	}{
+		{"an hour left: the maximum", Owner{}, true, time.Hour, 0, DefaultProviderCache, ""},
+		{"five minutes left: until a minute before", Owner{}, true, 5 * time.Minute, 0, 4 * time.Minute, ""},
+		{"thirty seconds left: handed out, not cached", Owner{}, true, 30 * time.Second, 0, 0, ""},
+		{"no expiry (PAT)", Owner{}, true, 0, 0, DefaultProviderCache, ""},
+		{"expired", Owner{}, true, time.Minute, 2 * time.Minute, 0, DenyCredentialNotReady},
+		{"nothing published", Owner{}, false, 0, 0, 0, DenyCredentialNotReady},
+		{"proved for the owner before a change", Owner{Login: "acme", ID: 99}, true, 0, 0, 0, DenyCredentialNotReady},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newExchangeFixture(t)
+			if tc.published {
+				cred := Credential{Token: "t1"}
+				if tc.left != 0 {
+					cred.ExpiresAt = f.clock.Now().Add(tc.left)
+				}
+				if err := f.pubs.put(ctx, f.a, cred); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := f.pubs.remove(ctx, "a"); err != nil {
+				t.Fatal(err)
+			}
+			asked := f.a
+			if tc.owner.ID != 0 {
+				asked.Owner = tc.owner
+			}
+			f.x.owners = owners{"a-ns": asked}
+			f.clock.SetTime(f.clock.Now().Add(tc.advance))
+			g, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/acme/app")
+			var d *DeniedError
+			switch {
+			case tc.wantDenial != "" && (!errors.As(err, &d) || d.Denial != tc.wantDenial):
+				t.Fatalf("got %v, want %s", err, tc.wantDenial)
+			case tc.wantDenial == "" && err != nil:
+				t.Fatal(err)
+			case tc.wantDenial == "" && g.CacheFor != tc.wantCache:
+				t.Errorf("cache for %v, want %v", g.CacheFor, tc.wantCache)
+			}
+		})
+	}
+}
+
+// TestRepeatedDenialsRaisePullDeniedUntilAPodGetsTheCredential: one denial
+// is told to the Pod only; DenialsBeforeEvent in a window raise
+// PULL_DENIED for the tenant once; the next grant there resolves it.
+func TestRepeatedDenialsRaisePullDeniedUntilAPodGetsTheCredential(t *testing.T) {
+	f := newExchangeFixture(t)
+	ctx := context.Background()
+	types := func() []EventType {
+		evs, _ := f.events.EventsAfter(ctx, "", 100)
+		var out []EventType
+		for _, ev := range evs {
+			out = append(out, ev.Type)
+		}
+		return out
+	}
+	for i := range DenialsBeforeEvent + 2 {
+		if _, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/bravo/app"); err == nil {
+			t.Fatal("another owner's image was handed a credential")
+		}
+		if got := len(types()); (i+1 < DenialsBeforeEvent && got != 0) || (i+1 >= DenialsBeforeEvent && got != 1) {
+			t.Fatalf("after %d denials: events %v", i+1, types())
+		}
+	}
+	if len(*f.reported) != DenialsBeforeEvent+2 {
+		t.Errorf("the Pod was told of %d denials, want every one", len(*f.reported))
+	}
+	if _, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/acme/app"); err != nil {
+		t.Fatal(err)
+	}
+	if got := types(); len(got) != 2 || got[0] != EventPullDenied || got[1] != EventRecovered {
+		t.Errorf("events %v, want PULL_DENIED then RECOVERED", got)
+	}
+	// Denials spread wider than the window raise nothing.
+	f2 := newExchangeFixture(t)
+	for range DenialsBeforeEvent + 1 {
+		_, _ = f2.x.Exchange(ctx, pod("a-ns"), "ghcr.io/bravo/app")
+		f2.clock.SetTime(f2.clock.Now().Add(DenialWindow))
+	}
+	if evs, _ := f2.events.EventsAfter(ctx, "", 10); len(evs) != 0 {
+		t.Errorf("denials a window apart raised %v", evs)
+	}
+}
+
+// TestPublicationsFollowThePullMode: a tenant the provider does not serve
+// has no publication; one moved to SECRET loses it; a publication opens
+// only under its own tenant.
+func TestPublicationsFollowThePullMode(t *testing.T) {
+	ctx := context.Background()
+	sealer, err := NewSealer(make([]byte, KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := NewMemoryPublications()
+	pubs := NewPublications(store, sealer)
+	cred := Credential{Kind: KindPAT, Username: "bot", Token: "ghp_secret"}
+	a := Tenant{ID: "a", Owner: Owner{Login: "acme", ID: 1}, PullMode: PullSecret}
+	if err := pubs.put(ctx, a, cred); err != nil {
+		t.Fatal(err)
+	}
+	if got := store.PublishedTenants(); len(got) != 0 {
+		t.Fatalf("a SECRET tenant was published for the provider: %v", got)
+	}
+	if err := pubs.put(ctx, withMode(a, PullProvider), cred); err != nil {
+		t.Fatal(err)
+	}
+	fp, sealed, ok := store.Publication("a")
+	if !ok || fp != cred.Fingerprint() || strings.Contains(string(sealed), "ghp_secret") {
+		t.Fatalf("publication %q %q %v: want the fingerprint and the token sealed", fp, sealed, ok)
+	}
+	// Copied under another tenant, it does not open.
+	if err := store.PutPublication(ctx, "b", fp, sealed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pubs.open("b"); err == nil {
+		t.Error("a publication copied to another tenant opened")
+	}
+	if err := pubs.put(ctx, a, cred); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := store.Publication("a"); ok {
+		t.Error("a tenant moved back to SECRET kept its publication")
+	}
+}
+
+// BenchmarkExchange is a warm exchange (publication opened, token
+// reviewed) from parallel callers, with the audit line written (to
+// io.Discard, through the JSON handler). It reports p50 and p99 latency.
+func BenchmarkExchange(b *testing.B) {
+	f := newExchangeFixture(b)
+	f.x.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	f.x.cfg.Reporter = nil
+	ctx := context.Background()
+	if _, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/acme/app"); err != nil {
+		b.Fatal(err)
+	}
+	latencies := make(chan []time.Duration, 64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			start := time.Now()
+			if _, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/acme/app"); err != nil {
+				b.Error(err)
+				return
+			}
+			mine = append(mine, time.Since(start))
+		}
+		latencies <- mine
+	})
+	b.StopTimer()
+	close(latencies)
+	var all []time.Duration
+	for l := range latencies {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2].Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(all[len(all)*99/100].Nanoseconds()), "p99-ns")
+	}
+}
