@@ -40,7 +40,8 @@ type PullCredentialServiceClient interface {
 	// image belongs to another owner, the tenant's pull mode is SECRET),
 	// UNAUTHENTICATED (the token is not valid for the audience, or is bound
 	// to no Pod), FAILED_PRECONDITION (the tenant has no credential ready),
-	// with an ErrorInfo detail whose reason is an ExchangeDenial name.
+	// with an ErrorInfo detail whose reason is the ExchangeDenial name
+	// without its EXCHANGE_DENIAL_ prefix, as Reason names are.
 	ExchangeServiceAccountToken(ctx context.Context, in *ExchangeServiceAccountTokenRequest, opts ...grpc.CallOption) (*ExchangeServiceAccountTokenResponse, error)
 }
 
@@ -80,7 +81,8 @@ type PullCredentialServiceServer interface {
 	// image belongs to another owner, the tenant's pull mode is SECRET),
 	// UNAUTHENTICATED (the token is not valid for the audience, or is bound
 	// to no Pod), FAILED_PRECONDITION (the tenant has no credential ready),
-	// with an ErrorInfo detail whose reason is an ExchangeDenial name.
+	// with an ErrorInfo detail whose reason is the ExchangeDenial name
+	// without its EXCHANGE_DENIAL_ prefix, as Reason names are.
 	ExchangeServiceAccountToken(context.Context, *ExchangeServiceAccountTokenRequest) (*ExchangeServiceAccountTokenResponse, error)
 	mustEmbedUnimplementedPullCredentialServiceServer()
 }
