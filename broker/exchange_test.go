@@ -59,7 +59,7 @@ func newExchangeFixture(t testing.TB) *exchangeFixture {
 		{f.a, Credential{Kind: KindGitHubApp, Username: AppTokenUsername, Token: "ghs_a", ExpiresAt: now.Add(time.Hour)}},
 		{withMode(f.b, PullBoth), Credential{Kind: KindPAT, Username: "bravo-bot", Token: "ghp_b"}},
 	} {
-		if err := f.pubs.put(ctx, tc.t, tc.cred); err != nil {
+		if err := f.pubs.Put(ctx, tc.t, tc.cred); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -168,7 +168,7 @@ func TestExchangeCacheDurationAndReadiness(t *testing.T) {
 				if tc.left != 0 {
 					cred.ExpiresAt = f.clock.Now().Add(tc.left)
 				}
-				if err := f.pubs.put(ctx, f.a, cred); err != nil {
+				if err := f.pubs.Put(ctx, f.a, cred); err != nil {
 					t.Fatal(err)
 				}
 			} else if err := f.pubs.remove(ctx, "a"); err != nil {
@@ -249,13 +249,13 @@ func TestPublicationsFollowThePullMode(t *testing.T) {
 	pubs := NewPublications(store, sealer)
 	cred := Credential{Kind: KindPAT, Username: "bot", Token: "ghp_secret"}
 	a := Tenant{ID: "a", Owner: Owner{Login: "acme", ID: 1}, PullMode: PullSecret}
-	if err := pubs.put(ctx, a, cred); err != nil {
+	if err := pubs.Put(ctx, a, cred); err != nil {
 		t.Fatal(err)
 	}
 	if got := store.PublishedTenants(); len(got) != 0 {
 		t.Fatalf("a SECRET tenant was published for the provider: %v", got)
 	}
-	if err := pubs.put(ctx, withMode(a, PullProvider), cred); err != nil {
+	if err := pubs.Put(ctx, withMode(a, PullProvider), cred); err != nil {
 		t.Fatal(err)
 	}
 	fp, sealed, ok := store.Publication("a")
@@ -269,7 +269,7 @@ func TestPublicationsFollowThePullMode(t *testing.T) {
 	if _, err := pubs.open("b"); err == nil {
 		t.Error("a publication copied to another tenant opened")
 	}
-	if err := pubs.put(ctx, a, cred); err != nil {
+	if err := pubs.Put(ctx, a, cred); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, ok := store.Publication("a"); ok {

@@ -64,7 +64,7 @@ func (r *Refresher) publish(ctx context.Context, t Tenant, cred Credential) {
 		ts.published, ts.publishedOwner = cred, t.Owner.ID
 	}
 	r.mu.Unlock()
-	if err := r.cfg.Publications.put(ctx, t, cred); err != nil {
+	if err := r.cfg.Publications.Put(ctx, t, cred); err != nil {
 		// The Secrets hold it; the provider answers from the last publication
 		// (or "not ready") until the next publish.
 		r.log.WarnContext(ctx, "store the publication for the credential provider", slog.String("tenant", t.ID), slog.Any("error", err))

@@ -53,9 +53,9 @@ func NewPublications(store PublicationStore, sealer *Sealer) *Publications {
 	return &Publications{store: store, sealer: sealer, opened: map[string]publication{}}
 }
 
-// put records cred as t's credential, unless it is already; a tenant the
+// Put records cred as t's credential, unless it is already; a tenant the
 // provider does not serve has none.
-func (p *Publications) put(ctx context.Context, t Tenant, cred Credential) error {
+func (p *Publications) Put(ctx context.Context, t Tenant, cred Credential) error {
 	if p == nil {
 		return nil
 	}

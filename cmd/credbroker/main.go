@@ -29,6 +29,7 @@ import (
 	"github.com/credbroker/credbroker/github"
 	"github.com/credbroker/credbroker/k8ssync"
 	"github.com/credbroker/credbroker/leader"
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/server"
 )
 
@@ -176,6 +177,10 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 	if err != nil {
 		return nil, err
 	}
+	var exchangeService credbrokerv1.PullCredentialServiceServer // nil: UNIMPLEMENTED
+	if exchange != nil {
+		exchangeService = exchange
+	}
 	return server.New(server.Config{
 		GRPCAddr:        cfg.grpcAddr,
 		HTTPAddr:        cfg.httpAddr,
@@ -187,7 +192,7 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 		Tenants:     api.NewTenantAPI(p.registry, log),
 		Images:      api.NewImageAPI(p.registry, log),
 		Credentials: credentials,
-		Exchange:    exchange,
+		Exchange:    exchangeService,
 		Events:      api.NewEventAPI(p.store, p.notifier.Appended, cfg.eventPoll, log),
 	}, p.store.Ping, metrics, log)
 }
