@@ -150,4 +150,3 @@ func detailSays(st *status.Status, want string) bool {
 	}
 	return false
 }
-
