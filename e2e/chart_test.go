@@ -126,7 +126,9 @@ func TestHelmChart(t *testing.T) {
 		{"../k8ssync/rbac.yaml", nil},
 		{"../k8ssync/rbac-namespaced.yaml", []string{"--set", "rbac.grantedNamespaces={" + strings.Join(granted, ",") + "}"}},
 	} {
-		manifests, err := helm(t, slices.Concat([]string{"template", "credbroker", chart, "--namespace", "credbroker"}, chartValues, mode.values)...)
+		// The nodes' grant is checked below: it is not credbroker's.
+		manifests, err := helm(t, slices.Concat([]string{"template", "credbroker", chart, "--namespace", "credbroker", "--set", "credentialProvider.nodeRBAC=false"},
+			chartValues, mode.values)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,6 +143,19 @@ func TestHelmChart(t *testing.T) {
 		if mode.values != nil && !strings.Contains(manifests, "- --granted-namespaces=web,api") {
 			t.Errorf("namespaced mode: the Deployment lacks --granted-namespaces")
 		}
+	}
+	// Nodes may request tokens for credbroker's audience, and nothing else.
+	nodeManifests, err := helm(t, append([]string{"template", "credbroker", chart, "--namespace", "credbroker"}, chartValues...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeGrants := grants(decode(t, nodeManifests), granted)
+	if got, want := nodeGrants["ClusterRole credbroker-node-token-audience"], fmt.Sprint([]rbacv1.PolicyRule{{Verbs: []string{"request-serviceaccounts-token-audience"},
+		APIGroups: []string{""}, Resources: []string{"credbroker"}}}); got != want {
+		t.Errorf("the nodes' ClusterRole grants %s, want %s", got, want)
+	}
+	if got := nodeGrants["ClusterRoleBinding credbroker-node-token-audience"]; !strings.Contains(got, "Group rbac.authorization.k8s.io system:nodes") || strings.Count(got, "{") != 2 {
+		t.Errorf("the nodes' ClusterRoleBinding: %s, want the group system:nodes only", got)
 	}
 	manifests, err := helm(t, append([]string{"template", "credbroker", chart, "--namespace", "credbroker"}, chartValues...)...)
 	if err != nil {

@@ -520,3 +520,32 @@ func TestReservedNamespacesNeverGetASecret(t *testing.T) {
 		t.Errorf("status %+v, want only %s", st, open)
 	}
 }
+
+// TestProviderModeHoldsTheNamespaceWithoutASecret: a tenant moved to
+// PROVIDER loses its Secrets but not its namespaces (a selector tenant
+// does not get them); moved to BOTH, it gets the Secret again.
+func TestProviderModeHoldsTheNamespaceWithoutASecret(t *testing.T) {
+	s := startSyncer(t, Config{})
+	label := unique("provider")
+	ns := unique("provider")
+	createNamespace(t, ns, map[string]string{"team": label})
+	cred := credential("ghp_providerMode000000000000000000000")
+	owner := func(mode broker.PullMode) broker.Tenant {
+		return tenant("provider-owner", func(t *broker.Tenant) { t.Namespaces, t.PullMode = []string{ns}, mode })
+	}
+	publish(t, s, owner(broker.PullSecret), cred)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+	publish(t, s, tenant("provider-selector", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), credential("ghp_providerOther00000000000000000000"))
+
+	publish(t, s, owner(broker.PullProvider), cred)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		_, ok := getSecret(t, ns, "ghcr-secret")
+		return !ok, "the PROVIDER tenant's Secret is still there"
+	})
+	idle(t, s)
+	if _, ok := getSecret(t, ns, "ghcr-secret"); ok {
+		t.Error("the selector tenant took the namespace of a PROVIDER tenant")
+	}
+	publish(t, s, owner(broker.PullBoth), cred)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+}
