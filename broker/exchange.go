@@ -38,7 +38,7 @@ const (
 	DenyTokenNotPodBound   ExchangeDenial = "TOKEN_NOT_POD_BOUND"
 	DenyNamespaceNotBound  ExchangeDenial = "NAMESPACE_NOT_BOUND"
 	DenyImageNotAllowed    ExchangeDenial = "IMAGE_NOT_ALLOWED"
-	DenyPullModeSecret     ExchangeDenial = "PULL_MODE_SECRET"
+	DenyPullModeSecret     ExchangeDenial = "PULL_MODE_SECRET" // not a failure: the plugin answers "no credential"
 	DenyCredentialNotReady ExchangeDenial = "CREDENTIAL_NOT_READY"
 )
 
@@ -217,6 +217,9 @@ func (x *Exchanger) record(ctx context.Context, pod PodIdentity, image string, g
 		x.log.InfoContext(ctx, "audit", append(attrs, slog.String("tenant", d.TenantID), slog.String("result", string(d.Denial)),
 			slog.String("reason", d.Msg))...)
 		x.cfg.Metrics.exchanged(string(d.Denial))
+		if d.Denial == DenyPullModeSecret {
+			return // nothing wrong: the Pod pulls with its tenant's Secret
+		}
 		if x.cfg.Reporter != nil && pod.Pod != "" {
 			x.cfg.Reporter.PullDenied(pod, image, d)
 		}

@@ -225,6 +225,15 @@ func TestRepeatedDenialsRaisePullDeniedUntilAPodGetsTheCredential(t *testing.T) 
 	if got := types(); len(got) != 2 || got[0] != EventPullDenied || got[1] != EventRecovered {
 		t.Errorf("events %v, want PULL_DENIED then RECOVERED", got)
 	}
+	// A tenant that pulls with its Secret is refused quietly: no Pod Event,
+	// no PULL_DENIED, whatever the count.
+	reported := len(*f.reported)
+	for range DenialsBeforeEvent + 1 {
+		_, _ = f.x.Exchange(ctx, pod("b-ns"), "ghcr.io/bravo/app")
+	}
+	if got := types(); len(*f.reported) != reported || len(got) != 2 {
+		t.Errorf("pull mode SECRET: %d Pod reports, events %v; want none", len(*f.reported)-reported, got)
+	}
 	// Denials spread wider than the window raise nothing.
 	f2 := newExchangeFixture(t)
 	for range DenialsBeforeEvent + 1 {

@@ -81,14 +81,19 @@ func (b *backend) received(typ, tenant string) (time.Time, bool) {
 
 // broker is the running credbroker binary, seen through its REST API.
 type brokerAPI struct {
-	t     *testing.T
-	url   string
-	token string
+	t      *testing.T
+	url    string
+	token  string
+	client *http.Client // http.DefaultClient when nil
 }
 
 func (b brokerAPI) call(method, path, body string) (int, map[string]any) {
 	b.t.Helper()
-	code, raw := testenv.REST(b.t, method, b.url+path, b.token, body)
+	client := b.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	code, raw := testenv.RESTWith(b.t, client, method, b.url+path, b.token, body)
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
 	return code, out

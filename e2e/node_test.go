@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/credbroker/credbroker/auth"
+	"github.com/credbroker/credbroker/auth/authtest"
 	"github.com/credbroker/credbroker/internal/testenv"
 )
 
@@ -38,7 +44,16 @@ func TestTheChartOnARealNode(t *testing.T) {
 	brokerAddr := freeAddr(t)
 	plugin := testenv.Build(t, "../cmd/credbroker-credential-provider")
 	providerDir := t.TempDir()
-	installArgs := []string{"--broker", brokerAddr, "--plaintext", "--max-cache", "20s", "--match-images", net.JoinHostPort(hostIP, registryPort)}
+	// credbroker serves TLS with a certificate for 127.0.0.1 (where the
+	// port-forward listens), of a CA the plugin is given.
+	ca := authtest.NewCA(t)
+	serverCert := ca.Server(t)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	installArgs := []string{"--broker", brokerAddr, "--ca-file", caFile, "--max-cache", "20s", "--match-images", net.JoinHostPort(hostIP, registryPort)}
 	if out, err := exec.Command(plugin, append([]string{"install", "--bin-dir", providerDir + "/bin", "--config", providerDir + "/credbroker.yaml"}, installArgs...)...).CombinedOutput(); err != nil {
 		t.Fatalf("install the credential provider: %v\n%s", err, out)
 	}
@@ -68,7 +83,19 @@ func TestTheChartOnARealNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(serverCert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().ConfigMaps("credbroker").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "credbroker-ca"},
+		Data: map[string]string{"ca.crt": string(caPEM)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for name, data := range map[string]map[string]string{
+		"credbroker-tls": {
+			corev1.TLSCertKey:       string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serverCert.Certificate[0]})),
+			corev1.TLSPrivateKeyKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),
+		},
 		"credbroker-github":     {"private-key.pem": fx.AppKeyPEM},
 		"credbroker-encryption": {"key": strings.Repeat("n", 32)},
 		"credbroker-webhook":    {"secret": string(be.secret)},
@@ -82,16 +109,18 @@ func TestTheChartOnARealNode(t *testing.T) {
 	out, err := helm(t, "install", "credbroker", "../charts/credbroker", "--kubeconfig", node.Kubeconfig, "--namespace", "credbroker",
 		"--wait", "--timeout", "3m",
 		"--set", "image.repository="+repo, "--set", "image.tag=e2e", "--set", "image.pullPolicy=Always",
-		"--set", "insecure=true", "--set", "github.url="+fx.APIURL, "--set", fmt.Sprint("github.appId=", fx.AppID),
+		"--set", "tls.secretName=credbroker-tls", "--set", "github.url="+fx.APIURL, "--set", fmt.Sprint("github.appId=", fx.AppID),
 		"--set", "github.appKeySecret.name=credbroker-github", "--set", "encryptionKeySecret.name=credbroker-encryption",
 		"--set", "webhook.url="+receiver, "--set", "webhook.secret.name=credbroker-webhook",
 		"--set", "auth.tokenFileSecret.name=credbroker-tokens", "--set", "plainHTTPRegistries[0]="+fx.Registry,
 		"--set", "patRecheck=15s", "--set", "credentialProvider.maxCache=20s",
 		// The chart's DaemonSet installs the plugin on the node as the
-		// platform would; this kubelet runs the copy installed above, from
-		// the same code and arguments (it read its config at start).
+		// platform would, over the copy installed above with the same
+		// arguments (the kubelet read that config at its start): from then
+		// on the kubelet runs the image's plugin.
 		"--set", "credentialProvider.daemonSet.enabled=true", "--set", "credentialProvider.daemonSet.broker="+brokerAddr,
-		"--set", "credentialProvider.daemonSet.binDir="+providerDir+"/ds/bin", "--set", "credentialProvider.daemonSet.config="+providerDir+"/ds/credbroker.yaml",
+		"--set", "credentialProvider.daemonSet.binDir="+providerDir+"/bin", "--set", "credentialProvider.daemonSet.config="+providerDir+"/credbroker.yaml",
+		"--set", "credentialProvider.daemonSet.caConfigMap=credbroker-ca",
 		"--set", "credentialProvider.daemonSet.matchImages[0]="+net.JoinHostPort(hostIP, registryPort))
 	if err != nil {
 		t.Fatalf("helm install: %v\n%s", err, brokerPods(node))
@@ -103,12 +132,19 @@ func TestTheChartOnARealNode(t *testing.T) {
 		t.Fatalf("%d Pods running, want 2 replicas and the credential provider's DaemonSet", n)
 	}
 	want, _ := os.ReadFile(providerDir + "/credbroker.yaml")
-	testenv.Eventually(t, 30*time.Second, testenv.Holds("the DaemonSet installed no plugin and config", func() bool {
-		got, _ := os.ReadFile(providerDir + "/ds/credbroker.yaml")
-		bin, err := os.Stat(providerDir + "/ds/bin/credbroker-credential-provider")
-		return err == nil && bin.Mode()&0o111 != 0 && string(got) == string(want)
+	testBuild, _ := os.ReadFile(plugin)
+	testenv.Eventually(t, 30*time.Second, testenv.Holds("the DaemonSet installed no plugin", func() bool {
+		installed, err := os.ReadFile(providerDir + "/bin/credbroker-credential-provider")
+		return err == nil && len(installed) > 0 && !bytes.Equal(installed, testBuild) // the image's build (-s -w) replaced the test's
 	}))
-	t.Logf("the DaemonSet installed the plugin and this config:\n%s", want)
+	testenv.Eventually(t, 30*time.Second, testenv.Holds("the DaemonSet did not say it installed", func() bool {
+		logs, _ := node.Kubectl("-n", "credbroker", "logs", "ds/credbroker-credential-provider")
+		return strings.Contains(logs, "installed")
+	}))
+	if got, _ := os.ReadFile(providerDir + "/credbroker.yaml"); !bytes.Equal(got, want) {
+		t.Errorf("the DaemonSet wrote another config:\n%s\nwant\n%s", got, want)
+	}
+	t.Logf("the DaemonSet installed its plugin and this config:\n%s", want)
 
 	// Credential status is answered by the leader (docs/api.md): talk to it.
 	var leader string
@@ -119,7 +155,8 @@ func TestTheChartOnARealNode(t *testing.T) {
 		}
 		return leader != ""
 	}))
-	api := brokerAPI{t: t, url: "http://" + portForward(t, node, "pod/"+leader, ":8080"), token: adminToken}
+	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}}}
+	api := brokerAPI{t: t, url: "https://" + portForward(t, node, "pod/"+leader, ":8080"), token: adminToken, client: tlsClient}
 	// The plugin talks to the replica that does not lead: every replica
 	// answers the exchange.
 	var follower string
@@ -160,7 +197,8 @@ func TestTheChartOnARealNode(t *testing.T) {
 	testenv.Eventually(t, time.Minute, testenv.Holds("no pull Secret in a-ns and c-ns", func() bool { return secret("a-ns") != "" && secret("c-ns") != "" }))
 
 	// expect creates a Pod (pulling always, so that every Pod pulls with its
-	// own credentials) and checks how its pull ends, logging the Events.
+	// own credentials) and checks how its pull ends, logging the Events;
+	// a message starting with "!" must not be among them.
 	expect := func(t *testing.T, ns, name, image string, pullSecret bool, want string, message ...string) time.Time {
 		t.Helper()
 		pod := &corev1.Pod{
@@ -183,6 +221,12 @@ func TestTheChartOnARealNode(t *testing.T) {
 			t.Errorf("pod %s/%s: %s, want %s", ns, name, outcome, want)
 		}
 		for _, m := range message {
+			if unwanted, ok := strings.CutPrefix(m, "!"); ok {
+				if strings.Contains(describe, unwanted) {
+					t.Errorf("pod %s/%s: the Events say %q", ns, name, unwanted)
+				}
+				continue
+			}
 			if !strings.Contains(describe, m) {
 				t.Errorf("pod %s/%s: the Events do not say %q", ns, name, m)
 			}
@@ -191,7 +235,9 @@ func TestTheChartOnARealNode(t *testing.T) {
 	}
 
 	t.Run("a Pod pulls its tenant's private image through the synced Secret", func(t *testing.T) {
-		expect(t, "a-ns", "mine", fx.Registry+"/a-org/app:v1", true, "Running", "Successfully pulled image")
+		// The node's credential provider is asked too, and has nothing to
+		// add for a tenant in pull mode SECRET: no warning on the Pod.
+		expect(t, "a-ns", "mine", fx.Registry+"/a-org/app:v1", true, "Running", "Successfully pulled image", "!CredentialDenied")
 		if logs, _ := node.Kubectl("-n", "a-ns", "logs", "mine"); !strings.Contains(logs, "hello from a-org/app") {
 			t.Errorf("the container did not run the image: %q", logs)
 		}
@@ -204,7 +250,7 @@ func TestTheChartOnARealNode(t *testing.T) {
 			sa, err := kube.CoreV1().ServiceAccounts("a-ns").Get(ctx, "default", metav1.GetOptions{})
 			return err == nil && slices.Contains(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: "ghcr-secret"})
 		}))
-		expect(t, "a-ns", "via-sa", fx.Registry+"/a-org/app:v1", false, "Running", "Successfully pulled image")
+		expect(t, "a-ns", "via-sa", fx.Registry+"/a-org/app:v1", false, "Running", "Successfully pulled image", "!CredentialDenied")
 	})
 	kubeletSays := func(t *testing.T, what string) {
 		t.Helper()
@@ -269,7 +315,7 @@ func TestTheChartOnARealNode(t *testing.T) {
 		} {
 			req := fmt.Sprintf(`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":%q,"serviceAccountToken":%q}`, image, tc.token)
 			cmd := exec.Command(plugin)
-			cmd.Env = append(os.Environ(), "CREDBROKER_BROKER="+brokerAddr, "CREDBROKER_PLAINTEXT=true")
+			cmd.Env = append(os.Environ(), "CREDBROKER_BROKER="+brokerAddr, "CREDBROKER_CA_FILE="+caFile)
 			cmd.Stdin = strings.NewReader(req)
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr

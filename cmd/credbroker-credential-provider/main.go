@@ -205,6 +205,9 @@ func exchange(ctx context.Context, cfg config, req *credentialproviderv1.Credent
 		code := st.Code().String()
 		for _, d := range st.Details() {
 			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				if info.GetReason() == reasonPullModeSecret {
+					return noCredential(), nil
+				}
 				code += " " + info.GetReason()
 			}
 		}
@@ -227,6 +230,21 @@ func exchange(ctx context.Context, cfg config, req *credentialproviderv1.Credent
 		CacheDuration: &metav1.Duration{Duration: cacheFor},
 		Auth:          auth,
 	}, nil
+}
+
+// reasonPullModeSecret is the broker's answer for a tenant whose Pods pull
+// with its Secret: nothing is wrong, the plugin has nothing to add.
+const reasonPullModeSecret = "PULL_MODE_SECRET"
+
+// noCredential is the answer that leaves the pull to the Pod's own pull
+// Secrets, uncached so that a tenant moved to PROVIDER is served at once.
+func noCredential() *credentialproviderv1.CredentialProviderResponse {
+	return &credentialproviderv1.CredentialProviderResponse{
+		TypeMeta:      metav1.TypeMeta{APIVersion: credentialproviderv1.SchemeGroupVersion.String(), Kind: "CredentialProviderResponse"},
+		CacheKeyType:  credentialproviderv1.ImagePluginCacheKeyType,
+		CacheDuration: &metav1.Duration{},
+		Auth:          map[string]credentialproviderv1.AuthConfig{},
+	}
 }
 
 func transport(cfg config) (credentials.TransportCredentials, error) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -28,6 +29,10 @@ type broker struct {
 }
 
 func (b broker) ExchangeServiceAccountToken(_ context.Context, req *credbrokerv1.ExchangeServiceAccountTokenRequest) (*credbrokerv1.ExchangeServiceAccountTokenResponse, error) {
+	if req.GetServiceAccountToken() == "secret-mode-token" {
+		st, _ := status.New(codes.PermissionDenied, "tenant a pulls with its Secret").WithDetails(&errdetails.ErrorInfo{Reason: "PULL_MODE_SECRET", Domain: "credbroker.io"})
+		return nil, st.Err()
+	}
 	if req.GetServiceAccountToken() != "good-token" {
 		return nil, status.Error(codes.Unauthenticated, "the API server does not accept the ServiceAccount token")
 	}
@@ -88,6 +93,7 @@ func TestThePluginAnswersTheKubeletOrFailsClearly(t *testing.T) {
 		wantErr  string
 	}{
 		{"a good token", map[string]string{envBroker: good}, request(v1, "good-token"), 0, ""},
+		{"a tenant that pulls with its Secret", map[string]string{envBroker: good}, request(v1, "secret-mode-token"), 0, ""},
 		{"malformed stdin", map[string]string{envBroker: good}, `{"apiVersion":`, exitBadInput, "not a CredentialProviderRequest"},
 		{"an unknown apiVersion", map[string]string{envBroker: good}, request("credentialprovider.kubelet.k8s.io/v1beta1", "good-token"), exitBadInput, "this plugin speaks credentialprovider.kubelet.k8s.io/v1"},
 		{"no token", map[string]string{envBroker: good}, request(v1, ""), exitBadInput, "carries no serviceAccountToken"},
@@ -122,6 +128,12 @@ func TestThePluginAnswersTheKubeletOrFailsClearly(t *testing.T) {
 			var resp credentialproviderv1.CredentialProviderResponse
 			if err := json.Unmarshal([]byte(stdout.String()), &resp); err != nil {
 				t.Fatal(err)
+			}
+			if strings.Contains(tc.stdin, "secret-mode-token") {
+				if resp.APIVersion != v1 || len(resp.Auth) != 0 || resp.CacheDuration == nil || resp.CacheDuration.Duration != 0 || stderr.Len() > 0 {
+					t.Errorf("%+v, stderr %q: want no credential, not cached, and nothing said", resp, stderr.String())
+				}
+				return
 			}
 			if resp.APIVersion != v1 || resp.Kind != "CredentialProviderResponse" || resp.CacheKeyType != credentialproviderv1.ImagePluginCacheKeyType ||
 				resp.CacheDuration.Duration != 20*time.Second || len(resp.Auth) != 1 || resp.Auth["ghcr.io/acme"].Password != "ghs_secret" {

@@ -11,6 +11,12 @@ import (
 // a bearer token (none if empty), and returns the status and the body.
 func REST(t testing.TB, method, url, token, body string) (int, []byte) {
 	t.Helper()
+	return RESTWith(t, http.DefaultClient, method, url, token, body)
+}
+
+// RESTWith is REST through client (one that trusts a test's CA, say).
+func RESTWith(t testing.TB, client *http.Client, method, url, token, body string) (int, []byte) {
+	t.Helper()
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
@@ -23,7 +29,7 @@ func REST(t testing.TB, method, url, token, body string) (int, []byte) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ const (
 	// webhook.
 	EventType_EVENT_TYPE_WEBHOOK_UNDELIVERED EventType = 10
 	// The credential provider refused a tenant's Pods again and again in one
-	// namespace (image not allowed, pull mode SECRET, no credential ready):
+	// namespace (image not allowed, no credential ready):
 	// its Pods cannot pull. Recovers at the next credential handed out there.
 	EventType_EVENT_TYPE_PULL_DENIED EventType = 11
 )

@@ -38,7 +38,8 @@ const (
 	ExchangeDenial_EXCHANGE_DENIAL_NAMESPACE_NOT_BOUND ExchangeDenial = 3
 	// The image is not on the tenant's registries or not of its owners.
 	ExchangeDenial_EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED ExchangeDenial = 4
-	// The tenant's pull mode is SECRET: its Pods pull with the Secret.
+	// The tenant's pull mode is SECRET: its Pods pull with the Secret. Not a
+	// failure: the plugin answers the kubelet "no credential".
 	ExchangeDenial_EXCHANGE_DENIAL_PULL_MODE_SECRET ExchangeDenial = 5
 	// The tenant has no credential ready (not obtained, not proved, expired).
 	ExchangeDenial_EXCHANGE_DENIAL_CREDENTIAL_NOT_READY ExchangeDenial = 6
