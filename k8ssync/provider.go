@@ -117,61 +117,43 @@ func (p *Publications) PublishedTenants() []string {
 
 var _ broker.PublicationStore = (*Publications)(nil)
 
-// Indexes of the tenant cache: a namespace to the tenants listing it, and
-// every tenant with a selector under one key.
-const (
-	byListedNamespace = "byListedNamespace"
-	bySelector        = "bySelector"
-	hasSelector       = "selector"
-)
+// TenantSource is where NamespaceOwners finds the tenants that claim a
+// namespace, from memory: the TenantCache (the Kubernetes store, every
+// replica), or broker.TenantIndex (the embedded store of one replica).
+type TenantSource interface {
+	// Synced reports whether the source has been filled.
+	Synced() bool
+	// Listing returns the tenants that list namespace.
+	Listing(namespace string) []broker.Tenant
+	// WithSelector returns the tenants with a namespace selector.
+	WithSelector() []broker.Tenant
+}
 
 // NamespaceOwners implements broker.NamespaceOwners on any replica: tenants
-// from a TenantCache, namespaces' labels from an informer, the rule from
+// from a TenantSource, namespaces' labels from an informer, the rule from
 // broker.Claimant. A namespace several selectors match goes to none here:
 // which tenant's Secret it holds, the Syncer's tie-break, is not watched.
 type NamespaceOwners struct {
-	tenants    *TenantCache
+	tenants    TenantSource
 	scope      broker.NamespaceScope
 	namespaces cache.SharedIndexInformer
 	factory    informers.SharedInformerFactory
 
-	mu      sync.Mutex
-	decoded map[string]decodedTenant // by Secret name
+	mu        sync.Mutex
+	selectors map[string]labels.Selector // parsed, by selector text
 }
 
-type decodedTenant struct {
-	version  string
-	tenant   broker.Tenant
-	selector labels.Selector
-}
-
-// NewNamespaceOwners returns the owners of namespaces as tenants claims
-// them within scope; it answers once Run has filled its caches.
-func NewNamespaceOwners(client kubernetes.Interface, tenants *TenantCache, scope broker.NamespaceScope) (*NamespaceOwners, error) {
-	if err := tenants.informer.AddIndexers(cache.Indexers{
-		byListedNamespace: func(obj any) ([]string, error) {
-			t, err := decodeTenant(obj.(*corev1.Secret))
-			if err != nil {
-				return nil, nil // not a tenant: in no index
-			}
-			return t.Namespaces, nil
-		},
-		bySelector: func(obj any) ([]string, error) {
-			if t, err := decodeTenant(obj.(*corev1.Secret)); err == nil && t.NamespaceSelector != "" {
-				return []string{hasSelector}, nil
-			}
-			return nil, nil
-		},
-	}); err != nil {
-		return nil, fmt.Errorf("index tenants by namespace: %w", err)
-	}
+// NewNamespaceOwners returns the owners of namespaces as the tenants of
+// source claim them within scope; it answers once Run has filled its
+// namespace cache and the source is filled.
+func NewNamespaceOwners(client kubernetes.Interface, source TenantSource, scope broker.NamespaceScope) *NamespaceOwners {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
-	return &NamespaceOwners{tenants: tenants, scope: scope, namespaces: f.Core().V1().Namespaces().Informer(), factory: f,
-		decoded: map[string]decodedTenant{}}, nil
+	return &NamespaceOwners{tenants: source, scope: scope, namespaces: f.Core().V1().Namespaces().Informer(), factory: f,
+		selectors: map[string]labels.Selector{}}
 }
 
 // Run fills the namespace cache and keeps it current until ctx ends; the
-// TenantCache runs on its own.
+// source runs on its own.
 func (o *NamespaceOwners) Run(ctx context.Context) {
 	o.factory.Start(ctx.Done())
 	<-ctx.Done()
@@ -183,21 +165,17 @@ var errNotSynced = errors.New("the tenant and namespace caches are not filled ye
 
 // NamespaceOwner implements broker.NamespaceOwners.
 func (o *NamespaceOwners) NamespaceOwner(namespace string) (broker.Tenant, bool, error) {
-	if !o.tenants.informer.HasSynced() || !o.namespaces.HasSynced() {
+	if !o.tenants.Synced() || !o.namespaces.HasSynced() {
 		return broker.Tenant{}, false, errNotSynced
 	}
 	if !o.scope.Allows(namespace) {
 		return broker.Tenant{}, false, nil
 	}
-	idx := o.tenants.informer.GetIndexer()
 	var listed, selected []string
 	byID := map[string]broker.Tenant{}
-	objs, _ := idx.ByIndex(byListedNamespace, namespace)
-	for _, obj := range objs {
-		if d, ok := o.decode(obj.(*corev1.Secret)); ok {
-			listed = append(listed, d.tenant.ID)
-			byID[d.tenant.ID] = d.tenant
-		}
+	for _, t := range o.tenants.Listing(namespace) {
+		listed = append(listed, t.ID)
+		byID[t.ID] = t
 	}
 	if len(listed) == 0 {
 		nsObj, exists, _ := o.namespaces.GetIndexer().GetByKey(namespace)
@@ -205,11 +183,10 @@ func (o *NamespaceOwners) NamespaceOwner(namespace string) (broker.Tenant, bool,
 			return broker.Tenant{}, false, nil
 		}
 		nsLabels := labels.Set(nsObj.(*corev1.Namespace).Labels)
-		objs, _ := idx.ByIndex(bySelector, hasSelector)
-		for _, obj := range objs {
-			if d, ok := o.decode(obj.(*corev1.Secret)); ok && d.selector != nil && d.selector.Matches(nsLabels) {
-				selected = append(selected, d.tenant.ID)
-				byID[d.tenant.ID] = d.tenant
+		for _, t := range o.tenants.WithSelector() {
+			if sel := o.selector(t.NamespaceSelector); sel != nil && sel.Matches(nsLabels) {
+				selected = append(selected, t.ID)
+				byID[t.ID] = t
 			}
 		}
 	}
@@ -217,32 +194,23 @@ func (o *NamespaceOwners) NamespaceOwner(namespace string) (broker.Tenant, bool,
 	return byID[id], ok, nil
 }
 
-// decode returns the tenant of a cached Secret, decoding (and parsing its
-// selector) once per version.
-func (o *NamespaceOwners) decode(sec *corev1.Secret) (decodedTenant, bool) {
+// selector parses a selector once; registration refuses a bad one, and one
+// stored anyway binds nothing.
+func (o *NamespaceOwners) selector(text string) labels.Selector {
 	o.mu.Lock()
-	d, ok := o.decoded[sec.Name]
-	o.mu.Unlock()
-	if ok && d.version == sec.ResourceVersion {
-		return d, true
-	}
-	t, err := decodeTenant(sec)
-	if err != nil {
-		return decodedTenant{}, false
-	}
-	d = decodedTenant{version: sec.ResourceVersion, tenant: t}
-	if t.NamespaceSelector != "" {
-		if d.selector, err = labels.Parse(t.NamespaceSelector); err != nil {
-			d.selector = nil // registration refuses a bad selector; one stored anyway binds nothing
+	defer o.mu.Unlock()
+	sel, ok := o.selectors[text]
+	if !ok {
+		var err error
+		if sel, err = labels.Parse(text); err != nil {
+			sel = nil
 		}
+		if len(o.selectors) > 10000 { // selectors of tenants long gone
+			clear(o.selectors)
+		}
+		o.selectors[text] = sel
 	}
-	o.mu.Lock()
-	if len(o.decoded) > 2*len(o.tenants.informer.GetIndexer().ListKeys()) { // drop deleted tenants now and then
-		clear(o.decoded)
-	}
-	o.decoded[sec.Name] = d
-	o.mu.Unlock()
-	return d, true
+	return sel
 }
 
 var _ broker.NamespaceOwners = (*NamespaceOwners)(nil)

@@ -65,6 +65,7 @@ type serveConfig struct {
 	keyFile          string
 	dev              bool
 	devRegistryBin   string
+	devRegistryPort  int
 	shutdownTimeout  time.Duration
 	logLevel         slog.Level
 }
@@ -99,6 +100,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.dataDir, "data-dir", "/var/lib/credbroker", "directory of the embedded bbolt store")
 	fs.StringVar(&cfg.keyFile, "encryption-key-file", "", "file with the 32-byte AES key (raw or base64) that seals PATs at rest; "+keyEnv+" may hold the key itself")
 	fs.BoolVar(&cfg.dev, "dev", false, "development mode: loopback listeners, a temporary data dir and a generated encryption key; never for production")
+	fs.IntVar(&cfg.devRegistryPort, "dev-registry-port", 0, "dev mode: the emulated ghcr.io's port on loopback (a node's credential provider config names it); any free one when 0")
 	fs.StringVar(&cfg.devRegistryBin, "dev-registry-bin", "", "dev mode: a CNCF Distribution registry binary (make registry) that serves the emulated ghcr.io's images, kept in <data-dir>/registry; without it the emulator answers manifest requests only")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may take to finish on SIGTERM")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")

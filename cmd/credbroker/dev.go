@@ -19,7 +19,7 @@ import (
 // devMode is what `serve --dev` adds, like `vault server -dev`: a throw-away
 // data dir, a generated admin token and encryption key kept in it, and
 // (without --github-url) the GitHub emulator with its demo App, PAT and
-// image (in a real registry with --dev-registry-bin), and two demo tenants.
+// image (in a real registry with --dev-registry-bin), and three demo tenants.
 type devMode struct {
 	adminToken    string
 	encryptionKey []byte
@@ -60,7 +60,7 @@ func startDev(cfg *serveConfig) (_ *devMode, err error) {
 	if cfg.githubURL != "" {
 		return d, nil
 	}
-	if d.emulator, d.demo, err = emulator.NewDemo(); err != nil {
+	if d.emulator, d.demo, err = emulator.NewDemoOn(cfg.devRegistryPort); err != nil {
 		return nil, err
 	}
 	d.cleanup = append(d.cleanup, d.emulator.Close)
@@ -98,10 +98,12 @@ func readOrCreate(path string, enc *base64.Encoding) ([]byte, error) {
 	return data, err
 }
 
-// registerDemo registers dev mode's two tenants of the emulated
-// organization, each proving its credential on the emulated registry: one
-// with the App installation (refused by the registry, as ghcr.io refuses
-// App tokens private pulls) and one with the machine user's classic PAT.
+// registerDemo registers dev mode's tenants of the emulated organization,
+// each proving its credential on the emulated registry: one with the App
+// installation (refused by the registry, as ghcr.io refuses App tokens
+// private pulls), one with the machine user's classic PAT, and one with
+// the same PAT in pull mode PROVIDER (no Secret: the node's credential
+// provider asks).
 // Creating a tenant that exists is not an error, so a restart with the same
 // --data-dir registers nothing new.
 func (d *devMode) registerDemo(ctx context.Context, registry *broker.Registry) error {
@@ -116,6 +118,8 @@ func (d *devMode) registerDemo(ctx context.Context, registry *broker.Registry) e
 			Registries: registries, ProbeImage: demo.Image},
 		{ID: "demo-pat", Owner: owner, PAT: &broker.PAT{Token: demo.PAT}, Namespaces: []string{"demo-pat"},
 			Registries: registries, ProbeImage: demo.Image},
+		{ID: "demo-secretless", Owner: owner, PAT: &broker.PAT{Token: demo.PAT}, Namespaces: []string{"demo-secretless"},
+			Registries: registries, ProbeImage: demo.Image, PullMode: broker.PullProvider},
 	} {
 		if _, _, err := registry.Create(ctx, t); err != nil {
 			return fmt.Errorf("register demo tenant %s: %w", t.ID, err)
@@ -145,9 +149,10 @@ credbroker is running in DEV MODE: loopback only, throw-away data, generated key
            a classic PAT of machine user %[9]s in %[3]s/demo-pat)
   registry %[10]s   %[13]s
 
-Two demo tenants of %[6]s are registered, each proving its credential on the emulated
+Three demo tenants of %[6]s are registered, each proving its credential on the emulated
 registry's image before anything is published: "demo" with the App installation (refused, as
-ghcr.io refuses App tokens private pulls) and "demo-pat" with the machine user's classic PAT:
+ghcr.io refuses App tokens private pulls), "demo-pat" with the machine user's classic PAT, and
+"demo-secretless" with the same PAT in pull mode PROVIDER (no Secret, see below):
 
   export CREDBROKER_TOKEN=$(cat %[3]s/admin.token)
   curl -s -H "Authorization: Bearer $CREDBROKER_TOKEN" http://%[2]s/v1/tenants
@@ -199,5 +204,15 @@ ghcr.io refuses App tokens private pulls) and "demo-pat" with the machine user's
   kubectl -n demo-pat logs hello      # hello from octo-org/hello
   kubectl -n demo-pat describe pod hello | grep -A9 ^Events
 
-`, demo.Image, node)
+Secretless: tenant "demo-secretless" (pull mode PROVIDER) has no Secret in its namespace. The node
+make run starts runs credbroker's credential provider, which trades each Pod's ServiceAccount token
+at %[3]s for the tenant's credential (another cluster's nodes: docs/secretless.md):
+
+  kubectl -n demo-secretless get secrets     # no ghcr-secret
+  kubectl -n demo-secretless run hello --image=%[1]s
+  kubectl -n demo-secretless get pod hello   # Running, with no imagePullSecrets
+  kubectl -n default run stray --image=%[1]s
+  kubectl -n default describe pod stray | grep CredentialDenied   # default is bound to no tenant
+
+`, demo.Image, node, srv.GRPCAddr())
 }

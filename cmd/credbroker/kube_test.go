@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,13 +17,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credbroker/credbroker/internal/testenv"
-
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github/emulator"
+	"github.com/credbroker/credbroker/internal/testenv"
+	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
 // TestServeSyncsIntoACluster runs the binary the way a cluster deployment
@@ -176,4 +182,59 @@ func waitForState(t *testing.T, p *process, token, state string) {
 		_ = json.Unmarshal(body, &st)
 		return st.State == state, testenv.Errorf("credential is %q, never reached %s\n%s", st.State, state, p.Output())
 	})
+}
+
+// TestDevModeAnswersTheCredentialProvider: dev mode with a cluster (what
+// make run starts) answers the kubelet's exchange from its embedded store:
+// the demo tenant in pull mode PROVIDER gets its credential for a Pod of
+// its namespace, a Pod elsewhere gets none.
+func TestDevModeAnswersTheCredentialProvider(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	ctx := context.Background()
+	cp := testenv.Cluster(t, "demo-secretless", "elsewhere")
+	p := startBinary(t, nil, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--kubeconfig", cp.Kubeconfig(t, "credbroker-dev"))
+	token := func(ns string) string {
+		t.Helper()
+		kube := cp.Admin
+		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hello"},
+			Spec: corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{Name: "hello", Image: "hello"}}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			Audiences: []string{"credbroker"}, BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}},
+			metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	_, rest, _ := strings.Cut(p.Output(), "\n  registry ")
+	registry := strings.Fields(rest + " ?")[0]
+	image := registry + "/octo-org/hello"
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	exchange := credbrokerv1.NewPullCredentialServiceClient(conn)
+	mine := token("demo-secretless")
+	var got *credbrokerv1.ExchangeServiceAccountTokenResponse
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		got, err = exchange.ExchangeServiceAccountToken(ctx, &credbrokerv1.ExchangeServiceAccountTokenRequest{ServiceAccountToken: mine, Image: image})
+		return err == nil, fmt.Sprint("the demo tenant's Pod got no credential: ", err)
+	})
+	if a := got.GetAuth()[registry+"/octo-org"]; got.GetTenantId() != "demo-secretless" || a.GetUsername() != "octo-org-bot" || a.GetPassword() == "" {
+		t.Errorf("exchange: tenant %q auth %v", got.GetTenantId(), got.GetAuth())
+	}
+	_, err = exchange.ExchangeServiceAccountToken(ctx, &credbrokerv1.ExchangeServiceAccountTokenRequest{ServiceAccountToken: token("elsewhere"), Image: image})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "bound to no tenant") {
+		t.Errorf("a Pod of an unbound namespace: %v", err)
+	}
 }

@@ -118,16 +118,17 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
 	}
 	p.notifier = broker.NewNotifier(store, cfg.webhookURL != "", clock.RealClock{}, p.metrics, log)
-	var exchange *api.ExchangeAPI
+	var tenants *k8ssync.TenantCache
 	if cfg.storeKind == "kubernetes" {
-		tenants := k8ssync.NewTenantCache(p.clients.Requests, cfg.namespace)
-		if exchange, err = startExchange(ctx, &wg, cfg, &p, tenants, log); err != nil {
-			return err
-		}
+		tenants = k8ssync.NewTenantCache(p.clients.Requests, cfg.namespace)
 		wg.Go(func() { tenants.Run(ctx) })
 		regCfg.Cache = tenants
 	}
 	p.registry = broker.NewRegistry(store, p.sealer, p.github, clock.RealClock{}, regCfg)
+	var exchange *api.ExchangeAPI
+	if p.clients.Requests != nil {
+		exchange = startExchange(ctx, &wg, cfg, &p, tenants, log)
+	}
 	if err := p.registry.CheckSealed(ctx); err != nil {
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}
@@ -232,29 +233,33 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 }
 
 // startExchange sets up the credential provider exchange of this replica:
-// publications and namespace owners kept in memory from the cluster (the
-// tenant cache gets its indexes here, before it runs), Pod tokens reviewed
-// for the provider's audience, denials shown on the Pods. Without an
-// encryption key publications are not stored in the cluster: only the
-// leader, which holds them in memory, can answer.
-func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantCache, log *slog.Logger) (*api.ExchangeAPI, error) {
-	owners, err := k8ssync.NewNamespaceOwners(p.clients.Requests, tenants, cfg.namespaceScope())
-	if err != nil {
-		return nil, err
+// tenants (the Kubernetes store's cache, or an index of the embedded
+// store's), publications and namespaces kept in memory, Pod tokens
+// reviewed for the provider's audience, denials shown on the Pods. The
+// publications live in the cluster when there is a Kubernetes store and an
+// encryption key; otherwise in this process, where only the leader (the
+// one replica of the embedded store) writes and answers.
+func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantCache, log *slog.Logger) *api.ExchangeAPI {
+	var source k8ssync.TenantSource = tenants
+	if tenants == nil {
+		index := broker.NewTenantIndex(p.registry, clock.RealClock{}, log)
+		wg.Go(func() { index.Run(ctx, broker.DefaultResync) })
+		source = index
 	}
 	var pubStore broker.PublicationStore = broker.NewMemoryPublications()
 	if store, ok := p.store.(*k8ssync.Store); ok && p.sealer != nil {
 		pubs := k8ssync.NewPublications(p.clients.Requests, store)
 		wg.Go(func() { pubs.Run(ctx) })
 		pubStore = pubs
-	} else {
+	} else if ok {
 		log.Warn("no encryption key: the credential provider is answered by the leading replica only")
 	}
 	p.publications = broker.NewPublications(pubStore, p.sealer)
+	owners := k8ssync.NewNamespaceOwners(p.clients.Requests, source, cfg.namespaceScope())
 	events := k8ssync.NewPodEvents(p.clients.Requests)
 	wg.Go(func() { owners.Run(ctx) })
 	wg.Go(func() { events.Run(ctx) })
 	exchanger := broker.NewExchanger(owners, p.publications,
 		broker.ExchangerConfig{MaxCache: cfg.providerCache, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
-	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log), nil
+	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log)
 }

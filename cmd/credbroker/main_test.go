@@ -80,7 +80,8 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 // process is a running credbroker binary and the address of its REST API.
 type process struct {
 	*testenv.Process
-	httpURL string
+	httpURL  string
+	grpcAddr string
 }
 
 // startBinary runs credbroker with args and waits for its "serving" log line.
@@ -93,11 +94,11 @@ func startBinary(t *testing.T, env []string, args ...string) *process {
 		var entry struct{ Msg string }
 		return json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "serving"
 	})
-	var entry struct{ HTTP string }
+	var entry struct{ HTTP, GRPC string }
 	if err := json.Unmarshal([]byte(line), &entry); err != nil {
 		t.Fatal(err)
 	}
-	p.httpURL = "http://" + entry.HTTP
+	p.httpURL, p.grpcAddr = "http://"+entry.HTTP, entry.GRPC
 	return p
 }
 
@@ -121,7 +122,7 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	if code := post(t, p.httpURL+"/v1/tenants", "", `{"id":"x"}`); code != http.StatusUnauthorized {
 		t.Errorf("dev mode without the admin token: %d, want 401", code)
 	}
-	// The two demo tenants are registered at start: listing them needs the
+	// The demo tenants are registered at start: listing them needs the
 	// admin token.
 	req, err := http.NewRequest(http.MethodGet, p.httpURL+"/v1/tenants", nil)
 	if err != nil {
@@ -137,7 +138,8 @@ func TestDevModeServesAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	}
 	err = json.NewDecoder(resp.Body).Decode(&list)
 	_ = resp.Body.Close()
-	if err != nil || len(list.Tenants) != 2 || list.Tenants[0].ID != "demo" || list.Tenants[1].ID != "demo-pat" || list.Tenants[0].ProbeImage == "" {
+	if err != nil || len(list.Tenants) != 3 || list.Tenants[0].ID != "demo" || list.Tenants[1].ID != "demo-pat" || list.Tenants[2].ID != "demo-secretless" ||
+		list.Tenants[0].ProbeImage == "" {
 		t.Errorf("demo tenants: %+v, %v", list, err)
 	}
 	// The banner's refusal example: an installation on someone else's account.

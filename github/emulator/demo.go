@@ -19,7 +19,17 @@ type Demo struct {
 }
 
 // NewDemo starts an emulator holding the demo fixture.
-func NewDemo() (*Server, Demo, error) {
+func NewDemo() (*Server, Demo, error) { return NewDemoOn(0) }
+
+// NewDemoOn is NewDemo with its registry on registryPort of loopback (any
+// free port when 0): a kubelet's credential provider config names it
+// before dev mode starts.
+func NewDemoOn(registryPort int) (_ *Server, _ Demo, err error) {
+	defer func() {
+		if r := recover(); r != nil { // serve's panic: the port is taken
+			err = fmt.Errorf("demo emulator: %v", r)
+		}
+	}()
 	key, _, err := NewAppKey()
 	if err != nil {
 		return nil, Demo{}, fmt.Errorf("demo App key: %w", err)
@@ -32,7 +42,7 @@ func NewDemo() (*Server, Demo, error) {
 		MachineUser:    Account{Login: "octo-org-bot", ID: 2001, Type: "User"},
 		PAT:            randomToken("ghp_"),
 	}
-	s := NewServer()
+	s := NewServerOn("127.0.0.1", registryPort)
 	s.AddApp(d.AppID, &key.PublicKey)
 	s.AddInstallation(Installation{ID: d.InstallationID, AppID: d.AppID, Account: d.Org,
 		Permissions: map[string]string{"packages": "read", "metadata": "read"}})

@@ -1,0 +1,97 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// TenantIndex keeps every tenant in memory, by the namespaces it lists and
+// whether it has a selector, for the credential provider's exchange on a
+// replica whose store has no watch (the embedded store of dev mode, one
+// replica): reloaded at every change made through the Registry and every
+// resync.
+type TenantIndex struct {
+	registry *Registry
+	clock    clock.Clock
+	log      *slog.Logger
+
+	mu       sync.RWMutex
+	loaded   bool
+	listing  map[string][]Tenant // by namespace
+	selector []Tenant
+}
+
+// NewTenantIndex returns an index of registry's tenants; it fills when Run
+// starts.
+func NewTenantIndex(registry *Registry, clk clock.Clock, log *slog.Logger) *TenantIndex {
+	return &TenantIndex{registry: registry, clock: clk, log: log}
+}
+
+// Run loads the tenants, and again after every change and every resync,
+// until ctx ends.
+func (x *TenantIndex) Run(ctx context.Context, resync time.Duration) {
+	changed := make(chan struct{}, 1)
+	defer x.registry.Subscribe(func(string) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})()
+	for {
+		x.load(ctx)
+		wait := x.clock.NewTimer(resync)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return
+		case <-changed:
+		case <-wait.C():
+		}
+		wait.Stop()
+	}
+}
+
+func (x *TenantIndex) load(ctx context.Context) {
+	listing, selector := map[string][]Tenant{}, []Tenant(nil)
+	err := x.registry.each(ctx, func(t Tenant) error {
+		for _, ns := range t.Namespaces {
+			listing[ns] = append(listing[ns], t)
+		}
+		if t.NamespaceSelector != "" {
+			selector = append(selector, t)
+		}
+		return nil
+	})
+	if err != nil {
+		x.log.WarnContext(ctx, "load tenants for the credential provider; keeping the last", slog.Any("error", err))
+		return
+	}
+	x.mu.Lock()
+	x.loaded, x.listing, x.selector = true, listing, selector
+	x.mu.Unlock()
+}
+
+// Synced reports whether the tenants have been loaded.
+func (x *TenantIndex) Synced() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.loaded
+}
+
+// Listing returns the tenants that list namespace.
+func (x *TenantIndex) Listing(namespace string) []Tenant {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.listing[namespace]
+}
+
+// WithSelector returns the tenants with a namespace selector.
+func (x *TenantIndex) WithSelector() []Tenant {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.selector
+}
