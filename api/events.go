@@ -110,6 +110,10 @@ func (a *EventAPI) ListEvents(ctx context.Context, req *credbrokerv1.ListEventsR
 	}
 }
 
+// LateWrite is how late, after a later id, an event may still land in the
+// log and reach the watches.
+const LateWrite = 10 * time.Second
+
 // WatchEvents implements credbroker.v1.EventService.
 func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc.ServerStreamingServer[credbrokerv1.Event]) error {
 	ctx := stream.Context()
@@ -137,25 +141,43 @@ func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc
 	}
 	ticker := time.NewTicker(a.poll)
 	defer ticker.Stop()
+	// Every replica's credential provider may raise an event, with an id
+	// from its own clock, and its write may land after a later id of
+	// another replica: each read looks LateWrite back from the newest id
+	// seen (never before the client's after_id) and skips what was sent.
+	floor, newest := after, after
+	sent := map[string]bool{}
 	for {
 		// Take the wake-up channel before reading, so that an append
 		// between the read and the wait is not missed.
 		woken := a.appended()
-		page, err := a.store.EventsAfter(ctx, after, defaultEventPage)
-		if err != nil {
-			return toStatus(ctx, a.log, fmt.Errorf("watch events: %w", err), "")
-		}
-		for _, ev := range page {
-			after = ev.ID
-			if !filter.match(ev) {
-				continue
+		cursor := max(floor, broker.EventIDBefore(newest, LateWrite))
+		for {
+			page, err := a.store.EventsAfter(ctx, cursor, defaultEventPage)
+			if err != nil {
+				return toStatus(ctx, a.log, fmt.Errorf("watch events: %w", err), "")
 			}
-			if err := stream.Send(eventToProto(ev)); err != nil {
-				return err
+			for _, ev := range page {
+				cursor, newest = ev.ID, max(newest, ev.ID)
+				if sent[ev.ID] {
+					continue
+				}
+				sent[ev.ID] = true
+				if !filter.match(ev) {
+					continue
+				}
+				if err := stream.Send(eventToProto(ev)); err != nil {
+					return err
+				}
+			}
+			if len(page) < defaultEventPage {
+				break
 			}
 		}
-		if len(page) == defaultEventPage {
-			continue
+		for id := range sent { // out of the window: never read again
+			if id <= broker.EventIDBefore(newest, LateWrite) {
+				delete(sent, id)
+			}
 		}
 		select {
 		case <-ctx.Done():

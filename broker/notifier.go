@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"k8s.io/utils/clock"
 )
@@ -159,6 +160,16 @@ func (n *Notifier) appendLocked(ctx context.Context, ev *Event, deliver bool) bo
 		slog.String("severity", string(ev.Severity)), slog.String("reason", string(ev.Reason)), slog.String("message", ev.Message))
 	n.appended.notify()
 	return true
+}
+
+// EventIDBefore is the id a Notifier would have assigned d before id
+// (ids are nanosecond times): "" when id is not one.
+func EventIDBefore(id string, d time.Duration) string {
+	n, err := strconv.ParseUint(id, 16, 64)
+	if err != nil || !ValidEventID(id) {
+		return ""
+	}
+	return fmt.Sprintf("%016x", n-min(n, uint64(d.Nanoseconds())))
 }
 
 // ValidEventID accepts the ids a Notifier assigns: 16 lowercase hex digits.

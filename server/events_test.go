@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"slices"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/internal/testenv"
@@ -232,4 +234,48 @@ func TestWatchesAreCappedPerCaller(t *testing.T) {
 		err := watch(ctx, reader)
 		return err == nil, testenv.Errorf("after closing one: %v", err)
 	})
+}
+
+// TestAWatchSeesAnEventAnotherReplicaWroteLate: another replica's clock is
+// behind, so its event's id sorts before one the watch has sent already;
+// the watch still sends it, once.
+func TestAWatchSeesAnEventAnotherReplicaWroteLate(t *testing.T) {
+	in := start(t, t.TempDir(), server.Services{})
+	events := credbrokerv1.NewEventServiceClient(in.conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := events.WatchEvents(ctx, &credbrokerv1.WatchEventsRequest{TenantId: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatal(err)
+	}
+	raise(t, in, broker.EventCredentialRevoked, "a")
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind := clocktesting.NewFakePassiveClock(time.Now().Add(-3 * time.Second))
+	follower := broker.NewNotifier(in.store, false, behind, nil, slog.New(slog.DiscardHandler))
+	if !follower.Raise(ctx, broker.Event{Type: broker.EventPullDenied, TenantID: "a", Namespace: "web", Severity: broker.SeverityWarning,
+		Message: "denied", DedupeKey: "a/pull-denied/web"}) {
+		t.Fatal("the follower's event was not written")
+	}
+	in.notifier.Raise(ctx, broker.Event{Type: broker.EventProbeFailed, TenantID: "a", Severity: broker.SeverityWarning, DedupeKey: "a/probe"}) // wakes the watch
+	var got []string
+	for range 2 {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.GetType().String())
+		if ev.GetId() >= first.GetId() && ev.GetType() == credbrokerv1.EventType_EVENT_TYPE_PULL_DENIED {
+			t.Fatalf("the follower's event %s does not sort before %s: the test proves nothing", ev.GetId(), first.GetId())
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"EVENT_TYPE_PROBE_FAILED", "EVENT_TYPE_PULL_DENIED"}; !slices.Equal(got, want) {
+		t.Errorf("watched %v, want %v", got, want)
+	}
 }
