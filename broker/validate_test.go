@@ -32,6 +32,8 @@ func TestValidateAcceptsGoodTenants(t *testing.T) {
 			t.Owner.Login = "Acme"
 			t.ProbeImage = "ghcr.io/acme/api:1"
 		}},
+		{"pull mode PROVIDER", func(t *Tenant) { t.PullMode = PullProvider }},
+		{"pull mode BOTH", func(t *Tenant) { t.PullMode = PullBoth }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,5 +109,19 @@ func TestNamespaceSelectorsMustSelect(t *testing.T) {
 				t.Errorf("validate: %v, want namespace_selector refused", err)
 			}
 		})
+	}
+}
+
+// A pull mode the API does not know (a number outside the enum) is named,
+// not taken for the default.
+func TestAnUnknownPullModeIsRefused(t *testing.T) {
+	tn := validTenant()
+	tn.PullMode = "PULL_MODE_7"
+	var invalid *InvalidError
+	if err := tn.validate(true); !errors.As(err, &invalid) || invalid.Violations[0].Field != "pull_mode" {
+		t.Errorf("validate: %v, want pull_mode refused", err)
+	}
+	if d := (Tenant{}).withDefaults(); d.PullMode != PullSecret || !d.WantsSecrets() || d.ServesProvider() {
+		t.Errorf("the default pull mode %q: want SECRET, Secrets only", d.PullMode)
 	}
 }
