@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testenv"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
@@ -297,29 +297,8 @@ func BenchmarkExchange(b *testing.B) {
 	if _, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/acme/app"); err != nil {
 		b.Fatal(err)
 	}
-	latencies := make(chan []time.Duration, 64)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		var mine []time.Duration
-		for pb.Next() {
-			start := time.Now()
-			if _, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/acme/app"); err != nil {
-				b.Error(err)
-				return
-			}
-			mine = append(mine, time.Since(start))
-		}
-		latencies <- mine
+	testenv.ParallelLatencies(b, 1, func() error {
+		_, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/acme/app")
+		return err
 	})
-	b.StopTimer()
-	close(latencies)
-	var all []time.Duration
-	for l := range latencies {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
-	if len(all) > 0 {
-		b.ReportMetric(float64(all[len(all)/2].Nanoseconds()), "p50-ns")
-		b.ReportMetric(float64(all[len(all)*99/100].Nanoseconds()), "p99-ns")
-	}
 }

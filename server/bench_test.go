@@ -5,12 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/internal/testenv"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/server"
 )
@@ -81,31 +80,9 @@ func BenchmarkExchange(b *testing.B) {
 	in := start(b, b.TempDir(), server.Services{Exchange: api.NewExchangeAPI(tokens, exchanger, log)}, withGuard(nil))
 	client := credbrokerv1.NewPullCredentialServiceClient(in.conn)
 	req := &credbrokerv1.ExchangeServiceAccountTokenRequest{ServiceAccountToken: "web-pod", Image: "ghcr.io/acme/api"}
-	latencies := make(chan []time.Duration, 128)
 	b.ReportAllocs()
-	b.SetParallelism(16)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		var mine []time.Duration
-		for pb.Next() {
-			start := time.Now()
-			if _, err := client.ExchangeServiceAccountToken(ctx, req); err != nil {
-				b.Error(err)
-				return
-			}
-			mine = append(mine, time.Since(start))
-		}
-		latencies <- mine
+	testenv.ParallelLatencies(b, 16, func() error {
+		_, err := client.ExchangeServiceAccountToken(ctx, req)
+		return err
 	})
-	b.StopTimer()
-	close(latencies)
-	var all []time.Duration
-	for l := range latencies {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
-	if len(all) > 0 {
-		b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
-		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
-	}
 }
