@@ -17,14 +17,11 @@ import (
 
 // PodTokens authenticates a ServiceAccount token for the exchange: the
 // API server must accept it for credbroker's audience, and it must be
-// bound to a Pod. Refusals are *broker.DeniedError.
+// bound to a Pod. Refusals are *broker.DeniedError; a review that cannot
+// be made now is broker.ErrUnavailable.
 type PodTokens interface {
 	PodOf(ctx context.Context, token string) (broker.PodIdentity, error)
 }
-
-// ErrReviewUnavailable is a token that could not be reviewed now: the API
-// server failing, or reviews at their limit. The caller may retry.
-var ErrReviewUnavailable = errors.New("the token cannot be reviewed now")
 
 // Limits of an exchange request: a ServiceAccount token is a JWT of a few
 // kilobytes, an image reference at most a few hundred bytes.
@@ -96,7 +93,7 @@ func (a *ExchangeAPI) ExchangeServiceAccountToken(ctx context.Context, req *cred
 func exchangeStatus(ctx context.Context, log *slog.Logger, err error) error {
 	var d *broker.DeniedError
 	if !errors.As(err, &d) {
-		if errors.Is(err, ErrReviewUnavailable) {
+		if errors.Is(err, broker.ErrUnavailable) {
 			return status.Error(codes.Unavailable, err.Error())
 		}
 		return toStatus(ctx, log, err, "")

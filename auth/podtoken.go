@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/broker"
 )
 
@@ -52,7 +51,7 @@ func (p *PodTokens) PodOf(ctx context.Context, token string) (broker.PodIdentity
 		return broker.PodIdentity{}, &broker.DeniedError{Denial: broker.DenyTokenRejected,
 			Msg: "the API server does not accept the ServiceAccount token for credbroker's audience (expired, or requested for another audience)"}
 	case err != nil: // busy, or the API server failing
-		return broker.PodIdentity{}, fmt.Errorf("%w: %w", api.ErrReviewUnavailable, err)
+		return broker.PodIdentity{}, fmt.Errorf("review the ServiceAccount token: %w: %w", broker.ErrUnavailable, err)
 	}
 	ns, sa, ok := serviceAccountOf(id.Name)
 	if !ok {

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -18,7 +19,7 @@ type owners map[string]Tenant
 
 func (o owners) NamespaceOwner(ns string) (Tenant, bool, error) {
 	if ns == "unsynced" {
-		return Tenant{}, false, errors.New("not synced")
+		return Tenant{}, false, fmt.Errorf("%w: not synced", ErrUnavailable)
 	}
 	t, ok := o[ns]
 	return t, ok, nil
@@ -301,4 +302,26 @@ func BenchmarkExchange(b *testing.B) {
 		_, err := f.x.Exchange(ctx, pod("a-ns"), "ghcr.io/acme/app")
 		return err
 	})
+}
+
+// unsynced is a PublicationStore still filling its cache.
+type unsynced struct{ *MemoryPublications }
+
+func (unsynced) Synced() bool { return false }
+
+// TestExchangeBeforeTheCachesFillIsUnavailable: a replica that has not read
+// the publications yet says "retry", not "not ready" (which would count
+// towards PULL_DENIED) and not a credential.
+func TestExchangeBeforeTheCachesFillIsUnavailable(t *testing.T) {
+	f := newExchangeFixture(t)
+	f.x.pubs = NewPublications(unsynced{NewMemoryPublications()}, nil)
+	_, err := f.x.Exchange(context.Background(), pod("a-ns"), "ghcr.io/acme/app")
+	var d *DeniedError
+	if !errors.Is(err, ErrUnavailable) || errors.As(err, &d) {
+		t.Errorf("got %v, want ErrUnavailable", err)
+	}
+	_, err = f.x.Exchange(context.Background(), pod("unsynced"), "ghcr.io/acme/app")
+	if !errors.Is(err, ErrUnavailable) || errors.As(err, &d) {
+		t.Errorf("owners not synced: %v", err)
+	}
 }

@@ -24,6 +24,8 @@ type PublicationStore interface {
 	Publication(tenantID string) (fingerprint string, sealed []byte, ok bool)
 	// PublishedTenants lists the tenants with a publication, from memory.
 	PublishedTenants() []string
+	// Synced reports whether the memory has been filled.
+	Synced() bool
 }
 
 // publication is what a PublicationStore holds for a tenant, sealed: the
@@ -116,6 +118,9 @@ var errNotPublished = errors.New("nothing published")
 // open returns a tenant's publication, decrypting only what it has not
 // seen before.
 func (p *Publications) open(tenantID string) (publication, error) {
+	if !p.store.Synced() {
+		return publication{}, fmt.Errorf("%w: the publications are not loaded", ErrUnavailable)
+	}
 	fp, sealed, ok := p.store.Publication(tenantID)
 	if !ok {
 		return publication{}, errNotPublished
@@ -183,6 +188,9 @@ func (m *MemoryPublications) Publication(tenantID string) (string, []byte, bool)
 	p, ok := m.pubs[tenantID]
 	return p.fingerprint, p.sealed, ok
 }
+
+// Synced implements PublicationStore: memory is all there is.
+func (m *MemoryPublications) Synced() bool { return true }
 
 // PublishedTenants implements PublicationStore.
 func (m *MemoryPublications) PublishedTenants() []string {

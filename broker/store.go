@@ -13,6 +13,9 @@ var (
 	ErrConflict = errors.New("changed concurrently")
 	// ErrNoEncryptionKey means a PAT must be sealed or opened and no key is configured.
 	ErrNoEncryptionKey = errors.New("no encryption key configured for PATs (--encryption-key-file or CREDBROKER_ENCRYPTION_KEY)")
+	// ErrUnavailable means an answer cannot be given now but may be soon:
+	// caches not filled yet, the API server unable to review a token.
+	ErrUnavailable = errors.New("not available yet; retry")
 	// ErrNoGitHubApp means an App installation must be used and no App is configured.
 	ErrNoGitHubApp = errors.New("no GitHub App configured (--github-app-id, --github-app-key-file)")
 )

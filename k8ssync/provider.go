@@ -62,8 +62,8 @@ func (p *Publications) Run(ctx context.Context) {
 	p.factory.Shutdown()
 }
 
-// HasSynced reports whether the cache has been filled.
-func (p *Publications) HasSynced() bool { return p.informer.HasSynced() }
+// Synced implements broker.PublicationStore.
+func (p *Publications) Synced() bool { return p.informer.HasSynced() }
 
 // PutPublication implements broker.PublicationStore.
 func (p *Publications) PutPublication(ctx context.Context, tenantID, fingerprint string, sealed []byte) error {
@@ -161,7 +161,7 @@ func (o *NamespaceOwners) Run(ctx context.Context) {
 }
 
 // errNotSynced is a question asked before the caches are filled.
-var errNotSynced = errors.New("the tenant and namespace caches are not filled yet")
+var errNotSynced = fmt.Errorf("%w: the tenant and namespace caches are not filled yet", broker.ErrUnavailable)
 
 // NamespaceOwner implements broker.NamespaceOwners.
 func (o *NamespaceOwners) NamespaceOwner(namespace string) (broker.Tenant, bool, error) {

@@ -125,7 +125,7 @@ func TestPublicationsReachAnotherReplicaSealed(t *testing.T) {
 	otherSide := NewPublications(client, NewStore(client, home))
 	runUntilCleanup(t, leaderSide.Run)
 	runUntilCleanup(t, otherSide.Run)
-	testenv.Eventually(t, 30*time.Second, testenv.Holds("caches never filled", func() bool { return leaderSide.HasSynced() && otherSide.HasSynced() }))
+	testenv.Eventually(t, 30*time.Second, testenv.Holds("caches never filled", func() bool { return leaderSide.Synced() && otherSide.Synced() }))
 	tn := broker.Tenant{ID: "pub", Owner: broker.Owner{Login: "acme", ID: 1}, Registries: []string{"ghcr.io"}, PullMode: broker.PullProvider}
 	cred := broker.Credential{Kind: broker.KindGitHubApp, Username: broker.AppTokenUsername, Token: "ghs_publishedToken", ExpiresAt: time.Now().Add(time.Hour)}
 	if err := broker.NewPublications(leaderSide, sealer).Put(ctx, tn, cred); err != nil {

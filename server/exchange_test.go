@@ -27,7 +27,7 @@ type podTokens map[string]broker.PodIdentity
 func (p podTokens) PodOf(_ context.Context, token string) (broker.PodIdentity, error) {
 	switch token {
 	case "outage":
-		return broker.PodIdentity{}, api.ErrReviewUnavailable
+		return broker.PodIdentity{}, broker.ErrUnavailable
 	case "unbound":
 		return broker.PodIdentity{}, &broker.DeniedError{Denial: broker.DenyTokenNotPodBound, Msg: "bound to no Pod"}
 	}
