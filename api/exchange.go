@@ -66,11 +66,7 @@ func (a *ExchangeAPI) ExchangeServiceAccountToken(ctx context.Context, req *cred
 	}
 	pod, err := a.tokens.PodOf(ctx, req.GetServiceAccountToken())
 	if err != nil {
-		var d *broker.DeniedError
-		if errors.As(err, &d) {
-			a.log.InfoContext(ctx, "audit", slog.String("method", "ExchangeServiceAccountToken"), slog.String("image", req.GetImage()),
-				slog.String("result", string(d.Denial)), slog.String("reason", d.Msg))
-		}
+		a.exchanger.Refused(ctx, req.GetImage(), err)
 		return nil, exchangeStatus(ctx, a.log, err)
 	}
 	g, err := a.exchanger.Exchange(ctx, pod, req.GetImage())
@@ -82,7 +78,7 @@ func (a *ExchangeAPI) ExchangeServiceAccountToken(ctx context.Context, req *cred
 		Auth:          map[string]*credbrokerv1.RegistryAuth{g.Prefix: {Username: g.Credential.Username, Password: g.Credential.Token}},
 		CacheDuration: durationpb.New(g.CacheFor),
 		ExpireTime:    timestamp(g.Credential.ExpiresAt),
-		Fingerprint:   g.Credential.Fingerprint(),
+		Fingerprint:   g.Fingerprint,
 	}
 	return resp, nil
 }

@@ -58,8 +58,9 @@ func denied(d ExchangeDenial, tenantID, format string, args ...any) *DeniedError
 
 // PullGrant is a credential handed to a kubelet for one image.
 type PullGrant struct {
-	TenantID   string
-	Credential Credential
+	TenantID    string
+	Credential  Credential
+	Fingerprint string // the credential's
 	// Prefix is "<registry>/<owner>" of the image: the only images the
 	// kubelet will use the credential for.
 	Prefix string
@@ -144,6 +145,12 @@ func (x *Exchanger) Exchange(ctx context.Context, pod PodIdentity, image string)
 	return g, err
 }
 
+// Refused audits an exchange refused before it named a Pod: a token the API
+// server does not accept, or could not review.
+func (x *Exchanger) Refused(ctx context.Context, image string, err error) {
+	x.record(ctx, PodIdentity{}, image, PullGrant{}, err)
+}
+
 func (x *Exchanger) exchange(pod PodIdentity, image string) (PullGrant, error) {
 	if pod.Pod == "" || pod.Namespace == "" {
 		return PullGrant{}, denied(DenyTokenNotPodBound, "", "the ServiceAccount token is bound to no Pod: the kubelet requests one per Pod")
@@ -182,7 +189,7 @@ func (x *Exchanger) exchange(pod PodIdentity, image string) (PullGrant, error) {
 	if !cred.ExpiresAt.IsZero() {
 		cacheFor = max(0, min(cacheFor, cred.ExpiresAt.Sub(now)-ExpiryMargin))
 	}
-	return PullGrant{TenantID: t.ID, Credential: cred, Prefix: imagePrefix(image), CacheFor: cacheFor.Truncate(time.Second)}, nil
+	return PullGrant{TenantID: t.ID, Credential: cred, Fingerprint: pub.fingerprint, Prefix: imagePrefix(image), CacheFor: cacheFor.Truncate(time.Second)}, nil
 }
 
 // imagePrefix is "<registry>/<owner>" of an image ValidateImage allowed,
@@ -210,7 +217,7 @@ func (x *Exchanger) record(ctx context.Context, pod PodIdentity, image string, g
 	switch {
 	case err == nil:
 		x.log.InfoContext(ctx, "audit", append(attrs, slog.String("tenant", g.TenantID), slog.String("result", "OK"),
-			slog.String("fingerprint", g.Credential.Fingerprint()), slog.Duration("cacheFor", g.CacheFor))...)
+			slog.String("fingerprint", g.Fingerprint), slog.Duration("cacheFor", g.CacheFor))...)
 		x.cfg.Metrics.exchanged("ok")
 		x.granted(ctx, g.TenantID, pod.Namespace)
 	case errors.As(err, &d):

@@ -124,7 +124,7 @@ func TestExchangeHandsOutOnlyTheNamespaceTenantsCredentialForItsOwnImages(t *tes
 			if err != nil {
 				t.Fatal(err)
 			}
-			if g.Prefix != tc.wantPrefix || g.Credential.Token != tc.wantToken || g.TenantID != "a" {
+			if g.Prefix != tc.wantPrefix || g.Credential.Token != tc.wantToken || g.TenantID != "a" || g.Fingerprint != Fingerprint(tc.wantToken) {
 				t.Errorf("got prefix %q token %q tenant %q; want %q %q a", g.Prefix, g.Credential.Token, g.TenantID, tc.wantPrefix, tc.wantToken)
 			}
 		})

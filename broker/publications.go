@@ -34,6 +34,9 @@ type PublicationStore interface {
 type publication struct {
 	Credential Credential `json:"credential"`
 	OwnerID    int64      `json:"ownerID"`
+	// fingerprint is the credential's, computed once when it is opened:
+	// the exchange answers with it at every pull.
+	fingerprint string
 }
 
 func publicationAD(tenantID string) []byte { return []byte("credbroker/publications/" + tenantID) }
@@ -128,7 +131,7 @@ func (p *Publications) open(tenantID string) (publication, error) {
 	p.mu.Lock()
 	cur, seen := p.opened[tenantID]
 	p.mu.Unlock()
-	if seen && cur.Credential.Fingerprint() == fp {
+	if seen && cur.fingerprint == fp {
 		return cur, nil
 	}
 	plain := string(sealed)
@@ -142,6 +145,7 @@ func (p *Publications) open(tenantID string) (publication, error) {
 	if err := json.Unmarshal([]byte(plain), &pub); err != nil {
 		return publication{}, fmt.Errorf("decode the publication of tenant %s: %w", tenantID, err)
 	}
+	pub.fingerprint = pub.Credential.Fingerprint()
 	p.mu.Lock()
 	p.opened[tenantID] = pub
 	p.mu.Unlock()
