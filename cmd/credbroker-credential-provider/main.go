@@ -206,7 +206,9 @@ func exchange(ctx context.Context, cfg config, req *credentialproviderv1.Credent
 		for _, d := range st.Details() {
 			if info, ok := d.(*errdetails.ErrorInfo); ok {
 				if info.GetReason() == reasonPullModeSecret {
-					return noCredential(), nil
+					// Nothing to add: the Pod's own pull Secrets do, and
+					// uncached, a tenant moved to PROVIDER is served at once.
+					return response(map[string]credentialproviderv1.AuthConfig{}, 0), nil
 				}
 				code += " " + info.GetReason()
 			}
@@ -223,29 +225,24 @@ func exchange(ctx context.Context, cfg config, req *credentialproviderv1.Credent
 	if len(auth) == 0 {
 		return nil, errors.New("credbroker answered no credential")
 	}
-	cacheFor := max(0, min(got.GetCacheDuration().AsDuration(), cfg.maxCache))
+	return response(auth, max(0, min(got.GetCacheDuration().AsDuration(), cfg.maxCache))), nil
+}
+
+// response is the kubelet's answer: auth for this image, cached by image
+// (each image's owner decides the credential) for cacheFor, 0 meaning not
+// at all.
+func response(auth map[string]credentialproviderv1.AuthConfig, cacheFor time.Duration) *credentialproviderv1.CredentialProviderResponse {
 	return &credentialproviderv1.CredentialProviderResponse{
 		TypeMeta:      metav1.TypeMeta{APIVersion: credentialproviderv1.SchemeGroupVersion.String(), Kind: "CredentialProviderResponse"},
 		CacheKeyType:  credentialproviderv1.ImagePluginCacheKeyType,
 		CacheDuration: &metav1.Duration{Duration: cacheFor},
 		Auth:          auth,
-	}, nil
+	}
 }
 
 // reasonPullModeSecret is the broker's answer for a tenant whose Pods pull
 // with its Secret: nothing is wrong, the plugin has nothing to add.
 const reasonPullModeSecret = "PULL_MODE_SECRET"
-
-// noCredential is the answer that leaves the pull to the Pod's own pull
-// Secrets, uncached so that a tenant moved to PROVIDER is served at once.
-func noCredential() *credentialproviderv1.CredentialProviderResponse {
-	return &credentialproviderv1.CredentialProviderResponse{
-		TypeMeta:      metav1.TypeMeta{APIVersion: credentialproviderv1.SchemeGroupVersion.String(), Kind: "CredentialProviderResponse"},
-		CacheKeyType:  credentialproviderv1.ImagePluginCacheKeyType,
-		CacheDuration: &metav1.Duration{},
-		Auth:          map[string]credentialproviderv1.AuthConfig{},
-	}
-}
 
 func transport(cfg config) (credentials.TransportCredentials, error) {
 	if cfg.plaintext {
