@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/credbroker/credbroker/api"
-	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/internal/testenv"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 	"github.com/credbroker/credbroker/server"
@@ -65,20 +63,7 @@ func BenchmarkGetTenant(b *testing.B) {
 // server. It reports p50 and p99 latency; req/s is 1e9 / ns/op.
 func BenchmarkExchange(b *testing.B) {
 	ctx := context.Background()
-	acme := broker.Tenant{ID: "web", Owner: broker.Owner{Login: "acme", ID: acmeOrgID}, Registries: []string{"ghcr.io"}, PullMode: broker.PullProvider}
-	sealer, err := broker.NewSealer(testKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pubs := broker.NewPublications(broker.NewMemoryPublications(), sealer)
-	if err := pubs.Put(ctx, acme, broker.Credential{Kind: broker.KindPAT, Username: "acme-bot", Token: acmeBotPAT}); err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	exchanger := broker.NewExchanger(namespaceOwners{"web-prod": acme}, pubs, broker.ExchangerConfig{}, log)
-	tokens := podTokens{"web-pod": {Namespace: "web-prod", ServiceAccount: "default", Pod: "app-1"}}
-	in := start(b, b.TempDir(), server.Services{Exchange: api.NewExchangeAPI(tokens, exchanger, log)}, withGuard(nil))
-	client := credbrokerv1.NewPullCredentialServiceClient(in.conn)
+	_, client := startExchange(b, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	req := &credbrokerv1.ExchangeServiceAccountTokenRequest{ServiceAccountToken: "web-pod", Image: "ghcr.io/acme/api"}
 	b.ReportAllocs()
 	testenv.ParallelLatencies(b, 16, func() error {

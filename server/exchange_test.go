@@ -48,27 +48,35 @@ func (o namespaceOwners) NamespaceOwner(ns string) (broker.Tenant, bool, error) 
 // TestTheExchangeOverGRPCAndREST: the one method the Guard lets through
 // without an identity answers from the request's token alone, with the
 // same codes over both protocols, and names the field of bad input.
-func TestTheExchangeOverGRPCAndREST(t *testing.T) {
-	ctx := context.Background()
+// startExchange serves the exchange through the Guard: tenant web
+// (PROVIDER, namespace web-prod, acme-bot's PAT published) and tenant shop
+// (BOTH, namespace shop, nothing published yet); tokens web-pod, shop-pod
+// and free-pod (of a Pod in an unbound namespace).
+func startExchange(tb testing.TB, log *slog.Logger) (*instance, credbrokerv1.PullCredentialServiceClient) {
+	tb.Helper()
 	acme := broker.Tenant{ID: "web", Owner: broker.Owner{Login: "acme", ID: acmeOrgID}, Registries: []string{"ghcr.io"}, PullMode: broker.PullProvider}
 	pending := broker.Tenant{ID: "shop", Owner: broker.Owner{Login: "shop", ID: 5}, Registries: []string{"ghcr.io"}, PullMode: broker.PullBoth}
 	sealer, err := broker.NewSealer(testKey)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	pubs := broker.NewPublications(broker.NewMemoryPublications(), sealer)
-	if err := pubs.Put(ctx, acme, broker.Credential{Kind: broker.KindPAT, Username: "acme-bot", Token: acmeBotPAT}); err != nil {
-		t.Fatal(err)
+	if err := pubs.Put(context.Background(), acme, broker.Credential{Kind: broker.KindPAT, Username: "acme-bot", Token: acmeBotPAT}); err != nil {
+		tb.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	exchanger := broker.NewExchanger(namespaceOwners{"web-prod": acme, "shop": pending}, pubs, broker.ExchangerConfig{}, log)
 	tokens := podTokens{
 		"web-pod":  {Namespace: "web-prod", ServiceAccount: "default", Pod: "app-1"},
 		"shop-pod": {Namespace: "shop", ServiceAccount: "default", Pod: "cart-1"},
 		"free-pod": {Namespace: "elsewhere", ServiceAccount: "default", Pod: "x"},
 	}
-	in := start(t, t.TempDir(), server.Services{Exchange: api.NewExchangeAPI(tokens, exchanger, log)}, withGuard(nil))
-	client := credbrokerv1.NewPullCredentialServiceClient(in.conn)
+	in := start(tb, tb.TempDir(), server.Services{Exchange: api.NewExchangeAPI(tokens, exchanger, log)}, withGuard(nil))
+	return in, credbrokerv1.NewPullCredentialServiceClient(in.conn)
+}
+
+func TestTheExchangeOverGRPCAndREST(t *testing.T) {
+	ctx := context.Background()
+	in, client := startExchange(t, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	tests := []struct {
 		name        string
