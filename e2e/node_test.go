@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -293,15 +292,7 @@ func TestTheChartOnARealNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		token := func(audience string, bound bool) string {
-			req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}}}
-			if bound {
-				req.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
-			}
-			tr, err := kube.CoreV1().ServiceAccounts("p-ns").CreateToken(ctx, "default", req, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return tr.Status.Token
+			return testenv.ServiceAccountToken(t, kube, pod, audience, bound)
 		}
 		image := fx.Registry + "/c-org/app"
 		for _, tc := range []struct {

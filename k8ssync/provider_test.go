@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -175,24 +173,9 @@ func TestPodTokensNameThePodTheTokenIsBoundTo(t *testing.T) {
 	ctx := context.Background()
 	ns := unique("pods")
 	createNamespace(t, ns, nil)
-	if _, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pod, err := admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app-1"},
-		Spec: corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/acme/app:v1"}}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod := testenv.PodOfServiceAccount(t, admin, ns, "app", "app-1")
 	issue := func(audience string, bound bool) string {
-		req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}}}
-		if bound {
-			req.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
-		}
-		tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", req, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr.Status.Token
+		return testenv.ServiceAccountToken(t, admin, pod, audience, bound)
 	}
 	tokens := auth.NewPodTokens(TokenReviewer(brokerClient(t), "credbroker"))
 	got, err := tokens.PodOf(ctx, issue("credbroker", true))

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -198,22 +197,7 @@ func TestDevModeAnswersTheCredentialProvider(t *testing.T) {
 		"--kubeconfig", cp.Kubeconfig(t, "credbroker-dev"))
 	token := func(ns string) string {
 		t.Helper()
-		kube := cp.Admin
-		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		pod, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hello"},
-			Spec: corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{Name: "hello", Image: "hello"}}}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-			Audiences: []string{"credbroker"}, BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}},
-			metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr.Status.Token
+		return testenv.ServiceAccountToken(t, cp.Admin, testenv.PodOfServiceAccount(t, cp.Admin, ns, "app", "hello"), "credbroker", true)
 	}
 	_, rest, _ := strings.Cut(p.Output(), "\n  registry ")
 	registry := strings.Fields(rest + " ?")[0]
