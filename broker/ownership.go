@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -63,6 +64,23 @@ func ValidateImage(t Tenant, image string) Verdict {
 		return deny(ImageWrongOwner, "%s belongs to %s, not to %s or an owner the tenant is granted", image, owner, t.Owner.Login)
 	}
 	return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is %s's image on %s", image, owner, domain)}
+}
+
+// ImageScopes lists the "<registry>/<owner>" pairs, lowercase and sorted,
+// whose images ValidateImage allows the tenant: every registry of the
+// tenant with its owner and each granted owner. The admission policy reads
+// them from each bound namespace (docs/admission.md), so this is the one
+// definition both enforcement points share.
+func (t Tenant) ImageScopes() []string {
+	owners := append([]string{t.Owner.Login}, t.AllowedOwners...)
+	scopes := make([]string, 0, len(t.Registries)*len(owners))
+	for _, registry := range t.Registries {
+		for _, owner := range owners {
+			scopes = append(scopes, strings.ToLower(registry+"/"+owner))
+		}
+	}
+	slices.Sort(scopes)
+	return slices.Compact(scopes)
 }
 
 func (t Tenant) registryHint() string {

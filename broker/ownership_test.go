@@ -1,94 +1,47 @@
 package broker
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/credbroker/credbroker/internal/testenv"
 )
 
 var digest = "sha256:" + strings.Repeat("ab", 32)
 
+// ownershipTenant is the tenant of testenv.ImageReferences.
 func ownershipTenant() Tenant {
-	return Tenant{ID: "web", Owner: Owner{Login: "Acme", ID: 1, Type: OwnerOrganization},
-		Registries: []string{"ghcr.io", "registry.local:5000"}, AllowedOwners: []string{"acme-shared"}}
+	return Tenant{ID: "web", Owner: Owner{Login: testenv.ImageTenantOwner, ID: 1, Type: OwnerOrganization},
+		Registries: testenv.ImageTenantRegistries, AllowedOwners: testenv.ImageTenantGranted}
 }
 
 func TestValidateImage(t *testing.T) {
-	tests := []struct {
-		image string
-		want  ImageReason
-	}{
-		// Allowed: the owner (any case of the login), tags, digests, both, granted owners, deep paths.
-		{"ghcr.io/acme/api", ImageAllowed},
-		{"ghcr.io/acme/api:1.2.3", ImageAllowed},
-		{"ghcr.io/acme/api@" + digest, ImageAllowed},
-		{"ghcr.io/acme/api:1.2@" + digest, ImageAllowed},
-		{"ghcr.io/acme/team/sub/api:latest", ImageAllowed},
-		{"ghcr.io/acme-shared/base:1", ImageAllowed},
-		{"GHCR.IO/acme/api", ImageAllowed},
-		{"registry.local:5000/acme/api", ImageAllowed},
-		{"ghcr.io/acme/a", ImageAllowed},
-		{"ghcr.io/acme/api_v2.x-y", ImageAllowed},
-		// Another owner, however close.
-		{"ghcr.io/evil/api", ImageWrongOwner},
-		{"ghcr.io/acme-evil/api", ImageWrongOwner},
-		{"ghcr.io/acmee/api", ImageWrongOwner},
-		{"ghcr.io/acm/api", ImageWrongOwner},
-		{"ghcr.io/evil/acme/api", ImageWrongOwner},
-		{"ghcr.io/evil/acme", ImageWrongOwner},
-		{"ghcr.io/acme-shared-not/x", ImageWrongOwner},
-		{"ghcr.io/_/acme", ImageInvalidReference},
-		// Another registry: look-alikes, ports, schemes, subdomains.
-		{"ghcr.io.evil.com/acme/api", ImageWrongRegistry},
-		{"evil.com/ghcr.io/acme/api", ImageWrongRegistry},
-		{"ghcr.io:443/acme/api", ImageWrongRegistry},
-		{"ghcr.io:5000/acme/api", ImageWrongRegistry},
-		{"registry.local/acme/api", ImageWrongRegistry},
-		{"registry.local:5001/acme/api", ImageWrongRegistry},
-		{"www.ghcr.io/acme/api", ImageWrongRegistry},
-		{"docker.io/acme/api", ImageWrongRegistry},
-		{"index.docker.io/acme/api", ImageWrongRegistry},
-		{"quay.io/acme/api", ImageWrongRegistry},
-		{"localhost/acme/api", ImageWrongRegistry},
-		{"localhost:5000/acme/api", ImageWrongRegistry},
-		{"127.0.0.1:5000/acme/api", ImageWrongRegistry},
-		// No registry named: Docker Hub.
-		{"acme/api", ImageImplicitDockerHub},
-		{"api", ImageImplicitDockerHub},
-		{"ubuntu:24.04", ImageImplicitDockerHub},
-		{"library/ubuntu@" + digest, ImageImplicitDockerHub},
-		{"ghcr/acme/api", ImageImplicitDockerHub},
-		// Not references at all, or nothing under an owner.
-		{"", ImageInvalidReference},
-		{"ghcr.io/Acme/api", ImageInvalidReference},
-		{"ghcr.io/acme/API", ImageInvalidReference},
-		{"ghcr.io/acme/../evil/api", ImageInvalidReference},
-		{"ghcr.io/acme//api", ImageInvalidReference},
-		{"ghcr.io//acme/api", ImageInvalidReference},
-		{"ghcr.io/acme/api:", ImageInvalidReference},
-		{"ghcr.io/acme/api@sha256:short", ImageInvalidReference},
-		{"ghcr.io/acme/api:tag with space", ImageInvalidReference},
-		{" ghcr.io/acme/api", ImageInvalidReference},
-		{"https://ghcr.io/acme/api", ImageInvalidReference},
-		{"ghcr.io/acme", ImageInvalidReference},
-		{"ghcr.io/", ImageInvalidReference},
-		{"ghcr.io/acme/api:" + strings.Repeat("t", 129), ImageInvalidReference},
-		{"ghcr.io/-acme/api", ImageInvalidReference},
-	}
-	if len(tests) < 40 {
-		t.Fatalf("only %d references", len(tests))
-	}
 	tn := ownershipTenant()
-	for _, tc := range tests {
-		t.Run(tc.image, func(t *testing.T) {
-			v := ValidateImage(tn, tc.image)
-			if v.Reason != tc.want || v.Allowed != (tc.want == ImageAllowed) {
-				t.Errorf("%q: %v %s (%s), want %s", tc.image, v.Allowed, v.Reason, v.Message, tc.want)
+	for _, tc := range testenv.ImageReferences() {
+		t.Run(tc.Image, func(t *testing.T) {
+			v := ValidateImage(tn, tc.Image)
+			if string(v.Reason) != tc.Reason || v.Allowed != (v.Reason == ImageAllowed) {
+				t.Errorf("%q: %v %s (%s), want %s", tc.Image, v.Allowed, v.Reason, v.Message, tc.Reason)
 			}
 			if v.Message == "" {
 				t.Error("verdict without a message")
 			}
 		})
+	}
+}
+
+func TestImageScopesAreWhatValidateImageAllows(t *testing.T) {
+	tn := ownershipTenant()
+	want := []string{"ghcr.io/acme", "ghcr.io/acme-shared", "registry.local:5000/acme", "registry.local:5000/acme-shared"}
+	if got := tn.ImageScopes(); !slices.Equal(got, want) {
+		t.Fatalf("scopes %q, want %q", got, want)
+	}
+	for _, scope := range want {
+		if v := ValidateImage(tn, scope+"/app:1"); !v.Allowed {
+			t.Errorf("%s/app:1 is denied: %s", scope, v.Message)
+		}
 	}
 }
 

@@ -217,6 +217,9 @@ func slicesContainsFold(items []string, s string) bool {
 	return false
 }
 
+// LabelPrefix begins every label and annotation credbroker writes.
+const LabelPrefix = "credbroker.io/"
+
 // selectorProblem says why a namespace selector may not be a tenant's, or
 // "". A selector must name namespaces by a label someone gave them: at
 // least one positive requirement (=, ==, in), since "!x" or "x!=y" match
@@ -229,6 +232,9 @@ func selectorProblem(sel labels.Selector) string {
 	for _, r := range reqs {
 		if r.Key() == nameLabel {
 			return nameLabel + " names namespaces one by one: list them in namespaces instead"
+		}
+		if strings.HasPrefix(r.Key(), LabelPrefix) {
+			return "labels under " + LabelPrefix + " are credbroker's marks of namespaces it already bound: a selector on them would claim another tenant's namespaces"
 		}
 		switch r.Operator() {
 		case selection.Equals, selection.DoubleEquals, selection.In:

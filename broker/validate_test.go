@@ -95,6 +95,8 @@ func TestNamespaceSelectorsMustSelect(t *testing.T) {
 		{"team", false},
 		{"kubernetes.io/metadata.name=kube-system", false},
 		{"team=web,kubernetes.io/metadata.name in (other)", false},
+		{"credbroker.io/tenant=victim", false},
+		{"team=web,credbroker.io/tenant", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.selector, func(t *testing.T) {

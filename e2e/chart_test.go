@@ -76,13 +76,19 @@ func decode(t *testing.T, manifests string) []any {
 }
 
 // grants renders every RBAC object as "kind namespace/name" → what it
-// grants or binds, with the reference file's placeholder namespace
-// "granted" standing for each of granted.
+// grants or binds, with the reference file's placeholder "granted" (a
+// RoleBinding's namespace, a rule's resource name) standing for each of
+// granted.
 func grants(objs []any, granted []string) map[string]string {
 	out := map[string]string{}
 	for _, o := range objs {
 		switch r := o.(type) {
 		case *rbacv1.ClusterRole:
+			for i, rule := range r.Rules {
+				if slices.Equal(rule.ResourceNames, []string{"granted"}) {
+					r.Rules[i].ResourceNames = granted
+				}
+			}
 			out["ClusterRole "+r.Name] = fmt.Sprint(r.Rules)
 		case *rbacv1.ClusterRoleBinding:
 			out["ClusterRoleBinding "+r.Name] = fmt.Sprint(r.RoleRef, r.Subjects)

@@ -30,7 +30,7 @@ func (s *Syncer) watch(client kubernetes.Interface) error {
 		AddFunc: func(obj any) { s.enqueueObject(obj) },
 		UpdateFunc: func(old, obj any) {
 			o, n := old.(*corev1.Namespace), obj.(*corev1.Namespace)
-			if !maps.Equal(o.Labels, n.Labels) || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil) {
+			if !maps.Equal(o.Labels, n.Labels) || markOf(o) != markOf(n) || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil) {
 				s.enqueueObject(obj)
 			}
 		},

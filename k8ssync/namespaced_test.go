@@ -3,6 +3,7 @@ package k8ssync
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,12 @@ func namespacedBroker(t *testing.T, granted ...string) *rest.Config {
 	err := applyRBAC(context.Background(), namespacedRBACYAML, func(obj rbacObject) []rbacObject {
 		obj.SetName(obj.GetName() + suffix)
 		switch o := obj.(type) {
+		case *rbacv1.ClusterRole:
+			for i, rule := range o.Rules {
+				if slices.Equal(rule.ResourceNames, []string{"granted"}) {
+					o.Rules[i].ResourceNames = granted
+				}
+			}
 		case *rbacv1.ClusterRoleBinding:
 			o.RoleRef.Name += suffix
 			o.Subjects[0].Name = account

@@ -105,6 +105,9 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 			s.clearStatus(ctx, b.tenant.ID, name)
 		}
 	}
+	if err := s.ensureMark(ctx, ns, owner); err != nil {
+		return err
+	}
 	if owner == nil || !owner.tenant.WantsSecrets() {
 		// A PROVIDER tenant holds the namespace (no other gets it) with no
 		// Secret in it: the credential provider hands its Pods the

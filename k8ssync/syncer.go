@@ -50,6 +50,10 @@ type Config struct {
 	// mode, only a granted one. Namespaced mode also watches Secrets and
 	// ServiceAccounts per granted namespace instead of cluster-wide.
 	Scope broker.NamespaceScope
+	// MarkNamespaces labels and annotates every bound namespace with its
+	// tenant and image scopes, which the admission policy reads
+	// (docs/admission.md); it needs the right to patch namespaces.
+	MarkNamespaces bool
 	// Reporter hears every namespace's state (the broker keeps it for the
 	// credential status and turns failures into notifications). It is
 	// called from the reconciling workers and must not call back into the

@@ -1,0 +1,104 @@
+package testenv
+
+import "strings"
+
+// The tenant every ImageReferences row is judged for: owner Acme (any
+// case), granted acme-shared, on ghcr.io and registry.local:5000.
+var (
+	ImageTenantOwner      = "Acme"
+	ImageTenantRegistries = []string{"ghcr.io", "registry.local:5000"}
+	ImageTenantGranted    = []string{"acme-shared"}
+)
+
+// ImageReference is a row of the image ownership table: a reference and
+// the reason (broker.ImageReason's name) it is allowed or denied with.
+type ImageReference struct {
+	Image  string
+	Reason string
+}
+
+// ImageReferences is the one table of references that broker.ValidateImage
+// and the admission policy's CEL are both held to (broker and k8ssync test
+// it), so that the API and the API server never disagree.
+func ImageReferences() []ImageReference {
+	sha256 := "sha256:" + strings.Repeat("ab", 32)
+	return []ImageReference{
+		// Allowed: the owner (any case of the login), tags, digests, both, granted owners, deep paths.
+		{"ghcr.io/acme/api", "ALLOWED"},
+		{"ghcr.io/acme/api:1.2.3", "ALLOWED"},
+		{"ghcr.io/acme/api@" + sha256, "ALLOWED"},
+		{"ghcr.io/acme/api:1.2@" + sha256, "ALLOWED"},
+		{"ghcr.io/acme/api@sha512:" + strings.Repeat("0f", 64), "ALLOWED"},
+		{"ghcr.io/acme/team/sub/api:latest", "ALLOWED"},
+		{"ghcr.io/acme-shared/base:1", "ALLOWED"},
+		{"GHCR.IO/acme/api", "ALLOWED"},
+		{"registry.local:5000/acme/api", "ALLOWED"},
+		{"registry.LOCAL:5000/acme/api", "ALLOWED"},
+		{"ghcr.io/acme/a", "ALLOWED"},
+		{"ghcr.io/acme/api_v2.x-y", "ALLOWED"},
+		{"ghcr.io/acme/my__app", "ALLOWED"},
+		{"ghcr.io/acme/a--b", "ALLOWED"},
+		{"ghcr.io/acme/api:V1.0_RC-2", "ALLOWED"},
+		// Another owner, however close.
+		{"ghcr.io/evil/api", "WRONG_OWNER"},
+		{"ghcr.io/acme-evil/api", "WRONG_OWNER"},
+		{"ghcr.io/acmee/api", "WRONG_OWNER"},
+		{"ghcr.io/acm/api", "WRONG_OWNER"},
+		{"ghcr.io/evil/acme/api", "WRONG_OWNER"},
+		{"ghcr.io/evil/acme", "WRONG_OWNER"},
+		{"ghcr.io/acme-shared-not/x", "WRONG_OWNER"},
+		{"registry.local:5000/evil/api", "WRONG_OWNER"},
+		// Another registry: look-alikes, ports, schemes, subdomains.
+		{"ghcr.io.evil.com/acme/api", "WRONG_REGISTRY"},
+		{"evil.com/ghcr.io/acme/api", "WRONG_REGISTRY"},
+		{"ghcr.io:443/acme/api", "WRONG_REGISTRY"},
+		{"ghcr.io:5000/acme/api", "WRONG_REGISTRY"},
+		{"registry.local/acme/api", "WRONG_REGISTRY"},
+		{"registry.local:5001/acme/api", "WRONG_REGISTRY"},
+		{"www.ghcr.io/acme/api", "WRONG_REGISTRY"},
+		{"docker.io/acme/api", "WRONG_REGISTRY"},
+		{"index.docker.io/acme/api", "WRONG_REGISTRY"},
+		{"quay.io/acme/api", "WRONG_REGISTRY"},
+		{"localhost/acme/api", "WRONG_REGISTRY"},
+		{"localhost:5000/acme/api", "WRONG_REGISTRY"},
+		{"127.0.0.1:5000/acme/api", "WRONG_REGISTRY"},
+		{"[::1]:5000/acme/api", "WRONG_REGISTRY"},
+		{"a_b.c/acme/api", "WRONG_REGISTRY"},
+		// No registry named: Docker Hub.
+		{"acme/api", "IMPLICIT_DOCKER_HUB"},
+		{"api", "IMPLICIT_DOCKER_HUB"},
+		{"ubuntu:24.04", "IMPLICIT_DOCKER_HUB"},
+		{"library/ubuntu@" + sha256, "IMPLICIT_DOCKER_HUB"},
+		{"ghcr/acme/api", "IMPLICIT_DOCKER_HUB"},
+		{"Acme/api", "IMPLICIT_DOCKER_HUB"},
+		// Not references at all, or nothing under an owner.
+		{"", "INVALID_REFERENCE"},
+		{"Api", "INVALID_REFERENCE"},
+		{strings.Repeat("ab", 32), "INVALID_REFERENCE"},
+		{"ghcr.io/_/acme", "INVALID_REFERENCE"},
+		{"ghcr.io/Acme/api", "INVALID_REFERENCE"},
+		{"ghcr.io/ACME-shared/x", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/API", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/../evil/api", "INVALID_REFERENCE"},
+		{"ghcr.io/acme//api", "INVALID_REFERENCE"},
+		{"ghcr.io//acme/api", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/my___app", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/api:", "INVALID_REFERENCE"},
+		{"ghcr.io:/acme/api", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/api@sha256:short", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/api@sha256:" + strings.Repeat("AB", 32), "INVALID_REFERENCE"},
+		{"ghcr.io/acme/api@md5:" + strings.Repeat("ab", 16), "INVALID_REFERENCE"},
+		{"ghcr.io/acme/api@" + sha256 + "0", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/api:tag with space", "INVALID_REFERENCE"},
+		{" ghcr.io/acme/api", "INVALID_REFERENCE"},
+		{"https://ghcr.io/acme/api", "INVALID_REFERENCE"},
+		{"ghcr.io/acme", "INVALID_REFERENCE"},
+		{"ghcr.io/acme-shared", "INVALID_REFERENCE"},
+		{"ghcr.io/", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/api:" + strings.Repeat("t", 129), "INVALID_REFERENCE"},
+		{"ghcr.io/acme/" + strings.Repeat("a", 250), "ALLOWED"}, // a path of 255, the most
+		{"ghcr.io/acme/" + strings.Repeat("a", 251), "INVALID_REFERENCE"},
+		{"ghcr.io/-acme/api", "INVALID_REFERENCE"},
+		{"ghcr.io/acme/ápi", "INVALID_REFERENCE"},
+	}
+}

@@ -1,0 +1,382 @@
+package k8ssync
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/credbroker/credbroker/admission"
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/internal/testenv"
+)
+
+// dryRun asks the API server to admit a request without persisting it.
+var dryRun = metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+
+func podOf(name string, images ...string) *corev1.Pod {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	for i, image := range images {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: image})
+	}
+	return pod
+}
+
+var policyReason = regexp.MustCompile(`\(([A-Z_]+)\)`)
+
+// verdict names how the API server answered a request: ALLOWED, the
+// policy's reason for the first image it refused, UNPUBLISHED when the
+// namespace has no scopes, or VALIDATION when the object never reached
+// admission because the API server's own validation refused it.
+func verdict(err error) string {
+	switch {
+	case err == nil:
+		return "ALLOWED"
+	case apierrors.IsInvalid(err):
+		return "VALIDATION"
+	case !strings.Contains(err.Error(), "ValidatingAdmissionPolicy '"+admission.PolicyName+"'"):
+		return "ERROR " + err.Error()
+	case strings.Contains(err.Error(), "are not published"):
+		return "UNPUBLISHED"
+	}
+	if m := policyReason.FindStringSubmatch(err.Error()); m != nil {
+		return m[1]
+	}
+	return "UNNAMED " + err.Error()
+}
+
+// warnings collects the API server's Warning headers.
+type warnings struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = append(w.seen, text)
+}
+
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := w.seen
+	w.seen = nil
+	return seen
+}
+
+// adminWithWarnings is cluster-admin with the warnings it is sent kept.
+func adminWithWarnings(t *testing.T) (kubernetes.Interface, *warnings) {
+	t.Helper()
+	w := &warnings{}
+	cfg := rest.CopyConfig(controlPlane.Config)
+	cfg.WarningHandler = w
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, w
+}
+
+// applyPolicy puts the policy in mode m and waits until the API server
+// acts on it in ns (its policy cache follows the objects within a second
+// or so).
+func applyPolicy(t *testing.T, m admission.Mode, ns string) {
+	t.Helper()
+	if err := ApplyAdmissionPolicy(context.Background(), admin, m); err != nil {
+		t.Fatal(err)
+	}
+	client, w := adminWithWarnings(t)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		w.take()
+		_, err := client.CoreV1().Pods(ns).Create(context.Background(), podOf("probe", "quay.io/evil/app"), dryRun)
+		got := verdict(err)
+		if m == admission.DryRun {
+			return got == "ALLOWED" && len(w.take()) > 0, "mode " + string(m) + ": " + got + " without a warning"
+		}
+		return got == "WRONG_REGISTRY", "mode " + string(m) + ": " + got
+	})
+}
+
+// waitForMark waits until ns carries tenantID's label and scopes, or none
+// when tenantID is "".
+func waitForMark(t *testing.T, ns, tenantID, scopes string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		got, err := admin.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		have := markOf(got)
+		return have == mark{tenant: tenantID, scopes: scopes}, fmt.Sprintf("%s is marked %+v", ns, have)
+	})
+}
+
+// The policy and its mapping, through a real API server: the Syncer marks
+// the namespaces it binds, the API server judges Pods and workloads there
+// with the policy's CEL, and every reference of the shared table gets the
+// verdict broker.ValidateImage gives.
+func TestImageOwnershipAtTheAPIServer(t *testing.T) {
+	requireCluster(t)
+	ctx := context.Background()
+	label := unique("own")
+	listed, selected, unbound, outside := label+"-listed", label+"-selected", label+"-unbound", label+"-outside"
+	createNamespace(t, listed, nil)
+	createNamespace(t, selected, map[string]string{"team": label})
+	createNamespace(t, unbound, nil)
+	createNamespace(t, outside, nil)
+	tn := tenant(label, func(t *broker.Tenant) {
+		t.Owner.Login, t.Registries, t.AllowedOwners = testenv.ImageTenantOwner, testenv.ImageTenantRegistries, testenv.ImageTenantGranted
+		t.Namespaces, t.NamespaceSelector = []string{listed}, "team="+label
+	})
+	scopes := strings.Join(tn.ImageScopes(), " ")
+	s := startSyncer(t, Config{MarkNamespaces: true, Scope: broker.NamespaceScope{Reserved: []string{outside}}})
+	publish(t, s, tn, credential("token-"+label))
+	waitForMark(t, listed, tn.ID, scopes)
+	waitForMark(t, selected, tn.ID, scopes)
+	applyPolicy(t, admission.Enforce, listed)
+
+	t.Run("every reference gets ValidateImage's verdict", func(t *testing.T) {
+		var table strings.Builder
+		disagreements := 0
+		for i, ref := range testenv.ImageReferences() {
+			v := broker.ValidateImage(tn, ref.Image)
+			_, err := admin.CoreV1().Pods(listed).Create(ctx, podOf(fmt.Sprintf("ref-%d", i), ref.Image), dryRun)
+			got, want := verdict(err), string(v.Reason)
+			agree := got == want || (got == "VALIDATION" && v.Reason == broker.ImageInvalidReference)
+			if !agree {
+				disagreements++
+				t.Errorf("%q: the API server says %s (%v), ValidateImage %s (%s)", ref.Image, got, err, want, v.Message)
+			}
+			fmt.Fprintf(&table, "| %d | `%.60s` | %s | %s |\n", i+1, ref.Image, want, got)
+		}
+		t.Logf("%d references, %d disagreements:\n| # | image | ValidateImage | API server |\n|---|---|---|---|\n%s",
+			len(testenv.ImageReferences()), disagreements, table.String())
+	})
+
+	t.Run("Pods", func(t *testing.T) {
+		for _, tc := range []struct {
+			ns, image, want string
+		}{
+			{listed, "ghcr.io/acme/app:1", "ALLOWED"},
+			{selected, "ghcr.io/acme-shared/base@sha256:" + strings.Repeat("ab", 32), "ALLOWED"},
+			{selected, "ghcr.io/evil/app:1", "WRONG_OWNER"},
+			{listed, "busybox", "IMPLICIT_DOCKER_HUB"},
+			{unbound, "ghcr.io/evil/app:1", "ALLOWED"},
+			{unbound, "busybox", "ALLOWED"},
+		} {
+			_, err := admin.CoreV1().Pods(tc.ns).Create(ctx, podOf("app", tc.image), dryRun)
+			if got := verdict(err); got != tc.want {
+				t.Errorf("Pod of %s in %s: %s, want %s", tc.image, tc.ns, got, tc.want)
+			} else if err != nil {
+				t.Logf("Pod of %s in %s: %v", tc.image, tc.ns, err)
+			}
+		}
+		// Every container is judged: one bad init container is enough.
+		pod := podOf("mixed", "ghcr.io/acme/app:1")
+		pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "ghcr.io/evil/setup:1"}}
+		_, err := admin.CoreV1().Pods(listed).Create(ctx, pod, dryRun)
+		if got := verdict(err); got != "WRONG_OWNER" || !strings.Contains(err.Error(), "ghcr.io/evil/setup:1") {
+			t.Errorf("init container of another owner: %s (%v)", got, err)
+		}
+	})
+
+	t.Run("workloads are refused at apply", func(t *testing.T) {
+		template := func(image string) corev1.PodTemplateSpec {
+			return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x"}},
+				Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyOnFailure, Containers: []corev1.Container{{Name: "app", Image: image}}}}
+		}
+		selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}
+		create := map[string]func(ns, image string) error{
+			"Deployment": func(ns, image string) error {
+				tpl := template(image)
+				tpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
+				_, err := admin.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "d"},
+					Spec: appsv1.DeploymentSpec{Selector: selector, Template: tpl}}, dryRun)
+				return err
+			},
+			"StatefulSet": func(ns, image string) error {
+				tpl := template(image)
+				tpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
+				_, err := admin.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "s"},
+					Spec: appsv1.StatefulSetSpec{Selector: selector, Template: tpl}}, dryRun)
+				return err
+			},
+			"DaemonSet": func(ns, image string) error {
+				tpl := template(image)
+				tpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
+				_, err := admin.AppsV1().DaemonSets(ns).Create(ctx, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "ds"},
+					Spec: appsv1.DaemonSetSpec{Selector: selector, Template: tpl}}, dryRun)
+				return err
+			},
+			"Job": func(ns, image string) error {
+				_, err := admin.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "j"},
+					Spec: batchv1.JobSpec{Template: template(image)}}, dryRun)
+				return err
+			},
+			"CronJob": func(ns, image string) error {
+				_, err := admin.BatchV1().CronJobs(ns).Create(ctx, &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "cj"},
+					Spec: batchv1.CronJobSpec{Schedule: "@hourly", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: template(image)}}}}, dryRun)
+				return err
+			},
+		}
+		for kind, create := range create {
+			for _, tc := range []struct{ ns, image, want string }{
+				{listed, "ghcr.io/acme/app:1", "ALLOWED"},
+				{listed, "ghcr.io/evil/app:1", "WRONG_OWNER"},
+				{selected, "quay.io/acme/app:1", "WRONG_REGISTRY"},
+				{unbound, "ghcr.io/evil/app:1", "ALLOWED"},
+			} {
+				err := create(tc.ns, tc.image)
+				if got := verdict(err); got != tc.want {
+					t.Errorf("%s of %s in %s: %s, want %s", kind, tc.image, tc.ns, got, tc.want)
+				} else if err != nil && kind == "Deployment" {
+					t.Logf("%s of %s in %s: %v", kind, tc.image, tc.ns, err)
+				}
+			}
+		}
+	})
+
+	t.Run("ephemeral containers and image updates", func(t *testing.T) {
+		pod, err := admin.CoreV1().Pods(listed).Create(ctx, podOf("running", "ghcr.io/acme/app:1"), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		debug := func(name, image string) error {
+			p := pod.DeepCopy()
+			p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{
+				EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: name, Image: image}})
+			updated, err := admin.CoreV1().Pods(listed).UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{})
+			if err == nil {
+				pod = updated
+			}
+			return err
+		}
+		if err := debug("debugger", "busybox"); verdict(err) != "IMPLICIT_DOCKER_HUB" {
+			t.Errorf("kubectl debug with busybox: %s (%v)", verdict(err), err)
+		} else {
+			t.Logf("kubectl debug with busybox: %v", err)
+		}
+		if err := debug("debugger", "ghcr.io/acme/debug:1"); err != nil {
+			t.Errorf("an ephemeral container of the tenant's own: %v", err)
+		}
+		// Only what an update adds is judged: a second ephemeral container
+		// passes beside the first, and a Pod's image may not change to
+		// another owner's.
+		if err := debug("second", "ghcr.io/acme-shared/tools:1"); err != nil {
+			t.Errorf("a second ephemeral container: %v", err)
+		}
+		p := pod.DeepCopy()
+		p.Spec.Containers[0].Image = "ghcr.io/evil/app:1"
+		if _, err := admin.CoreV1().Pods(listed).Update(ctx, p, metav1.UpdateOptions{}); verdict(err) != "WRONG_OWNER" {
+			t.Errorf("changing a container's image to another owner's: %s (%v)", verdict(err), err)
+		}
+		p = pod.DeepCopy()
+		p.Labels = map[string]string{"touched": "yes"}
+		if _, err := admin.CoreV1().Pods(listed).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Errorf("relabelling the Pod: %v", err)
+		}
+	})
+
+	t.Run("a namespace's own admin cannot lift the policy", func(t *testing.T) {
+		// Every verb on every resource, in the namespace: the most a
+		// RoleBinding can give a namespace's user.
+		user := "tenant-admin-" + label
+		if _, err := admin.RbacV1().Roles(listed).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "everything"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.RbacV1().RoleBindings(listed).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "everything"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "everything"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := controlPlane.AddUser(user, "system:authenticated")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hostile, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, patch := range []string{
+			`{"metadata":{"labels":{"credbroker.io/tenant":null}}}`,
+			`{"metadata":{"annotations":{"credbroker.io/image-scopes":"ghcr.io/evil"}}}`,
+		} {
+			if _, err := hostile.CoreV1().Namespaces().Patch(ctx, listed, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); !apierrors.IsForbidden(err) {
+				t.Errorf("the namespace's admin patched %s: %v", patch, err)
+			}
+		}
+		_, err = hostile.CoreV1().Pods(listed).Create(ctx, podOf("mine", "ghcr.io/evil/miner:1"), dryRun)
+		if got := verdict(err); got != "WRONG_OWNER" {
+			t.Errorf("the namespace's admin ran another owner's image: %s (%v)", got, err)
+		}
+	})
+
+	t.Run("a mark is repaired", func(t *testing.T) {
+		// Whoever may patch namespaces (a platform admin, another
+		// controller) and strips or widens the mark is undone.
+		for _, patch := range []string{
+			`{"metadata":{"annotations":{"credbroker.io/image-scopes":"ghcr.io/acme ghcr.io/evil"}}}`,
+			`{"metadata":{"labels":{"credbroker.io/tenant":null}}}`,
+		} {
+			if _, err := admin.CoreV1().Namespaces().Patch(ctx, selected, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			waitForMark(t, selected, tn.ID, scopes)
+		}
+	})
+
+	t.Run("a labelled namespace without scopes runs nothing", func(t *testing.T) {
+		// outside is beyond the Syncer's scope, so nobody repairs it.
+		if _, err := admin.CoreV1().Namespaces().Patch(ctx, outside, types.MergePatchType,
+			[]byte(`{"metadata":{"labels":{"credbroker.io/tenant":"`+tn.ID+`"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			_, err := admin.CoreV1().Pods(outside).Create(ctx, podOf("app", "ghcr.io/acme/app:1"), dryRun)
+			return verdict(err) == "UNPUBLISHED", fmt.Sprintf("%s (%v)", verdict(err), err)
+		})
+	})
+
+	t.Run("dry run warns and admits", func(t *testing.T) {
+		applyPolicy(t, admission.DryRun, listed)
+		t.Cleanup(func() { applyPolicy(t, admission.Enforce, listed) })
+		client, w := adminWithWarnings(t)
+		if _, err := client.CoreV1().Pods(listed).Create(ctx, podOf("warned", "ghcr.io/evil/app:1"), dryRun); err != nil {
+			t.Fatalf("dry-run mode refused: %v", err)
+		}
+		got := w.take()
+		if len(got) != 1 || !strings.Contains(got[0], "ghcr.io/evil/app:1 (WRONG_OWNER)") {
+			t.Errorf("warnings %q, want one naming the image and WRONG_OWNER", got)
+		}
+		t.Logf("warning: %s", strings.Join(got, " | "))
+		if _, err := client.CoreV1().Pods(listed).Create(ctx, podOf("quiet", "ghcr.io/acme/app:1"), dryRun); err != nil || len(w.take()) != 0 {
+			t.Errorf("an allowed image in dry-run mode: %v, warnings %q", err, w.take())
+		}
+	})
+
+	t.Run("unbinding lifts the policy", func(t *testing.T) {
+		if err := s.Remove(ctx, tn.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitForMark(t, listed, "", "")
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			_, err := admin.CoreV1().Pods(listed).Create(ctx, podOf("free", "ghcr.io/evil/app:1"), dryRun)
+			return err == nil, fmt.Sprintf("after unbinding: %v", err)
+		})
+	})
+}
