@@ -38,11 +38,13 @@ generate: tools googleapis
 	buf lint
 	buf format --diff --exit-code proto
 	buf generate
+	cp admission/policy.yaml charts/credbroker/files/admission-policy.yaml
+	cp admission/guard.yaml charts/credbroker/files/admission-guard.yaml
 
 # Fails when the committed generated code differs from what the protos give.
 check-generated: generate
-	git diff --exit-code -- proto
-	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; exit 1; }
+	git diff --exit-code -- proto charts/credbroker/files
+	@test -z "$$(git status --porcelain -- proto charts/credbroker/files)" || { git status --porcelain -- proto charts/credbroker/files; exit 1; }
 
 # A real CNCF Distribution registry for the prober's tests, from its own
 # module so its dependencies stay out of go.mod.

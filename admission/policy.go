@@ -1,8 +1,10 @@
 package admission
 
 import (
+	"bytes"
 	_ "embed"
 	"fmt"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,20 +20,43 @@ const (
 	AnnotationImageScopes = "credbroker.io/image-scopes"
 )
 
-// PolicyName names both the policy and its binding.
-const PolicyName = "credbroker-image-ownership"
+// The policies' names; each binding has its policy's name.
+const (
+	PolicyName = "credbroker-image-ownership"
+	GuardName  = "credbroker-namespace-marks"
+)
 
-// PolicyYAML is the policy as shipped; the Helm chart carries a copy
-// (charts/credbroker/files/admission-policy.yaml, kept equal by a test).
-//
-//go:embed policy.yaml
-var PolicyYAML []byte
+// GuardUser is the user guard.yaml exempts, which Guard replaces with
+// credbroker's own identity.
+const GuardUser = "system:serviceaccount:credbroker:credbroker"
 
-// Policy returns the ValidatingAdmissionPolicy.
+// The policies as shipped; the Helm chart carries copies in
+// charts/credbroker/files, kept equal by a test.
+var (
+	//go:embed policy.yaml
+	PolicyYAML []byte
+	//go:embed guard.yaml
+	GuardYAML []byte
+)
+
+// Policy returns the image ownership policy.
 func Policy() (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
+	return decode(PolicyYAML)
+}
+
+// Guard returns the policy that keeps namespace marks credbroker's, with
+// user (credbroker's identity at the API server) as the one exempt.
+func Guard(user string) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
+	if user == "" || strings.ContainsAny(user, `'\`) {
+		return nil, fmt.Errorf("guard policy: %q cannot be credbroker's user name", user)
+	}
+	return decode(bytes.ReplaceAll(GuardYAML, []byte(GuardUser), []byte(user)))
+}
+
+func decode(doc []byte) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
 	var p admissionregistrationv1.ValidatingAdmissionPolicy
-	if err := yaml.UnmarshalStrict(PolicyYAML, &p); err != nil {
-		return nil, fmt.Errorf("decode the admission policy: %w", err)
+	if err := yaml.UnmarshalStrict(doc, &p); err != nil {
+		return nil, fmt.Errorf("decode an admission policy: %w", err)
 	}
 	p.APIVersion, p.Kind = admissionregistrationv1.SchemeGroupVersion.String(), "ValidatingAdmissionPolicy"
 	return &p, nil
@@ -60,22 +85,25 @@ func (m Mode) Actions() ([]admissionregistrationv1.ValidationAction, error) {
 	return nil, fmt.Errorf("admission policy mode %q: want %s or %s", m, Enforce, DryRun)
 }
 
-// Binding returns the policy's binding in mode m, for every namespace bound
-// to a tenant.
-func Binding(m Mode) (*admissionregistrationv1.ValidatingAdmissionPolicyBinding, error) {
+// Bindings returns the bindings of both policies: the image ownership
+// policy's in mode m, for every namespace bound to a tenant, and the
+// guard's, which always denies (nobody but credbroker has a reason to touch
+// a mark, in a dry run or not).
+func Bindings(m Mode) ([]*admissionregistrationv1.ValidatingAdmissionPolicyBinding, error) {
 	actions, err := m.Actions()
 	if err != nil {
 		return nil, err
 	}
-	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: PolicyName, Labels: map[string]string{"app.kubernetes.io/name": "credbroker"}},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        PolicyName,
-			ValidationActions: actions,
-			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: LabelTenant, Operator: metav1.LabelSelectorOpExists}},
-			}},
-		},
-	}, nil
+	binding := func(policy string, actions []admissionregistrationv1.ValidationAction) *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
+		return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: policy, Labels: map[string]string{"app.kubernetes.io/name": "credbroker"}},
+			Spec:       admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy, ValidationActions: actions},
+		}
+	}
+	images := binding(PolicyName, actions)
+	images.Spec.MatchResources = &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: LabelTenant, Operator: metav1.LabelSelectorOpExists}},
+	}}
+	return []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{images, binding(GuardName, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny})}, nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -12,35 +14,54 @@ import (
 	"github.com/credbroker/credbroker/admission"
 )
 
-// ApplyAdmissionPolicy makes the cluster hold credbroker's image ownership
-// policy and its binding in mode m (server-side apply, so that a later
-// start with another mode or a newer policy takes over the fields). The
-// Helm chart ships both itself; this is for clusters set up without it,
-// and needs the right to write the two objects.
-func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode) error {
-	policy, err := admission.Policy()
+// ApplyAdmissionPolicy makes the cluster hold credbroker's admission
+// policies and their bindings, the image ownership policy in mode m
+// (server-side apply, so that a later start with another mode or a newer
+// policy takes over the fields). The guard exempts user, credbroker's
+// identity; with "" whoever client authenticates as, which the API server
+// says (SelfSubjectReview). The Helm chart ships all four objects itself;
+// this is for clusters set up without it, and needs the right to write
+// them.
+func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode, user string) error {
+	bindings, err := admission.Bindings(m)
 	if err != nil {
 		return err
 	}
-	binding, err := admission.Binding(m)
+	if user == "" {
+		self, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("ask the API server who credbroker is: %w", err)
+		}
+		user = self.Status.UserInfo.Username
+	}
+	guard, err := admission.Guard(user)
+	if err != nil {
+		return err
+	}
+	policy, err := admission.Policy()
 	if err != nil {
 		return err
 	}
 	force := true
 	opts := metav1.PatchOptions{FieldManager: Component, Force: &force}
 	api := client.AdmissionregistrationV1()
-	body, err := json.Marshal(policy)
-	if err != nil {
-		return err
+	for _, p := range []*admissionregistrationv1.ValidatingAdmissionPolicy{policy, guard} {
+		body, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		if _, err := api.ValidatingAdmissionPolicies().Patch(ctx, p.Name, types.ApplyPatchType, body, opts); err != nil {
+			return fmt.Errorf("apply ValidatingAdmissionPolicy %s: %w", p.Name, err)
+		}
 	}
-	if _, err := api.ValidatingAdmissionPolicies().Patch(ctx, policy.Name, types.ApplyPatchType, body, opts); err != nil {
-		return fmt.Errorf("apply ValidatingAdmissionPolicy %s: %w", policy.Name, err)
-	}
-	if body, err = json.Marshal(binding); err != nil {
-		return err
-	}
-	if _, err := api.ValidatingAdmissionPolicyBindings().Patch(ctx, binding.Name, types.ApplyPatchType, body, opts); err != nil {
-		return fmt.Errorf("apply ValidatingAdmissionPolicyBinding %s: %w", binding.Name, err)
+	for _, b := range bindings {
+		body, err := json.Marshal(b)
+		if err != nil {
+			return err
+		}
+		if _, err := api.ValidatingAdmissionPolicyBindings().Patch(ctx, b.Name, types.ApplyPatchType, body, opts); err != nil {
+			return fmt.Errorf("apply ValidatingAdmissionPolicyBinding %s: %w", b.Name, err)
+		}
 	}
 	return nil
 }

@@ -96,7 +96,7 @@ func adminWithWarnings(t *testing.T) (kubernetes.Interface, *warnings) {
 // or so).
 func applyPolicy(t *testing.T, m admission.Mode, ns string) {
 	t.Helper()
-	if err := ApplyAdmissionPolicy(context.Background(), admin, m); err != nil {
+	if err := ApplyAdmissionPolicy(context.Background(), admin, m, admission.GuardUser); err != nil {
 		t.Fatal(err)
 	}
 	client, w := adminWithWarnings(t)
@@ -327,11 +327,25 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("a mark is repaired", func(t *testing.T) {
-		// Whoever may patch namespaces (a platform admin, another
-		// controller) and strips or widens the mark is undone.
+		// The guard holds off even cluster-admin; with it lifted, whoever
+		// strips or widens a mark is undone.
+		widen := `{"metadata":{"annotations":{"credbroker.io/image-scopes":"ghcr.io/acme ghcr.io/evil"}}}`
+		_, err := admin.CoreV1().Namespaces().Patch(ctx, selected, types.MergePatchType, []byte(widen), metav1.PatchOptions{})
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), admission.GuardName) {
+			t.Fatalf("cluster-admin widened a mark past the guard: %v", err)
+		}
+		if err := admin.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, admission.GuardName, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { applyPolicy(t, admission.Enforce, listed) })
+		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+			_, err := admin.CoreV1().Namespaces().Patch(ctx, selected, types.MergePatchType, []byte(widen), metav1.PatchOptions{})
+			return err == nil, fmt.Sprintf("with the guard's binding gone: %v", err)
+		})
+		waitForMark(t, selected, tn.ID, scopes)
 		for _, patch := range []string{
-			`{"metadata":{"annotations":{"credbroker.io/image-scopes":"ghcr.io/acme ghcr.io/evil"}}}`,
 			`{"metadata":{"labels":{"credbroker.io/tenant":null}}}`,
+			`{"metadata":{"labels":{"credbroker.io/tenant":"another"}}}`,
 		} {
 			if _, err := admin.CoreV1().Namespaces().Patch(ctx, selected, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 				t.Fatal(err)
@@ -341,8 +355,9 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("a labelled namespace without scopes runs nothing", func(t *testing.T) {
-		// outside is beyond the Syncer's scope, so nobody repairs it.
-		if _, err := admin.CoreV1().Namespaces().Patch(ctx, outside, types.MergePatchType,
+		// outside is beyond the Syncer's scope, so nobody repairs it; only
+		// credbroker's own identity gets past the guard.
+		if _, err := brokerClient(t).CoreV1().Namespaces().Patch(ctx, outside, types.MergePatchType,
 			[]byte(`{"metadata":{"labels":{"credbroker.io/tenant":"`+tn.ID+`"}}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/credbroker/credbroker/admission"
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
@@ -55,6 +56,8 @@ type serveConfig struct {
 	reviewAudience   string
 	providerAudience string
 	providerCache    time.Duration
+	markNamespaces   bool
+	admissionPolicy  string
 	githubURL        string
 	appID            int64
 	appKeyFile       string
@@ -143,6 +146,8 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&cfg.tokenReview, "auth-token-review", false, "accept Kubernetes ServiceAccount tokens, checked with the TokenReview API")
 	fs.StringVar(&cfg.reviewAudience, "auth-token-review-audience", "credbroker", "audience a reviewed token must be issued for")
 	fs.StringVar(&cfg.providerAudience, "provider-audience", "credbroker", "audience of the Pod ServiceAccount tokens the kubelet credential provider exchanges (the serviceAccountTokenAudience of its CredentialProviderConfig)")
+	fs.BoolVar(&cfg.markNamespaces, "mark-namespaces", true, "label and annotate every bound namespace with its tenant and image scopes, which the admission policy reads (docs/admission.md); needs patch on namespaces")
+	fs.StringVar(&cfg.admissionPolicy, "admission-policy", "", "apply the admission policies at start: enforce or dry-run (the chart ships them instead; needs the right to write ValidatingAdmissionPolicies); none when empty")
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
 
@@ -183,6 +188,9 @@ func (cfg *serveConfig) devDefaults(set map[string]bool) {
 	if !set["leader-elect"] {
 		cfg.leaderElect = false // one replica
 	}
+	if !set["admission-policy"] {
+		cfg.admissionPolicy = string(admission.Enforce)
+	}
 }
 
 // validate refuses contradictory or unsafe settings.
@@ -197,6 +205,14 @@ func (cfg serveConfig) validate() error {
 		}
 		if cfg.webhookSecret == "" {
 			return errors.New("--webhook-url needs --webhook-secret-file: the backend must be able to tell credbroker's events from forgeries")
+		}
+	}
+	if cfg.admissionPolicy != "" {
+		if _, err := admission.Mode(cfg.admissionPolicy).Actions(); err != nil {
+			return fmt.Errorf("--admission-policy: %w", err)
+		}
+		if !cfg.markNamespaces {
+			return errors.New("--admission-policy needs --mark-namespaces: the policy reads the marks")
 		}
 	}
 	if cfg.providerCache <= 0 {

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/utils/clock"
 
+	"github.com/credbroker/credbroker/admission"
 	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/broker"
@@ -132,6 +133,11 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if err := p.registry.CheckSealed(ctx); err != nil {
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}
+	if cfg.admissionPolicy != "" && p.clients.Requests != nil {
+		if err := k8ssync.ApplyAdmissionPolicy(ctx, p.clients.Requests, admission.Mode(cfg.admissionPolicy), ""); err != nil {
+			return err
+		}
+	}
 	if dev != nil {
 		if err := dev.registerDemo(ctx, p.registry); err != nil {
 			return err
@@ -216,7 +222,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 	}
 	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck, PlainHTTP: cfg.plainHTTPRegistry()}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
-		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope()},
+		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope(), MarkNamespaces: cfg.markNamespaces},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
 	lead := term.Hold
 	wg.Go(func() {

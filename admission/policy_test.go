@@ -1,0 +1,74 @@
+package admission
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestTheChartShipsThesePolicies(t *testing.T) {
+	for file, want := range map[string][]byte{
+		"../charts/credbroker/files/admission-policy.yaml": PolicyYAML,
+		"../charts/credbroker/files/admission-guard.yaml":  GuardYAML,
+	} {
+		got, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the policy credbroker applies: run make generate", file)
+		}
+	}
+}
+
+func TestPoliciesDecode(t *testing.T) {
+	policy, err := Policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if policy.Name != PolicyName || len(policy.Spec.Validations) == 0 {
+		t.Errorf("policy %s with %d validations", policy.Name, len(policy.Spec.Validations))
+	}
+	guard, err := Guard("system:serviceaccount:platform:cb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cond := guard.Spec.MatchConditions[0].Expression; !strings.Contains(cond, "'system:serviceaccount:platform:cb'") || strings.Contains(cond, GuardUser) {
+		t.Errorf("the guard exempts %s", cond)
+	}
+	for _, user := range []string{"", "x' || true || '"} {
+		if _, err := Guard(user); err == nil {
+			t.Errorf("Guard(%q) made a policy", user)
+		}
+	}
+}
+
+func TestBindings(t *testing.T) {
+	for _, tc := range []struct {
+		mode Mode
+		want string
+	}{
+		{Enforce, "[Deny]"},
+		{DryRun, "[Warn Audit]"},
+	} {
+		bindings, err := Bindings(tc.mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		images, guard := bindings[0], bindings[1]
+		if got := fmt.Sprint(images.Spec.ValidationActions); got != tc.want {
+			t.Errorf("%s: the image policy's actions %s, want %s", tc.mode, got, tc.want)
+		}
+		if fmt.Sprint(guard.Spec.ValidationActions) != "[Deny]" || guard.Spec.PolicyName != GuardName {
+			t.Errorf("%s: the guard binding %+v", tc.mode, guard.Spec)
+		}
+		if sel := images.Spec.MatchResources.NamespaceSelector.MatchExpressions; len(sel) != 1 || sel[0].Key != LabelTenant {
+			t.Errorf("the image policy binds %+v", sel)
+		}
+	}
+	if _, err := Bindings("audit"); err == nil {
+		t.Error("an unknown mode made bindings")
+	}
+}
