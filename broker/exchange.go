@@ -169,27 +169,49 @@ func (x *Exchanger) exchange(pod PodIdentity, image string) (PullGrant, error) {
 	if !v.Allowed {
 		return PullGrant{}, denied(DenyImageNotAllowed, t.ID, "tenant %s may not pull %s: %s", t.ID, image, v.Message)
 	}
-	pub, err := x.pubs.open(t.ID)
-	if errors.Is(err, errNotPublished) {
-		return PullGrant{}, denied(DenyCredentialNotReady, t.ID, "tenant %s has no credential published yet; see its credential status", t.ID)
-	}
+	pub, now, err := x.published(t)
 	if err != nil {
 		return PullGrant{}, err
 	}
-	now := x.cfg.Clock.Now()
 	cred := pub.Credential
-	switch {
-	case pub.OwnerID != t.Owner.ID:
-		return PullGrant{}, denied(DenyCredentialNotReady, t.ID, "tenant %s's credential is not yet proved for its owner %s", t.ID, t.Owner.Login)
-	case !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt):
-		return PullGrant{}, denied(DenyCredentialNotReady, t.ID, "tenant %s's credential expired at %s and no new one is published; see its credential status",
-			t.ID, cred.ExpiresAt.UTC().Format(time.RFC3339))
-	}
 	cacheFor := x.cfg.MaxCache
 	if !cred.ExpiresAt.IsZero() {
 		cacheFor = max(0, min(cacheFor, cred.ExpiresAt.Sub(now)-ExpiryMargin))
 	}
 	return PullGrant{TenantID: t.ID, Credential: cred, Fingerprint: pub.fingerprint, Prefix: imagePrefix(image), CacheFor: cacheFor.Truncate(time.Second)}, nil
+}
+
+// published returns t's published credential if a kubelet may use it now,
+// or a CREDENTIAL_NOT_READY denial saying why not.
+func (x *Exchanger) published(t Tenant) (publication, time.Time, error) {
+	pub, err := x.pubs.open(t.ID)
+	if errors.Is(err, errNotPublished) {
+		return pub, time.Time{}, denied(DenyCredentialNotReady, t.ID, "tenant %s has no credential published yet; see its credential status", t.ID)
+	}
+	if err != nil {
+		return pub, time.Time{}, err
+	}
+	now := x.cfg.Clock.Now()
+	switch expires := pub.Credential.ExpiresAt; {
+	case pub.OwnerID != t.Owner.ID:
+		return pub, now, denied(DenyCredentialNotReady, t.ID, "tenant %s's credential is not yet proved for its owner %s", t.ID, t.Owner.Login)
+	case !expires.IsZero() && !now.Before(expires):
+		return pub, now, denied(DenyCredentialNotReady, t.ID, "tenant %s's credential expired at %s and no new one is published; see its credential status",
+			t.ID, expires.UTC().Format(time.RFC3339))
+	}
+	return pub, now, nil
+}
+
+// CredentialReady says whether a Pod of t's would get a credential from
+// the provider now: nil when it would, or when t pulls with its Secret (of
+// which this replica knows nothing), a CREDENTIAL_NOT_READY denial when it
+// would not, another error when the publications are not loaded.
+func (x *Exchanger) CredentialReady(t Tenant) error {
+	if !t.ServesProvider() {
+		return nil
+	}
+	_, _, err := x.published(t)
+	return err
 }
 
 // imagePrefix is "<registry>/<owner>" of an image ValidateImage allowed,

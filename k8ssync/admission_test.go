@@ -2,13 +2,17 @@ package k8ssync
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -394,4 +398,90 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 			return err == nil, fmt.Sprintf("after unbinding: %v", err)
 		})
 	})
+}
+
+// notReady is a Readiness for which every tenant's credential is missing.
+type notReady struct{}
+
+func (notReady) CredentialReady(t broker.Tenant) error {
+	return &broker.DeniedError{Denial: broker.DenyCredentialNotReady, TenantID: t.ID, Msg: "tenant " + t.ID + " has no credential published yet"}
+}
+
+// The webhook, called by a real API server over TLS: refusals carry its
+// message, a tenant whose credential is not ready gets a warning at
+// admission, and with the webhook gone the bound namespaces fail closed
+// while the others go on.
+func TestAdmissionWebhookAtTheAPIServer(t *testing.T) {
+	requireCluster(t)
+	ctx := context.Background()
+	label := unique("hook")
+	bound, free := label+"-bound", label+"-free"
+	createNamespace(t, bound, map[string]string{"hook": label})
+	createNamespace(t, free, nil)
+	tn := tenant(label, func(t *broker.Tenant) { t.PullMode = broker.PullProvider })
+
+	srv := httptest.NewUnstartedServer(admission.NewWebhook(fixedOwner{tn}, notReady{}, slog.New(slog.DiscardHandler)))
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	url := srv.URL + admission.WebhookPath
+	fail, none, timeout := admissionregistrationv1.Fail, admissionregistrationv1.SideEffectClassNone, int32(5)
+	config := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: label},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    "images.credbroker.io",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
+			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}, Rule: admissionregistrationv1.Rule{APIGroups: []string{"", "apps"}, APIVersions: []string{"v1"}, Resources: []string{"pods", "pods/ephemeralcontainers", "deployments"}}}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"hook": label}},
+			FailurePolicy:           &fail,
+			SideEffects:             &none,
+			TimeoutSeconds:          &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+		}}}
+	if _, err := admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, config, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, label, metav1.DeleteOptions{})
+	})
+	client, w := adminWithWarnings(t)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		_, err := client.CoreV1().Pods(bound).Create(ctx, podOf("probe", "quay.io/evil/app"), dryRun)
+		return err != nil && strings.Contains(err.Error(), "WRONG_REGISTRY"), fmt.Sprintf("webhook not called yet: %v", err)
+	})
+
+	w.take()
+	if _, err := client.CoreV1().Pods(bound).Create(ctx, podOf("own", "ghcr.io/acme/app:1"), dryRun); err != nil {
+		t.Errorf("the tenant's own image: %v", err)
+	}
+	if got := w.take(); len(got) != 1 || !strings.Contains(got[0], "no credential published yet") {
+		t.Errorf("warnings %q, want the credential's state", got)
+	} else {
+		t.Logf("warning: %s", got[0])
+	}
+	_, err := client.CoreV1().Pods(bound).Create(ctx, podOf("evil", "ghcr.io/evil/app:1"), dryRun)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "image ghcr.io/evil/app:1 (WRONG_OWNER)") {
+		t.Errorf("another owner's image: %v", err)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	_, err = admin.AppsV1().Deployments(bound).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "d"},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "busybox"}}}}}}, dryRun)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "IMPLICIT_DOCKER_HUB") {
+		t.Errorf("a Deployment of busybox: %v", err)
+	}
+
+	// failurePolicy Fail: with the webhook gone, its namespaces admit
+	// nothing, and the rest of the cluster does not notice.
+	srv.Close()
+	_, err = admin.CoreV1().Pods(bound).Create(ctx, podOf("own", "ghcr.io/acme/app:1"), dryRun)
+	if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+		t.Errorf("with the webhook down: %v, want a refusal", err)
+	} else {
+		t.Logf("webhook down: %v", err)
+	}
+	if _, err := admin.CoreV1().Pods(free).Create(ctx, podOf("other", "busybox"), dryRun); err != nil {
+		t.Errorf("a namespace the webhook does not select: %v", err)
+	}
 }

@@ -58,6 +58,7 @@ type serveConfig struct {
 	providerCache    time.Duration
 	markNamespaces   bool
 	admissionPolicy  string
+	admissionWebhook bool
 	githubURL        string
 	appID            int64
 	appKeyFile       string
@@ -148,6 +149,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.providerAudience, "provider-audience", "credbroker", "audience of the Pod ServiceAccount tokens the kubelet credential provider exchanges (the serviceAccountTokenAudience of its CredentialProviderConfig)")
 	fs.BoolVar(&cfg.markNamespaces, "mark-namespaces", true, "label and annotate every bound namespace with its tenant and image scopes, which the admission policy reads (docs/admission.md); needs patch on namespaces")
 	fs.StringVar(&cfg.admissionPolicy, "admission-policy", "", "apply the admission policies at start: enforce or dry-run (the chart ships them instead; needs the right to write ValidatingAdmissionPolicies); none when empty")
+	fs.BoolVar(&cfg.admissionWebhook, "admission-webhook", false, "serve the validating admission webhook at POST "+admission.WebhookPath+" on the HTTP listener, over its TLS (docs/admission.md)")
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
 
@@ -214,6 +216,9 @@ func (cfg serveConfig) validate() error {
 		if !cfg.markNamespaces {
 			return errors.New("--admission-policy needs --mark-namespaces: the policy reads the marks")
 		}
+	}
+	if cfg.admissionWebhook && cfg.tlsCert == "" {
+		return errors.New("--admission-webhook needs --tls-cert-file: the API server calls webhooks over HTTPS only")
 	}
 	if cfg.providerCache <= 0 {
 		return fmt.Errorf("--provider-max-cache %s: want a positive duration", cfg.providerCache)

@@ -70,6 +70,8 @@ type parts struct {
 	// publications are the credentials the leader published, for the
 	// credential provider exchange on every replica.
 	publications *broker.Publications
+	// webhook is the validating admission webhook, when served.
+	webhook http.Handler
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(string) string) error {
@@ -170,6 +172,10 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 		// Every replica stores deliveries; the leader acts on them.
 		handlers["POST /webhooks/github"] = github.WebhookHandler(secret, p.deliveries.Accept, log)
 	}
+	if p.webhook != nil {
+		// The API server calls it: no caller identity, answers to anyone.
+		handlers["POST "+admission.WebhookPath] = p.webhook
+	}
 	authn, err := authenticators(cfg, p.clients.Requests, dev, log)
 	if err != nil {
 		return nil, err
@@ -267,5 +273,8 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 	wg.Go(func() { events.Run(ctx) })
 	exchanger := broker.NewExchanger(owners, p.publications,
 		broker.ExchangerConfig{MaxCache: cfg.providerCache, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
+	if cfg.admissionWebhook {
+		p.webhook = admission.NewWebhook(owners, exchanger, log)
+	}
 	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log)
 }

@@ -1,0 +1,185 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// WebhookPath is where the webhook is served.
+const WebhookPath = "/admission/validate"
+
+// Readiness says whether a tenant's Pods would get a credential now
+// (broker.Exchanger answers for the tenants the credential provider serves).
+type Readiness interface {
+	CredentialReady(t broker.Tenant) error
+}
+
+// Webhook is a validating admission webhook with the policy's rules, for
+// clusters without ValidatingAdmissionPolicy, plus what CEL cannot know: a
+// Pod admitted while its tenant's credential is not ready gets a warning,
+// before it meets ImagePullBackOff. Every replica serves it from memory.
+type Webhook struct {
+	owners    broker.NamespaceOwners
+	readiness Readiness // nil: no readiness warnings
+	log       *slog.Logger
+}
+
+// NewWebhook returns the webhook; readiness may be nil.
+func NewWebhook(owners broker.NamespaceOwners, readiness Readiness, log *slog.Logger) *Webhook {
+	return &Webhook{owners: owners, readiness: readiness, log: log}
+}
+
+// ServeHTTP answers an AdmissionReview (admission.k8s.io/v1). A request it
+// cannot judge (tenants not loaded yet) gets a 503, and the API server
+// applies the webhook's failurePolicy.
+func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var review admissionv1.AdmissionReview
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(&review); err != nil || review.Request == nil {
+		http.Error(w, fmt.Sprintf("want an AdmissionReview with a request: %v", err), http.StatusBadRequest)
+		return
+	}
+	if gv := admissionv1.SchemeGroupVersion.String(); review.APIVersion != gv {
+		http.Error(w, fmt.Sprintf("AdmissionReview %s: want %s", review.APIVersion, gv), http.StatusBadRequest)
+		return
+	}
+	resp, err := h.review(r.Context(), review.Request)
+	if err != nil {
+		h.log.WarnContext(r.Context(), "admission review failed", slog.String("namespace", review.Request.Namespace),
+			slog.String("kind", review.Request.Kind.Kind), slog.Any("error", err))
+		status := http.StatusBadRequest
+		if errors.Is(err, broker.ErrUnavailable) {
+			status = http.StatusServiceUnavailable
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	resp.UID = review.Request.UID
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp})
+}
+
+func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+	allow := &admissionv1.AdmissionResponse{Allowed: true}
+	if req.Namespace == "" || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
+		return allow, nil
+	}
+	images, judged, err := addedImages(req)
+	if err != nil || !judged {
+		return allow, err
+	}
+	t, bound, err := h.owners.NamespaceOwner(req.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("find the tenant of namespace %s: %w", req.Namespace, err)
+	}
+	if !bound || len(images) == 0 {
+		return allow, nil
+	}
+	var refused []string
+	for _, image := range images {
+		if v := broker.ValidateImage(t, image); !v.Allowed {
+			refused = append(refused, fmt.Sprintf("image %s (%s): %s", image, v.Reason, v.Message))
+		}
+	}
+	if len(refused) > 0 {
+		h.log.InfoContext(ctx, "admission denied", slog.String("tenant", t.ID), slog.String("namespace", req.Namespace),
+			slog.String("kind", req.Kind.Kind), slog.String("name", req.Name), slog.String("user", req.UserInfo.Username), slog.Int("refused", len(refused)))
+		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
+			Message: fmt.Sprintf("credbroker: namespace %s belongs to tenant %s; refused: %s", req.Namespace, t.ID, strings.Join(refused, "; "))}}, nil
+	}
+	if h.readiness != nil {
+		var d *broker.DeniedError
+		if err := h.readiness.CredentialReady(t); errors.As(err, &d) {
+			allow.Warnings = []string{fmt.Sprintf("credbroker: %s: this namespace's pulls will fail until it is (%s)", d.Msg, d.Denial)}
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return allow, nil
+}
+
+// podSpec is the part of a PodSpec the webhook reads.
+type podSpec struct {
+	Containers          []struct{ Image string } `json:"containers"`
+	InitContainers      []struct{ Image string } `json:"initContainers"`
+	EphemeralContainers []struct{ Image string } `json:"ephemeralContainers"`
+}
+
+func (s podSpec) images() []string {
+	var out []string
+	for _, list := range [][]struct{ Image string }{s.Containers, s.InitContainers, s.EphemeralContainers} {
+		for _, c := range list {
+			out = append(out, c.Image)
+		}
+	}
+	return out
+}
+
+// workload holds the Pod spec of any kind the policy matches: a Pod's own,
+// a controller's template, a CronJob's job template.
+type workload struct {
+	Spec struct {
+		podSpec
+		Template struct {
+			Spec podSpec `json:"spec"`
+		} `json:"template"`
+		JobTemplate struct {
+			Spec struct {
+				Template struct {
+					Spec podSpec `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
+	} `json:"spec"`
+}
+
+// judgedKinds are the kinds (group/Kind) the policy matches.
+var judgedKinds = map[string]bool{
+	"/Pod": true, "apps/Deployment": true, "apps/StatefulSet": true, "apps/DaemonSet": true, "apps/ReplicaSet": true,
+	"batch/Job": true, "batch/CronJob": true,
+}
+
+// addedImages returns the images of the request's object that its old
+// object (on UPDATE) did not have: what the policy judges. judged is false
+// for a kind or subresource the policy does not match.
+func addedImages(req *admissionv1.AdmissionRequest) (images []string, judged bool, err error) {
+	if !judgedKinds[req.Kind.Group+"/"+req.Kind.Kind] || (req.SubResource != "" && req.SubResource != "ephemeralcontainers") {
+		return nil, false, nil
+	}
+	imagesOf := func(raw []byte) ([]string, error) {
+		if len(raw) == 0 {
+			return nil, nil
+		}
+		var w workload
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return nil, fmt.Errorf("decode the %s: %w", req.Kind.Kind, err)
+		}
+		switch req.Kind.Kind {
+		case "Pod":
+			return w.Spec.images(), nil
+		case "CronJob":
+			return w.Spec.JobTemplate.Spec.Template.Spec.images(), nil
+		}
+		return w.Spec.Template.Spec.images(), nil
+	}
+	now, err := imagesOf(req.Object.Raw)
+	if err != nil {
+		return nil, true, err
+	}
+	old, err := imagesOf(req.OldObject.Raw)
+	if err != nil {
+		return nil, true, err
+	}
+	return slices.DeleteFunc(now, func(image string) bool { return slices.Contains(old, image) }), true, nil
+}

@@ -1,0 +1,142 @@
+package admission
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// owners binds namespace "web" to tenant web, owner acme on ghcr.io.
+type owners struct{ err error }
+
+func (o owners) NamespaceOwner(ns string) (broker.Tenant, bool, error) {
+	if o.err != nil {
+		return broker.Tenant{}, false, o.err
+	}
+	if ns != "web" {
+		return broker.Tenant{}, false, nil
+	}
+	return broker.Tenant{ID: "web", Owner: broker.Owner{Login: "acme", ID: 1}, Registries: []string{"ghcr.io"}, PullMode: broker.PullProvider}, true, nil
+}
+
+type readiness struct{ err error }
+
+func (r readiness) CredentialReady(broker.Tenant) error { return r.err }
+
+func podJSON(images ...string) string {
+	var containers []string
+	for i, image := range images {
+		containers = append(containers, fmt.Sprintf(`{"name":"c%d","image":%q}`, i, image))
+	}
+	return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[` + strings.Join(containers, ",") + `]}}`
+}
+
+func TestWebhookJudgesLikeThePolicy(t *testing.T) {
+	pod := metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	cronJob := metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}
+	notReady := &broker.DeniedError{Denial: broker.DenyCredentialNotReady, TenantID: "web", Msg: "tenant web has no credential published yet"}
+	tests := []struct {
+		name      string
+		ns        string
+		op        admissionv1.Operation
+		kind      metav1.GroupVersionKind
+		sub       string
+		object    string
+		old       string
+		ready     error
+		allowed   bool
+		message   string // in the refusal, or in the warning
+		warnings  int
+		httpError int
+	}{
+		{name: "own image", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1"), allowed: true},
+		{name: "another owner's", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1", "ghcr.io/evil/app:1"),
+			message: "image ghcr.io/evil/app:1 (WRONG_OWNER)"},
+		{name: "Docker Hub", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("busybox"), message: "(IMPLICIT_DOCKER_HUB)"},
+		{name: "unbound namespace", ns: "other", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/evil/app:1"), allowed: true},
+		{name: "a CronJob's template", ns: "web", op: admissionv1.Create, kind: cronJob,
+			object: `{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"quay.io/acme/x"}]}}}}}}`, message: "(WRONG_REGISTRY)"},
+		{name: "an update judges only what it adds", ns: "web", op: admissionv1.Update, kind: pod,
+			object: podJSON("ghcr.io/evil/old:1", "ghcr.io/acme/new:1"), old: podJSON("ghcr.io/evil/old:1"), allowed: true},
+		{name: "an ephemeral container", ns: "web", op: admissionv1.Update, kind: pod, sub: "ephemeralcontainers",
+			object: `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"ephemeralContainers":[{"name":"dbg","image":"busybox"}]}}`,
+			old: podJSON("ghcr.io/acme/app:1"), message: "image busybox (IMPLICIT_DOCKER_HUB)"},
+		{name: "a status update is not judged", ns: "web", op: admissionv1.Update, kind: pod, sub: "status", object: podJSON("busybox"), allowed: true},
+		{name: "credential not ready warns", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1"), ready: notReady,
+			allowed: true, warnings: 1, message: "no credential published yet"},
+		{name: "garbage object", ns: "web", op: admissionv1.Create, kind: pod, object: `{"spec":{"containers":"nope"}}`, httpError: http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewWebhook(owners{}, readiness{tc.ready}, slog.New(slog.DiscardHandler))
+			review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+				Request: &admissionv1.AdmissionRequest{UID: types.UID("uid-1"), Kind: tc.kind, Namespace: tc.ns, Operation: tc.op, SubResource: tc.sub,
+					Object: runtime.RawExtension{Raw: []byte(tc.object)}}}
+			if tc.old != "" {
+				review.Request.OldObject = runtime.RawExtension{Raw: []byte(tc.old)}
+			}
+			resp := post(t, h, review)
+			if tc.httpError != 0 {
+				if resp.Code != tc.httpError {
+					t.Fatalf("status %d, want %d", resp.Code, tc.httpError)
+				}
+				return
+			}
+			var got admissionv1.AdmissionReview
+			if err := json.Unmarshal(resp.Body.Bytes(), &got); err != nil || got.Response == nil {
+				t.Fatalf("answer %d %s: %v", resp.Code, resp.Body, err)
+			}
+			r := got.Response
+			if r.UID != "uid-1" || r.Allowed != tc.allowed || len(r.Warnings) != tc.warnings {
+				t.Fatalf("answer %+v, want allowed %v with %d warnings", r, tc.allowed, tc.warnings)
+			}
+			text := strings.Join(r.Warnings, " ")
+			if r.Result != nil {
+				text = r.Result.Message
+				if r.Result.Code != http.StatusForbidden {
+					t.Errorf("refused with code %d", r.Result.Code)
+				}
+			}
+			if !strings.Contains(text, tc.message) {
+				t.Errorf("message %q lacks %q", text, tc.message)
+			}
+		})
+	}
+}
+
+func TestWebhookAsksForTheFailurePolicyWhenItCannotTell(t *testing.T) {
+	h := NewWebhook(owners{err: fmt.Errorf("%w: tenants not loaded", broker.ErrUnavailable)}, nil, slog.New(slog.DiscardHandler))
+	review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "web",
+			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(podJSON("ghcr.io/acme/app:1"))}}}
+	if resp := post(t, h, review); resp.Code != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503 (the API server applies failurePolicy)", resp.Code)
+	}
+	review.APIVersion = "admission.k8s.io/v1beta1"
+	if resp := post(t, h, review); resp.Code != http.StatusBadRequest {
+		t.Errorf("a v1beta1 review: status %d, want 400", resp.Code)
+	}
+}
+
+func post(t *testing.T, h http.Handler, review admissionv1.AdmissionReview) *httptest.ResponseRecorder {
+	t.Helper()
+	body, err := json.Marshal(review)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, WebhookPath, bytes.NewReader(body)))
+	return rec
+}
