@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +16,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/credbroker/credbroker/admission"
+	"github.com/credbroker/credbroker/auth/authtest"
 	"github.com/credbroker/credbroker/internal/testenv"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -163,11 +167,36 @@ func TestHelmChart(t *testing.T) {
 	if got := nodeGrants["ClusterRoleBinding credbroker-node-token-audience"]; !strings.Contains(got, "Group rbac.authorization.k8s.io system:nodes") || strings.Count(got, "{") != 2 {
 		t.Errorf("the nodes' ClusterRoleBinding: %s, want the group system:nodes only", got)
 	}
-	manifests, err := helm(t, append([]string{"template", "credbroker", chart, "--namespace", "credbroker"}, chartValues...)...)
+	// With the admission webhook too, whose CA the API server must get.
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: authtest.NewCA(t).Cert.Raw}))
+	manifests, err := helm(t, append([]string{"template", "credbroker", chart, "--namespace", "credbroker",
+		"--set", "admission.webhook.enabled=true", "--set-string", "admission.webhook.caBundle=" + caPEM}, chartValues...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	objs := decode(t, manifests)
+	var policies []string
+	for _, o := range objs {
+		switch a := o.(type) {
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			policies = append(policies, a.Name)
+			if a.Name == admission.GuardName && !strings.Contains(a.Spec.MatchConditions[0].Expression, "'system:serviceaccount:credbroker:credbroker'") {
+				t.Errorf("the guard exempts %s, not the chart's ServiceAccount", a.Spec.MatchConditions[0].Expression)
+			}
+		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			policies = append(policies, a.Name+" "+fmt.Sprint(a.Spec.ValidationActions))
+		case *admissionregistrationv1.ValidatingWebhookConfiguration:
+			hook := a.Webhooks[0]
+			policies = append(policies, "webhook "+string(*hook.FailurePolicy))
+			if svc := hook.ClientConfig.Service; svc == nil || *svc.Path != admission.WebhookPath || string(hook.ClientConfig.CABundle) != caPEM {
+				t.Errorf("the webhook is called at %+v with CA %q", svc, hook.ClientConfig.CABundle)
+			}
+		}
+	}
+	slices.Sort(policies)
+	if want := []string{admission.PolicyName, admission.PolicyName + " [Deny]", admission.GuardName, admission.GuardName + " [Deny]", "webhook Fail"}; !slices.Equal(policies, want) {
+		t.Errorf("admission objects %q, want %q", policies, want)
+	}
 
 	var kinds []string
 	for _, o := range objs {
@@ -186,7 +215,8 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("the credbroker container is not locked down: %+v %+v", pod.SecurityContext, sc)
 			}
 			args := strings.Join(c.Args, " ")
-			for _, want := range []string{"--store=kubernetes", "--leader-elect=true", "--tls-cert-file=", "--auth-token-file=", "--auth-policy-file=", "--webhook-url="} {
+			for _, want := range []string{"--store=kubernetes", "--leader-elect=true", "--tls-cert-file=", "--auth-token-file=", "--auth-policy-file=", "--webhook-url=",
+				"--mark-namespaces=true", "--admission-webhook"} {
 				if !strings.Contains(args, want) {
 					t.Errorf("args %q lack %s", args, want)
 				}

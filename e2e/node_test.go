@@ -20,7 +20,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/auth/authtest"
@@ -120,7 +122,12 @@ func TestTheChartOnARealNode(t *testing.T) {
 		"--set", "credentialProvider.daemonSet.enabled=true", "--set", "credentialProvider.daemonSet.broker="+brokerAddr,
 		"--set", "credentialProvider.daemonSet.binDir="+providerDir+"/bin", "--set", "credentialProvider.daemonSet.config="+providerDir+"/credbroker.yaml",
 		"--set", "credentialProvider.daemonSet.caConfigMap=credbroker-ca",
-		"--set", "credentialProvider.daemonSet.matchImages[0]="+net.JoinHostPort(hostIP, registryPort))
+		"--set", "credentialProvider.daemonSet.matchImages[0]="+net.JoinHostPort(hostIP, registryPort),
+		// The admission policy's dry run, the rollout's first step: Pods of
+		// other owners' images are admitted with a warning (and then show
+		// what the registry and the credential provider make of them),
+		// until a subtest enforces it.
+		"--set", "admission.policy.validationActions={Warn,Audit}")
 	if err != nil {
 		t.Fatalf("helm install: %v\n%s", err, brokerPods(node))
 	}
@@ -196,8 +203,10 @@ func TestTheChartOnARealNode(t *testing.T) {
 	testenv.Eventually(t, time.Minute, testenv.Holds("no pull Secret in a-ns and c-ns", func() bool { return secret("a-ns") != "" && secret("c-ns") != "" }))
 
 	// expect creates a Pod (pulling always, so that every Pod pulls with its
-	// own credentials) and checks how its pull ends, logging the Events;
-	// a message starting with "!" must not be among them.
+	// own credentials) and checks how its pull ends, logging the Events and
+	// the warnings of its admission; a message starting with "!" must not
+	// be among them.
+	warned, warnings := testenv.WarnedClient(t, node.Config)
 	expect := func(t *testing.T, ns, name, image string, pullSecret bool, want string, message ...string) time.Time {
 		t.Helper()
 		pod := &corev1.Pod{
@@ -210,10 +219,16 @@ func TestTheChartOnARealNode(t *testing.T) {
 		if pullSecret {
 			pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "ghcr-secret"}}
 		}
-		if _, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		warnings.Take()
+		if _, err := warned.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		admitted := warnings.Take()
 		outcome, describe := node.PodOutcome(t, ns, name)
+		if len(admitted) > 0 {
+			t.Logf("pod %s/%s admitted with a warning: %s", ns, name, strings.Join(admitted, " | "))
+			describe = "Admission warnings: " + strings.Join(admitted, " | ") + "\n" + describe
+		}
 		at := time.Now()
 		t.Logf("pod %s/%s (%s): %s\n%s", ns, name, image, outcome, events(describe))
 		if outcome != want && (want != "ErrImagePull" || outcome != "ImagePullBackOff") {
@@ -236,13 +251,14 @@ func TestTheChartOnARealNode(t *testing.T) {
 	t.Run("a Pod pulls its tenant's private image through the synced Secret", func(t *testing.T) {
 		// The node's credential provider is asked too, and has nothing to
 		// add for a tenant in pull mode SECRET: no warning on the Pod.
-		expect(t, "a-ns", "mine", fx.Registry+"/a-org/app:v1", true, "Running", "Successfully pulled image", "!CredentialDenied")
+		expect(t, "a-ns", "mine", fx.Registry+"/a-org/app:v1", true, "Running", "Successfully pulled image", "!CredentialDenied", "!Admission warnings")
 		if logs, _ := node.Kubectl("-n", "a-ns", "logs", "mine"); !strings.Contains(logs, "hello from a-org/app") {
 			t.Errorf("the container did not run the image: %q", logs)
 		}
 	})
 	t.Run("a Pod naming another owner's image is refused by the registry", func(t *testing.T) {
-		expect(t, "a-ns", "theirs", fx.Registry+"/b-org/app:v1", true, "ErrImagePull", "[manifests v1]: 403 Forbidden")
+		expect(t, "a-ns", "theirs", fx.Registry+"/b-org/app:v1", true, "ErrImagePull", "[manifests v1]: 403 Forbidden",
+			"ValidatingAdmissionPolicy 'credbroker-image-ownership'", "/b-org/app:v1 (WRONG_OWNER)")
 	})
 	t.Run("a Pod without imagePullSecrets pulls through its ServiceAccount", func(t *testing.T) {
 		testenv.Eventually(t, 30*time.Second, testenv.Holds("the default ServiceAccount of a-ns was not given the Secret", func() bool {
@@ -279,12 +295,34 @@ func TestTheChartOnARealNode(t *testing.T) {
 		}
 	})
 	t.Run("secretless: another owner's image gets no credential", func(t *testing.T) {
-		expect(t, "p-ns", "secretless-theirs", fx.Registry+"/b-org/app:v1", false, "ErrImagePull", "IMAGE_NOT_ALLOWED", "pull access denied")
+		expect(t, "p-ns", "secretless-theirs", fx.Registry+"/b-org/app:v1", false, "ErrImagePull", "IMAGE_NOT_ALLOWED", "pull access denied", "(WRONG_OWNER)")
 		kubeletSays(t, "IMAGE_NOT_ALLOWED")
 	})
 	t.Run("secretless: a Pod of an unbound namespace gets no credential", func(t *testing.T) {
-		expect(t, "u-ns", "unbound", fx.Registry+"/c-org/app:v1", false, "ErrImagePull", "NAMESPACE_NOT_BOUND", "pull access denied")
+		expect(t, "u-ns", "unbound", fx.Registry+"/c-org/app:v1", false, "ErrImagePull", "NAMESPACE_NOT_BOUND", "pull access denied", "!Admission warnings")
 		kubeletSays(t, "NAMESPACE_NOT_BOUND")
+	})
+	t.Run("the policy enforced: another owner's image is refused at the API server", func(t *testing.T) {
+		// The rollout's second step, as helm upgrade with
+		// admission.policy.validationActions={Deny} makes it.
+		if _, err := kube.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Patch(ctx, "credbroker-image-ownership", types.MergePatchType,
+			[]byte(`{"spec":{"validationActions":["Deny"]}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, ns := range []string{"a-ns", "p-ns"} {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "enforced"},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: fx.Registry + "/b-org/app:v1"}}}}
+			var err error
+			testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+				_, err = kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "(WRONG_OWNER)"), fmt.Sprintf("%s: %v", ns, err)
+			})
+			t.Logf("%s: %v", ns, err)
+		}
+		if _, err := kube.CoreV1().Pods("u-ns").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "free"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}}}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("an unbound namespace: %v", err)
+		}
 	})
 	t.Run("secretless: the exchange checks the token with the API server", func(t *testing.T) {
 		pod, err := kube.CoreV1().Pods("p-ns").Get(ctx, "secretless", metav1.GetOptions{})

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/credbroker/credbroker/admission"
 	"github.com/credbroker/credbroker/broker"
@@ -62,39 +60,6 @@ func verdict(err error) string {
 	return "UNNAMED " + err.Error()
 }
 
-// warnings collects the API server's Warning headers.
-type warnings struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	seen := w.seen
-	w.seen = nil
-	return seen
-}
-
-// adminWithWarnings is cluster-admin with the warnings it is sent kept.
-func adminWithWarnings(t *testing.T) (kubernetes.Interface, *warnings) {
-	t.Helper()
-	w := &warnings{}
-	cfg := rest.CopyConfig(controlPlane.Config)
-	cfg.WarningHandler = w
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client, w
-}
-
 // applyPolicy puts the policy in mode m and waits until the API server
 // acts on it in ns (its policy cache follows the objects within a second
 // or so).
@@ -103,13 +68,13 @@ func applyPolicy(t *testing.T, m admission.Mode, ns string) {
 	if err := ApplyAdmissionPolicy(context.Background(), admin, m, admission.GuardUser); err != nil {
 		t.Fatal(err)
 	}
-	client, w := adminWithWarnings(t)
+	client, w := testenv.WarnedClient(t, controlPlane.Config)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		w.take()
+		w.Take()
 		_, err := client.CoreV1().Pods(ns).Create(context.Background(), podOf("probe", "quay.io/evil/app"), dryRun)
 		got := verdict(err)
 		if m == admission.DryRun {
-			return got == "ALLOWED" && len(w.take()) > 0, "mode " + string(m) + ": " + got + " without a warning"
+			return got == "ALLOWED" && len(w.Take()) > 0, "mode " + string(m) + ": " + got + " without a warning"
 		}
 		return got == "WRONG_REGISTRY", "mode " + string(m) + ": " + got
 	})
@@ -374,17 +339,17 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	t.Run("dry run warns and admits", func(t *testing.T) {
 		applyPolicy(t, admission.DryRun, listed)
 		t.Cleanup(func() { applyPolicy(t, admission.Enforce, listed) })
-		client, w := adminWithWarnings(t)
+		client, w := testenv.WarnedClient(t, controlPlane.Config)
 		if _, err := client.CoreV1().Pods(listed).Create(ctx, podOf("warned", "ghcr.io/evil/app:1"), dryRun); err != nil {
 			t.Fatalf("dry-run mode refused: %v", err)
 		}
-		got := w.take()
+		got := w.Take()
 		if len(got) != 1 || !strings.Contains(got[0], "ghcr.io/evil/app:1 (WRONG_OWNER)") {
 			t.Errorf("warnings %q, want one naming the image and WRONG_OWNER", got)
 		}
 		t.Logf("warning: %s", strings.Join(got, " | "))
-		if _, err := client.CoreV1().Pods(listed).Create(ctx, podOf("quiet", "ghcr.io/acme/app:1"), dryRun); err != nil || len(w.take()) != 0 {
-			t.Errorf("an allowed image in dry-run mode: %v, warnings %q", err, w.take())
+		if _, err := client.CoreV1().Pods(listed).Create(ctx, podOf("quiet", "ghcr.io/acme/app:1"), dryRun); err != nil || len(w.Take()) != 0 {
+			t.Errorf("an allowed image in dry-run mode: %v, warnings %q", err, w.Take())
 		}
 	})
 
@@ -443,17 +408,17 @@ func TestAdmissionWebhookAtTheAPIServer(t *testing.T) {
 	t.Cleanup(func() {
 		_ = admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, label, metav1.DeleteOptions{})
 	})
-	client, w := adminWithWarnings(t)
+	client, w := testenv.WarnedClient(t, controlPlane.Config)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, err := client.CoreV1().Pods(bound).Create(ctx, podOf("probe", "quay.io/evil/app"), dryRun)
 		return err != nil && strings.Contains(err.Error(), "WRONG_REGISTRY"), fmt.Sprintf("webhook not called yet: %v", err)
 	})
 
-	w.take()
+	w.Take()
 	if _, err := client.CoreV1().Pods(bound).Create(ctx, podOf("own", "ghcr.io/acme/app:1"), dryRun); err != nil {
 		t.Errorf("the tenant's own image: %v", err)
 	}
-	if got := w.take(); len(got) != 1 || !strings.Contains(got[0], "no credential published yet") {
+	if got := w.Take(); len(got) != 1 || !strings.Contains(got[0], "no credential published yet") {
 		t.Errorf("warnings %q, want the credential's state", got)
 	} else {
 		t.Logf("warning: %s", got[0])

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -27,8 +28,10 @@ const nodeUnavailable = 3
 // with controllers and a scheduler, and a kubelet whose containerd pulls
 // the images of Pods for real.
 type Node struct {
-	// Kubeconfig is cluster-admin's; Admin is a client with it.
+	// Kubeconfig is cluster-admin's; Config and Admin are its client
+	// configuration and a client with it.
 	Kubeconfig string
+	Config     *rest.Config
 	Admin      kubernetes.Interface
 	// HostIP is where Pods reach this machine: a peer that Pods call (a
 	// registry, GitHub, the backend) listens there.
@@ -73,11 +76,10 @@ func StartNode(t testing.TB, script string, kubeletArgs ...string) *Node {
 		}
 	}
 	n.Kubeconfig, n.HostIP, n.Registry = vars["KUBECONFIG"], vars["NODE_HOST_IP"], vars["NODE_REGISTRY"]
-	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
-	if err != nil {
+	if n.Config, err = clientcmd.BuildConfigFromFlags("", n.Kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	if n.Admin, err = kubernetes.NewForConfig(cfg); err != nil {
+	if n.Admin, err = kubernetes.NewForConfig(n.Config); err != nil {
 		t.Fatal(err)
 	}
 	return n
