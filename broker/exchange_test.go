@@ -191,6 +191,13 @@ func TestExchangeCacheDurationAndReadiness(t *testing.T) {
 			case tc.wantDenial == "" && g.CacheFor != tc.wantCache:
 				t.Errorf("cache for %v, want %v", g.CacheFor, tc.wantCache)
 			}
+			// The admission webhook's question has the same answer.
+			if ready := f.x.CredentialReady(asked); (ready == nil) != (tc.wantDenial == "") || (ready != nil && !errors.As(ready, &d)) {
+				t.Errorf("CredentialReady: %v, want denial %q", ready, tc.wantDenial)
+			}
+			if ready := f.x.CredentialReady(withMode(asked, PullSecret)); ready != nil {
+				t.Errorf("CredentialReady of a tenant pulling with its Secret: %v, want nil (not this replica's to know)", ready)
+			}
 		})
 	}
 }
