@@ -17,7 +17,7 @@ import (
 )
 
 // brokerClient is a client as the credbroker ServiceAccount.
-func brokerClient(t *testing.T) kubernetes.Interface {
+func brokerClient(t testing.TB) kubernetes.Interface {
 	t.Helper()
 	client, err := kubernetes.NewForConfig(brokerCfg)
 	if err != nil {

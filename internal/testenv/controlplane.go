@@ -1,11 +1,16 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -106,3 +111,32 @@ func (cp *ControlPlane) Kubeconfig(t testing.TB, name string) string {
 	}
 	return path
 }
+
+// APIServerCPU returns the CPU time (user and system) the control plane's
+// kube-apiserver has used so far, from /proc: a cost measure far steadier
+// than latency on a small machine shared with etcd and the test.
+func (cp *ControlPlane) APIServerCPU() (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil || !bytes.Contains(stat, []byte("(kube-apiserver)")) {
+			continue
+		}
+		// Fields after "(comm) ": state ppid … utime (14th) stime (15th).
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+		if len(fields) < 13 || fields[1] != strconv.Itoa(os.Getpid()) {
+			continue // another test binary's
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		return time.Duration(utime+stime) * time.Second / clockTicks, nil
+	}
+	return 0, errors.New("no kube-apiserver started by this process")
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
