@@ -72,7 +72,7 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 			object: podJSON("ghcr.io/evil/old:1", "ghcr.io/acme/new:1"), old: podJSON("ghcr.io/evil/old:1"), allowed: true},
 		{name: "an ephemeral container", ns: "web", op: admissionv1.Update, kind: pod, sub: "ephemeralcontainers",
 			object: `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"ephemeralContainers":[{"name":"dbg","image":"busybox"}]}}`,
-			old: podJSON("ghcr.io/acme/app:1"), message: "image busybox (IMPLICIT_DOCKER_HUB)"},
+			old:    podJSON("ghcr.io/acme/app:1"), message: "image busybox (IMPLICIT_DOCKER_HUB)"},
 		{name: "a status update is not judged", ns: "web", op: admissionv1.Update, kind: pod, sub: "status", object: podJSON("busybox"), allowed: true},
 		{name: "credential not ready warns", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1"), ready: notReady,
 			allowed: true, warnings: 1, message: "no credential published yet"},
