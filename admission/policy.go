@@ -39,16 +39,37 @@ var (
 	GuardYAML []byte
 )
 
-// Policy returns the image ownership policy.
-func Policy() (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
-	return decode(PolicyYAML)
+// ProviderAudience is the credential provider's audience policy.yaml
+// names, which Policy replaces.
+const ProviderAudience = "credbroker"
+
+// providerAudienceTest is how policy.yaml compares a projected token's
+// audience with ProviderAudience.
+const providerAudienceTest = ".?audience.orValue('') == '%s'"
+
+// Policy returns the image ownership policy, refusing projected tokens for
+// audience (the credential provider's, --provider-audience).
+func Policy(audience string) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
+	if err := literal("the credential provider's audience", audience); err != nil {
+		return nil, err
+	}
+	return decode(bytes.ReplaceAll(PolicyYAML, fmt.Appendf(nil, providerAudienceTest, ProviderAudience), fmt.Appendf(nil, providerAudienceTest, audience)))
+}
+
+// literal refuses a value that could not stand in a CEL string literal as
+// it is.
+func literal(what, v string) error {
+	if v == "" || strings.ContainsAny(v, "'\\\n") {
+		return fmt.Errorf("admission policy: %q cannot be %s", v, what)
+	}
+	return nil
 }
 
 // Guard returns the policy that keeps namespace marks credbroker's, with
 // user (credbroker's identity at the API server) as the one exempt.
 func Guard(user string) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
-	if user == "" || strings.ContainsAny(user, `'\`) {
-		return nil, fmt.Errorf("guard policy: %q cannot be credbroker's user name", user)
+	if err := literal("credbroker's user name", user); err != nil {
+		return nil, err
 	}
 	return decode(bytes.ReplaceAll(GuardYAML, []byte(GuardUser), []byte(user)))
 }

@@ -24,12 +24,24 @@ func TestTheChartShipsThesePolicies(t *testing.T) {
 }
 
 func TestPoliciesDecode(t *testing.T) {
-	policy, err := Policy()
+	policy, err := Policy("registry-credentials")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if policy.Name != PolicyName || len(policy.Spec.Validations) == 0 {
+	if policy.Name != PolicyName || len(policy.Spec.Validations) != 2 {
 		t.Errorf("policy %s with %d validations", policy.Name, len(policy.Spec.Validations))
+	}
+	var tokens string
+	for _, v := range policy.Spec.Variables {
+		if v.Name == "providerTokens" {
+			tokens = v.Expression
+		}
+	}
+	if !strings.Contains(tokens, "== 'registry-credentials'") || strings.Contains(tokens, "'"+ProviderAudience+"'") {
+		t.Errorf("the policy refuses tokens by %s", tokens)
+	}
+	if _, err := Policy("x'||true||'"); err == nil {
+		t.Error("an audience that breaks out of its literal made a policy")
 	}
 	guard, err := Guard("system:serviceaccount:platform:cb")
 	if err != nil {

@@ -32,12 +32,15 @@ type Readiness interface {
 type Webhook struct {
 	owners    broker.NamespaceOwners
 	readiness Readiness // nil: no readiness warnings
+	audience  string    // the credential provider's
 	log       *slog.Logger
 }
 
-// NewWebhook returns the webhook; readiness may be nil.
-func NewWebhook(owners broker.NamespaceOwners, readiness Readiness, log *slog.Logger) *Webhook {
-	return &Webhook{owners: owners, readiness: readiness, log: log}
+// NewWebhook returns the webhook; readiness may be nil. audience is the
+// credential provider's (--provider-audience), whose tokens Pods of bound
+// namespaces may not mount.
+func NewWebhook(owners broker.NamespaceOwners, readiness Readiness, audience string, log *slog.Logger) *Webhook {
+	return &Webhook{owners: owners, readiness: readiness, audience: audience, log: log}
 }
 
 // ServeHTTP answers an AdmissionReview (admission.k8s.io/v1). A request it
@@ -75,7 +78,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if req.Namespace == "" || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		return allow, nil
 	}
-	images, judged, err := addedImages(req)
+	added, judged, err := h.added(req)
 	if err != nil || !judged {
 		return allow, err
 	}
@@ -83,7 +86,15 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if err != nil {
 		return nil, fmt.Errorf("find the tenant of namespace %s: %w", req.Namespace, err)
 	}
-	if !bound || len(images) == 0 {
+	if !bound {
+		return allow, nil
+	}
+	if added.providerToken {
+		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
+			Message: fmt.Sprintf("credbroker: namespace %s belongs to tenant %s: its Pods may not mount a ServiceAccount token for the credential provider's audience; the kubelet asks for that token itself", req.Namespace, t.ID)}}, nil
+	}
+	images := added.images
+	if len(images) == 0 {
 		return allow, nil
 	}
 	var refused []string
@@ -114,6 +125,27 @@ type podSpec struct {
 	Containers          []struct{ Image string } `json:"containers"`
 	InitContainers      []struct{ Image string } `json:"initContainers"`
 	EphemeralContainers []struct{ Image string } `json:"ephemeralContainers"`
+	Volumes             []struct {
+		Projected *struct {
+			Sources []struct {
+				ServiceAccountToken *struct{ Audience string } `json:"serviceAccountToken"`
+			} `json:"sources"`
+		} `json:"projected"`
+	} `json:"volumes"`
+}
+
+func (s podSpec) projects(audience string) bool {
+	for _, v := range s.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.ServiceAccountToken != nil && src.ServiceAccountToken.Audience == audience {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s podSpec) images() []string {
@@ -150,36 +182,46 @@ var judgedKinds = map[string]bool{
 	"batch/Job": true, "batch/CronJob": true,
 }
 
-// addedImages returns the images of the request's object that its old
-// object (on UPDATE) did not have: what the policy judges. judged is false
-// for a kind or subresource the policy does not match.
-func addedImages(req *admissionv1.AdmissionRequest) (images []string, judged bool, err error) {
+// addition is what a request adds that the policy judges: images, and a
+// projected token for the credential provider.
+type addition struct {
+	images        []string
+	providerToken bool
+}
+
+// added returns what the request's object has that its old object (on
+// UPDATE) did not. judged is false for a kind or subresource the policy
+// does not match.
+func (h *Webhook) added(req *admissionv1.AdmissionRequest) (a addition, judged bool, err error) {
 	if !judgedKinds[req.Kind.Group+"/"+req.Kind.Kind] || (req.SubResource != "" && req.SubResource != "ephemeralcontainers") {
-		return nil, false, nil
+		return a, false, nil
 	}
-	imagesOf := func(raw []byte) ([]string, error) {
-		if len(raw) == 0 {
-			return nil, nil
-		}
+	specOf := func(raw []byte) (podSpec, error) {
 		var w workload
+		if len(raw) == 0 {
+			return podSpec{}, nil
+		}
 		if err := json.Unmarshal(raw, &w); err != nil {
-			return nil, fmt.Errorf("decode the %s: %w", req.Kind.Kind, err)
+			return podSpec{}, fmt.Errorf("decode the %s: %w", req.Kind.Kind, err)
 		}
 		switch req.Kind.Kind {
 		case "Pod":
-			return w.Spec.images(), nil
+			return w.Spec.podSpec, nil
 		case "CronJob":
-			return w.Spec.JobTemplate.Spec.Template.Spec.images(), nil
+			return w.Spec.JobTemplate.Spec.Template.Spec, nil
 		}
-		return w.Spec.Template.Spec.images(), nil
+		return w.Spec.Template.Spec, nil
 	}
-	now, err := imagesOf(req.Object.Raw)
+	now, err := specOf(req.Object.Raw)
 	if err != nil {
-		return nil, true, err
+		return a, true, err
 	}
-	old, err := imagesOf(req.OldObject.Raw)
+	old, err := specOf(req.OldObject.Raw)
 	if err != nil {
-		return nil, true, err
+		return a, true, err
 	}
-	return slices.DeleteFunc(now, func(image string) bool { return slices.Contains(old, image) }), true, nil
+	oldImages := old.images()
+	a.images = slices.DeleteFunc(now.images(), func(image string) bool { return slices.Contains(oldImages, image) })
+	a.providerToken = now.projects(h.audience) && !old.projects(h.audience)
+	return a, true, nil
 }

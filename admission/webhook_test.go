@@ -76,11 +76,17 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 		{name: "a status update is not judged", ns: "web", op: admissionv1.Update, kind: pod, sub: "status", object: podJSON("busybox"), allowed: true},
 		{name: "credential not ready warns", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1"), ready: notReady,
 			allowed: true, warnings: 1, message: "no credential published yet"},
+		{name: "a projected token for the credential provider", ns: "web", op: admissionv1.Create, kind: pod,
+			object: `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"audience":"credbroker","path":"t"}}]}}]}}`,
+			message: "may not mount a ServiceAccount token"},
+		{name: "a projected token for another audience", ns: "web", op: admissionv1.Create, kind: pod,
+			object: `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"audience":"vault","path":"t"}}]}}]}}`,
+			allowed: true},
 		{name: "garbage object", ns: "web", op: admissionv1.Create, kind: pod, object: `{"spec":{"containers":"nope"}}`, httpError: http.StatusBadRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := NewWebhook(owners{}, readiness{tc.ready}, slog.New(slog.DiscardHandler))
+			h := NewWebhook(owners{}, readiness{tc.ready}, ProviderAudience, slog.New(slog.DiscardHandler))
 			review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 				Request: &admissionv1.AdmissionRequest{UID: types.UID("uid-1"), Kind: tc.kind, Namespace: tc.ns, Operation: tc.op, SubResource: tc.sub,
 					Object: runtime.RawExtension{Raw: []byte(tc.object)}}}
@@ -117,7 +123,7 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 }
 
 func TestWebhookAsksForTheFailurePolicyWhenItCannotTell(t *testing.T) {
-	h := NewWebhook(owners{err: fmt.Errorf("%w: tenants not loaded", broker.ErrUnavailable)}, nil, slog.New(slog.DiscardHandler))
+	h := NewWebhook(owners{err: fmt.Errorf("%w: tenants not loaded", broker.ErrUnavailable)}, nil, ProviderAudience, slog.New(slog.DiscardHandler))
 	review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "web",
 			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(podJSON("ghcr.io/acme/app:1"))}}}

@@ -15,14 +15,15 @@ import (
 )
 
 // ApplyAdmissionPolicy makes the cluster hold credbroker's admission
-// policies and their bindings, the image ownership policy in mode m
+// policies and their bindings, the image ownership policy in mode m and
+// refusing Pods' own tokens for audience, the credential provider's
 // (server-side apply, so that a later start with another mode or a newer
 // policy takes over the fields). The guard exempts user, credbroker's
 // identity; with "" whoever client authenticates as, which the API server
 // says (SelfSubjectReview). The Helm chart ships all four objects itself;
 // this is for clusters set up without it, and needs the right to write
 // them.
-func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode, user string) error {
+func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode, audience, user string) error {
 	bindings, err := admission.Bindings(m)
 	if err != nil {
 		return err
@@ -38,7 +39,7 @@ func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m ad
 	if err != nil {
 		return err
 	}
-	policy, err := admission.Policy()
+	policy, err := admission.Policy(audience)
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func verdict(err error) string {
 // or so).
 func applyPolicy(t testing.TB, m admission.Mode, ns string) {
 	t.Helper()
-	if err := ApplyAdmissionPolicy(context.Background(), admin, m, admission.GuardUser); err != nil {
+	if err := ApplyAdmissionPolicy(context.Background(), admin, m, admission.ProviderAudience, admission.GuardUser); err != nil {
 		t.Fatal(err)
 	}
 	client, w := testenv.WarnedClient(t, controlPlane.Config)
@@ -338,6 +338,35 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 		})
 	})
 
+	t.Run("a Pod may not mount a token for the credential provider", func(t *testing.T) {
+		withToken := func(audience string) *corev1.Pod {
+			pod := podOf("token", "ghcr.io/acme/app:1")
+			pod.Spec.ServiceAccountName = "default" // what the ServiceAccount admission plugin sets, off on this control plane
+			pod.Spec.Volumes = []corev1.Volume{{Name: "t", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, Path: "token"}}}}}}}
+			return pod
+		}
+		for _, tc := range []struct {
+			ns, audience string
+			refused      bool
+		}{
+			{listed, admission.ProviderAudience, true},
+			{selected, admission.ProviderAudience, true},
+			{listed, "vault", false},
+			{unbound, admission.ProviderAudience, false},
+		} {
+			_, err := admin.CoreV1().Pods(tc.ns).Create(ctx, withToken(tc.audience), dryRun)
+			switch {
+			case tc.refused && (!apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may not mount a ServiceAccount token")):
+				t.Errorf("a token for %s in %s: %v, want refused", tc.audience, tc.ns, err)
+			case !tc.refused && err != nil:
+				t.Errorf("a token for %s in %s: %v", tc.audience, tc.ns, err)
+			case err != nil:
+				t.Logf("a token for %s in %s: %v", tc.audience, tc.ns, err)
+			}
+		}
+	})
+
 	t.Run("dry run warns and admits", func(t *testing.T) {
 		applyPolicy(t, admission.DryRun, listed)
 		t.Cleanup(func() { applyPolicy(t, admission.Enforce, listed) })
@@ -387,7 +416,7 @@ func TestAdmissionWebhookAtTheAPIServer(t *testing.T) {
 	createNamespace(t, free, nil)
 	tn := tenant(label, func(t *broker.Tenant) { t.PullMode = broker.PullProvider })
 
-	srv := registerWebhook(t, admission.NewWebhook(fixedOwner{tn}, notReady{}, slog.New(slog.DiscardHandler)), map[string]string{"hook": label})
+	srv := registerWebhook(t, admission.NewWebhook(fixedOwner{tn}, notReady{}, admission.ProviderAudience, slog.New(slog.DiscardHandler)), map[string]string{"hook": label})
 	client, w := testenv.WarnedClient(t, controlPlane.Config)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, err := client.CoreV1().Pods(bound).Create(ctx, podOf("probe", "quay.io/evil/app"), dryRun)
@@ -493,7 +522,7 @@ func BenchmarkPodAdmission(b *testing.B) {
 		b.Fatal(err)
 	}
 	applyPolicy(b, admission.Enforce, namespaces["policy"])
-	registerWebhook(b, admission.NewWebhook(fixedOwner{tn}, nil, slog.New(slog.DiscardHandler)), map[string]string{"bench-hook": label})
+	registerWebhook(b, admission.NewWebhook(fixedOwner{tn}, nil, admission.ProviderAudience, slog.New(slog.DiscardHandler)), map[string]string{"bench-hook": label})
 
 	var n int // Pod names, unique over the benchmark's runs
 	for _, mode := range []struct {

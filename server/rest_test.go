@@ -12,7 +12,7 @@ const acmeJSON = `{
   "owner": {"login": "acme", "id": 1001, "type": "OWNER_TYPE_ORGANIZATION"},
   "githubApp": {"installationId": "42", "permissions": {"packages": "read"}, "repositories": ["api"]},
   "namespaces": ["web-prod"],
-  "namespaceSelector": "credbroker.io/tenant=web",
+  "namespaceSelector": "platform.example.com/team=web",
   "registries": ["ghcr.io"],
   "secretName": "pull",
   "probeImage": "ghcr.io/acme/api:latest",
@@ -39,7 +39,7 @@ func TestTenantLifecycleOverREST(t *testing.T) {
 		"owner.type":               {owner["type"], "OWNER_TYPE_ORGANIZATION"},
 		"githubApp.installationId": {app["installationId"], "42"},
 		"secretName":               {got["secretName"], "pull"},
-		"namespaceSelector":        {got["namespaceSelector"], "credbroker.io/tenant=web"},
+		"namespaceSelector":        {got["namespaceSelector"], "platform.example.com/team=web"},
 		"patchServiceAccounts":     {got["patchServiceAccounts"], true},
 	} {
 		if pair[0] != pair[1] {

@@ -136,7 +136,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}
 	if cfg.admissionPolicy != "" && p.clients.Requests != nil {
-		if err := k8ssync.ApplyAdmissionPolicy(ctx, p.clients.Requests, admission.Mode(cfg.admissionPolicy), ""); err != nil {
+		if err := k8ssync.ApplyAdmissionPolicy(ctx, p.clients.Requests, admission.Mode(cfg.admissionPolicy), cfg.providerAudience, ""); err != nil {
 			return err
 		}
 	}
@@ -274,7 +274,7 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 	exchanger := broker.NewExchanger(owners, p.publications,
 		broker.ExchangerConfig{MaxCache: cfg.providerCache, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
 	if cfg.admissionWebhook {
-		p.webhook = admission.NewWebhook(owners, exchanger, log)
+		p.webhook = admission.NewWebhook(owners, exchanger, cfg.providerAudience, log)
 	}
 	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log)
 }
