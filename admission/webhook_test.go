@@ -77,10 +77,10 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 		{name: "credential not ready warns", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1"), ready: notReady,
 			allowed: true, warnings: 1, message: "no credential published yet"},
 		{name: "a projected token for the credential provider", ns: "web", op: admissionv1.Create, kind: pod,
-			object: `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"audience":"credbroker","path":"t"}}]}}]}}`,
+			object:  `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"audience":"credbroker","path":"t"}}]}}]}}`,
 			message: "may not mount a ServiceAccount token"},
 		{name: "a projected token for another audience", ns: "web", op: admissionv1.Create, kind: pod,
-			object: `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"audience":"vault","path":"t"}}]}}]}}`,
+			object:  `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"audience":"vault","path":"t"}}]}}]}}`,
 			allowed: true},
 		{name: "garbage object", ns: "web", op: admissionv1.Create, kind: pod, object: `{"spec":{"containers":"nope"}}`, httpError: http.StatusBadRequest},
 	}
