@@ -66,6 +66,9 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 		{"a webhook without a secret", []string{"--insecure", "--webhook-url", "https://backend/hook"}, "--webhook-url needs --webhook-secret-file"},
 		{"App permissions that are not name=level", []string{"--insecure", "--github-app-permissions", "packages:read"}, `"packages:read" is not name=read`},
 		{"a webhook URL that is not one", []string{"--insecure", "--webhook-url", "backend/hook", "--webhook-secret-file", "s"}, "want an http(s) URL"},
+		{"an admission policy mode that is not one", []string{"--insecure", "--admission-policy", "audit"}, `--admission-policy: admission policy mode "audit": want enforce or dry-run`},
+		{"an admission policy without marks to read", []string{"--insecure", "--admission-policy", "enforce", "--mark-namespaces=false"}, "--admission-policy needs --mark-namespaces"},
+		{"an admission webhook without TLS", []string{"--insecure", "--admission-webhook"}, "--admission-webhook needs --tls-cert-file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
