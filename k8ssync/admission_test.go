@@ -166,41 +166,38 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("workloads are refused at apply", func(t *testing.T) {
-		template := func(image string) corev1.PodTemplateSpec {
+		// Controllers of long-running Pods want RestartPolicy Always; Jobs
+		// refuse it.
+		template := func(image string, restart corev1.RestartPolicy) corev1.PodTemplateSpec {
 			return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x"}},
-				Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyOnFailure, Containers: []corev1.Container{{Name: "app", Image: image}}}}
+				Spec: corev1.PodSpec{RestartPolicy: restart, Containers: []corev1.Container{{Name: "app", Image: image}}}}
 		}
 		selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}
+		meta := metav1.ObjectMeta{Name: "w"}
 		create := map[string]func(ns, image string) error{
 			"Deployment": func(ns, image string) error {
-				tpl := template(image)
-				tpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
-				_, err := admin.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "d"},
-					Spec: appsv1.DeploymentSpec{Selector: selector, Template: tpl}}, dryRun)
+				_, err := admin.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: meta,
+					Spec: appsv1.DeploymentSpec{Selector: selector, Template: template(image, corev1.RestartPolicyAlways)}}, dryRun)
 				return err
 			},
 			"StatefulSet": func(ns, image string) error {
-				tpl := template(image)
-				tpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
-				_, err := admin.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "s"},
-					Spec: appsv1.StatefulSetSpec{Selector: selector, Template: tpl}}, dryRun)
+				_, err := admin.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: meta,
+					Spec: appsv1.StatefulSetSpec{Selector: selector, Template: template(image, corev1.RestartPolicyAlways)}}, dryRun)
 				return err
 			},
 			"DaemonSet": func(ns, image string) error {
-				tpl := template(image)
-				tpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
-				_, err := admin.AppsV1().DaemonSets(ns).Create(ctx, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "ds"},
-					Spec: appsv1.DaemonSetSpec{Selector: selector, Template: tpl}}, dryRun)
+				_, err := admin.AppsV1().DaemonSets(ns).Create(ctx, &appsv1.DaemonSet{ObjectMeta: meta,
+					Spec: appsv1.DaemonSetSpec{Selector: selector, Template: template(image, corev1.RestartPolicyAlways)}}, dryRun)
 				return err
 			},
 			"Job": func(ns, image string) error {
-				_, err := admin.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "j"},
-					Spec: batchv1.JobSpec{Template: template(image)}}, dryRun)
+				_, err := admin.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{ObjectMeta: meta,
+					Spec: batchv1.JobSpec{Template: template(image, corev1.RestartPolicyOnFailure)}}, dryRun)
 				return err
 			},
 			"CronJob": func(ns, image string) error {
-				_, err := admin.BatchV1().CronJobs(ns).Create(ctx, &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "cj"},
-					Spec: batchv1.CronJobSpec{Schedule: "@hourly", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: template(image)}}}}, dryRun)
+				_, err := admin.BatchV1().CronJobs(ns).Create(ctx, &batchv1.CronJob{ObjectMeta: meta,
+					Spec: batchv1.CronJobSpec{Schedule: "@hourly", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: template(image, corev1.RestartPolicyOnFailure)}}}}, dryRun)
 				return err
 			},
 		}
