@@ -836,3 +836,36 @@ func mustGet(t *testing.T, reg *Registry, id string) Tenant {
 	}
 	return tn
 }
+
+// bindingSink is a recordingSink that is a Binder too.
+type bindingSink struct{ recordingSink }
+
+func (s *bindingSink) Bind(_ context.Context, t Tenant) { s.record("bind " + t.ID) }
+
+// TestTenantsAreBoundBeforeTheirCredential: a Sink that can bind hears of a
+// tenant before its credential, and even when no credential ever comes.
+func TestTenantsAreBoundBeforeTheirCredential(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		failing error
+		want    []string
+	}{
+		{"a credential comes", nil, []string{"bind a", "publish a"}},
+		{"the source fails", &VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"}, []string{"bind a", "report a INSTALLATION_SUSPENDED"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSimulated(t, appTenantFor("a"))
+			sink := &bindingSink{}
+			s.r = NewRefresher(RefresherConfig{Clock: s.clock, Resync: time.Hour, Jitter: func() float64 { return 0.5 },
+				Notifier: NewNotifier(s.events, false, s.clock, nil, slog.New(slog.DiscardHandler))}, s.reg, s.src, sink, slog.New(slog.DiscardHandler))
+			s.src.fail(tc.failing)
+			if err := s.r.syncAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if calls, _ := sink.snapshot(); !slices.Equal(calls, tc.want) {
+				t.Errorf("calls %v, want %v", calls, tc.want)
+			}
+		})
+	}
+}

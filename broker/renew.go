@@ -26,6 +26,9 @@ func (r *Refresher) syncTenantID(ctx context.Context, id string) {
 // shared and still good gets that credential without a mint; otherwise its
 // key is renewed.
 func (r *Refresher) syncTenant(ctx context.Context, t Tenant) {
+	if b, ok := r.sink.(Binder); ok {
+		b.Bind(ctx, t)
+	}
 	key := r.track(ctx, t)
 	r.mu.Lock()
 	ks := r.keys[key]

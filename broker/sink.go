@@ -49,6 +49,16 @@ type Sink interface {
 	Report(tenantID string, reason Reason, message string)
 }
 
+// Binder is a Sink that takes a tenant's namespaces before its first
+// credential: the Kubernetes Syncer marks them for the admission policy at
+// once, so that a tenant whose credential is late, or never pulls, still
+// has its namespaces guarded. The Refresher binds every tenant it syncs.
+type Binder interface {
+	// Bind makes t's namespaces t's, with no credential in them yet; a
+	// tenant already published is left as it is.
+	Bind(ctx context.Context, t Tenant)
+}
+
 // SyncReporter is the one route by which a Sink's results come back: the
 // state of a tenant's credential in each namespace. SyncLedger is the
 // broker's; a Sink calls it from its own goroutines.

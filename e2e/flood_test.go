@@ -146,13 +146,18 @@ func TestAFloodCostsNeitherTheLeaseNorTheAPIServer(t *testing.T) {
 	reviews := apiserverRequests(t, kube, `resource="tokenreviews"`) - reviewsBefore
 	t.Logf("flood: %d requests in %v (%.0f/s), answers %v; %.0f TokenReviews reached the API server; the Lease was renewed %d times",
 		total, duration, float64(total)/duration.Seconds(), codes, reviews, len(renewals))
-	if total < perSecond*int(duration.Seconds())*8/10 {
-		t.Errorf("only %d requests sent: the flood was not a flood", total)
+	// The review budget: auth.ReviewsPerSecond for the duration, the burst,
+	// and 20 of slack. The flood must dwarf it (how far the client gets
+	// toward perSecond depends on the machine: 1,000–1,600/s on two shared
+	// cores with the race detector).
+	budget := auth.ReviewsPerSecond*duration.Seconds() + auth.ReviewBurst + 20
+	if float64(total) < 20*budget {
+		t.Errorf("only %d requests sent, want at least 20 times the review budget (%.0f): the flood was not a flood", total, budget)
 	}
 	if codes[http.StatusOK] != 0 || codes[0] > total/100 {
 		t.Errorf("answers %v: made-up tokens must be refused (401/503), and answered", codes)
 	}
-	if budget := 20*duration.Seconds() + 40 + 20; reviews > budget {
+	if reviews > budget {
 		t.Errorf("%.0f TokenReviews reached the API server, want at most the review budget (%.0f)", reviews, budget)
 	}
 	if len(renewals) < 4 {

@@ -568,3 +568,30 @@ func BenchmarkPodAdmission(b *testing.B) {
 		}
 	})
 }
+
+// A tenant bound before its first credential (late, or failing its probe)
+// has its namespaces marked, so guarded, and no Secret; the credential then
+// comes as before. A tenant already published is not set back by a Bind.
+func TestNamespacesAreMarkedBeforeTheFirstCredential(t *testing.T) {
+	requireCluster(t)
+	ctx := context.Background()
+	label := unique("early")
+	ns := label + "-ns"
+	createNamespace(t, ns, nil)
+	tn := tenant(label, func(t *broker.Tenant) { t.Namespaces = []string{ns} })
+	s := startSyncer(t, Config{MarkNamespaces: true})
+	s.Bind(ctx, tn)
+	waitForMark(t, ns, tn.ID, strings.Join(tn.ImageScopes(), " "))
+	idle(t, s)
+	if _, ok := getSecret(t, ns, "ghcr-secret"); ok {
+		t.Fatal("a Secret was written before any credential")
+	}
+	cred := credential("token-" + label)
+	publish(t, s, tn, cred)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, cred) })
+	s.Bind(ctx, tn)
+	idle(t, s)
+	if ok, why := holds(t, ns, cred); !ok {
+		t.Errorf("after a second Bind: %s", why)
+	}
+}

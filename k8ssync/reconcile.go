@@ -108,10 +108,11 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 	if err := s.ensureMark(ctx, ns, owner); err != nil {
 		return err
 	}
-	if owner == nil || !owner.tenant.WantsSecrets() {
+	if owner == nil || !owner.tenant.WantsSecrets() || owner.cred.Token == "" {
 		// A PROVIDER tenant holds the namespace (no other gets it) with no
 		// Secret in it: the credential provider hands its Pods the
-		// credential.
+		// credential. A tenant bound before its first credential holds it
+		// too, marked, and keeps whatever Secret of its is there.
 		return nil
 	}
 	if err := s.ensureSecret(ctx, ns, owner, current); err != nil {

@@ -230,6 +230,28 @@ func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credent
 	return nil
 }
 
+// Bind implements broker.Binder: t's namespaces are claimed and marked
+// before its first credential, which Publish brings.
+func (s *Syncer) Bind(_ context.Context, t broker.Tenant) {
+	b := &binding{tenant: t}
+	if t.NamespaceSelector != "" {
+		sel, err := labels.Parse(t.NamespaceSelector)
+		if err != nil {
+			return // Publish reports it; registration refuses it
+		}
+		b.selector = sel
+	}
+	s.mu.Lock()
+	if s.bindings[t.ID] != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.bindings[t.ID] = b
+	delete(s.removed, t.ID)
+	s.mu.Unlock()
+	s.enqueueTenant(t.ID, b)
+}
+
 // PublishedAll tells the Syncer that every live tenant has been published,
 // so that a managed Secret of any other tenant is an orphan and goes.
 // Before that call, Secrets of tenants it has not heard of are left alone: a
