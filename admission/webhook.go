@@ -30,17 +30,25 @@ type Readiness interface {
 // Pod admitted while its tenant's credential is not ready gets a warning,
 // before it meets ImagePullBackOff. Every replica serves it from memory.
 type Webhook struct {
-	owners    broker.NamespaceOwners
-	readiness Readiness // nil: no readiness warnings
-	audience  string    // the credential provider's
-	log       *slog.Logger
+	owners broker.NamespaceOwners
+	cfg    WebhookConfig
+	log    *slog.Logger
 }
 
-// NewWebhook returns the webhook; readiness may be nil. audience is the
-// credential provider's (--provider-audience), whose tokens Pods of bound
-// namespaces may not mount.
-func NewWebhook(owners broker.NamespaceOwners, readiness Readiness, audience string, log *slog.Logger) *Webhook {
-	return &Webhook{owners: owners, readiness: readiness, audience: audience, log: log}
+// WebhookConfig is what the webhook judges by.
+type WebhookConfig struct {
+	// Images has the platform's public scopes.
+	Images broker.ImageRules
+	// Readiness, if set, warns of Pods whose credential is not ready.
+	Readiness Readiness
+	// ProviderAudience is the credential provider's (--provider-audience):
+	// Pods of bound namespaces may not mount tokens for it.
+	ProviderAudience string
+}
+
+// NewWebhook returns the webhook.
+func NewWebhook(owners broker.NamespaceOwners, cfg WebhookConfig, log *slog.Logger) *Webhook {
+	return &Webhook{owners: owners, cfg: cfg, log: log}
 }
 
 // ServeHTTP answers an AdmissionReview (admission.k8s.io/v1). A request it
@@ -99,7 +107,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	}
 	var refused []string
 	for _, image := range images {
-		if v := broker.ValidateImage(t, image); !v.Allowed {
+		if v := h.cfg.Images.Validate(t, image); !v.Allowed {
 			refused = append(refused, fmt.Sprintf("image %s (%s): %s", image, v.Reason, v.Message))
 		}
 	}
@@ -109,9 +117,9 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
 			Message: fmt.Sprintf("credbroker: namespace %s belongs to tenant %s; refused: %s", req.Namespace, t.ID, strings.Join(refused, "; "))}}, nil
 	}
-	if h.readiness != nil {
+	if h.cfg.Readiness != nil {
 		var d *broker.DeniedError
-		if err := h.readiness.CredentialReady(t); errors.As(err, &d) {
+		if err := h.cfg.Readiness.CredentialReady(t); errors.As(err, &d) {
 			allow.Warnings = []string{fmt.Sprintf("credbroker: %s: this namespace's pulls will fail until it is (%s)", d.Msg, d.Denial)}
 		} else if err != nil {
 			return nil, err
@@ -222,6 +230,6 @@ func (h *Webhook) added(req *admissionv1.AdmissionRequest) (a addition, judged b
 	}
 	oldImages := old.images()
 	a.images = slices.DeleteFunc(now.images(), func(image string) bool { return slices.Contains(oldImages, image) })
-	a.providerToken = now.projects(h.audience) && !old.projects(h.audience)
+	a.providerToken = now.projects(h.cfg.ProviderAudience) && !old.projects(h.cfg.ProviderAudience)
 	return a, true, nil
 }

@@ -65,6 +65,7 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 		{name: "another owner's", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1", "ghcr.io/evil/app:1"),
 			message: "image ghcr.io/evil/app:1 (WRONG_OWNER)"},
 		{name: "Docker Hub", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("busybox"), message: "(IMPLICIT_DOCKER_HUB)"},
+		{name: "a public scope's image", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1", "docker.io/istio/proxyv2:1.22"), allowed: true},
 		{name: "unbound namespace", ns: "other", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/evil/app:1"), allowed: true},
 		{name: "a CronJob's template", ns: "web", op: admissionv1.Create, kind: cronJob,
 			object: `{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"quay.io/acme/x"}]}}}}}}`, message: "(WRONG_REGISTRY)"},
@@ -86,7 +87,7 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := NewWebhook(owners{}, readiness{tc.ready}, ProviderAudience, slog.New(slog.DiscardHandler))
+			h := NewWebhook(owners{}, WebhookConfig{Readiness: readiness{tc.ready}, ProviderAudience: ProviderAudience, Images: broker.ImageRules{Public: []string{"docker.io/istio"}}}, slog.New(slog.DiscardHandler))
 			review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 				Request: &admissionv1.AdmissionRequest{UID: types.UID("uid-1"), Kind: tc.kind, Namespace: tc.ns, Operation: tc.op, SubResource: tc.sub,
 					Object: runtime.RawExtension{Raw: []byte(tc.object)}}}
@@ -123,7 +124,7 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 }
 
 func TestWebhookAsksForTheFailurePolicyWhenItCannotTell(t *testing.T) {
-	h := NewWebhook(owners{err: fmt.Errorf("%w: tenants not loaded", broker.ErrUnavailable)}, nil, ProviderAudience, slog.New(slog.DiscardHandler))
+	h := NewWebhook(owners{err: fmt.Errorf("%w: tenants not loaded", broker.ErrUnavailable)}, WebhookConfig{ProviderAudience: ProviderAudience}, slog.New(slog.DiscardHandler))
 	review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "web",
 			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(podJSON("ghcr.io/acme/app:1"))}}}

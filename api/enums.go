@@ -103,6 +103,7 @@ var (
 		broker.DenyNamespaceNotBound:  credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_NAMESPACE_NOT_BOUND,
 		broker.DenyImageNotAllowed:    credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED,
 		broker.DenyPullModeSecret:     credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_PULL_MODE_SECRET,
+		broker.DenyPublicImage:        credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_PUBLIC_IMAGE,
 		broker.DenyCredentialNotReady: credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_CREDENTIAL_NOT_READY,
 	})
 	ownerTypes = newEnum(map[broker.OwnerType]credbrokerv1.OwnerType{

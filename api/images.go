@@ -33,7 +33,7 @@ func (a *ImageAPI) ValidateImage(ctx context.Context, req *credbrokerv1.Validate
 	if err != nil {
 		return nil, toStatus(ctx, a.log, err, "")
 	}
-	v := broker.ValidateImage(t, req.GetImage())
+	v := a.registry.ImageRules().Validate(t, req.GetImage())
 	return &credbrokerv1.ValidateImageResponse{Allowed: v.Allowed, Reason: imageReasons.proto(v.Reason), Message: v.Message}, nil
 }
 
@@ -59,7 +59,7 @@ func (a *ImageAPI) ValidatePod(ctx context.Context, req *credbrokerv1.ValidatePo
 			containers = append(containers, broker.Container{Name: c.GetName(), Kind: list.kind, Image: c.GetImage()})
 		}
 	}
-	allowed, verdicts := broker.ValidatePod(t, containers)
+	allowed, verdicts := broker.ValidatePod(a.registry.ImageRules(), t, containers)
 	resp := &credbrokerv1.ValidatePodResponse{Allowed: allowed}
 	for _, v := range verdicts {
 		resp.Containers = append(resp.Containers, &credbrokerv1.ContainerVerdict{

@@ -40,6 +40,7 @@ const (
 	DenyImageNotAllowed    ExchangeDenial = "IMAGE_NOT_ALLOWED"
 	DenyPullModeSecret     ExchangeDenial = "PULL_MODE_SECRET" // not a failure: the plugin answers "no credential"
 	DenyCredentialNotReady ExchangeDenial = "CREDENTIAL_NOT_READY"
+	DenyPublicImage        ExchangeDenial = "PUBLIC_IMAGE" // not a failure: pulled without a credential
 )
 
 // DeniedError is an exchange that handed out nothing, and why. The message
@@ -102,6 +103,9 @@ const (
 // nil collaborators are skipped.
 type ExchangerConfig struct {
 	MaxCache time.Duration
+	// Images has the platform's public scopes: images under them are
+	// allowed, and pulled without any tenant's credential.
+	Images   ImageRules
 	Clock    clock.PassiveClock
 	Notifier *Notifier
 	Reporter DenialReporter
@@ -165,9 +169,12 @@ func (x *Exchanger) exchange(pod PodIdentity, image string) (PullGrant, error) {
 	if !t.ServesProvider() {
 		return PullGrant{}, denied(DenyPullModeSecret, t.ID, "tenant %s pulls with its Secret (pull mode %s), not through the credential provider", t.ID, t.PullMode)
 	}
-	v := ValidateImage(t, image)
+	v := x.cfg.Images.Validate(t, image)
 	if !v.Allowed {
 		return PullGrant{}, denied(DenyImageNotAllowed, t.ID, "tenant %s may not pull %s: %s", t.ID, image, v.Message)
+	}
+	if x.cfg.Images.IsPublic(t, image) {
+		return PullGrant{}, denied(DenyPublicImage, t.ID, "%s", v.Message)
 	}
 	pub, now, err := x.published(t)
 	if err != nil {
@@ -246,8 +253,8 @@ func (x *Exchanger) record(ctx context.Context, pod PodIdentity, image string, g
 		x.log.InfoContext(ctx, "audit", append(attrs, slog.String("tenant", d.TenantID), slog.String("result", string(d.Denial)),
 			slog.String("reason", d.Msg))...)
 		x.cfg.Metrics.exchanged(string(d.Denial))
-		if d.Denial == DenyPullModeSecret {
-			return // nothing wrong: the Pod pulls with its tenant's Secret
+		if d.Denial == DenyPullModeSecret || d.Denial == DenyPublicImage {
+			return // nothing wrong: the Pod pulls with its Secret, or anonymously
 		}
 		if x.cfg.Reporter != nil && pod.Pod != "" {
 			x.cfg.Reporter.PullDenied(pod, image, d)

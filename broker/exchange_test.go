@@ -65,7 +65,8 @@ func newExchangeFixture(t testing.TB) *exchangeFixture {
 		}
 	}
 	notifier := NewNotifier(f.events, true, f.clock, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	f.x = NewExchanger(owners{"a-ns": f.a, "b-ns": f.b}, f.pubs, ExchangerConfig{Clock: f.clock, Notifier: notifier, Reporter: f.reported},
+	f.x = NewExchanger(owners{"a-ns": f.a, "b-ns": f.b}, f.pubs, ExchangerConfig{Clock: f.clock, Notifier: notifier, Reporter: f.reported,
+		Images: ImageRules{Public: []string{"ghcr.io/platform", "docker.io/istio"}}},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return f
 }
@@ -104,6 +105,8 @@ func TestExchangeHandsOutOnlyTheNamespaceTenantsCredentialForItsOwnImages(t *tes
 		{"a namespace no tenant holds", pod("other-ns"), "ghcr.io/acme/app", DenyNamespaceNotBound, "", ""},
 		{"a tenant in pull mode SECRET", pod("b-ns"), "ghcr.io/bravo/app", DenyPullModeSecret, "", ""},
 		{"a token bound to no Pod", PodIdentity{Namespace: "a-ns", ServiceAccount: "default"}, "ghcr.io/acme/app", DenyTokenNotPodBound, "", ""},
+		{"a public scope's image: no credential goes with it", pod("a-ns"), "ghcr.io/platform/base:1", DenyPublicImage, "", ""},
+		{"a public registry, another owner", pod("a-ns"), "docker.io/evil/proxy", DenyImageNotAllowed, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

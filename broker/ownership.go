@@ -66,6 +66,70 @@ func ValidateImage(t Tenant, image string) Verdict {
 	return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is %s's image on %s", image, owner, domain)}
 }
 
+// ImageRules are the platform's part of image ownership. The zero value
+// allows each tenant its own scopes only.
+type ImageRules struct {
+	// Public are "<registry>/<owner>" scopes every tenant may run images
+	// from: the platform's base images, a mesh's sidecars. The tenants'
+	// credentials are never handed out for them.
+	Public []string
+}
+
+// ParseImageScope checks a "<registry>/<owner>" scope as a platform writes
+// it and returns it lowercase.
+func ParseImageScope(scope string) (string, error) {
+	registry, owner, ok := strings.Cut(scope, "/")
+	switch {
+	case !ok || !validRegistryHost(strings.ToLower(registry)):
+		return "", fmt.Errorf("%q is not <registry>/<owner>: %q is not a registry host", scope, registry)
+	case !validLogin(owner):
+		return "", fmt.Errorf("%q is not <registry>/<owner>: %q is not a GitHub login", scope, owner)
+	}
+	return strings.ToLower(scope), nil
+}
+
+// Validate is ValidateImage with the public scopes: their registries join
+// the tenant's, and an image under one of them is allowed. (So the
+// admission policy judges, where the scopes are one list.)
+func (r ImageRules) Validate(t Tenant, image string) Verdict {
+	v := ValidateImage(t, image)
+	if v.Allowed || (v.Reason != ImageWrongRegistry && v.Reason != ImageWrongOwner) || len(r.Public) == 0 {
+		return v
+	}
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil { // ValidateImage parsed it already
+		return v
+	}
+	domain := strings.ToLower(reference.Domain(named))
+	owner, _, hasName := strings.Cut(reference.Path(named), "/")
+	publicRegistry := slices.ContainsFunc(r.Public, func(s string) bool { return strings.HasPrefix(s, domain+"/") })
+	switch {
+	case v.Reason == ImageWrongRegistry && !publicRegistry:
+		return v
+	case !hasName:
+		return deny(ImageInvalidReference, "%q names no owner: images are <registry>/<owner>/<name>", image)
+	case slices.Contains(r.Public, domain+"/"+owner):
+		return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is under %s/%s, which the platform makes public to every tenant", image, domain, owner)}
+	case v.Reason == ImageWrongOwner:
+		return v
+	}
+	return deny(ImageWrongOwner, "%s belongs to %s, neither %s's nor a public owner of %s", image, owner, t.ID, domain)
+}
+
+// IsPublic reports whether an image the tenant may run is so only by a
+// public scope.
+func (r ImageRules) IsPublic(t Tenant, image string) bool {
+	return !ValidateImage(t, image).Allowed && r.Validate(t, image).Allowed
+}
+
+// Scopes are the tenant's image scopes and the public ones, sorted: what
+// the admission policy allows in the tenant's namespaces.
+func (r ImageRules) Scopes(t Tenant) []string {
+	scopes := append(t.ImageScopes(), r.Public...)
+	slices.Sort(scopes)
+	return slices.Compact(scopes)
+}
+
 // ImageScopes lists the "<registry>/<owner>" pairs, lowercase and sorted,
 // whose images ValidateImage allows the tenant: every registry of the
 // tenant with its owner and each granted owner. The admission policy reads
@@ -113,12 +177,12 @@ type ContainerVerdict struct {
 	Verdict
 }
 
-// ValidatePod judges every container's image; the Pod is allowed only if
-// all of them are.
-func ValidatePod(t Tenant, containers []Container) (allowed bool, verdicts []ContainerVerdict) {
+// ValidatePod judges every container's image by rules; the Pod is allowed
+// only if all of them are.
+func ValidatePod(rules ImageRules, t Tenant, containers []Container) (allowed bool, verdicts []ContainerVerdict) {
 	allowed = true
 	for _, c := range containers {
-		v := ValidateImage(t, c.Image)
+		v := rules.Validate(t, c.Image)
 		allowed = allowed && v.Allowed
 		verdicts = append(verdicts, ContainerVerdict{Container: c, Verdict: v})
 	}

@@ -19,9 +19,10 @@ func ownershipTenant() Tenant {
 
 func TestValidateImage(t *testing.T) {
 	tn := ownershipTenant()
+	rules := ImageRules{Public: testenv.ImagePublicScopes}
 	for _, tc := range testenv.ImageReferences() {
 		t.Run(tc.Image, func(t *testing.T) {
-			v := ValidateImage(tn, tc.Image)
+			v := rules.Validate(tn, tc.Image)
 			if string(v.Reason) != tc.Reason || v.Allowed != (v.Reason == ImageAllowed) {
 				t.Errorf("%q: %v %s (%s), want %s", tc.Image, v.Allowed, v.Reason, v.Message, tc.Reason)
 			}
@@ -45,8 +46,27 @@ func TestImageScopesAreWhatValidateImageAllows(t *testing.T) {
 	}
 }
 
+func TestParseImageScope(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"docker.io/istio", "docker.io/istio"},
+		{"GHCR.io/Platform-Base", "ghcr.io/platform-base"},
+		{"registry.local:5000/platform", "registry.local:5000/platform"},
+		{"index.docker.io/istio", ""},
+		{"ghcr.io", ""},
+		{"ghcr.io/", ""},
+		{"ghcr.io/a/b", ""},
+		{"istio", ""},
+		{"https://ghcr.io/x", ""},
+	} {
+		got, err := ParseImageScope(tc.in)
+		if got != tc.want || (err == nil) != (tc.want != "") {
+			t.Errorf("ParseImageScope(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
 func TestValidatePodJudgesEveryContainer(t *testing.T) {
-	allowed, verdicts := ValidatePod(ownershipTenant(), []Container{
+	allowed, verdicts := ValidatePod(ImageRules{}, ownershipTenant(), []Container{
 		{Name: "app", Kind: ContainerRegular, Image: "ghcr.io/acme/api:1"},
 		{Name: "setup", Kind: ContainerInit, Image: "ghcr.io/acme/setup:1"},
 		{Name: "debug", Kind: ContainerEphemeral, Image: "busybox"},
@@ -57,7 +77,7 @@ func TestValidatePodJudgesEveryContainer(t *testing.T) {
 	if !verdicts[0].Allowed || !verdicts[1].Allowed || verdicts[2].Reason != ImageImplicitDockerHub || verdicts[2].Kind != ContainerEphemeral {
 		t.Errorf("verdicts %+v", verdicts)
 	}
-	if ok, _ := ValidatePod(ownershipTenant(), []Container{{Name: "a", Image: "ghcr.io/acme/a"}}); !ok {
+	if ok, _ := ValidatePod(ImageRules{}, ownershipTenant(), []Container{{Name: "a", Image: "ghcr.io/acme/a"}}); !ok {
 		t.Error("a pod of allowed images was denied")
 	}
 }

@@ -78,6 +78,9 @@ type RegistryConfig struct {
 	AppPermissions map[string]string
 	// Scope is where tenants may be bound.
 	Scope NamespaceScope
+	// Images has the platform's public scopes, for the answers to "may
+	// this tenant run this image?".
+	Images ImageRules
 }
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
@@ -88,6 +91,9 @@ func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveCl
 	}
 	return &Registry{store: store, sealer: sealer, github: github, clock: clk, cfg: cfg}
 }
+
+// ImageRules are the platform's image rules the registry was given.
+func (r *Registry) ImageRules() ImageRules { return r.cfg.Images }
 
 // check validates t and holds it to the policy: the App permissions the
 // platform grants, and where tenants may be bound.

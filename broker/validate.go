@@ -204,7 +204,7 @@ func validRegistryHost(host string) bool {
 	if host == "" || host != strings.ToLower(host) {
 		return false
 	}
-	named, err := reference.ParseNamed(host + "/probe")
+	named, err := reference.ParseNamed(host + "/probe/probe") // two components: docker.io adds library/ before one
 	return err == nil && reference.Domain(named) == host
 }
 

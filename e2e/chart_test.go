@@ -41,6 +41,7 @@ var chartValues = []string{
 	"--set", "auth.tokenFileSecret.name=credbroker-tokens",
 	"--set", "auth.policy.bindings[0].subject=system:serviceaccount:platform:backend",
 	"--set", "auth.policy.bindings[0].roles[0]=admin",
+	"--set", "publicImageScopes[0]=docker.io/istio",
 }
 
 func helm(t *testing.T, args ...string) (string, error) {
@@ -216,7 +217,7 @@ func TestHelmChart(t *testing.T) {
 			}
 			args := strings.Join(c.Args, " ")
 			for _, want := range []string{"--store=kubernetes", "--leader-elect=true", "--tls-cert-file=", "--auth-token-file=", "--auth-policy-file=", "--webhook-url=",
-				"--mark-namespaces=true", "--admission-webhook"} {
+				"--mark-namespaces=true", "--admission-webhook", "--public-image-scopes=docker.io/istio"} {
 				if !strings.Contains(args, want) {
 					t.Errorf("args %q lack %s", args, want)
 				}

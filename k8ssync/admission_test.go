@@ -113,8 +113,9 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 		t.Owner.Login, t.Registries, t.AllowedOwners = testenv.ImageTenantOwner, testenv.ImageTenantRegistries, testenv.ImageTenantGranted
 		t.Namespaces, t.NamespaceSelector = []string{listed}, "team="+label
 	})
-	scopes := strings.Join(tn.ImageScopes(), " ")
-	s := startSyncer(t, Config{MarkNamespaces: true, Scope: broker.NamespaceScope{Reserved: []string{outside}}})
+	rules := broker.ImageRules{Public: testenv.ImagePublicScopes}
+	scopes := strings.Join(rules.Scopes(tn), " ")
+	s := startSyncer(t, Config{MarkNamespaces: true, Images: rules, Scope: broker.NamespaceScope{Reserved: []string{outside}}})
 	publish(t, s, tn, credential("token-"+label))
 	waitForMark(t, listed, tn.ID, scopes)
 	waitForMark(t, selected, tn.ID, scopes)
@@ -124,7 +125,7 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 		var table strings.Builder
 		disagreements := 0
 		for i, ref := range testenv.ImageReferences() {
-			v := broker.ValidateImage(tn, ref.Image)
+			v := rules.Validate(tn, ref.Image)
 			_, err := admin.CoreV1().Pods(listed).Create(ctx, podOf(fmt.Sprintf("ref-%d", i), ref.Image), dryRun)
 			got, want := verdict(err), string(v.Reason)
 			agree := got == want || (got == "VALIDATION" && v.Reason == broker.ImageInvalidReference)
@@ -413,7 +414,7 @@ func TestAdmissionWebhookAtTheAPIServer(t *testing.T) {
 	createNamespace(t, free, nil)
 	tn := tenant(label, func(t *broker.Tenant) { t.PullMode = broker.PullProvider })
 
-	srv := registerWebhook(t, admission.NewWebhook(fixedOwner{tn}, notReady{}, admission.ProviderAudience, slog.New(slog.DiscardHandler)), map[string]string{"hook": label})
+	srv := registerWebhook(t, admission.NewWebhook(fixedOwner{tn}, admission.WebhookConfig{Readiness: notReady{}, ProviderAudience: admission.ProviderAudience}, slog.New(slog.DiscardHandler)), map[string]string{"hook": label})
 	client, w := testenv.WarnedClient(t, controlPlane.Config)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, err := client.CoreV1().Pods(bound).Create(ctx, podOf("probe", "quay.io/evil/app"), dryRun)
@@ -519,7 +520,7 @@ func BenchmarkPodAdmission(b *testing.B) {
 		b.Fatal(err)
 	}
 	applyPolicy(b, admission.Enforce, namespaces["policy"])
-	registerWebhook(b, admission.NewWebhook(fixedOwner{tn}, nil, admission.ProviderAudience, slog.New(slog.DiscardHandler)), map[string]string{"bench-hook": label})
+	registerWebhook(b, admission.NewWebhook(fixedOwner{tn}, admission.WebhookConfig{ProviderAudience: admission.ProviderAudience}, slog.New(slog.DiscardHandler)), map[string]string{"bench-hook": label})
 
 	var n int // Pod names, unique over the benchmark's runs
 	for _, mode := range []struct {

@@ -27,11 +27,11 @@ func markOf(ns *corev1.Namespace) mark {
 	return mark{tenant: ns.Labels[admission.LabelTenant], scopes: ns.Annotations[admission.AnnotationImageScopes]}
 }
 
-func wantedMark(owner *binding) mark {
+func (s *Syncer) wantedMark(owner *binding) mark {
 	if owner == nil {
 		return mark{}
 	}
-	return mark{tenant: owner.tenant.ID, scopes: strings.Join(owner.tenant.ImageScopes(), " ")}
+	return mark{tenant: owner.tenant.ID, scopes: strings.Join(s.cfg.Images.Scopes(owner.tenant), " ")}
 }
 
 // ensureMark makes ns carry owner's mark, or none without an owner. The
@@ -43,7 +43,7 @@ func (s *Syncer) ensureMark(ctx context.Context, ns *corev1.Namespace, owner *bi
 	if !s.cfg.MarkNamespaces || ns == nil || !s.cfg.Scope.Allows(ns.Name) {
 		return nil
 	}
-	have, want := markOf(ns), wantedMark(owner)
+	have, want := markOf(ns), s.wantedMark(owner)
 	if have == want || (want == (mark{}) && s.unannounced(have.tenant)) {
 		return nil
 	}

@@ -54,6 +54,9 @@ type Config struct {
 	// tenant and image scopes, which the admission policy reads
 	// (docs/admission.md); it needs the right to patch namespaces.
 	MarkNamespaces bool
+	// Images has the platform's public scopes, which the marks carry
+	// beside each tenant's own.
+	Images broker.ImageRules
 	// Reporter hears every namespace's state (the broker keeps it for the
 	// credential status and turns failures into notifications). It is
 	// called from the reconciling workers and must not call back into the

@@ -205,9 +205,10 @@ func exchange(ctx context.Context, cfg config, req *credentialproviderv1.Credent
 		code := st.Code().String()
 		for _, d := range st.Details() {
 			if info, ok := d.(*errdetails.ErrorInfo); ok {
-				if info.GetReason() == reasonPullModeSecret {
-					// Nothing to add: the Pod's own pull Secrets do, and
-					// uncached, a tenant moved to PROVIDER is served at once.
+				if r := info.GetReason(); r == reasonPullModeSecret || r == reasonPublicImage {
+					// Nothing to add: the Pod's own pull Secrets do, or the
+					// image is public; uncached, so that a tenant moved to
+					// PROVIDER is served at once.
 					return response(map[string]credentialproviderv1.AuthConfig{}, 0), nil
 				}
 				code += " " + info.GetReason()
@@ -243,6 +244,10 @@ func response(auth map[string]credentialproviderv1.AuthConfig, cacheFor time.Dur
 // reasonPullModeSecret is the broker's answer for a tenant whose Pods pull
 // with its Secret: nothing is wrong, the plugin has nothing to add.
 const reasonPullModeSecret = "PULL_MODE_SECRET"
+
+// reasonPublicImage is the broker's answer for an image every tenant may
+// run, which goes without a credential.
+const reasonPublicImage = "PUBLIC_IMAGE"
 
 func transport(cfg config) (credentials.TransportCredentials, error) {
 	if cfg.plaintext {

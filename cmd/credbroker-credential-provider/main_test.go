@@ -29,9 +29,11 @@ type broker struct {
 }
 
 func (b broker) ExchangeServiceAccountToken(_ context.Context, req *credbrokerv1.ExchangeServiceAccountTokenRequest) (*credbrokerv1.ExchangeServiceAccountTokenResponse, error) {
-	if req.GetServiceAccountToken() == "secret-mode-token" {
-		st, _ := status.New(codes.PermissionDenied, "tenant a pulls with its Secret").WithDetails(&errdetails.ErrorInfo{Reason: "PULL_MODE_SECRET", Domain: "credbroker.io"})
-		return nil, st.Err()
+	for token, reason := range map[string]string{"secret-mode-token": "PULL_MODE_SECRET", "public-image-token": "PUBLIC_IMAGE"} {
+		if req.GetServiceAccountToken() == token {
+			st, _ := status.New(codes.PermissionDenied, "no credential goes with it").WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: "credbroker.io"})
+			return nil, st.Err()
+		}
 	}
 	if req.GetServiceAccountToken() != "good-token" {
 		return nil, status.Error(codes.Unauthenticated, "the API server does not accept the ServiceAccount token")
@@ -94,6 +96,7 @@ func TestThePluginAnswersTheKubeletOrFailsClearly(t *testing.T) {
 	}{
 		{"a good token", map[string]string{envBroker: good}, request(v1, "good-token"), 0, ""},
 		{"a tenant that pulls with its Secret", map[string]string{envBroker: good}, request(v1, "secret-mode-token"), 0, ""},
+		{"an image every tenant may run", map[string]string{envBroker: good}, request(v1, "public-image-token"), 0, ""},
 		{"malformed stdin", map[string]string{envBroker: good}, `{"apiVersion":`, exitBadInput, "not a CredentialProviderRequest"},
 		{"an unknown apiVersion", map[string]string{envBroker: good}, request("credentialprovider.kubelet.k8s.io/v1beta1", "good-token"), exitBadInput, "this plugin speaks credentialprovider.kubelet.k8s.io/v1"},
 		{"no token", map[string]string{envBroker: good}, request(v1, ""), exitBadInput, "carries no serviceAccountToken"},
@@ -129,7 +132,7 @@ func TestThePluginAnswersTheKubeletOrFailsClearly(t *testing.T) {
 			if err := json.Unmarshal([]byte(stdout.String()), &resp); err != nil {
 				t.Fatal(err)
 			}
-			if strings.Contains(tc.stdin, "secret-mode-token") {
+			if strings.Contains(tc.stdin, "secret-mode-token") || strings.Contains(tc.stdin, "public-image-token") {
 				if resp.APIVersion != v1 || len(resp.Auth) != 0 || resp.CacheDuration == nil || resp.CacheDuration.Duration != 0 || stderr.Len() > 0 {
 					t.Errorf("%+v, stderr %q: want no credential, not cached, and nothing said", resp, stderr.String())
 				}

@@ -59,6 +59,7 @@ type serveConfig struct {
 	markNamespaces   bool
 	admissionPolicy  string
 	admissionWebhook bool
+	imageRules       broker.ImageRules
 	githubURL        string
 	appID            int64
 	appKeyFile       string
@@ -150,6 +151,17 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&cfg.markNamespaces, "mark-namespaces", true, "label and annotate every bound namespace with its tenant and image scopes, which the admission policy reads (docs/admission.md); needs patch on namespaces")
 	fs.StringVar(&cfg.admissionPolicy, "admission-policy", "", "apply the admission policies at start: enforce or dry-run (the chart ships them instead; needs the right to write ValidatingAdmissionPolicies); none when empty")
 	fs.BoolVar(&cfg.admissionWebhook, "admission-webhook", false, "serve the validating admission webhook at POST "+admission.WebhookPath+" on the HTTP listener, over its TLS (docs/admission.md)")
+	fs.Func("public-image-scopes", "comma-separated <registry>/<owner> scopes every tenant may run images from (base images, a mesh's sidecars); no tenant's credential goes with them", func(v string) error {
+		cfg.imageRules.Public = nil
+		for _, s := range splitList(v) {
+			scope, err := broker.ParseImageScope(s)
+			if err != nil {
+				return err
+			}
+			cfg.imageRules.Public = append(cfg.imageRules.Public, scope)
+		}
+		return nil
+	})
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,6 +34,12 @@ func TestASIGKILLMidRotationLosesNothing(t *testing.T) {
 		t.Fatalf("create tenant: %d\n%s", code, p.Output())
 	}
 	waitForState(t, p, token, "CREDENTIAL_STATE_READY")
+	// READY is the credential's state; the Syncer writes the Secret after
+	// (and after marking the namespace for the admission policy).
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		_, err := kube.CoreV1().Secrets("shop").Get(ctx, "ghcr-secret", metav1.GetOptions{})
+		return err == nil, fmt.Sprintf("no pull Secret yet: %v", err)
+	})
 
 	// A rotation is asked for, and the process dies while GitHub answers it.
 	go func() { // the answer never comes: the process dies first

@@ -116,7 +116,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }() // before the store closes
-	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope()}
+	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope(), Images: cfg.imageRules}
 	if p.clients.Sync != nil {
 		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
 	}
@@ -228,7 +228,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 	}
 	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck, PlainHTTP: cfg.plainHTTPRegistry()}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
-		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope(), MarkNamespaces: cfg.markNamespaces},
+		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope(), MarkNamespaces: cfg.markNamespaces, Images: cfg.imageRules},
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
 	lead := term.Hold
 	wg.Go(func() {
@@ -272,9 +272,9 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 	wg.Go(func() { owners.Run(ctx) })
 	wg.Go(func() { events.Run(ctx) })
 	exchanger := broker.NewExchanger(owners, p.publications,
-		broker.ExchangerConfig{MaxCache: cfg.providerCache, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
+		broker.ExchangerConfig{MaxCache: cfg.providerCache, Images: cfg.imageRules, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
 	if cfg.admissionWebhook {
-		p.webhook = admission.NewWebhook(owners, exchanger, cfg.providerAudience, log)
+		p.webhook = admission.NewWebhook(owners, admission.WebhookConfig{Images: cfg.imageRules, Readiness: exchanger, ProviderAudience: cfg.providerAudience}, log)
 	}
 	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log)
 }

@@ -3,11 +3,13 @@ package testenv
 import "strings"
 
 // The tenant every ImageReferences row is judged for: owner Acme (any
-// case), granted acme-shared, on ghcr.io and registry.local:5000.
+// case), granted acme-shared, on ghcr.io and registry.local:5000; and the
+// platform's public scopes beside it.
 var (
 	ImageTenantOwner      = "Acme"
 	ImageTenantRegistries = []string{"ghcr.io", "registry.local:5000"}
 	ImageTenantGranted    = []string{"acme-shared"}
+	ImagePublicScopes     = []string{"docker.io/istio", "registry.local:5000/platform"}
 )
 
 // ImageReference is a row of the image ownership table: a reference and
@@ -56,14 +58,25 @@ func ImageReferences() []ImageReference {
 		{"registry.local/acme/api", "WRONG_REGISTRY"},
 		{"registry.local:5001/acme/api", "WRONG_REGISTRY"},
 		{"www.ghcr.io/acme/api", "WRONG_REGISTRY"},
-		{"docker.io/acme/api", "WRONG_REGISTRY"},
-		{"index.docker.io/acme/api", "WRONG_REGISTRY"},
+		{"quay.io/istio/proxyv2", "WRONG_REGISTRY"},
 		{"quay.io/acme/api", "WRONG_REGISTRY"},
 		{"localhost/acme/api", "WRONG_REGISTRY"},
 		{"localhost:5000/acme/api", "WRONG_REGISTRY"},
 		{"127.0.0.1:5000/acme/api", "WRONG_REGISTRY"},
 		{"[::1]:5000/acme/api", "WRONG_REGISTRY"},
 		{"a_b.c/acme/api", "WRONG_REGISTRY"},
+		// Public scopes: on a registry of their own, or on the tenant's.
+		{"docker.io/istio/proxyv2:1.22.0", "ALLOWED"},
+		{"index.docker.io/istio/proxyv2", "ALLOWED"},
+		{"DOCKER.IO/istio/proxyv2", "ALLOWED"},
+		{"registry.local:5000/platform/base:1", "ALLOWED"},
+		{"docker.io/acme/api", "WRONG_OWNER"},
+		{"index.docker.io/acme/api", "WRONG_OWNER"},
+		{"docker.io/istio-evil/proxyv2", "WRONG_OWNER"},
+		{"docker.io/istio", "WRONG_OWNER"},       // docker.io/library/istio
+		{"DOCKER.IO/istio", "INVALID_REFERENCE"}, // only "docker.io" itself gets library/
+		{"registry.local:5000/platform", "INVALID_REFERENCE"},
+		{"istio/proxyv2", "IMPLICIT_DOCKER_HUB"},
 		// No registry named: Docker Hub.
 		{"acme/api", "IMPLICIT_DOCKER_HUB"},
 		{"api", "IMPLICIT_DOCKER_HUB"},

@@ -43,6 +43,10 @@ const (
 	ExchangeDenial_EXCHANGE_DENIAL_PULL_MODE_SECRET ExchangeDenial = 5
 	// The tenant has no credential ready (not obtained, not proved, expired).
 	ExchangeDenial_EXCHANGE_DENIAL_CREDENTIAL_NOT_READY ExchangeDenial = 6
+	// The image is under a platform-public scope: every tenant may run it,
+	// and no tenant's credential goes with it. Not a failure: the plugin
+	// answers the kubelet "no credential", and the pull goes anonymous.
+	ExchangeDenial_EXCHANGE_DENIAL_PUBLIC_IMAGE ExchangeDenial = 7
 )
 
 // Enum value maps for ExchangeDenial.
@@ -55,6 +59,7 @@ var (
 		4: "EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED",
 		5: "EXCHANGE_DENIAL_PULL_MODE_SECRET",
 		6: "EXCHANGE_DENIAL_CREDENTIAL_NOT_READY",
+		7: "EXCHANGE_DENIAL_PUBLIC_IMAGE",
 	}
 	ExchangeDenial_value = map[string]int32{
 		"EXCHANGE_DENIAL_UNSPECIFIED":          0,
@@ -64,6 +69,7 @@ var (
 		"EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED":    4,
 		"EXCHANGE_DENIAL_PULL_MODE_SECRET":     5,
 		"EXCHANGE_DENIAL_CREDENTIAL_NOT_READY": 6,
+		"EXCHANGE_DENIAL_PUBLIC_IMAGE":         7,
 	}
 )
 
@@ -309,7 +315,7 @@ const file_credbroker_v1_exchange_proto_rawDesc = "" +
 	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint\x1aT\n" +
 	"\tAuthEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.credbroker.v1.RegistryAuthR\x05value:\x028\x01*\x9e\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.credbroker.v1.RegistryAuthR\x05value:\x028\x01*\xc0\x02\n" +
 	"\x0eExchangeDenial\x12\x1f\n" +
 	"\x1bEXCHANGE_DENIAL_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEXCHANGE_DENIAL_TOKEN_REJECTED\x10\x01\x12'\n" +
@@ -317,7 +323,8 @@ const file_credbroker_v1_exchange_proto_rawDesc = "" +
 	"#EXCHANGE_DENIAL_NAMESPACE_NOT_BOUND\x10\x03\x12%\n" +
 	"!EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED\x10\x04\x12$\n" +
 	" EXCHANGE_DENIAL_PULL_MODE_SECRET\x10\x05\x12(\n" +
-	"$EXCHANGE_DENIAL_CREDENTIAL_NOT_READY\x10\x062\xc7\x01\n" +
+	"$EXCHANGE_DENIAL_CREDENTIAL_NOT_READY\x10\x06\x12 \n" +
+	"\x1cEXCHANGE_DENIAL_PUBLIC_IMAGE\x10\a2\xc7\x01\n" +
 	"\x15PullCredentialService\x12\xad\x01\n" +
 	"\x1bExchangeServiceAccountToken\x121.credbroker.v1.ExchangeServiceAccountTokenRequest\x1a2.credbroker.v1.ExchangeServiceAccountTokenResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/pullcredentials:exchangeBCZAgithub.com/credbroker/credbroker/proto/credbroker/v1;credbrokerv1b\x06proto3"
 
