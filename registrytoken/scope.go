@@ -1,0 +1,50 @@
+package registrytoken
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/distribution/reference"
+)
+
+// Access is what a token grants on one resource, as the registry reads it
+// from the token's "access" claim.
+type Access struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+// parseScopes reads scopes as the token specification writes them,
+// "type:name:action[,action]"; several in one value are separated by
+// spaces (OAuth2's form). The name may hold colons (a registry:catalog:*
+// scope has none, a repository name no more than a tag would), so the type
+// is what comes before the first colon and the actions what comes after
+// the last.
+func parseScopes(values []string) ([]Access, error) {
+	var out []Access
+	for _, value := range values {
+		for _, s := range strings.Fields(value) {
+			typ, rest, ok := strings.Cut(s, ":")
+			i := strings.LastIndexByte(rest, ':')
+			if !ok || i <= 0 || typ == "" {
+				return nil, fmt.Errorf("scope %q: want type:name:actions", s)
+			}
+			name, actions := rest[:i], strings.Split(rest[i+1:], ",")
+			if slices.Contains(actions, "") {
+				return nil, fmt.Errorf("scope %q: an empty action", s)
+			}
+			if typ == "repository" {
+				if _, err := reference.ParseNamed("registry.invalid/" + name); err != nil {
+					return nil, fmt.Errorf("scope %q: %q is not a repository name", s, name)
+				}
+			}
+			out = append(out, Access{Type: typ, Name: name, Actions: actions})
+		}
+	}
+	return out, nil
+}
+
+// String is the scope as the token specification writes it.
+func (a Access) String() string { return a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",") }

@@ -1,0 +1,340 @@
+package registrytoken
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"k8s.io/utils/clock"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// Paths the service is served at.
+const (
+	TokenPath = "/registry/token"
+	JWKSPath  = "/registry/jwks.json"
+)
+
+// Defaults of a Config.
+const (
+	DefaultTTL        = 5 * time.Minute
+	DefaultRefreshTTL = time.Hour
+)
+
+// Pods says whose Pod a ServiceAccount token is (auth.PodTokens: a
+// TokenReview for the service's audience).
+type Pods interface {
+	PodOf(ctx context.Context, token string) (broker.PodIdentity, error)
+}
+
+// Config describes the registry the service issues tokens for.
+type Config struct {
+	// Service is the registry's service name (auth.token.service): requests
+	// must name it, and tokens carry it as their audience.
+	Service string
+	// Issuer is the iss the registry expects (auth.token.issuer).
+	Issuer string
+	// TTL of access tokens; DefaultTTL when zero.
+	TTL time.Duration
+	// RefreshTTL of refresh tokens (OAuth2 access_type=offline);
+	// DefaultRefreshTTL when zero.
+	RefreshTTL time.Duration
+	// PublicPrefixes are repository prefixes ("platform/") anyone may pull,
+	// without credentials.
+	PublicPrefixes []string
+	// Clock dates tokens; the real clock when nil.
+	Clock clock.PassiveClock
+}
+
+// Service answers token requests. Its Handler serves TokenPath (GET as in
+// the token specification, POST as its OAuth2 flavour, which containerd
+// tries first) and JWKSPath.
+type Service struct {
+	cfg    Config
+	keys   *Keys
+	pods   Pods
+	owners broker.NamespaceOwners
+	log    *slog.Logger
+}
+
+// New returns the service.
+func New(cfg Config, keys *Keys, pods Pods, owners broker.NamespaceOwners, log *slog.Logger) *Service {
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.RefreshTTL <= 0 {
+		cfg.RefreshTTL = DefaultRefreshTTL
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	return &Service{cfg: cfg, keys: keys, pods: pods, owners: owners, log: log}
+}
+
+// Handler serves the token endpoint and the key set.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+TokenPath, s.get)
+	mux.HandleFunc("POST "+TokenPath, s.post)
+	mux.HandleFunc("GET "+JWKSPath, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.keys.JWKS())
+	})
+	return mux
+}
+
+// caller is who asks; the zero value is anonymous.
+type caller struct {
+	namespace, serviceAccount string
+}
+
+func (c caller) subject() string {
+	if c.namespace == "" {
+		return ""
+	}
+	return "system:serviceaccount:" + c.namespace + ":" + c.serviceAccount
+}
+
+// requestError is an answer other than a token: the status, and the OAuth2
+// error code (RFC 6749 5.2) with its description.
+type requestError struct {
+	status      int
+	code, descr string
+}
+
+func (e *requestError) Error() string { return e.code + ": " + e.descr }
+
+func badRequest(code, format string, args ...any) *requestError {
+	return &requestError{status: http.StatusBadRequest, code: code, descr: fmt.Sprintf(format, args...)}
+}
+
+// get is the token specification's GET: Basic credentials (a ServiceAccount
+// token as the password) or none, service and scope in the query.
+func (s *Service) get(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	c, err := s.basic(r)
+	var resp map[string]any
+	if err == nil {
+		resp, err = s.issue(r.Context(), c, q.Get("service"), q["scope"], false)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	resp["token"] = resp["access_token"]
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// post is the OAuth2 flavour: grant_type password (username and a
+// ServiceAccount token as password) or refresh_token.
+func (s *Service) post(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, badRequest("invalid_request", "the body is not a form: %v", err))
+		return
+	}
+	f := r.PostForm
+	var c caller
+	var err error
+	switch f.Get("grant_type") {
+	case "password":
+		if f.Get("username") == "" || f.Get("password") == "" {
+			err = badRequest("invalid_request", "grant_type password needs username and password")
+			break
+		}
+		c, err = s.serviceAccount(r.Context(), f.Get("password"))
+	case "refresh_token":
+		c, err = s.refreshed(f.Get("refresh_token"))
+	case "":
+		err = badRequest("invalid_request", "grant_type is required")
+	default:
+		err = badRequest("unsupported_grant_type", "grant_type %q: want password or refresh_token", f.Get("grant_type"))
+	}
+	if err == nil && f.Get("client_id") == "" {
+		err = badRequest("invalid_request", "client_id is required")
+	}
+	var resp map[string]any
+	if err == nil {
+		resp, err = s.issue(r.Context(), c, f.Get("service"), f["scope"], f.Get("access_type") == "offline")
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// basic authenticates a GET: no Authorization is anonymous; Basic carries
+// the ServiceAccount token as its password.
+func (s *Service) basic(r *http.Request) (caller, error) {
+	if r.Header.Get("Authorization") == "" {
+		return caller{}, nil
+	}
+	user, password, ok := r.BasicAuth()
+	if !ok || user == "" || password == "" {
+		return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_client", descr: "want Basic credentials: any user name, a ServiceAccount token as the password"}
+	}
+	return s.serviceAccount(r.Context(), password)
+}
+
+func (s *Service) serviceAccount(ctx context.Context, token string) (caller, error) {
+	pod, err := s.pods.PodOf(ctx, token)
+	var d *broker.DeniedError
+	switch {
+	case errors.As(err, &d):
+		return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_grant", descr: d.Msg}
+	case err != nil:
+		return caller{}, err
+	}
+	return caller{namespace: pod.Namespace, serviceAccount: pod.ServiceAccount}, nil
+}
+
+// issue grants c what it may of the scopes asked, and signs it.
+func (s *Service) issue(ctx context.Context, c caller, service string, scopes []string, offline bool) (map[string]any, error) {
+	if service != s.cfg.Service {
+		return nil, badRequest("invalid_request", "service %q: this token service issues tokens for %q", service, s.cfg.Service)
+	}
+	asked, err := parseScopes(scopes)
+	if err != nil {
+		return nil, badRequest("invalid_scope", "%v", err)
+	}
+	granted, err := s.grant(c, asked)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Clock.Now()
+	claims := struct {
+		jwt.Claims
+		Access []Access `json:"access"`
+	}{Claims: jwt.Claims{Issuer: s.cfg.Issuer, Subject: c.subject(), Audience: jwt.Audience{s.cfg.Service},
+		Expiry: jwt.NewNumericDate(now.Add(s.cfg.TTL)), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
+		IssuedAt: jwt.NewNumericDate(now), ID: newID()}, Access: granted}
+	token, err := jwt.Signed(s.keys.signing).Claims(claims).Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("sign a registry token: %w", err)
+	}
+	resp := map[string]any{"access_token": token, "expires_in": int(s.cfg.TTL.Seconds()), "issued_at": now.UTC().Format(time.RFC3339),
+		"scope": scopeString(granted)}
+	if offline && c.namespace != "" {
+		if resp["refresh_token"], err = s.refreshToken(c, now); err != nil {
+			return nil, err
+		}
+	}
+	s.log.InfoContext(ctx, "audit", slog.String("method", "RegistryToken"), slog.String("subject", c.subject()),
+		slog.String("asked", scopeString(asked)), slog.String("granted", scopeString(granted)))
+	return resp, nil
+}
+
+// grant is what c may do of asked: pull on repositories under its tenant's
+// owners and its own namespace, and under the public prefixes; nothing
+// else (no push, no catalog), which the registry then refuses.
+func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
+	prefixes := slices.Clone(s.cfg.PublicPrefixes)
+	if c.namespace != "" {
+		t, ok, err := s.owners.NamespaceOwner(c.namespace)
+		if err != nil {
+			return nil, fmt.Errorf("find the tenant of namespace %s: %w", c.namespace, err)
+		}
+		if ok {
+			prefixes = append(prefixes, c.namespace+"/", strings.ToLower(t.Owner.Login)+"/")
+			for _, o := range t.AllowedOwners {
+				prefixes = append(prefixes, strings.ToLower(o)+"/")
+			}
+		}
+	}
+	granted := []Access{}
+	for _, a := range asked {
+		if a.Type != "repository" || !slices.Contains(a.Actions, "pull") {
+			continue
+		}
+		if slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(a.Name, p) }) {
+			granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: []string{"pull"}})
+		}
+	}
+	return granted, nil
+}
+
+// refreshClaims mark a refresh token: the registry never takes it, its
+// audience being the service's name with a suffix.
+func (s *Service) refreshAudience() string { return s.cfg.Service + "#refresh" }
+
+func (s *Service) refreshToken(c caller, now time.Time) (string, error) {
+	claims := jwt.Claims{Issuer: s.cfg.Issuer, Subject: c.subject(), Audience: jwt.Audience{s.refreshAudience()},
+		Expiry: jwt.NewNumericDate(now.Add(s.cfg.RefreshTTL)), IssuedAt: jwt.NewNumericDate(now), ID: newID()}
+	token, err := jwt.Signed(s.keys.signing).Claims(claims).Serialize()
+	if err != nil {
+		return "", fmt.Errorf("sign a refresh token: %w", err)
+	}
+	return token, nil
+}
+
+// refreshed authenticates a refresh token: signed by one of the keys, for
+// the refresh audience, not expired. What it grants is decided anew.
+func (s *Service) refreshed(raw string) (caller, error) {
+	invalid := &requestError{status: http.StatusBadRequest, code: "invalid_grant", descr: "the refresh token is not one of this service's, or expired"}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		return caller{}, invalid
+	}
+	var claims jwt.Claims
+	verified := false
+	for _, key := range s.keys.JWKS().Keys {
+		if tok.Claims(key.Key, &claims) == nil {
+			verified = true
+			break
+		}
+	}
+	if !verified || claims.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.refreshAudience()}, Time: s.cfg.Clock.Now()}, 0) != nil {
+		return caller{}, invalid
+	}
+	ns, sa, ok := strings.Cut(strings.TrimPrefix(claims.Subject, "system:serviceaccount:"), ":")
+	if !ok || !strings.HasPrefix(claims.Subject, "system:serviceaccount:") {
+		return caller{}, invalid
+	}
+	return caller{namespace: ns, serviceAccount: sa}, nil
+}
+
+func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var re *requestError
+	if !errors.As(err, &re) {
+		status := http.StatusInternalServerError
+		if errors.Is(err, broker.ErrUnavailable) {
+			status = http.StatusServiceUnavailable
+		}
+		s.log.WarnContext(r.Context(), "registry token", slog.Any("error", err))
+		re = &requestError{status: status, code: "server_error", descr: "the token service cannot answer now"}
+	}
+	if re.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="credbroker registry token service"`)
+	}
+	writeJSON(w, re.status, map[string]string{"error": re.code, "error_description": re.descr})
+}
+
+func scopeString(as []Access) string {
+	parts := make([]string, len(as))
+	for i, a := range as {
+		parts[i] = a.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
