@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/credbroker/credbroker/github"
 	"github.com/credbroker/credbroker/internal/loopback"
 	"github.com/credbroker/credbroker/k8ssync"
+	"github.com/credbroker/credbroker/registrytoken"
 )
 
 const envPrefix = "CREDBROKER_"
@@ -60,6 +62,7 @@ type serveConfig struct {
 	admissionPolicy  string
 	admissionWebhook bool
 	imageRules       broker.ImageRules
+	registryTokens   registryTokenConfig
 	githubURL        string
 	appID            int64
 	appKeyFile       string
@@ -162,6 +165,11 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 		}
 		return nil
 	})
+	fs.StringVar(&cfg.registryTokens.service, "registry-token-service", "", "serve the token service of an in-cluster registry whose auth.token.service is this name, at GET/POST "+registrytoken.TokenPath+" and its keys at "+registrytoken.JWKSPath+" (docs/registry-token-service.md); off when empty")
+	fs.StringVar(&cfg.registryTokens.issuer, "registry-token-issuer", "credbroker", "the iss of registry tokens (the registry's auth.token.issuer)")
+	fs.StringVar(&cfg.registryTokens.keyFiles, "registry-token-key-files", "", "comma-separated PEM files of ECDSA P-256 keys: the first signs registry tokens, all are published (rotation); a fresh key per start when empty (dev mode only)")
+	fs.StringVar(&cfg.registryTokens.audience, "registry-token-audience", "credbroker-registry", "audience of the ServiceAccount tokens callers present to the registry token service as their password")
+	fs.StringVar(&cfg.registryTokens.publicPrefixes, "registry-public-prefixes", "", "comma-separated repository prefixes (\"platform/\") anyone may pull from the in-cluster registry without credentials")
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
 
@@ -228,6 +236,9 @@ func (cfg serveConfig) validate() error {
 		if !cfg.markNamespaces {
 			return errors.New("--admission-policy needs --mark-namespaces: the policy reads the marks")
 		}
+	}
+	if cfg.registryTokens.service != "" && cfg.registryTokens.keyFiles == "" && !cfg.dev {
+		return errors.New("--registry-token-service needs --registry-token-key-files: a registry must trust the same keys after a restart")
 	}
 	if cfg.admissionWebhook && cfg.tlsCert == "" {
 		return errors.New("--admission-webhook needs --tls-cert-file: the API server calls webhooks over HTTPS only")
@@ -302,4 +313,25 @@ func splitList(list string) []string {
 		}
 	}
 	return out
+}
+
+// registryTokenConfig is the in-cluster registry's token service.
+type registryTokenConfig struct {
+	service, issuer, keyFiles, audience, publicPrefixes string
+}
+
+// keys reads the signing keys, or makes one (dev mode).
+func (c registryTokenConfig) keys() (*registrytoken.Keys, error) {
+	if c.keyFiles == "" {
+		return registrytoken.GenerateKeys()
+	}
+	var pems [][]byte
+	for _, f := range splitList(c.keyFiles) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--registry-token-key-files: %w", err)
+		}
+		pems = append(pems, data)
+	}
+	return registrytoken.ParseKeys(pems...)
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/credbroker/credbroker/k8ssync"
 	"github.com/credbroker/credbroker/leader"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
+	"github.com/credbroker/credbroker/registrytoken"
 	"github.com/credbroker/credbroker/server"
 )
 
@@ -72,6 +73,8 @@ type parts struct {
 	publications *broker.Publications
 	// webhook is the validating admission webhook, when served.
 	webhook http.Handler
+	// registryTokens is the in-cluster registry's token service, when served.
+	registryTokens http.Handler
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(string) string) error {
@@ -130,7 +133,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	p.registry = broker.NewRegistry(store, p.sealer, p.github, clock.RealClock{}, regCfg)
 	var exchange *api.ExchangeAPI
 	if p.clients.Requests != nil {
-		exchange = startExchange(ctx, &wg, cfg, &p, tenants, log)
+		if exchange, err = startExchange(ctx, &wg, cfg, &p, tenants, log); err != nil {
+			return err
+		}
 	}
 	if err := p.registry.CheckSealed(ctx); err != nil {
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
@@ -175,6 +180,13 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 	if p.webhook != nil {
 		// The API server calls it: no caller identity, answers to anyone.
 		handlers["POST "+admission.WebhookPath] = p.webhook
+	}
+	if p.registryTokens != nil {
+		// Callers authenticate to the token service itself (a ServiceAccount
+		// token as the Basic password), not to the API's guard.
+		for _, pattern := range []string{"GET " + registrytoken.TokenPath, "POST " + registrytoken.TokenPath, "GET " + registrytoken.JWKSPath} {
+			handlers[pattern] = p.registryTokens
+		}
 	}
 	authn, err := authenticators(cfg, p.clients.Requests, dev, log)
 	if err != nil {
@@ -251,7 +263,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 // publications live in the cluster when there is a Kubernetes store and an
 // encryption key; otherwise in this process, where only the leader (the
 // one replica of the embedded store) writes and answers.
-func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantCache, log *slog.Logger) *api.ExchangeAPI {
+func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantCache, log *slog.Logger) (*api.ExchangeAPI, error) {
 	var source k8ssync.TenantSource = tenants
 	if tenants == nil {
 		index := broker.NewTenantIndex(p.registry, clock.RealClock{}, log)
@@ -273,8 +285,18 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 	wg.Go(func() { events.Run(ctx) })
 	exchanger := broker.NewExchanger(owners, p.publications,
 		broker.ExchangerConfig{MaxCache: cfg.providerCache, Images: cfg.imageRules, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
+	if cfg.registryTokens.service != "" {
+		keys, err := cfg.registryTokens.keys()
+		if err != nil {
+			return nil, err
+		}
+		svc := registrytoken.New(registrytoken.Config{Service: cfg.registryTokens.service, Issuer: cfg.registryTokens.issuer,
+			PublicPrefixes: splitList(cfg.registryTokens.publicPrefixes)},
+			keys, auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.registryTokens.audience)), owners, log)
+		p.registryTokens = svc.Handler()
+	}
 	if cfg.admissionWebhook {
 		p.webhook = admission.NewWebhook(owners, admission.WebhookConfig{Images: cfg.imageRules, Readiness: exchanger, ProviderAudience: cfg.providerAudience}, log)
 	}
-	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log)
+	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log), nil
 }
