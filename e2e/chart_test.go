@@ -42,6 +42,8 @@ var chartValues = []string{
 	"--set", "auth.policy.bindings[0].subject=system:serviceaccount:platform:backend",
 	"--set", "auth.policy.bindings[0].roles[0]=admin",
 	"--set", "publicImageScopes[0]=docker.io/istio",
+	"--set", "registryTokenService.enabled=true", "--set", "registryTokenService.service=registry.platform.internal",
+	"--set", "registryTokenService.keySecret.name=credbroker-registry-token",
 }
 
 func helm(t *testing.T, args ...string) (string, error) {
@@ -217,7 +219,8 @@ func TestHelmChart(t *testing.T) {
 			}
 			args := strings.Join(c.Args, " ")
 			for _, want := range []string{"--store=kubernetes", "--leader-elect=true", "--tls-cert-file=", "--auth-token-file=", "--auth-policy-file=", "--webhook-url=",
-				"--mark-namespaces=true", "--admission-webhook", "--public-image-scopes=docker.io/istio"} {
+				"--mark-namespaces=true", "--admission-webhook", "--public-image-scopes=docker.io/istio",
+				"--registry-token-service=registry.platform.internal", "--registry-token-key-files=/etc/credbroker/registry-token/current.pem"} {
 				if !strings.Contains(args, want) {
 					t.Errorf("args %q lack %s", args, want)
 				}
