@@ -115,11 +115,17 @@ type PATOwner struct {
 	ExpiresAt time.Time
 }
 
+// RegistryAuth is one more registry's entry of a pull Secret, such as an
+// in-cluster registry's robot.
+type RegistryAuth struct {
+	Host, Username, Password string
+}
+
 // DockerConfigJSON renders the .dockerconfigjson of a kubernetes.io/
-// dockerconfigjson Secret: cred for every registry. Equal input gives equal
-// bytes (encoding/json sorts map keys), so a rendered Secret can be compared
-// byte for byte.
-func DockerConfigJSON(registries []string, cred Credential) []byte {
+// dockerconfigjson Secret: cred for every registry, and the more entries.
+// Equal input gives equal bytes (encoding/json sorts map keys), so a
+// rendered Secret can be compared byte for byte.
+func DockerConfigJSON(registries []string, cred Credential, more ...RegistryAuth) []byte {
 	type entry struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
@@ -129,6 +135,9 @@ func DockerConfigJSON(registries []string, cred Credential) []byte {
 	auths := make(map[string]entry, len(registries))
 	for _, r := range registries {
 		auths[r] = entry{Username: cred.Username, Password: cred.Token, Auth: auth}
+	}
+	for _, m := range more {
+		auths[m.Host] = entry{Username: m.Username, Password: m.Password, Auth: base64.StdEncoding.EncodeToString([]byte(m.Username + ":" + m.Password))}
 	}
 	out, err := json.Marshal(map[string]any{"auths": auths})
 	if err != nil {

@@ -118,6 +118,10 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 	if err := s.ensureSecret(ctx, ns, owner, current); err != nil {
 		return err
 	}
+	if s.cfg.Robots != nil {
+		// Back when the robot rotates, to write its next credential.
+		s.queue.AddAfter(name, time.Until(s.cfg.Robots.NextRotation()))
+	}
 	if owner.tenant.PatchServiceAccounts {
 		return s.patchServiceAccounts(ctx, name, owner.tenant.SecretName)
 	}
@@ -125,7 +129,7 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 }
 
 func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *binding, current *corev1.Secret) error {
-	want := desiredSecret(ns.Name, b)
+	want := s.desiredSecret(ns.Name, b)
 	now := s.cfg.Clock.Now()
 	synced := broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncSynced, Fingerprint: b.cred.Fingerprint(), SyncTime: now}
 	if current != nil && upToDate(current, want) {
@@ -197,7 +201,7 @@ func (s *Syncer) checkConflict(ctx context.Context, ns *corev1.Namespace, b *bin
 // exist yet), so that it lands in the tenant's namespace: an Event about a
 // Namespace, a cluster-scoped object, would land in "default".
 func (s *Syncer) fail(ctx context.Context, ns *corev1.Namespace, b *binding, err error) {
-	s.recorder.Eventf(desiredSecret(ns.Name, b), corev1.EventTypeWarning, "SyncFailed", "writing Secret %s for tenant %s failed: %v", b.tenant.SecretName, b.tenant.ID, err)
+	s.recorder.Eventf(s.desiredSecret(ns.Name, b), corev1.EventTypeWarning, "SyncFailed", "writing Secret %s for tenant %s failed: %v", b.tenant.SecretName, b.tenant.ID, err)
 	s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncFailed, SyncTime: s.cfg.Clock.Now(),
 		Reason: broker.ReasonSyncFailed, Message: err.Error()})
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/credbroker/credbroker/broker"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -49,7 +50,11 @@ func sameDigest(cached, value []byte) bool {
 }
 
 // desiredSecret is the Secret a bound namespace should hold.
-func desiredSecret(namespace string, b *binding) *corev1.Secret {
+func (s *Syncer) desiredSecret(namespace string, b *binding) *corev1.Secret {
+	config := b.config
+	if s.cfg.Robots != nil && b.cred.Token != "" {
+		config = broker.DockerConfigJSON(b.tenant.Registries, b.cred, s.cfg.Robots.Robot(namespace))
+	}
 	annotations := map[string]string{AnnotationFingerprint: b.cred.Fingerprint()}
 	if !b.cred.ExpiresAt.IsZero() {
 		annotations[AnnotationExpiry] = b.cred.ExpiresAt.UTC().Format(time.RFC3339)
@@ -62,7 +67,7 @@ func desiredSecret(namespace string, b *binding) *corev1.Secret {
 			Annotations: annotations,
 		},
 		Type: corev1.SecretTypeDockerConfigJson,
-		Data: map[string][]byte{corev1.DockerConfigJsonKey: b.config},
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: config},
 	}
 }
 

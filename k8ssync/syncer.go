@@ -57,11 +57,21 @@ type Config struct {
 	// Images has the platform's public scopes, which the marks carry
 	// beside each tenant's own.
 	Images broker.ImageRules
+	// Robots, if set, are an in-cluster registry's per-namespace
+	// credentials, which each pull Secret carries beside its tenant's.
+	Robots Robots
 	// Reporter hears every namespace's state (the broker keeps it for the
 	// credential status and turns failures into notifications). It is
 	// called from the reconciling workers and must not call back into the
 	// Syncer; nobody hears when nil.
 	Reporter broker.SyncReporter
+}
+
+// Robots are an in-cluster registry's per-namespace credentials
+// (registrytoken.Robots), which rotate.
+type Robots interface {
+	Robot(namespace string) broker.RegistryAuth
+	NextRotation() time.Time
 }
 
 // binding is what the Syncer knows of a tenant: where it goes and what to
@@ -342,7 +352,7 @@ func (s *Syncer) Report(tenantID string, reason broker.Reason, message string) {
 		return
 	}
 	for _, ns := range namespaces {
-		s.recorder.Event(desiredSecret(ns, b), corev1.EventTypeWarning, "CredentialProblem", string(reason)+": "+message)
+		s.recorder.Event(s.desiredSecret(ns, b), corev1.EventTypeWarning, "CredentialProblem", string(reason)+": "+message)
 	}
 }
 

@@ -53,6 +53,9 @@ type Config struct {
 	// PublicPrefixes are repository prefixes ("platform/") anyone may pull,
 	// without credentials.
 	PublicPrefixes []string
+	// Robots, if set, are the per-namespace credentials the pull Secrets
+	// carry, taken beside ServiceAccount tokens.
+	Robots *Robots
 	// Clock dates tokens; the real clock when nil.
 	Clock clock.PassiveClock
 }
@@ -93,14 +96,18 @@ func (s *Service) Handler() http.Handler {
 	return mux
 }
 
-// caller is who asks; the zero value is anonymous.
+// caller is who asks: a ServiceAccount, or a namespace's robot (no
+// ServiceAccount); the zero value is anonymous.
 type caller struct {
 	namespace, serviceAccount string
 }
 
 func (c caller) subject() string {
-	if c.namespace == "" {
+	switch {
+	case c.namespace == "":
 		return ""
+	case c.serviceAccount == "":
+		return robotPrefix + c.namespace
 	}
 	return "system:serviceaccount:" + c.namespace + ":" + c.serviceAccount
 }
@@ -151,7 +158,7 @@ func (s *Service) post(w http.ResponseWriter, r *http.Request) {
 			err = badRequest("invalid_request", "grant_type password needs username and password")
 			break
 		}
-		c, err = s.serviceAccount(r.Context(), f.Get("password"))
+		c, err = s.password(r.Context(), f.Get("username"), f.Get("password"))
 	case "refresh_token":
 		c, err = s.refreshed(f.Get("refresh_token"))
 	case "":
@@ -181,9 +188,23 @@ func (s *Service) basic(r *http.Request) (caller, error) {
 	}
 	user, password, ok := r.BasicAuth()
 	if !ok || user == "" || password == "" {
-		return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_client", descr: "want Basic credentials: any user name, a ServiceAccount token as the password"}
+		return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_client", descr: "want Basic credentials: a namespace's robot, or any user name with a ServiceAccount token as the password"}
 	}
-	return s.serviceAccount(r.Context(), password)
+	return s.password(r.Context(), user, password)
+}
+
+// password authenticates a user name and password: a robot's, or a
+// ServiceAccount token under any other name.
+func (s *Service) password(ctx context.Context, user, password string) (caller, error) {
+	if !isRobot(user) {
+		return s.serviceAccount(ctx, password)
+	}
+	if s.cfg.Robots != nil {
+		if ns, ok := s.cfg.Robots.verify(user, password); ok {
+			return caller{namespace: ns}, nil
+		}
+	}
+	return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_grant", descr: "not a robot credential of this period or the one before"}
 }
 
 func (s *Service) serviceAccount(ctx context.Context, token string) (caller, error) {
@@ -295,6 +316,9 @@ func (s *Service) refreshed(raw string) (caller, error) {
 	}
 	if !verified || claims.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.refreshAudience()}, Time: s.cfg.Clock.Now()}, 0) != nil {
 		return caller{}, invalid
+	}
+	if ns, ok := strings.CutPrefix(claims.Subject, robotPrefix); ok {
+		return caller{namespace: ns}, nil
 	}
 	ns, sa, ok := strings.Cut(strings.TrimPrefix(claims.Subject, "system:serviceaccount:"), ":")
 	if !ok || !strings.HasPrefix(claims.Subject, "system:serviceaccount:") {

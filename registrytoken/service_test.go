@@ -72,10 +72,19 @@ func newFixture(t *testing.T, o owners) *fixture {
 
 // get asks for scopes with the token as Basic password ("" for none).
 func (f *fixture) get(service, token string, scopes ...string) *httptest.ResponseRecorder {
+	user := "serviceaccount"
+	if token == "" {
+		user = ""
+	}
+	return f.getAs(service, user, token, scopes...)
+}
+
+// getAs asks for scopes as user with password (none when user is "").
+func (f *fixture) getAs(service, user, password string, scopes ...string) *httptest.ResponseRecorder {
 	q := url.Values{"service": {service}, "scope": scopes}
 	req := httptest.NewRequest(http.MethodGet, TokenPath+"?"+q.Encode(), nil)
-	if token != "" {
-		req.SetBasicAuth("serviceaccount", token)
+	if user != "" {
+		req.SetBasicAuth(user, password)
 	}
 	rec := httptest.NewRecorder()
 	f.h.ServeHTTP(rec, req)

@@ -1,0 +1,93 @@
+package registrytoken
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/clock"
+
+	"github.com/credbroker/credbroker/broker"
+)
+
+// robotPrefix begins every robot's user name.
+const robotPrefix = "credbroker-robot."
+
+// MinRobotKeySize is the least key the robots' passwords derive from.
+const MinRobotKeySize = 32
+
+// Robots are the per-namespace credentials of the in-cluster registry that
+// the Syncer writes into each namespace's pull Secret. A robot's password
+// is derived, never stored: HMAC-SHA256 of the namespace and the current
+// period under a key every replica holds, so any replica checks it and a
+// leak of the store leaks none. It rotates every period; the previous
+// period's is still taken, so a Secret rewritten late or a kubelet's cached
+// credential keeps working for one more period.
+type Robots struct {
+	key    []byte
+	period time.Duration
+	host   string
+	clock  clock.PassiveClock
+}
+
+// NewRobots returns the robots of the registry at host (as Pods name it in
+// image references), rotating every period.
+func NewRobots(key []byte, period time.Duration, host string, clk clock.PassiveClock) (*Robots, error) {
+	if len(key) < MinRobotKeySize {
+		return nil, fmt.Errorf("registry robot key: %d bytes, want at least %d", len(key), MinRobotKeySize)
+	}
+	if period < time.Hour {
+		return nil, fmt.Errorf("registry robot rotation %s: want an hour or more", period)
+	}
+	if host == "" {
+		return nil, errors.New("registry robots need the registry's host")
+	}
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Robots{key: key, period: period, host: host, clock: clk}, nil
+}
+
+func (r *Robots) epoch(t time.Time) int64 { return t.UnixNano() / int64(r.period) }
+
+func (r *Robots) password(namespace string, epoch int64) string {
+	mac := hmac.New(sha256.New, r.key)
+	fmt.Fprintf(mac, "%s\x00%d", namespace, epoch)
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Robot is namespace's credential for the registry now.
+func (r *Robots) Robot(namespace string) broker.RegistryAuth {
+	e := r.epoch(r.clock.Now())
+	return broker.RegistryAuth{Host: r.host, Username: robotPrefix + namespace + "." + strconv.FormatInt(e, 10), Password: r.password(namespace, e)}
+}
+
+// NextRotation is when Robot next answers differently.
+func (r *Robots) NextRotation() time.Time {
+	return time.Unix(0, (r.epoch(r.clock.Now())+1)*int64(r.period))
+}
+
+// isRobot reports whether a user name is a robot's.
+func isRobot(username string) bool { return strings.HasPrefix(username, robotPrefix) }
+
+// verify returns the namespace of a robot's credential of this period or
+// the one before.
+func (r *Robots) verify(username, password string) (string, bool) {
+	rest, _ := strings.CutPrefix(username, robotPrefix)
+	namespace, epochText, ok := strings.Cut(rest, ".")
+	epoch, err := strconv.ParseInt(epochText, 10, 64)
+	if !ok || err != nil || len(validation.IsDNS1123Label(namespace)) > 0 {
+		return "", false
+	}
+	now := r.epoch(r.clock.Now())
+	if epoch != now && epoch != now-1 {
+		return "", false
+	}
+	return namespace, hmac.Equal([]byte(password), []byte(r.password(namespace, epoch)))
+}
