@@ -44,6 +44,7 @@ var chartValues = []string{
 	"--set", "publicImageScopes[0]=docker.io/istio",
 	"--set", "registryTokenService.enabled=true", "--set", "registryTokenService.service=registry.platform.internal",
 	"--set", "registryTokenService.keySecret.name=credbroker-registry-token",
+	"--set", "registryTokenService.robotHost=registry.platform.internal:5000", "--set", "registryTokenService.robotKeySecret.name=credbroker-registry-robot",
 }
 
 func helm(t *testing.T, args ...string) (string, error) {
@@ -220,7 +221,8 @@ func TestHelmChart(t *testing.T) {
 			args := strings.Join(c.Args, " ")
 			for _, want := range []string{"--store=kubernetes", "--leader-elect=true", "--tls-cert-file=", "--auth-token-file=", "--auth-policy-file=", "--webhook-url=",
 				"--mark-namespaces=true", "--admission-webhook", "--public-image-scopes=docker.io/istio",
-				"--registry-token-service=registry.platform.internal", "--registry-token-key-files=/etc/credbroker/registry-token/current.pem"} {
+				"--registry-token-service=registry.platform.internal", "--registry-token-key-files=/etc/credbroker/registry-token/current.pem",
+				"--registry-robot-host=registry.platform.internal:5000", "--registry-robot-key-file=/etc/credbroker/registry-robot/robot.key"} {
 				if !strings.Contains(args, want) {
 					t.Errorf("args %q lack %s", args, want)
 				}

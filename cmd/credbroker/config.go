@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -169,6 +171,9 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.registryTokens.issuer, "registry-token-issuer", "credbroker", "the iss of registry tokens (the registry's auth.token.issuer)")
 	fs.StringVar(&cfg.registryTokens.keyFiles, "registry-token-key-files", "", "comma-separated PEM files of ECDSA P-256 keys: the first signs registry tokens, all are published (rotation); a fresh key per start when empty (dev mode only)")
 	fs.StringVar(&cfg.registryTokens.audience, "registry-token-audience", "credbroker-registry", "audience of the ServiceAccount tokens callers present to the registry token service as their password")
+	fs.StringVar(&cfg.registryTokens.robotHost, "registry-robot-host", "", "the in-cluster registry's host:port as Pods name it: every pull Secret also carries its namespace's robot credential for it (needs --registry-token-service)")
+	fs.StringVar(&cfg.registryTokens.robotKeyFile, "registry-robot-key-file", "", "file of the secret (32 bytes or more) robot passwords are derived from; every replica needs the same; a fresh one per start when empty (dev mode only)")
+	fs.DurationVar(&cfg.registryTokens.robotRotation, "registry-robot-rotation", 24*time.Hour, "how often robot credentials rotate (the previous one is taken for one more period)")
 	fs.StringVar(&cfg.registryTokens.publicPrefixes, "registry-public-prefixes", "", "comma-separated repository prefixes (\"platform/\") anyone may pull from the in-cluster registry without credentials")
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
@@ -239,6 +244,14 @@ func (cfg serveConfig) validate() error {
 	}
 	if cfg.registryTokens.service != "" && cfg.registryTokens.keyFiles == "" && !cfg.dev {
 		return errors.New("--registry-token-service needs --registry-token-key-files: a registry must trust the same keys after a restart")
+	}
+	if cfg.registryTokens.robotHost != "" {
+		if cfg.registryTokens.service == "" {
+			return errors.New("--registry-robot-host needs --registry-token-service: robots authenticate to it")
+		}
+		if cfg.registryTokens.robotKeyFile == "" && !cfg.dev {
+			return errors.New("--registry-robot-host needs --registry-robot-key-file: every replica must derive the same robot passwords")
+		}
 	}
 	if cfg.admissionWebhook && cfg.tlsCert == "" {
 		return errors.New("--admission-webhook needs --tls-cert-file: the API server calls webhooks over HTTPS only")
@@ -318,6 +331,28 @@ func splitList(list string) []string {
 // registryTokenConfig is the in-cluster registry's token service.
 type registryTokenConfig struct {
 	service, issuer, keyFiles, audience, publicPrefixes string
+	robotHost, robotKeyFile                             string
+	robotRotation                                       time.Duration
+}
+
+// robots are the per-namespace robots, or nil without --registry-robot-host.
+func (c registryTokenConfig) robots() (*registrytoken.Robots, error) {
+	if c.robotHost == "" {
+		return nil, nil
+	}
+	key := make([]byte, registrytoken.MinRobotKeySize)
+	if c.robotKeyFile == "" {
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if key, err = os.ReadFile(c.robotKeyFile); err != nil {
+			return nil, fmt.Errorf("--registry-robot-key-file: %w", err)
+		}
+		key = bytes.TrimSpace(key)
+	}
+	return registrytoken.NewRobots(key, c.robotRotation, c.robotHost, nil)
 }
 
 // keys reads the signing keys, or makes one (dev mode).

@@ -75,6 +75,8 @@ type parts struct {
 	webhook http.Handler
 	// registryTokens is the in-cluster registry's token service, when served.
 	registryTokens http.Handler
+	// robots are the in-cluster registry's per-namespace credentials.
+	robots *registrytoken.Robots
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(string) string) error {
@@ -238,9 +240,13 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")
 		return nil
 	}
+	syncer := k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope(), MarkNamespaces: cfg.markNamespaces, Images: cfg.imageRules}
+	if p.robots != nil { // not a typed nil in the interface
+		syncer.Robots = p.robots
+	}
 	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck, PlainHTTP: cfg.plainHTTPRegistry()}),
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
-		Syncer:    k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope(), MarkNamespaces: cfg.markNamespaces, Images: cfg.imageRules},
+		Syncer:    syncer,
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
 	lead := term.Hold
 	wg.Go(func() {
@@ -290,8 +296,11 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 		if err != nil {
 			return nil, err
 		}
+		if p.robots, err = cfg.registryTokens.robots(); err != nil {
+			return nil, err
+		}
 		svc := registrytoken.New(registrytoken.Config{Service: cfg.registryTokens.service, Issuer: cfg.registryTokens.issuer,
-			PublicPrefixes: splitList(cfg.registryTokens.publicPrefixes)},
+			PublicPrefixes: splitList(cfg.registryTokens.publicPrefixes), Robots: p.robots},
 			keys, auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.registryTokens.audience)), owners, log)
 		p.registryTokens = svc.Handler()
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/credbroker/credbroker/internal/testenv"
 	"github.com/credbroker/credbroker/registrytoken"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // The binary serves the registry token service: a Pod's ServiceAccount
@@ -39,16 +42,21 @@ func TestServeAnswersAsARegistrysTokenService(t *testing.T) {
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cp, _, token, args := shopCluster(t, "--registry-token-service", "registry.shop.internal", "--registry-token-key-files", keyFile)
+	robotKey := filepath.Join(t.TempDir(), "robot.key")
+	if err := os.WriteFile(robotKey, []byte(strings.Repeat("r", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp, _, token, args := shopCluster(t, "--registry-token-service", "registry.shop.internal", "--registry-token-key-files", keyFile,
+		"--registry-robot-host", "registry.shop.internal:5000", "--registry-robot-key-file", robotKey)
 	p := startBinary(t, nil, args...)
 	if code := post(t, p.httpURL+"/v1/tenants", token, shopTenant); code != http.StatusOK {
 		t.Fatalf("create tenant: %d\n%s", code, p.Output())
 	}
 	pod := testenv.PodOfServiceAccount(t, cp.Admin, "shop", "builder", "builder-0")
-	ask := func(saToken string) (int, map[string]any) {
+	askAs := func(user, password string) (int, map[string]any) {
 		q := url.Values{"service": {"registry.shop.internal"}, "scope": {"repository:shop-org/app:pull", "repository:other-org/app:pull"}}
 		req, _ := http.NewRequest(http.MethodGet, p.httpURL+registrytoken.TokenPath+"?"+q.Encode(), nil)
-		req.SetBasicAuth("serviceaccount", saToken)
+		req.SetBasicAuth(user, password)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -58,6 +66,7 @@ func TestServeAnswersAsARegistrysTokenService(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&m)
 		return resp.StatusCode, m
 	}
+	ask := func(saToken string) (int, map[string]any) { return askAs("serviceaccount", saToken) }
 	var granted string
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) { // the replica's tenant cache fills
 		code, m := ask(testenv.ServiceAccountToken(t, cp.Admin, pod, "credbroker-registry", true))
@@ -70,6 +79,26 @@ func TestServeAnswersAsARegistrysTokenService(t *testing.T) {
 	if code, m := ask(testenv.ServiceAccountToken(t, cp.Admin, pod, "credbroker", true)); code != http.StatusUnauthorized || m["error"] != "invalid_grant" {
 		t.Errorf("a token for another audience: %d %v", code, m)
 	}
+	// The namespace's pull Secret carries its robot, which the service takes.
+	var robot struct{ Username, Password string }
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		sec, err := cp.Admin.CoreV1().Secrets("shop").Get(context.Background(), "ghcr-secret", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		var cfg struct {
+			Auths map[string]struct{ Username, Password string }
+		}
+		_ = json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &cfg)
+		robot = cfg.Auths["registry.shop.internal:5000"]
+		return robot.Password != "" && cfg.Auths["ghcr.io"].Password != "", testenv.Errorf("the Secret holds %v", cfg.Auths)
+	})
+	if code, m := askAs(robot.Username, robot.Password); code != http.StatusOK || m["scope"] != "repository:shop-org/app:pull" {
+		t.Errorf("the shop namespace's robot: %d %v", code, m)
+	}
+	if code, _ := askAs(robot.Username, robot.Password+"x"); code != http.StatusUnauthorized {
+		t.Errorf("a wrong robot password: %d, want 401", code)
+	}
 	resp, err := http.Get(p.httpURL + registrytoken.JWKSPath)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +108,7 @@ func TestServeAnswersAsARegistrysTokenService(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&jwks); err != nil || len(jwks.Keys) != 1 || jwks.Keys[0]["kid"] == "" || jwks.Keys[0]["d"] != nil {
 		t.Errorf("key set %v (%v): want the one public key, with its id", jwks, err)
 	}
-	if strings.Contains(p.Output(), "eyJ") {
-		t.Error("a token reached the log")
+	if out := p.Output(); strings.Contains(out, "eyJ") || strings.Contains(out, robot.Password) {
+		t.Error("a token or a robot's password reached the log")
 	}
 }
