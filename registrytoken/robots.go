@@ -58,7 +58,7 @@ func (r *Robots) epoch(t time.Time) int64 { return t.UnixNano() / int64(r.period
 
 func (r *Robots) password(namespace string, epoch int64) string {
 	mac := hmac.New(sha256.New, r.key)
-	fmt.Fprintf(mac, "%s\x00%d", namespace, epoch)
+	mac.Write([]byte(namespace + "\x00" + strconv.FormatInt(epoch, 10))) // a hash.Hash never fails a Write
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
