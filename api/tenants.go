@@ -268,6 +268,7 @@ func tenantFromProto(p *credbrokerv1.Tenant) broker.Tenant {
 		AllowedOwners:        p.GetAllowedOwners(),
 		PatchServiceAccounts: p.GetPatchServiceAccounts(),
 		PullMode:             pullModeFromProto(p.GetPullMode()),
+		RegistryPush:         p.GetRegistryPush(),
 	}
 	switch c := p.GetCredential().(type) {
 	case *credbrokerv1.Tenant_GithubApp:
@@ -301,6 +302,7 @@ func tenantToProto(t broker.Tenant) *credbrokerv1.Tenant {
 		AllowedOwners:        slices.Clone(t.AllowedOwners),
 		PatchServiceAccounts: t.PatchServiceAccounts,
 		PullMode:             pullModes.proto(cmp.Or(t.PullMode, broker.PullSecret)),
+		RegistryPush:         t.RegistryPush,
 		CreateTime:           timestamp(t.CreateTime),
 		UpdateTime:           timestamp(t.UpdateTime),
 		Etag:                 t.Version,

@@ -85,6 +85,7 @@ type Tenant struct {
 	AllowedOwners        []string   `json:"allowedOwners,omitempty"`
 	PatchServiceAccounts bool       `json:"patchServiceAccounts,omitempty"`
 	PullMode             PullMode   `json:"pullMode,omitempty"`
+	RegistryPush         bool       `json:"registryPush,omitempty"`
 	CreateTime           time.Time  `json:"createTime"`
 	UpdateTime           time.Time  `json:"updateTime"`
 
@@ -119,7 +120,7 @@ func (t Tenant) withDefaults() Tenant {
 func sameSpec(a, b Tenant) bool {
 	if a.ID != b.ID || a.Owner != b.Owner || a.NamespaceSelector != b.NamespaceSelector ||
 		a.SecretName != b.SecretName || a.ProbeImage != b.ProbeImage ||
-		a.PatchServiceAccounts != b.PatchServiceAccounts || a.PullMode != b.PullMode ||
+		a.PatchServiceAccounts != b.PatchServiceAccounts || a.PullMode != b.PullMode || a.RegistryPush != b.RegistryPush ||
 		!slices.Equal(a.Namespaces, b.Namespaces) || !slices.Equal(a.Registries, b.Registries) ||
 		!slices.Equal(a.AllowedOwners, b.AllowedOwners) ||
 		(a.App == nil) != (b.App == nil) || (a.PAT == nil) != (b.PAT == nil) {

@@ -140,7 +140,14 @@ func emulatorControl(t *testing.T, fx emulator.Fixture, action string) {
 func startBroker(t *testing.T, bin string, args ...string) (grpcAddr, httpAddr string) {
 	t.Helper()
 	grpcAddr, httpAddr = freeAddr(t), freeAddr(t)
-	testenv.Start(t, "credbroker", exec.Command(bin, append([]string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr}, args...)...))
+	startBrokerOn(t, bin, grpcAddr, httpAddr, args...)
+	return grpcAddr, httpAddr
+}
+
+// startBrokerOn is startBroker on given addresses, returning the process.
+func startBrokerOn(t *testing.T, bin, grpcAddr, httpAddr string, args ...string) *testenv.Process {
+	t.Helper()
+	p := testenv.Start(t, "credbroker", exec.Command(bin, append([]string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr}, args...)...))
 	testenv.Eventually(t, 30*time.Second, testenv.Holds("credbroker did not become ready", func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
@@ -149,5 +156,5 @@ func startBroker(t *testing.T, bin string, args ...string) (grpcAddr, httpAddr s
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}))
-	return grpcAddr, httpAddr
+	return p
 }

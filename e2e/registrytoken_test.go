@@ -37,11 +37,10 @@ func (n namespaceTenants) NamespaceOwner(ns string) (broker.Tenant, bool, error)
 	return t, ok, nil
 }
 
-// runDistribution starts the registry binary on storage with auth (a YAML
-// fragment, or none) and returns its host:port and a stop function.
-func runDistribution(t *testing.T, bin, storage, auth string) (string, func()) {
+// runDistribution starts the registry binary on addr and storage with
+// auth (a YAML fragment, or none) and returns a stop function.
+func runDistribution(t *testing.T, bin, addr, storage, auth string) func() {
 	t.Helper()
-	addr := freeAddr(t)
 	dir := t.TempDir()
 	config := fmt.Sprintf("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  secret: e2e-only\n%s", storage, addr, auth)
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(config), 0o600); err != nil {
@@ -79,14 +78,15 @@ func runDistribution(t *testing.T, bin, storage, auth string) (string, func()) {
 		_ = resp.Body.Close()
 		return true, ""
 	})
-	return addr, stop
+	return stop
 }
 
 // TestARegistryTrustsCredbrokersTokens: a real CNCF Distribution registry
 // whose token realm is credbroker's token service, and crane as the
 // client: a namespace's Pod pulls its tenant's images and its namespace's,
-// anyone pulls the public prefix, and the rest — another tenant's image, a
-// push, the catalog, a token the API server refuses — is refused by the
+// anyone pulls the public prefix, its tenant allowing it, it pushes under
+// the tenant's owner and its namespace; and the rest — another tenant's
+// image, a push elsewhere, the catalog, a token the API server refuses — is refused by the
 // registry itself, with the token the service signed.
 func TestARegistryTrustsCredbrokersTokens(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
@@ -95,10 +95,13 @@ func TestARegistryTrustsCredbrokersTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	const service = "registry.platform.internal"
-	acme := broker.Tenant{ID: "web", Owner: broker.Owner{Login: "Acme", ID: 1}}
-	svc := registrytoken.New(registrytoken.Config{Service: service, Issuer: "credbroker", PublicPrefixes: []string{"platform/"}}, keys,
+	acme := broker.Tenant{ID: "web", Owner: broker.Owner{Login: "Acme", ID: 1}, RegistryPush: true}
+	svc, err := registrytoken.New(registrytoken.Config{Service: service, Issuer: "credbroker", PublicPrefixes: []string{"platform/"}}, keys,
 		tokenPods{"token-of-a-pod-in-web": {Namespace: "web", ServiceAccount: "default", Pod: "app"}},
 		namespaceTenants{"web": acme}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	realm := httptest.NewServer(svc.Handler())
 	t.Cleanup(realm.Close)
 	// By name: crane refuses a realm at a private IP literal (SSRF) unless
@@ -107,8 +110,9 @@ func TestARegistryTrustsCredbrokersTokens(t *testing.T) {
 
 	// The images, pushed by a registry without auth over the same storage.
 	storage := t.TempDir()
-	open, stop := runDistribution(t, registryBin, storage, "")
-	for _, repo := range []string{"acme/app", "web/tool", "shop-org/app", "platform/base"} {
+	open := freeAddr(t)
+	stop := runDistribution(t, registryBin, open, storage, "")
+	for _, repo := range []string{"acme/app", "cluster.local/web/tool", "shop-org/app", "platform/base"} {
 		if out, ok := crane(t, craneBin, []byte(`{}`), "append", "-f", emptyLayer(t), "-t", open+"/"+repo+":v1"); !ok {
 			t.Fatalf("seed %s: %s", repo, out)
 		}
@@ -123,7 +127,8 @@ func TestARegistryTrustsCredbrokersTokens(t *testing.T) {
 	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	host, _ := runDistribution(t, registryBin, storage, fmt.Sprintf(
+	host := freeAddr(t)
+	runDistribution(t, registryBin, host, storage, fmt.Sprintf(
 		"auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: credbroker\n    jwks: %s\n", realmURL, service, jwksFile))
 
 	pod := dockerConfig(host, "serviceaccount", "token-of-a-pod-in-web")
@@ -134,13 +139,16 @@ func TestARegistryTrustsCredbrokersTokens(t *testing.T) {
 		ok     bool
 	}{
 		{"its tenant's owner's image", pod, []string{"manifest", host + "/acme/app:v1"}, true},
-		{"its namespace's image", pod, []string{"manifest", host + "/web/tool:v1"}, true},
+		{"its namespace's image", pod, []string{"manifest", host + "/cluster.local/web/tool:v1"}, true},
 		{"a public image, with credentials", pod, []string{"manifest", host + "/platform/base:v1"}, true},
 		{"a public image, anonymously", []byte(`{}`), []string{"manifest", host + "/platform/base:v1"}, true},
 		{"another tenant's image", pod, []string{"manifest", host + "/shop-org/app:v1"}, false},
 		{"its own image, anonymously", []byte(`{}`), []string{"manifest", host + "/acme/app:v1"}, false},
 		{"a token the API server refuses", dockerConfig(host, "serviceaccount", "forged"), []string{"manifest", host + "/acme/app:v1"}, false},
-		{"a push", pod, []string{"copy", host + "/acme/app:v1", host + "/acme/copy:v1"}, false},
+		{"a push under its owner (its tenant allows it)", pod, []string{"copy", host + "/acme/app:v1", host + "/acme/copy:v1"}, true},
+		{"a push under its namespace", pod, []string{"copy", host + "/acme/app:v1", host + "/cluster.local/web/copy:v1"}, true},
+		{"a push under another tenant's owner", pod, []string{"copy", host + "/acme/app:v1", host + "/shop-org/app:v2"}, false},
+		{"a push under the public prefix", pod, []string{"copy", host + "/acme/app:v1", host + "/platform/base:v2"}, false},
 		{"the catalog", pod, []string{"catalog", host}, false},
 	} {
 		out, ok := crane(t, craneBin, tc.config, tc.args...)

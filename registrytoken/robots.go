@@ -26,8 +26,9 @@ const MinRobotKeySize = 32
 // the Syncer writes into each namespace's pull Secret. A robot's password
 // is derived, never stored: HMAC-SHA256 of the namespace and the current
 // period under a key every replica holds, so any replica checks it and a
-// leak of the store leaks none. It rotates every period; the previous
-// period's is still taken, so a Secret rewritten late or a kubelet's cached
+// leak of the store leaks none. It rotates every period (each rotation
+// rewrites every pull Secret: an hour or more suits a large cluster); the
+// previous period's is still taken, so a Secret rewritten late or a kubelet's cached
 // credential keeps working for one more period.
 type Robots struct {
 	key    []byte
@@ -42,8 +43,8 @@ func NewRobots(key []byte, period time.Duration, host string, clk clock.PassiveC
 	if len(key) < MinRobotKeySize {
 		return nil, fmt.Errorf("registry robot key: %d bytes, want at least %d", len(key), MinRobotKeySize)
 	}
-	if period < time.Hour {
-		return nil, fmt.Errorf("registry robot rotation %s: want an hour or more", period)
+	if period < time.Minute {
+		return nil, fmt.Errorf("registry robot rotation %s: want a minute or more", period)
 	}
 	if host == "" {
 		return nil, errors.New("registry robots need the registry's host")

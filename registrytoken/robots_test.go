@@ -12,7 +12,8 @@ import (
 )
 
 // TestRobotsPullTheirNamespacesImagesForTwoPeriods: a namespace's robot
-// gets its tenant's grants; its credential holds for the period it was
+// gets its tenant's pull grants (never a push, though its tenant allows
+// ServiceAccounts to); its credential holds for the period it was
 // made in and the next; another namespace's name with it, or a password
 // of two periods ago, gets nothing.
 func TestRobotsPullTheirNamespacesImagesForTwoPeriods(t *testing.T) {
@@ -30,13 +31,13 @@ func TestRobotsPullTheirNamespacesImagesForTwoPeriods(t *testing.T) {
 		t.Errorf("next rotation %v", next)
 	}
 	ask := func(user, password string) (int, []string) {
-		rec := f.getAs("reg", user, password, "repository:acme/app:pull", "repository:web/tool:pull", "repository:shop/app:pull")
+		rec := f.getAs("reg", user, password, "repository:acme/app:pull,push", "repository:cluster.local/web/tool:pull", "repository:shop/app:pull")
 		if rec.Code != http.StatusOK {
 			return rec.Code, nil
 		}
 		return rec.Code, granted(f.verify(t, body(t, rec)["token"].(string)))
 	}
-	want := []string{"repository:acme/app:pull", "repository:web/tool:pull"}
+	want := []string{"repository:acme/app:pull", "repository:cluster.local/web/tool:pull"}
 	if code, got := ask(web.Username, web.Password); code != 200 || !slices.Equal(got, want) {
 		t.Errorf("the robot of web: %d %v, want %v", code, got, want)
 	}
@@ -66,7 +67,7 @@ func TestRobotsPullTheirNamespacesImagesForTwoPeriods(t *testing.T) {
 		key    []byte
 		period time.Duration
 		host   string
-	}{{make([]byte, 16), time.Hour, "r"}, {make([]byte, 32), time.Minute, "r"}, {make([]byte, 32), time.Hour, ""}} {
+	}{{make([]byte, 16), time.Hour, "r"}, {make([]byte, 32), time.Second, "r"}, {make([]byte, 32), time.Hour, ""}} {
 		if _, err := NewRobots(bad.key, bad.period, bad.host, clocktesting.NewFakePassiveClock(time.Now())); err == nil {
 			t.Errorf("NewRobots(%d bytes, %s, %q) made robots", len(bad.key), bad.period, bad.host)
 		}

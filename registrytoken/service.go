@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"k8s.io/utils/clock"
@@ -28,8 +29,9 @@ const (
 
 // Defaults of a Config.
 const (
-	DefaultTTL        = 5 * time.Minute
-	DefaultRefreshTTL = time.Hour
+	DefaultTTL             = 5 * time.Minute
+	DefaultRefreshTTL      = time.Hour
+	DefaultNamespacePrefix = "cluster.local/{namespace}/"
 )
 
 // Pods says whose Pod a ServiceAccount token is (auth.PodTokens: a
@@ -53,6 +55,11 @@ type Config struct {
 	// PublicPrefixes are repository prefixes ("platform/") anyone may pull,
 	// without credentials.
 	PublicPrefixes []string
+	// NamespacePrefix is where a namespace's own repositories are, with
+	// "{namespace}" for its name; DefaultNamespacePrefix when empty. Its
+	// first path component cannot be a GitHub login (it holds a '.' or a
+	// '_'), so no namespace's name reaches an owner's repositories.
+	NamespacePrefix string
 	// Robots, if set, are the per-namespace credentials the pull Secrets
 	// carry, taken beside ServiceAccount tokens.
 	Robots *Robots
@@ -72,7 +79,13 @@ type Service struct {
 }
 
 // New returns the service.
-func New(cfg Config, keys *Keys, pods Pods, owners broker.NamespaceOwners, log *slog.Logger) *Service {
+func New(cfg Config, keys *Keys, pods Pods, owners broker.NamespaceOwners, log *slog.Logger) (*Service, error) {
+	if cfg.NamespacePrefix == "" {
+		cfg.NamespacePrefix = DefaultNamespacePrefix
+	}
+	if err := checkNamespacePrefix(cfg.NamespacePrefix); err != nil {
+		return nil, err
+	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultTTL
 	}
@@ -82,7 +95,30 @@ func New(cfg Config, keys *Keys, pods Pods, owners broker.NamespaceOwners, log *
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	return &Service{cfg: cfg, keys: keys, pods: pods, owners: owners, log: log}
+	return &Service{cfg: cfg, keys: keys, pods: pods, owners: owners, log: log}, nil
+}
+
+// checkNamespacePrefix refuses a template that leaves out the namespace,
+// or whose first component a GitHub login could take (logins are letters,
+// digits and '-'): a namespace named after another tenant's owner would
+// reach that owner's repositories.
+func checkNamespacePrefix(template string) error {
+	if !strings.Contains(template, "{namespace}") || !strings.HasSuffix(template, "/") {
+		return fmt.Errorf("registry namespace prefix %q: want a path ending in '/' with {namespace} in it", template)
+	}
+	first, _, _ := strings.Cut(template, "/")
+	if !strings.ContainsAny(first, "._") {
+		return fmt.Errorf("registry namespace prefix %q: its first component %q could be a GitHub login; put a '.' or '_' in it", template, first)
+	}
+	if _, err := reference.ParseNamed("registry.invalid/" + strings.ReplaceAll(template, "{namespace}", "ns") + "x"); err != nil {
+		return fmt.Errorf("registry namespace prefix %q: not a repository path: %w", template, err)
+	}
+	return nil
+}
+
+// namespacePrefix is where namespace's own repositories are.
+func (s *Service) namespacePrefix(namespace string) string {
+	return strings.ReplaceAll(s.cfg.NamespacePrefix, "{namespace}", namespace)
 }
 
 // Handler serves the token endpoint and the key set.
@@ -132,7 +168,7 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) {
 	c, err := s.basic(r)
 	var resp map[string]any
 	if err == nil {
-		resp, err = s.issue(r.Context(), c, q.Get("service"), q["scope"], false)
+		resp, err = s.issue(r.Context(), "GET", c, q.Get("service"), q["scope"], false)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -171,7 +207,7 @@ func (s *Service) post(w http.ResponseWriter, r *http.Request) {
 	}
 	var resp map[string]any
 	if err == nil {
-		resp, err = s.issue(r.Context(), c, f.Get("service"), f["scope"], f.Get("access_type") == "offline")
+		resp, err = s.issue(r.Context(), "POST "+f.Get("grant_type"), c, f.Get("service"), f["scope"], f.Get("access_type") == "offline")
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -219,8 +255,9 @@ func (s *Service) serviceAccount(ctx context.Context, token string) (caller, err
 	return caller{namespace: pod.Namespace, serviceAccount: pod.ServiceAccount}, nil
 }
 
-// issue grants c what it may of the scopes asked, and signs it.
-func (s *Service) issue(ctx context.Context, c caller, service string, scopes []string, offline bool) (map[string]any, error) {
+// issue grants c what it may of the scopes asked, and signs it. flow, how
+// the token was asked for, goes to the audit record.
+func (s *Service) issue(ctx context.Context, flow string, c caller, service string, scopes []string, offline bool) (map[string]any, error) {
 	if service != s.cfg.Service {
 		return nil, badRequest("invalid_request", "service %q: this token service issues tokens for %q", service, s.cfg.Service)
 	}
@@ -250,38 +287,57 @@ func (s *Service) issue(ctx context.Context, c caller, service string, scopes []
 			return nil, err
 		}
 	}
-	s.log.InfoContext(ctx, "audit", slog.String("method", "RegistryToken"), slog.String("subject", c.subject()),
+	s.log.InfoContext(ctx, "audit", slog.String("method", "RegistryToken"), slog.String("flow", flow), slog.String("subject", c.subject()),
 		slog.String("asked", scopeString(asked)), slog.String("granted", scopeString(granted)))
 	return resp, nil
 }
 
-// grant is what c may do of asked: pull on repositories under its tenant's
-// owners and its own namespace, and under the public prefixes; nothing
-// else (no push, no catalog), which the registry then refuses.
+// grant is what c may do of asked: pull on repositories under its
+// tenant's owners and its namespace's prefix, and under the public
+// prefixes; push under its tenant's owner and its namespace's prefix, for
+// a ServiceAccount of a tenant with RegistryPush (a robot, which every
+// kubelet of the namespace reads, only pulls); nothing else (no delete, no
+// catalog), which the registry then refuses.
 func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
-	prefixes := slices.Clone(s.cfg.PublicPrefixes)
+	pull := slices.Clone(s.cfg.PublicPrefixes)
+	var push []string
 	if c.namespace != "" {
 		t, ok, err := s.owners.NamespaceOwner(c.namespace)
 		if err != nil {
 			return nil, fmt.Errorf("find the tenant of namespace %s: %w", c.namespace, err)
 		}
 		if ok {
-			prefixes = append(prefixes, c.namespace+"/", strings.ToLower(t.Owner.Login)+"/")
+			own := []string{s.namespacePrefix(c.namespace), strings.ToLower(t.Owner.Login) + "/"}
+			pull = append(pull, own...)
 			for _, o := range t.AllowedOwners {
-				prefixes = append(prefixes, strings.ToLower(o)+"/")
+				pull = append(pull, strings.ToLower(o)+"/")
+			}
+			if t.RegistryPush && c.serviceAccount != "" {
+				push = own
 			}
 		}
 	}
 	granted := []Access{}
 	for _, a := range asked {
-		if a.Type != "repository" || !slices.Contains(a.Actions, "pull") {
+		if a.Type != "repository" {
 			continue
 		}
-		if slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(a.Name, p) }) {
-			granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: []string{"pull"}})
+		var actions []string
+		if slices.Contains(a.Actions, "pull") && under(a.Name, pull) {
+			actions = append(actions, "pull")
+		}
+		if slices.Contains(a.Actions, "push") && under(a.Name, push) {
+			actions = append(actions, "push")
+		}
+		if len(actions) > 0 {
+			granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: actions})
 		}
 	}
 	return granted, nil
+}
+
+func under(name string, prefixes []string) bool {
+	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(name, p) })
 }
 
 // refreshClaims mark a refresh token: the registry never takes it, its

@@ -37,14 +37,19 @@ func (p pods) PodOf(_ context.Context, token string) (broker.PodIdentity, error)
 
 type owners struct{ err error }
 
+// NamespaceOwner binds web to a tenant of Acme that may push, and shop-org
+// (a namespace named after another tenant's owner) to one that may not.
 func (o owners) NamespaceOwner(ns string) (broker.Tenant, bool, error) {
 	if o.err != nil {
 		return broker.Tenant{}, false, o.err
 	}
-	if ns != "web" {
-		return broker.Tenant{}, false, nil
+	switch ns {
+	case "web":
+		return broker.Tenant{ID: "web", Owner: broker.Owner{Login: "Acme"}, AllowedOwners: []string{"acme-shared"}, RegistryPush: true}, true, nil
+	case "shop-org":
+		return broker.Tenant{ID: "lookalike", Owner: broker.Owner{Login: "lookalike"}}, true, nil
 	}
-	return broker.Tenant{ID: "web", Owner: broker.Owner{Login: "Acme"}, AllowedOwners: []string{"acme-shared"}}, true, nil
+	return broker.Tenant{}, false, nil
 }
 
 type fixture struct {
@@ -63,9 +68,13 @@ func newFixture(t *testing.T, o owners) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{key: key, keys: keys, clock: clocktesting.NewFakePassiveClock(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))}
-	f.svc = New(Config{Service: "reg", Issuer: "credbroker", PublicPrefixes: []string{"platform/"}, Clock: f.clock}, keys,
-		pods{"web-token": {Namespace: "web", ServiceAccount: "default", Pod: "app"}, "other-token": {Namespace: "other", ServiceAccount: "ci", Pod: "job"}},
+	f.svc, err = New(Config{Service: "reg", Issuer: "credbroker", PublicPrefixes: []string{"platform/"}, Clock: f.clock}, keys,
+		pods{"web-token": {Namespace: "web", ServiceAccount: "default", Pod: "app"}, "other-token": {Namespace: "other", ServiceAccount: "ci", Pod: "job"},
+			"shop-org-token": {Namespace: "shop-org", ServiceAccount: "default", Pod: "app"}},
 		o, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.h = f.svc.Handler()
 	return f
 }
@@ -152,11 +161,20 @@ func TestTokensGrantNoMoreThanTheCallerMay(t *testing.T) {
 	}{
 		{"anonymous: public prefixes only", "", []string{"repository:platform/base:pull", "repository:acme/app:pull"}, []string{"repository:platform/base:pull"}},
 		{"a Pod of the tenant: its owner, a granted owner, its namespace", "web-token",
-			[]string{"repository:acme/app:pull", "repository:acme-shared/base:pull", "repository:web/tool:pull"},
-			[]string{"repository:acme/app:pull", "repository:acme-shared/base:pull", "repository:web/tool:pull"}},
+			[]string{"repository:acme/app:pull", "repository:acme-shared/base:pull", "repository:cluster.local/web/tool:pull"},
+			[]string{"repository:acme/app:pull", "repository:acme-shared/base:pull", "repository:cluster.local/web/tool:pull"}},
 		{"look-alike owners and another tenant's", "web-token",
-			[]string{"repository:acme-evil/app:pull", "repository:acmee/app:pull", "repository:shop/app:pull", "repository:other/app:pull"}, []string{}},
-		{"push and delete are never granted", "web-token", []string{"repository:acme/app:pull,push", "repository:web/tool:push,delete"}, []string{"repository:acme/app:pull"}},
+			[]string{"repository:acme-evil/app:pull", "repository:acmee/app:pull", "repository:shop/app:pull", "repository:other/app:pull",
+				"repository:web/tool:pull", "repository:cluster.local/web-evil/tool:pull", "repository:cluster.local/shop-org/app:pull"}, []string{}},
+		{"push where the tenant allows it: its owner and its namespace", "web-token",
+			[]string{"repository:acme/app:pull,push", "repository:cluster.local/web/tool:push"},
+			[]string{"repository:acme/app:pull,push", "repository:cluster.local/web/tool:push"}},
+		{"no push to granted owners or public prefixes, no delete", "web-token",
+			[]string{"repository:acme-shared/base:pull,push", "repository:platform/base:pull,push", "repository:acme/app:delete,*"},
+			[]string{"repository:acme-shared/base:pull", "repository:platform/base:pull"}},
+		{"a namespace named after another tenant's owner gets nothing of it", "shop-org-token",
+			[]string{"repository:shop-org/app:pull", "repository:cluster.local/shop-org/app:pull,push", "repository:lookalike/app:push"},
+			[]string{"repository:cluster.local/shop-org/app:pull"}},
 		{"the catalog is refused", "web-token", []string{"registry:catalog:*"}, []string{}},
 		{"a Pod of an unbound namespace: public only", "other-token", []string{"repository:other/app:pull", "repository:platform/x:pull"}, []string{"repository:platform/x:pull"}},
 		{"several scopes in one value (OAuth2's form)", "web-token", []string{"repository:acme/a:pull repository:acme/b:pull"}, []string{"repository:acme/a:pull", "repository:acme/b:pull"}},
@@ -176,7 +194,8 @@ func TestTokensGrantNoMoreThanTheCallerMay(t *testing.T) {
 			if got := granted(c); !slices.Equal(got, tc.want) {
 				t.Errorf("granted %v, want %v", got, tc.want)
 			}
-			if wantSub := map[string]string{"": "", "web-token": "system:serviceaccount:web:default", "other-token": "system:serviceaccount:other:ci"}[tc.token]; c.Subject != wantSub {
+			if wantSub := map[string]string{"": "", "web-token": "system:serviceaccount:web:default", "other-token": "system:serviceaccount:other:ci",
+				"shop-org-token": "system:serviceaccount:shop-org:default"}[tc.token]; c.Subject != wantSub {
 				t.Errorf("subject %q, want %q", c.Subject, wantSub)
 			}
 		})
@@ -270,13 +289,13 @@ func TestTheOAuth2FlowWithRefreshTokens(t *testing.T) {
 	}
 	refreshed := func() *httptest.ResponseRecorder {
 		return f.post(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "service": {"reg"}, "client_id": {"containerd"},
-			"scope": {"repository:web/tool:pull"}})
+			"scope": {"repository:cluster.local/web/tool:pull"}})
 	}
 	rec = refreshed()
 	if rec.Code != http.StatusOK {
 		t.Fatalf("refresh: %d %s", rec.Code, rec.Body)
 	}
-	if got := granted(f.verify(t, body(t, rec)["access_token"].(string))); !slices.Equal(got, []string{"repository:web/tool:pull"}) {
+	if got := granted(f.verify(t, body(t, rec)["access_token"].(string))); !slices.Equal(got, []string{"repository:cluster.local/web/tool:pull"}) {
 		t.Errorf("refreshed grant %v", got)
 	}
 	f.clock.SetTime(f.clock.Now().Add(DefaultRefreshTTL + time.Second))
@@ -326,5 +345,28 @@ func TestKeysRotate(t *testing.T) {
 	}
 	if _, err := NewKeys(); err == nil {
 		t.Error("no keys made a key set")
+	}
+}
+
+func TestNamespacePrefixesThatAnOwnerCouldTakeAreRefused(t *testing.T) {
+	keys, err := NewKeys(newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for prefix, ok := range map[string]bool{
+		"":                           true, // the default
+		"cluster.local/{namespace}/": true,
+		"ns_{namespace}/":            true,
+		"teams.example/{namespace}/": true,
+		"{namespace}/":               false, // a namespace named shop-org would reach shop-org's images
+		"namespaces/{namespace}/":    false,
+		"cluster.local/":             false,
+		"cluster.local/{namespace}":  false,
+		"Cluster.Local/{namespace}/": false,
+	} {
+		_, err := New(Config{Service: "reg", NamespacePrefix: prefix}, keys, pods{}, owners{}, slog.New(slog.DiscardHandler))
+		if (err == nil) != ok {
+			t.Errorf("namespace prefix %q: %v, want accepted %v", prefix, err, ok)
+		}
 	}
 }

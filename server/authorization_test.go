@@ -344,6 +344,7 @@ func fieldChanges() map[string]struct {
 		"allowed_owners":         {&credbrokerv1.Tenant{AllowedOwners: []string{"acme-shared"}}, `{"allowedOwners":["acme-shared"]}`},
 		"patch_service_accounts": {&credbrokerv1.Tenant{PatchServiceAccounts: true}, `{"patchServiceAccounts":true}`},
 		"pull_mode":              {&credbrokerv1.Tenant{PullMode: credbrokerv1.PullMode_PULL_MODE_BOTH}, `{"pullMode":"PULL_MODE_BOTH"}`},
+		"registry_push":          {&credbrokerv1.Tenant{RegistryPush: true}, `{"registryPush":true}`},
 	}
 }
 

@@ -175,6 +175,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.registryTokens.robotKeyFile, "registry-robot-key-file", "", "file of the secret (32 bytes or more) robot passwords are derived from; every replica needs the same; a fresh one per start when empty (dev mode only)")
 	fs.DurationVar(&cfg.registryTokens.robotRotation, "registry-robot-rotation", 24*time.Hour, "how often robot credentials rotate (the previous one is taken for one more period)")
 	fs.StringVar(&cfg.registryTokens.publicPrefixes, "registry-public-prefixes", "", "comma-separated repository prefixes (\"platform/\") anyone may pull from the in-cluster registry without credentials")
+	fs.StringVar(&cfg.registryTokens.namespacePrefix, "registry-namespace-prefix", registrytoken.DefaultNamespacePrefix, "where a namespace's own repositories are in the in-cluster registry, {namespace} standing for its name; the first component must hold a '.' or '_', which no GitHub login does")
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
 
@@ -331,6 +332,7 @@ func splitList(list string) []string {
 // registryTokenConfig is the in-cluster registry's token service.
 type registryTokenConfig struct {
 	service, issuer, keyFiles, audience, publicPrefixes string
+	namespacePrefix                                     string
 	robotHost, robotKeyFile                             string
 	robotRotation                                       time.Duration
 }

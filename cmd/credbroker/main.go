@@ -299,9 +299,12 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 		if p.robots, err = cfg.registryTokens.robots(); err != nil {
 			return nil, err
 		}
-		svc := registrytoken.New(registrytoken.Config{Service: cfg.registryTokens.service, Issuer: cfg.registryTokens.issuer,
-			PublicPrefixes: splitList(cfg.registryTokens.publicPrefixes), Robots: p.robots},
+		svc, err := registrytoken.New(registrytoken.Config{Service: cfg.registryTokens.service, Issuer: cfg.registryTokens.issuer,
+			PublicPrefixes: splitList(cfg.registryTokens.publicPrefixes), NamespacePrefix: cfg.registryTokens.namespacePrefix, Robots: p.robots},
 			keys, auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.registryTokens.audience)), owners, log)
+		if err != nil {
+			return nil, err
+		}
 		p.registryTokens = svc.Handler()
 	}
 	if cfg.admissionWebhook {

@@ -175,6 +175,11 @@ type Tenant struct {
 	// every namespace, the kubelet credential provider, or both while
 	// migrating. Defaults to SECRET.
 	PullMode PullMode `protobuf:"varint,16,opt,name=pull_mode,json=pullMode,proto3,enum=credbroker.v1.PullMode" json:"pull_mode,omitempty"`
+	// RegistryPush lets the tenant's ServiceAccounts push to the in-cluster
+	// registry whose token service credbroker is, under the tenant's owner and
+	// its namespaces' names. Pulls need nothing: the namespaces' robots, which
+	// every kubelet of the namespace reads, only ever pull.
+	RegistryPush bool `protobuf:"varint,17,opt,name=registry_push,json=registryPush,proto3" json:"registry_push,omitempty"`
 	// CreateTime is when the tenant was registered.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// UpdateTime is when the tenant was last changed.
@@ -316,6 +321,13 @@ func (x *Tenant) GetPullMode() PullMode {
 		return x.PullMode
 	}
 	return PullMode_PULL_MODE_UNSPECIFIED
+}
+
+func (x *Tenant) GetRegistryPush() bool {
+	if x != nil {
+		return x.RegistryPush
+	}
+	return false
 }
 
 func (x *Tenant) GetCreateTime() *timestamppb.Timestamp {
@@ -862,7 +874,7 @@ var File_credbroker_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1acredbroker/v1/tenant.proto\x12\rcredbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x05\n" +
+	"\x1acredbroker/v1/tenant.proto\x12\rcredbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x05\n" +
 	"\x06Tenant\x12\x15\n" +
 	"\x02id\x18\x01 \x01(\tB\x05\xe2A\x02\x02\x05R\x02id\x12\x18\n" +
 	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\x04name\x120\n" +
@@ -884,7 +896,8 @@ const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	"probeImage\x12%\n" +
 	"\x0eallowed_owners\x18\v \x03(\tR\rallowedOwners\x124\n" +
 	"\x16patch_service_accounts\x18\f \x01(\bR\x14patchServiceAccounts\x124\n" +
-	"\tpull_mode\x18\x10 \x01(\x0e2\x17.credbroker.v1.PullModeR\bpullMode\x12A\n" +
+	"\tpull_mode\x18\x10 \x01(\x0e2\x17.credbroker.v1.PullModeR\bpullMode\x12#\n" +
+	"\rregistry_push\x18\x11 \x01(\bR\fregistryPush\x12A\n" +
 	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"createTime\x12A\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +

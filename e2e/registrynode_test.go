@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/credbroker/credbroker/auth"
+	"github.com/credbroker/credbroker/internal/testenv"
+	"github.com/credbroker/credbroker/registrytoken"
+)
+
+// TestAnInClusterRegistryOnARealNode: a CNCF Distribution registry whose
+// token realm is credbroker, and a real kubelet and containerd pulling for
+// Pods with the robot credentials credbroker writes into each namespace's
+// pull Secret: a namespace's Pod pulls its tenant's image, another
+// tenant's image is refused by the registry, Pods created after the robots
+// rotated pull with the new ones; a build Pod's ServiceAccount pushes
+// where its tenant allows and nowhere else. containerd asks for its tokens
+// with the OAuth2 POST, which credbroker's audit log shows.
+func TestAnInClusterRegistryOnARealNode(t *testing.T) {
+	registryBin, craneBin := requirePeers(t)
+	node := testenv.StartNode(t, "../hack/node.sh")
+	kube, ctx := node.Admin, context.Background()
+	fx, _ := startEmulator(t, testenv.Build(t, "./githubemu"))
+	credbroker := testenv.Build(t, "../cmd/credbroker")
+
+	// On loopback and named localhost: containerd speaks plain HTTP to it,
+	// and crane takes a realm on it.
+	registryAddr, brokerHTTP := freeAddr(t), freeAddr(t)
+	_, registryPort, _ := net.SplitHostPort(registryAddr)
+	_, brokerPort, _ := net.SplitHostPort(brokerHTTP)
+	host := "localhost:" + registryPort
+	storage := t.TempDir()
+	stop := runDistribution(t, registryBin, registryAddr, storage, "")
+	aOrg, cOrg := strings.ToLower(fx.PATOwner), strings.ToLower(fx.AppOwner)
+	for _, repo := range []string{aOrg + "/app:v1", cOrg + "/app:v1"} {
+		script(t, craneBin, "", "../hack/hello-image.sh", host+"/"+repo)
+	}
+	stop()
+
+	const adminToken, service = "registry-node-admin", "registry.node.internal"
+	dir := t.TempDir()
+	signing, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(signing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{
+		"app.pem":      fx.AppKeyPEM,
+		"enc.key":      strings.Repeat("k", 32),
+		"robot.key":    strings.Repeat("r", 32),
+		"registry.pem": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"tokens.yaml":  fmt.Sprintf("tokens:\n  - name: backend\n    sha256: %s\n    roles: [admin]\n", auth.TokenHash(adminToken)),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	broker := startBrokerOn(t, credbroker, freeAddr(t), brokerHTTP, "--data-dir", filepath.Join(dir, "data"), "--kubeconfig", node.Kubeconfig,
+		"--leader-elect=false", "--github-url", fx.APIURL, "--github-app-id", fmt.Sprint(fx.AppID), "--github-app-key-file", filepath.Join(dir, "app.pem"),
+		"--encryption-key-file", filepath.Join(dir, "enc.key"), "--auth-token-file", filepath.Join(dir, "tokens.yaml"),
+		"--registry-token-service", service, "--registry-token-key-files", filepath.Join(dir, "registry.pem"),
+		"--registry-robot-host", host, "--registry-robot-key-file", filepath.Join(dir, "robot.key"), "--registry-robot-rotation", "1m")
+
+	// The registry trusts the key set credbroker publishes.
+	resp, err := http.Get("http://" + brokerHTTP + registrytoken.JWKSPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("key set: %d %v", resp.StatusCode, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runDistribution(t, registryBin, registryAddr, storage, fmt.Sprintf("auth:\n  token:\n    realm: http://localhost:%s%s\n    service: %s\n    issuer: credbroker\n    jwks: %s\n",
+		brokerPort, registrytoken.TokenPath, service, filepath.Join(dir, "jwks.json")))
+
+	// Tenant a (a-org, a PAT) may push; tenant c (c-org, an App) may not.
+	for _, ns := range []string{"a-ns", "c-ns"} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	api := brokerAPI{t: t, url: "http://" + brokerHTTP, token: adminToken}
+	for _, body := range []string{
+		fmt.Sprintf(`{"id":"a","owner":{"login":%q,"id":"%d","type":"OWNER_TYPE_ORGANIZATION"},"pat":{"token":%q},"namespaces":["a-ns"],"registryPush":true}`,
+			fx.PATOwner, fx.PATOwnerID, fx.PAT),
+		fmt.Sprintf(`{"id":"c","owner":{"login":%q,"id":"%d","type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":"%d"},"namespaces":["c-ns"]}`,
+			fx.AppOwner, fx.AppOwnerID, fx.InstallationID),
+	} {
+		if code, resp := api.call(http.MethodPost, "/v1/tenants", body); code != http.StatusOK {
+			t.Fatalf("register tenant: %d %v", code, resp)
+		}
+	}
+	robot := func(ns string) string {
+		s, err := kube.CoreV1().Secrets(ns).Get(ctx, "ghcr-secret", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		var cfg struct{ Auths map[string]struct{ Username string } }
+		_ = json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg)
+		return cfg.Auths[host].Username
+	}
+	testenv.Eventually(t, time.Minute, testenv.Holds("no robot in the pull Secrets of a-ns and c-ns", func() bool { return robot("a-ns") != "" && robot("c-ns") != "" }))
+	firstRobot := robot("a-ns")
+
+	expect := func(t *testing.T, ns, name, image string, pullSecret bool, want string, message ...string) {
+		t.Helper()
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{TerminationGracePeriodSeconds: new(int64(1)),
+				Containers: []corev1.Container{{Name: "app", Image: image, ImagePullPolicy: corev1.PullAlways}}}}
+		if pullSecret {
+			pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "ghcr-secret"}}
+		}
+		if _, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		outcome, describe := node.PodOutcome(t, ns, name)
+		t.Logf("pod %s/%s (%s): %s\n%s", ns, name, image, outcome, events(describe))
+		if outcome != want && (want != "ErrImagePull" || outcome != "ImagePullBackOff") {
+			t.Errorf("pod %s/%s: %s, want %s", ns, name, outcome, want)
+		}
+		for _, m := range message {
+			if !strings.Contains(describe, m) {
+				t.Errorf("pod %s/%s: the Events do not say %q", ns, name, m)
+			}
+		}
+	}
+
+	t.Run("each namespace's Pods pull their tenant's images with its robot", func(t *testing.T) {
+		expect(t, "a-ns", "mine", host+"/"+aOrg+"/app:v1", true, "Running")
+		expect(t, "c-ns", "mine", host+"/"+cOrg+"/app:v1", true, "Running")
+		if logs, _ := node.Kubectl("-n", "a-ns", "logs", "mine"); !strings.Contains(logs, "hello from "+aOrg+"/app") {
+			t.Errorf("the container did not run the image: %q", logs)
+		}
+	})
+	t.Run("another tenant's image is refused by the registry", func(t *testing.T) {
+		// The registry's answer to the empty grant, as containerd tells it.
+		expect(t, "a-ns", "theirs", host+"/"+cOrg+"/app:v1", true, "ErrImagePull", "insufficient_scope: authorization failed")
+		expect(t, "a-ns", "anonymous", host+"/"+aOrg+"/app:v1", false, "ErrImagePull", "insufficient_scope: authorization failed")
+	})
+	t.Run("containerd asks for tokens with the OAuth2 POST", func(t *testing.T) {
+		posts := audits(t, broker.Output(), "POST password", "credbroker-robot.a-ns")
+		if len(posts) == 0 {
+			t.Fatalf("no token was asked for with a POST by a-ns's robot:\n%s", broker.Output())
+		}
+		t.Logf("%d POSTs by a-ns's robot, the first: %s", len(posts), posts[0])
+	})
+	t.Run("after the robots rotate, new Pods pull with the new ones", func(t *testing.T) {
+		testenv.Eventually(t, 3*time.Minute, testenv.Holds("the robot of a-ns did not rotate", func() bool { return robot("a-ns") != firstRobot }))
+		t.Logf("a-ns's robot rotated from %s to %s", firstRobot, robot("a-ns"))
+		expect(t, "a-ns", "after-rotation", host+"/"+aOrg+"/app:v1", true, "Running")
+	})
+	t.Run("a build Pod pushes where its tenant allows and nowhere else", func(t *testing.T) {
+		builder := func(ns string) []byte {
+			pod := testenv.PodOfServiceAccount(t, kube, ns, "builder", "builder")
+			return dockerConfig(host, "builder", testenv.ServiceAccountToken(t, kube, pod, "credbroker-registry", true))
+		}
+		a, c := builder("a-ns"), builder("c-ns")
+		for _, tc := range []struct {
+			name     string
+			config   []byte
+			from, to string
+			ok       bool
+		}{
+			{"a's builder, under its owner", a, aOrg + "/app:v1", aOrg + "/app:built", true},
+			{"a's builder, under its namespace", a, aOrg + "/app:v1", "cluster.local/a-ns/tool:v1", true},
+			{"a's builder, under c's owner", a, aOrg + "/app:v1", cOrg + "/app:v2", false},
+			{"a's builder, under c's namespace", a, aOrg + "/app:v1", "cluster.local/c-ns/tool:v1", false},
+			{"c's builder, whose tenant does not push", c, cOrg + "/app:v1", cOrg + "/app:v2", false},
+		} {
+			out, ok := crane(t, craneBin, tc.config, "copy", host+"/"+tc.from, host+"/"+tc.to)
+			if ok != tc.ok {
+				t.Errorf("%s: crane copy to %s: ok %v, want %v\n%s", tc.name, tc.to, ok, tc.ok, out)
+			} else if !ok {
+				t.Logf("%s: %s", tc.name, lastLine(out))
+			}
+		}
+		expect(t, "a-ns", "built", host+"/cluster.local/a-ns/tool:v1", true, "Running")
+	})
+	if out := broker.Output(); strings.Contains(out, "eyJ") {
+		t.Error("a token reached credbroker's log")
+	}
+}
+
+// audits are credbroker's audit records of registry tokens asked for by
+// flow and issued to subject.
+func audits(t *testing.T, output, flow, subject string) []string {
+	t.Helper()
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(output))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec struct{ Msg, Method, Flow, Subject string }
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "audit" && rec.Method == "RegistryToken" && rec.Flow == flow && rec.Subject == subject {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
