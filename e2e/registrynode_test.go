@@ -121,7 +121,9 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 		if err != nil {
 			return ""
 		}
-		var cfg struct{ Auths map[string]struct{ Username string } }
+		var cfg struct {
+			Auths map[string]struct{ Username string }
+		}
 		_ = json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg)
 		return cfg.Auths[host].Username
 	}
