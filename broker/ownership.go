@@ -73,6 +73,60 @@ type ImageRules struct {
 	// from: the platform's base images, a mesh's sidecars. The tenants'
 	// credentials are never handed out for them.
 	Public []string
+	// Mirrors serve other registries' images; an image through a mirror is
+	// judged as the upstream image it stands for.
+	Mirrors []Mirror
+}
+
+// NewImageRules parses public scopes (ParseImageScope) and mirrors
+// (ParseMirror).
+func NewImageRules(public, mirrors []string) (ImageRules, error) {
+	var r ImageRules
+	for _, s := range public {
+		scope, err := ParseImageScope(s)
+		if err != nil {
+			return ImageRules{}, err
+		}
+		r.Public = append(r.Public, scope)
+	}
+	for _, s := range mirrors {
+		m, err := ParseMirror(s)
+		if err != nil {
+			return ImageRules{}, err
+		}
+		r.Mirrors = append(r.Mirrors, m)
+	}
+	return r, nil
+}
+
+// Mirror is a registry that serves an upstream registry's repositories,
+// host-style (Prefix "ghcr-mirror.example.com": ghcr.io/acme/app is
+// ghcr-mirror.example.com/acme/app) or path-style (Prefix
+// "mirror.example.com/ghcr.io": mirror.example.com/ghcr.io/acme/app).
+type Mirror struct {
+	Prefix, Upstream string
+}
+
+// ParseMirror reads a mirror as a platform writes it,
+// "<prefix>=<upstream>", and returns it lowercase.
+func ParseMirror(text string) (Mirror, error) {
+	prefix, upstream, ok := strings.Cut(strings.ToLower(text), "=")
+	host, path, _ := strings.Cut(prefix, "/")
+	switch {
+	case !ok:
+		return Mirror{}, fmt.Errorf("mirror %q: want <prefix>=<upstream registry>, e.g. mirror.example.com/ghcr.io=ghcr.io", text)
+	case !validRegistryHost(host):
+		return Mirror{}, fmt.Errorf("mirror %q: %q is not a registry host", text, host)
+	case !validRegistryHost(upstream):
+		return Mirror{}, fmt.Errorf("mirror %q: %q is not a registry host", text, upstream)
+	case prefix == upstream:
+		return Mirror{}, fmt.Errorf("mirror %q: a registry does not mirror itself", text)
+	}
+	// One more component for the owner, one for the name: a valid path.
+	if _, err := reference.ParseNamed(prefix + "/owner/name"); path != "" && err != nil {
+		return Mirror{}, fmt.Errorf("mirror %q: %q is not a repository path: %v", text, path, err)
+	}
+	return Mirror{Prefix: prefix, Upstream: upstream}, nil
 }
 
 // ParseImageScope checks a "<registry>/<owner>" scope as a platform writes
@@ -88,44 +142,92 @@ func ParseImageScope(scope string) (string, error) {
 	return strings.ToLower(scope), nil
 }
 
-// Validate is ValidateImage with the public scopes: their registries join
-// the tenant's, and an image under one of them is allowed. (So the
-// admission policy judges, where the scopes are one list.)
+// Validate is ValidateImage with the platform's rules: public scopes and
+// mirrors. It judges as the admission policy does, from one list
+// (Scopes): an image's registry is known when a scope is on it, and the
+// image is allowed when its registry and first path component, or (for a
+// path-style mirror) its first two, are a scope.
 func (r ImageRules) Validate(t Tenant, image string) Verdict {
+	v, _ := r.judge(t, image)
+	return v
+}
+
+// judge is Validate, and whether the scope that allowed the image is a
+// public one (directly or through a mirror).
+func (r ImageRules) judge(t Tenant, image string) (Verdict, bool) {
 	v := ValidateImage(t, image)
-	if v.Allowed || (v.Reason != ImageWrongRegistry && v.Reason != ImageWrongOwner) || len(r.Public) == 0 {
-		return v
+	if v.Allowed || (v.Reason != ImageWrongRegistry && v.Reason != ImageWrongOwner) || (len(r.Public) == 0 && len(r.Mirrors) == 0) {
+		return v, false
 	}
 	named, err := reference.ParseNormalizedNamed(image)
 	if err != nil { // ValidateImage parsed it already
-		return v
+		return v, false
 	}
 	domain := strings.ToLower(reference.Domain(named))
-	owner, _, hasName := strings.Cut(reference.Path(named), "/")
-	publicRegistry := slices.ContainsFunc(r.Public, func(s string) bool { return strings.HasPrefix(s, domain+"/") })
+	parts := strings.Split(reference.Path(named), "/")
+	scopes := r.Scopes(t)
 	switch {
-	case v.Reason == ImageWrongRegistry && !publicRegistry:
-		return v
-	case !hasName:
-		return deny(ImageInvalidReference, "%q names no owner: images are <registry>/<owner>/<name>", image)
-	case slices.Contains(r.Public, domain+"/"+owner):
-		return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is under %s/%s, which the platform makes public to every tenant", image, domain, owner)}
-	case v.Reason == ImageWrongOwner:
-		return v
+	case v.Reason == ImageWrongRegistry && !slices.ContainsFunc(scopes, func(s string) bool { return strings.HasPrefix(s, domain+"/") }):
+		return v, false
+	case len(parts) < 2:
+		return deny(ImageInvalidReference, "%q names no owner: images are <registry>/<owner>/<name>", image), false
 	}
-	return deny(ImageWrongOwner, "%s belongs to %s, neither %s's nor a public owner of %s", image, owner, t.ID, domain)
+	candidates := []string{domain + "/" + parts[0]}
+	if len(parts) > 2 {
+		candidates = append(candidates, domain+"/"+parts[0]+"/"+parts[1])
+	}
+	for _, scope := range candidates {
+		if !slices.Contains(scopes, scope) {
+			continue
+		}
+		upstream, mirror := r.upstream(scope)
+		public := slices.Contains(r.Public, upstream)
+		why := fmt.Sprintf("%s is under %s", image, scope)
+		if mirror != "" {
+			why += fmt.Sprintf(", %s's mirror of %s", mirror, upstream)
+		}
+		if public {
+			why += ", which the platform makes public to every tenant"
+		}
+		return Verdict{Allowed: true, Reason: ImageAllowed, Message: why}, public
+	}
+	if v.Reason == ImageWrongOwner {
+		return v, false
+	}
+	return deny(ImageWrongOwner, "%s belongs to %s, neither %s's nor a public owner of %s", image, parts[0], t.ID, domain), false
+}
+
+// upstream is the scope a mirrored scope stands for, and the mirror's
+// prefix; a scope that is not mirrored stands for itself.
+func (r ImageRules) upstream(scope string) (string, string) {
+	for _, m := range r.Mirrors {
+		if rest, ok := strings.CutPrefix(scope, m.Prefix+"/"); ok && !strings.Contains(rest, "/") {
+			return m.Upstream + "/" + rest, m.Prefix
+		}
+	}
+	return scope, ""
 }
 
 // IsPublic reports whether an image the tenant may run is so only by a
 // public scope.
 func (r ImageRules) IsPublic(t Tenant, image string) bool {
-	return !ValidateImage(t, image).Allowed && r.Validate(t, image).Allowed
+	_, public := r.judge(t, image)
+	return public
 }
 
-// Scopes are the tenant's image scopes and the public ones, sorted: what
-// the admission policy allows in the tenant's namespaces.
+// Scopes are the tenant's image scopes and the public ones, and each of
+// those through each mirror of its registry, sorted: what the admission
+// policy allows in the tenant's namespaces.
 func (r ImageRules) Scopes(t Tenant) []string {
-	scopes := append(t.ImageScopes(), r.Public...)
+	direct := append(t.ImageScopes(), r.Public...)
+	scopes := slices.Clone(direct)
+	for _, m := range r.Mirrors {
+		for _, s := range direct {
+			if owner, ok := strings.CutPrefix(s, m.Upstream+"/"); ok && !strings.Contains(owner, "/") {
+				scopes = append(scopes, m.Prefix+"/"+owner)
+			}
+		}
+	}
 	slices.Sort(scopes)
 	return slices.Compact(scopes)
 }

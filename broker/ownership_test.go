@@ -17,9 +17,19 @@ func ownershipTenant() Tenant {
 		Registries: testenv.ImageTenantRegistries, AllowedOwners: testenv.ImageTenantGranted}
 }
 
+// ownershipRules are the platform's rules of testenv.ImageReferences.
+func ownershipRules(t *testing.T) ImageRules {
+	t.Helper()
+	rules, err := NewImageRules(testenv.ImagePublicScopes, testenv.ImageMirrors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
 func TestValidateImage(t *testing.T) {
 	tn := ownershipTenant()
-	rules := ImageRules{Public: testenv.ImagePublicScopes}
+	rules := ownershipRules(t)
 	for _, tc := range testenv.ImageReferences() {
 		t.Run(tc.Image, func(t *testing.T) {
 			v := rules.Validate(tn, tc.Image)
@@ -106,4 +116,34 @@ func FuzzValidateImage(f *testing.F) {
 			t.Fatalf("%q allowed, but its host is %q and its owner %q", image, host, owner)
 		}
 	})
+}
+
+func TestMirrors(t *testing.T) {
+	for text, want := range map[string]string{
+		"ghcr-mirror.example.com=ghcr.io":     "ghcr-mirror.example.com=ghcr.io",
+		"Mirror.Example.com/GHCR.io=ghcr.io":  "mirror.example.com/ghcr.io=ghcr.io",
+		"mirror.example.com:5000/a/b=quay.io": "mirror.example.com:5000/a/b=quay.io",
+		"mirror.example.com/ghcr.io":          "",
+		"mirror.example.com=ghcr.io/acme":     "",
+		"ghcr.io=ghcr.io":                     "",
+		"mirror/ghcr.io=ghcr.io":              "", // "mirror" is not a registry host
+		"mirror.example.com/a//b=ghcr.io":     "",
+	} {
+		m, err := ParseMirror(text)
+		if got := m.Prefix + "=" + m.Upstream; (err == nil && got != want) || (err != nil) != (want == "") {
+			t.Errorf("ParseMirror(%q) = %q, %v; want %q", text, got, err, want)
+		}
+	}
+	rules, tn := ownershipRules(t), ownershipTenant()
+	for image, public := range map[string]bool{
+		"mirror.example.com/docker.io/istio/proxyv2": true,
+		"docker.io/istio/proxyv2":                    true,
+		"ghcr-mirror.example.com/acme/api":           false,
+		"mirror.example.com/ghcr.io/acme/api":        false,
+		"mirror.example.com/docker.io/evil/x":        false,
+	} {
+		if got := rules.IsPublic(tn, image); got != public {
+			t.Errorf("IsPublic(%s) = %v, want %v", image, got, public)
+		}
+	}
 }

@@ -113,7 +113,10 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 		t.Owner.Login, t.Registries, t.AllowedOwners = testenv.ImageTenantOwner, testenv.ImageTenantRegistries, testenv.ImageTenantGranted
 		t.Namespaces, t.NamespaceSelector = []string{listed}, "team="+label
 	})
-	rules := broker.ImageRules{Public: testenv.ImagePublicScopes}
+	rules, err := broker.NewImageRules(testenv.ImagePublicScopes, testenv.ImageMirrors)
+	if err != nil {
+		t.Fatal(err)
+	}
 	scopes := strings.Join(rules.Scopes(tn), " ")
 	s := startSyncer(t, Config{MarkNamespaces: true, Images: rules, Scope: broker.NamespaceScope{Reserved: []string{outside}}})
 	publish(t, s, tn, credential("token-"+label))

@@ -167,6 +167,17 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 		}
 		return nil
 	})
+	fs.Func("image-mirrors", "comma-separated <prefix>=<upstream> registry mirrors (ghcr-mirror.example.com=ghcr.io, mirror.example.com/ghcr.io=ghcr.io): an image through one is judged as the upstream image it stands for", func(v string) error {
+		cfg.imageRules.Mirrors = nil
+		for _, s := range splitList(v) {
+			m, err := broker.ParseMirror(s)
+			if err != nil {
+				return err
+			}
+			cfg.imageRules.Mirrors = append(cfg.imageRules.Mirrors, m)
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.registryTokens.service, "registry-token-service", "", "serve the token service of an in-cluster registry whose auth.token.service is this name, at GET/POST "+registrytoken.TokenPath+" and its keys at "+registrytoken.JWKSPath+" (docs/registry-token-service.md); off when empty")
 	fs.StringVar(&cfg.registryTokens.issuer, "registry-token-issuer", "credbroker", "the iss of registry tokens (the registry's auth.token.issuer)")
 	fs.StringVar(&cfg.registryTokens.keyFiles, "registry-token-key-files", "", "comma-separated PEM files of ECDSA P-256 keys: the first signs registry tokens, all are published (rotation); a fresh key per start when empty (dev mode only)")

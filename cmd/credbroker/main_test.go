@@ -72,6 +72,8 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 		{"registry robots without the token service", []string{"--insecure", "--registry-robot-host", "registry:5000"}, "--registry-robot-host needs --registry-token-service"},
 		{"registry robots without their key", []string{"--insecure", "--registry-token-service", "reg", "--registry-token-key-files", "k.pem", "--registry-robot-host", "registry:5000"}, "--registry-robot-host needs --registry-robot-key-file"},
 		{"a public scope that is not one", []string{"--insecure", "--public-image-scopes", "docker.io/istio,ghcr.io"}, `"ghcr.io" is not <registry>/<owner>`},
+		{"a mirror without its upstream", []string{"--insecure", "--image-mirrors", "mirror.example.com/ghcr.io"}, `want <prefix>=<upstream registry>`},
+		{"a mirror of a path", []string{"--insecure", "--image-mirrors", "mirror.example.com=ghcr.io/acme"}, `"ghcr.io/acme" is not a registry host`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

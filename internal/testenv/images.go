@@ -4,12 +4,14 @@ import "strings"
 
 // The tenant every ImageReferences row is judged for: owner Acme (any
 // case), granted acme-shared, on ghcr.io and registry.local:5000; and the
-// platform's public scopes beside it.
+// platform's public scopes and its mirrors (broker.ParseMirror's
+// "<prefix>=<upstream>") beside it.
 var (
 	ImageTenantOwner      = "Acme"
 	ImageTenantRegistries = []string{"ghcr.io", "registry.local:5000"}
 	ImageTenantGranted    = []string{"acme-shared"}
 	ImagePublicScopes     = []string{"docker.io/istio", "registry.local:5000/platform"}
+	ImageMirrors          = []string{"ghcr-mirror.example.com=ghcr.io", "mirror.example.com/ghcr.io=ghcr.io", "mirror.example.com/docker.io=docker.io"}
 )
 
 // ImageReference is a row of the image ownership table: a reference and
@@ -77,6 +79,24 @@ func ImageReferences() []ImageReference {
 		{"DOCKER.IO/istio", "INVALID_REFERENCE"}, // only "docker.io" itself gets library/
 		{"registry.local:5000/platform", "INVALID_REFERENCE"},
 		{"istio/proxyv2", "IMPLICIT_DOCKER_HUB"},
+		// Mirrors, host-style and path-style: an image through a mirror is
+		// the upstream image it stands for.
+		{"ghcr-mirror.example.com/acme/api:1", "ALLOWED"},
+		{"GHCR-MIRROR.example.com/acme-shared/base", "ALLOWED"},
+		{"ghcr-mirror.example.com/evil/api", "WRONG_OWNER"},
+		{"ghcr-mirror.example.com/acme", "INVALID_REFERENCE"},
+		{"mirror.example.com/ghcr.io/acme/api@" + sha256, "ALLOWED"},
+		{"mirror.example.com/ghcr.io/acme/team/api", "ALLOWED"},
+		{"mirror.example.com/ghcr.io/evil/api", "WRONG_OWNER"},
+		{"mirror.example.com/ghcr.io/evil/acme/api", "WRONG_OWNER"},
+		{"mirror.example.com/ghcr.io/acme", "WRONG_OWNER"},
+		{"mirror.example.com/acme/api", "WRONG_OWNER"},
+		{"mirror.example.com/quay.io/acme/api", "WRONG_OWNER"},
+		{"mirror.example.com/docker.io/istio/proxyv2", "ALLOWED"},
+		{"mirror.example.com/docker.io/acme/api", "WRONG_OWNER"},
+		{"mirror.example.com:5000/ghcr.io/acme/api", "WRONG_REGISTRY"},
+		{"ghcr-mirror.example.com.evil.com/acme/api", "WRONG_REGISTRY"},
+		{"evil.example.com/ghcr-mirror.example.com/acme/api", "WRONG_REGISTRY"},
 		// No registry named: Docker Hub.
 		{"acme/api", "IMPLICIT_DOCKER_HUB"},
 		{"api", "IMPLICIT_DOCKER_HUB"},
