@@ -60,7 +60,7 @@ type fixture struct {
 	h     http.Handler
 }
 
-func newFixture(t *testing.T, o owners) *fixture {
+func newFixture(t testing.TB, o owners) *fixture {
 	t.Helper()
 	key := newKey(t)
 	keys, err := NewKeys(key)
@@ -313,7 +313,7 @@ func TestTheOAuth2FlowWithRefreshTokens(t *testing.T) {
 	}
 }
 
-func newKey(t *testing.T) *ecdsa.PrivateKey {
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
