@@ -296,7 +296,8 @@ func (s *Service) issue(ctx context.Context, flow string, c caller, service stri
 // tenant's owners and its namespace's prefix, and under the public
 // prefixes; push under its tenant's owner and its namespace's prefix, for
 // a ServiceAccount of a tenant with RegistryPush (a robot, which every
-// kubelet of the namespace reads, only pulls); nothing else (no delete, no
+// kubelet of the namespace reads, only pulls), outside the public
+// prefixes; nothing else (no delete, no
 // catalog), which the registry then refuses.
 func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
 	pull := slices.Clone(s.cfg.PublicPrefixes)
@@ -326,7 +327,9 @@ func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
 		if slices.Contains(a.Actions, "pull") && under(a.Name, pull) {
 			actions = append(actions, "pull")
 		}
-		if slices.Contains(a.Actions, "push") && under(a.Name, push) {
+		// Never a push under a public prefix, which every tenant pulls: not
+		// even for a tenant whose owner's login is the prefix's name.
+		if slices.Contains(a.Actions, "push") && under(a.Name, push) && !under(a.Name, s.cfg.PublicPrefixes) {
 			actions = append(actions, "push")
 		}
 		if len(actions) > 0 {

@@ -48,6 +48,8 @@ func (o owners) NamespaceOwner(ns string) (broker.Tenant, bool, error) {
 		return broker.Tenant{ID: "web", Owner: broker.Owner{Login: "Acme"}, AllowedOwners: []string{"acme-shared"}, RegistryPush: true}, true, nil
 	case "shop-org":
 		return broker.Tenant{ID: "lookalike", Owner: broker.Owner{Login: "lookalike"}}, true, nil
+	case "platform-team":
+		return broker.Tenant{ID: "platform", Owner: broker.Owner{Login: "platform"}, RegistryPush: true}, true, nil
 	}
 	return broker.Tenant{}, false, nil
 }
@@ -70,7 +72,8 @@ func newFixture(t testing.TB, o owners) *fixture {
 	f := &fixture{key: key, keys: keys, clock: clocktesting.NewFakePassiveClock(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))}
 	f.svc, err = New(Config{Service: "reg", Issuer: "credbroker", PublicPrefixes: []string{"platform/"}, Clock: f.clock}, keys,
 		pods{"web-token": {Namespace: "web", ServiceAccount: "default", Pod: "app"}, "other-token": {Namespace: "other", ServiceAccount: "ci", Pod: "job"},
-			"shop-org-token": {Namespace: "shop-org", ServiceAccount: "default", Pod: "app"}},
+			"shop-org-token":      {Namespace: "shop-org", ServiceAccount: "default", Pod: "app"},
+			"platform-team-token": {Namespace: "platform-team", ServiceAccount: "ci", Pod: "build"}},
 		o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +178,9 @@ func TestTokensGrantNoMoreThanTheCallerMay(t *testing.T) {
 		{"a namespace named after another tenant's owner gets nothing of it", "shop-org-token",
 			[]string{"repository:shop-org/app:pull", "repository:cluster.local/shop-org/app:pull,push", "repository:lookalike/app:push"},
 			[]string{"repository:cluster.local/shop-org/app:pull"}},
+		{"a tenant whose owner is named like a public prefix pulls it but never pushes there", "platform-team-token",
+			[]string{"repository:platform/base:pull,push", "repository:cluster.local/platform-team/x:push"},
+			[]string{"repository:platform/base:pull", "repository:cluster.local/platform-team/x:push"}},
 		{"the catalog is refused", "web-token", []string{"registry:catalog:*"}, []string{}},
 		{"a Pod of an unbound namespace: public only", "other-token", []string{"repository:other/app:pull", "repository:platform/x:pull"}, []string{"repository:platform/x:pull"}},
 		{"several scopes in one value (OAuth2's form)", "web-token", []string{"repository:acme/a:pull repository:acme/b:pull"}, []string{"repository:acme/a:pull", "repository:acme/b:pull"}},
@@ -195,7 +201,7 @@ func TestTokensGrantNoMoreThanTheCallerMay(t *testing.T) {
 				t.Errorf("granted %v, want %v", got, tc.want)
 			}
 			if wantSub := map[string]string{"": "", "web-token": "system:serviceaccount:web:default", "other-token": "system:serviceaccount:other:ci",
-				"shop-org-token": "system:serviceaccount:shop-org:default"}[tc.token]; c.Subject != wantSub {
+				"shop-org-token": "system:serviceaccount:shop-org:default", "platform-team-token": "system:serviceaccount:platform-team:ci"}[tc.token]; c.Subject != wantSub {
 				t.Errorf("subject %q, want %q", c.Subject, wantSub)
 			}
 		})
