@@ -3,12 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -58,19 +53,11 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 
 	const adminToken, service = "registry-node-admin", "registry.node.internal"
 	dir := t.TempDir()
-	signing, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(signing)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, content := range map[string]string{
 		"app.pem":      fx.AppKeyPEM,
 		"enc.key":      strings.Repeat("k", 32),
 		"robot.key":    strings.Repeat("r", 32),
-		"registry.pem": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"registry.pem": string(testenv.ECKeyPEM(t)),
 		"tokens.yaml":  fmt.Sprintf("tokens:\n  - name: backend\n    sha256: %s\n    roles: [admin]\n", auth.TokenHash(adminToken)),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {

@@ -156,28 +156,10 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.BoolVar(&cfg.markNamespaces, "mark-namespaces", true, "label and annotate every bound namespace with its tenant and image scopes, which the admission policy reads (docs/admission.md); needs patch on namespaces")
 	fs.StringVar(&cfg.admissionPolicy, "admission-policy", "", "apply the admission policies at start: enforce or dry-run (the chart ships them instead; needs the right to write ValidatingAdmissionPolicies); none when empty")
 	fs.BoolVar(&cfg.admissionWebhook, "admission-webhook", false, "serve the validating admission webhook at POST "+admission.WebhookPath+" on the HTTP listener, over its TLS (docs/admission.md)")
-	fs.Func("public-image-scopes", "comma-separated <registry>/<owner> scopes every tenant may run images from (base images, a mesh's sidecars); no tenant's credential goes with them", func(v string) error {
-		cfg.imageRules.Public = nil
-		for _, s := range splitList(v) {
-			scope, err := broker.ParseImageScope(s)
-			if err != nil {
-				return err
-			}
-			cfg.imageRules.Public = append(cfg.imageRules.Public, scope)
-		}
-		return nil
-	})
-	fs.Func("image-mirrors", "comma-separated <prefix>=<upstream> registry mirrors (ghcr-mirror.example.com=ghcr.io, mirror.example.com/ghcr.io=ghcr.io): an image through one is judged as the upstream image it stands for", func(v string) error {
-		cfg.imageRules.Mirrors = nil
-		for _, s := range splitList(v) {
-			m, err := broker.ParseMirror(s)
-			if err != nil {
-				return err
-			}
-			cfg.imageRules.Mirrors = append(cfg.imageRules.Mirrors, m)
-		}
-		return nil
-	})
+	fs.Func("public-image-scopes", "comma-separated <registry>/<owner> scopes every tenant may run images from (base images, a mesh's sidecars); no tenant's credential goes with them",
+		listFlag(&cfg.imageRules.Public, broker.ParseImageScope))
+	fs.Func("image-mirrors", "comma-separated <prefix>=<upstream> registry mirrors (ghcr-mirror.example.com=ghcr.io, mirror.example.com/ghcr.io=ghcr.io): an image through one is judged as the upstream image it stands for",
+		listFlag(&cfg.imageRules.Mirrors, broker.ParseMirror))
 	fs.StringVar(&cfg.registryTokens.service, "registry-token-service", "", "serve the token service of an in-cluster registry whose auth.token.service is this name, at GET/POST "+registrytoken.TokenPath+" and its keys at "+registrytoken.JWKSPath+" (docs/registry-token-service.md); off when empty")
 	fs.StringVar(&cfg.registryTokens.issuer, "registry-token-issuer", "credbroker", "the iss of registry tokens (the registry's auth.token.issuer)")
 	fs.StringVar(&cfg.registryTokens.keyFiles, "registry-token-key-files", "", "comma-separated PEM files of ECDSA P-256 keys: the first signs registry tokens, all are published (rotation); a fresh key per start when empty (dev mode only)")
@@ -338,6 +320,22 @@ func splitList(list string) []string {
 		}
 	}
 	return out
+}
+
+// listFlag sets *dst to the items of a comma-separated flag, each read by
+// parse.
+func listFlag[T any](dst *[]T, parse func(string) (T, error)) func(string) error {
+	return func(v string) error {
+		*dst = nil
+		for _, item := range splitList(v) {
+			parsed, err := parse(item)
+			if err != nil {
+				return err
+			}
+			*dst = append(*dst, parsed)
+		}
+		return nil
+	}
 }
 
 // registryTokenConfig is the in-cluster registry's token service.
