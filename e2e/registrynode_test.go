@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/credbroker/credbroker/auth"
@@ -27,22 +29,48 @@ import (
 // Pods with the robot credentials credbroker writes into each namespace's
 // pull Secret: a namespace's Pod pulls its tenant's image, another
 // tenant's image is refused by the registry, Pods created after the robots
-// rotated pull with the new ones; a build Pod's ServiceAccount pushes
+// rotated pull with the new ones; a Pod with no pull Secret pulls through
+// the kubelet's credential provider with its ServiceAccount token; a build
+// Pod's ServiceAccount pushes
 // where its tenant allows and nowhere else. containerd asks for its tokens
 // with the OAuth2 POST, which credbroker's audit log shows.
 func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
-	node := testenv.StartNode(t, "../hack/node.sh")
-	kube, ctx := node.Admin, context.Background()
-	fx, _ := startEmulator(t, testenv.Build(t, "./githubemu"))
-	credbroker := testenv.Build(t, "../cmd/credbroker")
-
 	// On loopback and named localhost: containerd speaks plain HTTP to it,
 	// and crane takes a realm on it.
-	registryAddr, brokerHTTP := freeAddr(t), freeAddr(t)
+	registryAddr, brokerGRPC, brokerHTTP := freeAddr(t), freeAddr(t), freeAddr(t)
 	_, registryPort, _ := net.SplitHostPort(registryAddr)
 	_, brokerPort, _ := net.SplitHostPort(brokerHTTP)
 	host := "localhost:" + registryPort
+
+	// The kubelet's credential providers: the exchange's for ghcr.io (not
+	// used here), and the registry's, which hands a Pod's token for
+	// credbroker-registry to the registry. It matches the registry by its
+	// IP, the robots' Secrets by its name: each test's pull has one
+	// credential only.
+	plugin, providerDir := testenv.Build(t, "../cmd/credbroker-credential-provider"), t.TempDir()
+	if out, err := exec.Command(plugin, "install", "--bin-dir", providerDir+"/bin", "--config", providerDir+"/credbroker.yaml",
+		"--broker", brokerGRPC, "--plaintext", "--registry-token-match-images", registryAddr).CombinedOutput(); err != nil {
+		t.Fatalf("install the credential providers: %v\n%s", err, out)
+	}
+	node := testenv.StartNode(t, "../hack/node.sh",
+		"--image-credential-provider-config="+providerDir+"/credbroker.yaml", "--image-credential-provider-bin-dir="+providerDir+"/bin")
+	node.TrustRegistry(t, registryAddr)
+	kube, ctx := node.Admin, context.Background()
+	// What the chart's credentialProvider.nodeRBAC grants: nodes may ask
+	// for tokens for the registry's audience.
+	if _, err := kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "registry-token-audience"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"credbroker-registry"}, Verbs: []string{"request-serviceaccounts-token-audience"}}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "registry-token-audience"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "registry-token-audience"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fx, _ := startEmulator(t, testenv.Build(t, "./githubemu"))
+	credbroker := testenv.Build(t, "../cmd/credbroker")
 	storage := t.TempDir()
 	stop := runDistribution(t, registryBin, registryAddr, storage, "")
 	aOrg, cOrg := strings.ToLower(fx.PATOwner), strings.ToLower(fx.AppOwner)
@@ -64,7 +92,7 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	broker := startBrokerOn(t, credbroker, freeAddr(t), brokerHTTP, "--data-dir", filepath.Join(dir, "data"), "--kubeconfig", node.Kubeconfig,
+	broker := startBrokerOn(t, credbroker, brokerGRPC, brokerHTTP, "--data-dir", filepath.Join(dir, "data"), "--kubeconfig", node.Kubeconfig,
 		"--leader-elect=false", "--github-url", fx.APIURL, "--github-app-id", fmt.Sprint(fx.AppID), "--github-app-key-file", filepath.Join(dir, "app.pem"),
 		"--encryption-key-file", filepath.Join(dir, "enc.key"), "--auth-token-file", filepath.Join(dir, "tokens.yaml"),
 		"--registry-token-service", service, "--registry-token-key-files", filepath.Join(dir, "registry.pem"),
@@ -150,7 +178,15 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 	t.Run("another tenant's image is refused by the registry", func(t *testing.T) {
 		// The registry's answer to the empty grant, as containerd tells it.
 		expect(t, "a-ns", "theirs", host+"/"+cOrg+"/app:v1", true, "ErrImagePull", "insufficient_scope: authorization failed")
-		expect(t, "a-ns", "anonymous", host+"/"+aOrg+"/app:v1", false, "ErrImagePull", "insufficient_scope: authorization failed")
+	})
+	t.Run("a Pod with no pull Secret pulls with its ServiceAccount token, through the kubelet's provider", func(t *testing.T) {
+		expect(t, "a-ns", "secretless", registryAddr+"/"+aOrg+"/app:v1", false, "Running")
+		expect(t, "a-ns", "secretless-theirs", registryAddr+"/"+cOrg+"/app:v1", false, "ErrImagePull", "insufficient_scope: authorization failed")
+		posts := audits(t, broker.Output(), "POST password", "system:serviceaccount:a-ns:default")
+		if len(posts) == 0 {
+			t.Fatalf("no token was asked for with a-ns's default ServiceAccount:\n%s", broker.Output())
+		}
+		t.Logf("%d POSTs with a-ns's ServiceAccount token, the first: %s", len(posts), posts[0])
 	})
 	t.Run("containerd asks for tokens with the OAuth2 POST", func(t *testing.T) {
 		posts := audits(t, broker.Output(), "POST password", "credbroker-robot.a-ns")

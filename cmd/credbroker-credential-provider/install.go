@@ -20,6 +20,11 @@ import (
 // kubelet runs from its bin dir.
 const ProviderName = "credbroker-credential-provider"
 
+// RegistryTokenProviderName is the same binary as the in-cluster
+// registry's provider: the kubelet names a provider after its file, and
+// gives each provider one token audience.
+const RegistryTokenProviderName = "credbroker-registry-token-provider"
+
 // installConfig is what the install mode writes, in host paths.
 type installConfig struct {
 	hostRoot   string // where the host's / is mounted; "" on the host itself
@@ -33,6 +38,10 @@ type installConfig struct {
 	match      []string
 	maxCache   string
 	wait       bool
+	// registryMatch, when set, adds the in-cluster registry's provider
+	// for these images, with tokens for registryAudience.
+	registryMatch    []string
+	registryAudience string
 }
 
 // install copies this binary into the kubelet's credential provider bin
@@ -60,7 +69,7 @@ func parseInstall(args []string, getenv func(string) string) (installConfig, err
 	fs := flag.NewFlagSet("install", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var cfg installConfig
-	var match string
+	var match, registryMatch string
 	fs.StringVar(&cfg.hostRoot, "host-root", "", "where the host's file system is mounted (a DaemonSet's hostPath); paths below are the host's")
 	fs.StringVar(&cfg.binDir, "bin-dir", "/etc/kubernetes/credential-providers", "the kubelet's --image-credential-provider-bin-dir")
 	fs.StringVar(&cfg.configFile, "config", "/etc/kubernetes/credential-providers/credbroker.yaml", "the kubelet's --image-credential-provider-config")
@@ -72,14 +81,12 @@ func parseInstall(args []string, getenv func(string) string) (installConfig, err
 	fs.StringVar(&match, "match-images", "ghcr.io", "comma-separated matchImages: the registries whose pulls ask credbroker")
 	fs.StringVar(&cfg.maxCache, "max-cache", DefaultMaxCache.String(), "longest the kubelet may reuse a credential")
 	fs.BoolVar(&cfg.wait, "wait", false, "stay until stopped, as a DaemonSet's container")
+	fs.StringVar(&registryMatch, "registry-token-match-images", "", "comma-separated matchImages of an in-cluster registry whose token service is credbroker: its pulls present the Pod's ServiceAccount token (docs/registry-token-service.md)")
+	fs.StringVar(&cfg.registryAudience, "registry-token-audience", "credbroker-registry", "the audience of those tokens (credbroker's --registry-token-audience)")
 	if err := fs.Parse(args); err != nil {
 		return installConfig{}, err
 	}
-	for _, m := range strings.Split(match, ",") {
-		if m = strings.TrimSpace(m); m != "" {
-			cfg.match = append(cfg.match, m)
-		}
-	}
+	cfg.match, cfg.registryMatch = splitList(match), splitList(registryMatch)
 	switch {
 	case cfg.broker == "":
 		return installConfig{}, errors.New("no broker address: set --broker")
@@ -89,8 +96,20 @@ func parseInstall(args []string, getenv func(string) string) (installConfig, err
 		return installConfig{}, errors.New("--match-images names no registry")
 	case cfg.audience == "":
 		return installConfig{}, errors.New("--audience is empty")
+	case len(cfg.registryMatch) > 0 && (cfg.registryAudience == "" || cfg.registryAudience == cfg.audience):
+		return installConfig{}, errors.New("--registry-token-audience must be set and differ from --audience: a token for the exchange must not reach a registry")
 	}
 	return cfg, nil
+}
+
+func splitList(list string) []string {
+	var out []string
+	for _, item := range strings.Split(list, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // providerConfig is the kubelet's CredentialProviderConfig for credbroker.
@@ -123,6 +142,20 @@ func providerConfig(cfg installConfig, caPath string) ([]byte, error) {
 			},
 		}},
 	}
+	if len(cfg.registryMatch) > 0 {
+		c.Providers = append(c.Providers, kubeletconfigv1.CredentialProvider{
+			Name:                 RegistryTokenProviderName,
+			MatchImages:          cfg.registryMatch,
+			DefaultCacheDuration: &metav1.Duration{},
+			APIVersion:           credentialproviderv1.SchemeGroupVersion.String(),
+			Env:                  []kubeletconfigv1.ExecEnvVar{{Name: envRegistryToken, Value: "true"}},
+			TokenAttributes: &kubeletconfigv1.ServiceAccountTokenAttributes{
+				ServiceAccountTokenAudience: cfg.registryAudience,
+				CacheType:                   kubeletconfigv1.TokenServiceAccountTokenCacheType,
+				RequireServiceAccount:       &requireSA,
+			},
+		})
+	}
 	return yaml.Marshal(c)
 }
 
@@ -138,6 +171,11 @@ func installFiles(cfg installConfig) error {
 	host := func(p string) string { return filepath.Join(cfg.hostRoot, p) }
 	if err := writeFile(host(filepath.Join(cfg.binDir, ProviderName)), bin, 0o755); err != nil {
 		return err
+	}
+	if len(cfg.registryMatch) > 0 {
+		if err := writeFile(host(filepath.Join(cfg.binDir, RegistryTokenProviderName)), bin, 0o755); err != nil {
+			return err
+		}
 	}
 	caPath := ""
 	if cfg.caFile != "" {

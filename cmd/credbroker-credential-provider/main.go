@@ -11,6 +11,12 @@
 // for a broker that refuses or does not answer. The kubelet then pulls
 // without credentials and the registry answers 401.
 //
+// With CREDBROKER_REGISTRY_TOKEN=true (the second provider that install
+// writes for an in-cluster registry) it asks nobody: the Pod's token, for
+// the registry token service's audience, is the password the registry's
+// clients present to credbroker's token service, which decides per
+// repository (docs/registry-token-service.md).
+//
 // "install" is the DaemonSet's mode: it copies the binary into the kubelet's
 // credential provider bin dir and writes the provider config there.
 package main
@@ -30,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/distribution/reference"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -56,6 +63,8 @@ const (
 	envTimeout    = "CREDBROKER_TIMEOUT"
 	envMaxCache   = "CREDBROKER_MAX_CACHE"
 	envPlaintext  = "CREDBROKER_PLAINTEXT"
+	// envRegistryToken selects the in-cluster registry's mode.
+	envRegistryToken = "CREDBROKER_REGISTRY_TOKEN"
 )
 
 // DefaultMaxCache bounds how long the kubelet reuses a credential: a
@@ -73,17 +82,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "install" {
 		return install(ctx, args[1:], stderr, getenv)
 	}
-	cfg, err := parseFlags(args, getenv)
-	if err != nil {
-		say(stderr, "%v", err)
-		return exitBadInput
+	registryToken := getenv(envRegistryToken) == "true"
+	var cfg config
+	if !registryToken {
+		var err error
+		if cfg, err = parseFlags(args, getenv); err != nil {
+			say(stderr, "%v", err)
+			return exitBadInput
+		}
 	}
 	req, err := readRequest(stdin)
 	if err != nil {
 		say(stderr, "%v", err)
 		return exitBadInput
 	}
-	resp, err := exchange(ctx, cfg, req)
+	var resp *credentialproviderv1.CredentialProviderResponse
+	if registryToken {
+		resp, err = passToken(req)
+	} else {
+		resp, err = exchange(ctx, cfg, req)
+	}
 	if err != nil {
 		say(stderr, "no credential for %s: %v", req.Image, err)
 		return exitDenied
@@ -227,6 +245,19 @@ func exchange(ctx context.Context, cfg config, req *credentialproviderv1.Credent
 		return nil, errors.New("credbroker answered no credential")
 	}
 	return response(auth, max(0, min(got.GetCacheDuration().AsDuration(), cfg.maxCache))), nil
+}
+
+// passToken answers an in-cluster registry's image with the Pod's token as
+// the password for the whole registry: the token service grants per
+// repository. Nothing is cached; asking costs nothing.
+func passToken(req *credentialproviderv1.CredentialProviderRequest) (*credentialproviderv1.CredentialProviderResponse, error) {
+	named, err := reference.ParseNormalizedNamed(req.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", req.Image, err)
+	}
+	return response(map[string]credentialproviderv1.AuthConfig{
+		reference.Domain(named): {Username: "serviceaccount", Password: req.ServiceAccountToken},
+	}, 0), nil
 }
 
 // response is the kubelet's answer: auth for this image, cached by image

@@ -181,3 +181,52 @@ func TestInstallWritesTheKubeletsConfig(t *testing.T) {
 		t.Errorf("a relative bin dir: exit %d", exit)
 	}
 }
+
+// TestTheRegistryTokenModeHandsThePodsTokenToTheRegistry: for an
+// in-cluster registry the plugin asks nobody and answers the image's
+// registry with the Pod's token, uncached; install adds that provider, with
+// its own audience, beside the exchange's.
+func TestTheRegistryTokenModeHandsThePodsTokenToTheRegistry(t *testing.T) {
+	env := map[string]string{envRegistryToken: "true"}
+	var stdout, stderr strings.Builder
+	req := strings.Replace(request(v1, "pod-token"), `"image":"ghcr.io/acme/app"`, `"image":"registry.internal:5000/acme/app:v1"`, 1)
+	if exit := run(context.Background(), nil, strings.NewReader(req), &stdout, &stderr, func(k string) string { return env[k] }); exit != 0 {
+		t.Fatalf("exit %d: %s", exit, stderr.String())
+	}
+	var resp credentialproviderv1.CredentialProviderResponse
+	if err := json.Unmarshal([]byte(stdout.String()), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Auth["registry.internal:5000"]; len(resp.Auth) != 1 || got.Username != "serviceaccount" || got.Password != "pod-token" || resp.CacheDuration.Duration != 0 {
+		t.Errorf("response %+v: want the Pod's token for the registry, not cached", resp)
+	}
+	stdout.Reset()
+	if exit := run(context.Background(), nil, strings.NewReader(request(v1, "")), &stdout, &stderr, func(k string) string { return env[k] }); exit != exitBadInput || stdout.Len() > 0 {
+		t.Errorf("no token: exit %d, stdout %q", exit, stdout.String())
+	}
+
+	root := t.TempDir()
+	install := func(args ...string) int {
+		return run(context.Background(), append([]string{"install", "--host-root", root, "--bin-dir", "/opt/cp", "--config", "/etc/kubelet/cp.yaml", "--broker", "10.96.0.20:9090"}, args...),
+			nil, nil, &stderr, func(string) string { return "" })
+	}
+	if exit := install("--registry-token-match-images", "registry.internal:5000"); exit != 0 {
+		t.Fatalf("install: %d %s", exit, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(root, "/opt/cp", RegistryTokenProviderName)); err != nil {
+		t.Fatalf("the registry's provider is not installed: %v", err)
+	}
+	config, err := os.ReadFile(filepath.Join(root, "/etc/kubelet/cp.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: " + ProviderName, "name: " + RegistryTokenProviderName, "- registry.internal:5000",
+		"serviceAccountTokenAudience: credbroker-registry", "name: " + envRegistryToken} {
+		if !strings.Contains(string(config), want) {
+			t.Errorf("config lacks %q:\n%s", want, config)
+		}
+	}
+	if exit := install("--registry-token-match-images", "registry.internal:5000", "--registry-token-audience", "credbroker"); exit != exitBadInput {
+		t.Errorf("the exchange's audience for the registry: exit %d, want refused", exit)
+	}
+}
