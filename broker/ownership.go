@@ -122,9 +122,11 @@ func ParseMirror(text string) (Mirror, error) {
 	case prefix == upstream:
 		return Mirror{}, fmt.Errorf("mirror %q: a registry does not mirror itself", text)
 	}
-	// One more component for the owner, one for the name: a valid path.
-	if _, err := reference.ParseNamed(prefix + "/owner/name"); path != "" && err != nil {
-		return Mirror{}, fmt.Errorf("mirror %q: %q is not a repository path: %v", text, path, err)
+	if path != "" {
+		// One more component for the owner, one for the name: a valid path.
+		if _, err := reference.ParseNamed(prefix + "/owner/name"); err != nil {
+			return Mirror{}, fmt.Errorf("mirror %q: %q is not a repository path: %v", text, path, err)
+		}
 	}
 	return Mirror{Prefix: prefix, Upstream: upstream}, nil
 }

@@ -31,9 +31,9 @@ import (
 // tenant's image is refused by the registry, Pods created after the robots
 // rotated pull with the new ones; a Pod with no pull Secret pulls through
 // the kubelet's credential provider with its ServiceAccount token; a build
-// Pod's ServiceAccount pushes
-// where its tenant allows and nowhere else. containerd asks for its tokens
-// with the OAuth2 POST, which credbroker's audit log shows.
+// Pod's ServiceAccount pushes where its tenant allows and nowhere else.
+// containerd asks for its tokens with the OAuth2 POST, which credbroker's
+// audit log shows.
 func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
 	// On loopback and named localhost: containerd speaks plain HTTP to it,

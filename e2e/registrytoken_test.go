@@ -86,8 +86,8 @@ func runDistribution(t *testing.T, bin, addr, storage, auth string) func() {
 // client: a namespace's Pod pulls its tenant's images and its namespace's,
 // anyone pulls the public prefix, its tenant allowing it, it pushes under
 // the tenant's owner and its namespace; and the rest — another tenant's
-// image, a push elsewhere, the catalog, a token the API server refuses — is refused by the
-// registry itself, with the token the service signed.
+// image, a push elsewhere, the catalog, a token the API server refuses —
+// is refused by the registry itself, with the token the service signed.
 func TestARegistryTrustsCredbrokersTokens(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
 	keys, err := registrytoken.GenerateKeys()

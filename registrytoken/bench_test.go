@@ -1,7 +1,6 @@
 package registrytoken
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/credbroker/credbroker/internal/testenv"
 )
@@ -20,11 +18,7 @@ import (
 // server), containerd's POST with a robot. Tokens/s is 1e9 / ns/op.
 func BenchmarkTokens(b *testing.B) {
 	f := newFixture(b, owners{})
-	robots, err := NewRobots(bytes.Repeat([]byte{7}, 32), 24*time.Hour, "registry.internal:5000", f.clock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f.svc.cfg.Robots = robots
+	robots := f.withRobots(b)
 	srv := httptest.NewServer(f.svc.Handler())
 	b.Cleanup(srv.Close)
 	client := &http.Transport{MaxIdleConnsPerHost: 64}

@@ -11,6 +11,18 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
+// withRobots gives the service robots of registry.internal:5000 that
+// rotate daily, on the fixture's clock.
+func (f *fixture) withRobots(t testing.TB) *Robots {
+	t.Helper()
+	robots, err := NewRobots(bytes.Repeat([]byte{7}, 32), 24*time.Hour, "registry.internal:5000", f.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc.cfg.Robots = robots
+	return robots
+}
+
 // TestRobotsPullTheirNamespacesImagesForTwoPeriods: a namespace's robot
 // gets its tenant's pull grants (never a push, though its tenant allows
 // ServiceAccounts to); its credential holds for the period it was
@@ -18,11 +30,7 @@ import (
 // of two periods ago, gets nothing.
 func TestRobotsPullTheirNamespacesImagesForTwoPeriods(t *testing.T) {
 	f := newFixture(t, owners{})
-	robots, err := NewRobots(bytes.Repeat([]byte{7}, 32), 24*time.Hour, "registry.internal:5000", f.clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.svc.cfg.Robots = robots
+	robots := f.withRobots(t)
 	web := robots.Robot("web")
 	if web.Host != "registry.internal:5000" || !strings.HasPrefix(web.Username, "credbroker-robot.web.") || len(web.Password) < 40 {
 		t.Fatalf("robot %+v", web)

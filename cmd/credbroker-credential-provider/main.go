@@ -82,13 +82,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "install" {
 		return install(ctx, args[1:], stderr, getenv)
 	}
-	registryToken := getenv(envRegistryToken) == "true"
-	var cfg config
-	if !registryToken {
-		var err error
-		if cfg, err = parseFlags(args, getenv); err != nil {
+	answer := passToken
+	if getenv(envRegistryToken) != "true" {
+		cfg, err := parseFlags(args, getenv)
+		if err != nil {
 			say(stderr, "%v", err)
 			return exitBadInput
+		}
+		answer = func(req *credentialproviderv1.CredentialProviderRequest) (*credentialproviderv1.CredentialProviderResponse, error) {
+			return exchange(ctx, cfg, req)
 		}
 	}
 	req, err := readRequest(stdin)
@@ -96,12 +98,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		say(stderr, "%v", err)
 		return exitBadInput
 	}
-	var resp *credentialproviderv1.CredentialProviderResponse
-	if registryToken {
-		resp, err = passToken(req)
-	} else {
-		resp, err = exchange(ctx, cfg, req)
-	}
+	resp, err := answer(req)
 	if err != nil {
 		say(stderr, "no credential for %s: %v", req.Image, err)
 		return exitDenied
