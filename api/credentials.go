@@ -118,6 +118,19 @@ func statusToProto(st broker.CredentialStatus) *credbrokerv1.CredentialStatus {
 			Error:       errorToProto(nsError(ns)),
 		})
 	}
+	for _, r := range st.Registries {
+		p.Registries = append(p.Registries, &credbrokerv1.RegistryStatus{
+			Host:          r.Host,
+			Username:      r.Username,
+			Fingerprint:   r.Fingerprint,
+			CheckImage:    r.CheckImage,
+			ExpireTime:    timestamp(r.ExpiresAt),
+			State:         registryStates.proto(r.State),
+			LastCheckTime: timestamp(r.LastCheck),
+			NextCheckTime: timestamp(r.NextCheck),
+			Error:         errorToProto(r.Error),
+		})
+	}
 	return p
 }
 

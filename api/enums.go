@@ -74,6 +74,13 @@ var (
 		broker.EventRecovered:               credbrokerv1.EventType_EVENT_TYPE_RECOVERED,
 		broker.EventWebhookUndelivered:      credbrokerv1.EventType_EVENT_TYPE_WEBHOOK_UNDELIVERED,
 		broker.EventPullDenied:              credbrokerv1.EventType_EVENT_TYPE_PULL_DENIED,
+		broker.EventRegistryCheckFailed:     credbrokerv1.EventType_EVENT_TYPE_REGISTRY_CHECK_FAILED,
+	})
+	registryStates = newEnum(map[broker.RegistryState]credbrokerv1.RegistryState{
+		broker.RegistryPending: credbrokerv1.RegistryState_REGISTRY_STATE_PENDING,
+		broker.RegistryHealthy: credbrokerv1.RegistryState_REGISTRY_STATE_HEALTHY,
+		broker.RegistryFailing: credbrokerv1.RegistryState_REGISTRY_STATE_FAILING,
+		broker.RegistryExpired: credbrokerv1.RegistryState_REGISTRY_STATE_EXPIRED,
 	})
 	severities = newEnum(map[broker.Severity]credbrokerv1.Severity{
 		broker.SeverityInfo:     credbrokerv1.Severity_SEVERITY_INFO,

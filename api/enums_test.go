@@ -49,6 +49,7 @@ func TestEnumTablesMatchTheDescriptors(t *testing.T) {
 		{"CredentialKind", checkEnum(credentialKinds, credbrokerv1.CredentialKind(0).Descriptor())},
 		{"CredentialState", checkEnum(credentialStates, credbrokerv1.CredentialState(0).Descriptor())},
 		{"SyncState", checkEnum(syncStates, credbrokerv1.SyncState(0).Descriptor())},
+		{"RegistryState", checkEnum(registryStates, credbrokerv1.RegistryState(0).Descriptor())},
 		{"Reason", checkEnum(reasons, credbrokerv1.Reason(0).Descriptor())},
 		{"EventType", checkEnum(eventTypes, credbrokerv1.EventType(0).Descriptor())},
 		{"Severity", checkEnum(severities, credbrokerv1.Severity(0).Descriptor())},

@@ -198,6 +198,7 @@ func eventToProto(ev broker.Event) *credbrokerv1.Event {
 		Type:       eventTypes.proto(ev.Type),
 		TenantId:   ev.TenantID,
 		Namespace:  ev.Namespace,
+		Registry:   ev.Registry,
 		Severity:   severities.proto(ev.Severity),
 		Reason:     reasons.proto(ev.Reason),
 		Message:    ev.Message,

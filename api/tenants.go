@@ -125,7 +125,9 @@ func (a *TenantAPI) UpdateTenant(ctx context.Context, req *credbrokerv1.UpdateTe
 		for _, path := range paths {
 			copyField(p.ProtoReflect(), in.ProtoReflect(), strings.Split(path, "."))
 		}
-		return tenantFromProto(p), nil
+		next := tenantFromProto(p)
+		next.RegistryCredentials = cur.RegistryCredentials
+		return next, nil
 	})
 	if err != nil {
 		return nil, toStatus(ctx, a.log, err, "tenant.")
@@ -161,7 +163,8 @@ func requireID(field, id string) error {
 
 // Fields of a Tenant that an update may not write: identity and bookkeeping.
 // etag is the update's precondition, not a value to store.
-var readOnlyTenantFields = []string{"id", "name", "create_time", "update_time", "etag"}
+// registry_credentials have methods of their own.
+var readOnlyTenantFields = []string{"id", "name", "create_time", "update_time", "etag", "registry_credentials"}
 
 // UpdatedFields returns the top-level Tenant fields an UpdateTenant request
 // writes, for the guard to decide from the request who may make it; a
@@ -212,6 +215,8 @@ func updatePaths(in *credbrokerv1.Tenant, mask []string) ([]string, error) {
 			// The gateway derives the mask from the body, which may carry the
 			// etag precondition and the (unchangeable) id.
 			continue
+		case top == "registry_credentials":
+			return nil, invalidArgument("", broker.FieldViolation{Field: "update_mask", Description: fmt.Sprintf("%q is changed with AddRegistryCredential, RotateRegistryCredential and RemoveRegistryCredential", path)})
 		case slices.Contains(readOnlyTenantFields, top):
 			return nil, invalidArgument("", broker.FieldViolation{Field: "update_mask", Description: fmt.Sprintf("%q cannot be updated", path)})
 		case !validPath(in.ProtoReflect().Descriptor(), strings.Split(path, ".")):
@@ -316,6 +321,16 @@ func tenantToProto(t broker.Tenant) *credbrokerv1.Tenant {
 		}}
 	case t.PAT != nil:
 		p.Credential = &credbrokerv1.Tenant_Pat{Pat: &credbrokerv1.PATSource{Fingerprint: t.PAT.Fingerprint}}
+	}
+	for _, c := range t.RegistryCredentials {
+		p.RegistryCredentials = append(p.RegistryCredentials, &credbrokerv1.RegistryCredential{
+			Host:        c.Host,
+			Username:    c.Username,
+			Fingerprint: c.Fingerprint,
+			Owners:      slices.Clone(c.Owners),
+			CheckImage:  c.CheckImage,
+			ExpireTime:  timestamp(c.ExpiresAt),
+		})
 	}
 	return p
 }

@@ -105,18 +105,23 @@ func updatedFields(req any) []string {
 // pod validations because they are the admission hot path (cheap, not free).
 func Methods() map[string]Rule {
 	return map[string]Rule{
-		"/credbroker.v1.TenantService/CreateTenant":            {Access: Admin, Tenant: createdTenant, Audit: true},
-		"/credbroker.v1.TenantService/GetTenant":               {Access: TenantRead, Tenant: id},
-		"/credbroker.v1.TenantService/ListTenants":             {Access: Admin},
-		"/credbroker.v1.TenantService/UpdateTenant":            {Access: TenantWrite, Tenant: updatedTenant, Audit: true, Writes: updatedFields},
-		"/credbroker.v1.TenantService/DeleteTenant":            {Access: Admin, Tenant: id, Audit: true},
-		"/credbroker.v1.CredentialService/GetCredentialStatus": {Access: TenantRead, Tenant: tenantID},
-		"/credbroker.v1.CredentialService/RefreshCredential":   {Access: TenantWrite, Tenant: tenantID, Audit: true, Limit: Limit{PerSecond: 0.2, Burst: 5}},
-		"/credbroker.v1.CredentialService/GetDockerConfig":     {Access: Admin, Tenant: tenantID, Audit: true},
-		"/credbroker.v1.ImageService/ValidateImage":            {Access: TenantRead, Tenant: tenantID},
-		"/credbroker.v1.ImageService/ValidatePod":              {Access: TenantRead, Tenant: tenantID, Limit: Limit{PerSecond: 200, Burst: 400}},
-		"/credbroker.v1.EventService/ListEvents":               {Access: TenantRead, Tenant: tenantID},
-		"/credbroker.v1.EventService/WatchEvents":              {Access: TenantRead, Tenant: tenantID},
+		"/credbroker.v1.TenantService/CreateTenant": {Access: Admin, Tenant: createdTenant, Audit: true},
+		"/credbroker.v1.TenantService/GetTenant":    {Access: TenantRead, Tenant: id},
+		"/credbroker.v1.TenantService/ListTenants":  {Access: Admin},
+		"/credbroker.v1.TenantService/UpdateTenant": {Access: TenantWrite, Tenant: updatedTenant, Audit: true, Writes: updatedFields},
+		"/credbroker.v1.TenantService/DeleteTenant": {Access: Admin, Tenant: id, Audit: true},
+		// Adding a registry widens what the tenant's Pods may run (its
+		// owners); rotating only replaces a password, as for a PAT.
+		"/credbroker.v1.TenantService/AddRegistryCredential":    {Access: Admin, Tenant: tenantID, Audit: true},
+		"/credbroker.v1.TenantService/RotateRegistryCredential": {Access: TenantWrite, Tenant: tenantID, Audit: true},
+		"/credbroker.v1.TenantService/RemoveRegistryCredential": {Access: Admin, Tenant: tenantID, Audit: true},
+		"/credbroker.v1.CredentialService/GetCredentialStatus":  {Access: TenantRead, Tenant: tenantID},
+		"/credbroker.v1.CredentialService/RefreshCredential":    {Access: TenantWrite, Tenant: tenantID, Audit: true, Limit: Limit{PerSecond: 0.2, Burst: 5}},
+		"/credbroker.v1.CredentialService/GetDockerConfig":      {Access: Admin, Tenant: tenantID, Audit: true},
+		"/credbroker.v1.ImageService/ValidateImage":             {Access: TenantRead, Tenant: tenantID},
+		"/credbroker.v1.ImageService/ValidatePod":               {Access: TenantRead, Tenant: tenantID, Limit: Limit{PerSecond: 200, Burst: 400}},
+		"/credbroker.v1.EventService/ListEvents":                {Access: TenantRead, Tenant: tenantID},
+		"/credbroker.v1.EventService/WatchEvents":               {Access: TenantRead, Tenant: tenantID},
 		// The Pod's token is reviewed by the method (one review per new token,
 		// limited on its own); what it hands out is audited by the broker.
 		"/credbroker.v1.PullCredentialService/ExchangeServiceAccountToken": {Access: SelfAuthenticated},

@@ -35,6 +35,17 @@ func syncCondition(tenantID, namespace string) ConditionKey {
 	return ConditionKey(tenantID + "/sync/" + namespace)
 }
 
+// registryCheckCondition is a registry credential that fails its health check.
+func registryCheckCondition(tenantID, host string) ConditionKey {
+	return ConditionKey(tenantID + "/registries/" + host + "/check")
+}
+
+// registryExpiryCondition is a registry credential that expires within one
+// warning threshold.
+func registryExpiryCondition(tenantID, host string, before time.Duration) ConditionKey {
+	return ConditionKey(fmt.Sprintf("%s/registries/%s/expiring/%s", tenantID, host, before))
+}
+
 // conditionSet selects conditions by key prefix.
 type conditionSet string
 
@@ -45,6 +56,11 @@ func tenantConditions(tenantID string) conditionSet { return conditionSet(tenant
 
 // patExpiryConditions are all of a tenant's PAT expiry warnings.
 func patExpiryConditions(tenantID string) conditionSet { return conditionSet(tenantID + "/expiring/") }
+
+// registryConditions are all conditions of one registry credential.
+func registryConditions(tenantID, host string) conditionSet {
+	return conditionSet(tenantID + "/registries/" + host + "/")
+}
 
 // The notification policy: which failure is which event, how severe, and
 // when an owner is told at all.
@@ -104,10 +120,28 @@ func probeEvent(t Tenant, held Credential, err error) Event {
 // warnings, sorted longest first); ok is false when none is crossed. The
 // last threshold is critical.
 func patExpiryEvent(t Tenant, cred Credential, warnings []time.Duration, now time.Time) (_ Event, ok bool) {
-	if cred.ExpiresAt.IsZero() {
+	before, critical, ok := crossedWarning(cred.ExpiresAt, warnings, now)
+	if !ok {
 		return Event{}, false
 	}
-	left := cred.ExpiresAt.Sub(now)
+	severity := SeverityWarning
+	if critical {
+		severity = SeverityCritical
+	}
+	return Event{Type: EventCredentialExpiring, TenantID: t.ID, Severity: severity,
+		DedupeKey: patExpiryCondition(t.ID, before),
+		Message: fmt.Sprintf("the tenant's PAT (%s) expires at %s, in %s; register a new one",
+			cred.Fingerprint(), cred.ExpiresAt.UTC().Format(time.RFC3339), cred.ExpiresAt.Sub(now).Round(time.Minute))}, true
+}
+
+// crossedWarning is the nearest threshold (of warnings, sorted longest
+// first) before expiresAt that now has passed, and whether it is the last;
+// ok is false when none has, or nothing expires.
+func crossedWarning(expiresAt time.Time, warnings []time.Duration, now time.Time) (before time.Duration, last, ok bool) {
+	if expiresAt.IsZero() {
+		return 0, false, false
+	}
+	left := expiresAt.Sub(now)
 	crossed := -1
 	for i, before := range warnings {
 		if left <= before {
@@ -115,16 +149,9 @@ func patExpiryEvent(t Tenant, cred Credential, warnings []time.Duration, now tim
 		}
 	}
 	if crossed < 0 {
-		return Event{}, false
+		return 0, false, false
 	}
-	severity := SeverityWarning
-	if crossed == len(warnings)-1 {
-		severity = SeverityCritical
-	}
-	return Event{Type: EventCredentialExpiring, TenantID: t.ID, Severity: severity,
-		DedupeKey: patExpiryCondition(t.ID, warnings[crossed]),
-		Message: fmt.Sprintf("the tenant's PAT (%s) expires at %s, in %s; register a new one",
-			cred.Fingerprint(), cred.ExpiresAt.UTC().Format(time.RFC3339), left.Round(time.Minute))}, true
+	return warnings[crossed], crossed == len(warnings)-1, true
 }
 
 // syncEvent turns a namespace's failing sync state into its condition.

@@ -22,6 +22,7 @@ const (
 	EventRecovered               EventType = "RECOVERED"
 	EventWebhookUndelivered      EventType = "WEBHOOK_UNDELIVERED"
 	EventPullDenied              EventType = "PULL_DENIED"
+	EventRegistryCheckFailed     EventType = "REGISTRY_CHECK_FAILED"
 )
 
 // Severity ranks events for alerting.
@@ -39,10 +40,13 @@ const (
 // type or reason changes, and closed by one RECOVERED event.
 type Event struct {
 	// ID is assigned by the Notifier; IDs sort in the order events happened.
-	ID        string       `json:"id"`
-	Type      EventType    `json:"type"`
-	TenantID  string       `json:"tenantID"`
-	Namespace string       `json:"namespace,omitempty"`
+	ID        string    `json:"id"`
+	Type      EventType `json:"type"`
+	TenantID  string    `json:"tenantID"`
+	Namespace string    `json:"namespace,omitempty"`
+	// Registry is the host of the registry credential the event is about,
+	// for events about a tenant's further registries.
+	Registry  string       `json:"registry,omitempty"`
 	Severity  Severity     `json:"severity"`
 	Reason    Reason       `json:"reason,omitempty"`
 	Message   string       `json:"message"`

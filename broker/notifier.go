@@ -109,7 +109,7 @@ func (n *Notifier) Resolve(ctx context.Context, key ConditionKey, message string
 	if !ok {
 		return false
 	}
-	ev := Event{Type: EventRecovered, TenantID: cur.TenantID, Namespace: cur.Namespace, Severity: SeverityInfo,
+	ev := Event{Type: EventRecovered, TenantID: cur.TenantID, Namespace: cur.Namespace, Registry: cur.Registry, Severity: SeverityInfo,
 		Reason: cur.Reason, Message: message, DedupeKey: key}
 	if !n.appendLocked(ctx, &ev, n.deliver) {
 		return false

@@ -53,6 +53,16 @@ func ValidateImage(t Tenant, image string) Verdict {
 		return deny(ImageImplicitDockerHub, "%q names no registry and would be pulled from Docker Hub; write the registry, e.g. %s/%s/…", image, t.registryHint(), t.Owner.Login)
 	}
 	domain := reference.Domain(named)
+	if c, ok := t.RegistryCredential(domain); ok && len(c.Owners) > 0 {
+		owner, _, hasName := strings.Cut(reference.Path(named), "/")
+		switch {
+		case !hasName:
+			return deny(ImageInvalidReference, "%q names no owner: images are <registry>/<owner>/<name>", image)
+		case !slices.Contains(c.Owners, owner):
+			return deny(ImageWrongOwner, "%s is not under %v, where the tenant's credential for %s may run images", image, c.Owners, domain)
+		}
+		return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is under %s/%s, a registry the tenant has a credential for", image, domain, owner)}
+	}
 	if !slicesContainsFold(t.Registries, domain) {
 		return deny(ImageWrongRegistry, "registry %s is not one of the tenant's registries %v", domain, t.Registries)
 	}
@@ -236,7 +246,8 @@ func (r ImageRules) Scopes(t Tenant) []string {
 
 // ImageScopes lists the "<registry>/<owner>" pairs, lowercase and sorted,
 // whose images ValidateImage allows the tenant: every registry of the
-// tenant with its owner and each granted owner. The admission policy reads
+// tenant with its owner and each granted owner, and each registry it has a
+// credential for with that entry's owners. The admission policy reads
 // them from each bound namespace (docs/admission.md), so this is the one
 // definition both enforcement points share.
 func (t Tenant) ImageScopes() []string {
@@ -245,6 +256,11 @@ func (t Tenant) ImageScopes() []string {
 	for _, registry := range t.Registries {
 		for _, owner := range owners {
 			scopes = append(scopes, strings.ToLower(registry+"/"+owner))
+		}
+	}
+	for _, c := range t.RegistryCredentials {
+		for _, owner := range c.Owners {
+			scopes = append(scopes, strings.ToLower(c.Host+"/"+owner))
 		}
 	}
 	slices.Sort(scopes)

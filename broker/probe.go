@@ -55,7 +55,11 @@ func (r *Refresher) deliver(ctx context.Context, t Tenant, cred Credential, forc
 
 // publish hands cred to the Sink for t and records what t holds.
 func (r *Refresher) publish(ctx context.Context, t Tenant, cred Credential) {
-	if err := r.sink.Publish(ctx, t, cred); err != nil {
+	withPasswords, err := r.registry.withPasswords(t)
+	if err != nil {
+		r.log.WarnContext(ctx, "a registry credential is left out of the pull Secrets", slog.String("tenant", t.ID), slog.Any("error", err))
+	}
+	if err := r.sink.Publish(ctx, withPasswords, cred); err != nil {
 		r.log.WarnContext(ctx, "publish failed", slog.String("tenant", t.ID), slog.Any("error", err))
 		return
 	}

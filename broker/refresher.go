@@ -59,6 +59,9 @@ type RefresherConfig struct {
 	Publications *Publications
 	Sealer       *Sealer
 	Metrics      *Metrics
+	// Registries, if set, checks the tenants' further registries; Status
+	// reports what it found.
+	Registries *RegistryHealth
 	// Revoker, if set, revokes App tokens RevokeGrace after a newer one
 	// superseded them or their last tenant left (DefaultRevokeGrace when
 	// zero).

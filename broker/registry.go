@@ -81,6 +81,9 @@ type RegistryConfig struct {
 	// Images has the platform's public scopes, for the answers to "may
 	// this tenant run this image?".
 	Images ImageRules
+	// Hosts are the registries credbroker logs in to itself, which no
+	// tenant's static credential may name.
+	Hosts RegistryHosts
 }
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
@@ -115,6 +118,7 @@ func (r *Registry) check(t Tenant, requireToken bool) error {
 			vs.add(fmt.Sprintf("namespaces[%d]", i), "%s", why)
 		}
 	}
+	validateRegistryCredentials(&vs, t, r.cfg.Hosts, r.cfg.Images.Mirrors)
 	var invalid *InvalidError
 	if errors.As(err, &invalid) {
 		vs = append(invalid.Violations, vs...)
@@ -167,6 +171,9 @@ func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool
 		if t.PAT, err = r.seal(t.ID, token); err != nil {
 			return Tenant{}, false, err
 		}
+	}
+	if t.RegistryCredentials, err = r.sealRegistryCredentials(t.ID, t.RegistryCredentials); err != nil {
+		return Tenant{}, false, err
 	}
 	now := r.clock.Now().UTC()
 	t.CreateTime, t.UpdateTime = now, now
@@ -269,6 +276,9 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 			if next.PAT, err = r.seal(id, next.PAT.Token); err != nil {
 				return Tenant{}, err
 			}
+		}
+		if next.RegistryCredentials, err = r.sealRegistryCredentials(id, next.RegistryCredentials); err != nil {
+			return Tenant{}, err
 		}
 		stored, err := r.store.UpdateTenant(ctx, next)
 		if errors.Is(err, ErrConflict) && etag == "" {

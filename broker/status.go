@@ -36,6 +36,9 @@ type CredentialStatus struct {
 	LastError   *CredentialError
 	Probe       *ProbeResult
 	Namespaces  []NamespaceSync
+	// Registries are the tenant's further registry credentials, as their
+	// health checks found them.
+	Registries []RegistryStatus
 }
 
 // Status reports the credential a tenant holds as this Refresher knows it,
@@ -68,6 +71,7 @@ func (r *Refresher) Status(tenantID string) CredentialStatus {
 		status.State = CredentialReady
 	}
 	status.Namespaces = r.ledger.Namespaces(tenantID)
+	status.Registries = r.cfg.Registries.Status(tenantID)
 	return status
 }
 

@@ -86,8 +86,11 @@ type Tenant struct {
 	PatchServiceAccounts bool       `json:"patchServiceAccounts,omitempty"`
 	PullMode             PullMode   `json:"pullMode,omitempty"`
 	RegistryPush         bool       `json:"registryPush,omitempty"`
-	CreateTime           time.Time  `json:"createTime"`
-	UpdateTime           time.Time  `json:"updateTime"`
+	// RegistryCredentials are the tenant's further registries; sameSpec
+	// leaves them out, as they are added apart from the tenant's creation.
+	RegistryCredentials []RegistryCredential `json:"registryCredentials,omitempty"`
+	CreateTime          time.Time            `json:"createTime"`
+	UpdateTime          time.Time            `json:"updateTime"`
 
 	// Version is set by the Store and changes with every write; it is the
 	// tenant's etag and the precondition of optimistic updates.

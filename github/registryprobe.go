@@ -128,6 +128,59 @@ func (p *Prober) Probe(ctx context.Context, cred broker.Credential, image string
 	}
 }
 
+// Login returns nil when the registry at host takes cred, as "docker
+// login" asks it: GET /v2/ with basic auth, or for a token registry a token
+// with no scope from the challenge's realm. Errors are *Error as Probe's;
+// a 403 is the registry refusing the login, since no repository was asked
+// for.
+func (p *Prober) Login(ctx context.Context, cred broker.Credential, host string) error {
+	t := probeTarget{scheme: "https", host: host}
+	if p.cfg.PlainHTTP(host) {
+		t.scheme = "http"
+	}
+	status, err := p.login(ctx, cred, t)
+	if err != nil {
+		return &Error{Op: "log in to " + host, Cause: broker.ReasonOf(err), Status: status, Temporary: isTemporary(err), Err: err}
+	}
+	return nil
+}
+
+func (p *Prober) login(ctx context.Context, cred broker.Credential, t probeTarget) (int, error) {
+	resp, err := p.do(ctx, http.MethodGet, t.url("/v2/"), nil)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		if resp.StatusCode == http.StatusOK {
+			return resp.StatusCode, nil // an open registry
+		}
+		return resp.StatusCode, unexpected(resp.StatusCode, "GET /v2/")
+	}
+	scheme, params := parseChallenge(resp.Header.Get("WWW-Authenticate"))
+	switch strings.ToLower(scheme) {
+	case "basic":
+		resp, err = p.do(ctx, http.MethodGet, t.url("/v2/"), http.Header{"Authorization": {basicAuth(cred)}})
+	case "bearer":
+		realm, err := tokenURL(params, t, "")
+		if err != nil {
+			return 0, err
+		}
+		resp, err = p.do(ctx, http.MethodGet, realm, http.Header{"Authorization": {basicAuth(cred)}})
+	default:
+		return resp.StatusCode, reasonErr(broker.ReasonRegistryUnreachable, "the registry asks for unsupported authentication %q", scheme)
+	}
+	if err != nil {
+		return 0, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp.StatusCode, nil
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return resp.StatusCode, reasonErr(broker.ReasonTokenRevoked, "the registry rejected the login of %s", cred.Username)
+	}
+	return resp.StatusCode, unexpected(resp.StatusCode, "login")
+}
+
 type probeTarget struct {
 	scheme, host, repo, ref string
 }
@@ -177,6 +230,10 @@ func (p *Prober) handshake(ctx context.Context, cred broker.Credential, t probeT
 	case http.StatusOK:
 		return resp.StatusCode, nil
 	case http.StatusUnauthorized, http.StatusForbidden:
+		if resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(authorization, "Basic ") {
+			// A registry with basic auth checks the login on each request.
+			return resp.StatusCode, reasonErr(broker.ReasonTokenRevoked, "the registry rejected the login of %s", cred.Username)
+		}
 		return resp.StatusCode, denied(cred, t)
 	case http.StatusNotFound:
 		return resp.StatusCode, reasonErr(broker.ReasonImageNotFound, "%s/%s:%s does not exist (or is hidden from this credential)", t.host, t.repo, t.ref)
@@ -186,21 +243,11 @@ func (p *Prober) handshake(ctx context.Context, cred broker.Credential, t probeT
 
 // bearerToken logs in at the challenge's realm, as "docker login" would.
 func (p *Prober) bearerToken(ctx context.Context, cred broker.Credential, t probeTarget, params map[string]string) (string, int, error) {
-	realm, err := url.Parse(params["realm"])
-	if err != nil || (realm.Scheme != "https" && realm.Scheme != "http") || realm.Host == "" {
-		return "", 0, reasonErr(broker.ReasonRegistryUnreachable, "the registry's token realm %q is not an http(s) URL", params["realm"])
+	realm, err := tokenURL(params, t, "repository:"+t.repo+":pull")
+	if err != nil {
+		return "", 0, err
 	}
-	if realm.Scheme == "http" && t.scheme == "https" {
-		return "", 0, reasonErr(broker.ReasonRegistryUnreachable, "the registry's token realm %s is plain HTTP; credentials are not sent there", realm.Host)
-	}
-	q := realm.Query()
-	if s := params["service"]; s != "" {
-		q.Set("service", s)
-	}
-	q.Set("scope", "repository:"+t.repo+":pull")
-	realm.RawQuery = q.Encode()
-
-	resp, err := p.do(ctx, http.MethodGet, realm.String(), http.Header{"Authorization": {basicAuth(cred)}})
+	resp, err := p.do(ctx, http.MethodGet, realm, http.Header{"Authorization": {basicAuth(cred)}})
 	if err != nil {
 		return "", 0, err
 	}
@@ -224,6 +271,28 @@ func (p *Prober) bearerToken(ctx context.Context, cred broker.Credential, t prob
 		return body.Token, resp.StatusCode, nil
 	}
 	return body.AccessToken, resp.StatusCode, nil
+}
+
+// tokenURL is where a challenge sends the login for a token of scope (none
+// when empty), refused unless it is http(s) and keeps TLS if the registry
+// has it.
+func tokenURL(params map[string]string, t probeTarget, scope string) (string, error) {
+	realm, err := url.Parse(params["realm"])
+	if err != nil || (realm.Scheme != "https" && realm.Scheme != "http") || realm.Host == "" {
+		return "", reasonErr(broker.ReasonRegistryUnreachable, "the registry's token realm %q is not an http(s) URL", params["realm"])
+	}
+	if realm.Scheme == "http" && t.scheme == "https" {
+		return "", reasonErr(broker.ReasonRegistryUnreachable, "the registry's token realm %s is plain HTTP; credentials are not sent there", realm.Host)
+	}
+	q := realm.Query()
+	if s := params["service"]; s != "" {
+		q.Set("service", s)
+	}
+	if scope != "" {
+		q.Set("scope", scope)
+	}
+	realm.RawQuery = q.Encode()
+	return realm.String(), nil
 }
 
 // refusedLogin names a 403 at the token endpoint: a credential GitHub no

@@ -53,7 +53,7 @@ func sameDigest(cached, value []byte) bool {
 func (s *Syncer) desiredSecret(namespace string, b *binding) *corev1.Secret {
 	config := b.config
 	if s.cfg.Robots != nil && b.cred.Token != "" {
-		config = broker.DockerConfigJSON(b.tenant.Registries, b.cred, s.cfg.Robots.Robot(namespace))
+		config = broker.DockerConfigJSON(b.tenant.Registries, b.cred, append(staticAuths(b.tenant), s.cfg.Robots.Robot(namespace))...)
 	}
 	annotations := map[string]string{AnnotationFingerprint: b.cred.Fingerprint()}
 	if !b.cred.ExpiresAt.IsZero() {
@@ -95,4 +95,14 @@ func upToDate(actual, desired *corev1.Secret) bool {
 func isManaged(s *corev1.Secret) bool {
 	_, hasTenant := s.Labels[LabelTenant]
 	return s.Labels[LabelManagedBy] == ManagedByValue && hasTenant
+}
+
+// staticAuths are the entries of the tenant's further registries, whose
+// passwords the broker opened for this publication.
+func staticAuths(t broker.Tenant) []broker.RegistryAuth {
+	auths := make([]broker.RegistryAuth, 0, len(t.RegistryCredentials)+1)
+	for _, c := range t.RegistryCredentials {
+		auths = append(auths, broker.RegistryAuth{Host: c.Host, Username: c.Username, Password: c.Password})
+	}
+	return auths
 }

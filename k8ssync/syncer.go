@@ -226,7 +226,7 @@ func (s *Syncer) reconcileSafely(ctx context.Context, ns string) (err error) {
 
 // Publish implements broker.Sink.
 func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credential) error {
-	b := &binding{tenant: t, cred: cred, config: broker.DockerConfigJSON(t.Registries, cred)}
+	b := &binding{tenant: t, cred: cred, config: broker.DockerConfigJSON(t.Registries, cred, staticAuths(t)...)}
 	if t.NamespaceSelector != "" {
 		sel, err := labels.Parse(t.NamespaceSelector)
 		if err != nil {

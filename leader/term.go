@@ -28,6 +28,11 @@ type Term struct {
 	Registry *broker.Registry
 	Source   broker.Source
 	Prober   broker.Prober
+	// RegistryChecker checks the tenants' further registry credentials;
+	// nil: they are not checked. It must not be the Prober if that one
+	// asks GitHub about refused logins: these passwords are no GitHub's.
+	RegistryChecker broker.RegistryChecker
+	RegistryHealth  broker.RegistryHealthConfig
 	// Credentials persist sealed credentials across restarts (with Sealer).
 	Credentials broker.CredentialStore
 	Sealer      *broker.Sealer
@@ -74,10 +79,16 @@ func (t Term) Run(ctx context.Context) error {
 	refCfg := t.Refresher
 	refCfg.Notifier, refCfg.Ledger, refCfg.Prober = t.Notifier, ledger, t.Prober
 	refCfg.Credentials, refCfg.Sealer, refCfg.Metrics = t.Credentials, t.Sealer, t.Metrics
+	parts := map[string]func(context.Context) error{"syncer": syncer.Run}
+	if t.RegistryChecker != nil {
+		healthCfg := t.RegistryHealth
+		healthCfg.Notifier, healthCfg.Reporter = t.Notifier, syncer
+		refCfg.Registries = broker.NewRegistryHealth(healthCfg, t.Registry, t.RegistryChecker, t.Log)
+		parts["registry checks"] = refCfg.Registries.Run
+	}
 	refresher := broker.NewRefresher(refCfg, t.Registry, t.Source, syncer, t.Log)
 	defer t.Attach(refresher)()
-
-	parts := map[string]func(context.Context) error{"syncer": syncer.Run, "refresher": refresher.Run}
+	parts["refresher"] = refresher.Run
 	if t.Webhook != nil {
 		parts["webhook deliverer"] = t.Webhook.Run
 	}

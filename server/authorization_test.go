@@ -155,6 +155,19 @@ func matrixCalls() map[string]matrixCall {
 			_, err := credbrokerv1.NewTenantServiceClient(c).DeleteTenant(ctx, &credbrokerv1.DeleteTenantRequest{Id: "web", Etag: "stale"})
 			return err
 		}, http.MethodDelete, "/v1/tenants/web?etag=stale", ""},
+		"/credbroker.v1.TenantService/AddRegistryCredential": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewTenantServiceClient(c).AddRegistryCredential(ctx, &credbrokerv1.AddRegistryCredentialRequest{TenantId: "web",
+				RegistryCredential: &credbrokerv1.RegistryCredential{Host: "quay.io", Username: "robot", Password: "secret", Owners: []string{"acme"}}})
+			return err
+		}, http.MethodPost, "/v1/tenants/web/registryCredentials", `{"host":"quay.io","username":"robot","password":"secret","owners":["acme"]}`},
+		"/credbroker.v1.TenantService/RotateRegistryCredential": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewTenantServiceClient(c).RotateRegistryCredential(ctx, &credbrokerv1.RotateRegistryCredentialRequest{TenantId: "web", Host: "quay.io", Password: "new"})
+			return err
+		}, http.MethodPost, "/v1/tenants/web/registryCredentials:rotate", `{"host":"quay.io","password":"new"}`},
+		"/credbroker.v1.TenantService/RemoveRegistryCredential": {func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := credbrokerv1.NewTenantServiceClient(c).RemoveRegistryCredential(ctx, &credbrokerv1.RemoveRegistryCredentialRequest{TenantId: "web", Host: "quay.io", Etag: "stale"})
+			return err
+		}, http.MethodDelete, "/v1/tenants/web/registryCredentials?host=quay.io&etag=stale", ""},
 		"/credbroker.v1.CredentialService/GetCredentialStatus": {func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := credbrokerv1.NewCredentialServiceClient(c).GetCredentialStatus(ctx, &credbrokerv1.GetCredentialStatusRequest{TenantId: "web"})
 			return err

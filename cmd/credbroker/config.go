@@ -31,53 +31,54 @@ const envPrefix = "CREDBROKER_"
 const keyEnv = envPrefix + "ENCRYPTION_KEY"
 
 type serveConfig struct {
-	kubeconfig       string
-	storeKind        string
-	namespace        string
-	kubeQPS          float64
-	kubeBurst        int
-	leaderElect      bool
-	identity         string
-	refreshLead      time.Duration
-	patRecheck       time.Duration
-	serviceAccounts  string
-	plainHTTP        string
-	reserved         string
-	granted          string
-	webhookURL       string
-	webhookSecret    string
-	ghWebhookSecret  string
-	eventPoll        time.Duration
-	tlsCert          string
-	tlsKey           string
-	tlsClientCA      string
-	insecure         bool
-	tokenFile        string
-	policyFile       string
-	oidc             auth.OIDCConfig
-	certs            auth.ClientCertificates
-	tokenReview      bool
-	reviewAudience   string
-	providerAudience string
-	providerCache    time.Duration
-	markNamespaces   bool
-	admissionPolicy  string
-	admissionWebhook bool
-	imageRules       broker.ImageRules
-	registryTokens   registryTokenConfig
-	githubURL        string
-	appID            int64
-	appKeyFile       string
-	appPermissions   permissions
-	grpcAddr         string
-	httpAddr         string
-	dataDir          string
-	keyFile          string
-	dev              bool
-	devRegistryBin   string
-	devRegistryPort  int
-	shutdownTimeout  time.Duration
-	logLevel         slog.Level
+	kubeconfig            string
+	storeKind             string
+	namespace             string
+	kubeQPS               float64
+	kubeBurst             int
+	leaderElect           bool
+	identity              string
+	refreshLead           time.Duration
+	patRecheck            time.Duration
+	registryCheckInterval time.Duration
+	serviceAccounts       string
+	plainHTTP             string
+	reserved              string
+	granted               string
+	webhookURL            string
+	webhookSecret         string
+	ghWebhookSecret       string
+	eventPoll             time.Duration
+	tlsCert               string
+	tlsKey                string
+	tlsClientCA           string
+	insecure              bool
+	tokenFile             string
+	policyFile            string
+	oidc                  auth.OIDCConfig
+	certs                 auth.ClientCertificates
+	tokenReview           bool
+	reviewAudience        string
+	providerAudience      string
+	providerCache         time.Duration
+	markNamespaces        bool
+	admissionPolicy       string
+	admissionWebhook      bool
+	imageRules            broker.ImageRules
+	registryTokens        registryTokenConfig
+	githubURL             string
+	appID                 int64
+	appKeyFile            string
+	appPermissions        permissions
+	grpcAddr              string
+	httpAddr              string
+	dataDir               string
+	keyFile               string
+	dev                   bool
+	devRegistryBin        string
+	devRegistryPort       int
+	shutdownTimeout       time.Duration
+	logLevel              slog.Level
 }
 
 // parseServeFlags reads the flags, then the environment for flags not on
@@ -132,6 +133,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.plainHTTP, "plain-http-registries", "", "comma-separated registry hosts (host:port) the prober speaks plain HTTP to, as nodes do with a hosts.toml; loopback registries always are")
 	fs.DurationVar(&cfg.refreshLead, "refresh-lead", broker.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
 	fs.DurationVar(&cfg.patRecheck, "pat-recheck", broker.DefaultPATRecheck, "validate each PAT with GitHub this often (and at each expiry warning)")
+	fs.DurationVar(&cfg.registryCheckInterval, "registry-check-interval", broker.DefaultRegistryCheckInterval, "check each tenant's further registry credentials this often (a login, and a manifest HEAD of the entry's check image)")
 	fs.StringVar(&cfg.webhookURL, "webhook-url", "", "URL the backend receives events at (POST, JSON, signed); none when empty")
 	fs.StringVar(&cfg.webhookSecret, "webhook-secret-file", "", "file with the HMAC-SHA256 key that signs webhook bodies (X-Credbroker-Signature); required with --webhook-url")
 	fs.StringVar(&cfg.ghWebhookSecret, "github-webhook-secret-file", "", "file with the GitHub App's webhook secret; enables POST /webhooks/github")
@@ -249,6 +251,9 @@ func (cfg serveConfig) validate() error {
 	}
 	if cfg.admissionWebhook && cfg.tlsCert == "" {
 		return errors.New("--admission-webhook needs --tls-cert-file: the API server calls webhooks over HTTPS only")
+	}
+	if cfg.registryCheckInterval < 10*time.Second {
+		return fmt.Errorf("--registry-check-interval %s: want 10s or more; each check logs in to a registry", cfg.registryCheckInterval)
 	}
 	if cfg.providerCache <= 0 {
 		return fmt.Errorf("--provider-max-cache %s: want a positive duration", cfg.providerCache)

@@ -121,7 +121,8 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }() // before the store closes
-	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope(), Images: cfg.imageRules}
+	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope(), Images: cfg.imageRules,
+		Hosts: broker.RegistryHosts{Internal: cfg.registryTokens.robotHost}}
 	if p.clients.Sync != nil {
 		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
 	}
@@ -245,6 +246,9 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		syncer.Robots = p.robots
 	}
 	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck, PlainHTTP: cfg.plainHTTPRegistry()}),
+		// No Recheck: a third party's password is never shown to GitHub.
+		RegistryChecker: github.NewProber(github.ProberConfig{PlainHTTP: cfg.plainHTTPRegistry()}),
+		RegistryHealth:  broker.RegistryHealthConfig{Interval: cfg.registryCheckInterval},
 		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    syncer,
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}

@@ -307,6 +307,66 @@ func (SyncState) EnumDescriptor() ([]byte, []int) {
 	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{3}
 }
 
+// RegistryState is the health of one registry credential.
+type RegistryState int32
+
+const (
+	RegistryState_REGISTRY_STATE_UNSPECIFIED RegistryState = 0
+	// Not checked yet.
+	RegistryState_REGISTRY_STATE_PENDING RegistryState = 1
+	// The last check passed.
+	RegistryState_REGISTRY_STATE_HEALTHY RegistryState = 2
+	// The last check failed; error says why.
+	RegistryState_REGISTRY_STATE_FAILING RegistryState = 3
+	// Past its expiry date.
+	RegistryState_REGISTRY_STATE_EXPIRED RegistryState = 4
+)
+
+// Enum value maps for RegistryState.
+var (
+	RegistryState_name = map[int32]string{
+		0: "REGISTRY_STATE_UNSPECIFIED",
+		1: "REGISTRY_STATE_PENDING",
+		2: "REGISTRY_STATE_HEALTHY",
+		3: "REGISTRY_STATE_FAILING",
+		4: "REGISTRY_STATE_EXPIRED",
+	}
+	RegistryState_value = map[string]int32{
+		"REGISTRY_STATE_UNSPECIFIED": 0,
+		"REGISTRY_STATE_PENDING":     1,
+		"REGISTRY_STATE_HEALTHY":     2,
+		"REGISTRY_STATE_FAILING":     3,
+		"REGISTRY_STATE_EXPIRED":     4,
+	}
+)
+
+func (x RegistryState) Enum() *RegistryState {
+	p := new(RegistryState)
+	*p = x
+	return p
+}
+
+func (x RegistryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RegistryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_credbroker_v1_credential_proto_enumTypes[4].Descriptor()
+}
+
+func (RegistryState) Type() protoreflect.EnumType {
+	return &file_credbroker_v1_credential_proto_enumTypes[4]
+}
+
+func (x RegistryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RegistryState.Descriptor instead.
+func (RegistryState) EnumDescriptor() ([]byte, []int) {
+	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{4}
+}
+
 // CredentialError describes the last failure.
 type CredentialError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -552,7 +612,10 @@ type CredentialStatus struct {
 	// Probe is the last pull probe, if the tenant has a probe image.
 	Probe *ProbeResult `protobuf:"bytes,10,opt,name=probe,proto3" json:"probe,omitempty"`
 	// Namespaces is the sync state per bound namespace.
-	Namespaces    []*NamespaceSync `protobuf:"bytes,11,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
+	Namespaces []*NamespaceSync `protobuf:"bytes,11,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
+	// Registries are the tenant's further registry credentials, as their
+	// periodic health checks found them, by host.
+	Registries    []*RegistryStatus `protobuf:"bytes,12,rep,name=registries,proto3" json:"registries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -664,6 +727,131 @@ func (x *CredentialStatus) GetNamespaces() []*NamespaceSync {
 	return nil
 }
 
+func (x *CredentialStatus) GetRegistries() []*RegistryStatus {
+	if x != nil {
+		return x.Registries
+	}
+	return nil
+}
+
+// RegistryStatus is one registry credential of a tenant, without its password.
+type RegistryStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Host of the registry.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// Username of the login.
+	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// Fingerprint of the password.
+	Fingerprint string `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// CheckImage is the image the health check reads, if any.
+	CheckImage string `protobuf:"bytes,4,opt,name=check_image,json=checkImage,proto3" json:"check_image,omitempty"`
+	// ExpireTime of the password, if it expires.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// State of the credential.
+	State RegistryState `protobuf:"varint,6,opt,name=state,proto3,enum=credbroker.v1.RegistryState" json:"state,omitempty"`
+	// LastCheckTime is when the credential was last checked.
+	LastCheckTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_check_time,json=lastCheckTime,proto3" json:"last_check_time,omitempty"`
+	// NextCheckTime is when it is checked next.
+	NextCheckTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_check_time,json=nextCheckTime,proto3" json:"next_check_time,omitempty"`
+	// Error is why the last check failed.
+	Error         *CredentialError `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryStatus) Reset() {
+	*x = RegistryStatus{}
+	mi := &file_credbroker_v1_credential_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryStatus) ProtoMessage() {}
+
+func (x *RegistryStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_credential_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryStatus.ProtoReflect.Descriptor instead.
+func (*RegistryStatus) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RegistryStatus) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RegistryStatus) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *RegistryStatus) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *RegistryStatus) GetCheckImage() string {
+	if x != nil {
+		return x.CheckImage
+	}
+	return ""
+}
+
+func (x *RegistryStatus) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *RegistryStatus) GetState() RegistryState {
+	if x != nil {
+		return x.State
+	}
+	return RegistryState_REGISTRY_STATE_UNSPECIFIED
+}
+
+func (x *RegistryStatus) GetLastCheckTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastCheckTime
+	}
+	return nil
+}
+
+func (x *RegistryStatus) GetNextCheckTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextCheckTime
+	}
+	return nil
+}
+
+func (x *RegistryStatus) GetError() *CredentialError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 // GetCredentialStatusRequest names a tenant.
 type GetCredentialStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -675,7 +863,7 @@ type GetCredentialStatusRequest struct {
 
 func (x *GetCredentialStatusRequest) Reset() {
 	*x = GetCredentialStatusRequest{}
-	mi := &file_credbroker_v1_credential_proto_msgTypes[4]
+	mi := &file_credbroker_v1_credential_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +875,7 @@ func (x *GetCredentialStatusRequest) String() string {
 func (*GetCredentialStatusRequest) ProtoMessage() {}
 
 func (x *GetCredentialStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credential_proto_msgTypes[4]
+	mi := &file_credbroker_v1_credential_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +888,7 @@ func (x *GetCredentialStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetCredentialStatusRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{4}
+	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetCredentialStatusRequest) GetTenantId() string {
@@ -721,7 +909,7 @@ type RefreshCredentialRequest struct {
 
 func (x *RefreshCredentialRequest) Reset() {
 	*x = RefreshCredentialRequest{}
-	mi := &file_credbroker_v1_credential_proto_msgTypes[5]
+	mi := &file_credbroker_v1_credential_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +921,7 @@ func (x *RefreshCredentialRequest) String() string {
 func (*RefreshCredentialRequest) ProtoMessage() {}
 
 func (x *RefreshCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credential_proto_msgTypes[5]
+	mi := &file_credbroker_v1_credential_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +934,7 @@ func (x *RefreshCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshCredentialRequest.ProtoReflect.Descriptor instead.
 func (*RefreshCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{5}
+	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RefreshCredentialRequest) GetTenantId() string {
@@ -767,7 +955,7 @@ type GetDockerConfigRequest struct {
 
 func (x *GetDockerConfigRequest) Reset() {
 	*x = GetDockerConfigRequest{}
-	mi := &file_credbroker_v1_credential_proto_msgTypes[6]
+	mi := &file_credbroker_v1_credential_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +967,7 @@ func (x *GetDockerConfigRequest) String() string {
 func (*GetDockerConfigRequest) ProtoMessage() {}
 
 func (x *GetDockerConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credential_proto_msgTypes[6]
+	mi := &file_credbroker_v1_credential_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +980,7 @@ func (x *GetDockerConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDockerConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetDockerConfigRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{6}
+	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetDockerConfigRequest) GetTenantId() string {
@@ -818,7 +1006,7 @@ type DockerConfig struct {
 
 func (x *DockerConfig) Reset() {
 	*x = DockerConfig{}
-	mi := &file_credbroker_v1_credential_proto_msgTypes[7]
+	mi := &file_credbroker_v1_credential_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1018,7 @@ func (x *DockerConfig) String() string {
 func (*DockerConfig) ProtoMessage() {}
 
 func (x *DockerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_credential_proto_msgTypes[7]
+	mi := &file_credbroker_v1_credential_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1031,7 @@ func (x *DockerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerConfig.ProtoReflect.Descriptor instead.
 func (*DockerConfig) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{7}
+	return file_credbroker_v1_credential_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DockerConfig) GetDockerConfigJson() string {
@@ -886,7 +1074,7 @@ const file_credbroker_v1_credential_proto_rawDesc = "" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x14\n" +
 	"\x05pulls\x18\x02 \x01(\bR\x05pulls\x124\n" +
 	"\x05error\x18\x03 \x01(\v2\x1e.credbroker.v1.CredentialErrorR\x05error\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xd2\x04\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x91\x05\n" +
 	"\x10CredentialStatus\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x121\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1d.credbroker.v1.CredentialKindR\x04kind\x124\n" +
@@ -903,7 +1091,22 @@ const file_credbroker_v1_credential_proto_rawDesc = "" +
 	" \x01(\v2\x1a.credbroker.v1.ProbeResultR\x05probe\x12<\n" +
 	"\n" +
 	"namespaces\x18\v \x03(\v2\x1c.credbroker.v1.NamespaceSyncR\n" +
-	"namespaces\"?\n" +
+	"namespaces\x12=\n" +
+	"\n" +
+	"registries\x18\f \x03(\v2\x1d.credbroker.v1.RegistryStatusR\n" +
+	"registries\"\xb2\x03\n" +
+	"\x0eRegistryStatus\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12 \n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\x12\x1f\n" +
+	"\vcheck_image\x18\x04 \x01(\tR\n" +
+	"checkImage\x12;\n" +
+	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x122\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x1c.credbroker.v1.RegistryStateR\x05state\x12B\n" +
+	"\x0flast_check_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rlastCheckTime\x12B\n" +
+	"\x0fnext_check_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextCheckTime\x124\n" +
+	"\x05error\x18\t \x01(\v2\x1e.credbroker.v1.CredentialErrorR\x05error\"?\n" +
 	"\x1aGetCredentialStatusRequest\x12!\n" +
 	"\ttenant_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\btenantId\"=\n" +
 	"\x18RefreshCredentialRequest\x12!\n" +
@@ -950,7 +1153,13 @@ const file_credbroker_v1_credential_proto_rawDesc = "" +
 	"\x12SYNC_STATE_PENDING\x10\x01\x12\x15\n" +
 	"\x11SYNC_STATE_SYNCED\x10\x02\x12\x17\n" +
 	"\x13SYNC_STATE_CONFLICT\x10\x03\x12\x15\n" +
-	"\x11SYNC_STATE_FAILED\x10\x042\xcf\x03\n" +
+	"\x11SYNC_STATE_FAILED\x10\x04*\x9f\x01\n" +
+	"\rRegistryState\x12\x1e\n" +
+	"\x1aREGISTRY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16REGISTRY_STATE_PENDING\x10\x01\x12\x1a\n" +
+	"\x16REGISTRY_STATE_HEALTHY\x10\x02\x12\x1a\n" +
+	"\x16REGISTRY_STATE_FAILING\x10\x03\x12\x1a\n" +
+	"\x16REGISTRY_STATE_EXPIRED\x10\x042\xcf\x03\n" +
 	"\x11CredentialService\x12\x8d\x01\n" +
 	"\x13GetCredentialStatus\x12).credbroker.v1.GetCredentialStatusRequest\x1a\x1f.credbroker.v1.CredentialStatus\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/tenants/{tenant_id}/credential\x12\x94\x01\n" +
 	"\x11RefreshCredential\x12'.credbroker.v1.RefreshCredentialRequest\x1a\x1f.credbroker.v1.CredentialStatus\"5\x82\xd3\xe4\x93\x02/:\x01*\"*/v1/tenants/{tenant_id}/credential:refresh\x12\x92\x01\n" +
@@ -968,51 +1177,59 @@ func file_credbroker_v1_credential_proto_rawDescGZIP() []byte {
 	return file_credbroker_v1_credential_proto_rawDescData
 }
 
-var file_credbroker_v1_credential_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_credbroker_v1_credential_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_credbroker_v1_credential_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_credbroker_v1_credential_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_credbroker_v1_credential_proto_goTypes = []any{
 	(CredentialKind)(0),                // 0: credbroker.v1.CredentialKind
 	(CredentialState)(0),               // 1: credbroker.v1.CredentialState
 	(Reason)(0),                        // 2: credbroker.v1.Reason
 	(SyncState)(0),                     // 3: credbroker.v1.SyncState
-	(*CredentialError)(nil),            // 4: credbroker.v1.CredentialError
-	(*NamespaceSync)(nil),              // 5: credbroker.v1.NamespaceSync
-	(*ProbeResult)(nil),                // 6: credbroker.v1.ProbeResult
-	(*CredentialStatus)(nil),           // 7: credbroker.v1.CredentialStatus
-	(*GetCredentialStatusRequest)(nil), // 8: credbroker.v1.GetCredentialStatusRequest
-	(*RefreshCredentialRequest)(nil),   // 9: credbroker.v1.RefreshCredentialRequest
-	(*GetDockerConfigRequest)(nil),     // 10: credbroker.v1.GetDockerConfigRequest
-	(*DockerConfig)(nil),               // 11: credbroker.v1.DockerConfig
-	(*timestamppb.Timestamp)(nil),      // 12: google.protobuf.Timestamp
+	(RegistryState)(0),                 // 4: credbroker.v1.RegistryState
+	(*CredentialError)(nil),            // 5: credbroker.v1.CredentialError
+	(*NamespaceSync)(nil),              // 6: credbroker.v1.NamespaceSync
+	(*ProbeResult)(nil),                // 7: credbroker.v1.ProbeResult
+	(*CredentialStatus)(nil),           // 8: credbroker.v1.CredentialStatus
+	(*RegistryStatus)(nil),             // 9: credbroker.v1.RegistryStatus
+	(*GetCredentialStatusRequest)(nil), // 10: credbroker.v1.GetCredentialStatusRequest
+	(*RefreshCredentialRequest)(nil),   // 11: credbroker.v1.RefreshCredentialRequest
+	(*GetDockerConfigRequest)(nil),     // 12: credbroker.v1.GetDockerConfigRequest
+	(*DockerConfig)(nil),               // 13: credbroker.v1.DockerConfig
+	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
 }
 var file_credbroker_v1_credential_proto_depIdxs = []int32{
 	2,  // 0: credbroker.v1.CredentialError.reason:type_name -> credbroker.v1.Reason
-	12, // 1: credbroker.v1.CredentialError.time:type_name -> google.protobuf.Timestamp
+	14, // 1: credbroker.v1.CredentialError.time:type_name -> google.protobuf.Timestamp
 	3,  // 2: credbroker.v1.NamespaceSync.state:type_name -> credbroker.v1.SyncState
-	12, // 3: credbroker.v1.NamespaceSync.sync_time:type_name -> google.protobuf.Timestamp
-	4,  // 4: credbroker.v1.NamespaceSync.error:type_name -> credbroker.v1.CredentialError
-	4,  // 5: credbroker.v1.ProbeResult.error:type_name -> credbroker.v1.CredentialError
-	12, // 6: credbroker.v1.ProbeResult.time:type_name -> google.protobuf.Timestamp
+	14, // 3: credbroker.v1.NamespaceSync.sync_time:type_name -> google.protobuf.Timestamp
+	5,  // 4: credbroker.v1.NamespaceSync.error:type_name -> credbroker.v1.CredentialError
+	5,  // 5: credbroker.v1.ProbeResult.error:type_name -> credbroker.v1.CredentialError
+	14, // 6: credbroker.v1.ProbeResult.time:type_name -> google.protobuf.Timestamp
 	0,  // 7: credbroker.v1.CredentialStatus.kind:type_name -> credbroker.v1.CredentialKind
 	1,  // 8: credbroker.v1.CredentialStatus.state:type_name -> credbroker.v1.CredentialState
-	12, // 9: credbroker.v1.CredentialStatus.expire_time:type_name -> google.protobuf.Timestamp
-	12, // 10: credbroker.v1.CredentialStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
-	12, // 11: credbroker.v1.CredentialStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
-	4,  // 12: credbroker.v1.CredentialStatus.last_error:type_name -> credbroker.v1.CredentialError
-	6,  // 13: credbroker.v1.CredentialStatus.probe:type_name -> credbroker.v1.ProbeResult
-	5,  // 14: credbroker.v1.CredentialStatus.namespaces:type_name -> credbroker.v1.NamespaceSync
-	12, // 15: credbroker.v1.DockerConfig.expire_time:type_name -> google.protobuf.Timestamp
-	8,  // 16: credbroker.v1.CredentialService.GetCredentialStatus:input_type -> credbroker.v1.GetCredentialStatusRequest
-	9,  // 17: credbroker.v1.CredentialService.RefreshCredential:input_type -> credbroker.v1.RefreshCredentialRequest
-	10, // 18: credbroker.v1.CredentialService.GetDockerConfig:input_type -> credbroker.v1.GetDockerConfigRequest
-	7,  // 19: credbroker.v1.CredentialService.GetCredentialStatus:output_type -> credbroker.v1.CredentialStatus
-	7,  // 20: credbroker.v1.CredentialService.RefreshCredential:output_type -> credbroker.v1.CredentialStatus
-	11, // 21: credbroker.v1.CredentialService.GetDockerConfig:output_type -> credbroker.v1.DockerConfig
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 9: credbroker.v1.CredentialStatus.expire_time:type_name -> google.protobuf.Timestamp
+	14, // 10: credbroker.v1.CredentialStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
+	14, // 11: credbroker.v1.CredentialStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
+	5,  // 12: credbroker.v1.CredentialStatus.last_error:type_name -> credbroker.v1.CredentialError
+	7,  // 13: credbroker.v1.CredentialStatus.probe:type_name -> credbroker.v1.ProbeResult
+	6,  // 14: credbroker.v1.CredentialStatus.namespaces:type_name -> credbroker.v1.NamespaceSync
+	9,  // 15: credbroker.v1.CredentialStatus.registries:type_name -> credbroker.v1.RegistryStatus
+	14, // 16: credbroker.v1.RegistryStatus.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 17: credbroker.v1.RegistryStatus.state:type_name -> credbroker.v1.RegistryState
+	14, // 18: credbroker.v1.RegistryStatus.last_check_time:type_name -> google.protobuf.Timestamp
+	14, // 19: credbroker.v1.RegistryStatus.next_check_time:type_name -> google.protobuf.Timestamp
+	5,  // 20: credbroker.v1.RegistryStatus.error:type_name -> credbroker.v1.CredentialError
+	14, // 21: credbroker.v1.DockerConfig.expire_time:type_name -> google.protobuf.Timestamp
+	10, // 22: credbroker.v1.CredentialService.GetCredentialStatus:input_type -> credbroker.v1.GetCredentialStatusRequest
+	11, // 23: credbroker.v1.CredentialService.RefreshCredential:input_type -> credbroker.v1.RefreshCredentialRequest
+	12, // 24: credbroker.v1.CredentialService.GetDockerConfig:input_type -> credbroker.v1.GetDockerConfigRequest
+	8,  // 25: credbroker.v1.CredentialService.GetCredentialStatus:output_type -> credbroker.v1.CredentialStatus
+	8,  // 26: credbroker.v1.CredentialService.RefreshCredential:output_type -> credbroker.v1.CredentialStatus
+	13, // 27: credbroker.v1.CredentialService.GetDockerConfig:output_type -> credbroker.v1.DockerConfig
+	25, // [25:28] is the sub-list for method output_type
+	22, // [22:25] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_credbroker_v1_credential_proto_init() }
@@ -1025,8 +1242,8 @@ func file_credbroker_v1_credential_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_credbroker_v1_credential_proto_rawDesc), len(file_credbroker_v1_credential_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   8,
+			NumEnums:      5,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

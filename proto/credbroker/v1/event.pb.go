@@ -55,6 +55,10 @@ const (
 	// namespace (image not allowed, no credential ready):
 	// its Pods cannot pull. Recovers at the next credential handed out there.
 	EventType_EVENT_TYPE_PULL_DENIED EventType = 11
+	// One of the tenant's further registry credentials fails its periodic
+	// health check (login, and a manifest HEAD of its check image); registry
+	// names it. Pulls from that registry fail with it.
+	EventType_EVENT_TYPE_REGISTRY_CHECK_FAILED EventType = 12
 )
 
 // Enum value maps for EventType.
@@ -72,6 +76,7 @@ var (
 		9:  "EVENT_TYPE_RECOVERED",
 		10: "EVENT_TYPE_WEBHOOK_UNDELIVERED",
 		11: "EVENT_TYPE_PULL_DENIED",
+		12: "EVENT_TYPE_REGISTRY_CHECK_FAILED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":               0,
@@ -86,6 +91,7 @@ var (
 		"EVENT_TYPE_RECOVERED":                 9,
 		"EVENT_TYPE_WEBHOOK_UNDELIVERED":       10,
 		"EVENT_TYPE_PULL_DENIED":               11,
+		"EVENT_TYPE_REGISTRY_CHECK_FAILED":     12,
 	}
 )
 
@@ -189,7 +195,11 @@ type Event struct {
 	// DedupeKey is the same for every event about one condition.
 	DedupeKey string `protobuf:"bytes,8,opt,name=dedupe_key,json=dedupeKey,proto3" json:"dedupe_key,omitempty"`
 	// CreateTime is when the event happened.
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Registry is the host of the registry credential the event concerns,
+	// for events about a tenant's further registries (REGISTRY_CHECK_FAILED,
+	// and CREDENTIAL_EXPIRING of a static credential).
+	Registry      string `protobuf:"bytes,10,opt,name=registry,proto3" json:"registry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,6 +295,13 @@ func (x *Event) GetCreateTime() *timestamppb.Timestamp {
 		return x.CreateTime
 	}
 	return nil
+}
+
+func (x *Event) GetRegistry() string {
+	if x != nil {
+		return x.Registry
+	}
+	return ""
 }
 
 // ListEventsRequest asks for recent events.
@@ -485,7 +502,7 @@ var File_credbroker_v1_event_proto protoreflect.FileDescriptor
 
 const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x19credbroker/v1/event.proto\x12\rcredbroker.v1\x1a\x1ecredbroker/v1/credential.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x02\n" +
+	"\x19credbroker/v1/event.proto\x12\rcredbroker.v1\x1a\x1ecredbroker/v1/credential.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x18.credbroker.v1.EventTypeR\x04type\x12\x1b\n" +
@@ -497,7 +514,9 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"dedupe_key\x18\b \x01(\tR\tdedupeKey\x12;\n" +
 	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x9c\x01\n" +
+	"createTime\x12\x1a\n" +
+	"\bregistry\x18\n" +
+	" \x01(\tR\bregistry\"\x9c\x01\n" +
 	"\x11ListEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12.\n" +
 	"\x05types\x18\x02 \x03(\x0e2\x18.credbroker.v1.EventTypeR\x05types\x12\x1b\n" +
@@ -510,7 +529,7 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\x12WatchEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12.\n" +
 	"\x05types\x18\x02 \x03(\x0e2\x18.credbroker.v1.EventTypeR\x05types\x12\x19\n" +
-	"\bafter_id\x18\x03 \x01(\tR\aafterId*\x95\x03\n" +
+	"\bafter_id\x18\x03 \x01(\tR\aafterId*\xbb\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEVENT_TYPE_CREDENTIAL_EXPIRING\x10\x01\x12(\n" +
@@ -524,7 +543,8 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\x14EVENT_TYPE_RECOVERED\x10\t\x12\"\n" +
 	"\x1eEVENT_TYPE_WEBHOOK_UNDELIVERED\x10\n" +
 	"\x12\x1a\n" +
-	"\x16EVENT_TYPE_PULL_DENIED\x10\v*d\n" +
+	"\x16EVENT_TYPE_PULL_DENIED\x10\v\x12$\n" +
+	" EVENT_TYPE_REGISTRY_CHECK_FAILED\x10\f*d\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +

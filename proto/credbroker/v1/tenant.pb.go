@@ -180,6 +180,11 @@ type Tenant struct {
 	// its namespaces' names. Pulls need nothing: the namespaces' robots, which
 	// every kubelet of the namespace reads, only ever pull.
 	RegistryPush bool `protobuf:"varint,17,opt,name=registry_push,json=registryPush,proto3" json:"registry_push,omitempty"`
+	// RegistryCredentials are the tenant's further registries, written into
+	// its pull Secrets beside the GitHub credential. They are changed with
+	// AddRegistryCredential, RotateRegistryCredential and
+	// RemoveRegistryCredential, not with UpdateTenant.
+	RegistryCredentials []*RegistryCredential `protobuf:"bytes,18,rep,name=registry_credentials,json=registryCredentials,proto3" json:"registry_credentials,omitempty"`
 	// CreateTime is when the tenant was registered.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// UpdateTime is when the tenant was last changed.
@@ -328,6 +333,13 @@ func (x *Tenant) GetRegistryPush() bool {
 		return x.RegistryPush
 	}
 	return false
+}
+
+func (x *Tenant) GetRegistryCredentials() []*RegistryCredential {
+	if x != nil {
+		return x.RegistryCredentials
+	}
+	return nil
 }
 
 func (x *Tenant) GetCreateTime() *timestamppb.Timestamp {
@@ -555,6 +567,335 @@ func (x *PATSource) GetFingerprint() string {
 	return ""
 }
 
+// RegistryCredential is a login to a registry that no GitHub source of the
+// tenant serves.
+type RegistryCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Host is the registry as image references name it, for example
+	// "quay.io" or "registry.example.com:5000". Not one of the tenant's
+	// registries (the GitHub source's) and not the in-cluster registry.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// Username of the login. A registry that takes tokens documents the
+	// username to send with one.
+	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// Password is the password or access token. It is stored encrypted and
+	// never returned.
+	Password string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	// Fingerprint identifies the stored password without revealing it: the
+	// first 12 hex digits of its SHA-256.
+	Fingerprint string `protobuf:"bytes,4,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// Owners are the first path components (organizations, projects) under
+	// which the tenant may run this registry's images. Empty for a mirror,
+	// whose images are judged as their upstream's.
+	Owners []string `protobuf:"bytes,5,rep,name=owners,proto3" json:"owners,omitempty"`
+	// CheckImage is an image on this registry whose manifest the periodic
+	// health check reads; empty, the check is a login only.
+	CheckImage string `protobuf:"bytes,6,opt,name=check_image,json=checkImage,proto3" json:"check_image,omitempty"`
+	// ExpireTime is when the registry stops taking the password, if it does:
+	// CREDENTIAL_EXPIRING is raised 7 days, 1 day and 1 hour before.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryCredential) Reset() {
+	*x = RegistryCredential{}
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryCredential) ProtoMessage() {}
+
+func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryCredential.ProtoReflect.Descriptor instead.
+func (*RegistryCredential) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RegistryCredential) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetOwners() []string {
+	if x != nil {
+		return x.Owners
+	}
+	return nil
+}
+
+func (x *RegistryCredential) GetCheckImage() string {
+	if x != nil {
+		return x.CheckImage
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// AddRegistryCredentialRequest adds a registry credential to a tenant.
+type AddRegistryCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TenantId of the tenant.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// RegistryCredential to add.
+	RegistryCredential *RegistryCredential `protobuf:"bytes,2,opt,name=registry_credential,json=registryCredential,proto3" json:"registry_credential,omitempty"`
+	// Etag, when set, must match the tenant's current etag.
+	Etag          string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddRegistryCredentialRequest) Reset() {
+	*x = AddRegistryCredentialRequest{}
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddRegistryCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddRegistryCredentialRequest) ProtoMessage() {}
+
+func (x *AddRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddRegistryCredentialRequest.ProtoReflect.Descriptor instead.
+func (*AddRegistryCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AddRegistryCredentialRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *AddRegistryCredentialRequest) GetRegistryCredential() *RegistryCredential {
+	if x != nil {
+		return x.RegistryCredential
+	}
+	return nil
+}
+
+func (x *AddRegistryCredentialRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// RotateRegistryCredentialRequest replaces a registry credential's password.
+type RotateRegistryCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TenantId of the tenant.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Host of the credential to rotate.
+	Host string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// Password is the new password or token.
+	Password string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	// ExpireTime of the new password; unset, it does not expire.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Username, when set, replaces the login's username.
+	Username string `protobuf:"bytes,5,opt,name=username,proto3" json:"username,omitempty"`
+	// Etag, when set, must match the tenant's current etag.
+	Etag          string `protobuf:"bytes,6,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRegistryCredentialRequest) Reset() {
+	*x = RotateRegistryCredentialRequest{}
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRegistryCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRegistryCredentialRequest) ProtoMessage() {}
+
+func (x *RotateRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRegistryCredentialRequest.ProtoReflect.Descriptor instead.
+func (*RotateRegistryCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RotateRegistryCredentialRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *RotateRegistryCredentialRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RotateRegistryCredentialRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *RotateRegistryCredentialRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *RotateRegistryCredentialRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *RotateRegistryCredentialRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// RemoveRegistryCredentialRequest removes a registry credential.
+type RemoveRegistryCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TenantId of the tenant.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Host of the credential to remove.
+	Host string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// Etag, when set, must match the tenant's current etag.
+	Etag          string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRegistryCredentialRequest) Reset() {
+	*x = RemoveRegistryCredentialRequest{}
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRegistryCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRegistryCredentialRequest) ProtoMessage() {}
+
+func (x *RemoveRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRegistryCredentialRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRegistryCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RemoveRegistryCredentialRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *RemoveRegistryCredentialRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RemoveRegistryCredentialRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 // CreateTenantRequest registers a tenant.
 type CreateTenantRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -566,7 +907,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[4]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +919,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[4]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +932,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{4}
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateTenantRequest) GetTenant() *Tenant {
@@ -612,7 +953,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[5]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +965,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[5]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +978,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{5}
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetTenantRequest) GetId() string {
@@ -661,7 +1002,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[6]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +1014,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[6]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +1027,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{6}
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListTenantsRequest) GetPageSize() int32 {
@@ -716,7 +1057,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[7]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +1069,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[7]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +1082,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{7}
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -773,7 +1114,7 @@ type UpdateTenantRequest struct {
 
 func (x *UpdateTenantRequest) Reset() {
 	*x = UpdateTenantRequest{}
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[8]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +1126,7 @@ func (x *UpdateTenantRequest) String() string {
 func (*UpdateTenantRequest) ProtoMessage() {}
 
 func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[8]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +1139,7 @@ func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{8}
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateTenantRequest) GetTenant() *Tenant {
@@ -828,7 +1169,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[9]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1181,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_credbroker_v1_tenant_proto_msgTypes[9]
+	mi := &file_credbroker_v1_tenant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1194,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{9}
+	return file_credbroker_v1_tenant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteTenantRequest) GetId() string {
@@ -874,7 +1215,7 @@ var File_credbroker_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x1acredbroker/v1/tenant.proto\x12\rcredbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x05\n" +
+	"\x1acredbroker/v1/tenant.proto\x12\rcredbroker.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x06\n" +
 	"\x06Tenant\x12\x15\n" +
 	"\x02id\x18\x01 \x01(\tB\x05\xe2A\x02\x02\x05R\x02id\x12\x18\n" +
 	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\x04name\x120\n" +
@@ -897,7 +1238,8 @@ const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	"\x0eallowed_owners\x18\v \x03(\tR\rallowedOwners\x124\n" +
 	"\x16patch_service_accounts\x18\f \x01(\bR\x14patchServiceAccounts\x124\n" +
 	"\tpull_mode\x18\x10 \x01(\x0e2\x17.credbroker.v1.PullModeR\bpullMode\x12#\n" +
-	"\rregistry_push\x18\x11 \x01(\bR\fregistryPush\x12A\n" +
+	"\rregistry_push\x18\x11 \x01(\bR\fregistryPush\x12Z\n" +
+	"\x14registry_credentials\x18\x12 \x03(\v2!.credbroker.v1.RegistryCredentialB\x04\xe2A\x01\x03R\x13registryCredentials\x12A\n" +
 	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"createTime\x12A\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
@@ -918,7 +1260,33 @@ const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
 	"\tPATSource\x12\x1a\n" +
 	"\x05token\x18\x01 \x01(\tB\x04\xe2A\x01\x04R\x05token\x12&\n" +
-	"\vfingerprint\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\vfingerprint\"J\n" +
+	"\vfingerprint\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\vfingerprint\"\x91\x02\n" +
+	"\x12RegistryCredential\x12\x18\n" +
+	"\x04host\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04host\x12 \n" +
+	"\busername\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\busername\x12!\n" +
+	"\bpassword\x18\x03 \x01(\tB\x05\xe2A\x02\x04\x02R\bpassword\x12&\n" +
+	"\vfingerprint\x18\x04 \x01(\tB\x04\xe2A\x01\x03R\vfingerprint\x12\x16\n" +
+	"\x06owners\x18\x05 \x03(\tR\x06owners\x12\x1f\n" +
+	"\vcheck_image\x18\x06 \x01(\tR\n" +
+	"checkImage\x12;\n" +
+	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xaf\x01\n" +
+	"\x1cAddRegistryCredentialRequest\x12!\n" +
+	"\ttenant_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\btenantId\x12X\n" +
+	"\x13registry_credential\x18\x02 \x01(\v2!.credbroker.v1.RegistryCredentialB\x04\xe2A\x01\x02R\x12registryCredential\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"\xee\x01\n" +
+	"\x1fRotateRegistryCredentialRequest\x12!\n" +
+	"\ttenant_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\btenantId\x12\x18\n" +
+	"\x04host\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04host\x12!\n" +
+	"\bpassword\x18\x03 \x01(\tB\x05\xe2A\x02\x04\x02R\bpassword\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x1a\n" +
+	"\busername\x18\x05 \x01(\tR\busername\x12\x12\n" +
+	"\x04etag\x18\x06 \x01(\tR\x04etag\"r\n" +
+	"\x1fRemoveRegistryCredentialRequest\x12!\n" +
+	"\ttenant_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\btenantId\x12\x18\n" +
+	"\x04host\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04host\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"J\n" +
 	"\x13CreateTenantRequest\x123\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x15.credbroker.v1.TenantB\x04\xe2A\x01\x02R\x06tenant\"(\n" +
 	"\x10GetTenantRequest\x12\x14\n" +
@@ -945,13 +1313,16 @@ const file_credbroker_v1_tenant_proto_rawDesc = "" +
 	"\tOwnerType\x12\x1a\n" +
 	"\x16OWNER_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOWNER_TYPE_USER\x10\x01\x12\x1b\n" +
-	"\x17OWNER_TYPE_ORGANIZATION\x10\x022\x9b\x04\n" +
+	"\x17OWNER_TYPE_ORGANIZATION\x10\x022\xff\a\n" +
 	"\rTenantService\x12f\n" +
 	"\fCreateTenant\x12\".credbroker.v1.CreateTenantRequest\x1a\x15.credbroker.v1.Tenant\"\x1b\x82\xd3\xe4\x93\x02\x15:\x06tenant\"\v/v1/tenants\x12]\n" +
 	"\tGetTenant\x12\x1f.credbroker.v1.GetTenantRequest\x1a\x15.credbroker.v1.Tenant\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/tenants/{id}\x12i\n" +
 	"\vListTenants\x12!.credbroker.v1.ListTenantsRequest\x1a\".credbroker.v1.ListTenantsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/tenants\x12r\n" +
 	"\fUpdateTenant\x12\".credbroker.v1.UpdateTenantRequest\x1a\x15.credbroker.v1.Tenant\"'\x82\xd3\xe4\x93\x02!:\x06tenant2\x17/v1/tenants/{tenant.id}\x12d\n" +
-	"\fDeleteTenant\x12\".credbroker.v1.DeleteTenantRequest\x1a\x16.google.protobuf.Empty\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/tenants/{id}BCZAgithub.com/credbroker/credbroker/proto/credbroker/v1;credbrokerv1b\x06proto3"
+	"\fDeleteTenant\x12\".credbroker.v1.DeleteTenantRequest\x1a\x16.google.protobuf.Empty\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/tenants/{id}\x12\xa5\x01\n" +
+	"\x15AddRegistryCredential\x12+.credbroker.v1.AddRegistryCredentialRequest\x1a\x15.credbroker.v1.Tenant\"H\x82\xd3\xe4\x93\x02B:\x13registry_credential\"+/v1/tenants/{tenant_id}/registryCredentials\x12\xa0\x01\n" +
+	"\x18RotateRegistryCredential\x12..credbroker.v1.RotateRegistryCredentialRequest\x1a\x15.credbroker.v1.Tenant\"=\x82\xd3\xe4\x93\x027:\x01*\"2/v1/tenants/{tenant_id}/registryCredentials:rotate\x12\x96\x01\n" +
+	"\x18RemoveRegistryCredential\x12..credbroker.v1.RemoveRegistryCredentialRequest\x1a\x15.credbroker.v1.Tenant\"3\x82\xd3\xe4\x93\x02-*+/v1/tenants/{tenant_id}/registryCredentialsBCZAgithub.com/credbroker/credbroker/proto/credbroker/v1;credbrokerv1b\x06proto3"
 
 var (
 	file_credbroker_v1_tenant_proto_rawDescOnce sync.Once
@@ -966,53 +1337,67 @@ func file_credbroker_v1_tenant_proto_rawDescGZIP() []byte {
 }
 
 var file_credbroker_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_credbroker_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_credbroker_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_credbroker_v1_tenant_proto_goTypes = []any{
-	(PullMode)(0),                 // 0: credbroker.v1.PullMode
-	(OwnerType)(0),                // 1: credbroker.v1.OwnerType
-	(*Tenant)(nil),                // 2: credbroker.v1.Tenant
-	(*Owner)(nil),                 // 3: credbroker.v1.Owner
-	(*GitHubAppSource)(nil),       // 4: credbroker.v1.GitHubAppSource
-	(*PATSource)(nil),             // 5: credbroker.v1.PATSource
-	(*CreateTenantRequest)(nil),   // 6: credbroker.v1.CreateTenantRequest
-	(*GetTenantRequest)(nil),      // 7: credbroker.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 8: credbroker.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 9: credbroker.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),   // 10: credbroker.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),   // 11: credbroker.v1.DeleteTenantRequest
-	nil,                           // 12: credbroker.v1.GitHubAppSource.PermissionsEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 14: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),         // 15: google.protobuf.Empty
+	(PullMode)(0),                           // 0: credbroker.v1.PullMode
+	(OwnerType)(0),                          // 1: credbroker.v1.OwnerType
+	(*Tenant)(nil),                          // 2: credbroker.v1.Tenant
+	(*Owner)(nil),                           // 3: credbroker.v1.Owner
+	(*GitHubAppSource)(nil),                 // 4: credbroker.v1.GitHubAppSource
+	(*PATSource)(nil),                       // 5: credbroker.v1.PATSource
+	(*RegistryCredential)(nil),              // 6: credbroker.v1.RegistryCredential
+	(*AddRegistryCredentialRequest)(nil),    // 7: credbroker.v1.AddRegistryCredentialRequest
+	(*RotateRegistryCredentialRequest)(nil), // 8: credbroker.v1.RotateRegistryCredentialRequest
+	(*RemoveRegistryCredentialRequest)(nil), // 9: credbroker.v1.RemoveRegistryCredentialRequest
+	(*CreateTenantRequest)(nil),             // 10: credbroker.v1.CreateTenantRequest
+	(*GetTenantRequest)(nil),                // 11: credbroker.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),              // 12: credbroker.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),             // 13: credbroker.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),             // 14: credbroker.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),             // 15: credbroker.v1.DeleteTenantRequest
+	nil,                                     // 16: credbroker.v1.GitHubAppSource.PermissionsEntry
+	(*timestamppb.Timestamp)(nil),           // 17: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),           // 18: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                   // 19: google.protobuf.Empty
 }
 var file_credbroker_v1_tenant_proto_depIdxs = []int32{
 	3,  // 0: credbroker.v1.Tenant.owner:type_name -> credbroker.v1.Owner
 	4,  // 1: credbroker.v1.Tenant.github_app:type_name -> credbroker.v1.GitHubAppSource
 	5,  // 2: credbroker.v1.Tenant.pat:type_name -> credbroker.v1.PATSource
 	0,  // 3: credbroker.v1.Tenant.pull_mode:type_name -> credbroker.v1.PullMode
-	13, // 4: credbroker.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	13, // 5: credbroker.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 6: credbroker.v1.Owner.type:type_name -> credbroker.v1.OwnerType
-	12, // 7: credbroker.v1.GitHubAppSource.permissions:type_name -> credbroker.v1.GitHubAppSource.PermissionsEntry
-	2,  // 8: credbroker.v1.CreateTenantRequest.tenant:type_name -> credbroker.v1.Tenant
-	2,  // 9: credbroker.v1.ListTenantsResponse.tenants:type_name -> credbroker.v1.Tenant
-	2,  // 10: credbroker.v1.UpdateTenantRequest.tenant:type_name -> credbroker.v1.Tenant
-	14, // 11: credbroker.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	6,  // 12: credbroker.v1.TenantService.CreateTenant:input_type -> credbroker.v1.CreateTenantRequest
-	7,  // 13: credbroker.v1.TenantService.GetTenant:input_type -> credbroker.v1.GetTenantRequest
-	8,  // 14: credbroker.v1.TenantService.ListTenants:input_type -> credbroker.v1.ListTenantsRequest
-	10, // 15: credbroker.v1.TenantService.UpdateTenant:input_type -> credbroker.v1.UpdateTenantRequest
-	11, // 16: credbroker.v1.TenantService.DeleteTenant:input_type -> credbroker.v1.DeleteTenantRequest
-	2,  // 17: credbroker.v1.TenantService.CreateTenant:output_type -> credbroker.v1.Tenant
-	2,  // 18: credbroker.v1.TenantService.GetTenant:output_type -> credbroker.v1.Tenant
-	9,  // 19: credbroker.v1.TenantService.ListTenants:output_type -> credbroker.v1.ListTenantsResponse
-	2,  // 20: credbroker.v1.TenantService.UpdateTenant:output_type -> credbroker.v1.Tenant
-	15, // 21: credbroker.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	6,  // 4: credbroker.v1.Tenant.registry_credentials:type_name -> credbroker.v1.RegistryCredential
+	17, // 5: credbroker.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	17, // 6: credbroker.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 7: credbroker.v1.Owner.type:type_name -> credbroker.v1.OwnerType
+	16, // 8: credbroker.v1.GitHubAppSource.permissions:type_name -> credbroker.v1.GitHubAppSource.PermissionsEntry
+	17, // 9: credbroker.v1.RegistryCredential.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 10: credbroker.v1.AddRegistryCredentialRequest.registry_credential:type_name -> credbroker.v1.RegistryCredential
+	17, // 11: credbroker.v1.RotateRegistryCredentialRequest.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 12: credbroker.v1.CreateTenantRequest.tenant:type_name -> credbroker.v1.Tenant
+	2,  // 13: credbroker.v1.ListTenantsResponse.tenants:type_name -> credbroker.v1.Tenant
+	2,  // 14: credbroker.v1.UpdateTenantRequest.tenant:type_name -> credbroker.v1.Tenant
+	18, // 15: credbroker.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	10, // 16: credbroker.v1.TenantService.CreateTenant:input_type -> credbroker.v1.CreateTenantRequest
+	11, // 17: credbroker.v1.TenantService.GetTenant:input_type -> credbroker.v1.GetTenantRequest
+	12, // 18: credbroker.v1.TenantService.ListTenants:input_type -> credbroker.v1.ListTenantsRequest
+	14, // 19: credbroker.v1.TenantService.UpdateTenant:input_type -> credbroker.v1.UpdateTenantRequest
+	15, // 20: credbroker.v1.TenantService.DeleteTenant:input_type -> credbroker.v1.DeleteTenantRequest
+	7,  // 21: credbroker.v1.TenantService.AddRegistryCredential:input_type -> credbroker.v1.AddRegistryCredentialRequest
+	8,  // 22: credbroker.v1.TenantService.RotateRegistryCredential:input_type -> credbroker.v1.RotateRegistryCredentialRequest
+	9,  // 23: credbroker.v1.TenantService.RemoveRegistryCredential:input_type -> credbroker.v1.RemoveRegistryCredentialRequest
+	2,  // 24: credbroker.v1.TenantService.CreateTenant:output_type -> credbroker.v1.Tenant
+	2,  // 25: credbroker.v1.TenantService.GetTenant:output_type -> credbroker.v1.Tenant
+	13, // 26: credbroker.v1.TenantService.ListTenants:output_type -> credbroker.v1.ListTenantsResponse
+	2,  // 27: credbroker.v1.TenantService.UpdateTenant:output_type -> credbroker.v1.Tenant
+	19, // 28: credbroker.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	2,  // 29: credbroker.v1.TenantService.AddRegistryCredential:output_type -> credbroker.v1.Tenant
+	2,  // 30: credbroker.v1.TenantService.RotateRegistryCredential:output_type -> credbroker.v1.Tenant
+	2,  // 31: credbroker.v1.TenantService.RemoveRegistryCredential:output_type -> credbroker.v1.Tenant
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_credbroker_v1_tenant_proto_init() }
@@ -1030,7 +1415,7 @@ func file_credbroker_v1_tenant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_credbroker_v1_tenant_proto_rawDesc), len(file_credbroker_v1_tenant_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

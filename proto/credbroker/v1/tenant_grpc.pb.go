@@ -20,11 +20,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TenantService_CreateTenant_FullMethodName = "/credbroker.v1.TenantService/CreateTenant"
-	TenantService_GetTenant_FullMethodName    = "/credbroker.v1.TenantService/GetTenant"
-	TenantService_ListTenants_FullMethodName  = "/credbroker.v1.TenantService/ListTenants"
-	TenantService_UpdateTenant_FullMethodName = "/credbroker.v1.TenantService/UpdateTenant"
-	TenantService_DeleteTenant_FullMethodName = "/credbroker.v1.TenantService/DeleteTenant"
+	TenantService_CreateTenant_FullMethodName             = "/credbroker.v1.TenantService/CreateTenant"
+	TenantService_GetTenant_FullMethodName                = "/credbroker.v1.TenantService/GetTenant"
+	TenantService_ListTenants_FullMethodName              = "/credbroker.v1.TenantService/ListTenants"
+	TenantService_UpdateTenant_FullMethodName             = "/credbroker.v1.TenantService/UpdateTenant"
+	TenantService_DeleteTenant_FullMethodName             = "/credbroker.v1.TenantService/DeleteTenant"
+	TenantService_AddRegistryCredential_FullMethodName    = "/credbroker.v1.TenantService/AddRegistryCredential"
+	TenantService_RotateRegistryCredential_FullMethodName = "/credbroker.v1.TenantService/RotateRegistryCredential"
+	TenantService_RemoveRegistryCredential_FullMethodName = "/credbroker.v1.TenantService/RemoveRegistryCredential"
 )
 
 // TenantServiceClient is the client API for TenantService service.
@@ -49,6 +52,17 @@ type TenantServiceClient interface {
 	// DeleteTenant removes a tenant; its managed Secrets are removed by the
 	// Kubernetes sink.
 	DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// AddRegistryCredential gives a tenant a credential for one more registry
+	// (a third-party registry, or a mirror of ghcr.io): its pull Secrets carry
+	// it from then on, and its health is checked periodically. Returns the
+	// tenant.
+	AddRegistryCredential(ctx context.Context, in *AddRegistryCredentialRequest, opts ...grpc.CallOption) (*Tenant, error)
+	// RotateRegistryCredential replaces the password of a tenant's registry
+	// credential, and its expiry. Returns the tenant.
+	RotateRegistryCredential(ctx context.Context, in *RotateRegistryCredentialRequest, opts ...grpc.CallOption) (*Tenant, error)
+	// RemoveRegistryCredential takes a registry credential out of the tenant's
+	// pull Secrets. Returns the tenant.
+	RemoveRegistryCredential(ctx context.Context, in *RemoveRegistryCredentialRequest, opts ...grpc.CallOption) (*Tenant, error)
 }
 
 type tenantServiceClient struct {
@@ -109,6 +123,36 @@ func (c *tenantServiceClient) DeleteTenant(ctx context.Context, in *DeleteTenant
 	return out, nil
 }
 
+func (c *tenantServiceClient) AddRegistryCredential(ctx context.Context, in *AddRegistryCredentialRequest, opts ...grpc.CallOption) (*Tenant, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Tenant)
+	err := c.cc.Invoke(ctx, TenantService_AddRegistryCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tenantServiceClient) RotateRegistryCredential(ctx context.Context, in *RotateRegistryCredentialRequest, opts ...grpc.CallOption) (*Tenant, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Tenant)
+	err := c.cc.Invoke(ctx, TenantService_RotateRegistryCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tenantServiceClient) RemoveRegistryCredential(ctx context.Context, in *RemoveRegistryCredentialRequest, opts ...grpc.CallOption) (*Tenant, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Tenant)
+	err := c.cc.Invoke(ctx, TenantService_RemoveRegistryCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TenantServiceServer is the server API for TenantService service.
 // All implementations must embed UnimplementedTenantServiceServer
 // for forward compatibility.
@@ -131,6 +175,17 @@ type TenantServiceServer interface {
 	// DeleteTenant removes a tenant; its managed Secrets are removed by the
 	// Kubernetes sink.
 	DeleteTenant(context.Context, *DeleteTenantRequest) (*emptypb.Empty, error)
+	// AddRegistryCredential gives a tenant a credential for one more registry
+	// (a third-party registry, or a mirror of ghcr.io): its pull Secrets carry
+	// it from then on, and its health is checked periodically. Returns the
+	// tenant.
+	AddRegistryCredential(context.Context, *AddRegistryCredentialRequest) (*Tenant, error)
+	// RotateRegistryCredential replaces the password of a tenant's registry
+	// credential, and its expiry. Returns the tenant.
+	RotateRegistryCredential(context.Context, *RotateRegistryCredentialRequest) (*Tenant, error)
+	// RemoveRegistryCredential takes a registry credential out of the tenant's
+	// pull Secrets. Returns the tenant.
+	RemoveRegistryCredential(context.Context, *RemoveRegistryCredentialRequest) (*Tenant, error)
 	mustEmbedUnimplementedTenantServiceServer()
 }
 
@@ -155,6 +210,15 @@ func (UnimplementedTenantServiceServer) UpdateTenant(context.Context, *UpdateTen
 }
 func (UnimplementedTenantServiceServer) DeleteTenant(context.Context, *DeleteTenantRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteTenant not implemented")
+}
+func (UnimplementedTenantServiceServer) AddRegistryCredential(context.Context, *AddRegistryCredentialRequest) (*Tenant, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddRegistryCredential not implemented")
+}
+func (UnimplementedTenantServiceServer) RotateRegistryCredential(context.Context, *RotateRegistryCredentialRequest) (*Tenant, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateRegistryCredential not implemented")
+}
+func (UnimplementedTenantServiceServer) RemoveRegistryCredential(context.Context, *RemoveRegistryCredentialRequest) (*Tenant, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveRegistryCredential not implemented")
 }
 func (UnimplementedTenantServiceServer) mustEmbedUnimplementedTenantServiceServer() {}
 func (UnimplementedTenantServiceServer) testEmbeddedByValue()                       {}
@@ -267,6 +331,60 @@ func _TenantService_DeleteTenant_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TenantService_AddRegistryCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddRegistryCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).AddRegistryCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_AddRegistryCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).AddRegistryCredential(ctx, req.(*AddRegistryCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TenantService_RotateRegistryCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateRegistryCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).RotateRegistryCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_RotateRegistryCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).RotateRegistryCredential(ctx, req.(*RotateRegistryCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TenantService_RemoveRegistryCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveRegistryCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).RemoveRegistryCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_RemoveRegistryCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).RemoveRegistryCredential(ctx, req.(*RemoveRegistryCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TenantService_ServiceDesc is the grpc.ServiceDesc for TenantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -293,6 +411,18 @@ var TenantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteTenant",
 			Handler:    _TenantService_DeleteTenant_Handler,
+		},
+		{
+			MethodName: "AddRegistryCredential",
+			Handler:    _TenantService_AddRegistryCredential_Handler,
+		},
+		{
+			MethodName: "RotateRegistryCredential",
+			Handler:    _TenantService_RotateRegistryCredential_Handler,
+		},
+		{
+			MethodName: "RemoveRegistryCredential",
+			Handler:    _TenantService_RemoveRegistryCredential_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,402 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// RegistryChecker asks a registry whether a credential works, the way a
+// pull client would: a login, or a login and a manifest HEAD of an image.
+type RegistryChecker interface {
+	Login(ctx context.Context, cred Credential, host string) error
+	Probe(ctx context.Context, cred Credential, image string) error
+}
+
+// EventReporter tells a tenant's workloads' owners about a problem where
+// they look; the Sink is one (Kubernetes Events).
+type EventReporter interface {
+	Report(tenantID string, reason Reason, message string)
+}
+
+// RegistryState is the health of one registry credential of a tenant.
+type RegistryState string
+
+// Registry states.
+const (
+	RegistryPending RegistryState = "PENDING" // not checked yet
+	RegistryHealthy RegistryState = "HEALTHY" // the last check passed
+	RegistryFailing RegistryState = "FAILING" // the last check failed
+	RegistryExpired RegistryState = "EXPIRED" // past its expiry date
+)
+
+// RegistryStatus is one registry credential of a tenant as its health
+// checks found it, without the password.
+type RegistryStatus struct {
+	Host, Username, Fingerprint, CheckImage string
+	ExpiresAt                               time.Time
+	State                                   RegistryState
+	LastCheck, NextCheck                    time.Time
+	Error                                   *CredentialError
+}
+
+// Defaults of RegistryHealthConfig.
+const (
+	DefaultRegistryCheckInterval = 5 * time.Minute
+	DefaultRegistryCheckTimeout  = 30 * time.Second
+	registryCheckWorkers         = 4
+)
+
+// RegistryHealthConfig tunes RegistryHealth; zero fields take defaults.
+type RegistryHealthConfig struct {
+	// Interval is how often each credential is checked, and how often the
+	// tenant list is read again for changes made on other replicas.
+	Interval time.Duration
+	// Timeout bounds one check, so a registry that hangs delays the next
+	// round by that much at most.
+	Timeout time.Duration
+	// Warnings are the times before an expiry date at which
+	// CREDENTIAL_EXPIRING is raised; DefaultPATWarnings when nil.
+	Warnings []time.Duration
+	Clock    clock.Clock
+	Notifier *Notifier
+	Reporter EventReporter // nil: no Kubernetes Events
+}
+
+// RegistryHealth checks every tenant's registry credentials periodically
+// and warns before they expire: a failing check is a REGISTRY_CHECK_FAILED
+// condition and an Event in the tenant's namespaces, the approach of an
+// expiry date CREDENTIAL_EXPIRING at each warning threshold. Run it on the
+// leader, beside the Refresher, whose Status includes what it found.
+type RegistryHealth struct {
+	cfg      RegistryHealthConfig
+	registry *Registry
+	checker  RegistryChecker
+	log      *slog.Logger
+	changes  changeSet
+
+	mu      sync.Mutex
+	tenants map[string]map[string]*registryEntry // tenant → host → entry
+	scanAt  time.Time
+}
+
+// registryEntry is one credential under watch.
+type registryEntry struct {
+	cred   RegistryCredential // as stored: sealed
+	status RegistryStatus
+}
+
+// NewRegistryHealth returns a RegistryHealth over the registry's tenants.
+func NewRegistryHealth(cfg RegistryHealthConfig, registry *Registry, checker RegistryChecker, log *slog.Logger) *RegistryHealth {
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultRegistryCheckInterval
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultRegistryCheckTimeout
+	}
+	if cfg.Warnings == nil {
+		cfg.Warnings = DefaultPATWarnings()
+	}
+	cfg.Warnings = slices.Clone(cfg.Warnings)
+	slices.SortFunc(cfg.Warnings, func(a, b time.Duration) int { return int(b - a) })
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	return &RegistryHealth{cfg: cfg, registry: registry, checker: checker, log: log,
+		changes: changeSet{ids: map[string]bool{}, wake: make(chan struct{}, 1)},
+		tenants: map[string]map[string]*registryEntry{}}
+}
+
+// Run checks until ctx is done.
+func (h *RegistryHealth) Run(ctx context.Context) error {
+	defer h.registry.Subscribe(h.changes.add)()
+	for {
+		next := h.Step(ctx)
+		wait := h.cfg.Clock.NewTimer(max(next.Sub(h.cfg.Clock.Now()), 0))
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return nil
+		case <-h.changes.wake:
+		case <-wait.C():
+		}
+		wait.Stop()
+	}
+}
+
+// Step takes in tenant changes, checks what is due, raises the expiry
+// warnings that are due, and returns when it next has work.
+func (h *RegistryHealth) Step(ctx context.Context) time.Time {
+	for _, id := range h.changes.take() {
+		t, err := h.registry.Get(ctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			h.forget(ctx, id)
+		case err != nil:
+			h.log.WarnContext(ctx, "read a changed tenant for its registry checks", slog.String("tenant", id), slog.Any("error", err))
+		default:
+			h.track(ctx, t)
+		}
+	}
+	if now := h.cfg.Clock.Now(); !now.Before(h.scanAtNow()) {
+		h.scan(ctx, now)
+	}
+	h.warnExpiring(ctx)
+	h.checkDue(ctx)
+	return h.nextWake()
+}
+
+func (h *RegistryHealth) scanAtNow() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.scanAt
+}
+
+// scan reads every tenant again: changes on other replicas, and tenants
+// that went.
+func (h *RegistryHealth) scan(ctx context.Context, now time.Time) {
+	h.mu.Lock()
+	h.scanAt = now.Add(h.cfg.Interval)
+	h.mu.Unlock()
+	seen := map[string]bool{}
+	err := h.registry.each(ctx, func(t Tenant) error {
+		seen[t.ID] = true
+		h.track(ctx, t)
+		return nil
+	})
+	if err != nil {
+		h.log.WarnContext(ctx, "read the tenants for their registry checks", slog.Any("error", err))
+		return
+	}
+	h.mu.Lock()
+	gone := slices.Collect(func(yield func(string) bool) {
+		for id := range h.tenants {
+			if !seen[id] && !yield(id) {
+				return
+			}
+		}
+	})
+	h.mu.Unlock()
+	for _, id := range gone {
+		h.forget(ctx, id)
+	}
+}
+
+// track watches t's credentials: a new or rotated one is checked at once,
+// and the conditions of one rotated or removed are resolved.
+func (h *RegistryHealth) track(ctx context.Context, t Tenant) {
+	now := h.cfg.Clock.Now()
+	h.mu.Lock()
+	old := h.tenants[t.ID]
+	cur := make(map[string]*registryEntry, len(t.RegistryCredentials))
+	var resolved []string
+	for _, c := range t.RegistryCredentials {
+		e := old[c.Host]
+		if e == nil || e.cred.Fingerprint != c.Fingerprint || e.cred.Username != c.Username ||
+			e.cred.CheckImage != c.CheckImage || !e.cred.ExpiresAt.Equal(c.ExpiresAt) {
+			if e != nil {
+				resolved = append(resolved, c.Host)
+			}
+			e = &registryEntry{status: RegistryStatus{State: RegistryPending, NextCheck: now}}
+		}
+		e.cred = c
+		e.status.Host, e.status.Username, e.status.Fingerprint = c.Host, c.Username, c.Fingerprint
+		e.status.CheckImage, e.status.ExpiresAt = c.CheckImage, c.ExpiresAt
+		cur[c.Host] = e
+	}
+	for host := range old {
+		if cur[host] == nil {
+			resolved = append(resolved, host)
+		}
+	}
+	if len(cur) == 0 {
+		delete(h.tenants, t.ID)
+	} else {
+		h.tenants[t.ID] = cur
+	}
+	h.mu.Unlock()
+	for _, host := range resolved {
+		h.cfg.Notifier.ResolveAll(ctx, registryConditions(t.ID, host), "the credential for "+host+" was replaced or removed")
+	}
+}
+
+// forget stops watching a tenant that is gone.
+func (h *RegistryHealth) forget(ctx context.Context, tenantID string) {
+	h.mu.Lock()
+	hosts := slices.Collect(maps.Keys(h.tenants[tenantID]))
+	delete(h.tenants, tenantID)
+	h.mu.Unlock()
+	for _, host := range hosts {
+		h.cfg.Notifier.ResolveAll(ctx, registryConditions(tenantID, host), "the tenant was removed")
+	}
+}
+
+// warnExpiring raises the expiry warnings whose thresholds have passed;
+// the Notifier raises each once.
+func (h *RegistryHealth) warnExpiring(ctx context.Context) {
+	now := h.cfg.Clock.Now()
+	var events []Event
+	h.mu.Lock()
+	for id, entries := range h.tenants {
+		for _, e := range entries {
+			if ev, ok := registryExpiryEvent(id, e.cred, h.cfg.Warnings, now); ok {
+				events = append(events, ev)
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, ev := range events {
+		h.raise(ctx, ev)
+	}
+}
+
+// checkDue runs the checks that are due, a few at a time, and waits for
+// them. No lock is held while a registry is asked.
+func (h *RegistryHealth) checkDue(ctx context.Context) {
+	type job struct {
+		tenantID string
+		cred     RegistryCredential
+	}
+	now := h.cfg.Clock.Now()
+	var jobs []job
+	h.mu.Lock()
+	for id, entries := range h.tenants {
+		for _, e := range entries {
+			if !e.status.NextCheck.After(now) {
+				jobs = append(jobs, job{id, e.cred})
+			}
+		}
+	}
+	h.mu.Unlock()
+	slots := make(chan struct{}, registryCheckWorkers)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			h.check(ctx, j.tenantID, j.cred)
+		})
+	}
+	wg.Wait()
+}
+
+// check asks the registry about one credential and records the answer.
+func (h *RegistryHealth) check(ctx context.Context, tenantID string, c RegistryCredential) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	err := h.ask(ctx, tenantID, c)
+	now := h.cfg.Clock.Now()
+	h.mu.Lock()
+	e := h.tenants[tenantID][c.Host]
+	if e == nil || e.cred.Fingerprint != c.Fingerprint { // removed or rotated meanwhile
+		h.mu.Unlock()
+		return
+	}
+	e.status.LastCheck, e.status.NextCheck = now, now.Add(h.cfg.Interval)
+	e.status.State, e.status.Error = RegistryHealthy, nil
+	if err != nil {
+		e.status.State, e.status.Error = RegistryFailing, &CredentialError{Reason: ReasonOf(err), Message: err.Error(), Time: now}
+	}
+	h.mu.Unlock()
+	if err != nil {
+		h.log.WarnContext(ctx, "registry check failed", slog.String("tenant", tenantID), slog.Any("credential", c), slog.Any("error", err))
+		h.raise(ctx, registryCheckEvent(tenantID, c, err))
+		return
+	}
+	h.cfg.Notifier.Resolve(ctx, registryCheckCondition(tenantID, c.Host), "the credential for "+c.Host+" passes its health check again")
+}
+
+// ask is the check itself: a manifest HEAD of the check image, or a login.
+func (h *RegistryHealth) ask(ctx context.Context, tenantID string, c RegistryCredential) error {
+	password, err := h.registry.openRegistryCredential(tenantID, c)
+	if err != nil {
+		return &VerifyError{Cause: ReasonDecryptionFailed, Msg: "the stored credential cannot be used", Err: err}
+	}
+	cred := Credential{Username: c.Username, Token: password, ExpiresAt: c.ExpiresAt}
+	if c.CheckImage != "" {
+		return h.checker.Probe(ctx, cred, c.CheckImage)
+	}
+	return h.checker.Login(ctx, cred, c.Host)
+}
+
+func (h *RegistryHealth) raise(ctx context.Context, ev Event) {
+	if h.cfg.Notifier.Raise(ctx, ev) && h.cfg.Reporter != nil {
+		h.cfg.Reporter.Report(ev.TenantID, ev.Reason, ev.Message)
+	}
+}
+
+// nextWake is the next check, scan or expiry threshold.
+func (h *RegistryHealth) nextWake() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next := h.scanAt
+	for _, entries := range h.tenants {
+		for _, e := range entries {
+			next = minTime(next, e.status.NextCheck)
+			for _, before := range h.cfg.Warnings {
+				if at := e.cred.ExpiresAt.Add(-before); !e.cred.ExpiresAt.IsZero() && at.After(h.cfg.Clock.Now()) {
+					next = minTime(next, at)
+				}
+			}
+		}
+	}
+	return next
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// Status returns a tenant's registry credentials as last checked, by host;
+// nil (and safe) on a nil RegistryHealth.
+func (h *RegistryHealth) Status(tenantID string) []RegistryStatus {
+	if h == nil {
+		return nil
+	}
+	now := h.cfg.Clock.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []RegistryStatus
+	for _, host := range slices.Sorted(maps.Keys(h.tenants[tenantID])) {
+		st := h.tenants[tenantID][host].status
+		if !st.ExpiresAt.IsZero() && !now.Before(st.ExpiresAt) {
+			st.State = RegistryExpired
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// registryCheckEvent says a registry credential fails its health check.
+func registryCheckEvent(tenantID string, c RegistryCredential, err error) Event {
+	return Event{Type: EventRegistryCheckFailed, TenantID: tenantID, Registry: c.Host, Severity: SeverityWarning, Reason: ReasonOf(err),
+		DedupeKey: registryCheckCondition(tenantID, c.Host),
+		Message:   fmt.Sprintf("the credential for %s (%s, %s) fails its health check: %v; pulls from %s fail with it", c.Host, c.Username, c.Fingerprint, err, c.Host)}
+}
+
+// registryExpiryEvent warns of the nearest threshold a registry credential
+// has crossed; the last threshold is critical.
+func registryExpiryEvent(tenantID string, c RegistryCredential, warnings []time.Duration, now time.Time) (Event, bool) {
+	before, critical, ok := crossedWarning(c.ExpiresAt, warnings, now)
+	if !ok {
+		return Event{}, false
+	}
+	severity := SeverityWarning
+	if critical {
+		severity = SeverityCritical
+	}
+	return Event{Type: EventCredentialExpiring, TenantID: tenantID, Registry: c.Host, Severity: severity,
+		DedupeKey: registryExpiryCondition(tenantID, c.Host, before),
+		Message: fmt.Sprintf("the credential for %s (%s, %s) expires at %s, in %s; rotate it", c.Host, c.Username, c.Fingerprint,
+			c.ExpiresAt.UTC().Format(time.RFC3339), max(c.ExpiresAt.Sub(now), 0).Round(time.Minute))}, true
+}
