@@ -142,3 +142,28 @@ func TestProbeRetriesAFreshTokenThroughReplicationLag(t *testing.T) {
 		t.Errorf("an old token was retried: %v", slept)
 	}
 }
+
+// Login is "docker login": a token with no scope from the realm, which a
+// credential the registry takes gets and one it does not is refused.
+func TestLoginAgainstTheEmulatedRegistry(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(f *fixture) string // returns the registry host
+		want  broker.Reason
+	}{
+		{"a PAT the registry takes", func(f *fixture) string { return f.gh.RegistryHost() }, ""},
+		{"a revoked PAT", func(f *fixture) string { f.gh.Revoke(patToken); return f.gh.RegistryHost() }, broker.ReasonTokenRevoked},
+		{"a registry that is down", func(f *fixture) string {
+			host := f.gh.RegistryHost()
+			f.gh.Registry.Close()
+			return host
+		}, broker.ReasonRegistryUnreachable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			host := tc.setup(f)
+			prober := github.NewProber(github.ProberConfig{Clock: f.clock, Timeout: 5 * time.Second})
+			assertOutcome(t, prober.Login(context.Background(), patCredential(), host), tc.want)
+		})
+	}
+}

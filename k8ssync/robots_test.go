@@ -34,10 +34,10 @@ func (r *rotatingRobots) rotate() {
 	r.mu.Unlock()
 }
 
-// The pull Secret carries the tenant's credential for its registries and
-// the namespace's own robot for the in-cluster registry, and the robot's
-// next credential after it rotates.
-func TestPullSecretsCarryTheNamespacesRobot(t *testing.T) {
+// The pull Secret carries the tenant's credential for its registries, its
+// further registries' credentials, and the namespace's own robot for the
+// in-cluster registry, and the robot's next credential after it rotates.
+func TestPullSecretsCarryTheNamespacesRobotAndTheTenantsRegistries(t *testing.T) {
 	requireCluster(t)
 	label := unique("robot")
 	a, b := label+"-a", label+"-b"
@@ -46,7 +46,10 @@ func TestPullSecretsCarryTheNamespacesRobot(t *testing.T) {
 	robots := &rotatingRobots{}
 	s := startSyncer(t, Config{Robots: robots})
 	cred := credential("token-" + label)
-	publish(t, s, tenant(label, func(t *broker.Tenant) { t.Namespaces = []string{a, b} }), cred)
+	quay := broker.RegistryCredential{Host: "quay.io", Username: "acme+robot", Password: "quay-" + label}
+	publish(t, s, tenant(label, func(t *broker.Tenant) {
+		t.Namespaces, t.RegistryCredentials = []string{a, b}, []broker.RegistryCredential{quay}
+	}), cred)
 	auths := func(ns string) map[string]struct{ Username, Password string } {
 		sec, ok := getSecret(t, ns, "ghcr-secret")
 		if !ok {
@@ -63,7 +66,8 @@ func TestPullSecretsCarryTheNamespacesRobot(t *testing.T) {
 	for _, ns := range []string{a, b} {
 		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 			got := auths(ns)
-			return got["ghcr.io"].Password == cred.Token && got["registry.internal:5000"].Password == "pw-"+ns+"-0",
+			return got["ghcr.io"].Password == cred.Token && got["registry.internal:5000"].Password == "pw-"+ns+"-0" &&
+					got["quay.io"].Username == quay.Username && got["quay.io"].Password == quay.Password,
 				fmt.Sprintf("%s holds %v", ns, got)
 		})
 	}
@@ -73,6 +77,15 @@ func TestPullSecretsCarryTheNamespacesRobot(t *testing.T) {
 			got := auths(ns)
 			return got["registry.internal:5000"].Password == "pw-"+ns+"-1" && got["ghcr.io"].Password == cred.Token,
 				fmt.Sprintf("%s holds %v after the rotation", ns, got)
+		})
+	}
+	// The tenant's registry removed, it leaves the Secrets.
+	publish(t, s, tenant(label, func(t *broker.Tenant) { t.Namespaces = []string{a, b} }), cred)
+	for _, ns := range []string{a, b} {
+		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+			got := auths(ns)
+			_, has := got["quay.io"]
+			return !has && got["ghcr.io"].Password == cred.Token, fmt.Sprintf("%s holds %v after quay.io was removed", ns, got)
 		})
 	}
 }
