@@ -189,6 +189,14 @@ func TestAHostileTenant(t *testing.T) {
 		{name: "register a tenant on shop's installation", method: "/credbroker.v1.TenantService/CreateTenant",
 			req:  &credbrokerv1.CreateTenantRequest{Tenant: &credbrokerv1.Tenant{Id: "web-two", Namespaces: []string{"shop-ns"}}},
 			resp: &credbrokerv1.Tenant{}, verb: http.MethodPost, path: "/v1/tenants", body: `{"id":"web-two","namespaces":["shop-ns"]}`, want: codes.PermissionDenied},
+		{name: "give itself a registry to run shop's images from", method: "/credbroker.v1.TenantService/AddRegistryCredential",
+			req: &credbrokerv1.AddRegistryCredentialRequest{TenantId: "web", RegistryCredential: &credbrokerv1.RegistryCredential{
+				Host: "attacker.example:5000", Username: "u", Password: "p", Owners: []string{strings.ToLower(fx.AppOwner)}}},
+			resp: &credbrokerv1.Tenant{}, verb: http.MethodPost, path: "/v1/tenants/web/registryCredentials",
+			body: fmt.Sprintf(`{"host":"attacker.example:5000","username":"u","password":"p","owners":[%q]}`, strings.ToLower(fx.AppOwner)), want: codes.PermissionDenied},
+		{name: "rotate shop's registry credential", method: "/credbroker.v1.TenantService/RotateRegistryCredential",
+			req:  &credbrokerv1.RotateRegistryCredentialRequest{TenantId: "shop", Host: "quay.io", Password: "mine"},
+			resp: &credbrokerv1.Tenant{}, verb: http.MethodPost, path: "/v1/tenants/shop/registryCredentials:rotate", body: `{"host":"quay.io","password":"mine"}`, want: codes.PermissionDenied},
 		updateWeb("set a probe image of its own (allowed)", fmt.Sprintf(`{"probeImage":"ghcr.io/%s/app:v1"}`, fx.PATOwner), codes.OK, "probe_image"),
 	}
 	callers := []struct{ name, token string }{

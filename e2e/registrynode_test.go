@@ -3,18 +3,22 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,7 +73,7 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:nodes"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	fx, _ := startEmulator(t, testenv.Build(t, "./githubemu"))
+	fx, _ := startEmulator(t, testenv.Build(t, "./githubemu"), distribution(t, registryBin)...)
 	credbroker := testenv.Build(t, "../cmd/credbroker")
 	storage := t.TempDir()
 	stop := runDistribution(t, registryBin, registryAddr, storage, "")
@@ -78,6 +82,26 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 		script(t, craneBin, "", "../hack/hello-image.sh", host+"/"+repo)
 	}
 	stop()
+	pushImage(t, craneBin, fx.Registry, aOrg+"/app:v1", fx) // on the emulated ghcr.io
+
+	// A third registry, of the platform's neighbours, with basic auth:
+	// tenant a's static credential is the only login it takes.
+	thirdAddr, thirdStorage, thirdUser, thirdPassword := freeAddr(t), t.TempDir(), "a-puller", "third-"+rand.Text()
+	_, thirdPort, _ := net.SplitHostPort(thirdAddr)
+	third := "localhost:" + thirdPort
+	stop = runDistribution(t, registryBin, thirdAddr, thirdStorage, "")
+	script(t, craneBin, "", "../hack/hello-image.sh", third+"/"+aOrg+"/tool:v1")
+	stop()
+	hash, err := bcrypt.GenerateFromPassword([]byte(thirdPassword), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(thirdUser+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	thirdAuth := fmt.Sprintf("auth:\n  htpasswd:\n    realm: third\n    path: %s\n", htpasswd)
+	stopThird := runDistribution(t, registryBin, thirdAddr, thirdStorage, thirdAuth)
 
 	const adminToken, service = "registry-node-admin", "registry.node.internal"
 	dir := t.TempDir()
@@ -96,7 +120,8 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 		"--leader-elect=false", "--github-url", fx.APIURL, "--github-app-id", fmt.Sprint(fx.AppID), "--github-app-key-file", filepath.Join(dir, "app.pem"),
 		"--encryption-key-file", filepath.Join(dir, "enc.key"), "--auth-token-file", filepath.Join(dir, "tokens.yaml"),
 		"--registry-token-service", service, "--registry-token-key-files", filepath.Join(dir, "registry.pem"),
-		"--registry-robot-host", host, "--registry-robot-key-file", filepath.Join(dir, "robot.key"), "--registry-robot-rotation", "1m")
+		"--registry-robot-host", host, "--registry-robot-key-file", filepath.Join(dir, "robot.key"), "--registry-robot-rotation", "1m",
+		"--registry-check-interval", "10s")
 
 	// The registry trusts the key set credbroker publishes.
 	resp, err := http.Get("http://" + brokerHTTP + registrytoken.JWKSPath)
@@ -122,8 +147,8 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 	}
 	api := brokerAPI{t: t, url: "http://" + brokerHTTP, token: adminToken}
 	for _, body := range []string{
-		fmt.Sprintf(`{"id":"a","owner":{"login":%q,"id":"%d","type":"OWNER_TYPE_ORGANIZATION"},"pat":{"token":%q},"namespaces":["a-ns"],"registryPush":true}`,
-			fx.PATOwner, fx.PATOwnerID, fx.PAT),
+		fmt.Sprintf(`{"id":"a","owner":{"login":%q,"id":"%d","type":"OWNER_TYPE_ORGANIZATION"},"pat":{"token":%q},"namespaces":["a-ns"],"registryPush":true,"registries":[%q]}`,
+			fx.PATOwner, fx.PATOwnerID, fx.PAT, fx.Registry),
 		fmt.Sprintf(`{"id":"c","owner":{"login":%q,"id":"%d","type":"OWNER_TYPE_ORGANIZATION"},"githubApp":{"installationId":"%d"},"namespaces":["c-ns"]}`,
 			fx.AppOwner, fx.AppOwnerID, fx.InstallationID),
 	} {
@@ -194,6 +219,88 @@ func TestAnInClusterRegistryOnARealNode(t *testing.T) {
 			t.Fatalf("no token was asked for with a POST by a-ns's robot:\n%s", broker.Output())
 		}
 		t.Logf("%d POSTs by a-ns's robot, the first: %s", len(posts), posts[0])
+	})
+	t.Run("one Secret holds ghcr.io, the in-cluster registry and a static third registry", func(t *testing.T) {
+		expires := time.Now().Add(23 * time.Hour).UTC().Format(time.RFC3339)
+		if code, resp := api.call(http.MethodPost, "/v1/tenants/a/registryCredentials", fmt.Sprintf(
+			`{"host":%q,"username":%q,"password":%q,"owners":[%q],"checkImage":"%s/%s/tool:v1","expireTime":%q}`,
+			third, thirdUser, thirdPassword, aOrg, third, aOrg, expires)); code != http.StatusOK {
+			t.Fatalf("add the third registry: %d %v", code, resp)
+		}
+		var config []byte
+		testenv.Eventually(t, time.Minute, func() (bool, string) {
+			s, err := kube.CoreV1().Secrets("a-ns").Get(ctx, "ghcr-secret", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			config = s.Data[corev1.DockerConfigJsonKey]
+			var cfg struct{ Auths map[string]any }
+			_ = json.Unmarshal(config, &cfg)
+			return cfg.Auths[fx.Registry] != nil && cfg.Auths[host] != nil && cfg.Auths[third] != nil, fmt.Sprintf("a-ns's Secret holds %v", slices.Sorted(maps.Keys(cfg.Auths)))
+		})
+		for _, image := range []string{fx.Registry + "/" + aOrg + "/app:v1", host + "/" + aOrg + "/app:v1", third + "/" + aOrg + "/tool:v1"} {
+			if out, ok := crane(t, craneBin, config, "pull", image, filepath.Join(t.TempDir(), "image.tar")); !ok {
+				t.Errorf("crane pull %s with a-ns's Secret: %s", image, out)
+			} else {
+				t.Logf("crane pulled %s with a-ns's Secret", image)
+			}
+		}
+		expect(t, "a-ns", "third", third+"/"+aOrg+"/tool:v1", true, "Running")
+		if s, err := kube.CoreV1().Secrets("c-ns").Get(ctx, "ghcr-secret", metav1.GetOptions{}); err != nil || strings.Contains(string(s.Data[corev1.DockerConfigJsonKey]), third) {
+			t.Errorf("c-ns's Secret (%v) holds tenant a's third registry", err)
+		}
+
+		// The expiry warning, and the health check.
+		events := func(typ string) []map[string]any {
+			_, resp := api.call(http.MethodGet, "/v1/events?tenantId=a&types="+typ, "")
+			var out []map[string]any
+			for _, ev := range resp["events"].([]any) {
+				if ev := ev.(map[string]any); ev["registry"] == third {
+					out = append(out, ev)
+				}
+			}
+			return out
+		}
+		testenv.Eventually(t, 30*time.Second, testenv.Holds("no expiry warning for the third registry", func() bool { return len(events("EVENT_TYPE_CREDENTIAL_EXPIRING")) > 0 }))
+		t.Logf("expiry warning: %v", events("EVENT_TYPE_CREDENTIAL_EXPIRING")[0]["message"])
+		registryState := func() (string, map[string]any) {
+			_, st := api.call(http.MethodGet, "/v1/tenants/a/credential", "")
+			for _, r := range st["registries"].([]any) {
+				if r := r.(map[string]any); r["host"] == third {
+					return r["state"].(string), r
+				}
+			}
+			return "", nil
+		}
+		testenv.Eventually(t, 30*time.Second, testenv.Holds("the third registry is not HEALTHY", func() bool { s, _ := registryState(); return s == "REGISTRY_STATE_HEALTHY" }))
+		stopThird()
+		testenv.Eventually(t, time.Minute, testenv.Holds("the third registry's failure is not in its status", func() bool { s, _ := registryState(); return s == "REGISTRY_STATE_FAILING" }))
+		_, failing := registryState()
+		t.Logf("status of the third registry while it is down: %v", failing)
+		if reason := failing["error"].(map[string]any)["reason"]; reason != "REASON_REGISTRY_UNREACHABLE" {
+			t.Errorf("the failing check names %v, want REASON_REGISTRY_UNREACHABLE", reason)
+		}
+		if len(events("EVENT_TYPE_REGISTRY_CHECK_FAILED")) == 0 {
+			t.Error("no REGISTRY_CHECK_FAILED event for the third registry")
+		}
+		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+			list, err := kube.CoreV1().Events("a-ns").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, ev := range list.Items {
+				if strings.Contains(ev.Message, "the credential for "+third) && strings.Contains(ev.Message, "fails its health check") {
+					t.Logf("Event in a-ns: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+					return true, ""
+				}
+			}
+			return false, "no Event in a-ns about the third registry"
+		})
+		runDistribution(t, registryBin, thirdAddr, thirdStorage, thirdAuth)
+		testenv.Eventually(t, time.Minute, testenv.Holds("the third registry did not recover", func() bool { s, _ := registryState(); return s == "REGISTRY_STATE_HEALTHY" }))
+		if out := broker.Output(); strings.Contains(out, thirdPassword) {
+			t.Error("the third registry's password reached credbroker's log")
+		}
 	})
 	t.Run("after the robots rotate, new Pods pull with the new ones", func(t *testing.T) {
 		testenv.Eventually(t, 3*time.Minute, testenv.Holds("the robot of a-ns did not rotate", func() bool { return robot("a-ns") != firstRobot }))

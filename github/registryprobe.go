@@ -156,19 +156,19 @@ func (p *Prober) login(ctx context.Context, cred broker.Credential, t probeTarge
 		}
 		return resp.StatusCode, unexpected(resp.StatusCode, "GET /v2/")
 	}
+	// The login goes to /v2/ itself (basic auth) or to the token realm.
 	scheme, params := parseChallenge(resp.Header.Get("WWW-Authenticate"))
+	login := t.url("/v2/")
 	switch strings.ToLower(scheme) {
 	case "basic":
-		resp, err = p.do(ctx, http.MethodGet, t.url("/v2/"), http.Header{"Authorization": {basicAuth(cred)}})
 	case "bearer":
-		realm, err := tokenURL(params, t, "")
-		if err != nil {
+		if login, err = tokenURL(params, t, ""); err != nil {
 			return 0, err
 		}
-		resp, err = p.do(ctx, http.MethodGet, realm, http.Header{"Authorization": {basicAuth(cred)}})
 	default:
 		return resp.StatusCode, reasonErr(broker.ReasonRegistryUnreachable, "the registry asks for unsupported authentication %q", scheme)
 	}
+	resp, err = p.do(ctx, http.MethodGet, login, http.Header{"Authorization": {basicAuth(cred)}})
 	if err != nil {
 		return 0, err
 	}

@@ -351,8 +351,11 @@ func (s *Syncer) Report(tenantID string, reason broker.Reason, message string) {
 	if b == nil {
 		return
 	}
+	if reason != "" { // an expiry warning has none
+		message = string(reason) + ": " + message
+	}
 	for _, ns := range namespaces {
-		s.recorder.Event(s.desiredSecret(ns, b), corev1.EventTypeWarning, "CredentialProblem", string(reason)+": "+message)
+		s.recorder.Event(s.desiredSecret(ns, b), corev1.EventTypeWarning, "CredentialProblem", message)
 	}
 }
 
