@@ -249,7 +249,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		// No Recheck: a third party's password is never shown to GitHub.
 		RegistryChecker: github.NewProber(github.ProberConfig{PlainHTTP: cfg.plainHTTPRegistry()}),
 		RegistryHealth:  broker.RegistryHealthConfig{Interval: cfg.registryCheckInterval},
-		Credentials: p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
+		Credentials:     p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    syncer,
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
 	lead := term.Hold
