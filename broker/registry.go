@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/utils/clock"
 )
@@ -34,6 +35,12 @@ type Registry struct {
 	mu          sync.Mutex
 	subscribers map[int]func(tenantID string)
 	nextSub     int
+
+	// lookedUp holds the tenants Lookup read, for a SoleWriter: each write
+	// counts in writes and then drops its tenant, and a read that a write
+	// may have overtaken is dropped too.
+	lookedUp sync.Map // tenant id → Tenant
+	writes   atomic.Uint64
 }
 
 // Subscribe calls fn after every change to a tenant made through this
@@ -55,6 +62,8 @@ func (r *Registry) Subscribe(fn func(tenantID string)) (unsubscribe func()) {
 }
 
 func (r *Registry) changed(tenantID string) {
+	r.writes.Add(1)
+	r.lookedUp.Delete(tenantID)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, fn := range r.subscribers {
@@ -84,6 +93,10 @@ type RegistryConfig struct {
 	// Hosts are the registries credbroker logs in to itself, which no
 	// tenant's static credential may name.
 	Hosts RegistryHosts
+	// SoleWriter says that every write to the store goes through this
+	// Registry (the embedded store is one process's): Lookup then answers
+	// from memory without a Cache, kept exact by the Registry's own writes.
+	SoleWriter bool
 }
 
 // NewRegistry returns a Registry over store. sealer may be nil: tenants with a
@@ -321,7 +334,21 @@ func (r *Registry) Lookup(ctx context.Context, id string) (Tenant, error) {
 			return t, nil
 		}
 	}
-	return r.Get(ctx, id)
+	if !r.cfg.SoleWriter {
+		return r.Get(ctx, id)
+	}
+	if t, ok := r.lookedUp.Load(id); ok {
+		return t.(Tenant), nil
+	}
+	before := r.writes.Load()
+	t, err := r.Get(ctx, id)
+	if err == nil {
+		r.lookedUp.Store(id, t)
+		if r.writes.Load() != before { // a write may have come between
+			r.lookedUp.Delete(id)
+		}
+	}
+	return t, err
 }
 
 // RenameOwner records an account's new login (same numeric id) in every

@@ -43,3 +43,38 @@ func BenchmarkRotationFanOut1000(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(s.Writes()-n)/float64(b.N), "writes/rotation")
 }
+
+// A tenant whose first Secrets are due while another tenant's rotation
+// fans out gets them in its own lane: they are written before the rotation
+// is half done, not after it. (Rotation at the default client QPS of 50:
+// 400 writes take 8 s.)
+func TestANewTenantIsNotQueuedBehindARotation(t *testing.T) {
+	requireCluster(t)
+	const n = 400
+	label := unique("fair")
+	for i := range n {
+		createNamespace(t, fmt.Sprintf("%s-%04d", label, i), map[string]string{"fair": label})
+	}
+	newcomer := []string{label + "-new-a", label + "-new-b"}
+	for _, ns := range newcomer {
+		createNamespace(t, ns, nil)
+	}
+	s := startSyncer(t, Config{})
+	big := tenant(label, func(t *broker.Tenant) { t.NamespaceSelector = "fair=" + label })
+	publish(t, s, big, credential("ghp_fairfirst00000000000000000000000000"))
+	testenv.Eventually(t, 2*time.Minute, func() (bool, string) { return s.Writes() >= n, fmt.Sprintf("%d of %d written", s.Writes(), n) })
+
+	before := s.Writes()
+	publish(t, s, big, credential("ghp_fairrotation0000000000000000000000000"))
+	publish(t, s, tenant(label+"-new", func(t *broker.Tenant) { t.Namespaces = newcomer }), credential("ghp_fairnewcomer00000000000000000000000"))
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_, a := getSecret(t, newcomer[0], "ghcr-secret")
+		_, b := getSecret(t, newcomer[1], "ghcr-secret")
+		return a && b, "the newcomer's Secrets are not there"
+	})
+	rotated := s.Writes() - before - 2
+	t.Logf("the newcomer's 2 Secrets were written after %d of the rotation's %d", rotated, n)
+	if rotated > n/2 {
+		t.Errorf("the newcomer waited for %d of the rotation's %d writes", rotated, n)
+	}
+}

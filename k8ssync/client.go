@@ -2,6 +2,7 @@ package k8ssync
 
 import (
 	"fmt"
+	"math"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -73,3 +74,9 @@ func NewClients(cfg *rest.Config) (Clients, error) {
 	}
 	return cs, nil
 }
+
+// WorkersFor sizes the Syncer's workers to the client's rate limit: about
+// one per 25 writes a second (a write takes a few milliseconds, longer on
+// a busy API server), four at least, 32 at most. Workers beyond that only
+// wait at the client's limiter.
+func WorkersFor(qps float64) int { return min(max(4, int(math.Ceil(qps/25))), 32) }

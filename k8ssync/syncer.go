@@ -3,6 +3,7 @@ package k8ssync
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"runtime/debug"
@@ -41,7 +42,9 @@ type Config struct {
 	// ServiceAccounts whose imagePullSecrets get the Secret, in tenants with
 	// PatchServiceAccounts; ["default"] when empty.
 	ServiceAccounts []string
-	// Workers reconciling namespaces in parallel; 4 when zero.
+	// Workers reconciling namespaces in parallel (4 when zero; WorkersFor
+	// sizes them to the client's QPS), and a fourth as many again (one at
+	// least) for the namespaces of tenants' first publications.
 	Workers int
 	// Clock dates sync times; the real clock when nil.
 	Clock clock.PassiveClock
@@ -102,6 +105,13 @@ type Syncer struct {
 	accounts    caches[*corev1.ServiceAccount] // of the configured names only
 	hasSynced   []cache.InformerSynced
 	queue       workqueue.TypedRateLimitingInterface[string]
+	// firsts holds the namespaces of tenants that have no Secret out yet
+	// (their first publication, their binding): a lane of its own with
+	// workers of its own, so that a tenant created during a large
+	// rotation is not queued behind it. A namespace may sit in both
+	// queues; nsLocks keeps it reconciled by one worker at a time.
+	firsts  workqueue.TypedRateLimitingInterface[string]
+	nsLocks [64]sync.Mutex
 
 	mu       sync.RWMutex
 	bindings map[string]*binding
@@ -136,6 +146,8 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 		status:   map[string]map[string]broker.NamespaceSync{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-namespaces"}),
+		firsts: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-first-namespaces"}),
 	}
 	s.broadcaster = record.NewBroadcaster()
 	s.recorder = s.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component})
@@ -154,6 +166,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	s.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
 	defer s.broadcaster.Shutdown()
 	defer s.queue.ShutDown()
+	defer s.firsts.ShutDown()
 	for _, f := range s.factories {
 		f.Start(ctx.Done())
 	}
@@ -181,33 +194,40 @@ func (s *Syncer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
 		wg.Go(func() {
-			for s.processNext(ctx) {
+			for s.processNext(ctx, s.queue) {
+			}
+		})
+	}
+	for range max(1, s.cfg.Workers/4) {
+		wg.Go(func() {
+			for s.processNext(ctx, s.firsts) {
 			}
 		})
 	}
 	<-ctx.Done()
 	s.queue.ShutDown()
+	s.firsts.ShutDown()
 	wg.Wait()
 	return nil
 }
 
-func (s *Syncer) processNext(ctx context.Context) bool {
-	ns, quit := s.queue.Get()
+func (s *Syncer) processNext(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string]) bool {
+	ns, quit := queue.Get()
 	if quit {
 		return false
 	}
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
-	defer s.queue.Done(ns)
+	defer queue.Done(ns)
 	defer s.reconciles.Add(1)
 	if err := s.reconcileSafely(ctx, ns); err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sync failed, will retry", slog.String("namespace", ns), slog.Any("error", err))
 		}
-		s.queue.AddRateLimited(ns)
+		queue.AddRateLimited(ns)
 		return true
 	}
-	s.queue.Forget(ns)
+	queue.Forget(ns)
 	return true
 }
 
@@ -215,6 +235,9 @@ func (s *Syncer) processNext(ctx context.Context) bool {
 // stack logged): the namespace is retried with backoff like any failure,
 // and the other namespaces go on.
 func (s *Syncer) reconcileSafely(ctx context.Context, ns string) (err error) {
+	lock := &s.nsLocks[fnv32(ns)%uint32(len(s.nsLocks))]
+	lock.Lock()
+	defer lock.Unlock()
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.ErrorContext(ctx, "reconcile panicked", slog.String("namespace", ns), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
@@ -239,7 +262,11 @@ func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credent
 	s.bindings[t.ID] = b
 	delete(s.removed, t.ID)
 	s.mu.Unlock()
-	s.enqueueTenant(t.ID, old, b)
+	queue := s.queue
+	if old == nil || old.cred.Token == "" {
+		queue = s.firsts
+	}
+	s.enqueueTenant(queue, t.ID, old, b)
 	return nil
 }
 
@@ -262,7 +289,7 @@ func (s *Syncer) Bind(_ context.Context, t broker.Tenant) {
 	s.bindings[t.ID] = b
 	delete(s.removed, t.ID)
 	s.mu.Unlock()
-	s.enqueueTenant(t.ID, b)
+	s.enqueueTenant(s.firsts, t.ID, b)
 }
 
 // PublishedAll tells the Syncer that every live tenant has been published,
@@ -295,13 +322,13 @@ func (s *Syncer) Remove(ctx context.Context, tenantID string) error {
 			s.cfg.Reporter.NamespaceReleased(ctx, tenantID, ns)
 		}
 	}
-	s.enqueueTenant(tenantID, old)
+	s.enqueueTenant(s.queue, tenantID, old)
 	return nil
 }
 
 // enqueueTenant queues every namespace a tenant is or was bound to, or holds
 // a Secret of. Before the caches have synced Run will queue everything.
-func (s *Syncer) enqueueTenant(tenantID string, bindings ...*binding) {
+func (s *Syncer) enqueueTenant(queue workqueue.TypedRateLimitingInterface[string], tenantID string, bindings ...*binding) {
 	if !s.synced.Load() {
 		return
 	}
@@ -310,18 +337,25 @@ func (s *Syncer) enqueueTenant(tenantID string, bindings ...*binding) {
 			continue
 		}
 		for _, ns := range b.tenant.Namespaces {
-			s.queue.Add(ns)
+			queue.Add(ns)
 		}
 		if b.selector != nil {
 			nss, _ := s.namespaces.List(b.selector)
 			for _, ns := range nss {
-				s.queue.Add(ns.Name)
+				queue.Add(ns.Name)
 			}
 		}
 	}
 	for _, sec := range s.secrets.byIndex(byTenantIndex, tenantID) {
-		s.queue.Add(sec.Namespace)
+		queue.Add(sec.Namespace)
 	}
+}
+
+// fnv32 spreads namespaces over the reconcile locks.
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum32()
 }
 
 // unannounced reports whether a tenant's Secrets must be left alone because

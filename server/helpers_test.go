@@ -126,7 +126,7 @@ func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *i
 	gh, client := newGitHub(t)
 	// The platform grants packages: write, so that asking for more than an
 	// installation holds reaches GitHub's check; contents stays refused.
-	policy := broker.RegistryConfig{AppPermissions: map[string]string{"packages": "write"}}
+	policy := broker.RegistryConfig{AppPermissions: map[string]string{"packages": "write"}, SoleWriter: true}
 	registry := broker.NewRegistry(store, sealer, client, clock.RealClock{}, policy)
 	if svc.Tenants == nil {
 		svc.Tenants = api.NewTenantAPI(registry, log)

@@ -128,6 +128,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	}
 	p.notifier = broker.NewNotifier(store, cfg.webhookURL != "", clock.RealClock{}, p.metrics, log)
 	var tenants *k8ssync.TenantCache
+	regCfg.SoleWriter = cfg.storeKind != "kubernetes" // the embedded store is one process's
 	if cfg.storeKind == "kubernetes" {
 		tenants = k8ssync.NewTenantCache(p.clients.Requests, cfg.namespace)
 		wg.Go(func() { tenants.Run(ctx) })
@@ -241,7 +242,8 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		log.Warn("no Kubernetes cluster (--kubeconfig, or run in a pod): tenants are served but no credential is synced")
 		return nil
 	}
-	syncer := k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope(), MarkNamespaces: cfg.markNamespaces, Images: cfg.imageRules}
+	syncer := k8ssync.Config{ServiceAccounts: splitList(cfg.serviceAccounts), Scope: cfg.namespaceScope(), MarkNamespaces: cfg.markNamespaces, Images: cfg.imageRules,
+		Workers: k8ssync.WorkersFor(cfg.kubeQPS)}
 	if p.robots != nil { // not a typed nil in the interface
 		syncer.Robots = p.robots
 	}
