@@ -120,18 +120,22 @@ func probeEvent(t Tenant, held Credential, err error) Event {
 // warnings, sorted longest first); ok is false when none is crossed. The
 // last threshold is critical.
 func patExpiryEvent(t Tenant, cred Credential, warnings []time.Duration, now time.Time) (_ Event, ok bool) {
-	before, critical, ok := crossedWarning(cred.ExpiresAt, warnings, now)
+	before, last, ok := crossedWarning(cred.ExpiresAt, warnings, now)
 	if !ok {
 		return Event{}, false
 	}
-	severity := SeverityWarning
-	if critical {
-		severity = SeverityCritical
-	}
-	return Event{Type: EventCredentialExpiring, TenantID: t.ID, Severity: severity,
+	return Event{Type: EventCredentialExpiring, TenantID: t.ID, Severity: expirySeverity(last),
 		DedupeKey: patExpiryCondition(t.ID, before),
 		Message: fmt.Sprintf("the tenant's PAT (%s) expires at %s, in %s; register a new one",
 			cred.Fingerprint(), cred.ExpiresAt.UTC().Format(time.RFC3339), cred.ExpiresAt.Sub(now).Round(time.Minute))}, true
+}
+
+// expirySeverity is a warning's, critical at the last threshold.
+func expirySeverity(last bool) Severity {
+	if last {
+		return SeverityCritical
+	}
+	return SeverityWarning
 }
 
 // crossedWarning is the nearest threshold (of warnings, sorted longest

@@ -213,14 +213,21 @@ func (r *Refresher) Run(ctx context.Context) error {
 		return err
 	}
 	r.sink.PublishedAll()
+	stepUntilDone(ctx, r.cfg.Clock, r.changes.wake, r.Step)
+	return nil
+}
+
+// stepUntilDone calls step until ctx is done, again whenever wake fires
+// and at the time step returned.
+func stepUntilDone(ctx context.Context, clk clock.Clock, wake <-chan struct{}, step func(context.Context) time.Time) {
 	for {
-		next := r.Step(ctx)
-		wait := r.cfg.Clock.NewTimer(max(next.Sub(r.now()), 0))
+		next := step(ctx)
+		wait := clk.NewTimer(max(next.Sub(clk.Now()), 0))
 		select {
 		case <-ctx.Done():
 			wait.Stop()
-			return nil
-		case <-r.changes.wake:
+			return
+		case <-wake:
 		case <-wait.C():
 		}
 		wait.Stop()

@@ -117,18 +117,8 @@ func NewRegistryHealth(cfg RegistryHealthConfig, registry *Registry, checker Reg
 // Run checks until ctx is done.
 func (h *RegistryHealth) Run(ctx context.Context) error {
 	defer h.registry.Subscribe(h.changes.add)()
-	for {
-		next := h.Step(ctx)
-		wait := h.cfg.Clock.NewTimer(max(next.Sub(h.cfg.Clock.Now()), 0))
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return nil
-		case <-h.changes.wake:
-		case <-wait.C():
-		}
-		wait.Stop()
-	}
+	stepUntilDone(ctx, h.cfg.Clock, h.changes.wake, h.Step)
+	return nil
 }
 
 // Step takes in tenant changes, checks what is due, raises the expiry
@@ -387,15 +377,11 @@ func registryCheckEvent(tenantID string, c RegistryCredential, err error) Event 
 // registryExpiryEvent warns of the nearest threshold a registry credential
 // has crossed; the last threshold is critical.
 func registryExpiryEvent(tenantID string, c RegistryCredential, warnings []time.Duration, now time.Time) (Event, bool) {
-	before, critical, ok := crossedWarning(c.ExpiresAt, warnings, now)
+	before, last, ok := crossedWarning(c.ExpiresAt, warnings, now)
 	if !ok {
 		return Event{}, false
 	}
-	severity := SeverityWarning
-	if critical {
-		severity = SeverityCritical
-	}
-	return Event{Type: EventCredentialExpiring, TenantID: tenantID, Registry: c.Host, Severity: severity,
+	return Event{Type: EventCredentialExpiring, TenantID: tenantID, Registry: c.Host, Severity: expirySeverity(last),
 		DedupeKey: registryExpiryCondition(tenantID, c.Host, before),
 		Message: fmt.Sprintf("the credential for %s (%s, %s) expires at %s, in %s; rotate it", c.Host, c.Username, c.Fingerprint,
 			c.ExpiresAt.UTC().Format(time.RFC3339), max(c.ExpiresAt.Sub(now), 0).Round(time.Minute))}, true

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -369,20 +368,7 @@ func apiThroughput(t *testing.T, store *boltstore.Store, registry *broker.Regist
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	base := "http://" + srv.HTTPAddr().String()
 	rest := func(method, path, body string) func() error {
-		return func() error {
-			req, _ := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := httpClient.Do(req)
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s %s: %d", method, path, resp.StatusCode)
-			}
-			return nil
-		}
+		return func() error { return testenv.Call(ctx, httpClient, method, base+path, token, body) }
 	}
 	images, credentials, tenants := credbrokerv1.NewImageServiceClient(conn), credbrokerv1.NewCredentialServiceClient(conn), credbrokerv1.NewTenantServiceClient(conn)
 	calls := []struct {

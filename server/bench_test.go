@@ -2,11 +2,9 @@ package server_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/credbroker/credbroker/broker"
@@ -92,20 +90,7 @@ func BenchmarkAPI(b *testing.B) {
 	images := credbrokerv1.NewImageServiceClient(in.conn)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	rest := func(method, path, body string) func() error {
-		return func() error {
-			req, _ := http.NewRequestWithContext(ctx, method, in.baseURL+path, strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s %s: %d", method, path, resp.StatusCode)
-			}
-			return nil
-		}
+		return func() error { return testenv.Call(ctx, client, method, in.baseURL+path, token, body) }
 	}
 	for _, tc := range []struct {
 		name string

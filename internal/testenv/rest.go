@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -39,4 +41,25 @@ func RESTWith(t testing.TB, client *http.Client, method, url, token, body string
 		t.Fatal(err)
 	}
 	return resp.StatusCode, out
+}
+
+// Call is one REST call that may run on any goroutine (a benchmark's
+// parallel callers): it drains the answer and returns an error for a
+// status other than 200.
+func Call(ctx context.Context, client *http.Client, method, url, token, body string) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %d", method, url, resp.StatusCode)
+	}
+	return nil
 }
