@@ -105,9 +105,16 @@ func TestCredentialAndEventStoreContract(t *testing.T) {
 		if _, err := admin.RbacV1().Roles(s.namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// Wait for the new Role, not just the old one's removal: between the
+		// two, creates are refused as well.
 		testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 			err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, "none", metav1.DeleteOptions{})
-			return apierrors.IsForbidden(err), testenv.Errorf("delete still allowed: %v", err)
+			if !apierrors.IsForbidden(err) {
+				return false, testenv.Errorf("delete still allowed: %v", err)
+			}
+			probe := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: s.namespace}}
+			_, err = s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err == nil, testenv.Errorf("create not allowed yet: %v", err)
 		})
 		for i := range 5 {
 			ev := broker.Event{ID: fmt.Sprintf("%016x", i+1), Type: broker.EventRecovered, TenantID: "t"}
