@@ -53,22 +53,19 @@ func ValidateImage(t Tenant, image string) Verdict {
 		return deny(ImageImplicitDockerHub, "%q names no registry and would be pulled from Docker Hub; write the registry, e.g. %s/%s/…", image, t.registryHint(), t.Owner.Login)
 	}
 	domain := reference.Domain(named)
-	if c, ok := t.RegistryCredential(domain); ok && len(c.Owners) > 0 {
-		owner, _, hasName := strings.Cut(reference.Path(named), "/")
-		switch {
-		case !hasName:
-			return deny(ImageInvalidReference, "%q names no owner: images are <registry>/<owner>/<name>", image)
-		case !slices.Contains(c.Owners, owner):
-			return deny(ImageWrongOwner, "%s is not under %v, where the tenant's credential for %s may run images", image, c.Owners, domain)
-		}
-		return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is under %s/%s, a registry the tenant has a credential for", image, domain, owner)}
-	}
-	if !slicesContainsFold(t.Registries, domain) {
+	c, static := t.RegistryCredential(domain)
+	static = static && len(c.Owners) > 0
+	if !static && !slicesContainsFold(t.Registries, domain) {
 		return deny(ImageWrongRegistry, "registry %s is not one of the tenant's registries %v", domain, t.Registries)
 	}
 	owner, _, hasName := strings.Cut(reference.Path(named), "/")
-	if !hasName {
+	switch {
+	case !hasName:
 		return deny(ImageInvalidReference, "%q names no owner: images are <registry>/<owner>/<name>", image)
+	case static && !slices.Contains(c.Owners, owner):
+		return deny(ImageWrongOwner, "%s is not under %v, where the tenant's credential for %s may run images", image, c.Owners, domain)
+	case static:
+		return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is under %s/%s, a registry the tenant has a credential for", image, domain, owner)}
 	}
 	if !strings.EqualFold(owner, t.Owner.Login) && !slicesContainsFold(t.AllowedOwners, owner) {
 		return deny(ImageWrongOwner, "%s belongs to %s, not to %s or an owner the tenant is granted", image, owner, t.Owner.Login)

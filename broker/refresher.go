@@ -110,11 +110,7 @@ func NewRefresher(cfg RefresherConfig, registry *Registry, source Source, sink S
 	if cfg.PATRecheck == 0 {
 		cfg.PATRecheck = DefaultPATRecheck
 	}
-	if cfg.PATWarnings == nil {
-		cfg.PATWarnings = DefaultPATWarnings()
-	}
-	cfg.PATWarnings = slices.Clone(cfg.PATWarnings)
-	slices.SortFunc(cfg.PATWarnings, func(a, b time.Duration) int { return int(b - a) })
+	cfg.PATWarnings = expiryWarnings(cfg.PATWarnings)
 	if cfg.Resync == 0 {
 		cfg.Resync = DefaultResync
 	}
@@ -144,7 +140,7 @@ func NewRefresher(cfg RefresherConfig, registry *Registry, source Source, sink S
 	}
 	return &Refresher{cfg: cfg, registry: registry, source: source, sink: sink, log: log, notifier: cfg.Notifier, ledger: cfg.Ledger,
 		timing:     timing{lead: cfg.Lead, patRecheck: cfg.PATRecheck, patWarnings: cfg.PATWarnings, jitter: cfg.Jitter},
-		changes:    changeSet{ids: map[string]bool{}, wake: make(chan struct{}, 1)},
+		changes:    newChangeSet(),
 		probeSlots: make(chan struct{}, cfg.ProbeWorkers),
 		tenants:    map[string]*tenantState{}, keys: map[string]*keyState{}}
 }
@@ -178,6 +174,10 @@ type changeSet struct {
 	mu   sync.Mutex
 	ids  map[string]bool
 	wake chan struct{}
+}
+
+func newChangeSet() changeSet {
+	return changeSet{ids: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 
 func (c *changeSet) add(id string) {

@@ -87,10 +87,12 @@ type RegistryHealth struct {
 	scanAt  time.Time
 }
 
-// registryEntry is one credential under watch.
+// registryEntry is one credential under watch and what its checks found.
 type registryEntry struct {
-	cred   RegistryCredential // as stored: sealed
-	status RegistryStatus
+	cred                 RegistryCredential // as stored: sealed
+	state                RegistryState
+	lastCheck, nextCheck time.Time
+	err                  *CredentialError
 }
 
 // NewRegistryHealth returns a RegistryHealth over the registry's tenants.
@@ -101,16 +103,12 @@ func NewRegistryHealth(cfg RegistryHealthConfig, registry *Registry, checker Reg
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultRegistryCheckTimeout
 	}
-	if cfg.Warnings == nil {
-		cfg.Warnings = DefaultPATWarnings()
-	}
-	cfg.Warnings = slices.Clone(cfg.Warnings)
-	slices.SortFunc(cfg.Warnings, func(a, b time.Duration) int { return int(b - a) })
+	cfg.Warnings = expiryWarnings(cfg.Warnings)
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
 	return &RegistryHealth{cfg: cfg, registry: registry, checker: checker, log: log,
-		changes: changeSet{ids: map[string]bool{}, wake: make(chan struct{}, 1)},
+		changes: newChangeSet(),
 		tenants: map[string]map[string]*registryEntry{}}
 }
 
@@ -194,11 +192,9 @@ func (h *RegistryHealth) track(ctx context.Context, t Tenant) {
 			if e != nil {
 				resolved = append(resolved, c.Host)
 			}
-			e = &registryEntry{status: RegistryStatus{State: RegistryPending, NextCheck: now}}
+			e = &registryEntry{state: RegistryPending, nextCheck: now}
 		}
 		e.cred = c
-		e.status.Host, e.status.Username, e.status.Fingerprint = c.Host, c.Username, c.Fingerprint
-		e.status.CheckImage, e.status.ExpiresAt = c.CheckImage, c.ExpiresAt
 		cur[c.Host] = e
 	}
 	for host := range old {
@@ -259,7 +255,7 @@ func (h *RegistryHealth) checkDue(ctx context.Context) {
 	h.mu.Lock()
 	for id, entries := range h.tenants {
 		for _, e := range entries {
-			if !e.status.NextCheck.After(now) {
+			if !e.nextCheck.After(now) {
 				jobs = append(jobs, job{id, e.cred})
 			}
 		}
@@ -289,10 +285,10 @@ func (h *RegistryHealth) check(ctx context.Context, tenantID string, c RegistryC
 		h.mu.Unlock()
 		return
 	}
-	e.status.LastCheck, e.status.NextCheck = now, now.Add(h.cfg.Interval)
-	e.status.State, e.status.Error = RegistryHealthy, nil
+	e.lastCheck, e.nextCheck = now, now.Add(h.cfg.Interval)
+	e.state, e.err = RegistryHealthy, nil
 	if err != nil {
-		e.status.State, e.status.Error = RegistryFailing, &CredentialError{Reason: ReasonOf(err), Message: err.Error(), Time: now}
+		e.state, e.err = RegistryFailing, &CredentialError{Reason: ReasonOf(err), Message: err.Error(), Time: now}
 	}
 	h.mu.Unlock()
 	if err != nil {
@@ -326,12 +322,15 @@ func (h *RegistryHealth) raise(ctx context.Context, ev Event) {
 func (h *RegistryHealth) nextWake() time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	next := h.scanAt
+	now, next := h.cfg.Clock.Now(), h.scanAt
 	for _, entries := range h.tenants {
 		for _, e := range entries {
-			next = minTime(next, e.status.NextCheck)
+			next = minTime(next, e.nextCheck)
+			if e.cred.ExpiresAt.IsZero() {
+				continue
+			}
 			for _, before := range h.cfg.Warnings {
-				if at := e.cred.ExpiresAt.Add(-before); !e.cred.ExpiresAt.IsZero() && at.After(h.cfg.Clock.Now()) {
+				if at := e.cred.ExpiresAt.Add(-before); at.After(now) {
 					next = minTime(next, at)
 				}
 			}
@@ -358,7 +357,10 @@ func (h *RegistryHealth) Status(tenantID string) []RegistryStatus {
 	defer h.mu.Unlock()
 	var out []RegistryStatus
 	for _, host := range slices.Sorted(maps.Keys(h.tenants[tenantID])) {
-		st := h.tenants[tenantID][host].status
+		e := h.tenants[tenantID][host]
+		st := RegistryStatus{Host: e.cred.Host, Username: e.cred.Username, Fingerprint: e.cred.Fingerprint,
+			CheckImage: e.cred.CheckImage, ExpiresAt: e.cred.ExpiresAt,
+			State: e.state, LastCheck: e.lastCheck, NextCheck: e.nextCheck, Error: e.err}
 		if !st.ExpiresAt.IsZero() && !now.Before(st.ExpiresAt) {
 			st.State = RegistryExpired
 		}

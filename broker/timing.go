@@ -28,6 +28,17 @@ func DefaultPATWarnings() []time.Duration {
 	return []time.Duration{7 * 24 * time.Hour, 24 * time.Hour, time.Hour}
 }
 
+// expiryWarnings is warnings (DefaultPATWarnings when nil) sorted longest
+// first, as crossedWarning reads them, in a copy of the caller's.
+func expiryWarnings(warnings []time.Duration) []time.Duration {
+	if warnings == nil {
+		return DefaultPATWarnings()
+	}
+	sorted := slices.Clone(warnings)
+	slices.SortFunc(sorted, func(a, b time.Duration) int { return int(b - a) })
+	return sorted
+}
+
 // timing holds the rules of when a credential is renewed and when a failed
 // renewal is tried again. It reads no clock: every rule is a function of
 // the times it is given.

@@ -101,15 +101,12 @@ func (p *Prober) Probe(ctx context.Context, cred broker.Credential, image string
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	target := probeTarget{host: reference.Domain(ref), repo: reference.Path(ref), ref: "latest"}
+	target := p.target(reference.Domain(ref))
+	target.repo, target.ref = reference.Path(ref), "latest"
 	if d, ok := ref.(reference.Digested); ok {
 		target.ref = d.Digest().String()
 	} else if t, ok := ref.(reference.Tagged); ok {
 		target.ref = t.Tag()
-	}
-	target.scheme = "https"
-	if p.cfg.PlainHTTP(target.host) {
-		target.scheme = "http"
 	}
 
 	fresh := p.cfg.Clock.Since(cred.IssuedAt) < p.cfg.FreshFor
@@ -134,11 +131,7 @@ func (p *Prober) Probe(ctx context.Context, cred broker.Credential, image string
 // a 403 is the registry refusing the login, since no repository was asked
 // for.
 func (p *Prober) Login(ctx context.Context, cred broker.Credential, host string) error {
-	t := probeTarget{scheme: "https", host: host}
-	if p.cfg.PlainHTTP(host) {
-		t.scheme = "http"
-	}
-	status, err := p.login(ctx, cred, t)
+	status, err := p.login(ctx, cred, p.target(host))
 	if err != nil {
 		return &Error{Op: "log in to " + host, Cause: broker.ReasonOf(err), Status: status, Temporary: isTemporary(err), Err: err}
 	}
@@ -146,29 +139,18 @@ func (p *Prober) Login(ctx context.Context, cred broker.Credential, host string)
 }
 
 func (p *Prober) login(ctx context.Context, cred broker.Credential, t probeTarget) (int, error) {
-	resp, err := p.do(ctx, http.MethodGet, t.url("/v2/"), nil)
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode != http.StatusUnauthorized {
-		if resp.StatusCode == http.StatusOK {
-			return resp.StatusCode, nil // an open registry
-		}
-		return resp.StatusCode, unexpected(resp.StatusCode, "GET /v2/")
+	scheme, params, status, err := p.challenge(ctx, t)
+	if err != nil || scheme == "" { // "": an open registry
+		return status, err
 	}
 	// The login goes to /v2/ itself (basic auth) or to the token realm.
-	scheme, params := parseChallenge(resp.Header.Get("WWW-Authenticate"))
 	login := t.url("/v2/")
-	switch strings.ToLower(scheme) {
-	case "basic":
-	case "bearer":
+	if scheme == "bearer" {
 		if login, err = tokenURL(params, t, ""); err != nil {
 			return 0, err
 		}
-	default:
-		return resp.StatusCode, reasonErr(broker.ReasonRegistryUnreachable, "the registry asks for unsupported authentication %q", scheme)
 	}
-	resp, err = p.do(ctx, http.MethodGet, login, http.Header{"Authorization": {basicAuth(cred)}})
+	resp, err := p.do(ctx, http.MethodGet, login, http.Header{"Authorization": {basicAuth(cred)}})
 	if err != nil {
 		return 0, err
 	}
@@ -179,6 +161,34 @@ func (p *Prober) login(ctx context.Context, cred broker.Credential, t probeTarge
 		return resp.StatusCode, reasonErr(broker.ReasonTokenRevoked, "the registry rejected the login of %s", cred.Username)
 	}
 	return resp.StatusCode, unexpected(resp.StatusCode, "login")
+}
+
+// target is host with the scheme the prober speaks to it.
+func (p *Prober) target(host string) probeTarget {
+	if p.cfg.PlainHTTP(host) {
+		return probeTarget{scheme: "http", host: host}
+	}
+	return probeTarget{scheme: "https", host: host}
+}
+
+// challenge asks /v2/ how to log in: the scheme, "basic" or "bearer", and
+// its parameters, or "" for an open registry; the status is the answer's.
+func (p *Prober) challenge(ctx context.Context, t probeTarget) (scheme string, params map[string]string, status int, err error) {
+	resp, err := p.do(ctx, http.MethodGet, t.url("/v2/"), nil)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return "", nil, resp.StatusCode, nil
+	case http.StatusUnauthorized:
+		raw, params := parseChallenge(resp.Header.Get("WWW-Authenticate"))
+		if scheme = strings.ToLower(raw); scheme != "basic" && scheme != "bearer" {
+			return "", nil, resp.StatusCode, reasonErr(broker.ReasonRegistryUnreachable, "the registry asks for unsupported authentication %q", raw)
+		}
+		return scheme, params, resp.StatusCode, nil
+	}
+	return "", nil, resp.StatusCode, unexpected(resp.StatusCode, "GET /v2/")
 }
 
 type probeTarget struct {
@@ -193,33 +203,23 @@ func (t probeTarget) url(path string) string {
 // bearer token, then HEAD of the manifest. It returns the HTTP status of the
 // step that failed.
 func (p *Prober) handshake(ctx context.Context, cred broker.Credential, t probeTarget) (int, error) {
-	resp, err := p.do(ctx, http.MethodGet, t.url("/v2/"), nil)
+	scheme, params, status, err := p.challenge(ctx, t)
 	if err != nil {
-		return 0, err
+		return status, err
 	}
-	authorization := ""
-	switch resp.StatusCode {
-	case http.StatusOK:
-		// An open registry: the login is not needed, and not sent.
-	case http.StatusUnauthorized:
-		scheme, params := parseChallenge(resp.Header.Get("WWW-Authenticate"))
-		switch strings.ToLower(scheme) {
-		case "basic":
-			authorization = basicAuth(cred)
-		case "bearer":
-			token, status, err := p.bearerToken(ctx, cred, t, params)
-			if err != nil {
-				return status, err
-			}
-			authorization = "Bearer " + token
-		default:
-			return resp.StatusCode, reasonErr(broker.ReasonRegistryUnreachable, "the registry asks for unsupported authentication %q", scheme)
+	authorization := "" // an open registry: the login is not needed, and not sent
+	switch scheme {
+	case "basic":
+		authorization = basicAuth(cred)
+	case "bearer":
+		token, status, err := p.bearerToken(ctx, cred, t, params)
+		if err != nil {
+			return status, err
 		}
-	default:
-		return resp.StatusCode, unexpected(resp.StatusCode, "GET /v2/")
+		authorization = "Bearer " + token
 	}
 
-	resp, err = p.do(ctx, http.MethodHead, t.url("/v2/"+t.repo+"/manifests/"+t.ref), http.Header{
+	resp, err := p.do(ctx, http.MethodHead, t.url("/v2/"+t.repo+"/manifests/"+t.ref), http.Header{
 		"Accept":        {manifestAccept},
 		"Authorization": {authorization},
 	})
