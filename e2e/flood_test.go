@@ -26,30 +26,38 @@ import (
 // series whose labels contain every one of want (`resource="secrets"`).
 func apiserverRequests(t *testing.T, kube kubernetes.Interface, want ...string) float64 {
 	t.Helper()
+	var sum float64
+	apiserverRequestsWhere(t, kube, func(labels string, v float64) {
+		for _, w := range want {
+			if !strings.Contains(labels, w) {
+				return
+			}
+		}
+		sum += v
+	})
+	return sum
+}
+
+// apiserverRequestsWhere calls each with the labels ("{code=…,verb=…}") and
+// value of every apiserver_request_total series.
+func apiserverRequestsWhere(t *testing.T, kube kubernetes.Interface, each func(labels string, v float64)) {
+	t.Helper()
 	raw, err := kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(nil, 1<<20)
-next:
 	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
+		series, ok := strings.CutPrefix(sc.Text(), "apiserver_request_total")
+		if !ok || !strings.HasPrefix(series, "{") {
 			continue
 		}
-		for _, w := range want {
-			if !strings.Contains(line, w) {
-				continue next
-			}
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			sum += v
+		space := strings.LastIndexByte(series, ' ')
+		if v, err := strconv.ParseFloat(series[space+1:], 64); err == nil {
+			each(series[:space], v)
 		}
 	}
-	return sum
 }
 
 // TestAFloodCostsNeitherTheLeaseNorTheAPIServer floods the binary with

@@ -4,7 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +20,9 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/internal/testenv"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/credbroker/credbroker/github/emulator"
 )
@@ -157,4 +164,25 @@ func startBrokerOn(t *testing.T, bin, grpcAddr, httpAddr string, args ...string)
 		return resp.StatusCode == http.StatusOK
 	}))
 	return p
+}
+
+// pullAuths reads the pull Secret name in ns: its logins by registry host.
+func pullAuths(ctx context.Context, kube kubernetes.Interface, ns, name string) (map[string]login, error) {
+	sec, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var cfg struct{ Auths map[string]login }
+	if err := json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", ns, name, err)
+	}
+	return cfg.Auths, nil
+}
+
+// login is a registry's entry in a .dockerconfigjson.
+type login struct{ Username, Password string }
+
+// pemOf is an App key's PEM (PKCS#1, the form GitHub hands out).
+func pemOf(key *rsa.PrivateKey) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 }

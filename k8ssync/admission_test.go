@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/credbroker/credbroker/admission"
 	"github.com/credbroker/credbroker/broker"
@@ -599,3 +601,49 @@ func TestNamespacesAreMarkedBeforeTheFirstCredential(t *testing.T) {
 		t.Errorf("after a second Bind: %s", why)
 	}
 }
+
+// The echo of credbroker's own mark queues nothing: a reconcile on it could
+// run before the informer holds the Secret written right after the mark,
+// and create it a second time (409, a GET, a retry). A first publication
+// with marks creates each Secret once, and none is refused.
+func TestAMarkedFirstPublicationCreatesEachSecretOnce(t *testing.T) {
+	requireCluster(t)
+	const n = 200
+	label := unique("echo")
+	for i := range n {
+		createNamespace(t, fmt.Sprintf("%s-%03d", label, i), map[string]string{"echo": label})
+	}
+	var mu sync.Mutex
+	creates := map[int]int{} // by status
+	cfg := rest.CopyConfig(brokerCfg)
+	cfg.QPS, cfg.Burst = 1000, 2000 // as fast as the API server answers: the race is widest
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			resp, err := rt.RoundTrip(req)
+			if err == nil && req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/secrets") {
+				mu.Lock()
+				creates[resp.StatusCode]++
+				mu.Unlock()
+			}
+			return resp, err
+		})
+	})
+	s := startSyncerAs(t, cfg, Config{MarkNamespaces: true, Workers: 16})
+	tn := tenant(label, func(t *broker.Tenant) { t.NamespaceSelector = "echo=" + label })
+	publish(t, s, tn, credential("token-"+label))
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return creates[http.StatusCreated] >= n, testenv.Errorf("creates %v", creates)
+	})
+	idle(t, s)
+	mu.Lock()
+	defer mu.Unlock()
+	if creates[http.StatusCreated] != n || len(creates) != 1 {
+		t.Errorf("Secret creates by status: %v; want %d × 201 and nothing else", creates, n)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/credbroker/credbroker/admission"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,13 +28,8 @@ func (s *Syncer) watch(client kubernetes.Interface) error {
 	nsFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
 	nsInformer := nsFactory.Core().V1().Namespaces()
 	if _, err := nsInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { s.enqueueObject(obj) },
-		UpdateFunc: func(old, obj any) {
-			o, n := old.(*corev1.Namespace), obj.(*corev1.Namespace)
-			if !maps.Equal(o.Labels, n.Labels) || markOf(o) != markOf(n) || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil) {
-				s.enqueueObject(obj)
-			}
-		},
+		AddFunc:    func(obj any) { s.enqueueObject(obj) },
+		UpdateFunc: func(old, obj any) { s.namespaceUpdated(old.(*corev1.Namespace), obj.(*corev1.Namespace)) },
 		DeleteFunc: func(obj any) { s.enqueueObject(obj) },
 	}); err != nil {
 		return err
@@ -55,6 +51,32 @@ func (s *Syncer) watch(client kubernetes.Interface) error {
 		}
 	}
 	return nil
+}
+
+// namespaceUpdated queues a namespace whose change can matter: its labels
+// (selectors), its mark, its deletion; not the echo of credbroker's own
+// mark, a change of the mark alone to the one it wrote.
+func (s *Syncer) namespaceUpdated(o, n *corev1.Namespace) {
+	switch {
+	case (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil):
+	case maps.Equal(o.Labels, n.Labels) && markOf(o) == markOf(n):
+		return // nothing a reconcile reads
+	case s.isMarkEcho(o, n):
+		return
+	}
+	s.enqueueObject(n)
+}
+
+func (s *Syncer) isMarkEcho(o, n *corev1.Namespace) bool {
+	if echo, ok := s.markEchoes.Load(n.Name); !ok || echo != markOf(n) {
+		return false
+	}
+	others := func(labels map[string]string) map[string]string {
+		c := maps.Clone(labels)
+		delete(c, admission.LabelTenant)
+		return c
+	}
+	return maps.Equal(others(o.Labels), others(n.Labels))
 }
 
 // watchNamespace watches the Secrets credbroker manages and the

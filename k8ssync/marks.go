@@ -60,7 +60,11 @@ func (s *Syncer) ensureMark(ctx context.Context, ns *corev1.Namespace, owner *bi
 	if err != nil {
 		return err
 	}
+	s.markEchoes.Store(ns.Name, want)
 	_, err = s.client.CoreV1().Namespaces().Patch(ctx, ns.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component})
+	if err != nil {
+		s.markEchoes.Delete(ns.Name)
+	}
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -58,6 +58,7 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 	ns, err := s.namespaces.Get(name)
 	if apierrors.IsNotFound(err) || (err == nil && ns.DeletionTimestamp != nil) {
 		ns = nil
+		s.markEchoes.Delete(name)
 	} else if err != nil {
 		return err
 	}

@@ -112,6 +112,15 @@ type Syncer struct {
 	// queues; nsLocks keeps it reconciled by one worker at a time.
 	firsts  workqueue.TypedRateLimitingInterface[string]
 	nsLocks [64]sync.Mutex
+	// markEchoes holds, by namespace, the mark credbroker is writing or
+	// wrote last. The watch event that brings just that mark needs no
+	// reconcile, and one would do harm: it can run before the Secret
+	// written right after the mark reaches the informer, and create it a
+	// second time (refused, then retried: 29 of 200 namespaces in
+	// TestAMarkedFirstPublicationCreatesEachSecretOnce before it was
+	// skipped). It is set before the patch: the event may come before the
+	// patch's response.
+	markEchoes sync.Map // namespace → mark
 
 	mu       sync.RWMutex
 	bindings map[string]*binding

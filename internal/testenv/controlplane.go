@@ -1,14 +1,12 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -121,22 +119,15 @@ func (cp *ControlPlane) APIServerCPU() (time.Duration, error) {
 		return 0, err
 	}
 	for _, e := range entries {
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil || !bytes.Contains(stat, []byte("(kube-apiserver)")) {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
-		// Fields after "(comm) ": state ppid … utime (14th) stime (15th).
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-		if len(fields) < 13 || fields[1] != strconv.Itoa(os.Getpid()) {
-			continue // another test binary's
+		u, err := UsageOf(pid)
+		if err != nil || u.Command != "kube-apiserver" || u.Parent != os.Getpid() {
+			continue // gone, or another test binary's
 		}
-		utime, _ := strconv.ParseInt(fields[11], 10, 64)
-		stime, _ := strconv.ParseInt(fields[12], 10, 64)
-		return time.Duration(utime+stime) * time.Second / clockTicks, nil
+		return u.CPU, nil
 	}
 	return 0, errors.New("no kube-apiserver started by this process")
 }
-
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
-// every Linux architecture Go supports.
-const clockTicks = 100
