@@ -101,7 +101,7 @@ func TestRequestPath(t *testing.T) {
 		return func() error { return testenv.Call(ctx, httpClient, method, base+path, token, body) }
 	}
 	image := "ghcr.io/" + fx.Org.Login + "/app:v1"
-	robotForm := url.Values{"grant_type": {"password"}, "service": {service}, "scope": {"repository:" + fx.Org.Login + "/app:pull"},
+	robotForm := url.Values{"grant_type": {"password"}, "client_id": {"containerd-client"}, "service": {service}, "scope": {"repository:" + fx.Org.Login + "/app:pull"},
 		"username": {robot.Username}, "password": {robot.Password}}.Encode()
 	calls := []struct {
 		name, transport string
