@@ -44,7 +44,7 @@ func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*broker
 	if err := requireID("tenant_id", tenantID); err != nil {
 		return nil, broker.Tenant{}, err
 	}
-	t, err := a.registry.Get(ctx, tenantID)
+	t, err := a.registry.Read(ctx, tenantID)
 	if err != nil {
 		return nil, broker.Tenant{}, toStatus(ctx, a.log, err, "")
 	}

@@ -60,7 +60,7 @@ func (a *TenantAPI) GetTenant(ctx context.Context, req *credbrokerv1.GetTenantRe
 	if err := requireID("id", req.GetId()); err != nil {
 		return nil, err
 	}
-	t, err := a.registry.Get(ctx, req.GetId())
+	t, err := a.registry.Read(ctx, req.GetId())
 	if err != nil {
 		return nil, toStatus(ctx, a.log, err, "")
 	}

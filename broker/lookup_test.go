@@ -45,6 +45,11 @@ func TestASoleWritersLookupsAreServedFromMemoryAndFollowItsWrites(t *testing.T) 
 	if got, err := reg.Lookup(ctx, "web"); err != nil || len(got.AllowedOwners) != 1 {
 		t.Errorf("after an update, lookup answers %v, %v", got.AllowedOwners, err)
 	}
+	// Read (GetTenant's) is as exact as Get, etag included.
+	fromStore, err := reg.Get(ctx, "web")
+	if got, rerr := reg.Read(ctx, "web"); err != nil || rerr != nil || got.Version != fromStore.Version || len(got.AllowedOwners) != 1 {
+		t.Errorf("after an update, Read answers version %q %v (%v), the store %q (%v)", got.Version, got.AllowedOwners, rerr, fromStore.Version, err)
+	}
 	if err := reg.Delete(ctx, "web", ""); err != nil {
 		t.Fatal(err)
 	}
