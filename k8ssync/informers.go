@@ -120,6 +120,7 @@ func (s *Syncer) watchNamespace(client kubernetes.Interface, ns string, enqueue 
 	}
 	return nil
 }
+
 // secretSeen queues the namespace of a managed Secret's change; the
 // informer now shows the Secret the Syncer wrote there last, if this is
 // that version (or it is gone).
