@@ -602,10 +602,11 @@ func TestNamespacesAreMarkedBeforeTheFirstCredential(t *testing.T) {
 	}
 }
 
-// The echo of credbroker's own mark queues nothing: a reconcile on it could
-// run before the informer holds the Secret written right after the mark,
-// and create it a second time (409, a GET, a retry). A first publication
-// with marks creates each Secret once, and none is refused.
+// A reconcile that runs before the informer holds the Secret written just
+// before — on the echo of credbroker's own mark, or with the namespace in
+// both lanes — would create it a second time (409, a GET, a retry). A first
+// publication with marks, as fast as the API server answers, creates each
+// Secret once, and none is refused.
 func TestAMarkedFirstPublicationCreatesEachSecretOnce(t *testing.T) {
 	requireCluster(t)
 	const n = 200

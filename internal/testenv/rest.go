@@ -52,6 +52,12 @@ func Call(ctx context.Context, client *http.Client, method, url, token, body str
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
+	return Send(client, req)
+}
+
+// Send sends req on any goroutine, drains the answer and returns an error
+// for a status other than 200.
+func Send(client *http.Client, req *http.Request) error {
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -59,7 +65,7 @@ func Call(ctx context.Context, client *http.Client, method, url, token, body str
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %d", method, url, resp.StatusCode)
+		return fmt.Errorf("%s %s: %d", req.Method, req.URL, resp.StatusCode)
 	}
 	return nil
 }
