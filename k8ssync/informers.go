@@ -92,11 +92,7 @@ func (s *Syncer) watchNamespace(client kubernetes.Interface, ns string, enqueue 
 	}}); err != nil {
 		return err
 	}
-	if _, err := secretInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.secretSeen(obj, false) },
-		UpdateFunc: func(_, obj any) { s.secretSeen(obj, false) },
-		DeleteFunc: func(obj any) { s.secretSeen(obj, true) },
-	}); err != nil {
+	if _, err := secretInformer.AddEventHandler(enqueue); err != nil {
 		return err
 	}
 	s.secrets = append(s.secrets, secretInformer.GetIndexer())
@@ -120,22 +116,6 @@ func (s *Syncer) watchNamespace(client kubernetes.Interface, ns string, enqueue 
 	}
 	return nil
 }
-
-// secretSeen queues the namespace of a managed Secret's change; the
-// informer now shows the Secret the Syncer wrote there last, if this is
-// that version (or it is gone).
-func (s *Syncer) secretSeen(obj any, deleted bool) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj, deleted = tomb.Obj, true
-	}
-	if sec, ok := obj.(*corev1.Secret); ok {
-		if w, ok := s.unseen.Load(sec.Namespace); ok && (deleted || w.(unseenWrite).version == sec.ResourceVersion) {
-			s.unseen.CompareAndDelete(sec.Namespace, w)
-		}
-	}
-	s.enqueueObject(obj)
-}
-
 func (s *Syncer) enqueueObject(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj

@@ -55,13 +55,6 @@ func (s *Syncer) claims(ns *corev1.Namespace, holder string) (owner *binding, ot
 // reconcile makes one namespace hold exactly the Secret of the tenant it
 // belongs to, and nothing else of ours.
 func (s *Syncer) reconcile(ctx context.Context, name string) error {
-	if w, ok := s.unseen.Load(name); ok {
-		if wait := unseenWait - s.cfg.Clock.Since(w.(unseenWrite).at); wait > 0 {
-			s.queue.AddAfter(name, wait) // the informer's event comes first, normally
-			return nil
-		}
-		s.unseen.CompareAndDelete(name, w)
-	}
 	ns, err := s.namespaces.Get(name)
 	if apierrors.IsNotFound(err) || (err == nil && ns.DeletionTimestamp != nil) {
 		ns = nil
@@ -150,17 +143,16 @@ func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *bind
 	}
 	want.Annotations[AnnotationSyncTime] = now.UTC().Format(time.RFC3339)
 	var err error
-	var written *corev1.Secret
 	switch {
 	case current == nil:
-		written, err = s.client.CoreV1().Secrets(ns.Name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
+		_, err = s.client.CoreV1().Secrets(ns.Name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
 		if apierrors.IsAlreadyExists(err) {
 			return s.checkConflict(ctx, ns, b)
 		}
 	case current.Type != want.Type:
 		// The type of a Secret cannot change: replace it.
 		if err = s.deleteSecret(ctx, current); err == nil {
-			written, err = s.client.CoreV1().Secrets(ns.Name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
+			_, err = s.client.CoreV1().Secrets(ns.Name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
 		}
 	default:
 		next := current.DeepCopy()
@@ -170,7 +162,7 @@ func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *bind
 		if want.Annotations[AnnotationExpiry] == "" {
 			delete(next.Annotations, AnnotationExpiry)
 		}
-		written, err = s.client.CoreV1().Secrets(ns.Name).Update(ctx, next, metav1.UpdateOptions{FieldManager: Component})
+		_, err = s.client.CoreV1().Secrets(ns.Name).Update(ctx, next, metav1.UpdateOptions{FieldManager: Component})
 	}
 	if err != nil {
 		if ctx.Err() == nil { // a write cut short by shutdown is not a failure
@@ -178,7 +170,6 @@ func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *bind
 		}
 		return fmt.Errorf("write Secret %s/%s: %w", ns.Name, want.Name, err)
 	}
-	s.unseen.Store(ns.Name, unseenWrite{version: written.ResourceVersion, at: s.cfg.Clock.Now()})
 	s.writes.Add(1)
 	s.setStatus(ctx, b.tenant.ID, synced)
 	s.log.DebugContext(ctx, "secret written", slog.String("tenant", b.tenant.ID), slog.String("namespace", ns.Name),
@@ -319,14 +310,3 @@ func syncTimeOf(sec *corev1.Secret, fallback time.Time) time.Time {
 	}
 	return fallback
 }
-
-// unseenWrite is a Secret write the informer has not shown yet.
-type unseenWrite struct {
-	version string
-	at      time.Time
-}
-
-// unseenWait bounds how long a namespace waits for the informer to show
-// the Secret written there: past it (a watch that relisted past that
-// version, say) the namespace is reconciled from what the cache holds.
-const unseenWait = 5 * time.Second

@@ -121,12 +121,6 @@ type Syncer struct {
 	// skipped). It is set before the patch: the event may come before the
 	// patch's response.
 	markEchoes sync.Map // namespace → mark
-	// unseen holds, by namespace, the Secret this Syncer wrote there last
-	// until the informer shows that version. A reconcile before that —
-	// the namespace queued in both lanes, or by another event — would judge
-	// from the older Secret (or none) and write again, only to be refused
-	// (409) and retried; it waits instead, at most unseenWait.
-	unseen sync.Map // namespace → unseenWrite
 
 	mu       sync.RWMutex
 	bindings map[string]*binding
