@@ -49,6 +49,8 @@ type Store struct {
 	// MaxDeliveries is how many GitHub deliveries the inbox remembers;
 	// DefaultMaxDeliveries when zero.
 	MaxDeliveries int
+	// audit holds the audit records waiting for their commit.
+	audit auditQueue
 }
 
 // record is the stored form of a tenant. Version travels inside the value
@@ -328,47 +330,6 @@ func (s *Store) AppendEvent(_ context.Context, ev broker.Event, deliver bool) er
 		}
 		return trim(events, tx.Bucket(outboxBucket), n-uint64(s.MaxEvents))
 	})
-}
-
-// AppendAudit implements broker.AuditStore. Records are keyed by the
-// bucket's sequence, so key order is the order they were written in.
-func (s *Store) AppendAudit(_ context.Context, rec broker.AuditRecord) error {
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode audit record: %w", err)
-	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(auditBucket)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		if err := b.Put(fmt.Appendf(nil, "%020d", seq), v); err != nil {
-			return err
-		}
-		if seq <= uint64(s.MaxEvents) {
-			return nil
-		}
-		return b.Delete(fmt.Appendf(nil, "%020d", seq-uint64(s.MaxEvents)))
-	})
-}
-
-// AuditRecords implements broker.AuditStore.
-func (s *Store) AuditRecords(_ context.Context, limit int) ([]broker.AuditRecord, error) {
-	var out []broker.AuditRecord
-	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(auditBucket).Cursor()
-		k, v := c.Last()
-		var err error
-		out, err = scan(k, v, c.Prev, limit, func(v []byte) (rec broker.AuditRecord, err error) {
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return rec, fmt.Errorf("decode audit record: %w", err)
-			}
-			return rec, nil
-		})
-		return err
-	})
-	return out, err
 }
 
 // trim deletes up to n of the oldest events that are not waiting for
