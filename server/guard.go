@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -51,12 +50,7 @@ type Guard struct {
 	cfg     GuardConfig
 	methods map[string]auth.Rule
 	log     *slog.Logger
-	// forwardKey signs what the REST gateway forwards about its caller
-	// (client certificate, address): the gateway is a client like any
-	// other, and only this process knows the key.
-	forwardKey []byte
-
-	limits *limits
+	limits  *limits
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open streams by caller name
@@ -78,19 +72,9 @@ func NewGuard(cfg GuardConfig, log *slog.Logger) *Guard {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key) // crypto/rand.Read never fails since Go 1.24
-	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, forwardKey: key, limits: newLimits(cfg.Clock), streams: map[string]int{},
+	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, limits: newLimits(cfg.Clock), streams: map[string]int{},
 		refusals: rate.NewLimiter(5, 20)}
 }
-
-// Metadata the gateway adds for the gRPC server: the caller's client
-// certificate and address, and their signature.
-const (
-	mdClientCert = "x-credbroker-client-cert"
-	mdPeer       = "x-credbroker-peer"
-	mdForwardSig = "x-credbroker-forward-sig"
-)
 
 // public methods need no identity: health checks and reflection.
 func public(method string) bool {

@@ -55,8 +55,9 @@ func createWeb(t *testing.T, in *instance) {
 }
 
 // With TLS and a client CA, a client certificate is an identity over gRPC
-// and over REST (where the gateway forwards it, signed); a certificate
-// passed in a forged header is not.
+// and over REST (where the HTTP server hands it to the Guard in the
+// gateway's context); a certificate passed in headers, as metadata the
+// gateway once forwarded, is not.
 func TestClientCertificatesOverGRPCAndREST(t *testing.T) {
 	ca := authtest.NewCA(t)
 	policy := writePolicy(t, "bindings:\n  - subject: group:cert:readers-of-web\n    roles: [\"tenant-reader:web\"]\n")

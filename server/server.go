@@ -90,8 +90,8 @@ type Server struct {
 	// inProcess serves the REST gateway's calls: the same services behind
 	// the same interceptors, called in memory — no listener, no HTTP/2
 	// framing, no second encoding of each message, which had cost REST
-	// more than the whole of a gRPC call. The gateway forwards what only it
-	// saw of the caller signed (forward.go), as it does to any gRPC server.
+	// more than the whole of a gRPC call. What only the HTTP server saw of
+	// the caller reaches the Guard in the gateway's context (forward.go).
 	inProcess *inprocgrpc.Channel
 	stopping  atomic.Bool
 }
@@ -208,18 +208,14 @@ func orDefault[T any](v, def T) T {
 }
 
 func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error {
-	gwOpts := []runtime.ServeMuxOption{runtime.WithIncomingHeaderMatcher(dropForwardHeaders)}
-	if g := s.cfg.Guard; g != nil {
-		gwOpts = append(gwOpts, runtime.WithMetadata(g.forward))
-	}
-	gw := runtime.NewServeMux(append(gwOpts,
+	gw := runtime.NewServeMux(
 		// Unknown JSON fields are an error, not silently dropped: a typo in
 		// a field name must not register a tenant without that field.
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}}),
-	)...)
+	)
 	ctx := context.Background()
 	for _, err := range []error{
 		credbrokerv1.RegisterTenantServiceHandlerClient(ctx, gw, credbrokerv1.NewTenantServiceClient(s.inProcess)),
@@ -234,7 +230,7 @@ func (s *Server) buildHTTP(ready ReadyFunc, metrics *prometheus.Registry) error 
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", http.MaxBytesHandler(gw, MaxRequestBytes))
+	mux.Handle("/", http.MaxBytesHandler(forwardCaller(gw), MaxRequestBytes))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
