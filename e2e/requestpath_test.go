@@ -26,9 +26,10 @@ import (
 // the built binary, held to the second CPU, serves a hundred namespaces of
 // ten tenants while this process, held to the first (make bench runs it
 // under taskset), calls it from 32 goroutines for 3 s per call: the
-// backend's calls over gRPC and REST, the kubelet plugin's exchange, and an
-// in-cluster registry's token requests (a namespace's robot, containerd's
-// password grant). Each row carries the load average before and after it.
+// backend's calls over gRPC and REST (an audited one too), the kubelet
+// plugin's exchange, and an in-cluster registry's token requests (a
+// namespace's robot, containerd's password grant). Each row carries the
+// load average before and after it.
 func TestRequestPath(t *testing.T) {
 	if os.Getenv("CREDBROKER_SCALE") == "" {
 		t.Skip("the request path is measured with make bench (CREDBROKER_SCALE=1)")
@@ -121,6 +122,11 @@ func TestRequestPath(t *testing.T) {
 			return err
 		}},
 		{"GetTenant", "REST", rest(http.MethodGet, "/v1/tenants/t00", "")},
+		// An issuance: its audit record is on disk before the answer.
+		{"GetDockerConfig (audited)", "gRPC", func() error {
+			_, err := credentials.GetDockerConfig(authed, &credbrokerv1.GetDockerConfigRequest{TenantId: "t00"})
+			return err
+		}},
 		{"ExchangeServiceAccountToken (kubelet plugin)", "gRPC", func() error {
 			_, err := exchange.ExchangeServiceAccountToken(ctx, &credbrokerv1.ExchangeServiceAccountTokenRequest{ServiceAccountToken: saToken, Image: image})
 			return err
