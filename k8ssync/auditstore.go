@@ -23,6 +23,9 @@ const (
 
 // AppendAudit implements broker.AuditStore: one ConfigMap per record, named
 // by its time so that names sort like records, trimmed to MaxEvents.
+// Trimming lists the whole trail, so, as for events, it runs on every tenth
+// of MaxEvents appends, not on each audited call; the trail overshoots by
+// as much, and a failed trim is not a failed append: the record is stored.
 func (s *Store) AppendAudit(ctx context.Context, rec broker.AuditRecord) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -39,6 +42,14 @@ func (s *Store) AppendAudit(ctx context.Context, rec broker.AuditRecord) error {
 	if _, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: Component}); err != nil {
 		return fmt.Errorf("store audit record: %w", storeError(err))
 	}
+	if s.auditAppends.Add(1)%int64(max(s.MaxEvents/10, 1)) == 0 {
+		_ = s.trimAudit(ctx)
+	}
+	return nil
+}
+
+// trimAudit deletes the oldest records past MaxEvents.
+func (s *Store) trimAudit(ctx context.Context) error {
 	all, err := s.listConfigMaps(ctx, labelAudit, "audit trail")
 	if err != nil {
 		return err

@@ -26,13 +26,15 @@ type Store struct {
 	client    kubernetes.Interface
 	namespace string
 	// MaxEvents is how many events the log keeps (more while undelivered
-	// ones wait); DefaultMaxEvents unless changed before use.
+	// ones wait); DefaultMaxEvents unless changed before use. The audit
+	// trail keeps as many records.
 	MaxEvents int
 	// MaxDeliveries is how many GitHub deliveries the inbox remembers;
 	// DefaultMaxDeliveries when zero.
 	MaxDeliveries int
 
-	appends atomic.Int64 // events appended, to trim the log every so often
+	appends      atomic.Int64 // events appended, to trim the log every so often
+	auditAppends atomic.Int64 // audit records appended, likewise
 }
 
 // Tenant Secrets: a type and a label of their own, so that neither the

@@ -3,6 +3,9 @@ package k8ssync
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/broker/storetest"
@@ -91,6 +95,37 @@ func TestCredentialAndEventStoreContract(t *testing.T) {
 		}
 		if ids != "156" {
 			t.Errorf("events kept: %q, want the pending 1 and the newest two", ids)
+		}
+	})
+	t.Run("an audited call does not list the trail", func(t *testing.T) {
+		ctx := context.Background()
+		s := open(t)
+		s.MaxEvents = 100
+		var lists atomic.Int64
+		cfg := rest.CopyConfig(brokerCfg)
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/configmaps") {
+					lists.Add(1)
+				}
+				return rt.RoundTrip(req)
+			})
+		})
+		counted, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.client = counted
+		for i := range 50 {
+			if err := s.AppendAudit(ctx, broker.AuditRecord{Time: time.Now(), Caller: fmt.Sprintf("c%02d", i), Result: "OK"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := lists.Load(); n != 5 {
+			t.Errorf("50 appends listed the trail %d times, want 5 (every tenth of MaxEvents)", n)
+		}
+		if got, err := s.AuditRecords(ctx, 100); err != nil || len(got) != 50 {
+			t.Errorf("trail: %d records (%v), want 50", len(got), err)
 		}
 	})
 	t.Run("a failed trim is not a failed append", func(t *testing.T) {
