@@ -42,7 +42,7 @@ func (s *Store) AppendAudit(ctx context.Context, rec broker.AuditRecord) error {
 	if _, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: Component}); err != nil {
 		return fmt.Errorf("store audit record: %w", storeError(err))
 	}
-	if s.auditAppends.Add(1)%int64(max(s.MaxEvents/10, 1)) == 0 {
+	if s.trimDue(&s.auditAppends) {
 		_ = s.trimAudit(ctx)
 	}
 	return nil

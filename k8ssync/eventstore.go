@@ -50,7 +50,7 @@ func (s *Store) AppendEvent(ctx context.Context, ev broker.Event, deliver bool) 
 	// read as a failed append (the Notifier would raise the condition
 	// again, a second copy). It lists the log, so it runs on every tenth of
 	// MaxEvents appends, not on each; the log overshoots by as much.
-	if s.appends.Add(1)%int64(max(s.MaxEvents/10, 1)) == 0 {
+	if s.trimDue(&s.appends) {
 		_ = s.trimEvents(ctx)
 	}
 	return nil

@@ -37,6 +37,12 @@ type Store struct {
 	auditAppends atomic.Int64 // audit records appended, likewise
 }
 
+// trimDue counts an append and says whether this one trims: every tenth of
+// MaxEvents, since a trim lists the whole log.
+func (s *Store) trimDue(appends *atomic.Int64) bool {
+	return appends.Add(1)%int64(max(s.MaxEvents/10, 1)) == 0
+}
+
 // Tenant Secrets: a type and a label of their own, so that neither the
 // Syncer nor anyone listing pull Secrets mistakes them for one.
 const (
