@@ -112,7 +112,7 @@ func waitForEvent(t testing.TB, ns, reason string, match func(corev1.Event) bool
 func idle(t testing.TB, s *testSyncer) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		return s.queue.Len() == 0 && s.inflight.Load() == 0, "syncer still busy"
+		return s.queue.Len() == 0 && s.firsts.Len() == 0 && s.inflight.Load() == 0, "syncer still busy"
 	})
 }
 
