@@ -26,7 +26,7 @@ func TestTheImageIsBuiltWithoutAContainerEngine(t *testing.T) {
 	ref := registry + "/" + fx.PATOwner + "/credbroker:test"
 
 	docker := dockerConfigDir(t, dockerConfig(registry, "pusher", fx.PusherPAT))
-	script(t, craneBin, docker, "../hack/image.sh", ref)
+	buildImage(t, craneBin, docker, ref)
 
 	crane := func(args ...string) []byte {
 		t.Helper()

@@ -73,7 +73,7 @@ func TestTheChartOnARealNode(t *testing.T) {
 	}
 	repo := node.Registry + "/credbroker/credbroker"
 	image := repo + ":e2e"
-	script(t, craneBin, "", "../hack/image.sh", image)
+	buildImage(t, craneBin, "", image)
 
 	be := &backend{secret: []byte("node-webhook-secret")}
 	receiver := serveOn(t, node.HostIP, be)
@@ -435,8 +435,20 @@ func TestTheChartOnARealNode(t *testing.T) {
 // script runs one of hack/'s image scripts with crane and a DOCKER_CONFIG.
 func script(t *testing.T, craneBin, dockerConfigDir, path string, args ...string) {
 	t.Helper()
+	scriptWith(t, nil, craneBin, dockerConfigDir, path, args...)
+}
+
+// buildImage builds credbroker's image (hack/image.sh) from the binaries the
+// tests run, and pushes it to ref.
+func buildImage(t *testing.T, craneBin, dockerConfigDir, ref string) {
+	t.Helper()
+	scriptWith(t, []string{testenv.ImageBinaries(t)}, craneBin, dockerConfigDir, "../hack/image.sh", ref)
+}
+
+func scriptWith(t *testing.T, env []string, craneBin, dockerConfigDir, path string, args ...string) {
+	t.Helper()
 	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), "CRANE="+craneBin)
+	cmd.Env = append(append(os.Environ(), env...), "CRANE="+craneBin)
 	if dockerConfigDir != "" {
 		cmd.Env = append(cmd.Env, "DOCKER_CONFIG="+dockerConfigDir)
 	}

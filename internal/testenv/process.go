@@ -18,7 +18,10 @@ import (
 var builds sync.Map // package path → func() (string, error)
 
 // Build compiles a main package of this module (a path as go build takes
-// it, relative to the test's package) once per test binary run.
+// it, relative to the test's package) once per test binary run. It builds
+// as hack/image.sh does (static, trimmed paths, no symbols), so that the
+// image tests put these very binaries into the image (ImageBinaries) instead
+// of compiling the whole module a second time with other flags.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	abs, err := filepath.Abs(pkg)
@@ -31,7 +34,9 @@ func Build(t testing.TB, pkg string) string {
 			return "", err
 		}
 		out := filepath.Join(dir, filepath.Base(abs))
-		if msg, err := exec.Command("go", "build", "-o", out, abs).CombinedOutput(); err != nil {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, abs)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if msg, err := cmd.CombinedOutput(); err != nil {
 			return "", &buildError{pkg: pkg, out: string(msg), err: err}
 		}
 		return out, nil
@@ -41,6 +46,21 @@ func Build(t testing.TB, pkg string) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// ImageBinaries returns the environment that makes hack/image.sh put
+// Build's credbroker and credbroker-credential-provider into the image
+// (CREDBROKER_BINARIES, a directory holding both), relative to a test
+// package one level below the module root.
+func ImageBinaries(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, pkg := range []string{"../cmd/credbroker", "../cmd/credbroker-credential-provider"} {
+		if err := os.Symlink(Build(t, pkg), filepath.Join(dir, filepath.Base(pkg))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return "CREDBROKER_BINARIES=" + dir
 }
 
 type buildError struct {
