@@ -105,13 +105,14 @@ var (
 		broker.PullBoth:     credbrokerv1.PullMode_PULL_MODE_BOTH,
 	})
 	exchangeDenials = newEnum(map[broker.ExchangeDenial]credbrokerv1.ExchangeDenial{
-		broker.DenyTokenRejected:      credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_TOKEN_REJECTED,
-		broker.DenyTokenNotPodBound:   credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_TOKEN_NOT_POD_BOUND,
-		broker.DenyNamespaceNotBound:  credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_NAMESPACE_NOT_BOUND,
-		broker.DenyImageNotAllowed:    credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED,
-		broker.DenyPullModeSecret:     credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_PULL_MODE_SECRET,
-		broker.DenyPublicImage:        credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_PUBLIC_IMAGE,
-		broker.DenyCredentialNotReady: credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_CREDENTIAL_NOT_READY,
+		broker.DenyTokenRejected:        credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_TOKEN_REJECTED,
+		broker.DenyTokenNotPodBound:     credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_TOKEN_NOT_POD_BOUND,
+		broker.DenyNamespaceNotBound:    credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_NAMESPACE_NOT_BOUND,
+		broker.DenyImageNotAllowed:      credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED,
+		broker.DenyPullModeSecret:       credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_PULL_MODE_SECRET,
+		broker.DenyPublicImage:          credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_PUBLIC_IMAGE,
+		broker.DenyCredentialNotReady:   credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_CREDENTIAL_NOT_READY,
+		broker.DenyNoRegistryCredential: credbrokerv1.ExchangeDenial_EXCHANGE_DENIAL_NO_REGISTRY_CREDENTIAL,
 	})
 	ownerTypes = newEnum(map[broker.OwnerType]credbrokerv1.OwnerType{
 		broker.OwnerUser:         credbrokerv1.OwnerType_OWNER_TYPE_USER,

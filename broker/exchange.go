@@ -41,6 +41,11 @@ const (
 	DenyPullModeSecret     ExchangeDenial = "PULL_MODE_SECRET" // not a failure: the plugin answers "no credential"
 	DenyCredentialNotReady ExchangeDenial = "CREDENTIAL_NOT_READY"
 	DenyPublicImage        ExchangeDenial = "PUBLIC_IMAGE" // not a failure: pulled without a credential
+	// DenyNoRegistryCredential is an image the tenant may run on a host
+	// that is none of its GitHub registries and for which it has no
+	// registry credential of its own (a mirror, say): the GitHub token goes
+	// to GitHub's registries only.
+	DenyNoRegistryCredential ExchangeDenial = "NO_REGISTRY_CREDENTIAL"
 )
 
 // DeniedError is an exchange that handed out nothing, and why. The message
@@ -57,12 +62,20 @@ func denied(d ExchangeDenial, tenantID, format string, args ...any) *DeniedError
 	return &DeniedError{Denial: d, TenantID: tenantID, Msg: fmt.Sprintf(format, args...)}
 }
 
-// PullGrant is a credential handed to a kubelet for one image.
+// PullGrant is a credential handed to a kubelet for one image: the
+// credential that belongs to the image's registry host, as the pull Secret
+// would carry it for that host.
 type PullGrant struct {
-	TenantID    string
+	TenantID string
+	// Credential is the tenant's GitHub credential for a GitHub registry of
+	// the tenant's, or its registry credential for Host (Kind empty).
 	Credential  Credential
 	Fingerprint string // the credential's
-	// Prefix is "<registry>/<owner>" of the image: the only images the
+	// Host is the registry the credential belongs to and goes to: the
+	// image's.
+	Host string
+	// Prefix is "<registry>/<owner>" of the image, or "<mirror
+	// prefix>/<owner>" through a path-style mirror: the only images the
 	// kubelet will use the credential for.
 	Prefix string
 	// CacheFor is how long the kubelet may reuse the grant.
@@ -176,16 +189,50 @@ func (x *Exchanger) exchange(pod PodIdentity, image string) (PullGrant, error) {
 	if x.cfg.Images.IsPublic(t, image) {
 		return PullGrant{}, denied(DenyPublicImage, t.ID, "%s", v.Message)
 	}
-	pub, now, err := x.published(t)
+	prefix, host := x.cfg.Images.authKey(image)
+	if slicesContainsFold(t.Registries, host) {
+		pub, now, err := x.published(t)
+		if err != nil {
+			return PullGrant{}, err
+		}
+		return x.grant(t, pub.Credential, pub.fingerprint, host, prefix, now), nil
+	}
+	return x.registryGrant(t, image, host, prefix)
+}
+
+// registryGrant answers an image on a host that is none of t's GitHub
+// registries with t's own credential for that host, the one its pull
+// Secret carries there: a third-party registry's, or a mirror's. Without
+// one the answer is a denial, never the GitHub token (DESIGN.md §17): a
+// kubelet asking about that host would send it there.
+func (x *Exchanger) registryGrant(t Tenant, image, host, prefix string) (PullGrant, error) {
+	c, ok := t.RegistryCredential(host)
+	if !ok {
+		return PullGrant{}, denied(DenyNoRegistryCredential, t.ID,
+			"tenant %s has no credential for %s, where %s is; its GitHub credential goes only to %s: give the tenant a registry credential for %s, or pull without one",
+			t.ID, host, image, strings.Join(t.Registries, ", "), host)
+	}
+	now := x.cfg.Clock.Now()
+	if !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) {
+		return PullGrant{}, denied(DenyCredentialNotReady, t.ID, "tenant %s's credential for %s expired at %s; rotate it",
+			t.ID, host, c.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	password, err := x.pubs.registryPassword(t.ID, c)
 	if err != nil {
 		return PullGrant{}, err
 	}
-	cred := pub.Credential
+	cred := Credential{Username: c.Username, Token: password, ExpiresAt: c.ExpiresAt}
+	return x.grant(t, cred, Fingerprint(password), host, prefix, now), nil
+}
+
+// grant hands cred out for prefix, cached no longer than the maximum nor
+// past the credential's expiry less the margin.
+func (x *Exchanger) grant(t Tenant, cred Credential, fingerprint, host, prefix string, now time.Time) PullGrant {
 	cacheFor := x.cfg.MaxCache
 	if !cred.ExpiresAt.IsZero() {
 		cacheFor = max(0, min(cacheFor, cred.ExpiresAt.Sub(now)-ExpiryMargin))
 	}
-	return PullGrant{TenantID: t.ID, Credential: cred, Fingerprint: pub.fingerprint, Prefix: imagePrefix(image), CacheFor: cacheFor.Truncate(time.Second)}, nil
+	return PullGrant{TenantID: t.ID, Credential: cred, Fingerprint: fingerprint, Host: host, Prefix: prefix, CacheFor: cacheFor.Truncate(time.Second)}
 }
 
 // published returns t's published credential if a kubelet may use it now,
@@ -221,15 +268,29 @@ func (x *Exchanger) CredentialReady(t Tenant) error {
 	return err
 }
 
-// imagePrefix is "<registry>/<owner>" of an image ValidateImage allowed,
-// lowercased as the kubelet compares.
-func imagePrefix(image string) string {
+// authKey is the key of the answer for an image the tenant may run, and
+// the image's registry host, both lowercased as the kubelet compares: the
+// scope that allowed the image, "<registry>/<owner>", or through a
+// path-style mirror "<mirror prefix>/<owner>" (mirror.example.com/ghcr.io/
+// acme, not every owner behind the mirror).
+func (r ImageRules) authKey(image string) (key, host string) {
 	named, err := reference.ParseNormalizedNamed(image)
 	if err != nil { // ValidateImage parsed it already
-		return ""
+		return "", ""
 	}
-	owner, _, _ := strings.Cut(reference.Path(named), "/")
-	return strings.ToLower(reference.Domain(named) + "/" + owner)
+	host = strings.ToLower(reference.Domain(named))
+	path := reference.Path(named)
+	for _, m := range r.Mirrors {
+		if !strings.Contains(m.Prefix, "/") {
+			continue // host-style: the owner is the first component, as on the upstream
+		}
+		if rest, ok := strings.CutPrefix(host+"/"+path, m.Prefix+"/"); ok {
+			owner, _, _ := strings.Cut(rest, "/")
+			return m.Prefix + "/" + owner, host
+		}
+	}
+	owner, _, _ := strings.Cut(path, "/")
+	return host + "/" + owner, host
 }
 
 // pullDeniedCondition is a tenant's Pods denied again and again in one
@@ -246,7 +307,7 @@ func (x *Exchanger) record(ctx context.Context, pod PodIdentity, image string, g
 	switch {
 	case err == nil:
 		x.log.InfoContext(ctx, "audit", append(attrs, slog.String("tenant", g.TenantID), slog.String("result", "OK"),
-			slog.String("fingerprint", g.Fingerprint), slog.Duration("cacheFor", g.CacheFor))...)
+			slog.String("registry", g.Host), slog.String("fingerprint", g.Fingerprint), slog.Duration("cacheFor", g.CacheFor))...)
 		x.cfg.Metrics.exchanged("ok")
 		x.granted(ctx, g.TenantID, pod.Namespace)
 	case errors.As(err, &d):

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,14 +32,31 @@ type denials []ExchangeDenial
 func (d *denials) PullDenied(_ PodIdentity, _ string, err *DeniedError) { *d = append(*d, err.Denial) }
 
 // exchangeFixture has two tenants — a (PROVIDER) and b (SECRET) — with
-// published credentials, and an Exchanger over them.
+// published credentials, and an Exchanger over them with the shared
+// mirrors (testenv.ImageMirrors). Tenant a also has registry credentials,
+// sealed as the Registry seals them: quay.io for owner acme, and the
+// path-style mirror mirror.example.com; none for the host-style mirror
+// ghcr-mirror.example.com.
 type exchangeFixture struct {
 	x        *Exchanger
 	pubs     *Publications
+	sealer   *Sealer
 	clock    *clocktesting.FakePassiveClock
 	events   *memEvents
 	reported *denials
 	a, b     Tenant
+}
+
+// sealedRegistryCredential is c with password sealed for tenantID, as the
+// Registry stores it.
+func sealedRegistryCredential(t testing.TB, sealer *Sealer, tenantID string, c RegistryCredential, password string) RegistryCredential {
+	t.Helper()
+	sealed, err := sealer.seal(registryCredentialData(tenantID, c.Host), password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Sealed, c.Fingerprint = sealed, Fingerprint(password)
+	return c
 }
 
 func newExchangeFixture(t testing.TB) *exchangeFixture {
@@ -49,8 +67,20 @@ func newExchangeFixture(t testing.TB) *exchangeFixture {
 	}
 	now := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
 	f := &exchangeFixture{clock: clocktesting.NewFakePassiveClock(now), events: newMemEvents(), reported: &denials{},
-		pubs: NewPublications(NewMemoryPublications(), sealer)}
-	f.a = Tenant{ID: "a", Owner: Owner{Login: "Acme", ID: 1}, Registries: []string{"ghcr.io"}, AllowedOwners: []string{"acme-base"}, PullMode: PullProvider}
+		pubs: NewPublications(NewMemoryPublications(), sealer), sealer: sealer}
+	f.a = Tenant{ID: "a", Owner: Owner{Login: "Acme", ID: 1}, Registries: []string{"ghcr.io"}, AllowedOwners: []string{"acme-base"}, PullMode: PullProvider,
+		RegistryCredentials: []RegistryCredential{
+			sealedRegistryCredential(t, sealer, "a", RegistryCredential{Host: "quay.io", Username: "acme+puller", Owners: []string{"acme"}}, "quay-secret"),
+			sealedRegistryCredential(t, sealer, "a", RegistryCredential{Host: "mirror.example.com", Username: "acme-mirror"}, "mirror-secret"),
+		}}
+	var mirrors []Mirror
+	for _, text := range testenv.ImageMirrors {
+		m, err := ParseMirror(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mirrors = append(mirrors, m)
+	}
 	f.b = Tenant{ID: "b", Owner: Owner{Login: "bravo", ID: 2}, Registries: []string{"ghcr.io"}, PullMode: PullSecret}
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -66,7 +96,7 @@ func newExchangeFixture(t testing.TB) *exchangeFixture {
 	}
 	notifier := NewNotifier(f.events, true, f.clock, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	f.x = NewExchanger(owners{"a-ns": f.a, "b-ns": f.b}, f.pubs, ExchangerConfig{Clock: f.clock, Notifier: notifier, Reporter: f.reported,
-		Images: ImageRules{Public: []string{"ghcr.io/platform", "docker.io/istio"}}},
+		Images: ImageRules{Public: []string{"ghcr.io/platform", "docker.io/istio"}, Mirrors: mirrors}},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return f
 }
@@ -95,6 +125,7 @@ func TestExchangeHandsOutOnlyTheNamespaceTenantsCredentialForItsOwnImages(t *tes
 		wantToken  string
 	}{
 		{"own image", pod("a-ns"), "ghcr.io/acme/app", "", "ghcr.io/acme", "ghs_a"},
+		{"own image, the host in capitals", pod("a-ns"), "GHCR.io/acme/app", "", "ghcr.io/acme", "ghs_a"},
 		{"own image, tagged (the login is Acme)", pod("a-ns"), "ghcr.io/acme/app:v1", "", "ghcr.io/acme", "ghs_a"},
 		{"a granted owner's image", pod("a-ns"), "ghcr.io/acme-base/runtime@sha256:" + strings.Repeat("a", 64), "", "ghcr.io/acme-base", "ghs_a"},
 		{"another tenant's owner", pod("a-ns"), "ghcr.io/bravo/app", DenyImageNotAllowed, "", ""},
@@ -107,6 +138,18 @@ func TestExchangeHandsOutOnlyTheNamespaceTenantsCredentialForItsOwnImages(t *tes
 		{"a token bound to no Pod", PodIdentity{Namespace: "a-ns", ServiceAccount: "default"}, "ghcr.io/acme/app", DenyTokenNotPodBound, "", ""},
 		{"a public scope's image: no credential goes with it", pod("a-ns"), "ghcr.io/platform/base:1", DenyPublicImage, "", ""},
 		{"a public registry, another owner", pod("a-ns"), "docker.io/evil/proxy", DenyImageNotAllowed, "", ""},
+		// Hole 3: each registry host gets its own credential, never the
+		// GitHub token; a host without one of the tenant's is denied.
+		{"quay.io, where the tenant has a credential: quay's, never the GitHub token", pod("a-ns"), "quay.io/acme/app:1", "", "quay.io/acme", "quay-secret"},
+		{"quay.io, the host in capitals", pod("a-ns"), "QUAY.IO/acme/app", "", "quay.io/acme", "quay-secret"},
+		{"quay.io, an owner the quay credential does not cover", pod("a-ns"), "quay.io/bravo/app", DenyImageNotAllowed, "", ""},
+		{"a host-style mirror the tenant has no credential for: denied, never the GitHub token", pod("a-ns"), "ghcr-mirror.example.com/acme/app", DenyNoRegistryCredential, "", ""},
+		{"a public image through a mirror: no credential goes with it", pod("a-ns"), "mirror.example.com/docker.io/istio/proxyv2", DenyPublicImage, "", ""},
+		// Hole 6: a path-style mirror's answer is keyed to the owner, not
+		// to every owner behind the mirror.
+		{"a path-style mirror: the mirror's credential, keyed to the owner", pod("a-ns"), "mirror.example.com/ghcr.io/acme/app", "", "mirror.example.com/ghcr.io/acme", "mirror-secret"},
+		{"a path-style mirror, a granted owner", pod("a-ns"), "mirror.example.com/ghcr.io/acme-base/runtime:2", "", "mirror.example.com/ghcr.io/acme-base", "mirror-secret"},
+		{"a path-style mirror, another owner", pod("a-ns"), "mirror.example.com/ghcr.io/bravo/app", DenyImageNotAllowed, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,7 +162,7 @@ func TestExchangeHandsOutOnlyTheNamespaceTenantsCredentialForItsOwnImages(t *tes
 				if g.Credential.Token != "" {
 					t.Errorf("a denial came with a credential")
 				}
-				if strings.Contains(d.Msg, "ghs_") || strings.Contains(d.Msg, "ghp_") || strings.Contains(d.Msg, "bravo") && tc.pod.Namespace != "b-ns" && !strings.Contains(tc.image, "bravo") {
+				if strings.Contains(d.Msg, "ghs_") || strings.Contains(d.Msg, "ghp_") || strings.Contains(d.Msg, "-secret") || strings.Contains(d.Msg, "bravo") && tc.pod.Namespace != "b-ns" && !strings.Contains(tc.image, "bravo") {
 					t.Errorf("the denial says too much: %s", d.Msg)
 				}
 				return
@@ -129,6 +172,11 @@ func TestExchangeHandsOutOnlyTheNamespaceTenantsCredentialForItsOwnImages(t *tes
 			}
 			if g.Prefix != tc.wantPrefix || g.Credential.Token != tc.wantToken || g.TenantID != "a" || g.Fingerprint != Fingerprint(tc.wantToken) {
 				t.Errorf("got prefix %q token %q tenant %q; want %q %q a", g.Prefix, g.Credential.Token, g.TenantID, tc.wantPrefix, tc.wantToken)
+			}
+			// The credential goes to the registry it belongs to, the one
+			// the key names: the GitHub token to ghcr.io only.
+			if host, _, _ := strings.Cut(g.Prefix, "/"); g.Host != host || (g.Credential.Token == "ghs_a") != (host == "ghcr.io") {
+				t.Errorf("the credential for %s was handed out for %s", g.Host, g.Prefix)
 			}
 		})
 	}
@@ -203,6 +251,75 @@ func TestExchangeCacheDurationAndReadiness(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestARegistryCredentialIsHandedOutOnItsOwn: a tenant's credential for
+// another registry is answered whatever the state of its GitHub credential,
+// cached within its own expiry, refused once expired, opened anew when
+// rotated, and opens only under the tenant it was sealed for.
+func TestARegistryCredentialIsHandedOutOnItsOwn(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		left       time.Duration // the quay credential's life left; 0: no expiry
+		github     bool          // the GitHub credential is published
+		sealedFor  string        // the tenant the password was sealed for; "a" when empty
+		wantCache  time.Duration
+		wantDenial ExchangeDenial
+		wantError  bool
+	}{
+		{"no expiry: the maximum", 0, true, "", DefaultProviderCache, "", false},
+		{"five minutes left: until a minute before", 5 * time.Minute, true, "", 4 * time.Minute, "", false},
+		{"expired", -time.Second, true, "", 0, DenyCredentialNotReady, false},
+		{"the GitHub credential not published: quay's still is", 0, false, "", DefaultProviderCache, "", false},
+		{"sealed for another tenant: it does not open", 0, true, "b", 0, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newExchangeFixture(t)
+			c := RegistryCredential{Host: "quay.io", Username: "acme+puller", Owners: []string{"acme"}}
+			if tc.left != 0 {
+				c.ExpiresAt = f.clock.Now().Add(tc.left)
+			}
+			sealedFor := cmp.Or(tc.sealedFor, "a")
+			asked := f.a
+			asked.RegistryCredentials = []RegistryCredential{sealedRegistryCredential(t, f.sealer, sealedFor, c, "quay-secret")}
+			f.x.owners = owners{"a-ns": asked}
+			if !tc.github {
+				if err := f.pubs.remove(ctx, "a"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			g, err := f.x.Exchange(ctx, pod("a-ns"), "quay.io/acme/app")
+			var d *DeniedError
+			switch {
+			case tc.wantError && (err == nil || errors.As(err, &d)):
+				t.Fatalf("got %+v, %v; want an error", g, err)
+			case tc.wantDenial != "" && (!errors.As(err, &d) || d.Denial != tc.wantDenial):
+				t.Fatalf("got %v, want %s", err, tc.wantDenial)
+			case tc.wantDenial == "" && !tc.wantError && err != nil:
+				t.Fatal(err)
+			case tc.wantDenial == "" && !tc.wantError && (g.CacheFor != tc.wantCache || g.Credential.Token != "quay-secret" || !g.Credential.ExpiresAt.Equal(c.ExpiresAt)):
+				t.Errorf("got token %q cached %v expiring %v; want quay-secret, %v, %v", g.Credential.Token, g.CacheFor, g.Credential.ExpiresAt, tc.wantCache, c.ExpiresAt)
+			}
+			if err != nil && (strings.Contains(err.Error(), "quay-secret") || g.Credential.Token != "") {
+				t.Errorf("a refusal carries the password: %v", err)
+			}
+		})
+	}
+	t.Run("rotated: the new password at once", func(t *testing.T) {
+		f := newExchangeFixture(t)
+		for _, password := range []string{"quay-old", "quay-new"} {
+			asked := f.a
+			asked.RegistryCredentials = []RegistryCredential{sealedRegistryCredential(t, f.sealer, "a",
+				RegistryCredential{Host: "quay.io", Username: "acme+puller", Owners: []string{"acme"}}, password)}
+			f.x.owners = owners{"a-ns": asked}
+			g, err := f.x.Exchange(ctx, pod("a-ns"), "quay.io/acme/app")
+			if err != nil || g.Credential.Token != password || g.Fingerprint != Fingerprint(password) {
+				t.Fatalf("got %q (%v), want %q", g.Credential.Token, err, password)
+			}
+		}
+	})
 }
 
 // TestRepeatedDenialsRaisePullDeniedUntilAPodGetsTheCredential: one denial

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -50,12 +51,21 @@ type Publications struct {
 
 	mu     sync.Mutex
 	opened map[string]publication // by tenant id
+	// passwords are the tenants' registry credentials the exchange opened,
+	// by tenant id and host.
+	passwords map[string]map[string]openedPassword
+}
+
+// openedPassword is a registry credential's password and the fingerprint
+// it was opened for.
+type openedPassword struct {
+	fingerprint, password string
 }
 
 // NewPublications returns Publications over store. A nil sealer stores the
 // credential unsealed: only for a store that never leaves the process.
 func NewPublications(store PublicationStore, sealer *Sealer) *Publications {
-	return &Publications{store: store, sealer: sealer, opened: map[string]publication{}}
+	return &Publications{store: store, sealer: sealer, opened: map[string]publication{}, passwords: map[string]map[string]openedPassword{}}
 }
 
 // Put records cred as t's credential, unless it is already; a tenant the
@@ -97,6 +107,7 @@ func (p *Publications) remove(ctx context.Context, tenantID string) error {
 	}
 	p.mu.Lock()
 	delete(p.opened, tenantID)
+	delete(p.passwords, tenantID)
 	p.mu.Unlock()
 	return p.store.DeletePublication(ctx, tenantID)
 }
@@ -150,6 +161,33 @@ func (p *Publications) open(tenantID string) (publication, error) {
 	p.opened[tenantID] = pub
 	p.mu.Unlock()
 	return pub, nil
+}
+
+// registryPassword opens the password of a tenant's registry credential
+// for the exchange, with the key the Registry sealed it with, decrypting
+// only what it has not opened before (by fingerprint).
+func (p *Publications) registryPassword(tenantID string, c RegistryCredential) (string, error) {
+	host := strings.ToLower(c.Host)
+	p.mu.Lock()
+	cur, seen := p.passwords[tenantID][host]
+	p.mu.Unlock()
+	if seen && c.Fingerprint != "" && cur.fingerprint == c.Fingerprint {
+		return cur.password, nil
+	}
+	if p.sealer == nil {
+		return "", fmt.Errorf("open the credential of tenant %s for %s: %w", tenantID, c.Host, ErrNoEncryptionKey)
+	}
+	password, err := p.sealer.open(registryCredentialData(tenantID, c.Host), c.Sealed)
+	if err != nil {
+		return "", fmt.Errorf("open the credential of tenant %s for %s: %w", tenantID, c.Host, err)
+	}
+	p.mu.Lock()
+	if p.passwords[tenantID] == nil {
+		p.passwords[tenantID] = map[string]openedPassword{}
+	}
+	p.passwords[tenantID][host] = openedPassword{fingerprint: Fingerprint(password), password: password}
+	p.mu.Unlock()
+	return password, nil
 }
 
 // MemoryPublications is a PublicationStore for one replica: dev mode, the

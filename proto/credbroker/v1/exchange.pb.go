@@ -47,6 +47,11 @@ const (
 	// and no tenant's credential goes with it. Not a failure: the plugin
 	// answers the kubelet "no credential", and the pull goes anonymous.
 	ExchangeDenial_EXCHANGE_DENIAL_PUBLIC_IMAGE ExchangeDenial = 7
+	// The image is on a host that is none of the tenant's GitHub registries
+	// (a third-party registry, a mirror), and the tenant has no registry
+	// credential for that host: the GitHub credential is never handed out
+	// for another host.
+	ExchangeDenial_EXCHANGE_DENIAL_NO_REGISTRY_CREDENTIAL ExchangeDenial = 8
 )
 
 // Enum value maps for ExchangeDenial.
@@ -60,16 +65,18 @@ var (
 		5: "EXCHANGE_DENIAL_PULL_MODE_SECRET",
 		6: "EXCHANGE_DENIAL_CREDENTIAL_NOT_READY",
 		7: "EXCHANGE_DENIAL_PUBLIC_IMAGE",
+		8: "EXCHANGE_DENIAL_NO_REGISTRY_CREDENTIAL",
 	}
 	ExchangeDenial_value = map[string]int32{
-		"EXCHANGE_DENIAL_UNSPECIFIED":          0,
-		"EXCHANGE_DENIAL_TOKEN_REJECTED":       1,
-		"EXCHANGE_DENIAL_TOKEN_NOT_POD_BOUND":  2,
-		"EXCHANGE_DENIAL_NAMESPACE_NOT_BOUND":  3,
-		"EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED":    4,
-		"EXCHANGE_DENIAL_PULL_MODE_SECRET":     5,
-		"EXCHANGE_DENIAL_CREDENTIAL_NOT_READY": 6,
-		"EXCHANGE_DENIAL_PUBLIC_IMAGE":         7,
+		"EXCHANGE_DENIAL_UNSPECIFIED":            0,
+		"EXCHANGE_DENIAL_TOKEN_REJECTED":         1,
+		"EXCHANGE_DENIAL_TOKEN_NOT_POD_BOUND":    2,
+		"EXCHANGE_DENIAL_NAMESPACE_NOT_BOUND":    3,
+		"EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED":      4,
+		"EXCHANGE_DENIAL_PULL_MODE_SECRET":       5,
+		"EXCHANGE_DENIAL_CREDENTIAL_NOT_READY":   6,
+		"EXCHANGE_DENIAL_PUBLIC_IMAGE":           7,
+		"EXCHANGE_DENIAL_NO_REGISTRY_CREDENTIAL": 8,
 	}
 )
 
@@ -216,8 +223,10 @@ type ExchangeServiceAccountTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// TenantId of the tenant that holds the Pod's namespace.
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// Auth maps "<registry>/<owner>" to the credential: never a bare
-	// registry host, so that it serves no other owner's images.
+	// Auth maps "<registry>/<owner>" (through a path-style mirror,
+	// "<mirror>/<path>/<owner>") to the credential that belongs to that
+	// registry host: never a bare registry host, so that it serves no other
+	// owner's images.
 	Auth map[string]*RegistryAuth `protobuf:"bytes,2,rep,name=auth,proto3" json:"auth,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// CacheDuration is how long the kubelet may reuse the answer: within the
 	// credential's life and the broker's maximum.
@@ -315,7 +324,7 @@ const file_credbroker_v1_exchange_proto_rawDesc = "" +
 	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint\x1aT\n" +
 	"\tAuthEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.credbroker.v1.RegistryAuthR\x05value:\x028\x01*\xc0\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.credbroker.v1.RegistryAuthR\x05value:\x028\x01*\xec\x02\n" +
 	"\x0eExchangeDenial\x12\x1f\n" +
 	"\x1bEXCHANGE_DENIAL_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEXCHANGE_DENIAL_TOKEN_REJECTED\x10\x01\x12'\n" +
@@ -324,7 +333,8 @@ const file_credbroker_v1_exchange_proto_rawDesc = "" +
 	"!EXCHANGE_DENIAL_IMAGE_NOT_ALLOWED\x10\x04\x12$\n" +
 	" EXCHANGE_DENIAL_PULL_MODE_SECRET\x10\x05\x12(\n" +
 	"$EXCHANGE_DENIAL_CREDENTIAL_NOT_READY\x10\x06\x12 \n" +
-	"\x1cEXCHANGE_DENIAL_PUBLIC_IMAGE\x10\a2\xc7\x01\n" +
+	"\x1cEXCHANGE_DENIAL_PUBLIC_IMAGE\x10\a\x12*\n" +
+	"&EXCHANGE_DENIAL_NO_REGISTRY_CREDENTIAL\x10\b2\xc7\x01\n" +
 	"\x15PullCredentialService\x12\xad\x01\n" +
 	"\x1bExchangeServiceAccountToken\x121.credbroker.v1.ExchangeServiceAccountTokenRequest\x1a2.credbroker.v1.ExchangeServiceAccountTokenResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/pullcredentials:exchangeBCZAgithub.com/credbroker/credbroker/proto/credbroker/v1;credbrokerv1b\x06proto3"
 

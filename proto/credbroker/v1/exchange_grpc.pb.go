@@ -36,8 +36,14 @@ type PullCredentialServiceClient interface {
 	// owner. The token is the only credential the call needs: the caller is
 	// the Pod's node, which holds nothing else.
 	//
+	// Each registry host gets its own credential: the tenant's GitHub
+	// credential for its GitHub registries, its registry credential for any
+	// other host (the entry its pull Secret carries there), never the GitHub
+	// credential for another host.
+	//
 	// Denials are PERMISSION_DENIED (the namespace is bound to no tenant, the
-	// image belongs to another owner, the tenant's pull mode is SECRET),
+	// image belongs to another owner, the tenant's pull mode is SECRET, the
+	// tenant has no credential for the image's host),
 	// UNAUTHENTICATED (the token is not valid for the audience, or is bound
 	// to no Pod), FAILED_PRECONDITION (the tenant has no credential ready),
 	// with an ErrorInfo detail whose reason is the ExchangeDenial name
@@ -77,8 +83,14 @@ type PullCredentialServiceServer interface {
 	// owner. The token is the only credential the call needs: the caller is
 	// the Pod's node, which holds nothing else.
 	//
+	// Each registry host gets its own credential: the tenant's GitHub
+	// credential for its GitHub registries, its registry credential for any
+	// other host (the entry its pull Secret carries there), never the GitHub
+	// credential for another host.
+	//
 	// Denials are PERMISSION_DENIED (the namespace is bound to no tenant, the
-	// image belongs to another owner, the tenant's pull mode is SECRET),
+	// image belongs to another owner, the tenant's pull mode is SECRET, the
+	// tenant has no credential for the image's host),
 	// UNAUTHENTICATED (the token is not valid for the audience, or is bound
 	// to no Pod), FAILED_PRECONDITION (the tenant has no credential ready),
 	// with an ErrorInfo detail whose reason is the ExchangeDenial name
