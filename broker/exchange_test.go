@@ -431,6 +431,23 @@ func BenchmarkExchange(b *testing.B) {
 	})
 }
 
+// BenchmarkExchangeOfARegistryCredential is BenchmarkExchange for an image
+// on quay.io, answered with the tenant's quay credential: opened once, then
+// from memory (by fingerprint), never decrypted per pull.
+func BenchmarkExchangeOfARegistryCredential(b *testing.B) {
+	f := newExchangeFixture(b)
+	f.x.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	f.x.cfg.Reporter = nil
+	ctx := context.Background()
+	if _, err := f.x.Exchange(ctx, pod("a-ns"), "quay.io/acme/app"); err != nil {
+		b.Fatal(err)
+	}
+	testenv.ParallelLatencies(b, 1, func() error {
+		_, err := f.x.Exchange(ctx, pod("a-ns"), "quay.io/acme/app")
+		return err
+	})
+}
+
 // unsynced is a PublicationStore still filling its cache.
 type unsynced struct{ *MemoryPublications }
 
