@@ -55,6 +55,12 @@ type Config struct {
 	// first path component cannot be a GitHub login (it holds a '.' or a
 	// '_'), so no namespace's name reaches an owner's repositories.
 	NamespacePrefix string
+	// OwnerPrefix is where a tenant owner's repositories are, with
+	// "{login}" for its login (lowercase) and "{id}" for its numeric id;
+	// DefaultOwnerPrefix when empty. Keyed by login, an owner's
+	// repositories go to whoever registers its old login after a rename;
+	// IDOwnerPrefix keeps them with the account.
+	OwnerPrefix string
 	// Robots, if set, are the per-namespace credentials the pull Secrets
 	// carry, taken beside ServiceAccount tokens.
 	Robots *Robots
@@ -83,6 +89,12 @@ func New(cfg Config, keys *Keys, pods Pods, owners broker.NamespaceOwners, log *
 		cfg.NamespacePrefix = DefaultNamespacePrefix
 	}
 	if err := checkNamespacePrefix(cfg.NamespacePrefix); err != nil {
+		return nil, err
+	}
+	if cfg.OwnerPrefix == "" {
+		cfg.OwnerPrefix = DefaultOwnerPrefix
+	}
+	if err := checkOwnerPrefix(cfg.OwnerPrefix, cfg.NamespacePrefix); err != nil {
 		return nil, err
 	}
 	publics := make([]string, len(cfg.PublicPrefixes))
@@ -340,10 +352,15 @@ func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
 			return nil, fmt.Errorf("find the tenant of namespace %s: %w", c.namespace, err)
 		}
 		if ok {
-			own := []string{s.namespacePrefix(c.namespace), strings.ToLower(t.Owner.Login) + "/"}
+			own := []string{s.namespacePrefix(c.namespace)}
+			if p := s.ownerPrefix(t.Owner); p != "" {
+				own = append(own, p)
+			}
 			pull = append(pull, own...)
 			for _, o := range t.AllowedOwners {
-				pull = append(pull, strings.ToLower(o)+"/")
+				if p := s.ownerPrefix(broker.Owner{Login: o}); p != "" {
+					pull = append(pull, p)
+				}
 			}
 			if t.RegistryPush && c.serviceAccount != "" {
 				push = own

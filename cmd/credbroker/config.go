@@ -171,6 +171,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.DurationVar(&cfg.registryTokens.robotRotation, "registry-robot-rotation", 24*time.Hour, "how often robot credentials rotate (the previous one is taken for one more period)")
 	fs.StringVar(&cfg.registryTokens.publicPrefixes, "registry-public-prefixes", "", "comma-separated repository paths (\"platform/\") anyone may pull from the in-cluster registry without credentials; each covers whole path components (platform/… but not platformx/…), and nobody may push there")
 	fs.StringVar(&cfg.registryTokens.namespacePrefix, "registry-namespace-prefix", registrytoken.DefaultNamespacePrefix, "where a namespace's own repositories are in the in-cluster registry, {namespace} standing for its name; the first component must hold a '.' or '_', which no GitHub login does")
+	fs.StringVar(&cfg.registryTokens.ownerPrefix, "registry-owner-prefix", registrytoken.DefaultOwnerPrefix, "where a tenant owner's repositories are in the in-cluster registry, {login} standing for its login, {id} for its numeric GitHub id; "+registrytoken.IDOwnerPrefix+" keeps them with the account across a rename (whoever takes the old login gets nothing of them), the default keys them by login as ghcr.io does (docs/registry-token-service.md)")
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
 
@@ -359,7 +360,7 @@ func listFlag[T any](dst *[]T, parse func(string) (T, error)) func(string) error
 // registryTokenConfig is the in-cluster registry's token service.
 type registryTokenConfig struct {
 	service, issuer, keyFiles, audience, publicPrefixes string
-	namespacePrefix                                     string
+	namespacePrefix, ownerPrefix                        string
 	robotHost, robotKeyFile                             string
 	robotRotation                                       time.Duration
 }
