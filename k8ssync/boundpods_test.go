@@ -9,10 +9,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/broker"
@@ -45,7 +47,8 @@ func TestARefreshTokenDiesWithItsBuilderPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := registrytoken.New(registrytoken.Config{Service: "reg", Issuer: "credbroker", BoundPods: BoundPods{Client: client}}, keys,
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	svc, err := registrytoken.New(registrytoken.Config{Service: "reg", Issuer: "credbroker", BoundPods: BoundPods{Client: client}, Clock: clk}, keys,
 		auth.NewPodTokens(TokenReviewer(client, "credbroker-registry")), pushers{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +116,7 @@ func TestARefreshTokenDiesWithItsBuilderPod(t *testing.T) {
 				t.Fatalf("a refresh while the builder runs: %d %v", code, m)
 			}
 			tc.attack(t, pod)
+			clk.SetTime(clk.Now().Add(registrytoken.PodCheckTTL + time.Second)) // the answer kept from the refresh above is stale
 			if code, m := refresh(rt); code != http.StatusBadRequest || m["error"] != "invalid_grant" {
 				t.Errorf("a refresh after %s: %d %v, want 400 invalid_grant", tc.name, code, m)
 			}

@@ -94,8 +94,14 @@ func TestARefreshTokenIsNoBetterThanTheCredentialItCameFrom(t *testing.T) {
 	t.Run("a ServiceAccount's, once its Pod is deleted", func(t *testing.T) {
 		f := newFixture(t, owners{})
 		rt := refreshTokenOf(t, f.passwordGrant("serviceaccount", podToken(t, "web-token", f.clock.Now().Add(2*time.Hour))))
-		rt = refreshTokenOf(t, f.refresh(rt))
+		for range 50 { // a client refreshing in a loop
+			rt = refreshTokenOf(t, f.refresh(rt))
+		}
+		if n := f.pods.checks(); n != 1 {
+			t.Errorf("50 refreshes within %s asked about the Pod %d times, want once", PodCheckTTL, n)
+		}
 		f.pods.delete("web", "app")
+		f.clock.SetTime(f.clock.Now().Add(PodCheckTTL + time.Second)) // the last answer is stale
 		refused(t, "a refresh after the Pod was deleted", f.refresh(rt))
 	})
 	t.Run("a ServiceAccount's, kept refreshing past its token's expiry", func(t *testing.T) {

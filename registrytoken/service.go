@@ -16,6 +16,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/broker"
@@ -32,6 +33,16 @@ const (
 	DefaultTTL             = 5 * time.Minute
 	DefaultRefreshTTL      = time.Hour
 	DefaultNamespacePrefix = "cluster.local/{namespace}/"
+)
+
+// Bounds of the Pod checks refreshes make: an answer is kept PodCheckTTL,
+// so that a client refreshing in a loop costs the API server two reads
+// per Pod per PodCheckTTL, not two per refresh; a Pod deleted meanwhile
+// refreshes that much longer, as a reviewed token is cached
+// (auth.PodTokenTTL).
+const (
+	PodCheckTTL     = 10 * time.Second
+	podChecksCached = 4096
 )
 
 // Config describes the registry the service issues tokens for.
@@ -76,11 +87,14 @@ type Config struct {
 // the token specification, POST as its OAuth2 flavour, which containerd
 // tries first) and JWKSPath.
 type Service struct {
-	cfg    Config
-	keys   *Keys
-	pods   Pods
-	owners broker.NamespaceOwners
-	log    *slog.Logger
+	cfg Config
+	// checked keeps BoundPods' answers (nil, or a *broker.DeniedError)
+	// by Pod, for PodCheckTTL.
+	checked *cache.LRUExpireCache
+	keys    *Keys
+	pods    Pods
+	owners  broker.NamespaceOwners
+	log     *slog.Logger
 }
 
 // New returns the service.
@@ -120,7 +134,8 @@ func New(cfg Config, keys *Keys, pods Pods, owners broker.NamespaceOwners, log *
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	return &Service{cfg: cfg, keys: keys, pods: pods, owners: owners, log: log}, nil
+	return &Service{cfg: cfg, keys: keys, pods: pods, owners: owners, log: log,
+		checked: cache.NewLRUExpireCacheWithClock(podChecksCached, cfg.Clock)}, nil
 }
 
 // checkNamespacePrefix refuses a template that leaves out the namespace,
@@ -469,7 +484,7 @@ func (s *Service) refreshed(ctx context.Context, raw string) (caller, error) {
 		return caller{}, invalid("the refresh token is not one of this service's, or expired")
 	}
 	c := caller{namespace: ns, serviceAccount: sa, pod: claims.Pod, podUID: claims.PodUID, until: until}
-	err = s.cfg.BoundPods.StillBound(ctx, broker.PodIdentity{Namespace: ns, ServiceAccount: sa, Pod: claims.Pod, PodUID: claims.PodUID})
+	err = s.stillBound(ctx, broker.PodIdentity{Namespace: ns, ServiceAccount: sa, Pod: claims.Pod, PodUID: claims.PodUID})
 	var d *broker.DeniedError
 	switch {
 	case errors.As(err, &d):
@@ -478,6 +493,22 @@ func (s *Service) refreshed(ctx context.Context, raw string) (caller, error) {
 		return caller{}, fmt.Errorf("check the Pod %s/%s of a refresh token: %w", ns, claims.Pod, err)
 	}
 	return c, nil
+}
+
+// stillBound asks BoundPods about pod, or answers what it said less than
+// PodCheckTTL ago.
+func (s *Service) stillBound(ctx context.Context, pod broker.PodIdentity) error {
+	key := pod.Namespace + "/" + pod.Pod + "/" + pod.PodUID + "/" + pod.ServiceAccount
+	if v, ok := s.checked.Get(key); ok {
+		err, _ := v.(error)
+		return err
+	}
+	err := s.cfg.BoundPods.StillBound(ctx, pod)
+	var d *broker.DeniedError
+	if err == nil || errors.As(err, &d) { // not "cannot tell now"
+		s.checked.Add(key, err, PodCheckTTL)
+	}
+	return err
 }
 
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -61,17 +61,26 @@ func podToken(t testing.TB, name string, exp time.Time) string {
 
 // boundPods are the Pods still there: every fixture Pod but the gone ones.
 type boundPods struct {
-	mu   sync.Mutex
-	gone map[string]bool // namespace/pod
+	mu    sync.Mutex
+	gone  map[string]bool // namespace/pod
+	asked int
 }
 
 func (b *boundPods) StillBound(_ context.Context, pod broker.PodIdentity) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.asked++
 	if b.gone[pod.Namespace+"/"+pod.Pod] {
 		return &broker.DeniedError{Denial: broker.DenyTokenRejected, Msg: "Pod " + pod.Namespace + "/" + pod.Pod + " was deleted"}
 	}
 	return nil
+}
+
+// checks is how many times the service asked.
+func (b *boundPods) checks() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.asked
 }
 
 func (b *boundPods) delete(namespace, pod string) {
