@@ -121,6 +121,19 @@ type RegistryAuth struct {
 	Host, Username, Password string
 }
 
+// LogValue keeps the password out of logs, as Credential's does.
+func (a RegistryAuth) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("host", a.Host), slog.String("username", a.Username), slog.String("fingerprint", Fingerprint(a.Password)))
+}
+
+// String keeps the password out of fmt output.
+func (a RegistryAuth) String() string {
+	return "RegistryAuth(" + a.Host + " " + a.Username + " " + Fingerprint(a.Password) + ")"
+}
+
+// GoString keeps the password out of %#v output.
+func (a RegistryAuth) GoString() string { return a.String() }
+
 // DockerConfigJSON renders the .dockerconfigjson of a kubernetes.io/
 // dockerconfigjson Secret: cred for every registry, and the more entries.
 // Equal input gives equal bytes (encoding/json sorts map keys), so a

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,17 @@ type Robots struct {
 	period time.Duration
 	host   string
 	clock  clock.PassiveClock
+}
+
+// String keeps the key out of fmt output.
+func (r *Robots) String() string { return "Robots(" + r.host + ", every " + r.period.String() + ")" }
+
+// GoString keeps the key out of %#v output.
+func (r *Robots) GoString() string { return r.String() }
+
+// LogValue keeps the key out of logs.
+func (r *Robots) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("host", r.host), slog.Duration("rotation", r.period))
 }
 
 // NewRobots returns the robots of the registry at host (as Pods name it in
@@ -77,18 +89,25 @@ func (r *Robots) NextRotation() time.Time {
 // isRobot reports whether a user name is a robot's.
 func isRobot(username string) bool { return strings.HasPrefix(username, robotPrefix) }
 
-// verify returns the namespace of a robot's credential of this period or
-// the one before.
-func (r *Robots) verify(username, password string) (string, bool) {
+// verify returns the namespace and period of a robot's credential of this
+// period or the one before.
+func (r *Robots) verify(username, password string) (string, int64, bool) {
 	rest, _ := strings.CutPrefix(username, robotPrefix)
 	namespace, epochText, ok := strings.Cut(rest, ".")
 	epoch, err := strconv.ParseInt(epochText, 10, 64)
-	if !ok || err != nil || len(validation.IsDNS1123Label(namespace)) > 0 {
-		return "", false
+	if !ok || err != nil || len(validation.IsDNS1123Label(namespace)) > 0 || !r.current(epoch) {
+		return "", 0, false
 	}
-	now := r.epoch(r.clock.Now())
-	if epoch != now && epoch != now-1 {
-		return "", false
-	}
-	return namespace, hmac.Equal([]byte(password), []byte(r.password(namespace, epoch)))
+	return namespace, epoch, hmac.Equal([]byte(password), []byte(r.password(namespace, epoch)))
 }
+
+// current reports whether a credential of the period epoch is taken now:
+// it is this period's or the one before's.
+func (r *Robots) current(epoch int64) bool {
+	now := r.epoch(r.clock.Now())
+	return epoch == now || epoch == now-1
+}
+
+// validUntil is when a credential of the period epoch stops being taken:
+// the end of the period after it.
+func (r *Robots) validUntil(epoch int64) time.Time { return time.Unix(0, (epoch+2)*int64(r.period)) }

@@ -48,3 +48,24 @@ func parseScopes(values []string) ([]Access, error) {
 
 // String is the scope as the token specification writes it.
 func (a Access) String() string { return a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",") }
+
+// ParsePublicPrefix reads one of --registry-public-prefixes: a repository
+// path of whole components, with or without its trailing '/'. It is
+// returned with the '/', which is how it matches: "platform" covers
+// platform/app and platform/team/app, never platformx/private-app. A
+// string match on "platform" gave anonymous pulls of every repository
+// whose name merely began with it.
+func ParsePublicPrefix(prefix string) (string, error) {
+	path := strings.TrimSuffix(prefix, "/")
+	named, err := reference.ParseNamed("registry.invalid/" + path)
+	if path == "" || err != nil || !reference.IsNameOnly(named) || reference.Path(named) != path {
+		return "", fmt.Errorf("registry public prefix %q: want a repository path of whole components, lowercase, such as \"platform/\" or \"platform/base/\"", prefix)
+	}
+	return path + "/", nil
+}
+
+// under reports whether the repository name is at or below one of the
+// prefixes, each a path ending in '/': whole components only.
+func under(name string, prefixes []string) bool {
+	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(name+"/", p) })
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/broker"
@@ -34,11 +35,15 @@ const (
 	DefaultNamespacePrefix = "cluster.local/{namespace}/"
 )
 
-// Pods says whose Pod a ServiceAccount token is (auth.PodTokens: a
-// TokenReview for the service's audience).
-type Pods interface {
-	PodOf(ctx context.Context, token string) (broker.PodIdentity, error)
-}
+// Bounds of the Pod checks refreshes make: an answer is kept PodCheckTTL,
+// so that a client refreshing in a loop costs the API server two reads
+// per Pod per PodCheckTTL, not two per refresh; a Pod deleted meanwhile
+// refreshes that much longer, as a reviewed token is cached
+// (auth.PodTokenTTL).
+const (
+	PodCheckTTL     = 10 * time.Second
+	podChecksCached = 4096
+)
 
 // Config describes the registry the service issues tokens for.
 type Config struct {
@@ -53,16 +58,27 @@ type Config struct {
 	// DefaultRefreshTTL when zero.
 	RefreshTTL time.Duration
 	// PublicPrefixes are repository prefixes ("platform/") anyone may pull,
-	// without credentials.
+	// without credentials; each is a path of whole components
+	// (ParsePublicPrefix), and none may cover NamespacePrefix.
 	PublicPrefixes []string
 	// NamespacePrefix is where a namespace's own repositories are, with
 	// "{namespace}" for its name; DefaultNamespacePrefix when empty. Its
 	// first path component cannot be a GitHub login (it holds a '.' or a
 	// '_'), so no namespace's name reaches an owner's repositories.
 	NamespacePrefix string
+	// OwnerPrefix is where a tenant owner's repositories are, with
+	// "{login}" for its login (lowercase) and "{id}" for its numeric id;
+	// DefaultOwnerPrefix when empty. Keyed by login, an owner's
+	// repositories go to whoever registers its old login after a rename;
+	// IDOwnerPrefix keeps them with the account.
+	OwnerPrefix string
 	// Robots, if set, are the per-namespace credentials the pull Secrets
 	// carry, taken beside ServiceAccount tokens.
 	Robots *Robots
+	// BoundPods, if set, lets a ServiceAccount's refresh token be checked
+	// at each refresh; without it ServiceAccounts get no refresh token
+	// (clients then authenticate with their token again).
+	BoundPods BoundPods
 	// Clock dates tokens; the real clock when nil.
 	Clock clock.PassiveClock
 }
@@ -71,11 +87,14 @@ type Config struct {
 // the token specification, POST as its OAuth2 flavour, which containerd
 // tries first) and JWKSPath.
 type Service struct {
-	cfg    Config
-	keys   *Keys
-	pods   Pods
-	owners broker.NamespaceOwners
-	log    *slog.Logger
+	cfg Config
+	// checked keeps BoundPods' answers (nil, or a *broker.DeniedError)
+	// by Pod, for PodCheckTTL.
+	checked *cache.LRUExpireCache
+	keys    *Keys
+	pods    Pods
+	owners  broker.NamespaceOwners
+	log     *slog.Logger
 }
 
 // New returns the service.
@@ -86,6 +105,26 @@ func New(cfg Config, keys *Keys, pods Pods, owners broker.NamespaceOwners, log *
 	if err := checkNamespacePrefix(cfg.NamespacePrefix); err != nil {
 		return nil, err
 	}
+	if cfg.OwnerPrefix == "" {
+		cfg.OwnerPrefix = DefaultOwnerPrefix
+	}
+	if err := checkOwnerPrefix(cfg.OwnerPrefix, cfg.NamespacePrefix); err != nil {
+		return nil, err
+	}
+	publics := make([]string, len(cfg.PublicPrefixes))
+	for i, p := range cfg.PublicPrefixes {
+		var err error
+		if publics[i], err = ParsePublicPrefix(p); err != nil {
+			return nil, err
+		}
+		// A public prefix over the namespaces' repositories would hand
+		// every namespace's images to anyone.
+		fixed, _, _ := strings.Cut(cfg.NamespacePrefix, "{namespace}")
+		if fixed != "" && (strings.HasPrefix(publics[i], fixed) || strings.HasPrefix(fixed, publics[i])) {
+			return nil, fmt.Errorf("registry public prefix %q: it covers the namespaces' own repositories (%s)", p, cfg.NamespacePrefix)
+		}
+	}
+	cfg.PublicPrefixes = publics
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultTTL
 	}
@@ -95,7 +134,8 @@ func New(cfg Config, keys *Keys, pods Pods, owners broker.NamespaceOwners, log *
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	return &Service{cfg: cfg, keys: keys, pods: pods, owners: owners, log: log}, nil
+	return &Service{cfg: cfg, keys: keys, pods: pods, owners: owners, log: log,
+		checked: cache.NewLRUExpireCacheWithClock(podChecksCached, cfg.Clock)}, nil
 }
 
 // checkNamespacePrefix refuses a template that leaves out the namespace,
@@ -133,9 +173,15 @@ func (s *Service) Handler() http.Handler {
 }
 
 // caller is who asks: a ServiceAccount, or a namespace's robot (no
-// ServiceAccount); the zero value is anonymous.
+// ServiceAccount); the zero value is anonymous. The rest says what the
+// credential was, which a refresh token carries so that each refresh
+// checks it again: the Pod a ServiceAccount token was bound to, a robot's
+// period, and until when the credential itself was good.
 type caller struct {
 	namespace, serviceAccount string
+	pod, podUID               string
+	robotEpoch                int64
+	until                     time.Time
 }
 
 func (c caller) subject() string {
@@ -196,7 +242,7 @@ func (s *Service) post(w http.ResponseWriter, r *http.Request) {
 		}
 		c, err = s.password(r.Context(), f.Get("username"), f.Get("password"))
 	case "refresh_token":
-		c, err = s.refreshed(f.Get("refresh_token"))
+		c, err = s.refreshed(r.Context(), f.Get("refresh_token"))
 	case "":
 		err = badRequest("invalid_request", "grant_type is required")
 	default:
@@ -236,8 +282,8 @@ func (s *Service) password(ctx context.Context, user, password string) (caller, 
 		return s.serviceAccount(ctx, password)
 	}
 	if s.cfg.Robots != nil {
-		if ns, ok := s.cfg.Robots.verify(user, password); ok {
-			return caller{namespace: ns}, nil
+		if ns, epoch, ok := s.cfg.Robots.verify(user, password); ok {
+			return caller{namespace: ns, robotEpoch: epoch, until: s.cfg.Robots.validUntil(epoch)}, nil
 		}
 	}
 	return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_grant", descr: "not a robot credential of this period or the one before"}
@@ -252,7 +298,20 @@ func (s *Service) serviceAccount(ctx context.Context, token string) (caller, err
 	case err != nil:
 		return caller{}, err
 	}
-	return caller{namespace: pod.Namespace, serviceAccount: pod.ServiceAccount}, nil
+	return caller{namespace: pod.Namespace, serviceAccount: pod.ServiceAccount, pod: pod.Pod, podUID: pod.PodUID, until: expiryOf(token)}, nil
+}
+
+// expiryOf is when a ServiceAccount token the API server just accepted
+// expires, read without checking its signature (the review did); zero if
+// it says none, as only tokens not bound to a Pod do.
+func expiryOf(token string) time.Time {
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA})
+	var claims jwt.Claims
+	if err != nil || tok.UnsafeClaimsWithoutVerification(&claims) != nil || claims.Expiry == nil {
+		return time.Time{}
+	}
+	return claims.Expiry.Time()
 }
 
 // issue grants c what it may of the scopes asked, and signs it. flow, how
@@ -282,7 +341,7 @@ func (s *Service) issue(ctx context.Context, flow string, c caller, service stri
 	}
 	resp := map[string]any{"access_token": token, "expires_in": int(s.cfg.TTL.Seconds()), "issued_at": now.UTC().Format(time.RFC3339),
 		"scope": scopeString(granted)}
-	if offline && c.namespace != "" {
+	if offline && s.refreshable(c) {
 		if resp["refresh_token"], err = s.refreshToken(c, now); err != nil {
 			return nil, err
 		}
@@ -308,10 +367,15 @@ func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
 			return nil, fmt.Errorf("find the tenant of namespace %s: %w", c.namespace, err)
 		}
 		if ok {
-			own := []string{s.namespacePrefix(c.namespace), strings.ToLower(t.Owner.Login) + "/"}
+			own := []string{s.namespacePrefix(c.namespace)}
+			if p := s.ownerPrefix(t.Owner); p != "" {
+				own = append(own, p)
+			}
 			pull = append(pull, own...)
 			for _, o := range t.AllowedOwners {
-				pull = append(pull, strings.ToLower(o)+"/")
+				if p := s.ownerPrefix(broker.Owner{Login: o}); p != "" {
+					pull = append(pull, p)
+				}
 			}
 			if t.RegistryPush && c.serviceAccount != "" {
 				push = own
@@ -339,17 +403,43 @@ func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
 	return granted, nil
 }
 
-func under(name string, prefixes []string) bool {
-	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(name, p) })
-}
-
-// refreshClaims mark a refresh token: the registry never takes it, its
+// refreshAudience marks a refresh token: the registry never takes it, its
 // audience being the service's name with a suffix.
 func (s *Service) refreshAudience() string { return s.cfg.Service + "#refresh" }
 
+// refreshClaims are a refresh token's: the caller, and what its
+// credential was (the Pod a ServiceAccount token was bound to, or a
+// robot's period) and until when it was good, which every refresh checks
+// again. A refresh token is only ever as good as the credential it was
+// obtained with: it expires with it, and a refresh never extends it.
+type refreshClaims struct {
+	jwt.Claims
+	Pod             string `json:"pod,omitempty"`
+	PodUID          string `json:"podUID,omitempty"`
+	RobotEpoch      int64  `json:"robotEpoch,omitempty"`
+	CredentialUntil int64  `json:"credentialUntil"`
+}
+
+// refreshable reports whether c may have a refresh token: an
+// authenticated caller whose credential a refresh can check again.
+func (s *Service) refreshable(c caller) bool {
+	switch {
+	case c.namespace == "" || c.until.IsZero():
+		return false // anonymous, or a credential of no known end
+	case c.serviceAccount == "":
+		return s.cfg.Robots != nil
+	}
+	return s.cfg.BoundPods != nil && c.pod != ""
+}
+
 func (s *Service) refreshToken(c caller, now time.Time) (string, error) {
-	claims := jwt.Claims{Issuer: s.cfg.Issuer, Subject: c.subject(), Audience: jwt.Audience{s.refreshAudience()},
-		Expiry: jwt.NewNumericDate(now.Add(s.cfg.RefreshTTL)), IssuedAt: jwt.NewNumericDate(now), ID: newID()}
+	exp := now.Add(s.cfg.RefreshTTL)
+	if c.until.Before(exp) {
+		exp = c.until
+	}
+	claims := refreshClaims{Claims: jwt.Claims{Issuer: s.cfg.Issuer, Subject: c.subject(), Audience: jwt.Audience{s.refreshAudience()},
+		Expiry: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), ID: newID()},
+		Pod: c.pod, PodUID: c.podUID, RobotEpoch: c.robotEpoch, CredentialUntil: c.until.Unix()}
 	token, err := jwt.Signed(s.keys.signing).Claims(claims).Serialize()
 	if err != nil {
 		return "", fmt.Errorf("sign a refresh token: %w", err)
@@ -358,14 +448,18 @@ func (s *Service) refreshToken(c caller, now time.Time) (string, error) {
 }
 
 // refreshed authenticates a refresh token: signed by one of the keys, for
-// the refresh audience, not expired. What it grants is decided anew.
-func (s *Service) refreshed(raw string) (caller, error) {
-	invalid := &requestError{status: http.StatusBadRequest, code: "invalid_grant", descr: "the refresh token is not one of this service's, or expired"}
+// the refresh audience, not expired, and its credential still good: a
+// robot's period not over, the Pod a ServiceAccount token was bound to and
+// its ServiceAccount still there. What it grants is decided anew.
+func (s *Service) refreshed(ctx context.Context, raw string) (caller, error) {
+	invalid := func(why string) error {
+		return &requestError{status: http.StatusBadRequest, code: "invalid_grant", descr: why}
+	}
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
-		return caller{}, invalid
+		return caller{}, invalid("the refresh token is not one of this service's, or expired")
 	}
-	var claims jwt.Claims
+	var claims refreshClaims
 	verified := false
 	for _, key := range s.keys.JWKS().Keys {
 		if tok.Claims(key.Key, &claims) == nil {
@@ -373,17 +467,48 @@ func (s *Service) refreshed(raw string) (caller, error) {
 			break
 		}
 	}
-	if !verified || claims.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.refreshAudience()}, Time: s.cfg.Clock.Now()}, 0) != nil {
-		return caller{}, invalid
+	now := s.cfg.Clock.Now()
+	if !verified || claims.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.refreshAudience()}, Time: now}, 0) != nil ||
+		claims.CredentialUntil == 0 || !now.Before(time.Unix(claims.CredentialUntil, 0)) {
+		return caller{}, invalid("the refresh token is not one of this service's, or expired")
 	}
+	until := time.Unix(claims.CredentialUntil, 0)
 	if ns, ok := strings.CutPrefix(claims.Subject, robotPrefix); ok {
-		return caller{namespace: ns}, nil
+		if s.cfg.Robots == nil || !s.cfg.Robots.current(claims.RobotEpoch) {
+			return caller{}, invalid("the robot credential this refresh token was obtained with has rotated out")
+		}
+		return caller{namespace: ns, robotEpoch: claims.RobotEpoch, until: until}, nil
 	}
 	ns, sa, ok := strings.Cut(strings.TrimPrefix(claims.Subject, "system:serviceaccount:"), ":")
-	if !ok || !strings.HasPrefix(claims.Subject, "system:serviceaccount:") {
-		return caller{}, invalid
+	if !ok || !strings.HasPrefix(claims.Subject, "system:serviceaccount:") || claims.Pod == "" || s.cfg.BoundPods == nil {
+		return caller{}, invalid("the refresh token is not one of this service's, or expired")
 	}
-	return caller{namespace: ns, serviceAccount: sa}, nil
+	c := caller{namespace: ns, serviceAccount: sa, pod: claims.Pod, podUID: claims.PodUID, until: until}
+	err = s.stillBound(ctx, broker.PodIdentity{Namespace: ns, ServiceAccount: sa, Pod: claims.Pod, PodUID: claims.PodUID})
+	var d *broker.DeniedError
+	switch {
+	case errors.As(err, &d):
+		return caller{}, invalid("the credential this refresh token was obtained with is gone: " + d.Msg)
+	case err != nil:
+		return caller{}, fmt.Errorf("check the Pod %s/%s of a refresh token: %w", ns, claims.Pod, err)
+	}
+	return c, nil
+}
+
+// stillBound asks BoundPods about pod, or answers what it said less than
+// PodCheckTTL ago.
+func (s *Service) stillBound(ctx context.Context, pod broker.PodIdentity) error {
+	key := pod.Namespace + "/" + pod.Pod + "/" + pod.PodUID + "/" + pod.ServiceAccount
+	if v, ok := s.checked.Get(key); ok {
+		err, _ := v.(error)
+		return err
+	}
+	err := s.cfg.BoundPods.StillBound(ctx, pod)
+	var d *broker.DeniedError
+	if err == nil || errors.As(err, &d) { // not "cannot tell now"
+		s.checked.Add(key, err, PodCheckTTL)
+	}
+	return err
 }
 
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -396,10 +521,40 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.WarnContext(r.Context(), "registry token", slog.Any("error", err))
 		re = &requestError{status: status, code: "server_error", descr: "the token service cannot answer now"}
 	}
+	if re.status < http.StatusInternalServerError {
+		// Every refusal is an audit line, as every token issued is: who
+		// tried (a robot's name, which is no secret; never a password or
+		// a token) and why it was refused.
+		s.log.InfoContext(r.Context(), "audit", slog.String("method", "RegistryToken"), slog.String("flow", flowOf(r)),
+			slog.String("result", "refused"), slog.Int("status", re.status), slog.String("error", re.code),
+			slog.String("reason", re.descr), slog.String("robot", robotOf(r)), slog.String("peer", r.RemoteAddr))
+	}
 	if re.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="credbroker registry token service"`)
 	}
 	writeJSON(w, re.status, map[string]string{"error": re.code, "error_description": re.descr})
+}
+
+// flowOf is how a token was asked for, as the audit names it.
+func flowOf(r *http.Request) string {
+	if r.Method == http.MethodPost {
+		return "POST " + r.PostForm.Get("grant_type")
+	}
+	return r.Method
+}
+
+// robotOf is the robot user name a request authenticates with, or "": any
+// other user name goes unlogged, for it may be anything (a token pasted in
+// the wrong field).
+func robotOf(r *http.Request) string {
+	user, _, _ := r.BasicAuth()
+	if r.Method == http.MethodPost {
+		user = r.PostForm.Get("username")
+	}
+	if !isRobot(user) || len(user) > 100 {
+		return ""
+	}
+	return user
 }
 
 func scopeString(as []Access) string {

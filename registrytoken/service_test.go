@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,14 +26,67 @@ import (
 
 type pods map[string]broker.PodIdentity
 
+// PodOf knows the fixture's tokens by name, bare or as the subject of a
+// JWT that says when it expires (podToken), as the API server's do.
 func (p pods) PodOf(_ context.Context, token string) (broker.PodIdentity, error) {
 	if token == "review-fails" {
 		return broker.PodIdentity{}, fmt.Errorf("%w: the API server is down", broker.ErrUnavailable)
+	}
+	if tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256}); err == nil {
+		var c jwt.Claims
+		if tok.UnsafeClaimsWithoutVerification(&c) == nil {
+			token = c.Subject
+		}
 	}
 	if pod, ok := p[token]; ok {
 		return pod, nil
 	}
 	return broker.PodIdentity{}, &broker.DeniedError{Denial: broker.DenyTokenRejected, Msg: "the API server does not accept the token"}
+}
+
+// podToken is the fixture's token name as a JWT that expires at exp, as
+// the API server issues a Pod-bound one.
+func podToken(t testing.TB, name string, exp time.Time) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: newKey(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jwt.Signed(signer).Claims(jwt.Claims{Subject: name, Expiry: jwt.NewNumericDate(exp)}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// boundPods are the Pods still there: every fixture Pod but the gone ones.
+type boundPods struct {
+	mu    sync.Mutex
+	gone  map[string]bool // namespace/pod
+	asked int
+}
+
+func (b *boundPods) StillBound(_ context.Context, pod broker.PodIdentity) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.asked++
+	if b.gone[pod.Namespace+"/"+pod.Pod] {
+		return &broker.DeniedError{Denial: broker.DenyTokenRejected, Msg: "Pod " + pod.Namespace + "/" + pod.Pod + " was deleted"}
+	}
+	return nil
+}
+
+// checks is how many times the service asked.
+func (b *boundPods) checks() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.asked
+}
+
+func (b *boundPods) delete(namespace, pod string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.gone[namespace+"/"+pod] = true
 }
 
 type owners struct{ err error }
@@ -56,6 +110,7 @@ func (o owners) NamespaceOwner(ns string) (broker.Tenant, bool, error) {
 
 type fixture struct {
 	svc   *Service
+	pods  *boundPods
 	key   *ecdsa.PrivateKey // keys' signing key
 	keys  *Keys
 	clock *clocktesting.FakePassiveClock
@@ -69,8 +124,9 @@ func newFixture(t testing.TB, o owners) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{key: key, keys: keys, clock: clocktesting.NewFakePassiveClock(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))}
-	f.svc, err = New(Config{Service: "reg", Issuer: "credbroker", PublicPrefixes: []string{"platform/"}, Clock: f.clock}, keys,
+	f := &fixture{key: key, keys: keys, clock: clocktesting.NewFakePassiveClock(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)),
+		pods: &boundPods{gone: map[string]bool{}}}
+	f.svc, err = New(Config{Service: "reg", Issuer: "credbroker", PublicPrefixes: []string{"platform/"}, Clock: f.clock, BoundPods: f.pods}, keys,
 		pods{"web-token": {Namespace: "web", ServiceAccount: "default", Pod: "app"}, "other-token": {Namespace: "other", ServiceAccount: "ci", Pod: "job"},
 			"shop-org-token":      {Namespace: "shop-org", ServiceAccount: "default", Pod: "app"},
 			"platform-team-token": {Namespace: "platform-team", ServiceAccount: "ci", Pod: "build"}},
@@ -270,7 +326,7 @@ func TestBadRequestsGetTheErrorTheSpecificationsName(t *testing.T) {
 
 func TestTheOAuth2FlowWithRefreshTokens(t *testing.T) {
 	f := newFixture(t, owners{})
-	rec := f.post(url.Values{"grant_type": {"password"}, "username": {"sa"}, "password": {"web-token"}, "service": {"reg"},
+	rec := f.post(url.Values{"grant_type": {"password"}, "username": {"sa"}, "password": {podToken(t, "web-token", f.clock.Now().Add(2*time.Hour))}, "service": {"reg"},
 		"client_id": {"containerd"}, "access_type": {"offline"}, "scope": {"repository:acme/app:pull repository:shop/app:pull"}})
 	if rec.Code != http.StatusOK {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
@@ -310,7 +366,7 @@ func TestTheOAuth2FlowWithRefreshTokens(t *testing.T) {
 	}
 	// A refresh token of another service's keys is refused.
 	other := newFixture(t, owners{})
-	rec = other.post(url.Values{"grant_type": {"password"}, "username": {"sa"}, "password": {"web-token"}, "service": {"reg"},
+	rec = other.post(url.Values{"grant_type": {"password"}, "username": {"sa"}, "password": {podToken(t, "web-token", f.clock.Now().Add(2*time.Hour))}, "service": {"reg"},
 		"client_id": {"containerd"}, "access_type": {"offline"}})
 	foreign := body(t, rec)["refresh_token"].(string)
 	rec = f.post(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {foreign}, "service": {"reg"}, "client_id": {"containerd"}})

@@ -169,8 +169,9 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.registryTokens.robotHost, "registry-robot-host", "", "the in-cluster registry's host:port as Pods name it: every pull Secret also carries its namespace's robot credential for it (needs --registry-token-service)")
 	fs.StringVar(&cfg.registryTokens.robotKeyFile, "registry-robot-key-file", "", "file of the secret (32 bytes or more) robot passwords are derived from; every replica needs the same; a fresh one per start when empty (dev mode only)")
 	fs.DurationVar(&cfg.registryTokens.robotRotation, "registry-robot-rotation", 24*time.Hour, "how often robot credentials rotate (the previous one is taken for one more period)")
-	fs.StringVar(&cfg.registryTokens.publicPrefixes, "registry-public-prefixes", "", "comma-separated repository prefixes (\"platform/\") anyone may pull from the in-cluster registry without credentials")
+	fs.StringVar(&cfg.registryTokens.publicPrefixes, "registry-public-prefixes", "", "comma-separated repository paths (\"platform/\") anyone may pull from the in-cluster registry without credentials; each covers whole path components (platform/… but not platformx/…), and nobody may push there")
 	fs.StringVar(&cfg.registryTokens.namespacePrefix, "registry-namespace-prefix", registrytoken.DefaultNamespacePrefix, "where a namespace's own repositories are in the in-cluster registry, {namespace} standing for its name; the first component must hold a '.' or '_', which no GitHub login does")
+	fs.StringVar(&cfg.registryTokens.ownerPrefix, "registry-owner-prefix", registrytoken.DefaultOwnerPrefix, "where a tenant owner's repositories are in the in-cluster registry, {login} standing for its login, {id} for its numeric GitHub id; "+registrytoken.IDOwnerPrefix+" keeps them with the account across a rename (whoever takes the old login gets nothing of them), the default keys them by login as ghcr.io does (docs/registry-token-service.md)")
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
 }
 
@@ -240,6 +241,19 @@ func (cfg serveConfig) validate() error {
 	}
 	if cfg.registryTokens.service != "" && cfg.registryTokens.keyFiles == "" && !cfg.dev {
 		return errors.New("--registry-token-service needs --registry-token-key-files: a registry must trust the same keys after a restart")
+	}
+	for _, prefix := range splitList(cfg.registryTokens.publicPrefixes) {
+		if _, err := registrytoken.ParsePublicPrefix(prefix); err != nil {
+			return fmt.Errorf("--registry-public-prefixes: %w", err)
+		}
+	}
+	// An empty prefix lets an OIDC user or a client certificate take the
+	// name of a ServiceAccount, a token-file caller or a group.
+	for _, p := range []struct{ flag, prefix string }{{"--oidc-username-prefix", cfg.oidc.UsernamePrefix}, {"--oidc-groups-prefix", cfg.oidc.GroupsPrefix},
+		{"--tls-client-username-prefix", cfg.certs.UsernamePrefix}, {"--tls-client-groups-prefix", cfg.certs.GroupsPrefix}} {
+		if strings.TrimSpace(p.prefix) == "" {
+			return fmt.Errorf("%s is empty: names from this source could then pass for a ServiceAccount, a token-file caller or another source's; keep the default or choose a prefix of your own (\"sso:\")", p.flag)
+		}
 	}
 	if cfg.registryTokens.robotHost != "" {
 		if cfg.registryTokens.service == "" {
@@ -346,7 +360,7 @@ func listFlag[T any](dst *[]T, parse func(string) (T, error)) func(string) error
 // registryTokenConfig is the in-cluster registry's token service.
 type registryTokenConfig struct {
 	service, issuer, keyFiles, audience, publicPrefixes string
-	namespacePrefix                                     string
+	namespacePrefix, ownerPrefix                        string
 	robotHost, robotKeyFile                             string
 	robotRotation                                       time.Duration
 }

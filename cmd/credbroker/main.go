@@ -306,7 +306,8 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 			return nil, err
 		}
 		svc, err := registrytoken.New(registrytoken.Config{Service: cfg.registryTokens.service, Issuer: cfg.registryTokens.issuer,
-			PublicPrefixes: splitList(cfg.registryTokens.publicPrefixes), NamespacePrefix: cfg.registryTokens.namespacePrefix, Robots: p.robots},
+			PublicPrefixes: splitList(cfg.registryTokens.publicPrefixes), NamespacePrefix: cfg.registryTokens.namespacePrefix, OwnerPrefix: cfg.registryTokens.ownerPrefix, Robots: p.robots,
+			BoundPods: k8ssync.BoundPods{Client: p.clients.Requests}},
 			keys, auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.registryTokens.audience)), owners, log)
 		if err != nil {
 			return nil, err

@@ -74,6 +74,12 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 		{"a public scope that is not one", []string{"--insecure", "--public-image-scopes", "docker.io/istio,ghcr.io"}, `"ghcr.io" is not <registry>/<owner>`},
 		{"a mirror without its upstream", []string{"--insecure", "--image-mirrors", "mirror.example.com/ghcr.io"}, `want <prefix>=<upstream registry>`},
 		{"a mirror of a path", []string{"--insecure", "--image-mirrors", "mirror.example.com=ghcr.io/acme"}, `"ghcr.io/acme" is not a registry host`},
+		{"a public registry prefix that is not a path", []string{"--insecure", "--registry-public-prefixes", "platform/,Platform Images"}, `--registry-public-prefixes: registry public prefix "Platform Images"`},
+		{"a public registry prefix with an empty component", []string{"--insecure", "--registry-public-prefixes", "platform//base"}, `registry public prefix "platform//base": want a repository path`},
+		{"an empty OIDC user prefix", []string{"--insecure", "--oidc-username-prefix="}, "--oidc-username-prefix is empty"},
+		{"an empty OIDC group prefix", []string{"--insecure", "--oidc-groups-prefix", " "}, "--oidc-groups-prefix is empty"},
+		{"an empty client certificate user prefix", []string{"--insecure", "--tls-client-username-prefix="}, "--tls-client-username-prefix is empty"},
+		{"an empty client certificate group prefix", []string{"--insecure", "--tls-client-groups-prefix="}, "--tls-client-groups-prefix is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,6 +86,39 @@ func TestServeAnswersAsARegistrysTokenService(t *testing.T) {
 	if code, _ := askAs(robot.Username, robot.Password+"x"); code != http.StatusUnauthorized {
 		t.Errorf("a wrong robot password: %d, want 401", code)
 	}
+	// A builder's refresh token dies with its Pod and ServiceAccount,
+	// though it has not expired: the binary asks the API server at the
+	// refresh (hole 9 of issue 30).
+	builder := testenv.PodOfServiceAccount(t, cp.Admin, "shop", "gone-builder", "gone-builder-0")
+	postForm := func(form url.Values) (int, map[string]any) {
+		form.Set("service", "registry.shop.internal")
+		form.Set("client_id", "crane")
+		form.Set("access_type", "offline")
+		form.Set("scope", "repository:shop-org/app:pull")
+		resp, err := http.PostForm(p.httpURL+registrytoken.TokenPath, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	code, m := postForm(url.Values{"grant_type": {"password"}, "username": {"serviceaccount"},
+		"password": {testenv.ServiceAccountToken(t, cp.Admin, builder, "credbroker-registry", true)}})
+	refreshToken, _ := m["refresh_token"].(string)
+	if code != http.StatusOK || refreshToken == "" {
+		t.Fatalf("the builder's password grant: %d %v", code, m)
+	}
+	if err := cp.Admin.CoreV1().Pods("shop").Delete(context.Background(), builder.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Admin.CoreV1().ServiceAccounts("shop").Delete(context.Background(), "gone-builder", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, m := postForm(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}); code != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("a refresh after the builder's Pod and ServiceAccount were deleted: %d %v, want 400 invalid_grant", code, m)
+	}
 	resp, err := http.Get(p.httpURL + registrytoken.JWKSPath)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +128,7 @@ func TestServeAnswersAsARegistrysTokenService(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&jwks); err != nil || len(jwks.Keys) != 1 || jwks.Keys[0]["kid"] == "" || jwks.Keys[0]["d"] != nil {
 		t.Errorf("key set %v (%v): want the one public key, with its id", jwks, err)
 	}
-	if out := p.Output(); strings.Contains(out, "eyJ") || strings.Contains(out, robot.Password) {
-		t.Error("a token or a robot's password reached the log")
+	if out := p.Output(); strings.Contains(out, "eyJ") || strings.Contains(out, robot.Password) || !strings.Contains(out, `"result":"refused"`) {
+		t.Error("a token or a robot's password reached the log, or a refusal left no audit line")
 	}
 }

@@ -28,6 +28,11 @@ namespaced mode per granted namespace. */}}
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "list", "watch", "update"]
+# --registry-token-service: a refresh token is good while the Pod its
+# ServiceAccount token was bound to is (registrytoken.BoundPods).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get"]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch", "update"]
