@@ -74,6 +74,8 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 		{"a public scope that is not one", []string{"--insecure", "--public-image-scopes", "docker.io/istio,ghcr.io"}, `"ghcr.io" is not <registry>/<owner>`},
 		{"a mirror without its upstream", []string{"--insecure", "--image-mirrors", "mirror.example.com/ghcr.io"}, `want <prefix>=<upstream registry>`},
 		{"a mirror of a path", []string{"--insecure", "--image-mirrors", "mirror.example.com=ghcr.io/acme"}, `"ghcr.io/acme" is not a registry host`},
+		{"no namespace label prefix", []string{"--insecure", "--namespace-label-prefix", ""}, "--namespace-label-prefix \"\": want a DNS subdomain and a slash"},
+		{"credbroker's marks as the namespace label prefix", []string{"--insecure", "--namespace-label-prefix", "credbroker.io/"}, "holds credbroker's own marks"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
