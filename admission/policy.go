@@ -65,15 +65,6 @@ func literal(what, v string) error {
 	return nil
 }
 
-// Guard returns the policy that keeps namespace marks credbroker's, with
-// user (credbroker's identity at the API server) as the one exempt.
-func Guard(user string) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
-	if err := literal("credbroker's user name", user); err != nil {
-		return nil, err
-	}
-	return decode(bytes.ReplaceAll(GuardYAML, []byte(GuardUser), []byte(user)))
-}
-
 func decode(doc []byte) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
 	var p admissionregistrationv1.ValidatingAdmissionPolicy
 	if err := yaml.UnmarshalStrict(doc, &p); err != nil {

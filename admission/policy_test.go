@@ -43,7 +43,7 @@ func TestPoliciesDecode(t *testing.T) {
 	if _, err := Policy("x'||true||'"); err == nil {
 		t.Error("an audience that breaks out of its literal made a policy")
 	}
-	guard, err := Guard("system:serviceaccount:platform:cb")
+	guard, err := Guard(GuardConfig{User: "system:serviceaccount:platform:cb"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestPoliciesDecode(t *testing.T) {
 		t.Errorf("the guard exempts %s", cond)
 	}
 	for _, user := range []string{"", "x' || true || '"} {
-		if _, err := Guard(user); err == nil {
+		if _, err := Guard(GuardConfig{User: user}); err == nil {
 			t.Errorf("Guard(%q) made a policy", user)
 		}
 	}

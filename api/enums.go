@@ -75,6 +75,7 @@ var (
 		broker.EventWebhookUndelivered:      credbrokerv1.EventType_EVENT_TYPE_WEBHOOK_UNDELIVERED,
 		broker.EventPullDenied:              credbrokerv1.EventType_EVENT_TYPE_PULL_DENIED,
 		broker.EventRegistryCheckFailed:     credbrokerv1.EventType_EVENT_TYPE_REGISTRY_CHECK_FAILED,
+		broker.EventSelectorUnprotected:     credbrokerv1.EventType_EVENT_TYPE_NAMESPACE_SELECTOR_UNPROTECTED,
 	})
 	registryStates = newEnum(map[broker.RegistryState]credbrokerv1.RegistryState{
 		broker.RegistryPending: credbrokerv1.RegistryState_REGISTRY_STATE_PENDING,

@@ -35,6 +35,10 @@ func syncCondition(tenantID, namespace string) ConditionKey {
 	return ConditionKey(tenantID + "/sync/" + namespace)
 }
 
+// selectorCondition is a namespace selector on labels a namespace's own
+// users can set, which binds no new namespace.
+func selectorCondition(tenantID string) ConditionKey { return ConditionKey(tenantID + "/namespace-selector") }
+
 // registryCheckCondition is a registry credential that fails its health check.
 func registryCheckCondition(tenantID, host string) ConditionKey {
 	return ConditionKey(tenantID + "/registries/" + host + "/check")
@@ -174,4 +178,21 @@ func (r *Refresher) raise(ctx context.Context, ev Event) {
 	if r.notifier.Raise(ctx, ev) {
 		r.sink.Report(ev.TenantID, ev.Reason, ev.Message)
 	}
+}
+
+// checkSelector raises a condition while t's namespace selector is on
+// label keys outside the platform's prefix (a tenant registered before the
+// prefix existed: registration refuses such a selector now), and resolves
+// it once the selector is fixed. Such a tenant keeps the namespaces it
+// holds and binds no new one (NamespaceScope.Selects).
+func (r *Refresher) checkSelector(ctx context.Context, t Tenant) {
+	scope := r.registry.Scope()
+	keys := scope.UnprotectedKeys(t)
+	if len(keys) == 0 {
+		r.notifier.Resolve(ctx, selectorCondition(t.ID), "the namespace selector is on platform-owned labels only")
+		return
+	}
+	r.raise(ctx, Event{Type: EventSelectorUnprotected, TenantID: t.ID, Severity: SeverityWarning, DedupeKey: selectorCondition(t.ID),
+		Message: fmt.Sprintf("namespace selector %q binds no new namespace (it keeps those it holds): %s; update the tenant's namespaceSelector",
+			t.NamespaceSelector, scope.selectorFix(keys))})
 }

@@ -23,6 +23,9 @@ const (
 	EventWebhookUndelivered      EventType = "WEBHOOK_UNDELIVERED"
 	EventPullDenied              EventType = "PULL_DENIED"
 	EventRegistryCheckFailed     EventType = "REGISTRY_CHECK_FAILED"
+	// EventSelectorUnprotected is a tenant's namespace selector on labels
+	// outside the platform's prefix: it binds no new namespace.
+	EventSelectorUnprotected EventType = "NAMESPACE_SELECTOR_UNPROTECTED"
 )
 
 // Severity ranks events for alerting.

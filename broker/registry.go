@@ -111,9 +111,16 @@ func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveCl
 // ImageRules are the platform's image rules the registry was given.
 func (r *Registry) ImageRules() ImageRules { return r.cfg.Images }
 
+// Scope returns where tenants may be bound.
+func (r *Registry) Scope() NamespaceScope { return r.cfg.Scope }
+
 // check validates t and holds it to the policy: the App permissions the
-// platform grants, and where tenants may be bound.
-func (r *Registry) check(t Tenant, requireToken bool) error {
+// platform grants, and where tenants may be bound. before is the stored
+// tenant t updates, nil for a new one: a selector it already had is kept
+// even outside the prefix (it binds no new namespace, and refusing it would
+// block every other change to the tenant); a new or changed one must be
+// under the prefix.
+func (r *Registry) check(t Tenant, before *Tenant, requireToken bool) error {
 	err := t.validate(requireToken)
 	var vs violations
 	var perms map[string]string
@@ -129,6 +136,11 @@ func (r *Registry) check(t Tenant, requireToken bool) error {
 	for i, ns := range t.Namespaces {
 		if why := r.cfg.Scope.Refusal(ns); why != "" {
 			vs.add(fmt.Sprintf("namespaces[%d]", i), "%s", why)
+		}
+	}
+	if before == nil || before.NamespaceSelector != t.NamespaceSelector {
+		if keys := r.cfg.Scope.UnprotectedKeys(t); len(keys) > 0 {
+			vs.add("namespace_selector", "%s", r.cfg.Scope.selectorFix(keys))
 		}
 	}
 	validateRegistryCredentials(&vs, t, r.cfg.Hosts, r.cfg.Images.Mirrors)
@@ -157,7 +169,7 @@ func describePermissions(perms map[string]string) string {
 // ErrAlreadyExists.
 func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool, _ error) {
 	t = t.withDefaults()
-	if err := r.check(t, true); err != nil {
+	if err := r.check(t, nil, true); err != nil {
 		return Tenant{}, false, err
 	}
 	token := ""
@@ -264,7 +276,7 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 		if next.PAT != nil && next.PAT.Token == "" && cur.PAT != nil {
 			next.PAT = cur.PAT
 		}
-		if err := r.check(next, next.PAT != nil && next.PAT.Sealed == nil); err != nil {
+		if err := r.check(next, &cur, next.PAT != nil && next.PAT.Sealed == nil); err != nil {
 			return Tenant{}, err
 		}
 		if !slices.Equal(cur.Namespaces, next.Namespaces) || cur.NamespaceSelector != next.NamespaceSelector {

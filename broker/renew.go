@@ -26,6 +26,7 @@ func (r *Refresher) syncTenantID(ctx context.Context, id string) {
 // shared and still good gets that credential without a mint; otherwise its
 // key is renewed.
 func (r *Refresher) syncTenant(ctx context.Context, t Tenant) {
+	r.checkSelector(ctx, t)
 	if b, ok := r.sink.(Binder); ok {
 		b.Bind(ctx, t)
 	}

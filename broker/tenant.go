@@ -166,6 +166,14 @@ type NamespaceScope struct {
 	// rights only in these namespaces (RoleBindings the platform
 	// provisions), so no other is ever bound.
 	Granted []string
+	// SelectorPrefix is the platform-owned prefix of the label keys a
+	// namespace selector may use ("tenants.credbroker.io/"), which the
+	// guard policy lets only the platform's identities set on a Namespace
+	// (DESIGN.md §17): a selector on any other key would bind whatever
+	// namespace its own users label so. Empty puts no bound on the keys:
+	// only for tests and embedders that guard the labels themselves;
+	// credbroker serve always sets one (--namespace-label-prefix).
+	SelectorPrefix string
 }
 
 // Allows reports whether a tenant may be bound to ns.

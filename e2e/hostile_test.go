@@ -242,7 +242,7 @@ func TestAHostileTenant(t *testing.T) {
 	// What is refused to the tenant is the platform's to do.
 	for _, a := range []attempt{
 		updateWeb("widen web's namespaces", `{"namespaces":["web-ns","web-extra"]}`, codes.OK, "namespaces"),
-		updateWeb("give web a selector", `{"namespaceSelector":"team=web"}`, codes.OK, "namespace_selector"),
+		updateWeb("give web a selector", `{"namespaceSelector":"tenants.credbroker.io/team=web"}`, codes.OK, "namespace_selector"),
 		updateWeb("grant web an owner", fmt.Sprintf(`{"allowedOwners":[%q]}`, fx.AppOwner), codes.OK, "allowed_owners"),
 		updateWeb("add a registry", `{"registries":["ghcr.io","registry.platform.example"]}`, codes.OK, "registries"),
 		updateWeb("patch ServiceAccounts", `{"patchServiceAccounts":true}`, codes.OK, "patch_service_accounts"),

@@ -18,24 +18,25 @@ import (
 // policies and their bindings, the image ownership policy in mode m and
 // refusing Pods' own tokens for audience, the credential provider's
 // (server-side apply, so that a later start with another mode or a newer
-// policy takes over the fields). The guard exempts user, credbroker's
-// identity; with "" whoever client authenticates as, which the API server
-// says (SelfSubjectReview). The Helm chart ships all four objects itself;
-// this is for clusters set up without it, and needs the right to write
-// them.
-func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode, audience, user string) error {
+// policy takes over the fields). The guard lets guard.User, credbroker's
+// identity, write the marks, and the platform's identities (guard.Writer*)
+// the labels under guard.SelectorPrefix; guard.User "" is whoever client
+// authenticates as, which the API server says (SelfSubjectReview). The
+// Helm chart ships all four objects itself; this is for clusters set up
+// without it, and needs the right to write them.
+func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode, audience string, guardCfg admission.GuardConfig) error {
 	bindings, err := admission.Bindings(m)
 	if err != nil {
 		return err
 	}
-	if user == "" {
+	if guardCfg.User == "" {
 		self, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("ask the API server who credbroker is: %w", err)
 		}
-		user = self.Status.UserInfo.Username
+		guardCfg.User = self.Status.UserInfo.Username
 	}
-	guard, err := admission.Guard(user)
+	guard, err := admission.Guard(guardCfg)
 	if err != nil {
 		return err
 	}

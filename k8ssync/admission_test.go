@@ -69,7 +69,7 @@ func verdict(err error) string {
 // or so).
 func applyPolicy(t testing.TB, m admission.Mode, ns string) {
 	t.Helper()
-	if err := ApplyAdmissionPolicy(context.Background(), admin, m, admission.ProviderAudience, admission.GuardUser); err != nil {
+	if err := ApplyAdmissionPolicy(context.Background(), admin, m, admission.ProviderAudience, testGuard); err != nil {
 		t.Fatal(err)
 	}
 	client, w := testenv.WarnedClient(t, controlPlane.Config)

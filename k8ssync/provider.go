@@ -130,8 +130,8 @@ type TenantSource interface {
 }
 
 // NamespaceOwners implements broker.NamespaceOwners on any replica: tenants
-// from a TenantSource, namespaces' labels from an informer, the rule from
-// broker.Claimant. A namespace several selectors match goes to none here:
+// from a TenantSource, namespaces' labels from an informer, the rules from
+// broker.NamespaceScope.Selects and broker.Claimant, as the Syncer's. A namespace several selectors match goes to none here:
 // which tenant's Secret it holds, the Syncer's tie-break, is not watched.
 type NamespaceOwners struct {
 	tenants    TenantSource
@@ -182,9 +182,9 @@ func (o *NamespaceOwners) NamespaceOwner(namespace string) (broker.Tenant, bool,
 		if !exists {
 			return broker.Tenant{}, false, nil
 		}
-		nsLabels := labels.Set(nsObj.(*corev1.Namespace).Labels)
+		nsLabels := nsObj.(*corev1.Namespace).Labels
 		for _, t := range o.tenants.WithSelector() {
-			if sel := o.selector(t.NamespaceSelector); sel != nil && sel.Matches(nsLabels) {
+			if o.scope.Selects(t, o.selector(t.NamespaceSelector), nsLabels) {
 				selected = append(selected, t.ID)
 				byID[t.ID] = t
 			}

@@ -32,7 +32,7 @@ func (s *Syncer) claims(ns *corev1.Namespace, holder string) (owner *binding, ot
 		b := s.bindings[id]
 		all = append(all, b)
 		switch {
-		case ns == nil || !s.cfg.Scope.Allows(ns.Name) || !b.binds(ns):
+		case ns == nil || !s.cfg.Scope.Allows(ns.Name) || !b.binds(ns, s.cfg.Scope):
 			continue
 		case slices.Contains(b.tenant.Namespaces, ns.Name):
 			explicit = append(explicit, id)
@@ -94,7 +94,7 @@ func (s *Syncer) reconcile(ctx context.Context, name string) error {
 			}
 			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncConflict, SyncTime: now,
 				Reason: broker.ReasonNamespaceClaimed, Message: msg})
-		case ns != nil && b.binds(ns) && !s.cfg.Scope.Reserves(name) && !s.cfg.Scope.Grants(name):
+		case ns != nil && b.binds(ns, s.cfg.Scope) && !s.cfg.Scope.Reserves(name) && !s.cfg.Scope.Grants(name):
 			// Namespaced mode: the tenant's selector reaches a namespace the
 			// broker holds no rights in. (Reserved ones are passed over in
 			// silence: registration already says no tenant gets them.)

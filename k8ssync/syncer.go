@@ -86,9 +86,10 @@ type binding struct {
 	selector labels.Selector // nil without a namespace selector
 }
 
-func (b *binding) binds(ns *corev1.Namespace) bool {
-	return slices.Contains(b.tenant.Namespaces, ns.Name) ||
-		(b.selector != nil && b.selector.Matches(labels.Set(ns.Labels)))
+// binds reports whether b claims ns: listed, or selected by the rule of
+// scope.Selects (the credential exchange's too).
+func (b *binding) binds(ns *corev1.Namespace, scope broker.NamespaceScope) bool {
+	return slices.Contains(b.tenant.Namespaces, ns.Name) || scope.Selects(b.tenant, b.selector, ns.Labels)
 }
 
 // Syncer writes each tenant's pull Secret into the namespaces it is bound to

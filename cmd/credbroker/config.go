@@ -45,6 +45,7 @@ type serveConfig struct {
 	plainHTTP             string
 	reserved              string
 	granted               string
+	namespaceLabels       namespaceLabelConfig
 	webhookURL            string
 	webhookSecret         string
 	ghWebhookSecret       string
@@ -129,6 +130,10 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.identity, "identity", envOr(getenv, "POD_NAME", hostname()), "this replica's name in leader election")
 	fs.StringVar(&cfg.reserved, "reserved-namespaces", "", "comma-separated namespaces no tenant is ever bound to, besides kube-* and --namespace")
 	fs.StringVar(&cfg.granted, "granted-namespaces", "", "namespaced mode: comma-separated namespaces where credbroker was granted Secret rights (RoleBindings); tenants are bound there only, and nothing is read cluster-wide but namespaces. Empty: cluster-wide rights")
+	// Who binds a namespace by selector (DESIGN.md §17, docs/security.md).
+	fs.StringVar(&cfg.namespaceLabels.prefix, "namespace-label-prefix", broker.DefaultSelectorPrefix, "the platform-owned label key prefix tenants' namespace selectors must use; the guard policy lets only --namespace-label-writer-users/-groups (and credbroker) set, change or remove such labels on a Namespace")
+	fs.StringVar(&cfg.namespaceLabels.users, "namespace-label-writer-users", "", "comma-separated users, besides credbroker's own identity, who may set labels under --namespace-label-prefix (a namespace provisioner's ServiceAccount: system:serviceaccount:<namespace>:<name>); written into the guard policy credbroker applies (--admission-policy)")
+	fs.StringVar(&cfg.namespaceLabels.groups, "namespace-label-writer-groups", "system:masters", "comma-separated groups who may set labels under --namespace-label-prefix; written into the guard policy credbroker applies (--admission-policy)")
 	fs.StringVar(&cfg.serviceAccounts, "service-accounts", "default", "comma-separated ServiceAccounts whose imagePullSecrets get the Secret, for tenants with patchServiceAccounts")
 	fs.StringVar(&cfg.plainHTTP, "plain-http-registries", "", "comma-separated registry hosts (host:port) the prober speaks plain HTTP to, as nodes do with a hosts.toml; loopback registries always are")
 	fs.DurationVar(&cfg.refreshLead, "refresh-lead", broker.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
@@ -239,6 +244,9 @@ func (cfg serveConfig) validate() error {
 			return errors.New("--admission-policy needs --mark-namespaces: the policy reads the marks")
 		}
 	}
+	if err := broker.CheckSelectorPrefix(cfg.namespaceLabels.prefix); err != nil {
+		return fmt.Errorf("--namespace-label-prefix %w", err)
+	}
 	if cfg.registryTokens.service != "" && cfg.registryTokens.keyFiles == "" && !cfg.dev {
 		return errors.New("--registry-token-service needs --registry-token-key-files: a registry must trust the same keys after a restart")
 	}
@@ -316,7 +324,7 @@ func (p *permissions) Set(v string) error {
 // credbroker keeps its state), --reserved-namespaces or kube-*, and in
 // namespaced mode only --granted-namespaces.
 func (cfg serveConfig) namespaceScope() broker.NamespaceScope {
-	scope := broker.NamespaceScope{Reserved: append([]string{cfg.namespace}, splitList(cfg.reserved)...)}
+	scope := broker.NamespaceScope{Reserved: append([]string{cfg.namespace}, splitList(cfg.reserved)...), SelectorPrefix: cfg.namespaceLabels.prefix}
 	if cfg.granted != "" {
 		scope.Granted = splitList(cfg.granted)
 	}
@@ -328,6 +336,18 @@ func (cfg serveConfig) namespaceScope() broker.NamespaceScope {
 func (cfg serveConfig) plainHTTPRegistry() func(host string) bool {
 	listed := splitList(cfg.plainHTTP)
 	return func(host string) bool { return loopback.Is(host) || slices.Contains(listed, host) }
+}
+
+// namespaceLabelConfig is who may write the labels that bind namespaces.
+type namespaceLabelConfig struct {
+	prefix, users, groups string
+}
+
+// guardConfig is what the guard policy credbroker applies lets whom write;
+// credbroker's own identity is asked of the API server.
+func (cfg serveConfig) guardConfig() admission.GuardConfig {
+	return admission.GuardConfig{SelectorPrefix: cfg.namespaceLabels.prefix,
+		WriterUsers: splitList(cfg.namespaceLabels.users), WriterGroups: splitList(cfg.namespaceLabels.groups)}
 }
 
 // splitList splits a comma-separated flag, dropping blanks.

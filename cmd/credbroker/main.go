@@ -145,7 +145,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		return fmt.Errorf("stored PATs cannot be opened: %w", err)
 	}
 	if cfg.admissionPolicy != "" && p.clients.Requests != nil {
-		if err := k8ssync.ApplyAdmissionPolicy(ctx, p.clients.Requests, admission.Mode(cfg.admissionPolicy), cfg.providerAudience, ""); err != nil {
+		if err := k8ssync.ApplyAdmissionPolicy(ctx, p.clients.Requests, admission.Mode(cfg.admissionPolicy), cfg.providerAudience, cfg.guardConfig()); err != nil {
 			return err
 		}
 	}

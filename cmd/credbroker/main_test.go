@@ -80,6 +80,8 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 		{"an empty OIDC group prefix", []string{"--insecure", "--oidc-groups-prefix", " "}, "--oidc-groups-prefix is empty"},
 		{"an empty client certificate user prefix", []string{"--insecure", "--tls-client-username-prefix="}, "--tls-client-username-prefix is empty"},
 		{"an empty client certificate group prefix", []string{"--insecure", "--tls-client-groups-prefix="}, "--tls-client-groups-prefix is empty"},
+		{"no namespace label prefix", []string{"--insecure", "--namespace-label-prefix", ""}, "--namespace-label-prefix \"\": want a DNS subdomain and a slash"},
+		{"credbroker's marks as the namespace label prefix", []string{"--insecure", "--namespace-label-prefix", "credbroker.io/"}, "holds credbroker's own marks"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -59,6 +59,12 @@ const (
 	// health check (login, and a manifest HEAD of its check image); registry
 	// names it. Pulls from that registry fail with it.
 	EventType_EVENT_TYPE_REGISTRY_CHECK_FAILED EventType = 12
+	// The tenant's namespace selector is on label keys outside the
+	// platform-owned prefix (a tenant registered before the prefix existed):
+	// a namespace's own users could set them, so it binds no new namespace
+	// and keeps those it holds. The message names the fix. Recovers when the
+	// selector is updated.
+	EventType_EVENT_TYPE_NAMESPACE_SELECTOR_UNPROTECTED EventType = 13
 )
 
 // Enum value maps for EventType.
@@ -77,21 +83,23 @@ var (
 		10: "EVENT_TYPE_WEBHOOK_UNDELIVERED",
 		11: "EVENT_TYPE_PULL_DENIED",
 		12: "EVENT_TYPE_REGISTRY_CHECK_FAILED",
+		13: "EVENT_TYPE_NAMESPACE_SELECTOR_UNPROTECTED",
 	}
 	EventType_value = map[string]int32{
-		"EVENT_TYPE_UNSPECIFIED":               0,
-		"EVENT_TYPE_CREDENTIAL_EXPIRING":       1,
-		"EVENT_TYPE_CREDENTIAL_REFRESH_FAILED": 2,
-		"EVENT_TYPE_CREDENTIAL_REVOKED":        3,
-		"EVENT_TYPE_INSTALLATION_SUSPENDED":    4,
-		"EVENT_TYPE_INSTALLATION_DELETED":      5,
-		"EVENT_TYPE_PROBE_FAILED":              6,
-		"EVENT_TYPE_SYNC_FAILED":               7,
-		"EVENT_TYPE_SYNC_CONFLICT":             8,
-		"EVENT_TYPE_RECOVERED":                 9,
-		"EVENT_TYPE_WEBHOOK_UNDELIVERED":       10,
-		"EVENT_TYPE_PULL_DENIED":               11,
-		"EVENT_TYPE_REGISTRY_CHECK_FAILED":     12,
+		"EVENT_TYPE_UNSPECIFIED":                    0,
+		"EVENT_TYPE_CREDENTIAL_EXPIRING":            1,
+		"EVENT_TYPE_CREDENTIAL_REFRESH_FAILED":      2,
+		"EVENT_TYPE_CREDENTIAL_REVOKED":             3,
+		"EVENT_TYPE_INSTALLATION_SUSPENDED":         4,
+		"EVENT_TYPE_INSTALLATION_DELETED":           5,
+		"EVENT_TYPE_PROBE_FAILED":                   6,
+		"EVENT_TYPE_SYNC_FAILED":                    7,
+		"EVENT_TYPE_SYNC_CONFLICT":                  8,
+		"EVENT_TYPE_RECOVERED":                      9,
+		"EVENT_TYPE_WEBHOOK_UNDELIVERED":            10,
+		"EVENT_TYPE_PULL_DENIED":                    11,
+		"EVENT_TYPE_REGISTRY_CHECK_FAILED":          12,
+		"EVENT_TYPE_NAMESPACE_SELECTOR_UNPROTECTED": 13,
 	}
 )
 
@@ -529,7 +537,7 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\x12WatchEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12.\n" +
 	"\x05types\x18\x02 \x03(\x0e2\x18.credbroker.v1.EventTypeR\x05types\x12\x19\n" +
-	"\bafter_id\x18\x03 \x01(\tR\aafterId*\xbb\x03\n" +
+	"\bafter_id\x18\x03 \x01(\tR\aafterId*\xea\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEVENT_TYPE_CREDENTIAL_EXPIRING\x10\x01\x12(\n" +
@@ -544,7 +552,8 @@ const file_credbroker_v1_event_proto_rawDesc = "" +
 	"\x1eEVENT_TYPE_WEBHOOK_UNDELIVERED\x10\n" +
 	"\x12\x1a\n" +
 	"\x16EVENT_TYPE_PULL_DENIED\x10\v\x12$\n" +
-	" EVENT_TYPE_REGISTRY_CHECK_FAILED\x10\f*d\n" +
+	" EVENT_TYPE_REGISTRY_CHECK_FAILED\x10\f\x12-\n" +
+	")EVENT_TYPE_NAMESPACE_SELECTOR_UNPROTECTED\x10\r*d\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +

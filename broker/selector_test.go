@@ -1,0 +1,196 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+var prefixScope = NamespaceScope{SelectorPrefix: DefaultSelectorPrefix}
+
+// A selector may only select on labels under the platform's prefix, which
+// a namespace's own users cannot write: registration refuses any other key
+// with the field and the prefix named; a stored selector from before the
+// prefix may stay as it is through an update of something else, but not be
+// changed to another such selector.
+func TestASelectorMustBeOnThePlatformsPrefix(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	reg := NewRegistry(store, nil, nil, clocktesting.NewFakeClock(time.Now()), RegistryConfig{AppPermissions: DefaultAppPermissions(), Scope: prefixScope})
+	for i, tc := range []struct {
+		selector string
+		ok       bool
+	}{
+		{"tenants.credbroker.io/team=web", true},
+		{"tenants.credbroker.io/team in (web,api),!tenants.credbroker.io/legacy", true},
+		{"team=web", false},
+		{"tenants.credbroker.io/team=web,tier=prod", false},
+		{"x.tenants.credbroker.io/team=web", false},
+		{"tenants.credbroker.io.evil.com/team=web", false},
+	} {
+		t.Run(tc.selector, func(t *testing.T) {
+			tn := validTenant()
+			tn.ID = fmt.Sprintf("t%d", i)
+			tn.NamespaceSelector = tc.selector
+			_, _, err := reg.Create(ctx, tn)
+			var invalid *InvalidError
+			switch {
+			case tc.ok && err != nil:
+				t.Errorf("create: %v", err)
+			case !tc.ok && (!errors.As(err, &invalid) || invalid.Violations[0].Field != "namespace_selector" ||
+				!strings.Contains(invalid.Violations[0].Description, DefaultSelectorPrefix)):
+				t.Errorf("create: %v, want namespace_selector refused naming %s", err, DefaultSelectorPrefix)
+			}
+			if tc.ok {
+				_ = store.DeleteTenant(ctx, tn.ID, "")
+			}
+		})
+	}
+
+	legacy := validTenant()
+	legacy.ID, legacy.NamespaceSelector = "legacy", "team=web"
+	if _, err := store.CreateTenant(ctx, legacy); err != nil { // stored before the prefix
+		t.Fatal(err)
+	}
+	if _, err := reg.Update(ctx, "legacy", "", func(t Tenant) (Tenant, error) {
+		t.AllowedOwners = []string{"friend"}
+		return t, nil
+	}); err != nil {
+		t.Errorf("updating a legacy tenant's other fields: %v", err)
+	}
+	var invalid *InvalidError
+	if _, err := reg.Update(ctx, "legacy", "", func(t Tenant) (Tenant, error) {
+		t.NamespaceSelector = "team=api"
+		return t, nil
+	}); !errors.As(err, &invalid) {
+		t.Errorf("changing a legacy selector to another outside the prefix: %v", err)
+	}
+	if _, err := reg.Update(ctx, "legacy", "", func(t Tenant) (Tenant, error) {
+		t.NamespaceSelector = DefaultSelectorPrefix + "team=web"
+		return t, nil
+	}); err != nil {
+		t.Errorf("fixing a legacy selector: %v", err)
+	}
+}
+
+// The one rule of binding by selector: a selector on the prefix binds what
+// it matches; one outside it binds only what already carries the tenant's
+// mark.
+func TestSelects(t *testing.T) {
+	web, legacy := Tenant{ID: "web"}, Tenant{ID: "legacy"}
+	onPrefix := labels.SelectorFromSet(labels.Set{DefaultSelectorPrefix + "team": "web"})
+	outside := labels.SelectorFromSet(labels.Set{"team": "web"})
+	for _, tc := range []struct {
+		name   string
+		scope  NamespaceScope
+		t      Tenant
+		sel    labels.Selector
+		labels map[string]string
+		want   bool
+	}{
+		{"on the prefix, matching", prefixScope, web, onPrefix, map[string]string{DefaultSelectorPrefix + "team": "web"}, true},
+		{"on the prefix, not matching", prefixScope, web, onPrefix, map[string]string{"team": "web"}, false},
+		{"outside, matching, unmarked", prefixScope, legacy, outside, map[string]string{"team": "web"}, false},
+		{"outside, matching, marked its own", prefixScope, legacy, outside, map[string]string{"team": "web", NamespaceMark: "legacy"}, true},
+		{"outside, matching, marked another's", prefixScope, legacy, outside, map[string]string{"team": "web", NamespaceMark: "web"}, false},
+		{"outside, marked its own, no longer matching", prefixScope, legacy, outside, map[string]string{NamespaceMark: "legacy"}, false},
+		{"no prefix configured", NamespaceScope{}, legacy, outside, map[string]string{"team": "web"}, true},
+		{"no selector", prefixScope, web, nil, map[string]string{NamespaceMark: "web"}, false},
+	} {
+		if got := tc.scope.Selects(tc.t, tc.sel, tc.labels); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCheckSelectorPrefix(t *testing.T) {
+	for prefix, ok := range map[string]bool{
+		"tenants.credbroker.io/": true,
+		"platform.example.com/":  true,
+		"tenants.credbroker.io":  false,
+		"":                       false,
+		"/":                      false,
+		"credbroker.io/":         false,
+		"kubernetes.io/":         false,
+		"node.kubernetes.io/":    false,
+		"k8s.io/":                false,
+		"Bad_Domain/":            false,
+	} {
+		if err := CheckSelectorPrefix(prefix); (err == nil) != ok {
+			t.Errorf("CheckSelectorPrefix(%q): %v", prefix, err)
+		}
+	}
+}
+
+// A tenant read from the store with a selector outside the prefix is kept
+// and synced (never refused, never lost), and carries a condition whose
+// event names the fix; it recovers once the selector is fixed.
+func TestALegacySelectorRaisesAConditionThatNamesTheFix(t *testing.T) {
+	ctx := context.Background()
+	s := &simulated{clock: clocktesting.NewFakeClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)),
+		sink: &recordingSink{}, events: newMemEvents(), prober: &fakeProber{}}
+	s.src = &fakeSource{now: s.clock.Now}
+	store := newMemStore()
+	s.reg = NewRegistry(store, nil, nil, s.clock, RegistryConfig{AppPermissions: map[string]string{"packages": "read", "metadata": "read"}, Scope: prefixScope})
+	legacy := appTenantFor("legacy").withDefaults()
+	legacy.NamespaceSelector = "team=web"
+	if _, err := store.CreateTenant(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	s.r = s.newRefresher()
+	s.step(ctx)
+
+	calls, latest := s.sink.snapshot()
+	if _, ok := latest["legacy"]; !ok {
+		t.Fatalf("the legacy tenant was not published: %v", calls)
+	}
+	var raised *Event
+	for _, ev := range s.events.events {
+		if ev.Type == EventSelectorUnprotected && ev.TenantID == "legacy" {
+			raised = &ev
+		}
+	}
+	if raised == nil {
+		t.Fatalf("no %s event: %v", EventSelectorUnprotected, s.events.types())
+	}
+	for _, want := range []string{DefaultSelectorPrefix, "team", "binds no new namespace", "namespaceSelector"} {
+		if !strings.Contains(raised.Message, want) {
+			t.Errorf("the event does not name %q: %s", want, raised.Message)
+		}
+	}
+	if raised.DedupeKey != selectorCondition("legacy") {
+		t.Errorf("the event is about condition %s", raised.DedupeKey)
+	}
+	s.step(ctx)
+	if n := countTypes(s.events.types(), string(EventSelectorUnprotected)); n != 1 {
+		t.Errorf("the condition was raised %d times", n)
+	}
+
+	if _, err := s.reg.Update(ctx, "legacy", "", func(t Tenant) (Tenant, error) {
+		t.NamespaceSelector = DefaultSelectorPrefix + "team=web"
+		return t, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.r.syncTenantID(ctx, "legacy")
+	if !slices.Contains(s.events.types(), string(EventRecovered)+" legacy") {
+		t.Errorf("the fixed selector's condition did not recover: %v", s.events.types())
+	}
+}
+
+func countTypes(types []string, eventType string) int {
+	n := 0
+	for _, ty := range types {
+		if strings.HasPrefix(ty, eventType+" ") {
+			n++
+		}
+	}
+	return n
+}
