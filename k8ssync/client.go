@@ -50,8 +50,8 @@ const (
 // replica the leader, nor the Syncer's writes.
 type Clients struct {
 	Leader   kubernetes.Interface // the leader-election Lease
-	Sync     kubernetes.Interface // the Syncer, the store and the leader's writes (--kube-qps)
-	Requests kubernetes.Interface // TokenReviews and other request-time calls
+	Sync     kubernetes.Interface // the Syncer, the store's writes and the leader's (--kube-qps)
+	Requests kubernetes.Interface // TokenReviews, callers' store reads and other request-time calls
 }
 
 // NewClients returns Clients for cfg, whose QPS and Burst are the Syncer's.
@@ -73,6 +73,16 @@ func NewClients(cfg *rest.Config) (Clients, error) {
 		return Clients{}, err
 	}
 	return cs, nil
+}
+
+// Store returns the tenant store credbroker runs with, in namespace: it
+// writes with the Syncer's client, and callers' reads (a Lookup before the
+// tenant cache has synced, the API's reads, /readyz) go through the
+// Requests client, so that no caller spends the Syncer's budget.
+func (cs Clients) Store(namespace string) *Store {
+	s := NewStore(cs.Sync, namespace)
+	s.reads = cs.Requests
+	return s
 }
 
 // WorkersFor sizes the Syncer's workers to the client's rate limit: about

@@ -23,7 +23,12 @@ import (
 // encrypt at rest and guard with RBAC; nothing has to be installed before
 // credbroker starts; and the resourceVersion gives optimistic concurrency.
 type Store struct {
-	client    kubernetes.Interface
+	client kubernetes.Interface // the writer's: its writes and the trims
+	// reads is the client of callers' reads of tenants (Lookup before the
+	// tenant cache has synced, GetTenant, ListTenants, /readyz's Ping): one
+	// with a budget of its own, so that a caller reading at its allowed
+	// rate never spends the client-side limiter the Syncer writes with.
+	reads     kubernetes.Interface
 	namespace string
 	// MaxEvents is how many events the log keeps (more while undelivered
 	// ones wait); DefaultMaxEvents unless changed before use. The audit
@@ -58,9 +63,10 @@ const (
 
 var storedTenantSelector = LabelManagedBy + "=" + ManagedByValue + "," + labelStoredTenant
 
-// NewStore returns a Store in namespace.
+// NewStore returns a Store in namespace that reads and writes with client
+// (Clients.Store splits them).
 func NewStore(client kubernetes.Interface, namespace string) *Store {
-	return &Store{client: client, namespace: namespace, MaxEvents: DefaultMaxEvents}
+	return &Store{client: client, reads: client, namespace: namespace, MaxEvents: DefaultMaxEvents}
 }
 
 func (s *Store) secrets() interface {
@@ -73,15 +79,24 @@ func (s *Store) secrets() interface {
 	return s.client.CoreV1().Secrets(s.namespace)
 }
 
+// readSecrets are the store's Secrets as callers read them.
+func (s *Store) readSecrets() interface {
+	Get(context.Context, string, metav1.GetOptions) (*corev1.Secret, error)
+	List(context.Context, metav1.ListOptions) (*corev1.SecretList, error)
+} {
+	return s.reads.CoreV1().Secrets(s.namespace)
+}
+
 // Ping reports whether the API server answers for the store's namespace.
+// Anyone may ask /readyz, which calls it: it reads with the callers' client.
 func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.secrets().List(ctx, metav1.ListOptions{LabelSelector: storedTenantSelector, Limit: 1})
+	_, err := s.readSecrets().List(ctx, metav1.ListOptions{LabelSelector: storedTenantSelector, Limit: 1})
 	return err
 }
 
 // GetTenant implements broker.Store.
 func (s *Store) GetTenant(ctx context.Context, id string) (broker.Tenant, error) {
-	sec, err := s.secrets().Get(ctx, tenantSecretPrefix+id, metav1.GetOptions{})
+	sec, err := s.readSecrets().Get(ctx, tenantSecretPrefix+id, metav1.GetOptions{})
 	if err != nil {
 		return broker.Tenant{}, storeError(err)
 	}
@@ -94,7 +109,7 @@ func (s *Store) ListTenants(ctx context.Context, afterID string, limit int) ([]b
 	var out []broker.Tenant
 	opts := metav1.ListOptions{LabelSelector: storedTenantSelector, Limit: 500}
 	for {
-		page, err := s.secrets().List(ctx, opts)
+		page, err := s.readSecrets().List(ctx, opts)
 		if err != nil {
 			return nil, storeError(err)
 		}

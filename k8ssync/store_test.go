@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/broker/storetest"
@@ -218,5 +219,69 @@ func TestStoreSecretsAreNotPullSecrets(t *testing.T) {
 	}
 	if len(list.Items) != 1 || list.Items[0].Type != corev1.SecretType("credbroker.io/tenant") {
 		t.Errorf("store namespace holds %+v", list.Items)
+	}
+}
+
+// TestCallersDoNotSpendTheSyncersBudget plays a caller that validates Pods
+// as fast as it is allowed while the tenant cache has not synced (held
+// unsynced here: it never starts), so that every Lookup reads the store,
+// and asks /readyz in the same loop. Those reads go through the Requests
+// client; the Syncer's client sends none of them and its limiter keeps its
+// whole burst for the writes.
+func TestCallersDoNotSpendTheSyncersBudget(t *testing.T) {
+	requireCluster(t)
+	ctx := context.Background()
+	ns := unique("budget")
+	createNamespace(t, ns, nil)
+	if _, err := NewStore(admin, ns).CreateTenant(ctx, broker.Tenant{ID: "web", Namespaces: []string{"web"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Each client counts what it sends. The Syncer's budget is small, so
+	// that a few reads on it would show in its limiter.
+	const syncQPS, syncBurst = 1, 5
+	counted := func(qps float32, burst int, sent *atomic.Int64) kubernetes.Interface {
+		cfg := rest.CopyConfig(brokerCfg)
+		cfg.QPS, cfg.Burst = qps, burst
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				sent.Add(1)
+				return rt.RoundTrip(req)
+			})
+		})
+		c, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var bySyncer, byRequests atomic.Int64
+	cs := Clients{Sync: counted(syncQPS, syncBurst, &bySyncer), Requests: counted(RequestsQPS, RequestsBurst, &byRequests)}
+	store := cs.Store(ns)
+	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Cache: NewTenantCache(cs.Requests, ns)})
+
+	lookups := 0
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); lookups++ {
+		if _, err := reg.Lookup(ctx, "web"); err != nil {
+			t.Fatalf("lookup %d: %v", lookups+1, err)
+		}
+		if err := store.Ping(ctx); err != nil {
+			t.Fatalf("ping %d: %v", lookups+1, err)
+		}
+	}
+	if n := bySyncer.Load(); n != 0 {
+		t.Errorf("%d lookups sent %d requests on the Syncer's client, want none (%d on the Requests client)", lookups, n, byRequests.Load())
+	}
+	if lookups < 2*syncBurst {
+		t.Errorf("the caller looked up %d times in the flood, want more than twice the Syncer's burst of %d", lookups, syncBurst)
+	}
+	limiter := cs.Sync.CoreV1().RESTClient().GetRateLimiter()
+	free := 0
+	for range syncBurst {
+		if limiter.TryAccept() {
+			free++
+		}
+	}
+	if free != syncBurst {
+		t.Errorf("after %d lookups the Syncer's limiter lets %d of its burst of %d writes through at once", lookups, free, syncBurst)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/credbroker/credbroker/broker"
@@ -60,10 +61,22 @@ func startDev(cfg *serveConfig) (_ *devMode, err error) {
 	if cfg.githubURL != "" {
 		return d, nil
 	}
-	if d.emulator, d.demo, err = emulator.NewDemoOn(cfg.devRegistryPort); err != nil {
+	kept, err := keptDemo(cfg.dataDir, cfg.devRegistryPort)
+	if err != nil {
+		return nil, err
+	}
+	if d.emulator, d.demo, err = emulator.NewDemoOn(kept); err != nil {
+		if kept.RegistryPort != cfg.devRegistryPort {
+			return nil, fmt.Errorf("dev registry on port %d, which %s keeps for the data dir's demo tenants: %w",
+				kept.RegistryPort, filepath.Join(cfg.dataDir, demoRegistryPortFile), err)
+		}
 		return nil, err
 	}
 	d.cleanup = append(d.cleanup, d.emulator.Close)
+	_, port, _ := strings.Cut(d.emulator.RegistryHost(), ":")
+	if err := os.WriteFile(filepath.Join(cfg.dataDir, demoRegistryPortFile), []byte(port), 0o600); err != nil {
+		return nil, fmt.Errorf("dev registry port: %w", err)
+	}
 	if cfg.devRegistryBin != "" {
 		stop, err := d.emulator.RunDistribution(context.Background(), cfg.devRegistryBin, filepath.Join(cfg.dataDir, "registry"))
 		if err != nil {
@@ -72,10 +85,51 @@ func startDev(cfg *serveConfig) (_ *devMode, err error) {
 		d.cleanup = append(d.cleanup, stop)
 		d.realRegistry = true
 	}
-	if err := os.WriteFile(filepath.Join(cfg.dataDir, "demo-pat"), []byte(d.demo.PAT), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.dataDir, demoPATFile), []byte(d.demo.PAT), 0o600); err != nil {
 		return nil, fmt.Errorf("dev demo PAT: %w", err)
 	}
 	return d, nil
+}
+
+// Files of the data dir that keep the demo from one start to the next.
+const (
+	demoPATFile          = "demo-pat"
+	demoRegistryPortFile = "demo-registry-port"
+)
+
+// keptDemo returns what dataDir keeps of the demo of an earlier start: the
+// demo tenants name the registry's host:port and hold the PAT, so a restart
+// on the same data dir must bring back both, or its tenants would no longer
+// be the demo's (and registering them would clash with the stored ones).
+// flagPort is --dev-registry-port, 0 when not given; a port other than the
+// kept one is refused, as the stored tenants name that one.
+func keptDemo(dataDir string, flagPort int) (emulator.DemoOptions, error) {
+	opts := emulator.DemoOptions{RegistryPort: flagPort}
+	pat, err := os.ReadFile(filepath.Join(dataDir, demoPATFile))
+	switch {
+	case err == nil:
+		opts.PAT = strings.TrimSpace(string(pat))
+	case !errors.Is(err, os.ErrNotExist):
+		return emulator.DemoOptions{}, fmt.Errorf("dev demo PAT: %w", err)
+	}
+	path := filepath.Join(dataDir, demoRegistryPortFile)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return opts, nil
+	}
+	if err != nil {
+		return emulator.DemoOptions{}, fmt.Errorf("dev registry port: %w", err)
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || port <= 0 || port > 65535 {
+		return emulator.DemoOptions{}, fmt.Errorf("dev registry port in %s: %q is not a port; remove the file, or start with a new --data-dir", path, raw)
+	}
+	if flagPort != 0 && flagPort != port {
+		return emulator.DemoOptions{}, fmt.Errorf("--dev-registry-port %d: the demo tenants of data dir %s name port %d (kept in %s); give that port, or a new --data-dir",
+			flagPort, dataDir, port, path)
+	}
+	opts.RegistryPort = port
+	return opts, nil
 }
 
 func (d *devMode) close() {
@@ -104,8 +158,9 @@ func readOrCreate(path string, enc *base64.Encoding) ([]byte, error) {
 // private pulls), one with the machine user's classic PAT, and one with
 // the same PAT in pull mode PROVIDER (no Secret: the node's credential
 // provider asks).
-// Creating a tenant that exists is not an error, so a restart with the same
-// --data-dir registers nothing new.
+// Creating a tenant that exists with the same content is not an error, and
+// a restart with the same --data-dir brings back the same demo (keptDemo),
+// so it registers nothing new.
 func (d *devMode) registerDemo(ctx context.Context, registry *broker.Registry) error {
 	if d.emulator == nil {
 		return nil
@@ -121,7 +176,11 @@ func (d *devMode) registerDemo(ctx context.Context, registry *broker.Registry) e
 		{ID: "demo-secretless", Owner: owner, PAT: &broker.PAT{Token: demo.PAT}, Namespaces: []string{"demo-secretless"},
 			Registries: registries, ProbeImage: demo.Image, PullMode: broker.PullProvider},
 	} {
-		if _, _, err := registry.Create(ctx, t); err != nil {
+		_, _, err := registry.Create(ctx, t)
+		if errors.Is(err, broker.ErrAlreadyExists) {
+			return fmt.Errorf("register demo tenant %s: %w (the data dir holds a demo this start cannot bring back, from an older credbroker or another registry port: start with a new --data-dir)", t.ID, err)
+		}
+		if err != nil {
 			return fmt.Errorf("register demo tenant %s: %w", t.ID, err)
 		}
 	}

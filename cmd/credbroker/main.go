@@ -100,7 +100,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.clients, err = kubeClients(cfg, getenv); err != nil {
 		return err
 	}
-	store, closeStore, err := openStore(cfg, p.clients.Sync)
+	store, closeStore, err := openStore(cfg, p.clients)
 	if err != nil {
 		return err
 	}

@@ -109,12 +109,12 @@ type stateStore interface {
 }
 
 // openStore opens the tenant store the flags name.
-func openStore(cfg serveConfig, kube kubernetes.Interface) (stateStore, func() error, error) {
+func openStore(cfg serveConfig, kube k8ssync.Clients) (stateStore, func() error, error) {
 	if cfg.storeKind == "kubernetes" {
-		if kube == nil {
+		if kube.Sync == nil {
 			return nil, nil, errors.New("--store kubernetes needs a cluster (--kubeconfig, or run in a pod)")
 		}
-		return k8ssync.NewStore(kube, cfg.namespace), func() error { return nil }, nil
+		return kube.Store(cfg.namespace), func() error { return nil }, nil
 	}
 	s, err := boltstore.Open(cfg.dataDir)
 	if err != nil {

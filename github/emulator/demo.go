@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"crypto/rsa"
 	"fmt"
 )
@@ -19,12 +20,23 @@ type Demo struct {
 }
 
 // NewDemo starts an emulator holding the demo fixture.
-func NewDemo() (*Server, Demo, error) { return NewDemoOn(0) }
+func NewDemo() (*Server, Demo, error) { return NewDemoOn(DemoOptions{}) }
 
-// NewDemoOn is NewDemo with its registry on registryPort of loopback (any
-// free port when 0): a kubelet's credential provider config names it
-// before dev mode starts.
-func NewDemoOn(registryPort int) (_ *Server, _ Demo, err error) {
+// DemoOptions are what of a demo a caller fixes rather than the emulator
+// choosing: dev mode restarted on its data dir brings back the demo its
+// tenants were registered with, since a tenant names the registry's
+// host:port and holds the PAT.
+type DemoOptions struct {
+	// RegistryPort is the registry's port on loopback (a kubelet's
+	// credential provider config names it before dev mode starts); any free
+	// port when 0.
+	RegistryPort int
+	// PAT is the machine user's classic PAT; a new one when empty.
+	PAT string
+}
+
+// NewDemoOn is NewDemo with the options given.
+func NewDemoOn(opts DemoOptions) (_ *Server, _ Demo, err error) {
 	defer func() {
 		if r := recover(); r != nil { // serve's panic: the port is taken
 			err = fmt.Errorf("demo emulator: %v", r)
@@ -40,9 +52,9 @@ func NewDemoOn(registryPort int) (_ *Server, _ Demo, err error) {
 		InstallationID: 42,
 		Org:            Account{Login: "octo-org", ID: 1001, Type: "Organization"},
 		MachineUser:    Account{Login: "octo-org-bot", ID: 2001, Type: "User"},
-		PAT:            randomToken("ghp_"),
+		PAT:            cmp.Or(opts.PAT, randomToken("ghp_")),
 	}
-	s := NewServerOn("127.0.0.1", registryPort)
+	s := NewServerOn("127.0.0.1", opts.RegistryPort)
 	s.AddApp(d.AppID, &key.PublicKey)
 	s.AddInstallation(Installation{ID: d.InstallationID, AppID: d.AppID, Account: d.Org,
 		Permissions: map[string]string{"packages": "read", "metadata": "read"}})
