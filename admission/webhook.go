@@ -37,7 +37,10 @@ type Webhook struct {
 
 // WebhookConfig is what the webhook judges by.
 type WebhookConfig struct {
-	// Images has the platform's public scopes.
+	// Images has the platform's public scopes, mirrors and in-cluster
+	// registry: an image is judged for the request's namespace
+	// (broker.ImageRules.ValidateIn), as the policy judges it by the
+	// scopes the Syncer writes on that namespace.
 	Images broker.ImageRules
 	// Readiness, if set, warns of Pods whose credential is not ready.
 	Readiness Readiness
@@ -107,7 +110,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	}
 	var refused []string
 	for _, image := range images {
-		if v := h.cfg.Images.Validate(t, image); !v.Allowed {
+		if v := h.cfg.Images.ValidateIn(t, req.Namespace, image); !v.Allowed {
 			refused = append(refused, fmt.Sprintf("image %s (%s): %s", image, v.Reason, v.Message))
 		}
 	}

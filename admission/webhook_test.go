@@ -66,6 +66,10 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 			message: "image ghcr.io/evil/app:1 (WRONG_OWNER)"},
 		{name: "Docker Hub", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("busybox"), message: "(IMPLICIT_DOCKER_HUB)"},
 		{name: "a public scope's image", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1", "docker.io/istio/proxyv2:1.22"), allowed: true},
+		{name: "the namespace's own repository on the in-cluster registry", ns: "web", op: admissionv1.Create, kind: pod,
+			object: podJSON("registry.cluster.internal:5000/cluster.local/web/app:1", "registry.cluster.internal:5000/platform/base:1"), allowed: true},
+		{name: "another namespace's repository on the in-cluster registry", ns: "web", op: admissionv1.Create, kind: pod,
+			object: podJSON("registry.cluster.internal:5000/cluster.local/shop/app:1"), message: "(WRONG_OWNER)"},
 		{name: "unbound namespace", ns: "other", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/evil/app:1"), allowed: true},
 		{name: "a CronJob's template", ns: "web", op: admissionv1.Create, kind: cronJob,
 			object: `{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"quay.io/acme/x"}]}}}}}}`, message: "(WRONG_REGISTRY)"},
@@ -87,7 +91,8 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := NewWebhook(owners{}, WebhookConfig{Readiness: readiness{tc.ready}, ProviderAudience: ProviderAudience, Images: broker.ImageRules{Public: []string{"docker.io/istio"}}}, slog.New(slog.DiscardHandler))
+			h := NewWebhook(owners{}, WebhookConfig{Readiness: readiness{tc.ready}, ProviderAudience: ProviderAudience, Images: broker.ImageRules{Public: []string{"docker.io/istio"},
+				InCluster: broker.InClusterRegistry{Host: "registry.cluster.internal:5000", NamespacePrefix: "cluster.local/{namespace}/", PublicPrefixes: []string{"platform/"}}}}, slog.New(slog.DiscardHandler))
 			review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 				Request: &admissionv1.AdmissionRequest{UID: types.UID("uid-1"), Kind: tc.kind, Namespace: tc.ns, Operation: tc.op, SubResource: tc.sub,
 					Object: runtime.RawExtension{Raw: []byte(tc.object)}}}

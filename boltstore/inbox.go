@@ -12,8 +12,8 @@ import (
 )
 
 // The GitHub delivery inbox: deliveries in arrival order (sequence →
-// delivery, with a done flag), and the ids seen (id → sequence), bounded
-// by MaxDeliveries.
+// delivery, with a done flag), and the keys seen (broker.Delivery.Key →
+// sequence), bounded by MaxDeliveries.
 var (
 	deliveriesBucket  = []byte("deliveries")
 	deliveryIDsBucket = []byte("delivery-ids")
@@ -34,7 +34,7 @@ func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) 
 func (s *Store) AddDelivery(_ context.Context, d broker.Delivery) (added bool, err error) {
 	err = s.update(func(tx *bolt.Tx) error {
 		ids, all := tx.Bucket(deliveryIDsBucket), tx.Bucket(deliveriesBucket)
-		if ids.Get([]byte(d.ID)) != nil {
+		if ids.Get([]byte(d.Key())) != nil {
 			return nil
 		}
 		seq, err := all.NextSequence()
@@ -48,7 +48,7 @@ func (s *Store) AddDelivery(_ context.Context, d broker.Delivery) (added bool, e
 		if err := all.Put(seqKey(seq), v); err != nil {
 			return err
 		}
-		if err := ids.Put([]byte(d.ID), seqKey(seq)); err != nil {
+		if err := ids.Put([]byte(d.Key()), seqKey(seq)); err != nil {
 			return err
 		}
 		added = true
@@ -70,7 +70,7 @@ func trimDeliveries(all, ids *bolt.Bucket, keep int) error {
 		if !d.Done {
 			continue
 		}
-		if err := ids.Delete([]byte(d.ID)); err != nil {
+		if err := ids.Delete([]byte(d.Key())); err != nil {
 			return err
 		}
 		if err := c.Delete(); err != nil {
@@ -108,9 +108,9 @@ func (s *Store) PendingDeliveries(_ context.Context, limit int) ([]broker.Delive
 }
 
 // FinishDelivery implements broker.Inbox.
-func (s *Store) FinishDelivery(_ context.Context, id string) error {
+func (s *Store) FinishDelivery(_ context.Context, deliveryKey string) error {
 	return s.update(func(tx *bolt.Tx) error {
-		key := tx.Bucket(deliveryIDsBucket).Get([]byte(id))
+		key := tx.Bucket(deliveryIDsBucket).Get([]byte(deliveryKey))
 		if key == nil {
 			return broker.ErrNotFound
 		}

@@ -21,18 +21,68 @@ const (
 	AccountRenamed InstallationChange = "renamed"
 )
 
-// Act acts on a GitHub delivery taken from the Inbox.
+// Act acts on a GitHub delivery taken from the Inbox, once GitHub's API has
+// confirmed it. A delivery is signed, but the signature does not date it:
+// a captured suspend or rename can be sent again long after GitHub's
+// state moved on. So a delivery only says which installation to look at;
+// what is done follows what GitHub answers now (GET
+// /app/installations/{id}): a suspend is acted on only while the
+// installation is suspended, a deletion only once it is gone, an
+// unsuspend only while it is not suspended, and a rename records the
+// login GitHub reports for the account now, never the delivery's. A
+// delivery GitHub cannot be asked about (no App, GitHub down) is not acted
+// on: a renewal meets a suspension or deletion itself, at the latest at
+// the next token.
 func (r *Refresher) Act(ctx context.Context, d Delivery) {
-	if d.Change != AccountRenamed {
-		r.InstallationChanged(ctx, d.InstallationID, d.Change)
+	log := r.log.With(slog.String("delivery", d.ID), slog.Int64("installation", d.InstallationID), slog.String("change", string(d.Change)))
+	if r.registry.github == nil || d.InstallationID == 0 {
+		log.WarnContext(ctx, "GitHub delivery not acted on: GitHub's API cannot confirm it")
 		return
 	}
-	renamed, err := r.registry.RenameOwner(ctx, d.Account)
+	inst, err := r.registry.github.Installation(ctx, d.InstallationID)
+	gone := ReasonOf(err) == ReasonInstallationNotFound
+	if err != nil && !gone {
+		log.WarnContext(ctx, "GitHub delivery not acted on: GitHub's API cannot confirm it", slog.Any("error", err))
+		return
+	}
+	change, ok := confirmed(d, inst, gone)
+	if !ok {
+		log.WarnContext(ctx, "GitHub delivery not acted on: GitHub's API does not confirm it (a replay, or a later change overtook it)",
+			slog.Bool("suspended", inst.Suspended), slog.Bool("gone", gone))
+		return
+	}
+	if change != AccountRenamed {
+		r.InstallationChanged(ctx, d.InstallationID, change)
+		return
+	}
+	renamed, err := r.registry.RenameOwner(ctx, inst.Account)
 	if err != nil {
-		r.log.WarnContext(ctx, "account rename", slog.String("login", d.Account.Login), slog.Any("error", err))
+		log.WarnContext(ctx, "account rename", slog.String("login", inst.Account.Login), slog.Any("error", err))
 		return
 	}
-	r.log.InfoContext(ctx, "account renamed", slog.Int64("account", d.Account.ID), slog.String("login", d.Account.Login), slog.Any("tenants", renamed))
+	log.InfoContext(ctx, "account renamed", slog.Int64("account", inst.Account.ID), slog.String("login", inst.Account.Login), slog.Any("tenants", renamed))
+}
+
+// confirmed is the change to act on for d, given the installation as
+// GitHub's API reports it now (gone: GitHub answers 404), and whether
+// GitHub confirms d at all.
+func confirmed(d Delivery, inst Installation, gone bool) (InstallationChange, bool) {
+	switch {
+	case gone:
+		// Whatever the delivery says, the installation is gone now.
+		return InstallationDeleted, d.Change == InstallationDeleted || d.Change == InstallationSuspended
+	case d.Change == InstallationDeleted:
+		return "", false
+	case d.Change == InstallationSuspended:
+		return d.Change, inst.Suspended
+	case d.Change == InstallationUnsuspended, d.Change == InstallationPermissionsChanged:
+		return d.Change, !inst.Suspended
+	case d.Change == AccountRenamed:
+		// The account must be the one the delivery names, under its id;
+		// its login is GitHub's word now.
+		return d.Change, inst.Account.ID == d.Account.ID && inst.Account.Login != ""
+	}
+	return "", false
 }
 
 // InstallationChanged acts on GitHub's word about an installation at once:

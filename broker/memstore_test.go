@@ -194,7 +194,7 @@ type memInbox struct {
 func (m *memInbox) AddDelivery(_ context.Context, d Delivery) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if slices.ContainsFunc(m.deliveries, func(s Delivery) bool { return s.ID == d.ID }) {
+	if slices.ContainsFunc(m.deliveries, func(s Delivery) bool { return s.Key() == d.Key() }) {
 		return false, nil
 	}
 	m.deliveries = append(m.deliveries, d)
@@ -206,19 +206,19 @@ func (m *memInbox) PendingDeliveries(_ context.Context, limit int) ([]Delivery, 
 	defer m.mu.Unlock()
 	var out []Delivery
 	for _, d := range m.deliveries {
-		if !m.done[d.ID] && len(out) < limit {
+		if !m.done[d.Key()] && len(out) < limit {
 			out = append(out, d)
 		}
 	}
 	return out, nil
 }
 
-func (m *memInbox) FinishDelivery(_ context.Context, id string) error {
+func (m *memInbox) FinishDelivery(_ context.Context, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.done == nil {
 		m.done = map[string]bool{}
 	}
-	m.done[id] = true
+	m.done[key] = true
 	return nil
 }

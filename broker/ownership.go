@@ -83,6 +83,52 @@ type ImageRules struct {
 	// Mirrors serve other registries' images; an image through a mirror is
 	// judged as the upstream image it stands for.
 	Mirrors []Mirror
+	// InCluster is the in-cluster registry credbroker's token service
+	// guards, if any: a namespace's Pods may run the images the service
+	// lets them pull (ValidateIn).
+	InCluster InClusterRegistry
+}
+
+// InClusterRegistry is the in-cluster registry behind credbroker's
+// registry token service (docs/registry-token-service.md), as admission
+// sees it: a Pod of a namespace may run what the service lets that
+// namespace pull there, and no more.
+type InClusterRegistry struct {
+	// Host is the registry as Pods name it (--registry-robot-host); no
+	// in-cluster registry when empty.
+	Host string
+	// NamespacePrefix is where a namespace's own repositories are, with
+	// "{namespace}" for its name (--registry-namespace-prefix,
+	// "cluster.local/{namespace}/").
+	NamespacePrefix string
+	// PublicPrefixes are repository prefixes anyone may pull
+	// (--registry-public-prefixes, "platform/").
+	PublicPrefixes []string
+}
+
+// scopes are the in-cluster registry's scopes of t's namespace: its
+// tenant's owner and granted owners, the namespace's own prefix, and the
+// public prefixes, each "<host>/<path>" without the trailing '/', so that
+// a scope matches whole path components only ("<host>/platform" is not a
+// prefix of "<host>/platformx/app"). The second list is the public ones.
+func (c InClusterRegistry) scopes(t Tenant, namespace string) (all, public []string) {
+	if c.Host == "" || namespace == "" {
+		return nil, nil
+	}
+	host := strings.ToLower(c.Host) + "/"
+	scope := func(prefix string) string { return host + strings.Trim(prefix, "/") }
+	for _, owner := range append([]string{t.Owner.Login}, t.AllowedOwners...) {
+		all = append(all, scope(strings.ToLower(owner)))
+	}
+	if c.NamespacePrefix != "" {
+		all = append(all, scope(strings.ReplaceAll(c.NamespacePrefix, "{namespace}", namespace)))
+	}
+	for _, p := range c.PublicPrefixes {
+		if strings.Trim(p, "/") != "" {
+			public = append(public, scope(p))
+		}
+	}
+	return append(all, public...), public
 }
 
 // NewImageRules parses public scopes (ParseImageScope) and mirrors
@@ -156,16 +202,30 @@ func ParseImageScope(scope string) (string, error) {
 // (Scopes): an image's registry is known when a scope is on it, and the
 // image is allowed when its registry and first path component, or (for a
 // path-style mirror) its first two, are a scope.
+//
+// Validate judges for the tenant as a whole, whatever namespace: it does
+// not know the in-cluster registry, whose repositories are a namespace's
+// (ValidateIn).
 func (r ImageRules) Validate(t Tenant, image string) Verdict {
-	v, _ := r.judge(t, image)
+	v, _ := r.judge(t, "", image)
 	return v
 }
 
-// judge is Validate, and whether the scope that allowed the image is a
+// ValidateIn is Validate for a Pod of namespace, which may also run what
+// the in-cluster registry's token service lets it pull there: its
+// tenant's owners', its own (under the namespace prefix) and the public
+// prefixes' repositories. The admission policy and webhook judge by it.
+func (r ImageRules) ValidateIn(t Tenant, namespace, image string) Verdict {
+	v, _ := r.judge(t, namespace, image)
+	return v
+}
+
+// judge is ValidateIn, and whether the scope that allowed the image is a
 // public one (directly or through a mirror).
-func (r ImageRules) judge(t Tenant, image string) (Verdict, bool) {
+func (r ImageRules) judge(t Tenant, namespace, image string) (Verdict, bool) {
 	v := ValidateImage(t, image)
-	if v.Allowed || (v.Reason != ImageWrongRegistry && v.Reason != ImageWrongOwner) || (len(r.Public) == 0 && len(r.Mirrors) == 0) {
+	inCluster, inClusterPublic := r.InCluster.scopes(t, namespace)
+	if v.Allowed || (v.Reason != ImageWrongRegistry && v.Reason != ImageWrongOwner) || (len(r.Public) == 0 && len(r.Mirrors) == 0 && len(inCluster) == 0) {
 		return v, false
 	}
 	named, err := reference.ParseNormalizedNamed(image)
@@ -174,26 +234,29 @@ func (r ImageRules) judge(t Tenant, image string) (Verdict, bool) {
 	}
 	domain := strings.ToLower(reference.Domain(named))
 	parts := strings.Split(reference.Path(named), "/")
-	scopes := r.Scopes(t)
+	scopes := r.ScopesIn(t, namespace)
 	switch {
 	case v.Reason == ImageWrongRegistry && !slices.ContainsFunc(scopes, func(s string) bool { return strings.HasPrefix(s, domain+"/") }):
 		return v, false
 	case len(parts) < 2:
 		return deny(ImageInvalidReference, "%q names no owner: images are <registry>/<owner>/<name>", image), false
 	}
-	candidates := []string{domain + "/" + parts[0]}
-	if len(parts) > 2 {
-		candidates = append(candidates, domain+"/"+parts[0]+"/"+parts[1])
-	}
-	for _, scope := range candidates {
+	// A scope is the registry and whole path components: owner/ for most,
+	// more for a path-style mirror or the in-cluster registry's prefixes;
+	// at least one component must follow it.
+	for k := 1; k < len(parts); k++ {
+		scope := domain + "/" + strings.Join(parts[:k], "/")
 		if !slices.Contains(scopes, scope) {
 			continue
 		}
 		upstream, mirror := r.upstream(scope)
-		public := slices.Contains(r.Public, upstream)
+		public := slices.Contains(r.Public, upstream) || slices.Contains(inClusterPublic, scope)
 		why := fmt.Sprintf("%s is under %s", image, scope)
 		if mirror != "" {
 			why += fmt.Sprintf(", %s's mirror of %s", mirror, upstream)
+		}
+		if slices.Contains(inCluster, scope) && !public {
+			why += fmt.Sprintf(", which namespace %s may pull from the in-cluster registry", namespace)
 		}
 		if public {
 			why += ", which the platform makes public to every tenant"
@@ -220,7 +283,7 @@ func (r ImageRules) upstream(scope string) (string, string) {
 // IsPublic reports whether an image the tenant may run is so only by a
 // public scope.
 func (r ImageRules) IsPublic(t Tenant, image string) bool {
-	_, public := r.judge(t, image)
+	_, public := r.judge(t, "", image)
 	return public
 }
 
@@ -237,6 +300,18 @@ func (r ImageRules) Scopes(t Tenant) []string {
 			}
 		}
 	}
+	slices.Sort(scopes)
+	return slices.Compact(scopes)
+}
+
+// ScopesIn are Scopes and the in-cluster registry's scopes of namespace,
+// sorted: what the admission policy allows in that namespace (the Syncer
+// writes them on it). A scope may have more than one path component
+// ("<host>/cluster.local/<namespace>"); it allows the images under it by
+// whole components.
+func (r ImageRules) ScopesIn(t Tenant, namespace string) []string {
+	inCluster, _ := r.InCluster.scopes(t, namespace)
+	scopes := append(r.Scopes(t), inCluster...)
 	slices.Sort(scopes)
 	return slices.Compact(scopes)
 }

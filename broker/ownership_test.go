@@ -24,15 +24,20 @@ func ownershipRules(t *testing.T) ImageRules {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rules.InCluster = InClusterRegistry{Host: testenv.ImageInClusterHost, NamespacePrefix: testenv.ImageInClusterNamespacePrefix,
+		PublicPrefixes: testenv.ImageInClusterPublicPrefixes}
 	return rules
 }
+
+// ownershipNamespace is the namespace testenv.ImageReferences are judged in.
+const ownershipNamespace = "shop"
 
 func TestValidateImage(t *testing.T) {
 	tn := ownershipTenant()
 	rules := ownershipRules(t)
-	for _, tc := range testenv.ImageReferences() {
+	for _, tc := range testenv.ImageReferences(ownershipNamespace) {
 		t.Run(tc.Image, func(t *testing.T) {
-			v := rules.Validate(tn, tc.Image)
+			v := rules.ValidateIn(tn, ownershipNamespace, tc.Image)
 			if string(v.Reason) != tc.Reason || v.Allowed != (v.Reason == ImageAllowed) {
 				t.Errorf("%q: %v %s (%s), want %s", tc.Image, v.Allowed, v.Reason, v.Message, tc.Reason)
 			}
@@ -53,6 +58,34 @@ func TestImageScopesAreWhatValidateImageAllows(t *testing.T) {
 		if v := ValidateImage(tn, scope+"/app:1"); !v.Allowed {
 			t.Errorf("%s/app:1 is denied: %s", scope, v.Message)
 		}
+	}
+}
+
+// A namespace's scopes on the in-cluster registry are what the token
+// service lets it pull there, each by whole path components; the tenant
+// as a whole (Validate, the exchange) gets none of them, since they are a
+// namespace's.
+func TestTheInClusterRegistryIsANamespaces(t *testing.T) {
+	tn, rules := ownershipTenant(), ownershipRules(t)
+	h := testenv.ImageInClusterHost
+	want := []string{h + "/acme", h + "/acme-shared", h + "/cluster.local/shop", h + "/mesh/sidecars", h + "/platform", h + "/vendor/team/tools"}
+	got := slices.DeleteFunc(rules.ScopesIn(tn, "shop"), func(s string) bool { return !strings.HasPrefix(s, h+"/") })
+	if !slices.Equal(got, want) {
+		t.Errorf("in-cluster scopes of shop %q, want %q", got, want)
+	}
+	for _, image := range []string{h + "/cluster.local/shop/app", h + "/acme/app", h + "/platform/base"} {
+		if v := rules.Validate(tn, image); v.Allowed || v.Reason != ImageWrongRegistry {
+			t.Errorf("%s for the tenant as a whole: %v %s, want WRONG_REGISTRY", image, v.Allowed, v.Reason)
+		}
+		if rules.IsPublic(tn, image) {
+			t.Errorf("%s is public to the exchange", image)
+		}
+	}
+	if v := rules.ValidateIn(tn, "web", h+"/cluster.local/shop/app"); v.Allowed {
+		t.Errorf("namespace web may run shop's image: %s", v.Message)
+	}
+	if v := (ImageRules{}).ValidateIn(tn, "shop", h+"/cluster.local/shop/app"); v.Allowed {
+		t.Errorf("without an in-cluster registry: %s", v.Message)
 	}
 }
 

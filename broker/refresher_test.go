@@ -779,6 +779,10 @@ func TestDeliveriesAreActedOnOnceFromTheInbox(t *testing.T) {
 	defer cancel()
 	s := newSimulated(t, appTenantFor("web"))
 	s.step(ctx)
+	// GitHub's API confirms what the deliveries say.
+	gh := &installationGitHub{inst: Installation{ID: 1, Suspended: true, Account: Owner{Login: "acme", ID: 1, Type: OwnerOrganization},
+		Permissions: map[string]string{"packages": "read", "metadata": "read"}}}
+	s.reg.github = gh
 	inbox := &memInbox{}
 	ds := NewDeliveries(inbox, s.clock, slog.New(slog.DiscardHandler))
 	var acted atomic.Int32
@@ -809,6 +813,9 @@ func TestDeliveriesAreActedOnOnceFromTheInbox(t *testing.T) {
 	})
 
 	renamed := Delivery{ID: "d-2", InstallationID: 1, Change: AccountRenamed, Account: Owner{Login: "acme-corp", ID: 1, Type: OwnerOrganization}}
+	gh.mu.Lock()
+	gh.inst.Suspended, gh.inst.Account.Login = false, "acme-corp" // lifted, and the organization renamed
+	gh.mu.Unlock()
 	if _, err := ds.Accept(ctx, renamed); err != nil {
 		t.Fatal(err)
 	}

@@ -187,6 +187,15 @@ func TestInstallationLookup(t *testing.T) {
 	if inst, err = f.client.Installation(ctx, installationID); err != nil || !inst.Suspended {
 		t.Errorf("after suspension: %+v, %v", inst, err)
 	}
+	// What the GitHub inbox asks before it acts on a delivery: the
+	// account's current login, under the same id, and whether it is
+	// suspended now.
+	f.gh.RenameAccount(1001, "acme-corp")
+	f.gh.UnsuspendInstallation(installationID)
+	want.Login = "acme-corp"
+	if inst, err = f.client.Installation(ctx, installationID); err != nil || inst.Account != want || inst.Suspended {
+		t.Errorf("after a rename and the suspension lifted: %+v, %v; want account %+v, not suspended", inst, err, want)
+	}
 }
 
 func TestFailuresCarryTheirReason(t *testing.T) {

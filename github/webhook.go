@@ -2,6 +2,8 @@ package github
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 
@@ -11,7 +13,8 @@ import (
 )
 
 // Accept stores a delivery for the leader to act on; added is false for a
-// delivery id seen before. broker.Deliveries.Accept is one.
+// delivery seen before (broker.Delivery.Key: the signed body's digest).
+// broker.Deliveries.Accept is one.
 type Accept func(ctx context.Context, d broker.Delivery) (added bool, err error)
 
 // WebhookHandler receives the GitHub App's webhooks on any replica. It
@@ -21,9 +24,12 @@ type Accept func(ctx context.Context, d broker.Delivery) (added bool, err error)
 // deleted and new_permissions_accepted, installation_target renamed — are
 // stored through accept and answered 202 at once: GitHub gives a delivery
 // 10 seconds and does not redeliver a failed one by itself, so nothing is
-// done on the request. A delivery id seen before is answered 200 and
-// acted on no more; one that cannot be stored, 503 (GitHub shows it failed
-// and it can be redelivered).
+// done on the request. A body seen before is answered 200 and acted on no
+// more, under whatever X-GitHub-Delivery it comes: the signature covers
+// the body, not that header, so a captured body replayed under fresh ids
+// is still one delivery. One that cannot be stored, 503 (GitHub shows it
+// failed and it can be redelivered). What a delivery says is a hint: the
+// leader asks GitHub's API before it acts (broker.Refresher.Act).
 func WebhookHandler(secret []byte, accept Accept, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := gh.DeliveryID(r)
@@ -52,7 +58,8 @@ func WebhookHandler(secret []byte, accept Accept, log *slog.Logger) http.Handler
 			w.WriteHeader(http.StatusNoContent) // signed, but nothing credbroker acts on
 			return
 		}
-		d.ID = id
+		sum := sha256.Sum256(payload)
+		d.ID, d.Digest = id, "sha256:"+hex.EncodeToString(sum[:])
 		added, err := accept(r.Context(), d)
 		if err != nil {
 			log.ErrorContext(r.Context(), "GitHub delivery not stored", slog.String("delivery", id), slog.Any("error", err))

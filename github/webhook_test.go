@@ -16,6 +16,9 @@ import (
 	"sync"
 	"testing"
 
+	"k8s.io/utils/clock"
+
+	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 )
 
@@ -34,7 +37,7 @@ func (in *inbox) accept(_ context.Context, d broker.Delivery) (bool, error) {
 		return false, errors.New("the API server is restarting")
 	}
 	for _, seen := range in.deliveries {
-		if seen.ID == d.ID {
+		if seen.Key() == d.Key() {
 			return false, nil
 		}
 	}
@@ -113,6 +116,10 @@ func TestWebhookHandler(t *testing.T) {
 			if code := deliver(t, h, tc.event, "d-1", tc.body, tc.headers(tc.body)); code != tc.wantCode {
 				t.Errorf("status %d, want %d", code, tc.wantCode)
 			}
+			sum := sha256.Sum256(tc.body)
+			for i := range tc.want {
+				tc.want[i].Digest = "sha256:" + hex.EncodeToString(sum[:])
+			}
 			if fmt.Sprint(in.deliveries) != fmt.Sprint(tc.want) {
 				t.Errorf("stored %+v, want %+v", in.deliveries, tc.want)
 			}
@@ -135,6 +142,52 @@ func TestAReplayedDeliveryIsStoredOnce(t *testing.T) {
 	}
 	if len(in.deliveries) != 1 {
 		t.Errorf("%d stored, want 1", len(in.deliveries))
+	}
+}
+
+// The attacker captured one signed suspend delivery and sends its body
+// again under fresh X-GitHub-Delivery ids, which the signature does not
+// cover: through the handler and the inbox it is stored, and acted on,
+// once; the replays are answered 200, as redeliveries are.
+func TestACapturedSuspendUnderFreshDeliveryIDsIsActedOnOnce(t *testing.T) {
+	secret := []byte("webhook-secret")
+	store, err := boltstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ds := broker.NewDeliveries(store, clock.RealClock{}, slog.New(slog.DiscardHandler))
+	h := WebhookHandler(secret, ds.Accept, slog.New(slog.DiscardHandler))
+	body := installationPayload("suspend", 42)
+	headers := map[string]string{"X-Hub-Signature-256": githubSignature(secret, body)}
+	for i, id := range []string{"captured", "fresh-1", "fresh-2", "fresh-3"} {
+		want := http.StatusOK
+		if i == 0 {
+			want = http.StatusAccepted
+		}
+		if code := deliver(t, h, "installation", id, body, headers); code != want {
+			t.Errorf("delivery under %s: status %d, want %d", id, code, want)
+		}
+	}
+	// The leader acts on everything pending; the replays would be pending
+	// behind the first.
+	var acted []string
+	done := make(chan error, 1)
+	go func() {
+		done <- ds.Run(ctx, func(_ context.Context, d broker.Delivery) {
+			acted = append(acted, d.ID)
+			if pending, _ := store.PendingDeliveries(ctx, 10); len(pending) <= 1 {
+				cancel()
+			}
+		})
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(acted) != 1 {
+		t.Errorf("acted on %v, want the captured delivery once", acted)
 	}
 }
 

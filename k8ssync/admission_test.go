@@ -98,19 +98,45 @@ func waitForMark(t testing.TB, ns, tenantID, scopes string) {
 	})
 }
 
+// webhookVerdict names how the API server answered a request that
+// credbroker's admission webhook judged: ALLOWED, the webhook's reason for
+// the first image it refused, or VALIDATION as verdict has it.
+func webhookVerdict(err error) string {
+	switch {
+	case err == nil:
+		return "ALLOWED"
+	case apierrors.IsInvalid(err):
+		return "VALIDATION"
+	case !strings.Contains(err.Error(), "admission webhook"):
+		return "ERROR " + err.Error()
+	}
+	if m := policyReason.FindStringSubmatch(err.Error()); m != nil {
+		return m[1]
+	}
+	return "UNNAMED " + err.Error()
+}
+
+// inCluster is the in-cluster registry of testenv.ImageReferences.
+func inCluster() broker.InClusterRegistry {
+	return broker.InClusterRegistry{Host: testenv.ImageInClusterHost, NamespacePrefix: testenv.ImageInClusterNamespacePrefix,
+		PublicPrefixes: testenv.ImageInClusterPublicPrefixes}
+}
+
 // The policy and its mapping, through a real API server: the Syncer marks
 // the namespaces it binds, the API server judges Pods and workloads there
 // with the policy's CEL, and every reference of the shared table gets the
-// verdict broker.ValidateImage gives.
+// verdict broker.ValidateImage gives, in the policy's namespace and, from
+// credbroker's admission webhook, in a namespace the webhook judges.
 func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	requireCluster(t)
 	ctx := context.Background()
 	label := unique("own")
-	listed, selected, unbound, outside := label+"-listed", label+"-selected", label+"-unbound", label+"-outside"
+	listed, selected, unbound, outside, hooked := label+"-listed", label+"-selected", label+"-unbound", label+"-outside", label+"-hooked"
 	createNamespace(t, listed, nil)
 	createNamespace(t, selected, map[string]string{"team": label})
 	createNamespace(t, unbound, nil)
 	createNamespace(t, outside, nil)
+	createNamespace(t, hooked, map[string]string{"hook": label})
 	tn := tenant(label, func(t *broker.Tenant) {
 		t.Owner.Login, t.Registries, t.AllowedOwners = testenv.ImageTenantOwner, testenv.ImageTenantRegistries, testenv.ImageTenantGranted
 		t.Namespaces, t.NamespaceSelector = []string{listed}, "team="+label
@@ -119,29 +145,46 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scopes := strings.Join(rules.Scopes(tn), " ")
+	rules.InCluster = inCluster()
+	scopes := strings.Join(rules.ScopesIn(tn, selected), " ")
 	s := startSyncer(t, Config{MarkNamespaces: true, Images: rules, Scope: broker.NamespaceScope{Reserved: []string{outside}}})
 	publish(t, s, tn, credential("token-"+label))
-	waitForMark(t, listed, tn.ID, scopes)
+	waitForMark(t, listed, tn.ID, strings.Join(rules.ScopesIn(tn, listed), " "))
 	waitForMark(t, selected, tn.ID, scopes)
 	applyPolicy(t, admission.Enforce, listed)
+	registerWebhook(t, admission.NewWebhook(fixedOwner{tn}, admission.WebhookConfig{Images: rules, ProviderAudience: admission.ProviderAudience},
+		slog.New(slog.DiscardHandler)), map[string]string{"hook": label})
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		_, err := admin.CoreV1().Pods(hooked).Create(ctx, podOf("probe", "quay.io/evil/app"), dryRun)
+		return webhookVerdict(err) == "WRONG_REGISTRY", fmt.Sprintf("webhook not called yet: %v", err)
+	})
 
 	t.Run("every reference gets ValidateImage's verdict", func(t *testing.T) {
 		var table strings.Builder
 		disagreements := 0
-		for i, ref := range testenv.ImageReferences() {
-			v := rules.Validate(tn, ref.Image)
-			_, err := admin.CoreV1().Pods(listed).Create(ctx, podOf(fmt.Sprintf("ref-%d", i), ref.Image), dryRun)
-			got, want := verdict(err), string(v.Reason)
+		judge := func(i int, ns string, ref testenv.ImageReference, verdictOf func(error) string) (string, bool) {
+			v := rules.ValidateIn(tn, ns, ref.Image)
+			_, err := admin.CoreV1().Pods(ns).Create(ctx, podOf(fmt.Sprintf("ref-%d", i), ref.Image), dryRun)
+			got, want := verdictOf(err), string(v.Reason)
 			agree := got == want || (got == "VALIDATION" && v.Reason == broker.ImageInvalidReference)
 			if !agree {
 				disagreements++
-				t.Errorf("%q: the API server says %s (%v), ValidateImage %s (%s)", ref.Image, got, err, want, v.Message)
+				t.Errorf("%q in %s: the API server says %s (%v), ValidateImage %s (%s)", ref.Image, ns, got, err, want, v.Message)
 			}
-			fmt.Fprintf(&table, "| %d | `%.60s` | %s | %s |\n", i+1, ref.Image, want, got)
+			if want != ref.Reason {
+				disagreements++
+				t.Errorf("%q in %s: ValidateImage says %s (%s), the table %s", ref.Image, ns, want, v.Message, ref.Reason)
+			}
+			return got, agree
 		}
-		t.Logf("%d references, %d disagreements:\n| # | image | ValidateImage | API server |\n|---|---|---|---|\n%s",
-			len(testenv.ImageReferences()), disagreements, table.String())
+		policyRefs, webhookRefs := testenv.ImageReferences(listed), testenv.ImageReferences(hooked)
+		for i := range policyRefs {
+			policy, _ := judge(i, listed, policyRefs[i], verdict)
+			webhook, _ := judge(i, hooked, webhookRefs[i], webhookVerdict)
+			fmt.Fprintf(&table, "| %d | `%.60s` | %s | %s | %s |\n", i+1, policyRefs[i].Image, policyRefs[i].Reason, policy, webhook)
+		}
+		t.Logf("%d references, %d disagreements:\n| # | image | ValidateImage | policy (CEL) | webhook |\n|---|---|---|---|---|\n%s",
+			len(policyRefs), disagreements, table.String())
 	})
 
 	t.Run("Pods", func(t *testing.T) {

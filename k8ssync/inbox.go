@@ -16,7 +16,8 @@ import (
 )
 
 // GitHub deliveries live beside the event log: a ConfigMap each, named by
-// the delivery id's hash (so that the API server refuses a second one),
+// the hash of the delivery's key, broker.Delivery.Key (so that the API
+// server refuses a second one, under whatever delivery id it came),
 // labelled pending until the leader has acted on it.
 const (
 	deliveryConfigMapPrefix = "credbroker-delivery-"
@@ -28,8 +29,8 @@ const (
 	DefaultMaxDeliveries = 1000
 )
 
-func deliveryName(id string) string {
-	sum := sha256.Sum256([]byte(id))
+func deliveryName(key string) string {
+	sum := sha256.Sum256([]byte(key))
 	return deliveryConfigMapPrefix + hex.EncodeToString(sum[:10])
 }
 
@@ -40,7 +41,7 @@ func (s *Store) AddDelivery(ctx context.Context, d broker.Delivery) (bool, error
 		return false, fmt.Errorf("encode delivery: %w", err)
 	}
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: deliveryName(d.ID), Namespace: s.namespace,
+		ObjectMeta: metav1.ObjectMeta{Name: deliveryName(d.Key()), Namespace: s.namespace,
 			Labels: map[string]string{LabelManagedBy: ManagedByValue, labelDelivery: "", labelPending: "true"}},
 		Data: map[string]string{deliveryKey: string(data)},
 	}
@@ -68,7 +69,7 @@ func (s *Store) trimDeliveries(ctx context.Context) error {
 		keep = DefaultMaxDeliveries
 	}
 	for _, d := range done[:max(0, len(done)-keep)] {
-		err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, deliveryName(d.ID), metav1.DeleteOptions{})
+		err := s.client.CoreV1().ConfigMaps(s.namespace).Delete(ctx, deliveryName(d.Key()), metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("forget delivery: %w", err)
 		}
@@ -104,9 +105,9 @@ func (s *Store) PendingDeliveries(ctx context.Context, limit int) ([]broker.Deli
 }
 
 // FinishDelivery implements broker.Inbox.
-func (s *Store) FinishDelivery(ctx context.Context, id string) error {
-	if err := s.clearPending(ctx, deliveryName(id)); err != nil {
-		return fmt.Errorf("finish delivery %s: %w", id, err)
+func (s *Store) FinishDelivery(ctx context.Context, key string) error {
+	if err := s.clearPending(ctx, deliveryName(key)); err != nil {
+		return fmt.Errorf("finish delivery %s: %w", key, err)
 	}
 	return nil
 }

@@ -27,11 +27,14 @@ func markOf(ns *corev1.Namespace) mark {
 	return mark{tenant: ns.Labels[admission.LabelTenant], scopes: ns.Annotations[admission.AnnotationImageScopes]}
 }
 
-func (s *Syncer) wantedMark(owner *binding) mark {
+// wantedMark is the mark of namespace when owner holds it: the tenant and
+// the scopes its Pods may run images from there (the namespace's own on
+// the in-cluster registry among them).
+func (s *Syncer) wantedMark(namespace string, owner *binding) mark {
 	if owner == nil {
 		return mark{}
 	}
-	return mark{tenant: owner.tenant.ID, scopes: strings.Join(s.cfg.Images.Scopes(owner.tenant), " ")}
+	return mark{tenant: owner.tenant.ID, scopes: strings.Join(s.cfg.Images.ScopesIn(owner.tenant, namespace), " ")}
 }
 
 // ensureMark makes ns carry owner's mark, or none without an owner. The
@@ -43,7 +46,7 @@ func (s *Syncer) ensureMark(ctx context.Context, ns *corev1.Namespace, owner *bi
 	if !s.cfg.MarkNamespaces || ns == nil || !s.cfg.Scope.Allows(ns.Name) {
 		return nil
 	}
-	have, want := markOf(ns), s.wantedMark(owner)
+	have, want := markOf(ns), s.wantedMark(ns.Name, owner)
 	if have == want || (want == (mark{}) && s.unannounced(have.tenant)) {
 		return nil
 	}

@@ -193,4 +193,24 @@ func RunInbox(t *testing.T, open func(t *testing.T) broker.Inbox) {
 	}
 	add(0, true)
 	add(5, false)
+
+	// A signed body sent again under a made-up delivery id is the same
+	// delivery: keyed on its digest, it is stored once, and finished by
+	// its key.
+	replayed := func(id string) broker.Delivery {
+		d := delivery(9)
+		d.ID, d.Digest = id, "sha256:"+strings.Repeat("9f", 32)
+		return d
+	}
+	for i, id := range []string{"d-9", "fresh-1", "fresh-2"} {
+		if added, err := s.AddDelivery(ctx, replayed(id)); err != nil || added != (i == 0) {
+			t.Fatalf("add the body under %s: added=%v %v, want added=%v", id, added, err, i == 0)
+		}
+	}
+	if err := s.FinishDelivery(ctx, replayed("d-9").Key()); err != nil {
+		t.Fatal(err)
+	}
+	if added, err := s.AddDelivery(ctx, replayed("fresh-3")); err != nil || added {
+		t.Errorf("the finished body under a fresh id: added=%v %v, want it remembered", added, err)
+	}
 }

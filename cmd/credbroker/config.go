@@ -102,6 +102,7 @@ func parseServeFlags(args []string, stderr io.Writer, getenv func(string) string
 	if cfg.dev {
 		cfg.devDefaults(set)
 	}
+	cfg.imageRules.InCluster = cfg.registryTokens.inCluster()
 	return cfg, cfg.validate()
 }
 
@@ -383,6 +384,16 @@ type registryTokenConfig struct {
 	namespacePrefix, ownerPrefix                        string
 	robotHost, robotKeyFile                             string
 	robotRotation                                       time.Duration
+}
+
+// inCluster is the in-cluster registry as admission judges its images: a
+// namespace's Pods may run what the token service lets them pull. None
+// without --registry-robot-host, the host Pods name it by.
+func (c registryTokenConfig) inCluster() broker.InClusterRegistry {
+	if c.robotHost == "" || c.service == "" {
+		return broker.InClusterRegistry{}
+	}
+	return broker.InClusterRegistry{Host: c.robotHost, NamespacePrefix: c.namespacePrefix, PublicPrefixes: splitList(c.publicPrefixes)}
 }
 
 // robots are the per-namespace robots, or nil without --registry-robot-host.

@@ -185,15 +185,7 @@ func (s *Server) getInstallation(w http.ResponseWriter, r *http.Request) {
 	in, ok := s.installations[id]
 	var body map[string]any
 	if ok && in.AppID == a.id {
-		body = map[string]any{
-			"id":          in.ID,
-			"app_id":      in.AppID,
-			"account":     map[string]any{"login": in.Account.Login, "id": in.Account.ID, "type": in.Account.Type},
-			"permissions": in.Permissions,
-		}
-		if in.suspended {
-			body["suspended_at"] = s.clock.Now().UTC().Format(time.RFC3339)
-		}
+		body = installationJSON(s.API.URL, in)
 	}
 	s.mu.Unlock()
 	if body == nil {
@@ -201,6 +193,40 @@ func (s *Server) getInstallation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// installationJSON is an installation as GET /app/installations/{id}
+// answers it: GitHub's field names, suspended_at and suspended_by null
+// unless suspended (then the time it was suspended, not the time asked),
+// the account's current login under its numeric id.
+func installationJSON(base string, in *installation) map[string]any {
+	selection := "all"
+	if len(in.Repositories) > 0 {
+		selection = "selected"
+	}
+	body := map[string]any{
+		"id":     in.ID,
+		"app_id": in.AppID,
+		"account": map[string]any{"login": in.Account.Login, "id": in.Account.ID, "type": in.Account.Type,
+			"node_id": "O_" + strconv.FormatInt(in.Account.ID, 10), "site_admin": false},
+		"target_id":            in.Account.ID,
+		"target_type":          in.Account.Type,
+		"repository_selection": selection,
+		"access_tokens_url":    base + "/app/installations/" + strconv.FormatInt(in.ID, 10) + "/access_tokens",
+		"repositories_url":     base + "/installation/repositories",
+		"permissions":          in.Permissions,
+		"events":               []string{},
+		"single_file_name":     nil,
+		"created_at":           in.createdAt.Format(time.RFC3339),
+		"updated_at":           in.updatedAt.Format(time.RFC3339),
+		"suspended_at":         nil,
+		"suspended_by":         nil,
+	}
+	if in.suspended {
+		body["suspended_at"] = in.suspendedAt.Format(time.RFC3339)
+		body["suspended_by"] = map[string]any{"login": "octocat", "id": 583231, "type": "User"}
+	}
+	return body
 }
 
 var levels = map[string]int{"read": 1, "write": 2, "admin": 3}

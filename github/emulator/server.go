@@ -124,7 +124,10 @@ type budget struct {
 
 type installation struct {
 	Installation
-	suspended bool
+	suspended   bool
+	suspendedAt time.Time // when suspended, as GitHub reports it
+	createdAt   time.Time
+	updatedAt   time.Time
 }
 
 type appToken struct {
@@ -264,7 +267,8 @@ func (s *Server) SetExpirationLayout(layout string) {
 func (s *Server) AddInstallation(in Installation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.installations[in.ID] = &installation{Installation: in}
+	now := s.clock.Now().UTC().Truncate(time.Second)
+	s.installations[in.ID] = &installation{Installation: in, createdAt: now, updatedAt: now}
 }
 
 // SuspendInstallation suspends an installation: its tokens stop working and
@@ -277,8 +281,27 @@ func (s *Server) UnsuspendInstallation(id int64) { s.setSuspended(id, false) }
 func (s *Server) setSuspended(id int64, suspended bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if in, ok := s.installations[id]; ok {
+	if in, ok := s.installations[id]; ok && in.suspended != suspended {
 		in.suspended = suspended
+		in.updatedAt = s.clock.Now().UTC().Truncate(time.Second)
+		in.suspendedAt = time.Time{}
+		if suspended {
+			in.suspendedAt = in.updatedAt
+		}
+	}
+}
+
+// RenameAccount gives account id a new login, as a user's or an
+// organization's rename does on GitHub: every installation on it reports
+// the new login, under the same id.
+func (s *Server) RenameAccount(id int64, login string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, in := range s.installations {
+		if in.Account.ID == id {
+			in.Account.Login = login
+			in.updatedAt = s.clock.Now().UTC().Truncate(time.Second)
+		}
 	}
 }
 

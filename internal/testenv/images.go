@@ -5,13 +5,21 @@ import "strings"
 // The tenant every ImageReferences row is judged for: owner Acme (any
 // case), granted acme-shared, on ghcr.io and registry.local:5000; and the
 // platform's public scopes and its mirrors (broker.ParseMirror's
-// "<prefix>=<upstream>") beside it.
+// "<prefix>=<upstream>") beside it; and the in-cluster registry behind
+// credbroker's token service (--registry-robot-host,
+// --registry-namespace-prefix, --registry-public-prefixes), whose
+// repositories a namespace may pull: its tenant's owners', its own under
+// the namespace prefix, and the public prefixes'.
 var (
 	ImageTenantOwner      = "Acme"
 	ImageTenantRegistries = []string{"ghcr.io", "registry.local:5000"}
 	ImageTenantGranted    = []string{"acme-shared"}
 	ImagePublicScopes     = []string{"docker.io/istio", "registry.local:5000/platform"}
 	ImageMirrors          = []string{"ghcr-mirror.example.com=ghcr.io", "mirror.example.com/ghcr.io=ghcr.io", "mirror.example.com/docker.io=docker.io"}
+
+	ImageInClusterHost            = "registry.cluster.internal:5000"
+	ImageInClusterNamespacePrefix = "cluster.local/{namespace}/"
+	ImageInClusterPublicPrefixes  = []string{"platform/", "mesh/sidecars/", "vendor/team/tools/"}
 )
 
 // ImageReference is a row of the image ownership table: a reference and
@@ -22,9 +30,19 @@ type ImageReference struct {
 }
 
 // ImageReferences is the one table of references that broker.ValidateImage
-// and the admission policy's CEL are both held to (broker and k8ssync test
-// it), so that the API and the API server never disagree.
-func ImageReferences() []ImageReference {
+// (ImageRules.ValidateIn), the admission webhook and the admission
+// policy's CEL are all held to (broker and k8ssync test it), so that the
+// API, the webhook and the API server never disagree. The rows are judged
+// for a Pod of namespace, which the in-cluster registry's rows name.
+func ImageReferences(namespace string) []ImageReference {
+	refs := imageReferences()
+	for i := range refs {
+		refs[i].Image = strings.ReplaceAll(refs[i].Image, "{namespace}", namespace)
+	}
+	return refs
+}
+
+func imageReferences() []ImageReference {
 	sha256 := "sha256:" + strings.Repeat("ab", 32)
 	return []ImageReference{
 		// Allowed: the owner (any case of the login), tags, digests, both, granted owners, deep paths.
@@ -97,6 +115,45 @@ func ImageReferences() []ImageReference {
 		{"mirror.example.com:5000/ghcr.io/acme/api", "WRONG_REGISTRY"},
 		{"ghcr-mirror.example.com.evil.com/acme/api", "WRONG_REGISTRY"},
 		{"evil.example.com/ghcr-mirror.example.com/acme/api", "WRONG_REGISTRY"},
+		// The in-cluster registry: the namespace's own repositories, its
+		// tenant's owners', and the public prefixes, by whole path
+		// components; another namespace's, look-alikes and other hosts
+		// are not.
+		{"registry.cluster.internal:5000/cluster.local/{namespace}/app:1", "ALLOWED"},
+		{"registry.cluster.internal:5000/cluster.local/{namespace}/team/app@" + sha256, "ALLOWED"},
+		{"REGISTRY.cluster.internal:5000/cluster.local/{namespace}/app", "ALLOWED"},
+		{"registry.cluster.internal:5000/acme/app", "ALLOWED"},
+		{"registry.cluster.internal:5000/acme-shared/base:1", "ALLOWED"},
+		{"registry.cluster.internal:5000/platform/base:1", "ALLOWED"},
+		{"registry.cluster.internal:5000/platform/x/y", "ALLOWED"},
+		{"registry.cluster.internal:5000/mesh/sidecars/proxy:1", "ALLOWED"},
+		{"registry.cluster.internal:5000/cluster.local/other-team/app", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/cluster.local/{namespace}x/app", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/cluster.local/{namespace}-evil/app", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/cluster.localx/{namespace}/app", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/cluster.local/{namespace}", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/cluster.local/app", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/{namespace}/app", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/x/cluster.local/{namespace}/app", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/platformx/y", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/platform", "INVALID_REFERENCE"},
+		{"registry.cluster.internal:5000/mesh/other", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/mesh/sidecarsx/proxy", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/mesh/sidecars", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/vendor/team/tools/lint:1", "ALLOWED"},
+		{"registry.cluster.internal:5000/vendor/team/toolsx/lint", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/vendor/team/lint", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/vendor/team/tools", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/evil/app", "WRONG_OWNER"},
+		{"registry.cluster.internal:5000/Cluster.local/{namespace}/app", "INVALID_REFERENCE"},
+		{"registry.cluster.internal/cluster.local/{namespace}/app", "WRONG_REGISTRY"},
+		{"registry.cluster.internal:5001/cluster.local/{namespace}/app", "WRONG_REGISTRY"},
+		{"registry.cluster.internal.evil.com:5000/cluster.local/{namespace}/app", "WRONG_REGISTRY"},
+		{"evil.com/cluster.local/{namespace}/app", "WRONG_REGISTRY"},
+		{"evil.com/platform/base", "WRONG_REGISTRY"},
+		{"ghcr.io/cluster.local/{namespace}/app", "WRONG_OWNER"},
+		{"ghcr.io/platform/base", "WRONG_OWNER"},
+		{"registry.local:5000/cluster.local/{namespace}/app", "WRONG_OWNER"},
 		// No registry named: Docker Hub.
 		{"acme/api", "IMPLICIT_DOCKER_HUB"},
 		{"api", "IMPLICIT_DOCKER_HUB"},

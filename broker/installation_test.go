@@ -1,0 +1,152 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+// installationGitHub answers GET /app/installations/{id} as GitHub would
+// now: inst, or 404 when gone.
+type installationGitHub struct {
+	mu    sync.Mutex
+	inst  Installation
+	gone  bool
+	calls int
+}
+
+func (g *installationGitHub) Installation(_ context.Context, id int64) (Installation, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls++
+	if g.gone || id != g.inst.ID {
+		return Installation{}, &VerifyError{Cause: ReasonInstallationNotFound, Msg: fmt.Sprintf("installation %d not found", id)}
+	}
+	return g.inst, nil
+}
+
+// ValidatePAT takes any PAT as a machine user's with read:packages.
+func (g *installationGitHub) ValidatePAT(context.Context, string) (PATOwner, error) {
+	return PATOwner{Owner: Owner{Login: "bot", ID: 7, Type: OwnerUser}, Scopes: []string{"read:packages"}}, nil
+}
+
+// A signed delivery is a hint, not an order: whoever captured one sends it
+// again whenever they like, so the leader acts on what GitHub's API says
+// now. A replayed suspend of an installation GitHub reports active stops
+// nothing; a replayed rename to a login GitHub does not report changes no
+// login; a rename GitHub confirms is applied, with GitHub's login. Both
+// for a tenant on the organization's App installation and for one with a
+// machine user's PAT for it (whose PAT tells nothing of the organization's
+// login).
+func TestADeliveryIsActedOnOnlyAsGitHubConfirmsIt(t *testing.T) {
+	acme := Owner{Login: "acme", ID: 1, Type: OwnerOrganization}
+	tests := []struct {
+		name       string
+		delivery   Delivery
+		github     Installation
+		gone       bool
+		wantReason Reason // the tenant's last error after acting, "" none
+		wantLogin  string
+	}{
+		{"a replayed suspend of an active installation", Delivery{Change: InstallationSuspended}, Installation{Account: acme}, false, "", "acme"},
+		{"a suspend GitHub confirms", Delivery{Change: InstallationSuspended}, Installation{Account: acme, Suspended: true}, false, ReasonInstallationSuspended, "acme"},
+		{"a replayed deletion of an installation that is still there", Delivery{Change: InstallationDeleted}, Installation{Account: acme}, false, "", "acme"},
+		{"a deletion GitHub confirms", Delivery{Change: InstallationDeleted}, Installation{}, true, ReasonInstallationNotFound, "acme"},
+		{"a replayed rename to a login GitHub does not report", Delivery{Change: AccountRenamed,
+			Account: Owner{Login: "acme-evil", ID: 1, Type: OwnerOrganization}}, Installation{Account: acme}, false, "", "acme"},
+		{"a rename naming another account than the installation's", Delivery{Change: AccountRenamed,
+			Account: Owner{Login: "evil", ID: 99, Type: OwnerOrganization}}, Installation{Account: Owner{Login: "acme-corp", ID: 1, Type: OwnerOrganization}}, false, "", "acme"},
+		{"a rename GitHub confirms", Delivery{Change: AccountRenamed,
+			Account: Owner{Login: "acme-corp", ID: 1, Type: OwnerOrganization}}, Installation{Account: Owner{Login: "acme-corp", ID: 1, Type: OwnerOrganization}}, false, "", "acme-corp"},
+		{"an old rename, overtaken by a later one: GitHub's login is recorded", Delivery{Change: AccountRenamed,
+			Account: Owner{Login: "acme-corp", ID: 1, Type: OwnerOrganization}}, Installation{Account: Owner{Login: "acme-inc", ID: 1, Type: OwnerOrganization}}, false, "", "acme-inc"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			sealer, err := NewSealer(make([]byte, KeySize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSimulated(t)
+			s.reg = NewRegistry(newMemStore(), sealer, nil, s.clock, RegistryConfig{})
+			for _, tn := range []Tenant{appTenantFor("web"), {ID: "pat", Owner: acme, PAT: &PAT{Token: "ghp_machine"}}} {
+				if _, _, err := s.reg.Create(ctx, tn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.r = s.newRefresher()
+			s.step(ctx)
+			tc.github.ID = 1
+			tc.github.Permissions = DefaultAppPermissions()
+			gh := &installationGitHub{inst: tc.github, gone: tc.gone}
+			s.reg.github = gh
+			d := tc.delivery
+			d.ID, d.InstallationID = "d-1", 1
+			s.r.Act(ctx, d)
+			if gh.calls == 0 {
+				t.Error("GitHub's API was not asked")
+			}
+			st := s.r.Status("web")
+			var got Reason
+			if st.LastError != nil {
+				got = st.LastError.Reason
+			}
+			if got != tc.wantReason {
+				t.Errorf("the tenant's last error: %q, want %q", got, tc.wantReason)
+			}
+			for _, id := range []string{"web", "pat"} {
+				if tn := mustGet(t, s.reg, id); tn.Owner.Login != tc.wantLogin {
+					t.Errorf("tenant %s: owner login %q, want %q", id, tn.Owner.Login, tc.wantLogin)
+				}
+			}
+		})
+	}
+}
+
+// A delivery GitHub's API cannot be asked about is not acted on.
+func TestADeliveryGitHubCannotConfirmIsNotActedOn(t *testing.T) {
+	ctx := context.Background()
+	s := newSimulated(t, appTenantFor("web"))
+	s.step(ctx)
+	s.r.Act(ctx, Delivery{ID: "d-1", InstallationID: 1, Change: InstallationSuspended}) // no GitHub at all
+	if st := s.r.Status("web"); st.LastError != nil {
+		t.Errorf("an unconfirmed suspend was acted on: %+v", st.LastError)
+	}
+}
+
+// A captured suspend body sent under three fresh delivery ids is one
+// delivery, acted on once.
+func TestACapturedDeliveryUnderFreshIDsIsActedOnOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newSimulated(t, appTenantFor("web"))
+	inbox := &memInbox{}
+	ds := NewDeliveries(inbox, s.clock, slog.New(slog.DiscardHandler))
+	digest := "sha256:" + fmt.Sprintf("%064x", 42)
+	for i, id := range []string{"captured", "fresh-1", "fresh-2", "fresh-3"} {
+		added, err := ds.Accept(ctx, Delivery{ID: id, Digest: digest, InstallationID: 1, Change: InstallationSuspended})
+		if err != nil || added != (i == 0) {
+			t.Fatalf("accept under %s: added=%v %v", id, added, err)
+		}
+	}
+	var acted []string
+	done := make(chan error, 1)
+	go func() {
+		done <- ds.Run(ctx, func(_ context.Context, d Delivery) { acted = append(acted, d.ID); cancel() })
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not act")
+	}
+	if len(acted) != 1 {
+		t.Errorf("acted on %v, want the captured delivery once", acted)
+	}
+}
