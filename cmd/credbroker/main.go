@@ -222,9 +222,9 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 		HTTPAddr:        cfg.httpAddr,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Handlers:        handlers,
-		Guard:           server.NewGuard(server.GuardConfig{Authenticator: authn, Policy: policy, Audit: p.store,
+		Guard: server.NewGuard(server.GuardConfig{Authenticator: authn, Policy: policy, Audit: p.store,
 			PerPeer: auth.Limit{PerSecond: cfg.exchangePeerRate, Burst: cfg.exchangePeerBurst}}, log),
-		TLS:             tlsConfig,
+		TLS: tlsConfig,
 	}, server.Services{
 		Tenants:     api.NewTenantAPI(p.registry, log),
 		Images:      api.NewImageAPI(p.registry, log),
