@@ -213,6 +213,8 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 	if err != nil {
 		return nil, err
 	}
+	guard := server.GuardConfig{Authenticator: authn, Policy: policy, Audit: p.store,
+		PerPeer: auth.Limit{PerSecond: cfg.exchangePeerRate, Burst: cfg.exchangePeerBurst}}
 	var exchangeService credbrokerv1.PullCredentialServiceServer // nil: UNIMPLEMENTED
 	if exchange != nil {
 		exchangeService = exchange
@@ -222,8 +224,7 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 		HTTPAddr:        cfg.httpAddr,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Handlers:        handlers,
-		Guard: server.NewGuard(server.GuardConfig{Authenticator: authn, Policy: policy, Audit: p.store,
-			PerPeer: auth.Limit{PerSecond: cfg.exchangePeerRate, Burst: cfg.exchangePeerBurst}}, log),
+		Guard:           server.NewGuard(guard, log),
 		TLS: tlsConfig,
 	}, server.Services{
 		Tenants:     api.NewTenantAPI(p.registry, log),
