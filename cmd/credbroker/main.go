@@ -225,7 +225,7 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Handlers:        handlers,
 		Guard:           server.NewGuard(guard, log),
-		TLS: tlsConfig,
+		TLS:             tlsConfig,
 	}, server.Services{
 		Tenants:     api.NewTenantAPI(p.registry, log),
 		Images:      api.NewImageAPI(p.registry, log),
