@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -34,16 +35,14 @@ func Tokens(audience string) (*admissionregistrationv1.ValidatingAdmissionPolicy
 	return decode(bytes.ReplaceAll(TokensYAML, fmt.Appendf(nil, tokensAudienceTest, ProviderAudience), fmt.Appendf(nil, tokensAudienceTest, audience)))
 }
 
-// IsNode reports whether a requester is a node, as the Node authorizer
-// knows nodes: the user system:node:<name> in the group system:nodes.
-func IsNode(user string, groups []string) bool {
-	if !strings.HasPrefix(user, "system:node:") || user == "system:node:" {
-		return false
+// MayRequestProviderTokens reports whether a requester may ask for a
+// token for the credential provider's audience in a bound namespace, as
+// tokens.yaml decides: a node, as the Node authorizer knows nodes (the
+// user system:node:<name> in the group system:nodes), or a cluster-admin
+// (system:masters), who could impersonate a node anyway.
+func MayRequestProviderTokens(user string, groups []string) bool {
+	if slices.Contains(groups, "system:masters") {
+		return true
 	}
-	for _, g := range groups {
-		if g == "system:nodes" {
-			return true
-		}
-	}
-	return false
+	return strings.HasPrefix(user, "system:node:") && user != "system:node:" && slices.Contains(groups, "system:nodes")
 }

@@ -253,7 +253,7 @@ func (h *Webhook) reviewTokenRequest(ctx context.Context, req *admissionv1.Admis
 	if err := json.Unmarshal(req.Object.Raw, &tr); err != nil {
 		return nil, fmt.Errorf("decode the TokenRequest: %w", err)
 	}
-	if req.Operation != admissionv1.Create || !slices.Contains(tr.Spec.Audiences, h.cfg.ProviderAudience) || IsNode(req.UserInfo.Username, req.UserInfo.Groups) {
+	if req.Operation != admissionv1.Create || !slices.Contains(tr.Spec.Audiences, h.cfg.ProviderAudience) || MayRequestProviderTokens(req.UserInfo.Username, req.UserInfo.Groups) {
 		return allow, nil
 	}
 	t, bound, err := h.owners.NamespaceOwner(req.Namespace)

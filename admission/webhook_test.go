@@ -100,6 +100,8 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 			object: tokenRequestJSON("credbroker"), user: "system:node:node-a", groups: []string{"system:nodes", "system:authenticated"}, allowed: true},
 		{name: "a node's name without the nodes' group", ns: "web", op: admissionv1.Create, kind: tokenRequest, sub: "token",
 			object: tokenRequestJSON("credbroker"), user: "system:node:node-a", message: "only a node may request"},
+		{name: "a cluster-admin's TokenRequest for the credential provider", ns: "web", op: admissionv1.Create, kind: tokenRequest, sub: "token",
+			object: tokenRequestJSON("credbroker"), user: "root", groups: []string{"system:masters"}, allowed: true},
 		{name: "a TokenRequest for another audience", ns: "web", op: admissionv1.Create, kind: tokenRequest, sub: "token",
 			object: tokenRequestJSON("vault", "credbroker-registry"), user: "alice", allowed: true},
 		{name: "a TokenRequest in an unbound namespace", ns: "other", op: admissionv1.Create, kind: tokenRequest, sub: "token",

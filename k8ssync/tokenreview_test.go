@@ -77,8 +77,9 @@ func TestTokenReviewerAcceptsServiceAccountTokensForItsAudience(t *testing.T) {
 // serviceaccounts/token) asks the TokenRequest API for a token for the
 // credential provider's audience bound to a running Pod, which the
 // exchange would trade for the tenant's credential. The API server
-// refuses it (admission/tokens.yaml); a node may, and the exchange takes
-// the node's token.
+// refuses it (admission/tokens.yaml), as it does a user named like a
+// node outside the nodes' group; a node may, and the exchange takes the
+// node's token.
 func TestOnlyANodeGetsATokenForTheProviderAudience(t *testing.T) {
 	requireCluster(t)
 	ctx := context.Background()
@@ -124,8 +125,23 @@ func TestOnlyANodeGetsATokenForTheProviderAudience(t *testing.T) {
 		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), admission.TokensName) && strings.Contains(err.Error(), "only a node may request"),
 			fmt.Sprintf("the namespace admin's TokenRequest for the provider audience: %v", err)
 	})
-	if _, err := request(admin, admission.ProviderAudience); !apierrors.IsForbidden(err) {
-		t.Errorf("cluster-admin, who is no node, got a provider token: %v", err)
+	// A user with every verb on serviceaccounts/token cluster-wide, but no
+	// node and no cluster-admin.
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "tokens-" + ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:node:" + user}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = controlPlane.AddUser("system:node:"+user, "system:authenticated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	namedLikeANode, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := request(namedLikeANode, admission.ProviderAudience); !apierrors.IsForbidden(err) {
+		t.Errorf("a user named like a node, outside system:nodes, got a provider token: %v", err)
 	}
 	if _, err := request(hostile, "vault"); err != nil {
 		t.Errorf("a token for another audience: %v", err)
