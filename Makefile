@@ -40,6 +40,7 @@ generate: tools googleapis
 	buf generate
 	cp admission/policy.yaml charts/credbroker/files/admission-policy.yaml
 	cp admission/guard.yaml charts/credbroker/files/admission-guard.yaml
+	cp admission/tokens.yaml charts/credbroker/files/admission-tokens.yaml
 
 # Fails when the committed generated code differs from what the protos give.
 check-generated: generate

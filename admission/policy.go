@@ -97,9 +97,9 @@ func (m Mode) Actions() ([]admissionregistrationv1.ValidationAction, error) {
 	return nil, fmt.Errorf("admission policy mode %q: want %s or %s", m, Enforce, DryRun)
 }
 
-// Bindings returns the bindings of both policies: the image ownership
-// policy's in mode m, for every namespace bound to a tenant, and the
-// guard's, which always denies (nobody but credbroker has a reason to touch
+// Bindings returns the bindings of the policies: the image ownership
+// policy's and the provider tokens' in mode m, for every namespace bound
+// to a tenant, and the guard's, which always denies (nobody but credbroker has a reason to touch
 // a mark, in a dry run or not).
 func Bindings(m Mode) ([]*admissionregistrationv1.ValidatingAdmissionPolicyBinding, error) {
 	actions, err := m.Actions()
@@ -113,9 +113,14 @@ func Bindings(m Mode) ([]*admissionregistrationv1.ValidatingAdmissionPolicyBindi
 			Spec:       admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy, ValidationActions: actions},
 		}
 	}
-	images := binding(PolicyName, actions)
-	images.Spec.MatchResources = &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: LabelTenant, Operator: metav1.LabelSelectorOpExists}},
-	}}
-	return []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{images, binding(GuardName, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny})}, nil
+	bound := func(b *admissionregistrationv1.ValidatingAdmissionPolicyBinding) *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
+		b.Spec.MatchResources = &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: LabelTenant, Operator: metav1.LabelSelectorOpExists}},
+		}}
+		return b
+	}
+	// The provider tokens' policy (tokens.yaml) refuses the same tokens as
+	// the image policy's second validation, by another route: same mode.
+	return []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{bound(binding(PolicyName, actions)),
+		binding(GuardName, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}), bound(binding(TokensName, actions))}, nil
 }

@@ -12,6 +12,7 @@ func TestTheChartShipsThesePolicies(t *testing.T) {
 	for file, want := range map[string][]byte{
 		"../charts/credbroker/files/admission-policy.yaml": PolicyYAML,
 		"../charts/credbroker/files/admission-guard.yaml":  GuardYAML,
+		"../charts/credbroker/files/admission-tokens.yaml": TokensYAML,
 	} {
 		got, err := os.ReadFile(file)
 		if err != nil {
@@ -42,6 +43,16 @@ func TestPoliciesDecode(t *testing.T) {
 	}
 	if _, err := Policy("x'||true||'"); err == nil {
 		t.Error("an audience that breaks out of its literal made a policy")
+	}
+	requests, err := Tokens("registry-credentials")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cond := requests.Spec.MatchConditions[0].Expression; requests.Name != TokensName || !strings.Contains(cond, "== 'registry-credentials'") || strings.Contains(cond, "'"+ProviderAudience+"'") {
+		t.Errorf("the provider tokens' policy %s matches %s", requests.Name, cond)
+	}
+	if _, err := Tokens("x'||true||'"); err == nil {
+		t.Error("an audience that breaks out of its literal made a tokens policy")
 	}
 	guard, err := Guard(GuardConfig{User: "system:serviceaccount:platform:cb"})
 	if err != nil {
@@ -79,6 +90,14 @@ func TestBindings(t *testing.T) {
 		if sel := images.Spec.MatchResources.NamespaceSelector.MatchExpressions; len(sel) != 1 || sel[0].Key != LabelTenant {
 			t.Errorf("the image policy binds %+v", sel)
 		}
+	}
+	bindings, err := Bindings(DryRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokens := bindings[2]; tokens.Spec.PolicyName != TokensName || fmt.Sprint(tokens.Spec.ValidationActions) != "[Warn Audit]" ||
+		tokens.Spec.MatchResources.NamespaceSelector.MatchExpressions[0].Key != LabelTenant {
+		t.Errorf("the provider tokens' binding %+v", tokens.Spec)
 	}
 	if _, err := Bindings("audit"); err == nil {
 		t.Error("an unknown mode made bindings")

@@ -89,6 +89,9 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if req.Namespace == "" || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		return allow, nil
 	}
+	if req.Resource.Group == "" && req.Resource.Resource == "serviceaccounts" && req.SubResource == "token" {
+		return h.reviewTokenRequest(ctx, req)
+	}
 	added, judged, err := h.added(req)
 	if err != nil || !judged {
 		return allow, err
@@ -235,4 +238,37 @@ func (h *Webhook) added(req *admissionv1.AdmissionRequest) (a addition, judged b
 	a.images = slices.DeleteFunc(now.images(), func(image string) bool { return slices.Contains(oldImages, image) })
 	a.providerToken = now.projects(h.cfg.ProviderAudience) && !old.projects(h.cfg.ProviderAudience)
 	return a, true, nil
+}
+
+// tokenRequest is the part of a TokenRequest the webhook reads.
+type tokenRequest struct {
+	Spec struct {
+		Audiences []string `json:"audiences"`
+	} `json:"spec"`
+}
+
+// reviewTokenRequest judges a TokenRequest as tokens.yaml does: in a
+// namespace bound to a tenant, only a node may ask for a token for the
+// credential provider's audience.
+func (h *Webhook) reviewTokenRequest(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+	allow := &admissionv1.AdmissionResponse{Allowed: true}
+	var tr tokenRequest
+	if err := json.Unmarshal(req.Object.Raw, &tr); err != nil {
+		return nil, fmt.Errorf("decode the TokenRequest: %w", err)
+	}
+	if req.Operation != admissionv1.Create || !slices.Contains(tr.Spec.Audiences, h.cfg.ProviderAudience) || MayRequestProviderTokens(req.UserInfo.Username, req.UserInfo.Groups) {
+		return allow, nil
+	}
+	t, bound, err := h.owners.NamespaceOwner(req.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("find the tenant of namespace %s: %w", req.Namespace, err)
+	}
+	if !bound {
+		return allow, nil
+	}
+	h.log.InfoContext(ctx, "admission denied", slog.String("tenant", t.ID), slog.String("namespace", req.Namespace),
+		slog.String("kind", "TokenRequest"), slog.String("serviceAccount", req.Name), slog.String("user", req.UserInfo.Username))
+	return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
+		Message: fmt.Sprintf("credbroker: namespace %s belongs to tenant %s: only a node may request a ServiceAccount token for the credential provider's audience; the kubelet asks for it itself (%s is not a node)",
+			req.Namespace, t.ID, req.UserInfo.Username)}}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -43,9 +44,16 @@ func podJSON(images ...string) string {
 	return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[` + strings.Join(containers, ",") + `]}}`
 }
 
+func tokenRequestJSON(audiences ...string) string {
+	raw, _ := json.Marshal(audiences)
+	return `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"audiences":` + string(raw) +
+		`,"boundObjectRef":{"kind":"Pod","apiVersion":"v1","name":"app-1"}}}`
+}
+
 func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 	pod := metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
 	cronJob := metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}
+	tokenRequest := metav1.GroupVersionKind{Group: "authentication.k8s.io", Version: "v1", Kind: "TokenRequest"}
 	notReady := &broker.DeniedError{Denial: broker.DenyCredentialNotReady, TenantID: "web", Msg: "tenant web has no credential published yet"}
 	tests := []struct {
 		name      string
@@ -60,6 +68,8 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 		message   string // in the refusal, or in the warning
 		warnings  int
 		httpError int
+		user      string
+		groups    []string
 	}{
 		{name: "own image", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1"), allowed: true},
 		{name: "another owner's", ns: "web", op: admissionv1.Create, kind: pod, object: podJSON("ghcr.io/acme/app:1", "ghcr.io/evil/app:1"),
@@ -88,6 +98,18 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 			object:  `{"spec":{"containers":[{"image":"ghcr.io/acme/app:1"}],"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"audience":"vault","path":"t"}}]}}]}}`,
 			allowed: true},
 		{name: "garbage object", ns: "web", op: admissionv1.Create, kind: pod, object: `{"spec":{"containers":"nope"}}`, httpError: http.StatusBadRequest},
+		{name: "a namespace admin's TokenRequest for the credential provider", ns: "web", op: admissionv1.Create, kind: tokenRequest, sub: "token",
+			object: tokenRequestJSON("credbroker"), user: "alice", groups: []string{"system:authenticated"}, message: "only a node may request"},
+		{name: "a node's TokenRequest for the credential provider", ns: "web", op: admissionv1.Create, kind: tokenRequest, sub: "token",
+			object: tokenRequestJSON("credbroker"), user: "system:node:node-a", groups: []string{"system:nodes", "system:authenticated"}, allowed: true},
+		{name: "a node's name without the nodes' group", ns: "web", op: admissionv1.Create, kind: tokenRequest, sub: "token",
+			object: tokenRequestJSON("credbroker"), user: "system:node:node-a", message: "only a node may request"},
+		{name: "a cluster-admin's TokenRequest for the credential provider", ns: "web", op: admissionv1.Create, kind: tokenRequest, sub: "token",
+			object: tokenRequestJSON("credbroker"), user: "root", groups: []string{"system:masters"}, allowed: true},
+		{name: "a TokenRequest for another audience", ns: "web", op: admissionv1.Create, kind: tokenRequest, sub: "token",
+			object: tokenRequestJSON("vault", "credbroker-registry"), user: "alice", allowed: true},
+		{name: "a TokenRequest in an unbound namespace", ns: "other", op: admissionv1.Create, kind: tokenRequest, sub: "token",
+			object: tokenRequestJSON("credbroker"), user: "alice", allowed: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,7 +117,10 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 				InCluster: broker.InClusterRegistry{Host: "registry.cluster.internal:5000", NamespacePrefix: "cluster.local/{namespace}/", PublicPrefixes: []string{"platform/"}}}}, slog.New(slog.DiscardHandler))
 			review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 				Request: &admissionv1.AdmissionRequest{UID: types.UID("uid-1"), Kind: tc.kind, Namespace: tc.ns, Operation: tc.op, SubResource: tc.sub,
-					Object: runtime.RawExtension{Raw: []byte(tc.object)}}}
+					Object: runtime.RawExtension{Raw: []byte(tc.object)}, UserInfo: authenticationv1.UserInfo{Username: tc.user, Groups: tc.groups}}}
+			if tc.kind == tokenRequest {
+				review.Request.Resource = metav1.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}
+			}
 			if tc.old != "" {
 				review.Request.OldObject = runtime.RawExtension{Raw: []byte(tc.old)}
 			}

@@ -27,6 +27,25 @@ type Request struct {
 	// PeerCertificates are the client certificate chain the TLS handshake
 	// verified against the client CA (leaf first); empty without one.
 	PeerCertificates []*x509.Certificate
+	// Peer is the caller's network address without the port, "" when
+	// unknown: what per-caller limits key on before anyone is
+	// authenticated.
+	Peer string
+}
+
+type peerKey struct{}
+
+// WithPeer returns ctx carrying the caller's address (the Guard puts it
+// there), for what authenticates from inside a method: the exchange's Pod
+// token.
+func WithPeer(ctx context.Context, peer string) context.Context {
+	return context.WithValue(ctx, peerKey{}, peer)
+}
+
+// PeerOf returns the address WithPeer put in ctx, or "".
+func PeerOf(ctx context.Context) string {
+	p, _ := ctx.Value(peerKey{}).(string)
+	return p
 }
 
 // Identity is an authenticated caller.

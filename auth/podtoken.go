@@ -38,19 +38,30 @@ type PodTokens struct {
 	review *TokenReview
 }
 
-// NewPodTokens returns PodTokens that review with review.
-func NewPodTokens(review ReviewFunc) *PodTokens {
-	return &PodTokens{review: NewTokenReviewLimited(review, PodTokenTTL, PodReviewsPerSecond, PodReviewBurst, PodReviewsInFlight)}
+// NewPodTokens returns PodTokens that review with review, after checks
+// (TokenChecks: with an Audience and Keys, a token that is not the
+// cluster's for that audience is refused without a review, and only what
+// a signature cannot tell, that the Pod still exists, is asked of the API
+// server).
+func NewPodTokens(review ReviewFunc, checks TokenChecks) *PodTokens {
+	r := NewTokenReviewLimited(review, PodTokenTTL, PodReviewsPerSecond, PodReviewBurst, PodReviewsInFlight)
+	r.setChecks(checks)
+	return &PodTokens{review: r}
 }
 
-// PodOf implements api.PodTokens.
+// PodOf implements api.PodTokens. The caller's address, for the limit of
+// reviews per caller, comes from ctx (WithPeer).
 func (p *PodTokens) PodOf(ctx context.Context, token string) (broker.PodIdentity, error) {
-	id, _, err := p.review.Authenticate(ctx, Request{BearerToken: token})
+	id, _, err := p.review.Authenticate(ctx, Request{BearerToken: token, Peer: PeerOf(ctx)})
 	switch {
 	case errors.Is(err, ErrTokenRejected):
+		// The reason says what of the token is wrong (its shape, issuer,
+		// audience, expiry, signature), never the token.
 		return broker.PodIdentity{}, &broker.DeniedError{Denial: broker.DenyTokenRejected,
-			Msg: "the API server does not accept the ServiceAccount token for credbroker's audience (expired, or requested for another audience)"}
-	case err != nil: // busy, or the API server failing
+			Msg: "the ServiceAccount token is not the cluster's for credbroker's audience (" + err.Error() + ")"}
+	case errors.Is(err, ErrBusy):
+		return broker.PodIdentity{}, fmt.Errorf("review the ServiceAccount token: %w: %w", broker.ErrUnavailable, err)
+	case err != nil: // the API server failing
 		return broker.PodIdentity{}, fmt.Errorf("review the ServiceAccount token: %w: %w", broker.ErrUnavailable, err)
 	}
 	ns, sa, ok := serviceAccountOf(id.Name)

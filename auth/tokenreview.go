@@ -36,9 +36,10 @@ const (
 	ReviewsInFlight  = 16
 )
 
-// ErrTokenRejected is a token the API server does not accept for the
-// audience.
-var ErrTokenRejected = errors.New("the API server does not accept the bearer token")
+// ErrTokenRejected is a token not accepted for the audience: by the API
+// server, or, for what cannot be the cluster's token for it, by the
+// checks before any review (TokenChecks).
+var ErrTokenRejected = errors.New("token rejected")
 
 // TokenReview authenticates bearer tokens with the Kubernetes TokenReview
 // API. It is the last resort of a chain: it recognises every bearer token.
@@ -51,6 +52,8 @@ type TokenReview struct {
 	clock    clock.PassiveClock
 	limiter  *rate.Limiter
 	inflight chan struct{}
+	checks   TokenChecks
+	peers    *Buckets
 
 	mu    sync.Mutex
 	cache map[string]reviewAnswer
@@ -61,6 +64,31 @@ type reviewAnswer struct {
 	ok      bool
 	expires time.Time
 }
+
+// TokenChecks are what a TokenReview judges itself, at no cost to the API
+// server, before it spends a review: the review budget is shared by every
+// caller, and without them anyone who can reach credbroker could spend it
+// all on made-up tokens and leave real callers refused as busy.
+type TokenChecks struct {
+	// Audience, when set, admits only what could be a ServiceAccount token
+	// for it: a JWT, issued by the cluster (once Keys know its issuer),
+	// for Audience, not expired. Anything else is ErrTokenRejected without
+	// a review.
+	Audience string
+	// Keys, when set (with Audience), verify the token's signature
+	// locally: a token they refute is ErrTokenRejected without a review.
+	// Only while they cannot be fetched are tokens reviewed unverified.
+	Keys *ServiceAccountKeys
+	// PerPeer limits the reviews each caller address (Request.Peer) may
+	// cause with tokens that were not verified locally, so that one
+	// caller cannot spend the whole budget. Zero: no such limit.
+	PerPeer Limit
+}
+
+// DefaultPeerReviews is the default TokenChecks.PerPeer: a node starting
+// Pods makes bursts of new tokens, but those are verified locally and not
+// counted here.
+var DefaultPeerReviews = Limit{PerSecond: 5, Burst: 20}
 
 // NewTokenReview returns a TokenReview authenticator caching answers for ttl.
 func NewTokenReview(review ReviewFunc, ttl time.Duration) *TokenReview {
@@ -75,6 +103,46 @@ func NewTokenReviewLimited(review ReviewFunc, ttl time.Duration, perSecond float
 		limiter: rate.NewLimiter(rate.Limit(perSecond), burst), inflight: make(chan struct{}, inflight)}
 }
 
+// NewServiceAccountTokenReview is NewTokenReview for ServiceAccount tokens
+// only, judged by checks before any review.
+func NewServiceAccountTokenReview(review ReviewFunc, ttl time.Duration, checks TokenChecks) *TokenReview {
+	r := NewTokenReview(review, ttl)
+	r.setChecks(checks)
+	return r
+}
+
+func (r *TokenReview) setChecks(checks TokenChecks) {
+	r.checks, r.peers = checks, NewBuckets(r.clock)
+}
+
+// precheck judges token before a review: rejected (ErrTokenRejected)
+// when it cannot be a ServiceAccount token for the audience or the
+// cluster's keys refute it; verified when they vouch for it.
+func (r *TokenReview) precheck(ctx context.Context, token string, now time.Time) (verified bool, err error) {
+	c := r.checks
+	if c.Audience == "" {
+		return false, nil
+	}
+	issuer := ""
+	if c.Keys != nil {
+		issuer = c.Keys.Issuer()
+	}
+	if why := couldBeServiceAccountToken(token, issuer, c.Audience, now); why != "" {
+		return false, fmt.Errorf("%w: %s", ErrTokenRejected, why)
+	}
+	if c.Keys == nil {
+		return false, nil
+	}
+	switch _, err := c.Keys.Verify(ctx, token, c.Audience); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrKeysUnavailable):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
 // Authenticate implements Authenticator.
 func (r *TokenReview) Authenticate(ctx context.Context, req Request) (Identity, bool, error) {
 	if req.BearerToken == "" {
@@ -86,6 +154,13 @@ func (r *TokenReview) Authenticate(ctx context.Context, req Request) (Identity, 
 	ans, hit := r.cache[key]
 	r.mu.Unlock()
 	if !hit || now.After(ans.expires) {
+		verified, err := r.precheck(ctx, req.BearerToken, now)
+		if err != nil {
+			return Identity{}, true, err
+		}
+		if !verified && r.peers != nil && req.Peer != "" && !r.peers.Allow(req.Peer, r.checks.PerPeer) {
+			return Identity{}, true, ErrBusy
+		}
 		if !r.limiter.AllowN(now, 1) {
 			return Identity{}, true, ErrBusy
 		}
@@ -111,7 +186,7 @@ func (r *TokenReview) Authenticate(ctx context.Context, req Request) (Identity, 
 		r.mu.Unlock()
 	}
 	if !ans.ok {
-		return Identity{}, true, ErrTokenRejected
+		return Identity{}, true, fmt.Errorf("%w: the API server does not accept it (expired, its Pod or ServiceAccount gone, or for another audience)", ErrTokenRejected)
 	}
 	return ans.id, true, nil
 }

@@ -187,6 +187,9 @@ func TestHelmChart(t *testing.T) {
 			if a.Name == admission.GuardName && !strings.Contains(a.Spec.MatchConditions[0].Expression, "'system:serviceaccount:credbroker:credbroker'") {
 				t.Errorf("the guard exempts %s, not the chart's ServiceAccount", a.Spec.MatchConditions[0].Expression)
 			}
+			if a.Name == admission.TokensName && !strings.Contains(a.Spec.MatchConditions[0].Expression, "'"+admission.ProviderAudience+"'") {
+				t.Errorf("the provider tokens' policy matches %s, not the chart's credentialProvider.audience", a.Spec.MatchConditions[0].Expression)
+			}
 		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
 			policies = append(policies, a.Name+" "+fmt.Sprint(a.Spec.ValidationActions))
 		case *admissionregistrationv1.ValidatingWebhookConfiguration:
@@ -198,7 +201,8 @@ func TestHelmChart(t *testing.T) {
 		}
 	}
 	slices.Sort(policies)
-	if want := []string{admission.PolicyName, admission.PolicyName + " [Deny]", admission.GuardName, admission.GuardName + " [Deny]", "webhook Fail"}; !slices.Equal(policies, want) {
+	if want := []string{admission.PolicyName, admission.PolicyName + " [Deny]", admission.GuardName, admission.GuardName + " [Deny]",
+		admission.TokensName, admission.TokensName + " [Deny]", "webhook Fail"}; !slices.Equal(policies, want) {
 		t.Errorf("admission objects %q, want %q", policies, want)
 	}
 

@@ -16,13 +16,14 @@ import (
 
 // ApplyAdmissionPolicy makes the cluster hold credbroker's admission
 // policies and their bindings, the image ownership policy in mode m and
-// refusing Pods' own tokens for audience, the credential provider's
+// refusing Pods' own tokens for audience, the credential provider's, and
+// TokenRequests for it by anyone but a node, in the same mode
 // (server-side apply, so that a later start with another mode or a newer
 // policy takes over the fields). The guard lets guard.User, credbroker's
 // identity, write the marks, and the platform's identities (guard.Writer*)
 // the labels under guard.SelectorPrefix; guard.User "" is whoever client
 // authenticates as, which the API server says (SelfSubjectReview). The
-// Helm chart ships all four objects itself; this is for clusters set up
+// Helm chart ships all six objects itself; this is for clusters set up
 // without it, and needs the right to write them.
 func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode, audience string, guardCfg admission.GuardConfig) error {
 	bindings, err := admission.Bindings(m)
@@ -44,10 +45,14 @@ func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m ad
 	if err != nil {
 		return err
 	}
+	tokens, err := admission.Tokens(audience)
+	if err != nil {
+		return err
+	}
 	force := true
 	opts := metav1.PatchOptions{FieldManager: Component, Force: &force}
 	api := client.AdmissionregistrationV1()
-	for _, p := range []*admissionregistrationv1.ValidatingAdmissionPolicy{policy, guard} {
+	for _, p := range []*admissionregistrationv1.ValidatingAdmissionPolicy{policy, guard, tokens} {
 		body, err := json.Marshal(p)
 		if err != nil {
 			return err

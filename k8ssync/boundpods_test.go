@@ -49,7 +49,7 @@ func TestARefreshTokenDiesWithItsBuilderPod(t *testing.T) {
 	}
 	clk := clocktesting.NewFakePassiveClock(time.Now())
 	svc, err := registrytoken.New(registrytoken.Config{Service: "reg", Issuer: "credbroker", BoundPods: BoundPods{Client: client}, Clock: clk}, keys,
-		auth.NewPodTokens(TokenReviewer(client, "credbroker-registry")), pushers{}, slog.New(slog.DiscardHandler))
+		auth.NewPodTokens(TokenReviewer(client, "credbroker-registry"), auth.TokenChecks{}), pushers{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -177,7 +177,8 @@ func TestPodTokensNameThePodTheTokenIsBoundTo(t *testing.T) {
 	issue := func(audience string, bound bool) string {
 		return testenv.ServiceAccountToken(t, admin, pod, audience, bound)
 	}
-	tokens := auth.NewPodTokens(TokenReviewer(brokerClient(t), "credbroker"))
+	tokens := auth.NewPodTokens(TokenReviewer(brokerClient(t), "credbroker"),
+		auth.TokenChecks{Audience: "credbroker", Keys: auth.NewServiceAccountKeys(ServiceAccountIssuer(brokerClient(t)), nil)})
 	got, err := tokens.PodOf(ctx, issue("credbroker", true))
 	if err != nil || got.Namespace != ns || got.ServiceAccount != "app" || got.Pod != "app-1" || got.PodUID != string(pod.UID) {
 		t.Errorf("a Pod-bound token: %+v %v", got, err)

@@ -2,6 +2,8 @@ package k8ssync
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -33,5 +35,41 @@ func TokenReviewer(client kubernetes.Interface, audience string) auth.ReviewFunc
 			extra[k] = v
 		}
 		return auth.Review{Authenticated: true, User: st.User.Username, Groups: st.User.Groups, Extra: extra}, nil
+	}
+}
+
+// The paths where the API server publishes its ServiceAccount issuer
+// (ServiceAccountIssuerDiscovery): the default ClusterRole
+// system:service-account-issuer-discovery lets every ServiceAccount read
+// them, and rbac.yaml grants them to credbroker by name.
+const (
+	discoveryPath = "/.well-known/openid-configuration"
+	jwksPath      = "/openid/v1/jwks"
+)
+
+// ServiceAccountIssuer returns a source of the cluster's ServiceAccount
+// issuer and keys, read from the API server (not from the discovery
+// document's jwks_uri, which may name a host credbroker cannot reach).
+func ServiceAccountIssuer(client kubernetes.Interface) auth.IssuerSource {
+	return func(ctx context.Context) (auth.Issuer, error) {
+		rest := client.Discovery().RESTClient()
+		if rest == nil {
+			return auth.Issuer{}, errors.New("no REST client to ask the API server for its ServiceAccount issuer")
+		}
+		raw, err := rest.Get().AbsPath(discoveryPath).DoRaw(ctx)
+		if err != nil {
+			return auth.Issuer{}, fmt.Errorf("GET %s: %w", discoveryPath, err)
+		}
+		var doc struct {
+			Issuer string `json:"issuer"`
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return auth.Issuer{}, fmt.Errorf("GET %s: %w", discoveryPath, err)
+		}
+		jwks, err := rest.Get().AbsPath(jwksPath).DoRaw(ctx)
+		if err != nil {
+			return auth.Issuer{}, fmt.Errorf("GET %s: %w", jwksPath, err)
+		}
+		return auth.Issuer{URL: doc.Issuer, JWKS: jwks}, nil
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,9 +13,11 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/api"
@@ -39,6 +42,11 @@ type GuardConfig struct {
 	Timeout time.Duration
 	// Clock dates audit records and refills limits; the real clock when nil.
 	Clock clock.PassiveClock
+	// PerPeer limits the calls of each self-authenticated method (the
+	// credential exchange) per caller address: nobody is known before the
+	// method checks the credential in the request, and one caller must not
+	// take the method's whole capacity. Zero: no limit.
+	PerPeer auth.Limit
 }
 
 // Guard decides every API call: who calls (Unauthenticated / 401 when
@@ -97,6 +105,7 @@ func (g *Guard) authenticate(ctx context.Context, method string) (*call, error) 
 		return nil, status.Error(codes.PermissionDenied, "permission denied")
 	}
 	req, addr := g.caller(ctx)
+	req.Peer = peerHost(addr)
 	id, err := g.cfg.Authenticator.Authenticate(ctx, req)
 	if err != nil {
 		// A flood of bad credentials must not become a flood of log lines:
@@ -113,6 +122,32 @@ func (g *Guard) authenticate(ctx context.Context, method string) (*call, error) 
 		return nil, status.Error(codes.Unauthenticated, "unauthenticated: present a client certificate or a bearer token credbroker accepts")
 	}
 	return &call{method: method, rule: rule, id: id, roles: g.cfg.Policy.Roles(id), peer: addr}, nil
+}
+
+// peerHost is the host of a caller's address ("" when unknown): the
+// ports of one machine's connections are one caller.
+func peerHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+// perPeerExhausted refuses a self-authenticated call beyond the caller
+// address's limit, logged as refusals are (a few lines a second).
+func (g *Guard) perPeerExhausted(ctx context.Context, method, peer string) error {
+	if g.refusals.AllowN(g.cfg.Clock.Now(), 1) {
+		g.log.InfoContext(ctx, "too many calls from one address", slog.String("method", method), slog.String("peer", peer),
+			slog.Int64("notLoggedSinceLast", g.unlogged.Swap(0)))
+	} else {
+		g.unlogged.Add(1)
+	}
+	msg := "too many calls of " + method + " from " + peer + "; slow down"
+	st, err := status.New(codes.ResourceExhausted, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	if err != nil {
+		return status.Error(codes.ResourceExhausted, msg)
+	}
+	return st.Err()
 }
 
 // authorize decides from the request alone whether the caller may make it.
@@ -139,7 +174,12 @@ func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 		return handler(ctx, req)
 	}
 	if g.methods[info.FullMethod].Access == auth.SelfAuthenticated {
-		ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+		_, addr := g.caller(ctx)
+		peer := peerHost(addr)
+		if !g.limits.allow(info.FullMethod, "peer:"+peer, g.cfg.PerPeer) {
+			return nil, g.perPeerExhausted(ctx, info.FullMethod, peer)
+		}
+		ctx, cancel := context.WithTimeout(auth.WithPeer(ctx, peer), g.cfg.Timeout)
 		defer cancel()
 		return handler(ctx, req)
 	}
@@ -225,7 +265,7 @@ func (s *guardedStream) RecvMsg(m any) error {
 // to the API.
 func (g *Guard) RequireRole(role string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req auth.Request
+		req := auth.Request{Peer: peerHost(r.RemoteAddr)}
 		if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "bearer") {
 			req.BearerToken = strings.TrimSpace(token)
 		}

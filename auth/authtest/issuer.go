@@ -57,7 +57,13 @@ func (is *Issuer) Token(t testing.TB, claims map[string]any) string {
 // SignedToken is a JWT with claims signed by key (kid k1).
 func SignedToken(t testing.TB, key *rsa.PrivateKey, claims map[string]any) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	return SignedTokenWithKeyID(t, key, "k1", claims)
+}
+
+// SignedTokenWithKeyID is a JWT with claims signed by key, naming it kid.
+func SignedTokenWithKeyID(t testing.TB, key *rsa.PrivateKey, kid string, claims map[string]any) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
 	if err != nil {
 		t.Fatal(err)
 	}

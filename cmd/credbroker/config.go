@@ -62,6 +62,8 @@ type serveConfig struct {
 	reviewAudience        string
 	providerAudience      string
 	providerCache         time.Duration
+	exchangePeerRate      float64
+	exchangePeerBurst     int
 	markNamespaces        bool
 	admissionPolicy       string
 	admissionWebhook      bool
@@ -179,6 +181,10 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.registryTokens.namespacePrefix, "registry-namespace-prefix", registrytoken.DefaultNamespacePrefix, "where a namespace's own repositories are in the in-cluster registry, {namespace} standing for its name; the first component must hold a '.' or '_', which no GitHub login does")
 	fs.StringVar(&cfg.registryTokens.ownerPrefix, "registry-owner-prefix", registrytoken.DefaultOwnerPrefix, "where a tenant owner's repositories are in the in-cluster registry, {login} standing for its login, {id} for its numeric GitHub id; "+registrytoken.IDOwnerPrefix+" keeps them with the account across a rename (whoever takes the old login gets nothing of them), the default keys them by login as ghcr.io does (docs/registry-token-service.md)")
 	fs.DurationVar(&cfg.providerCache, "provider-max-cache", broker.DefaultProviderCache, "longest a kubelet may reuse a credential the provider handed out: a revocation or a tenant's removal reaches the nodes within it")
+	// Issue 30, hole 4: the exchange is called before anyone is known, so
+	// its limit is per caller address.
+	fs.Float64Var(&cfg.exchangePeerRate, "exchange-peer-rate", 100, "credential exchanges per second one caller address may make (a node's kubelet asks once per Pod and image it does not hold a credential for); 0 with --exchange-peer-burst 0: no limit")
+	fs.IntVar(&cfg.exchangePeerBurst, "exchange-peer-burst", 500, "burst of credential exchanges one caller address may make (a node starting many Pods at once)")
 }
 
 // applyEnv sets every flag not given on the command line from
@@ -277,6 +283,9 @@ func (cfg serveConfig) validate() error {
 	}
 	if cfg.registryCheckInterval < 10*time.Second {
 		return fmt.Errorf("--registry-check-interval %s: want 10s or more; each check logs in to a registry", cfg.registryCheckInterval)
+	}
+	if cfg.exchangePeerRate < 0 || cfg.exchangePeerBurst < 0 || (cfg.exchangePeerBurst == 0) != (cfg.exchangePeerRate == 0) {
+		return fmt.Errorf("--exchange-peer-rate %g and --exchange-peer-burst %d: want both positive, or both 0 for no limit", cfg.exchangePeerRate, cfg.exchangePeerBurst)
 	}
 	if cfg.providerCache <= 0 {
 		return fmt.Errorf("--provider-max-cache %s: want a positive duration", cfg.providerCache)

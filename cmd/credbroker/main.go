@@ -77,6 +77,10 @@ type parts struct {
 	registryTokens http.Handler
 	// robots are the in-cluster registry's per-namespace credentials.
 	robots *registrytoken.Robots
+	// serviceAccountKeys verify ServiceAccount tokens locally (the
+	// exchange's, the registry token service's, the API's) before any
+	// TokenReview; nil without a cluster.
+	serviceAccountKeys *auth.ServiceAccountKeys
 }
 
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(string) string) error {
@@ -99,6 +103,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	}
 	if p.clients, err = kubeClients(cfg, getenv); err != nil {
 		return err
+	}
+	if p.clients.Requests != nil {
+		p.serviceAccountKeys = auth.NewServiceAccountKeys(k8ssync.ServiceAccountIssuer(p.clients.Requests), clock.RealClock{})
 	}
 	store, closeStore, err := openStore(cfg, p.clients)
 	if err != nil {
@@ -192,7 +199,7 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 			handlers[pattern] = p.registryTokens
 		}
 	}
-	authn, err := authenticators(cfg, p.clients.Requests, dev, log)
+	authn, err := authenticators(cfg, p.clients.Requests, p.tokenChecks(cfg.reviewAudience), dev, log)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +213,8 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 	if err != nil {
 		return nil, err
 	}
+	guard := server.GuardConfig{Authenticator: authn, Policy: policy, Audit: p.store,
+		PerPeer: auth.Limit{PerSecond: cfg.exchangePeerRate, Burst: cfg.exchangePeerBurst}}
 	var exchangeService credbrokerv1.PullCredentialServiceServer // nil: UNIMPLEMENTED
 	if exchange != nil {
 		exchangeService = exchange
@@ -215,7 +224,7 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 		HTTPAddr:        cfg.httpAddr,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Handlers:        handlers,
-		Guard:           server.NewGuard(server.GuardConfig{Authenticator: authn, Policy: policy, Audit: p.store}, log),
+		Guard:           server.NewGuard(guard, log),
 		TLS:             tlsConfig,
 	}, server.Services{
 		Tenants:     api.NewTenantAPI(p.registry, log),
@@ -308,7 +317,7 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 		svc, err := registrytoken.New(registrytoken.Config{Service: cfg.registryTokens.service, Issuer: cfg.registryTokens.issuer,
 			PublicPrefixes: splitList(cfg.registryTokens.publicPrefixes), NamespacePrefix: cfg.registryTokens.namespacePrefix, OwnerPrefix: cfg.registryTokens.ownerPrefix, Robots: p.robots,
 			BoundPods: k8ssync.BoundPods{Client: p.clients.Requests}},
-			keys, auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.registryTokens.audience)), owners, log)
+			keys, auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.registryTokens.audience), p.tokenChecks(cfg.registryTokens.audience)), owners, log)
 		if err != nil {
 			return nil, err
 		}
@@ -317,5 +326,11 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 	if cfg.admissionWebhook {
 		p.webhook = admission.NewWebhook(owners, admission.WebhookConfig{Images: cfg.imageRules, Readiness: exchanger, ProviderAudience: cfg.providerAudience}, log)
 	}
-	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience)), exchanger, log), nil
+	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience), p.tokenChecks(cfg.providerAudience)), exchanger, log), nil
+}
+
+// tokenChecks are the checks of a ServiceAccount token for audience
+// before any TokenReview: shape, issuer, audience, expiry and signature.
+func (p *parts) tokenChecks(audience string) auth.TokenChecks {
+	return auth.TokenChecks{Audience: audience, Keys: p.serviceAccountKeys, PerPeer: auth.DefaultPeerReviews}
 }

@@ -69,6 +69,8 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 		{"an admission policy mode that is not one", []string{"--insecure", "--admission-policy", "audit"}, `--admission-policy: admission policy mode "audit": want enforce or dry-run`},
 		{"an admission policy without marks to read", []string{"--insecure", "--admission-policy", "enforce", "--mark-namespaces=false"}, "--admission-policy needs --mark-namespaces"},
 		{"an admission webhook without TLS", []string{"--insecure", "--admission-webhook"}, "--admission-webhook needs --tls-cert-file"},
+		{"a per-address exchange rate without a burst", []string{"--insecure", "--exchange-peer-burst", "0"}, "want both positive, or both 0"},
+		{"a negative per-address exchange rate", []string{"--insecure", "--exchange-peer-rate", "-1"}, "want both positive, or both 0"},
 		{"registry robots without the token service", []string{"--insecure", "--registry-robot-host", "registry:5000"}, "--registry-robot-host needs --registry-token-service"},
 		{"registry robots without their key", []string{"--insecure", "--registry-token-service", "reg", "--registry-token-key-files", "k.pem", "--registry-robot-host", "registry:5000"}, "--registry-robot-host needs --registry-robot-key-file"},
 		{"a public scope that is not one", []string{"--insecure", "--public-image-scopes", "docker.io/istio,ghcr.io"}, `"ghcr.io" is not <registry>/<owner>`},

@@ -25,7 +25,7 @@ import (
 // authenticators builds the chain the flags ask for: client certificates,
 // (in dev mode) the generated admin token, token file, OIDC, TokenReview, in
 // that order. A broker nobody can call is refused.
-func authenticators(cfg serveConfig, kube kubernetes.Interface, dev *devMode, log *slog.Logger) (auth.Chain, error) {
+func authenticators(cfg serveConfig, kube kubernetes.Interface, checks auth.TokenChecks, dev *devMode, log *slog.Logger) (auth.Chain, error) {
 	var chain auth.Chain
 	if cfg.tlsClientCA != "" {
 		chain = append(chain, cfg.certs)
@@ -51,7 +51,7 @@ func authenticators(cfg serveConfig, kube kubernetes.Interface, dev *devMode, lo
 		if kube == nil {
 			return nil, errors.New("--auth-token-review needs a cluster (--kubeconfig, or run in a pod)")
 		}
-		chain = append(chain, auth.NewTokenReview(k8ssync.TokenReviewer(kube, cfg.reviewAudience), 10*time.Second))
+		chain = append(chain, auth.NewServiceAccountTokenReview(k8ssync.TokenReviewer(kube, cfg.reviewAudience), 10*time.Second, checks))
 	}
 	if len(chain) == 0 {
 		return nil, errors.New("nobody could call this broker: configure --auth-token-file, --tls-client-ca-file, --oidc-issuer-url or --auth-token-review")

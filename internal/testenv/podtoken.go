@@ -7,6 +7,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -43,4 +44,37 @@ func ServiceAccountToken(t testing.TB, client kubernetes.Interface, pod *corev1.
 		t.Fatal(err)
 	}
 	return tr.Status.Token
+}
+
+// Node returns a client of the node name as the kubelet authenticates
+// (user system:node:<name>, group system:nodes), allowed to request
+// ServiceAccount tokens for audience as the chart's nodeRBAC allows.
+// The control plane authorizes with RBAC only (no Node authorizer), so
+// the grant is a ClusterRole of its own.
+func (cp *ControlPlane) Node(t testing.TB, name, audience string) kubernetes.Interface {
+	t.Helper()
+	ctx := context.Background()
+	role := "test-node-tokens-" + name
+	if _, err := cp.Admin.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
+			{APIGroups: []string{""}, Resources: []string{audience}, Verbs: []string{"request-serviceaccounts-token-audience"}},
+		}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	user := "system:node:" + name
+	if _, err := cp.Admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cp.AddUser(user, "system:nodes", "system:authenticated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
 }
