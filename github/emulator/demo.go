@@ -10,6 +10,7 @@ import (
 // image of the organization in the emulated registry.
 type Demo struct {
 	AppID          int64
+	AppClientID    string
 	AppKey         *rsa.PrivateKey
 	InstallationID int64
 	Org            Account
@@ -36,6 +37,7 @@ func NewDemoOn(registryPort int) (_ *Server, _ Demo, err error) {
 	}
 	d := Demo{
 		AppID:          1,
+		AppClientID:    "Iv23liDemoApp0000001",
 		AppKey:         key,
 		InstallationID: 42,
 		Org:            Account{Login: "octo-org", ID: 1001, Type: "Organization"},
@@ -44,6 +46,7 @@ func NewDemoOn(registryPort int) (_ *Server, _ Demo, err error) {
 	}
 	s := NewServerOn("127.0.0.1", registryPort)
 	s.AddApp(d.AppID, &key.PublicKey)
+	s.SetAppClientID(d.AppID, d.AppClientID)
 	s.AddInstallation(Installation{ID: d.InstallationID, AppID: d.AppID, Account: d.Org,
 		Permissions: map[string]string{"packages": "read", "metadata": "read"}})
 	s.AddPAT(d.PAT, PAT{Owner: d.MachineUser, Scopes: []string{"read:packages"}, Orgs: []string{d.Org.Login}})
