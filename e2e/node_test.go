@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -111,6 +112,8 @@ func TestTheChartOnARealNode(t *testing.T) {
 		"--wait", "--timeout", "3m",
 		"--set", "image.repository="+repo, "--set", "image.tag=e2e", "--set", "image.pullPolicy=Always",
 		"--set", "tls.secretName=credbroker-tls", "--set", "github.url="+fx.APIURL, "--set", fmt.Sprint("github.appId=", fx.AppID),
+		// The App's JWTs name it by its client ID, as GitHub recommends.
+		"--set", "github.appClientId="+fx.AppClientID,
 		"--set", "github.appKeySecret.name=credbroker-github", "--set", "encryptionKeySecret.name=credbroker-encryption",
 		"--set", "webhook.url="+receiver, "--set", "webhook.secret.name=credbroker-webhook",
 		"--set", "auth.tokenFileSecret.name=credbroker-tokens", "--set", "plainHTTPRegistries[0]="+fx.Registry,
@@ -294,6 +297,29 @@ func TestTheChartOnARealNode(t *testing.T) {
 			t.Errorf("the container did not run the image: %q", logs)
 		}
 	})
+	t.Run("the node logs in as at ghcr.io: its POST refused 405, then GET with a stateless installation token", func(t *testing.T) {
+		requests := emulatorTokenRequests(t, fx)
+		for _, want := range []struct {
+			login     string
+			stateless bool
+		}{{"pat", false}, {"installation", true}} {
+			how, ok := fellBackToGET(requests, want.login, want.stateless)
+			if !ok {
+				t.Errorf("no fallback from POST 405 to GET for a %s login (stateless %v): %s", want.login, want.stateless, how)
+				continue
+			}
+			t.Logf("%s login: %s", want.login, how)
+		}
+		var cfg struct{ Auths map[string]struct{ Password, Auth string } }
+		if err := json.Unmarshal([]byte(secret("c-ns")), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		entry := cfg.Auths[fx.Registry]
+		if !statelessToken.MatchString(entry.Password) {
+			t.Errorf("c-ns's pull Secret holds a %d-character password not of the stateless shape", len(entry.Password))
+		}
+		t.Logf("c-ns's pull Secret: a %d-character stateless installation token, auth %d bytes", len(entry.Password), len(entry.Auth))
+	})
 	t.Run("secretless: another owner's image gets no credential", func(t *testing.T) {
 		expect(t, "p-ns", "secretless-theirs", fx.Registry+"/b-org/app:v1", false, "ErrImagePull", "IMAGE_NOT_ALLOWED", "pull access denied", "(WRONG_OWNER)")
 		kubeletSays(t, "IMAGE_NOT_ALLOWED")
@@ -471,6 +497,9 @@ func serveOn(t *testing.T, host string, h http.Handler) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// statelessToken is GitHub's stateless installation token: ghs_<app id>_<JWT>.
+var statelessToken = regexp.MustCompile(`^ghs_[0-9]+_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
 
 var forwarding = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+)`)
 

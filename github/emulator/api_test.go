@@ -291,4 +291,8 @@ func TestTheRealmRefusesPOSTWith405(t *testing.T) {
 	if post, get := s.Calls(RouteRegistryTokenPOST), s.Calls(RouteRegistryToken); post != 1 || get != 1 {
 		t.Errorf("counted %d POSTs and %d GETs, want 1 and 1", post, get)
 	}
+	if got := s.TokenRequests(); len(got) != 2 || got[0].Method != http.MethodPost || got[0].Status != http.StatusMethodNotAllowed ||
+		got[1].Method != http.MethodGet || got[1].Status != http.StatusOK || got[1].Login != "pat" {
+		t.Errorf("the realm's log: %+v, want the POST refused 405, then the PAT's GET answered 200", got)
+	}
 }

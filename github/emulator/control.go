@@ -18,6 +18,7 @@ const ControlPrefix = "/_emulator/"
 //	POST /_emulator/revoke?token=ghp_...          POST /_emulator/accept-app-tokens?accept=true
 //	POST /_emulator/token-lifetime?duration=36s   GET  /_emulator/calls?route=POST+/app/...
 //	POST /_emulator/token-format?format=stateful  (or stateless, the default)
+//	GET  /_emulator/token-requests                (the realm's requests, JSON)
 func (s *Server) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	installation := func(w http.ResponseWriter, r *http.Request) (int64, bool) {
@@ -59,6 +60,9 @@ func (s *Server) controlHandler() http.Handler {
 		default:
 			http.Error(w, "format: want stateless or stateful", http.StatusBadRequest)
 		}
+	})
+	mux.HandleFunc("GET "+ControlPrefix+"token-requests", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.TokenRequests())
 	})
 	mux.HandleFunc("GET "+ControlPrefix+"calls", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(strconv.Itoa(s.Calls(r.URL.Query().Get("route")))))

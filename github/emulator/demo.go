@@ -63,6 +63,7 @@ type Fixture struct {
 	// same host as ghcr.io's is.
 	Registry       string `json:"registry"`
 	AppID          int64  `json:"appID"`
+	AppClientID    string `json:"appClientID"`
 	AppKeyPEM      string `json:"appKeyPEM"`
 	InstallationID int64  `json:"installationID"`
 	AppOwner       string `json:"appOwner"`

@@ -152,9 +152,10 @@ func registryError(w http.ResponseWriter, status int, code, message string) {
 // act on the status alone, and the emulator sends the Allow header HTTP
 // requires with a 405. Each POST is counted (RouteRegistryTokenPOST), so a
 // test sees the fallback happen.
-func (s *Server) refuseTokenPOST(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) refuseTokenPOST(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls[RouteRegistryTokenPOST]++
+	s.logTokenRequest(TokenRequest{Method: r.Method, Status: http.StatusMethodNotAllowed, UserAgent: r.UserAgent()})
 	s.mu.Unlock()
 	w.Header().Set("Allow", "GET")
 	registryError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "method not allowed")
@@ -178,6 +179,7 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	if hasAuth {
 		var msg string
 		if cred, msg = s.authenticate(password); msg != "" {
+			s.logTokenRequest(TokenRequest{Method: r.Method, Status: http.StatusForbidden, UserAgent: r.UserAgent(), Login: "refused"})
 			registryError(w, http.StatusForbidden, "DENIED", "denied")
 			return
 		}
@@ -203,12 +205,15 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock.Now()
 	subject := anonymous
+	logged := TokenRequest{Method: r.Method, Status: http.StatusOK, UserAgent: r.UserAgent()}
 	switch {
 	case cred.pat != nil:
-		subject = cred.pat.Owner.Login
+		subject, logged.Login = cred.pat.Owner.Login, "pat"
 	case cred.app != nil:
-		subject = "x-access-token"
+		subject, logged.Login = "x-access-token", "installation"
+		logged.Stateless = isStateless(password)
 	}
+	s.logTokenRequest(logged)
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
 		"iss":    RegistryIssuer,
 		"sub":    subject,
@@ -376,4 +381,36 @@ func (s *Server) validRegistryToken(r *http.Request, repository string) bool {
 		}
 	}
 	return false
+}
+
+// TokenRequest is one request to the realm, as TokenRequests lists it.
+type TokenRequest struct {
+	Method    string `json:"method"`
+	Status    int    `json:"status"`
+	UserAgent string `json:"userAgent"`
+	// Login is what logged in: "pat", "installation" (a token of an App
+	// installation), "refused" (403), or "" (anonymous, or a POST).
+	Login string `json:"login,omitempty"`
+	// Stateless reports an installation token of GitHub's stateless shape.
+	Stateless bool `json:"stateless,omitempty"`
+}
+
+// maxTokenRequests bounds the realm's request log: the newest are kept.
+const maxTokenRequests = 1000
+
+// logTokenRequest keeps one realm request. Must be called with s.mu held.
+func (s *Server) logTokenRequest(tr TokenRequest) {
+	if len(s.tokenRequests) == maxTokenRequests {
+		s.tokenRequests = s.tokenRequests[1:]
+	}
+	s.tokenRequests = append(s.tokenRequests, tr)
+}
+
+// TokenRequests lists the realm's requests in order (the newest 1,000), so
+// a test sees how a client logged in: containerd's POST refused 405 and its
+// GET that followed, and with which kind of token.
+func (s *Server) TokenRequests() []TokenRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.tokenRequests)
 }

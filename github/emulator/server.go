@@ -115,6 +115,7 @@ type Server struct {
 	lag             time.Duration
 	expirationStyle string
 	registry        *registry
+	tokenRequests   []TokenRequest                        // the realm's, for TokenRequests
 	upstream        atomic.Pointer[httputil.ReverseProxy] // RunDistribution's registry
 }
 

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -49,6 +50,13 @@ func (s *Server) tokenFormatFor(header string) TokenFormat {
 		return TokenFormatStateful
 	}
 	return s.tokenFormat
+}
+
+// isStateless reports a token of the stateless shape: ghs_<digits>_ and a
+// JWT's three parts.
+func isStateless(token string) bool {
+	appID, jwt, ok := strings.Cut(strings.TrimPrefix(token, "ghs_"), "_")
+	return ok && strings.HasPrefix(token, "ghs_") && appID != "" && strings.Trim(appID, "0123456789") == "" && strings.Count(jwt, ".") == 2
 }
 
 const alphanumerics = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
