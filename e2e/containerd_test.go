@@ -72,10 +72,48 @@ func emulatorCalls(t *testing.T, fx emulator.Fixture, route string) int {
 	return n
 }
 
+// emulatorTokenRequests reads the emulator process's realm log.
+func emulatorTokenRequests(t *testing.T, fx emulator.Fixture) []emulator.TokenRequest {
+	t.Helper()
+	resp, err := http.Get(strings.TrimSuffix(fx.APIURL, "/") + "/_emulator/token-requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out []emulator.TokenRequest
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fellBackToGET finds, among the realm's requests by containerd, an OAuth2
+// POST refused 405 followed by a GET answered 200 for a login of kind
+// login (stateless: with a stateless installation token), as containerd
+// logs in at ghcr.io; it describes what it found or what it saw instead.
+func fellBackToGET(requests []emulator.TokenRequest, login string, stateless bool) (string, bool) {
+	refused := -1
+	var seen []string
+	for i, r := range requests {
+		if !strings.HasPrefix(r.UserAgent, "containerd/") {
+			continue
+		}
+		seen = append(seen, fmt.Sprintf("%s %d %s stateless=%v", r.Method, r.Status, r.Login, r.Stateless))
+		switch {
+		case r.Method == http.MethodPost && r.Status == http.StatusMethodNotAllowed:
+			refused = i
+		case refused >= 0 && r.Method == http.MethodGet && r.Status == http.StatusOK && r.Login == login && r.Stateless == stateless:
+			return fmt.Sprintf("%s: POST 405 then GET 200", requests[i].UserAgent), true
+		}
+	}
+	return fmt.Sprintf("containerd's requests: %v", seen), false
+}
+
 // A real containerd pulls through CNCF Distribution whose token realm is
-// the GitHub emulator, as a node's containerd pulls from ghcr.io: it logs
-// in with an OAuth2 password grant (POST /token) and pulls with a PAT; once
-// the PAT is revoked the realm answers 403 DENIED and the pull fails.
+// the GitHub emulator, as a node's containerd pulls from ghcr.io: its
+// OAuth2 password grant (POST /token) is refused 405, as ghcr.io refuses
+// it, and it logs in again with GET and pulls with a PAT; once the PAT is
+// revoked the realm answers 403 DENIED and the pull fails.
 func TestContainerdPullsThroughTheEmulatorRealm(t *testing.T) {
 	registryBin, craneBin := requirePeers(t)
 	dir := t.TempDir()
@@ -100,6 +138,11 @@ func TestContainerdPullsThroughTheEmulatorRealm(t *testing.T) {
 	}
 	if posts := emulatorCalls(t, fx, emulator.RouteRegistryTokenPOST) - before; posts == 0 {
 		t.Error("containerd never POSTed to the realm: the OAuth2 password grant went untested")
+	}
+	if how, ok := fellBackToGET(emulatorTokenRequests(t, fx), "pat", false); !ok {
+		t.Errorf("containerd did not fall back from POST 405 to GET: %s", how)
+	} else {
+		t.Log(how)
 	}
 
 	control("revoke?token=" + fx.PAT)

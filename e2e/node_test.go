@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -57,6 +58,13 @@ func TestTheChartOnARealNode(t *testing.T) {
 	installArgs := []string{"--broker", brokerAddr, "--ca-file", caFile, "--max-cache", "20s", "--match-images", net.JoinHostPort(hostIP, registryPort)}
 	if out, err := exec.Command(plugin, append([]string{"install", "--bin-dir", providerDir + "/bin", "--config", providerDir + "/credbroker.yaml"}, installArgs...)...).CombinedOutput(); err != nil {
 		t.Fatalf("install the credential provider: %v\n%s", err, out)
+	}
+	// The test's build and the image's are now the same bytes (testenv.Build
+	// builds as hack/image.sh does): the DaemonSet's install shows as a new
+	// file in the plugin's place.
+	testInstall, err := os.Stat(providerDir + "/bin/credbroker-credential-provider")
+	if err != nil {
+		t.Fatal(err)
 	}
 	node := testenv.StartNode(t, "../hack/node.sh",
 		"--image-credential-provider-config="+providerDir+"/credbroker.yaml", "--image-credential-provider-bin-dir="+providerDir+"/bin")
@@ -111,6 +119,8 @@ func TestTheChartOnARealNode(t *testing.T) {
 		"--wait", "--timeout", "3m",
 		"--set", "image.repository="+repo, "--set", "image.tag=e2e", "--set", "image.pullPolicy=Always",
 		"--set", "tls.secretName=credbroker-tls", "--set", "github.url="+fx.APIURL, "--set", fmt.Sprint("github.appId=", fx.AppID),
+		// The App's JWTs name it by its client ID, as GitHub recommends.
+		"--set", "github.appClientId="+fx.AppClientID,
 		"--set", "github.appKeySecret.name=credbroker-github", "--set", "encryptionKeySecret.name=credbroker-encryption",
 		"--set", "webhook.url="+receiver, "--set", "webhook.secret.name=credbroker-webhook",
 		"--set", "auth.tokenFileSecret.name=credbroker-tokens", "--set", "plainHTTPRegistries[0]="+fx.Registry,
@@ -138,10 +148,9 @@ func TestTheChartOnARealNode(t *testing.T) {
 		t.Fatalf("%d Pods running, want 2 replicas and the credential provider's DaemonSet", n)
 	}
 	want, _ := os.ReadFile(providerDir + "/credbroker.yaml")
-	testBuild, _ := os.ReadFile(plugin)
 	testenv.Eventually(t, 30*time.Second, testenv.Holds("the DaemonSet installed no plugin", func() bool {
-		installed, err := os.ReadFile(providerDir + "/bin/credbroker-credential-provider")
-		return err == nil && len(installed) > 0 && !bytes.Equal(installed, testBuild) // the image's build (-s -w) replaced the test's
+		installed, err := os.Stat(providerDir + "/bin/credbroker-credential-provider")
+		return err == nil && installed.Size() > 0 && (!os.SameFile(installed, testInstall) || installed.ModTime().After(testInstall.ModTime()))
 	}))
 	testenv.Eventually(t, 30*time.Second, testenv.Holds("the DaemonSet did not say it installed", func() bool {
 		logs, _ := node.Kubectl("-n", "credbroker", "logs", "ds/credbroker-credential-provider")
@@ -293,6 +302,29 @@ func TestTheChartOnARealNode(t *testing.T) {
 		if logs, _ := node.Kubectl("-n", "p-ns", "logs", "secretless"); !strings.Contains(logs, "hello from c-org/app") {
 			t.Errorf("the container did not run the image: %q", logs)
 		}
+	})
+	t.Run("the node logs in as at ghcr.io: its POST refused 405, then GET with a stateless installation token", func(t *testing.T) {
+		requests := emulatorTokenRequests(t, fx)
+		for _, want := range []struct {
+			login     string
+			stateless bool
+		}{{"pat", false}, {"installation", true}} {
+			how, ok := fellBackToGET(requests, want.login, want.stateless)
+			if !ok {
+				t.Errorf("no fallback from POST 405 to GET for a %s login (stateless %v): %s", want.login, want.stateless, how)
+				continue
+			}
+			t.Logf("%s login: %s", want.login, how)
+		}
+		var cfg struct{ Auths map[string]struct{ Password, Auth string } }
+		if err := json.Unmarshal([]byte(secret("c-ns")), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		entry := cfg.Auths[fx.Registry]
+		if !statelessToken.MatchString(entry.Password) {
+			t.Errorf("c-ns's pull Secret holds a %d-character password not of the stateless shape", len(entry.Password))
+		}
+		t.Logf("c-ns's pull Secret: a %d-character stateless installation token, auth %d bytes", len(entry.Password), len(entry.Auth))
 	})
 	t.Run("secretless: another owner's image gets no credential", func(t *testing.T) {
 		expect(t, "p-ns", "secretless-theirs", fx.Registry+"/b-org/app:v1", false, "ErrImagePull", "IMAGE_NOT_ALLOWED", "pull access denied", "(WRONG_OWNER)")
@@ -471,6 +503,9 @@ func serveOn(t *testing.T, host string, h http.Handler) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// statelessToken is GitHub's stateless installation token: ghs_<app id>_<JWT>.
+var statelessToken = regexp.MustCompile(`^ghs_[0-9]+_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
 
 var forwarding = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+)`)
 

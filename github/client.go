@@ -42,6 +42,10 @@ type Config struct {
 	// are used.
 	AppID      int64
 	PrivateKey *rsa.PrivateKey
+	// AppClientID, when set, is the App JWT's iss in place of AppID (which
+	// may then be zero): GitHub takes either and recommends the client ID,
+	// on which its future features rely.
+	AppClientID string
 	// CallTimeout bounds each call; DefaultCallTimeout when zero.
 	CallTimeout time.Duration
 	// Transport carries the requests; http.DefaultTransport when nil.
@@ -87,12 +91,18 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg.Transport = secondaryLimitWait{next: cfg.Transport}
 	c := &Client{cfg: cfg, baseURL: base}
-	if (cfg.AppID == 0) != (cfg.PrivateKey == nil) {
-		return nil, errors.New("a GitHub App needs both an App id and a private key")
+	if err := ValidateClientID(cfg.AppClientID); err != nil {
+		return nil, err
 	}
-	if cfg.AppID != 0 {
+	hasApp := cfg.AppID != 0 || cfg.AppClientID != ""
+	if hasApp != (cfg.PrivateKey != nil) {
+		return nil, errors.New("a GitHub App needs an App id or client ID and a private key")
+	}
+	if hasApp {
+		// ghinstallation v2.12.0 names the App by its id only; the signer
+		// puts the client ID in its place.
 		atr, err := ghinstallation.NewAppsTransportWithOptions(cfg.Transport, cfg.AppID,
-			ghinstallation.WithSigner(clockSigner{ghinstallation.NewRSASigner(jwt.SigningMethodRS256, cfg.PrivateKey), cfg.Clock}))
+			ghinstallation.WithSigner(clockSigner{ghinstallation.NewRSASigner(jwt.SigningMethodRS256, cfg.PrivateKey), cfg.Clock, cfg.AppClientID}))
 		if err != nil {
 			return nil, fmt.Errorf("GitHub App transport: %w", err)
 		}
@@ -146,17 +156,43 @@ func (o rateLimitObserver) RoundTrip(req *http.Request) (*http.Response, error) 
 // past, as GitHub advises (ghinstallation takes 30 s, so a host clock 30 s
 // fast could not authenticate), and the JWT lives two minutes from now: a
 // host clock up to a minute off either way still authenticates.
+//
+// It also names the App by its client ID when one is configured (issuer):
+// ghinstallation sets iss to the App id itself, and takes no other.
 type clockSigner struct {
 	ghinstallation.Signer
-	clock clock.PassiveClock
+	clock  clock.PassiveClock
+	issuer string // the App's client ID; "" keeps ghinstallation's App id
 }
 
 func (s clockSigner) Sign(claims jwt.Claims) (string, error) {
-	if rc, ok := claims.(*jwt.RegisteredClaims); ok {
-		now := s.clock.Now().Truncate(time.Second)
-		rc.IssuedAt, rc.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)), jwt.NewNumericDate(now.Add(2*time.Minute))
+	rc, ok := claims.(*jwt.RegisteredClaims)
+	if !ok {
+		// ghinstallation signs *jwt.RegisteredClaims; anything else would
+		// go out with its own dates and issuer.
+		return "", fmt.Errorf("sign App JWT: unexpected claims %T", claims)
 	}
-	return s.Signer.Sign(claims)
+	now := s.clock.Now().Truncate(time.Second)
+	rc.IssuedAt, rc.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)), jwt.NewNumericDate(now.Add(2*time.Minute))
+	if s.issuer != "" {
+		rc.Issuer = s.issuer
+	}
+	return s.Signer.Sign(rc)
+}
+
+// ValidateClientID refuses what cannot be a GitHub App's client ID
+// ("Iv1.…" or "Iv23li…"): an App id given in its place, or anything that
+// would not survive as a JWT claim. The empty string (no client ID) passes.
+func ValidateClientID(id string) error {
+	switch {
+	case id == "":
+		return nil
+	case strings.Trim(id, "0123456789") == "":
+		return fmt.Errorf("GitHub App client ID %q is a number, which is what an App id looks like; the client ID is on the App's settings page, like Iv23li…", id)
+	case len(id) > 100 || strings.Trim(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != "":
+		return fmt.Errorf("GitHub App client ID %q: want letters, digits, '.', '_' or '-' (at most 100 characters), like Iv23li…", id)
+	}
+	return nil
 }
 
 // RevokeInstallationToken invalidates an installation token before it

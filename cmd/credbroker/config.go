@@ -71,6 +71,7 @@ type serveConfig struct {
 	registryTokens        registryTokenConfig
 	githubURL             string
 	appID                 int64
+	appClientID           string
 	appKeyFile            string
 	appPermissions        permissions
 	grpcAddr              string
@@ -121,6 +122,7 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	fs.StringVar(&cfg.githubURL, "github-url", github.DefaultBaseURL, "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
 	fs.Int64Var(&cfg.appID, "github-app-id", 0, "GitHub App id, for github_app tenants")
+	fs.StringVar(&cfg.appClientID, "github-app-client-id", "", "GitHub App client ID (Iv23li…): names the App in its JWTs in place of --github-app-id, as GitHub recommends")
 	fs.StringVar(&cfg.appKeyFile, "github-app-key-file", "", "PEM file of the GitHub App's private key")
 	cfg.appPermissions = permissions(broker.DefaultAppPermissions())
 	fs.Var(&cfg.appPermissions, "github-app-permissions", "the most an App tenant may request for its tokens: comma-separated name=level (read, write, admin)")
@@ -233,6 +235,12 @@ func (cfg *serveConfig) devDefaults(set map[string]bool) {
 func (cfg serveConfig) validate() error {
 	if cfg.storeKind != "bolt" && cfg.storeKind != "kubernetes" {
 		return fmt.Errorf("--store %q: want bolt or kubernetes", cfg.storeKind)
+	}
+	if err := github.ValidateClientID(cfg.appClientID); err != nil {
+		return fmt.Errorf("--github-app-client-id: %w", err)
+	}
+	if cfg.appClientID != "" && cfg.appKeyFile == "" && !cfg.dev {
+		return errors.New("--github-app-client-id needs --github-app-key-file: the App signs its JWTs with its private key")
 	}
 	if cfg.webhookURL != "" {
 		u, err := url.Parse(cfg.webhookURL)

@@ -65,6 +65,8 @@ func TestStartupRefusesWhatWouldBeUnsafe(t *testing.T) {
 		{"a client CA without TLS", []string{"--tls-client-ca-file", "ca.pem", "--insecure"}, "--tls-client-ca-file needs --tls-cert-file"},
 		{"a webhook without a secret", []string{"--insecure", "--webhook-url", "https://backend/hook"}, "--webhook-url needs --webhook-secret-file"},
 		{"App permissions that are not name=level", []string{"--insecure", "--github-app-permissions", "packages:read"}, `"packages:read" is not name=read`},
+		{"an App id given as the client ID", []string{"--insecure", "--github-app-client-id", "1234", "--github-app-key-file", "k.pem"}, "--github-app-client-id: GitHub App client ID \"1234\" is a number"},
+		{"an App client ID without the App's key", []string{"--insecure", "--github-app-client-id", "Iv23liAcme"}, "--github-app-client-id needs --github-app-key-file"},
 		{"a webhook URL that is not one", []string{"--insecure", "--webhook-url", "backend/hook", "--webhook-secret-file", "s"}, "want an http(s) URL"},
 		{"an admission policy mode that is not one", []string{"--insecure", "--admission-policy", "audit"}, `--admission-policy: admission policy mode "audit": want enforce or dry-run`},
 		{"an admission policy without marks to read", []string{"--insecure", "--admission-policy", "enforce", "--mark-namespaces=false"}, "--admission-policy needs --mark-namespaces"},

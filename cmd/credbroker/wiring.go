@@ -150,10 +150,11 @@ func loadSealer(cfg serveConfig, dev *devMode, getenv func(string) string) (*bro
 
 // githubClient connects to the configured GitHub, or to dev mode's emulator.
 func githubClient(cfg serveConfig, dev *devMode, onRateLimit func(int)) (*github.Client, error) {
-	ghCfg := github.Config{BaseURL: cfg.githubURL, AppID: cfg.appID, OnRateLimit: onRateLimit}
+	ghCfg := github.Config{BaseURL: cfg.githubURL, AppID: cfg.appID, AppClientID: cfg.appClientID, OnRateLimit: onRateLimit}
 	switch {
 	case dev != nil && dev.emulator != nil:
-		ghCfg.BaseURL, ghCfg.AppID, ghCfg.PrivateKey = dev.emulator.URL(), dev.demo.AppID, dev.demo.AppKey
+		// Dev mode names its App by the client ID, as GitHub recommends.
+		ghCfg.BaseURL, ghCfg.AppID, ghCfg.AppClientID, ghCfg.PrivateKey = dev.emulator.URL(), dev.demo.AppID, dev.demo.AppClientID, dev.demo.AppKey
 	case cfg.appKeyFile != "":
 		key, err := github.LoadPrivateKey(cfg.appKeyFile)
 		if err != nil {

@@ -56,12 +56,13 @@ func run() error {
 		defer stopRegistry()
 	}
 	f := emulator.Fixture{
-		APIURL: s.URL(), Registry: s.RegistryHost(), AppID: 7,
+		APIURL: s.URL(), Registry: s.RegistryHost(), AppID: 7, AppClientID: "Iv23liE2eApp00000007",
 		AppKeyPEM:      string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})),
 		InstallationID: 70, AppOwner: "c-org", AppOwnerID: 300,
 		PATOwner: "a-org", PATOwnerID: 100, PAT: "ghp_" + rand.Text(), PusherPAT: "ghp_" + rand.Text(),
 	}
 	s.AddApp(f.AppID, &key.PublicKey)
+	s.SetAppClientID(f.AppID, f.AppClientID)
 	s.AddInstallation(emulator.Installation{ID: f.InstallationID, AppID: f.AppID,
 		Account: emulator.Account{Login: f.AppOwner, ID: f.AppOwnerID, Type: "Organization"}, Permissions: map[string]string{"packages": "read"}})
 	s.AddPAT(f.PAT, emulator.PAT{Owner: emulator.Account{Login: "a-bot", ID: 101, Type: "User"},

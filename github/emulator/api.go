@@ -19,8 +19,9 @@ import (
 )
 
 type app struct {
-	id  int64
-	key *rsa.PublicKey
+	id       int64
+	clientID string // "" until SetAppClientID
+	key      *rsa.PublicKey
 }
 
 // maxJWTAhead is how far ahead of GitHub's clock an App JWT's exp may be
@@ -34,6 +35,48 @@ func (s *Server) AddApp(appID int64, key *rsa.PublicKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.apps[appID] = &app{id: appID, key: key}
+}
+
+// SetAppClientID gives a registered App its client ID ("Iv23li..."), which
+// GitHub accepts as an App JWT's iss in place of the App id (and
+// recommends since 2024-05).
+func (s *Server) SetAppClientID(appID int64, clientID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.apps[appID]; ok {
+		a.clientID = clientID
+	}
+}
+
+// issuerMessages are GitHub's 401 messages for an App JWT's iss that names
+// no App in a form it takes: absent, or neither a client ID it knows nor an
+// integer (observed: a client ID with a stray character). A well-formed
+// App id that names no App is 404 "Integration not found".
+const (
+	issuerMissing    = "Missing 'issuer' claim ('iss') in assertion"
+	issuerNotInteger = "'Issuer' claim ('iss') must be an Integer"
+)
+
+// appByIssuer finds the App an App JWT's iss names: its App id or its
+// client ID, as GitHub takes either. It returns GitHub's status and
+// message when none matches. Must be called with s.mu held.
+func (s *Server) appByIssuer(iss string) (*app, int, string) {
+	if iss == "" {
+		return nil, http.StatusUnauthorized, issuerMissing
+	}
+	for _, a := range s.apps {
+		if a.clientID != "" && a.clientID == iss {
+			return a, 0, ""
+		}
+	}
+	id, err := strconv.ParseInt(iss, 10, 64)
+	if err != nil {
+		return nil, http.StatusUnauthorized, issuerNotInteger
+	}
+	if a, ok := s.apps[id]; ok {
+		return a, 0, ""
+	}
+	return nil, http.StatusNotFound, "Integration not found"
 }
 
 // NewAppKey generates an App private key and its PEM (PKCS#1, the form
@@ -125,6 +168,10 @@ func (s *Server) budgetKey(r *http.Request) string {
 	if strings.Count(token, ".") == 2 {
 		var claims jwt.RegisteredClaims
 		if _, _, err := jwt.NewParser().ParseUnverified(token, &claims); err == nil {
+			// One budget per App, whichever of its ids the JWT names.
+			if a, _, _ := s.appByIssuer(claims.Issuer); a != nil {
+				return "app:" + strconv.FormatInt(a.id, 10)
+			}
 			return "app:" + claims.Issuer
 		}
 	}
@@ -149,10 +196,9 @@ func (s *Server) appFromJWT(w http.ResponseWriter, r *http.Request) *app {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	appID, _ := strconv.ParseInt(claims.Issuer, 10, 64)
-	a, ok := s.apps[appID]
-	if !ok {
-		writeError(w, http.StatusNotFound, "Integration not found")
+	a, status, msg := s.appByIssuer(claims.Issuer)
+	if a == nil {
+		writeError(w, status, msg)
 		return nil
 	}
 	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithoutClaimsValidation()).
@@ -285,7 +331,10 @@ func (s *Server) mintToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := s.clock.Now()
-	tok := randomToken("ghs_")
+	tok := statefulToken()
+	if s.tokenFormatFor(r.Header.Get(StatelessTokenHeader)) == TokenFormatStateless {
+		tok = statelessToken(a.id, id, perms, selected, now, now.Add(s.tokenLifetime))
+	}
 	t := &appToken{installationID: id, permissions: perms, issuedAt: now, expiresAt: now.Add(s.tokenLifetime)}
 	s.appTokens[tok] = t
 	reply := map[string]any{

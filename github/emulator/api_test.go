@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,9 @@ func TestAppJWTRules(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	s.SetClock(clocktesting.NewFakePassiveClock(now))
 	s.AddApp(7, &key.PublicKey)
+	s.SetAppClientID(7, "Iv23liAcmeApp0000007")
+	s.AddApp(9, &other.PublicKey)
+	s.SetAppClientID(9, "Iv23liOtherApp000009")
 	s.AddInstallation(Installation{ID: 1, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"}})
 
 	sign := func(method jwt.SigningMethod, signer any, iss string, iat, exp time.Time) string {
@@ -54,6 +59,13 @@ func TestAppJWTRules(t *testing.T) {
 		{"signed by another key", sign(jwt.SigningMethodRS256, other, "7", now, now.Add(time.Minute)), http.StatusUnauthorized, "could not be decoded"},
 		{"HMAC instead of RS256", sign(jwt.SigningMethodHS256, []byte("k"), "7", now, now.Add(time.Minute)), http.StatusUnauthorized, "could not be decoded"},
 		{"unknown App", sign(jwt.SigningMethodRS256, key, "8", now, now.Add(time.Minute)), http.StatusNotFound, "Integration not found"},
+		// GitHub takes the App's client ID as iss in place of its id.
+		{"the client ID as iss", sign(jwt.SigningMethodRS256, key, "Iv23liAcmeApp0000007", now, now.Add(time.Minute)), http.StatusOK, ""},
+		{"another App's client ID, signed with this App's key", sign(jwt.SigningMethodRS256, key, "Iv23liOtherApp000009", now, now.Add(time.Minute)), http.StatusUnauthorized, "could not be decoded"},
+		{"another App's client ID for this App's installation", sign(jwt.SigningMethodRS256, other, "Iv23liOtherApp000009", now, now.Add(time.Minute)), http.StatusNotFound, "Not Found"},
+		{"an unknown client ID", sign(jwt.SigningMethodRS256, key, "Iv23liNobody00000000", now, now.Add(time.Minute)), http.StatusUnauthorized, "'Issuer' claim ('iss') must be an Integer"},
+		{"a client ID with a stray character", sign(jwt.SigningMethodRS256, key, "Iv23liAcmeApp0000007 ", now, now.Add(time.Minute)), http.StatusUnauthorized, "'Issuer' claim ('iss') must be an Integer"},
+		{"no iss", sign(jwt.SigningMethodRS256, key, "", now, now.Add(time.Minute)), http.StatusUnauthorized, "Missing 'issuer' claim ('iss')"},
 		{"not a JWT", "hello", http.StatusUnauthorized, "could not be decoded"},
 	}
 	for _, tc := range tests {
@@ -163,4 +175,124 @@ func registryToken(t *testing.T, s *Server, scope, user, pat string) string {
 		t.Fatalf("realm: %d %v", resp.StatusCode, err)
 	}
 	return tok.Token
+}
+
+// Installation tokens come in GitHub's stateless shape unless the rollout
+// (SetTokenFormat) or the request's X-GitHub-Stateless-S2S-Token says
+// otherwise, and either shape authenticates.
+func TestInstallationTokensHaveGitHubsShapes(t *testing.T) {
+	key, _, err := NewAppKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer()
+	defer s.Close()
+	s.AddApp(7, &key.PublicKey)
+	s.AddInstallation(Installation{ID: 70, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"},
+		Permissions: map[string]string{"packages": "read", "metadata": "read"}, Repositories: []string{"app", "base", "tools"}})
+	stateless := regexp.MustCompile(`^ghs_7_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
+	stateful := regexp.MustCompile(`^ghs_[A-Za-z0-9]{36}$`)
+	github := regexp.MustCompile(`^ghs_[A-Za-z0-9._-]{36,}$`) // GitHub's pattern for both
+	mint := func(header, body string) string {
+		t.Helper()
+		now := time.Now()
+		jwtStr, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{Issuer: "7",
+			IssuedAt: jwt.NewNumericDate(now.Add(-time.Minute)), ExpiresAt: jwt.NewNumericDate(now.Add(time.Minute))}).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, s.URL()+"app/installations/70/access_tokens", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+jwtStr)
+		if header != "" {
+			req.Header.Set(StatelessTokenHeader, header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var tok struct{ Token string }
+		if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("mint: %d %v", resp.StatusCode, err)
+		}
+		return tok.Token
+	}
+	works := func(tok string) bool {
+		req, _ := http.NewRequest(http.MethodGet, s.URL()+"installation/repositories", nil)
+		req.Header.Set("Authorization", "token "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	lengths := map[int]bool{}
+	for _, tc := range []struct {
+		name    string
+		rollout TokenFormat
+		header  string
+		body    string
+		want    *regexp.Regexp
+	}{
+		{"the default: stateless", "", "", "", stateless},
+		{"stateless, two repositories", "", "", `{"repositories":["app","base"]}`, stateless},
+		{"stateless, three repositories and a narrower permission", "", "", `{"repositories":["app","base","tools"],"permissions":{"packages":"read"}}`, stateless},
+		{"the header asks for the stateful shape", "", "disabled", "", stateful},
+		{"an unknown header value is ignored", "", "false", "", stateless},
+		{"the rollout has not reached the App", TokenFormatStateful, "", "", stateful},
+		{"the header asks for the stateless shape before the rollout", TokenFormatStateful, "enabled", "", stateless},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.rollout != "" {
+				s.SetTokenFormat(tc.rollout)
+				defer s.SetTokenFormat(TokenFormatStateless)
+			}
+			tok := mint(tc.header, tc.body)
+			if !tc.want.MatchString(tok) || !github.MatchString(tok) {
+				t.Errorf("token %q (%d characters) does not match %s", tok, len(tok), tc.want)
+			}
+			if tc.want == stateless {
+				lengths[len(tok)] = true
+				if len(tok) < 400 || len(tok) > 700 {
+					t.Errorf("a stateless token of %d characters, want about 520", len(tok))
+				}
+			}
+			if !works(tok) {
+				t.Error("the minted token does not authenticate")
+			}
+		})
+	}
+	if len(lengths) < 2 {
+		t.Errorf("stateless tokens of lengths %v: their length should vary with what they carry", lengths)
+	}
+}
+
+// ghcr.io's /token answers GET only: the OAuth2 POST containerd tries first
+// gets 405, counted, so that it falls back to GET.
+func TestTheRealmRefusesPOSTWith405(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	s.AddPAT("ghp_reader", PAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	form := url.Values{"grant_type": {"password"}, "username": {"octo"}, "password": {"ghp_reader"},
+		"service": {s.RegistryService()}, "scope": {"repository:octo/app:pull"}, "client_id": {"containerd-client"}}
+	resp, err := http.PostForm(s.RegistryRealm(), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET" || strings.Contains(string(body), "token") {
+		t.Errorf("POST /token: %d (Allow %q) %s, want 405 with Allow: GET and no token", resp.StatusCode, resp.Header.Get("Allow"), body)
+	}
+	if registryToken(t, s, "repository:octo/app:pull", "octo", "ghp_reader") == "" {
+		t.Error("GET /token gave no token")
+	}
+	if post, get := s.Calls(RouteRegistryTokenPOST), s.Calls(RouteRegistryToken); post != 1 || get != 1 {
+		t.Errorf("counted %d POSTs and %d GETs, want 1 and 1", post, get)
+	}
+	if got := s.TokenRequests(); len(got) != 2 || got[0].Method != http.MethodPost || got[0].Status != http.StatusMethodNotAllowed ||
+		got[1].Method != http.MethodGet || got[1].Status != http.StatusOK || got[1].Login != "pat" {
+		t.Errorf("the realm's log: %+v, want the POST refused 405, then the PAT's GET answered 200", got)
+	}
 }

@@ -17,6 +17,8 @@ const ControlPrefix = "/_emulator/"
 //	POST /_emulator/suspend?installation=42       POST /_emulator/unsuspend?installation=42
 //	POST /_emulator/revoke?token=ghp_...          POST /_emulator/accept-app-tokens?accept=true
 //	POST /_emulator/token-lifetime?duration=36s   GET  /_emulator/calls?route=POST+/app/...
+//	POST /_emulator/token-format?format=stateful  (or stateless, the default)
+//	GET  /_emulator/token-requests                (the realm's requests, JSON)
 func (s *Server) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	installation := func(w http.ResponseWriter, r *http.Request) (int64, bool) {
@@ -50,6 +52,17 @@ func (s *Server) controlHandler() http.Handler {
 			return
 		}
 		s.SetTokenLifetime(d)
+	})
+	mux.HandleFunc("POST "+ControlPrefix+"token-format", func(w http.ResponseWriter, r *http.Request) {
+		switch f := TokenFormat(r.URL.Query().Get("format")); f {
+		case TokenFormatStateless, TokenFormatStateful:
+			s.SetTokenFormat(f)
+		default:
+			http.Error(w, "format: want stateless or stateful", http.StatusBadRequest)
+		}
+	})
+	mux.HandleFunc("GET "+ControlPrefix+"token-requests", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.TokenRequests())
 	})
 	mux.HandleFunc("GET "+ControlPrefix+"calls", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(strconv.Itoa(s.Calls(r.URL.Query().Get("route")))))

@@ -11,6 +11,7 @@ import (
 // image of the organization in the emulated registry.
 type Demo struct {
 	AppID          int64
+	AppClientID    string
 	AppKey         *rsa.PrivateKey
 	InstallationID int64
 	Org            Account
@@ -48,6 +49,7 @@ func NewDemoOn(opts DemoOptions) (_ *Server, _ Demo, err error) {
 	}
 	d := Demo{
 		AppID:          1,
+		AppClientID:    "Iv23liDemoApp0000001",
 		AppKey:         key,
 		InstallationID: 42,
 		Org:            Account{Login: "octo-org", ID: 1001, Type: "Organization"},
@@ -56,6 +58,7 @@ func NewDemoOn(opts DemoOptions) (_ *Server, _ Demo, err error) {
 	}
 	s := NewServerOn("127.0.0.1", opts.RegistryPort)
 	s.AddApp(d.AppID, &key.PublicKey)
+	s.SetAppClientID(d.AppID, d.AppClientID)
 	s.AddInstallation(Installation{ID: d.InstallationID, AppID: d.AppID, Account: d.Org,
 		Permissions: map[string]string{"packages": "read", "metadata": "read"}})
 	s.AddPAT(d.PAT, PAT{Owner: d.MachineUser, Scopes: []string{"read:packages"}, Orgs: []string{d.Org.Login}})
@@ -72,6 +75,7 @@ type Fixture struct {
 	// same host as ghcr.io's is.
 	Registry       string `json:"registry"`
 	AppID          int64  `json:"appID"`
+	AppClientID    string `json:"appClientID"`
 	AppKeyPEM      string `json:"appKeyPEM"`
 	InstallationID int64  `json:"installationID"`
 	AppOwner       string `json:"appOwner"`

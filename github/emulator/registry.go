@@ -120,8 +120,7 @@ func (s *Server) addManifest(repository, tag string, manifest []byte) string {
 func (s *Server) registryHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /token", s.registryToken)
-	// containerd asks with an OAuth2 password grant first (POST, form).
-	mux.HandleFunc("POST /token", s.registryToken)
+	mux.HandleFunc("POST /token", s.refuseTokenPOST)
 	mux.HandleFunc("/v2/", func(w http.ResponseWriter, r *http.Request) {
 		if up := s.upstream.Load(); up != nil {
 			up.ServeHTTP(w, r)
@@ -145,9 +144,26 @@ func registryError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, map[string]any{"errors": []map[string]string{{"code": code, "message": message}}})
 }
 
-// registryToken is the realm: Basic auth (GET) or an OAuth2 password grant
-// (POST, as containerd asks first) with a PAT or installation token,
-// answered with a signed token granting what that credential may do. An
+// refuseTokenPOST is ghcr.io's answer to the OAuth2 password grant that
+// containerd tries first: ghcr.io's /token answers GET only, and a POST
+// gets 405 Method Not Allowed, on which containerd asks again with GET
+// (it falls back on 405, 404, 401 and 400, never on 403). ghcr.io's exact
+// headers and body for it are not documented (docs/github.md); clients
+// act on the status alone, and the emulator sends the Allow header HTTP
+// requires with a 405. Each POST is counted (RouteRegistryTokenPOST), so a
+// test sees the fallback happen.
+func (s *Server) refuseTokenPOST(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.calls[RouteRegistryTokenPOST]++
+	s.logTokenRequest(TokenRequest{Method: r.Method, Status: http.StatusMethodNotAllowed, UserAgent: r.UserAgent()})
+	s.mu.Unlock()
+	w.Header().Set("Allow", "GET")
+	registryError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "method not allowed")
+}
+
+// registryToken is the realm: Basic auth with a PAT or installation
+// token (or none, anonymously), answered with a signed token granting what
+// that credential may do. An
 // unknown, revoked or expired credential is refused as ghcr.io refuses it:
 // 403 {"errors":[{"code":"DENIED","message":"denied"}]} (docker shows
 // "denied: denied"); a known one that may not pull gets a token without
@@ -156,25 +172,14 @@ func registryError(w http.ResponseWriter, status int, code, message string) {
 func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	_, password, hasAuth := r.BasicAuth()
 	params := r.URL.Query()
-	if r.Method == http.MethodPost {
-		if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "password" {
-			registryError(w, http.StatusBadRequest, "UNSUPPORTED", "unsupported grant_type")
-			return
-		}
-		params = r.PostForm
-		password, hasAuth = params.Get("password"), params.Get("password") != ""
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r.Method == http.MethodPost {
-		s.calls[RouteRegistryTokenPOST]++
-	} else {
-		s.calls[RouteRegistryToken]++
-	}
+	s.calls[RouteRegistryToken]++
 	var cred credential
 	if hasAuth {
 		var msg string
 		if cred, msg = s.authenticate(password); msg != "" {
+			s.logTokenRequest(TokenRequest{Method: r.Method, Status: http.StatusForbidden, UserAgent: r.UserAgent(), Login: "refused"})
 			registryError(w, http.StatusForbidden, "DENIED", "denied")
 			return
 		}
@@ -200,12 +205,15 @@ func (s *Server) registryToken(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock.Now()
 	subject := anonymous
+	logged := TokenRequest{Method: r.Method, Status: http.StatusOK, UserAgent: r.UserAgent()}
 	switch {
 	case cred.pat != nil:
-		subject = cred.pat.Owner.Login
+		subject, logged.Login = cred.pat.Owner.Login, "pat"
 	case cred.app != nil:
-		subject = "x-access-token"
+		subject, logged.Login = "x-access-token", "installation"
+		logged.Stateless = isStateless(password)
 	}
+	s.logTokenRequest(logged)
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
 		"iss":    RegistryIssuer,
 		"sub":    subject,
@@ -373,4 +381,36 @@ func (s *Server) validRegistryToken(r *http.Request, repository string) bool {
 		}
 	}
 	return false
+}
+
+// TokenRequest is one request to the realm, as TokenRequests lists it.
+type TokenRequest struct {
+	Method    string `json:"method"`
+	Status    int    `json:"status"`
+	UserAgent string `json:"userAgent"`
+	// Login is what logged in: "pat", "installation" (a token of an App
+	// installation), "refused" (403), or "" (anonymous, or a POST).
+	Login string `json:"login,omitempty"`
+	// Stateless reports an installation token of GitHub's stateless shape.
+	Stateless bool `json:"stateless,omitempty"`
+}
+
+// maxTokenRequests bounds the realm's request log: the newest are kept.
+const maxTokenRequests = 1000
+
+// logTokenRequest keeps one realm request. Must be called with s.mu held.
+func (s *Server) logTokenRequest(tr TokenRequest) {
+	if len(s.tokenRequests) == maxTokenRequests {
+		s.tokenRequests = s.tokenRequests[1:]
+	}
+	s.tokenRequests = append(s.tokenRequests, tr)
+}
+
+// TokenRequests lists the realm's requests in order (the newest 1,000), so
+// a test sees how a client logged in: containerd's POST refused 405 and its
+// GET that followed, and with which kind of token.
+func (s *Server) TokenRequests() []TokenRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.tokenRequests)
 }

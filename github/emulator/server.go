@@ -6,14 +6,16 @@
 // fail with a 502, or lag behind a fresh token.
 //
 // Like GitHub it verifies App JWTs (RS256 with the App's public key, iss =
-// App id, iat not in its future, exp in its future and at most 10 minutes
-// ahead of its clock), mints installation tokens that expire (1 h unless set), refuses
+// App id or client ID, iat not in its future, exp in its future and at most 10 minutes
+// ahead of its clock), mints installation tokens that expire (1 h unless
+// set) in GitHub's stateless 2026 shape (or the stateful one), refuses
 // permissions or repositories an installation lacks, answers /user for
 // classic PATs with X-OAuth-Scopes and GitHub-Authentication-Token-Expiration,
 // and counts every call. Its registry answers a login with an unknown,
 // revoked or expired credential 403 DENIED, lets App installation tokens
 // log in but denies them private pulls, as ghcr.io does (unless told
-// otherwise), and takes containerd's OAuth2 POST as well as GET.
+// otherwise), and answers containerd's OAuth2 POST to /token 405, as
+// ghcr.io does, so that clients fall back to GET.
 package emulator
 
 import (
@@ -41,8 +43,8 @@ const (
 	RouteRevokeToken     = "DELETE /installation/token"
 	RouteUser            = "GET /user"
 	RouteRegistryToken   = "GET /token"
-	// RouteRegistryTokenPOST is the realm's OAuth2 password grant, which
-	// containerd asks first.
+	// RouteRegistryTokenPOST is the OAuth2 password grant containerd tries
+	// first; the realm answers it 405, as ghcr.io does.
 	RouteRegistryTokenPOST = "POST /token"
 	// RouteInstallationRepositories is what an installation token may
 	// read; credbroker asks it whether a token is still good.
@@ -95,6 +97,7 @@ type Server struct {
 	mu              sync.Mutex
 	clock           clock.PassiveClock
 	tokenLifetime   time.Duration
+	tokenFormat     TokenFormat
 	apps            map[int64]*app
 	installations   map[int64]*installation
 	pats            map[string]*PAT
@@ -112,6 +115,7 @@ type Server struct {
 	lag             time.Duration
 	expirationStyle string
 	registry        *registry
+	tokenRequests   []TokenRequest                        // the realm's, for TokenRequests
 	upstream        atomic.Pointer[httputil.ReverseProxy] // RunDistribution's registry
 }
 
@@ -150,6 +154,7 @@ func NewServerOn(host string, registryPort int) *Server {
 	s := &Server{
 		clock:           clock.RealClock{},
 		tokenLifetime:   time.Hour,
+		tokenFormat:     TokenFormatStateless,
 		apps:            map[int64]*app{},
 		installations:   map[int64]*installation{},
 		pats:            map[string]*PAT{},
@@ -393,8 +398,8 @@ func writeError(w http.ResponseWriter, status int, message string) {
 	writeJSON(w, status, map[string]string{"message": message, "documentation_url": "https://docs.github.com/rest"})
 }
 
-// randomToken makes a token longer than today's 40 characters: GitHub has
-// announced longer installation tokens, and nothing may assume a length.
+// randomToken makes a random secret: prefix and 80 hex digits (demo PATs,
+// registry token ids). Installation tokens have GitHub's shapes (tokens.go).
 func randomToken(prefix string) string {
 	b := make([]byte, 40)
 	_, _ = rand.Read(b)
