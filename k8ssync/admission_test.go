@@ -18,11 +18,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/credbroker/credbroker/admission"
@@ -309,26 +307,7 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("a namespace's own admin cannot lift the policy", func(t *testing.T) {
-		// Every verb on every resource, in the namespace: the most a
-		// RoleBinding can give a namespace's user.
-		user := "tenant-admin-" + label
-		if _, err := admin.RbacV1().Roles(listed).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "everything"},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.RbacV1().RoleBindings(listed).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "everything"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "everything"},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := controlPlane.AddUser(user, "system:authenticated")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hostile, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		hostile := userClient(t, "tenant-admin-"+label, listed, everything)
 		for _, patch := range []string{
 			`{"metadata":{"labels":{"credbroker.io/tenant":null}}}`,
 			`{"metadata":{"annotations":{"credbroker.io/image-scopes":"ghcr.io/evil"}}}`,

@@ -31,6 +31,10 @@ const provisionerUser = "system:serviceaccount:platform:provisioner"
 // selectorScope is credbroker's default: selectors on the platform's prefix.
 var selectorScope = broker.NamespaceScope{Reserved: []string{"credbroker"}, SelectorPrefix: broker.DefaultSelectorPrefix}
 
+// everything is every verb on every resource: bound in a namespace, the
+// most a RoleBinding gives that namespace's admin.
+var everything = rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}
+
 // userClient returns a client of a user with the given groups, bound to
 // rules in namespace ns (a Role and RoleBinding) or cluster-wide when ns is
 // "".
@@ -96,7 +100,7 @@ func TestANamespaceAdminCannotJoinAnotherTenantsSelector(t *testing.T) {
 	victimNS, attackerNS := label+"-web", label+"-evil"
 	createNamespace(t, victimNS, map[string]string{selectorLabel: label}) // by cluster-admin, a writer
 	createNamespace(t, attackerNS, nil)
-	nsAdmin := userClient(t, "ns-admin-"+label, attackerNS, rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}})
+	nsAdmin := userClient(t, "ns-admin-"+label, attackerNS, everything)
 	applyGuard(t, nsAdmin, attackerNS)
 
 	s := startSyncer(t, Config{Scope: selectorScope, MarkNamespaces: true})
@@ -147,7 +151,7 @@ func TestANamespaceAdminCannotJoinAnotherTenantsSelector(t *testing.T) {
 	})
 
 	t.Run("nor can it take the label off the victim's namespace", func(t *testing.T) {
-		victimAdmin := userClient(t, "ns-admin-"+label+"-web", victimNS, rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}})
+		victimAdmin := userClient(t, "ns-admin-"+label+"-web", victimNS, everything)
 		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, selectorLabel)
 		if _, err := victimAdmin.CoreV1().Namespaces().Patch(ctx, victimNS, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); !apierrors.IsForbidden(err) {
 			t.Fatalf("a namespace admin removed the binding label: %v", err)
@@ -188,7 +192,7 @@ func TestASelectorOutsideThePrefixKeepsWhatItHoldsAndBindsNothingNew(t *testing.
 	}
 	// The namespace's users label fresh after the upgrade: team is not
 	// under the prefix, so the guard lets them.
-	nsAdmin := userClient(t, "ns-admin-"+label, fresh, rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}})
+	nsAdmin := userClient(t, "ns-admin-"+label, fresh, everything)
 	if _, err := nsAdmin.CoreV1().Namespaces().Patch(ctx, fresh, types.MergePatchType,
 		[]byte(`{"metadata":{"labels":{"team":"`+label+`"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)

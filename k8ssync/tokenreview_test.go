@@ -12,7 +12,6 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -92,24 +91,7 @@ func TestOnlyANodeGetsATokenForTheProviderAudience(t *testing.T) {
 	applyPolicy(t, admission.Enforce, ns)
 	pod := testenv.PodOfServiceAccount(t, admin, ns, "app", "app-1")
 
-	user := "namespace-admin-" + ns
-	if _, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "everything"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "everything"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "everything"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := controlPlane.AddUser(user, "system:authenticated")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostile, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hostile := userClient(t, "namespace-admin-"+ns, ns, everything)
 	request := func(client kubernetes.Interface, audience string) (string, error) {
 		tr, err := client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 			Audiences:      []string{audience},
@@ -125,21 +107,9 @@ func TestOnlyANodeGetsATokenForTheProviderAudience(t *testing.T) {
 		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), admission.TokensName) && strings.Contains(err.Error(), "only a node may request"),
 			fmt.Sprintf("the namespace admin's TokenRequest for the provider audience: %v", err)
 	})
-	// A user with every verb on serviceaccounts/token cluster-wide, but no
-	// node and no cluster-admin.
-	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "tokens-" + ns},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:node:" + user}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err = controlPlane.AddUser("system:node:"+user, "system:authenticated")
-	if err != nil {
-		t.Fatal(err)
-	}
-	namedLikeANode, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A user with every verb cluster-wide, named like a node but neither in
+	// system:nodes nor in system:masters.
+	namedLikeANode := userClient(t, "system:node:namespace-admin-"+ns, "", everything)
 	if _, err := request(namedLikeANode, admission.ProviderAudience); !apierrors.IsForbidden(err) {
 		t.Errorf("a user named like a node, outside system:nodes, got a provider token: %v", err)
 	}
