@@ -307,7 +307,7 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("a namespace's own admin cannot lift the policy", func(t *testing.T) {
-		hostile := userClient(t, "tenant-admin-"+label, listed, everything)
+		hostile := userClient(t, "tenant-admin-"+label, listed, testenv.Everything)
 		for _, patch := range []string{
 			`{"metadata":{"labels":{"credbroker.io/tenant":null}}}`,
 			`{"metadata":{"annotations":{"credbroker.io/image-scopes":"ghcr.io/evil"}}}`,

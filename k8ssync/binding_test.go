@@ -31,43 +31,11 @@ const provisionerUser = "system:serviceaccount:platform:provisioner"
 // selectorScope is credbroker's default: selectors on the platform's prefix.
 var selectorScope = broker.NamespaceScope{Reserved: []string{"credbroker"}, SelectorPrefix: broker.DefaultSelectorPrefix}
 
-// everything is every verb on every resource: bound in a namespace, the
-// most a RoleBinding gives that namespace's admin.
-var everything = rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}
-
-// userClient returns a client of a user with the given groups, bound to
-// rules in namespace ns (a Role and RoleBinding) or cluster-wide when ns is
-// "".
+// userClient is a client of user name with rules in ns (cluster-wide when
+// ns is "").
 func userClient(t *testing.T, name, ns string, rules ...rbacv1.PolicyRule) kubernetes.Interface {
 	t.Helper()
-	ctx := context.Background()
-	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}}
-	var err error
-	if ns != "" {
-		_, err = admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{})
-		if err == nil {
-			_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: subject}, metav1.CreateOptions{})
-		}
-	} else {
-		_, err = admin.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{})
-		if err == nil {
-			_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: subject}, metav1.CreateOptions{})
-		}
-	}
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	cfg, err := controlPlane.AddUser(name, "system:authenticated")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client
+	return controlPlane.User(t, name, ns, nil, rules...)
 }
 
 // applyGuard applies the admission policies with testGuard and waits until
@@ -100,7 +68,7 @@ func TestANamespaceAdminCannotJoinAnotherTenantsSelector(t *testing.T) {
 	victimNS, attackerNS := label+"-web", label+"-evil"
 	createNamespace(t, victimNS, map[string]string{selectorLabel: label}) // by cluster-admin, a writer
 	createNamespace(t, attackerNS, nil)
-	nsAdmin := userClient(t, "ns-admin-"+label, attackerNS, everything)
+	nsAdmin := userClient(t, "ns-admin-"+label, attackerNS, testenv.Everything)
 	applyGuard(t, nsAdmin, attackerNS)
 
 	s := startSyncer(t, Config{Scope: selectorScope, MarkNamespaces: true})
@@ -151,7 +119,7 @@ func TestANamespaceAdminCannotJoinAnotherTenantsSelector(t *testing.T) {
 	})
 
 	t.Run("nor can it take the label off the victim's namespace", func(t *testing.T) {
-		victimAdmin := userClient(t, "ns-admin-"+label+"-web", victimNS, everything)
+		victimAdmin := userClient(t, "ns-admin-"+label+"-web", victimNS, testenv.Everything)
 		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, selectorLabel)
 		if _, err := victimAdmin.CoreV1().Namespaces().Patch(ctx, victimNS, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); !apierrors.IsForbidden(err) {
 			t.Fatalf("a namespace admin removed the binding label: %v", err)
@@ -192,7 +160,7 @@ func TestASelectorOutsideThePrefixKeepsWhatItHoldsAndBindsNothingNew(t *testing.
 	}
 	// The namespace's users label fresh after the upgrade: team is not
 	// under the prefix, so the guard lets them.
-	nsAdmin := userClient(t, "ns-admin-"+label, fresh, everything)
+	nsAdmin := userClient(t, "ns-admin-"+label, fresh, testenv.Everything)
 	if _, err := nsAdmin.CoreV1().Namespaces().Patch(ctx, fresh, types.MergePatchType,
 		[]byte(`{"metadata":{"labels":{"team":"`+label+`"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)

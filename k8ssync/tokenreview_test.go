@@ -91,7 +91,7 @@ func TestOnlyANodeGetsATokenForTheProviderAudience(t *testing.T) {
 	applyPolicy(t, admission.Enforce, ns)
 	pod := testenv.PodOfServiceAccount(t, admin, ns, "app", "app-1")
 
-	hostile := userClient(t, "namespace-admin-"+ns, ns, everything)
+	hostile := userClient(t, "namespace-admin-"+ns, ns, testenv.Everything)
 	request := func(client kubernetes.Interface, audience string) (string, error) {
 		tr, err := client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 			Audiences:      []string{audience},
@@ -109,7 +109,7 @@ func TestOnlyANodeGetsATokenForTheProviderAudience(t *testing.T) {
 	})
 	// A user with every verb cluster-wide, named like a node but neither in
 	// system:nodes nor in system:masters.
-	namedLikeANode := userClient(t, "system:node:namespace-admin-"+ns, "", everything)
+	namedLikeANode := userClient(t, "system:node:namespace-admin-"+ns, "", testenv.Everything)
 	if _, err := request(namedLikeANode, admission.ProviderAudience); !apierrors.IsForbidden(err) {
 		t.Errorf("a user named like a node, outside system:nodes, got a provider token: %v", err)
 	}
