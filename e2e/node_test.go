@@ -316,7 +316,9 @@ func TestTheChartOnARealNode(t *testing.T) {
 			}
 			t.Logf("%s login: %s", want.login, how)
 		}
-		var cfg struct{ Auths map[string]struct{ Password, Auth string } }
+		var cfg struct {
+			Auths map[string]struct{ Password, Auth string }
+		}
 		if err := json.Unmarshal([]byte(secret("c-ns")), &cfg); err != nil {
 			t.Fatal(err)
 		}
