@@ -37,7 +37,9 @@ func syncCondition(tenantID, namespace string) ConditionKey {
 
 // selectorCondition is a namespace selector on labels a namespace's own
 // users can set, which binds no new namespace.
-func selectorCondition(tenantID string) ConditionKey { return ConditionKey(tenantID + "/namespace-selector") }
+func selectorCondition(tenantID string) ConditionKey {
+	return ConditionKey(tenantID + "/namespace-selector")
+}
 
 // registryCheckCondition is a registry credential that fails its health check.
 func registryCheckCondition(tenantID, host string) ConditionKey {
