@@ -18,13 +18,13 @@ import (
 // answers UNAVAILABLE rather than a status it does not know.
 type CredentialAPI struct {
 	credbrokerv1.UnimplementedCredentialServiceServer
-	registry *broker.Registry
+	registry *broker.Tenants
 	log      *slog.Logger
 	current  atomic.Pointer[broker.Refresher]
 }
 
 // NewCredentialAPI returns the CredentialService.
-func NewCredentialAPI(registry *broker.Registry, log *slog.Logger) *CredentialAPI {
+func NewCredentialAPI(registry *broker.Tenants, log *slog.Logger) *CredentialAPI {
 	return &CredentialAPI{registry: registry, log: log}
 }
 

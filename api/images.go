@@ -11,12 +11,12 @@ import (
 // ImageAPI serves credbroker.v1.ImageService: may a tenant run an image?
 type ImageAPI struct {
 	credbrokerv1.UnimplementedImageServiceServer
-	registry *broker.Registry
+	registry *broker.Tenants
 	log      *slog.Logger
 }
 
 // NewImageAPI returns the ImageService over registry.
-func NewImageAPI(registry *broker.Registry, log *slog.Logger) *ImageAPI {
+func NewImageAPI(registry *broker.Tenants, log *slog.Logger) *ImageAPI {
 	return &ImageAPI{registry: registry, log: log}
 }
 

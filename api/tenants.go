@@ -31,12 +31,12 @@ const (
 // TenantAPI serves credbroker.v1.TenantService from a Registry.
 type TenantAPI struct {
 	credbrokerv1.UnimplementedTenantServiceServer
-	registry *broker.Registry
+	registry *broker.Tenants
 	log      *slog.Logger
 }
 
 // NewTenantAPI returns the TenantService over registry.
-func NewTenantAPI(registry *broker.Registry, log *slog.Logger) *TenantAPI {
+func NewTenantAPI(registry *broker.Tenants, log *slog.Logger) *TenantAPI {
 	return &TenantAPI{registry: registry, log: log}
 }
 

@@ -23,7 +23,7 @@ type Namespaces interface {
 // belongs to at most one tenant. Two registrations racing, or a namespace
 // labelled later, can still overlap; the Sink then keeps the namespace with
 // the tenant that holds it and reports a conflict to the other.
-func (r *Registry) checkClaims(ctx context.Context, t Tenant, before *Tenant) error {
+func (r *Tenants) checkClaims(ctx context.Context, t Tenant, before *Tenant) error {
 	cluster := map[string]map[string]string{}
 	if r.cfg.Namespaces != nil && (t.NamespaceSelector != "" || len(t.Namespaces) > 0) {
 		var err error
@@ -48,7 +48,7 @@ func (r *Registry) checkClaims(ctx context.Context, t Tenant, before *Tenant) er
 		for _, ns := range slices.Sorted(maps.Keys(claimed)) {
 			if theirs[ns] {
 				// Never name the other tenant: a tenant-admin must not learn who else is on the platform.
-				return &VerifyError{Cause: ReasonNamespaceClaimed, Msg: fmt.Sprintf("namespace %s belongs to another tenant", ns)}
+				return &ReasonError{Cause: ReasonNamespaceClaimed, Msg: fmt.Sprintf("namespace %s belongs to another tenant", ns)}
 			}
 		}
 		return nil
@@ -78,7 +78,7 @@ func Claimant(listed, selected []string, holder string) (string, bool) {
 
 // claimedBy is the set of namespaces t lists, and of the cluster's
 // namespaces its selector binds now (within the scope).
-func (r *Registry) claimedBy(t Tenant, cluster map[string]map[string]string) map[string]bool {
+func (r *Tenants) claimedBy(t Tenant, cluster map[string]map[string]string) map[string]bool {
 	claimed := map[string]bool{}
 	for _, ns := range t.Namespaces {
 		claimed[ns] = true

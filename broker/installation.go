@@ -105,9 +105,9 @@ func (r *Refresher) InstallationChanged(ctx context.Context, installationID int6
 	for _, key := range keys {
 		switch change {
 		case InstallationSuspended:
-			r.fail(ctx, key, &VerifyError{Cause: ReasonInstallationSuspended, Msg: fmt.Sprintf("GitHub reports installation %d suspended", installationID)})
+			r.fail(ctx, key, &ReasonError{Cause: ReasonInstallationSuspended, Msg: fmt.Sprintf("GitHub reports installation %d suspended", installationID)})
 		case InstallationDeleted:
-			r.fail(ctx, key, &VerifyError{Cause: ReasonInstallationNotFound, Msg: fmt.Sprintf("GitHub reports installation %d deleted", installationID)})
+			r.fail(ctx, key, &ReasonError{Cause: ReasonInstallationNotFound, Msg: fmt.Sprintf("GitHub reports installation %d deleted", installationID)})
 		case InstallationUnsuspended, InstallationPermissionsChanged:
 			r.renew(ctx, key, "")
 		}

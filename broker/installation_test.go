@@ -23,7 +23,7 @@ func (g *installationGitHub) Installation(_ context.Context, id int64) (Installa
 	defer g.mu.Unlock()
 	g.calls++
 	if g.gone || id != g.inst.ID {
-		return Installation{}, &VerifyError{Cause: ReasonInstallationNotFound, Msg: fmt.Sprintf("installation %d not found", id)}
+		return Installation{}, &ReasonError{Cause: ReasonInstallationNotFound, Msg: fmt.Sprintf("installation %d not found", id)}
 	}
 	return g.inst, nil
 }
@@ -72,7 +72,7 @@ func TestADeliveryIsActedOnOnlyAsGitHubConfirmsIt(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := newSimulated(t)
-			s.reg = NewRegistry(newMemStore(), sealer, nil, s.clock, RegistryConfig{})
+			s.reg = NewTenants(newMemStore(), sealer, nil, s.clock, TenantsConfig{})
 			for _, tn := range []Tenant{appTenantFor("web"), {ID: "pat", Owner: acme, PAT: &PAT{Token: "ghp_machine"}}} {
 				if _, _, err := s.reg.Create(ctx, tn); err != nil {
 					t.Fatal(err)

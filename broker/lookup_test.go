@@ -24,7 +24,7 @@ func (s *countingStore) GetTenant(ctx context.Context, id string) (Tenant, error
 func TestASoleWritersLookupsAreServedFromMemoryAndFollowItsWrites(t *testing.T) {
 	ctx := context.Background()
 	store := &countingStore{memStore: newMemStore()}
-	reg := NewRegistry(store, nil, nil, clock.RealClock{}, RegistryConfig{SoleWriter: true})
+	reg := NewTenants(store, nil, nil, clock.RealClock{}, TenantsConfig{SoleWriter: true})
 	if _, _, err := reg.Create(ctx, appTenantFor("web")); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestASoleWritersLookupsAreServedFromMemoryAndFollowItsWrites(t *testing.T) 
 	}
 	// Without SoleWriter every lookup reads the store: other replicas write.
 	shared := &countingStore{memStore: newMemStore()}
-	other := NewRegistry(shared, nil, nil, clock.RealClock{}, RegistryConfig{})
+	other := NewTenants(shared, nil, nil, clock.RealClock{}, TenantsConfig{})
 	if _, _, err := other.Create(ctx, appTenantFor("web")); err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestMetricsFollowTheRefreshes(t *testing.T) {
 	s := newSimulated(t, appTenantFor("a"))
 	s.r.cfg.Metrics = m
 	s.step(ctx)
-	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "502"})
+	s.src.fail(&ReasonError{Cause: ReasonGitHubUnavailable, Msg: "502"})
 	tn, _ := s.reg.Get(ctx, "a")
 	s.r.RenewNow(ctx, tn)
 

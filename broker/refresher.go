@@ -77,7 +77,7 @@ type RefresherConfig struct {
 // coalesced. Run it on the leader only.
 type Refresher struct {
 	cfg      RefresherConfig
-	registry *Registry
+	registry *Tenants
 	source   Source
 	sink     Sink
 	log      *slog.Logger
@@ -103,7 +103,7 @@ type Refresher struct {
 }
 
 // NewRefresher returns a Refresher.
-func NewRefresher(cfg RefresherConfig, registry *Registry, source Source, sink Sink, log *slog.Logger) *Refresher {
+func NewRefresher(cfg RefresherConfig, registry *Tenants, source Source, sink Sink, log *slog.Logger) *Refresher {
 	if cfg.Lead == 0 {
 		cfg.Lead = DefaultLead
 	}

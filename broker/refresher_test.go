@@ -82,11 +82,11 @@ func TestRetryWait(t *testing.T) {
 		err      error
 		want     time.Duration
 	}{
-		{"transient, first failure", 1, Credential{}, &VerifyError{Cause: ReasonGitHubUnavailable}, 5 * time.Second},
-		{"transient, many failures: capped at half the last good token's life", 9, valid, &VerifyError{Cause: ReasonGitHubUnavailable}, 2 * time.Minute},
-		{"only a person can fix it: a minute", 1, Credential{}, &VerifyError{Cause: ReasonTokenRevoked}, time.Minute},
+		{"transient, first failure", 1, Credential{}, &ReasonError{Cause: ReasonGitHubUnavailable}, 5 * time.Second},
+		{"transient, many failures: capped at half the last good token's life", 9, valid, &ReasonError{Cause: ReasonGitHubUnavailable}, 2 * time.Minute},
+		{"only a person can fix it: a minute", 1, Credential{}, &ReasonError{Cause: ReasonTokenRevoked}, time.Minute},
 		{"rate limited: not before GitHub's reset", 1, valid, rateLimited(10 * time.Minute), 10 * time.Minute},
-		{"never busy-loops", 1, Credential{Token: "t", ExpiresAt: now.Add(time.Second)}, &VerifyError{Cause: ReasonGitHubUnavailable}, time.Second},
+		{"never busy-loops", 1, Credential{Token: "t", ExpiresAt: now.Add(time.Second)}, &ReasonError{Cause: ReasonGitHubUnavailable}, time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,12 +208,12 @@ func (s *recordingSink) snapshot() ([]string, map[string]Credential) {
 	return slices.Clone(s.calls), maps.Clone(s.latest)
 }
 
-func newTestRegistry(t *testing.T) (*Registry, Store) {
+func newTestRegistry(t *testing.T) (*Tenants, Store) {
 	t.Helper()
 	store := newMemStore()
 	// Tenants of these tests differ by permissions to get keys of their own.
-	policy := RegistryConfig{AppPermissions: map[string]string{"packages": "read", "metadata": "read"}}
-	return NewRegistry(store, nil, nil, clock.RealClock{}, policy), store
+	policy := TenantsConfig{AppPermissions: map[string]string{"packages": "read", "metadata": "read"}}
+	return NewTenants(store, nil, nil, clock.RealClock{}, policy), store
 }
 
 func appTenantFor(id string) Tenant {
@@ -223,7 +223,7 @@ func appTenantFor(id string) Tenant {
 // simulated is a Refresher on a fake clock with in-memory stores.
 type simulated struct {
 	clock  *clocktesting.FakeClock
-	reg    *Registry
+	reg    *Tenants
 	src    *fakeSource
 	sink   *recordingSink
 	events *memEvents
@@ -321,7 +321,7 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	// A change that needs a new credential, while the source fails, keeps
 	// what was published and says why.
 	_, before := sink.snapshot()
-	src.fail(&VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"})
+	src.fail(&ReasonError{Cause: ReasonInstallationSuspended, Msg: "suspended"})
 	if _, err := reg.Update(ctx, "a", "", func(t Tenant) (Tenant, error) {
 		t.App.Permissions = map[string]string{"packages": "read", "metadata": "read"}
 		return t, nil
@@ -360,7 +360,7 @@ func TestStatusFollowsTheCredential(t *testing.T) {
 	if ready.State != CredentialReady || ready.Kind != KindGitHubApp || ready.Fingerprint == "" || ready.LastError != nil {
 		t.Fatalf("after a mint: %+v", ready)
 	}
-	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"})
+	s.src.fail(&ReasonError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"})
 	s.r.RenewNow(ctx, tn)
 	degraded := s.r.Status("s")
 	if degraded.State != CredentialDegraded || degraded.Fingerprint != ready.Fingerprint ||
@@ -370,12 +370,12 @@ func TestStatusFollowsTheCredential(t *testing.T) {
 	if cred, registries, ok := s.r.Current("s"); !ok || cred.Fingerprint() != ready.Fingerprint || len(registries) != 1 {
 		t.Errorf("current credential after a failure: %v %v %v", cred, registries, ok)
 	}
-	s.src.fail(&VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"})
+	s.src.fail(&ReasonError{Cause: ReasonInstallationSuspended, Msg: "suspended"})
 	s.r.RenewNow(ctx, tn)
 	if st := s.r.Status("s"); st.State != CredentialFailed {
 		t.Errorf("after a failure only a person can fix: %s", st.State)
 	}
-	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"})
+	s.src.fail(&ReasonError{Cause: ReasonGitHubUnavailable, Msg: "GitHub is down"})
 	s.r.RenewNow(ctx, tn)
 	s.clock.Step(2 * time.Hour) // past the last good credential's expiry
 	if st := s.r.Status("s"); st.State != CredentialFailed {
@@ -483,7 +483,7 @@ func TestProbeGatesTheFirstPublicationAndKindChanges(t *testing.T) {
 	probed := appTenantFor("probed")
 	probed.ProbeImage = "ghcr.io/acme/base:1"
 	s := newSimulated(t, probed, appTenantFor("plain"))
-	s.prober.set(&VerifyError{Cause: ReasonAppTokenNotAccepted, Msg: "denied"})
+	s.prober.set(&ReasonError{Cause: ReasonAppTokenNotAccepted, Msg: "denied"})
 
 	s.step(ctx)
 	_, published := s.sink.snapshot()
@@ -588,7 +588,7 @@ func TestFailuresNotifyOnceAndRecover(t *testing.T) {
 	s.step(ctx)
 	start := s.clock.Now()
 	// One transient failure is retried within seconds and is not news.
-	s.src.fail(&VerifyError{Cause: ReasonGitHubUnavailable, Msg: "502"})
+	s.src.fail(&ReasonError{Cause: ReasonGitHubUnavailable, Msg: "502"})
 	s.clock.SetTime(s.r.Status("a").NextRefresh)
 	s.step(ctx)
 	if got := s.events.types(); len(got) != 0 || s.r.Status("a").LastError == nil {
@@ -650,7 +650,7 @@ func TestPATExpiryWarnsOncePerThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSimulated(t)
-	s.reg = NewRegistry(newMemStore(), sealer, patGitHub{}, s.clock, RegistryConfig{})
+	s.reg = NewTenants(newMemStore(), sealer, patGitHub{}, s.clock, TenantsConfig{})
 	s.r = s.newRefresher()
 	tn := Tenant{ID: "p", Owner: Owner{Login: "bot", ID: 7, Type: OwnerUser}, PAT: &PAT{Token: "ghp_first"}}
 	if _, _, err := s.reg.Create(ctx, tn); err != nil {
@@ -835,7 +835,7 @@ func TestDeliveriesAreActedOnOnceFromTheInbox(t *testing.T) {
 	}
 }
 
-func mustGet(t *testing.T, reg *Registry, id string) Tenant {
+func mustGet(t *testing.T, reg *Tenants, id string) Tenant {
 	t.Helper()
 	tn, err := reg.Get(context.Background(), id)
 	if err != nil {
@@ -859,7 +859,7 @@ func TestTenantsAreBoundBeforeTheirCredential(t *testing.T) {
 		want    []string
 	}{
 		{"a credential comes", nil, []string{"bind a", "publish a"}},
-		{"the source fails", &VerifyError{Cause: ReasonInstallationSuspended, Msg: "suspended"}, []string{"bind a", "report a INSTALLATION_SUSPENDED"}},
+		{"the source fails", &ReasonError{Cause: ReasonInstallationSuspended, Msg: "suspended"}, []string{"bind a", "report a INSTALLATION_SUSPENDED"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSimulated(t, appTenantFor("a"))

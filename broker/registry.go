@@ -22,15 +22,15 @@ type GitHub interface {
 	ValidatePAT(ctx context.Context, token string) (PATOwner, error)
 }
 
-// Registry is the tenant registry: it validates tenants, checks their
+// Tenants is the tenant registry: it validates tenants, checks their
 // credential with GitHub, seals their PATs and keeps them in a Store. It is
 // safe for concurrent use.
-type Registry struct {
+type Tenants struct {
 	store  Store
 	sealer *Sealer // nil when no encryption key is configured
 	github GitHub
 	clock  clock.PassiveClock
-	cfg    RegistryConfig
+	cfg    TenantsConfig
 
 	mu          sync.Mutex
 	subscribers map[int]func(tenantID string)
@@ -45,7 +45,7 @@ type Registry struct {
 
 // Subscribe calls fn after every change to a tenant made through this
 // Registry, until the returned function is called. fn must not block.
-func (r *Registry) Subscribe(fn func(tenantID string)) (unsubscribe func()) {
+func (r *Tenants) Subscribe(fn func(tenantID string)) (unsubscribe func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.subscribers == nil {
@@ -61,7 +61,7 @@ func (r *Registry) Subscribe(fn func(tenantID string)) (unsubscribe func()) {
 	}
 }
 
-func (r *Registry) changed(tenantID string) {
+func (r *Tenants) changed(tenantID string) {
 	r.writes.Add(1)
 	r.lookedUp.Delete(tenantID)
 	r.mu.Lock()
@@ -71,9 +71,9 @@ func (r *Registry) changed(tenantID string) {
 	}
 }
 
-// RegistryConfig is what the platform lets tenants ask for, and what the
+// TenantsConfig is what the platform lets tenants ask for, and what the
 // Registry checks claims against.
-type RegistryConfig struct {
+type TenantsConfig struct {
 	// Cache, if set, answers Lookup from memory (an informer), so that
 	// the request-time checks of image ownership cost the store nothing.
 	Cache TenantCache
@@ -99,20 +99,20 @@ type RegistryConfig struct {
 	SoleWriter bool
 }
 
-// NewRegistry returns a Registry over store. sealer may be nil: tenants with a
+// NewTenants returns a Registry over store. sealer may be nil: tenants with a
 // PAT are then refused with ErrNoEncryptionKey. clk dates tenants.
-func NewRegistry(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock, cfg RegistryConfig) *Registry {
+func NewTenants(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock, cfg TenantsConfig) *Tenants {
 	if cfg.AppPermissions == nil {
 		cfg.AppPermissions = DefaultAppPermissions()
 	}
-	return &Registry{store: store, sealer: sealer, github: github, clock: clk, cfg: cfg}
+	return &Tenants{store: store, sealer: sealer, github: github, clock: clk, cfg: cfg}
 }
 
 // ImageRules are the platform's image rules the registry was given.
-func (r *Registry) ImageRules() ImageRules { return r.cfg.Images }
+func (r *Tenants) ImageRules() ImageRules { return r.cfg.Images }
 
 // Scope returns where tenants may be bound.
-func (r *Registry) Scope() NamespaceScope { return r.cfg.Scope }
+func (r *Tenants) Scope() NamespaceScope { return r.cfg.Scope }
 
 // check validates t and holds it to the policy: the App permissions the
 // platform grants, and where tenants may be bound. before is the stored
@@ -120,7 +120,7 @@ func (r *Registry) Scope() NamespaceScope { return r.cfg.Scope }
 // even outside the prefix (it binds no new namespace, and refusing it would
 // block every other change to the tenant); a new or changed one must be
 // under the prefix.
-func (r *Registry) check(t Tenant, before *Tenant, requireToken bool) error {
+func (r *Tenants) check(t Tenant, before *Tenant, requireToken bool) error {
 	err := t.validate(requireToken)
 	var vs violations
 	var perms map[string]string
@@ -167,7 +167,7 @@ func describePermissions(perms map[string]string) string {
 // not an error: it returns the stored tenant and created=false, so clients
 // can retry a create safely. Other content under the same id fails with
 // ErrAlreadyExists.
-func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool, _ error) {
+func (r *Tenants) Create(ctx context.Context, t Tenant) (_ Tenant, created bool, _ error) {
 	t = t.withDefaults()
 	if err := r.check(t, nil, true); err != nil {
 		return Tenant{}, false, err
@@ -218,7 +218,7 @@ func (r *Registry) Create(ctx context.Context, t Tenant) (_ Tenant, created bool
 
 // existingOr returns the stored tenant when it is what the create asks for,
 // and ErrAlreadyExists otherwise.
-func (r *Registry) existingOr(existing, want Tenant, token string) (Tenant, bool, error) {
+func (r *Tenants) existingOr(existing, want Tenant, token string) (Tenant, bool, error) {
 	if sameSpec(existing, want) && r.samePAT(existing, token) {
 		return existing, false, nil
 	}
@@ -226,7 +226,7 @@ func (r *Registry) existingOr(existing, want Tenant, token string) (Tenant, bool
 }
 
 // Get returns the tenant with the given id.
-func (r *Registry) Get(ctx context.Context, id string) (Tenant, error) {
+func (r *Tenants) Get(ctx context.Context, id string) (Tenant, error) {
 	t, err := r.store.GetTenant(ctx, id)
 	if err != nil {
 		return Tenant{}, fmt.Errorf("tenant %q: %w", id, err)
@@ -236,7 +236,7 @@ func (r *Registry) Get(ctx context.Context, id string) (Tenant, error) {
 
 // List returns up to limit tenants with ids after afterID, and the id to
 // continue after, which is empty on the last page.
-func (r *Registry) List(ctx context.Context, afterID string, limit int) (_ []Tenant, next string, _ error) {
+func (r *Tenants) List(ctx context.Context, afterID string, limit int) (_ []Tenant, next string, _ error) {
 	limit = max(limit, 1)
 	page, err := r.store.ListTenants(ctx, afterID, limit+1)
 	if err != nil {
@@ -257,7 +257,7 @@ const maxUpdateAttempts = 5
 // whose Token is empty keeps the stored PAT. With a non-empty etag the update
 // fails with ErrConflict unless the tenant is still at that version; without
 // one, a concurrent change is re-read and mutate applied again.
-func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tenant) (Tenant, error)) (Tenant, error) {
+func (r *Tenants) Update(ctx context.Context, id, etag string, mutate func(Tenant) (Tenant, error)) (Tenant, error) {
 	for range maxUpdateAttempts {
 		cur, err := r.Get(ctx, id)
 		if err != nil {
@@ -319,7 +319,7 @@ func (r *Registry) Update(ctx context.Context, id, etag string, mutate func(Tena
 }
 
 // Delete removes the tenant; a non-empty etag must match its version.
-func (r *Registry) Delete(ctx context.Context, id, etag string) error {
+func (r *Tenants) Delete(ctx context.Context, id, etag string) error {
 	if err := r.store.DeleteTenant(ctx, id, etag); err != nil {
 		return fmt.Errorf("delete tenant %q: %w", id, err)
 	}
@@ -337,7 +337,7 @@ type TenantCache interface {
 // Lookup returns a tenant for a read that may lag a write by the watch's
 // delay (the image ownership checks): from the cache when there is one,
 // else as Read.
-func (r *Registry) Lookup(ctx context.Context, id string) (Tenant, error) {
+func (r *Tenants) Lookup(ctx context.Context, id string) (Tenant, error) {
 	if r.cfg.Cache != nil {
 		if t, ok, err := r.cfg.Cache.CachedTenant(id); ok {
 			if err != nil {
@@ -353,7 +353,7 @@ func (r *Registry) Lookup(ctx context.Context, id string) (Tenant, error) {
 // SoleWriter answers from memory, exact because each of its writes drops
 // what it changes: no store read and decode per call (an eighth of a REST
 // GetTenant's CPU). The tenant may be shared: it must not be modified.
-func (r *Registry) Read(ctx context.Context, id string) (Tenant, error) {
+func (r *Tenants) Read(ctx context.Context, id string) (Tenant, error) {
 	if !r.cfg.SoleWriter {
 		return r.Get(ctx, id)
 	}
@@ -375,7 +375,7 @@ func (r *Registry) Read(ctx context.Context, id string) (Tenant, error) {
 // tenant it owns, as GitHub's installation_target "renamed" event reports
 // it: the image ownership rules follow the account, not its old name. It
 // returns the tenants it changed.
-func (r *Registry) RenameOwner(ctx context.Context, account Owner) ([]string, error) {
+func (r *Tenants) RenameOwner(ctx context.Context, account Owner) ([]string, error) {
 	var owned []string
 	err := r.each(ctx, func(t Tenant) error {
 		if t.Owner.ID == account.ID && t.Owner.Type == account.Type && t.Owner.Login != account.Login {
@@ -401,7 +401,7 @@ func (r *Registry) RenameOwner(ctx context.Context, account Owner) ([]string, er
 }
 
 // openPAT returns the plaintext PAT of a tenant.
-func (r *Registry) openPAT(t Tenant) (string, error) {
+func (r *Tenants) openPAT(t Tenant) (string, error) {
 	if t.PAT == nil {
 		return "", fmt.Errorf("tenant %q has no PAT", t.ID)
 	}
@@ -417,7 +417,7 @@ func (r *Registry) openPAT(t Tenant) (string, error) {
 
 // each calls fn for every tenant in id order, a page at a time, and stops
 // at the first error.
-func (r *Registry) each(ctx context.Context, fn func(Tenant) error) error {
+func (r *Tenants) each(ctx context.Context, fn func(Tenant) error) error {
 	after := ""
 	for {
 		page, next, err := r.List(ctx, after, 500)
@@ -438,7 +438,7 @@ func (r *Registry) each(ctx context.Context, fn func(Tenant) error) error {
 
 // CheckSealed opens every stored PAT once, so that a missing or wrong key is
 // a clear error at startup rather than a refresh failure hours later.
-func (r *Registry) CheckSealed(ctx context.Context) error {
+func (r *Tenants) CheckSealed(ctx context.Context) error {
 	return r.each(ctx, func(t Tenant) error {
 		if t.PAT == nil {
 			return nil
@@ -448,7 +448,7 @@ func (r *Registry) CheckSealed(ctx context.Context) error {
 	})
 }
 
-func (r *Registry) seal(tenantID, token string) (*PAT, error) {
+func (r *Tenants) seal(tenantID, token string) (*PAT, error) {
 	if r.sealer == nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenantID, ErrNoEncryptionKey)
 	}
@@ -461,7 +461,7 @@ func (r *Registry) seal(tenantID, token string) (*PAT, error) {
 
 // samePAT reports whether stored holds the PAT token (or neither has one),
 // comparing in constant time.
-func (r *Registry) samePAT(stored Tenant, token string) bool {
+func (r *Tenants) samePAT(stored Tenant, token string) bool {
 	if stored.PAT == nil {
 		return token == ""
 	}
@@ -469,26 +469,26 @@ func (r *Registry) samePAT(stored Tenant, token string) bool {
 	return err == nil && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
-// VerifyError is a tenant whose credential GitHub does not back: it belongs
+// ReasonError is a tenant whose credential GitHub does not back: it belongs
 // to someone else, is revoked, lacks a scope, or its installation is gone or
 // suspended. It carries the reason, or wraps the error that does.
-type VerifyError struct {
+type ReasonError struct {
 	Cause Reason
 	Msg   string
 	Err   error
 }
 
-func (e *VerifyError) Error() string {
+func (e *ReasonError) Error() string {
 	if e.Err != nil {
 		return e.Msg + ": " + e.Err.Error()
 	}
 	return e.Msg
 }
 
-func (e *VerifyError) Unwrap() error { return e.Err }
+func (e *ReasonError) Unwrap() error { return e.Err }
 
 // Reason implements the interface ReasonOf looks for.
-func (e *VerifyError) Reason() Reason {
+func (e *ReasonError) Reason() Reason {
 	if e.Cause != "" {
 		return e.Cause
 	}
@@ -513,7 +513,7 @@ func credentialChanged(cur, next Tenant) bool {
 // packages scope; for a user owner it must be that user's. For an
 // organization owner the PAT is a machine user's, whose membership a
 // read:packages PAT cannot show: the pull probe proves its access instead.
-func (r *Registry) verify(ctx context.Context, t *Tenant, token string) error {
+func (r *Tenants) verify(ctx context.Context, t *Tenant, token string) error {
 	if r.github == nil {
 		return nil
 	}
@@ -521,31 +521,31 @@ func (r *Registry) verify(ctx context.Context, t *Tenant, token string) error {
 	case t.App != nil:
 		inst, err := r.github.Installation(ctx, t.App.InstallationID)
 		if err != nil {
-			return &VerifyError{Msg: fmt.Sprintf("check installation %d", t.App.InstallationID), Err: err}
+			return &ReasonError{Msg: fmt.Sprintf("check installation %d", t.App.InstallationID), Err: err}
 		}
 		a := inst.Account
 		if a.ID != t.Owner.ID || a.Type != t.Owner.Type {
-			return &VerifyError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
+			return &ReasonError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
 				"installation %d is on %s %s (id %d), not on the tenant's owner %s %s (id %d)",
 				inst.ID, a.Type, a.Login, a.ID, t.Owner.Type, t.Owner.Login, t.Owner.ID)}
 		}
 		t.Owner.Login = a.Login
 		if inst.Suspended {
-			return &VerifyError{Cause: ReasonInstallationSuspended, Msg: fmt.Sprintf("installation %d is suspended", inst.ID)}
+			return &ReasonError{Cause: ReasonInstallationSuspended, Msg: fmt.Sprintf("installation %d is suspended", inst.ID)}
 		}
 		for name, level := range t.App.Permissions {
 			if permissionLevels[level] > permissionLevels[inst.Permissions[name]] {
-				return &VerifyError{Cause: ReasonMissingScope, Msg: fmt.Sprintf(
+				return &ReasonError{Cause: ReasonMissingScope, Msg: fmt.Sprintf(
 					"installation %d grants %s: %q, the tenant asks for %q", inst.ID, name, inst.Permissions[name], level)}
 			}
 		}
 	case t.PAT != nil:
 		owner, err := r.github.ValidatePAT(ctx, token)
 		if err != nil {
-			return &VerifyError{Msg: "check PAT", Err: err}
+			return &ReasonError{Msg: "check PAT", Err: err}
 		}
 		if t.Owner.Type == OwnerUser && owner.Owner.ID != t.Owner.ID {
-			return &VerifyError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
+			return &ReasonError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
 				"the PAT belongs to %s (id %d), not to the tenant's owner %s (id %d)",
 				owner.Owner.Login, owner.Owner.ID, t.Owner.Login, t.Owner.ID)}
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-func newRegistry(t *testing.T, withKey bool) (*broker.Registry, *boltstore.Store) {
+func newRegistry(t *testing.T, withKey bool) (*broker.Tenants, *boltstore.Store) {
 	t.Helper()
 	store, err := boltstore.Open(t.TempDir())
 	if err != nil {
@@ -28,7 +28,7 @@ func newRegistry(t *testing.T, withKey bool) (*broker.Registry, *boltstore.Store
 			t.Fatal(err)
 		}
 	}
-	return broker.NewRegistry(store, sealer, nil, clock.RealClock{}, broker.RegistryConfig{}), store
+	return broker.NewTenants(store, sealer, nil, clock.RealClock{}, broker.TenantsConfig{}), store
 }
 
 func patTenant(id, token string) broker.Tenant {
@@ -66,7 +66,7 @@ func TestCheckSealedNamesTheTenantWhosePATCannotBeOpened(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := broker.NewRegistry(store, tc.sealer, nil, clock.RealClock{}, broker.RegistryConfig{}).CheckSealed(ctx)
+			err := broker.NewTenants(store, tc.sealer, nil, clock.RealClock{}, broker.TenantsConfig{}).CheckSealed(ctx)
 			if !errors.Is(err, tc.want) || !bytes.Contains([]byte(err.Error()), []byte(`"ci"`)) {
 				t.Errorf("CheckSealed = %v, want %v naming tenant \"ci\"", err, tc.want)
 			}
@@ -133,7 +133,7 @@ func TestAppPermissionsComeFromTheAllowList(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{AppPermissions: tc.allowed})
+			reg := broker.NewTenants(store, nil, nil, clock.RealClock{}, broker.TenantsConfig{AppPermissions: tc.allowed})
 			id := fmt.Sprintf("app-%d", i)
 			_, _, err := reg.Create(ctx, app(id, tc.asks))
 			var invalid *broker.InvalidError
@@ -183,7 +183,7 @@ func TestNamespacesOutsideTheScopeAndReservedNamesAreRefused(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Scope: tc.scope})
+			reg := broker.NewTenants(store, nil, nil, clock.RealClock{}, broker.TenantsConfig{Scope: tc.scope})
 			tn := broker.Tenant{ID: fmt.Sprintf("t-%d", i), Owner: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
 				App: &broker.GitHubApp{InstallationID: 1}, Namespaces: tc.namespaces, SecretName: tc.secretName}
 			_, _, err := reg.Create(context.Background(), tn)

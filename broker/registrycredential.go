@@ -142,7 +142,7 @@ var ErrNoRegistryCredential = fmt.Errorf("no credential for that registry: %w", 
 
 // AddRegistryCredential gives the tenant a credential for one more
 // registry; c.Password is the plaintext, which is sealed.
-func (r *Registry) AddRegistryCredential(ctx context.Context, tenantID, etag string, c RegistryCredential) (Tenant, error) {
+func (r *Tenants) AddRegistryCredential(ctx context.Context, tenantID, etag string, c RegistryCredential) (Tenant, error) {
 	c.Host = strings.ToLower(c.Host)
 	c.Sealed, c.Fingerprint = nil, ""
 	return r.Update(ctx, tenantID, etag, func(t Tenant) (Tenant, error) {
@@ -157,7 +157,7 @@ func (r *Registry) AddRegistryCredential(ctx context.Context, tenantID, etag str
 // RotateRegistryCredential replaces the password of the tenant's entry for
 // c.Host, and with it the expiry (none when c.ExpiresAt is zero) and, when
 // given, the username; owners and the check image stay.
-func (r *Registry) RotateRegistryCredential(ctx context.Context, tenantID, etag string, c RegistryCredential) (Tenant, error) {
+func (r *Tenants) RotateRegistryCredential(ctx context.Context, tenantID, etag string, c RegistryCredential) (Tenant, error) {
 	return r.Update(ctx, tenantID, etag, func(t Tenant) (Tenant, error) {
 		i := slices.IndexFunc(t.RegistryCredentials, func(e RegistryCredential) bool { return strings.EqualFold(e.Host, c.Host) })
 		if i < 0 {
@@ -181,7 +181,7 @@ func (r *Registry) RotateRegistryCredential(ctx context.Context, tenantID, etag 
 
 // RemoveRegistryCredential takes the tenant's entry for host out of its
 // pull Secrets.
-func (r *Registry) RemoveRegistryCredential(ctx context.Context, tenantID, etag, host string) (Tenant, error) {
+func (r *Tenants) RemoveRegistryCredential(ctx context.Context, tenantID, etag, host string) (Tenant, error) {
 	return r.Update(ctx, tenantID, etag, func(t Tenant) (Tenant, error) {
 		i := slices.IndexFunc(t.RegistryCredentials, func(e RegistryCredential) bool { return strings.EqualFold(e.Host, host) })
 		if i < 0 {
@@ -194,7 +194,7 @@ func (r *Registry) RemoveRegistryCredential(ctx context.Context, tenantID, etag,
 
 // checkExpiry refuses a credential that has expired already: it would be
 // written into Secrets only to fail every pull.
-func (r *Registry) checkExpiry(c RegistryCredential) error {
+func (r *Tenants) checkExpiry(c RegistryCredential) error {
 	if !c.ExpiresAt.IsZero() && !c.ExpiresAt.After(r.clock.Now()) {
 		return &InvalidError{Violations: []FieldViolation{{Field: "expire_time",
 			Description: fmt.Sprintf("%s has passed: the credential is expired already", c.ExpiresAt.UTC().Format(time.RFC3339))}}}
@@ -204,7 +204,7 @@ func (r *Registry) checkExpiry(c RegistryCredential) error {
 
 // sealRegistryCredentials seals the entries that carry a new password, and
 // returns them in a new slice without the plaintext.
-func (r *Registry) sealRegistryCredentials(tenantID string, creds []RegistryCredential) ([]RegistryCredential, error) {
+func (r *Tenants) sealRegistryCredentials(tenantID string, creds []RegistryCredential) ([]RegistryCredential, error) {
 	if !slices.ContainsFunc(creds, func(c RegistryCredential) bool { return c.Password != "" }) {
 		return creds, nil
 	}
@@ -226,7 +226,7 @@ func (r *Registry) sealRegistryCredentials(tenantID string, creds []RegistryCred
 }
 
 // openRegistryCredential returns the plaintext password of one entry.
-func (r *Registry) openRegistryCredential(tenantID string, c RegistryCredential) (string, error) {
+func (r *Tenants) openRegistryCredential(tenantID string, c RegistryCredential) (string, error) {
 	if r.sealer == nil {
 		return "", fmt.Errorf("open the credential of tenant %q for %s: %w", tenantID, c.Host, ErrNoEncryptionKey)
 	}
@@ -240,7 +240,7 @@ func (r *Registry) openRegistryCredential(tenantID string, c RegistryCredential)
 // withPasswords returns t with the plaintext in each registry entry, for
 // the Sink; an entry that does not open is left out, and its error
 // returned (the health check reports it on the entry).
-func (r *Registry) withPasswords(t Tenant) (Tenant, error) {
+func (r *Tenants) withPasswords(t Tenant) (Tenant, error) {
 	if len(t.RegistryCredentials) == 0 {
 		return t, nil
 	}

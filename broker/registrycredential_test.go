@@ -17,7 +17,7 @@ import (
 
 // registryWithHosts is a sealing Registry that knows the in-cluster
 // registry and a ghcr.io mirror, holding tenant "web" (owner acme).
-func registryWithHosts(t *testing.T) (*broker.Registry, *boltstore.Store) {
+func registryWithHosts(t *testing.T) (*broker.Tenants, *boltstore.Store) {
 	t.Helper()
 	store, err := boltstore.Open(t.TempDir())
 	if err != nil {
@@ -29,7 +29,7 @@ func registryWithHosts(t *testing.T) (*broker.Registry, *boltstore.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := broker.NewRegistry(store, sealer, nil, clock.RealClock{}, broker.RegistryConfig{Images: rules,
+	reg := broker.NewTenants(store, sealer, nil, clock.RealClock{}, broker.TenantsConfig{Images: rules,
 		Hosts: broker.RegistryHosts{Internal: "registry.cluster.local:5000"}})
 	if _, _, err := reg.Create(context.Background(), broker.Tenant{ID: "web", Owner: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
 		App: &broker.GitHubApp{InstallationID: 7}, Registries: []string{"ghcr.io", "containers.ghe.example.com"}}); err != nil {

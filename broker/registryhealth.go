@@ -77,7 +77,7 @@ type RegistryHealthConfig struct {
 // leader, beside the Refresher, whose Status includes what it found.
 type RegistryHealth struct {
 	cfg      RegistryHealthConfig
-	registry *Registry
+	registry *Tenants
 	checker  RegistryChecker
 	log      *slog.Logger
 	changes  changeSet
@@ -96,7 +96,7 @@ type registryEntry struct {
 }
 
 // NewRegistryHealth returns a RegistryHealth over the registry's tenants.
-func NewRegistryHealth(cfg RegistryHealthConfig, registry *Registry, checker RegistryChecker, log *slog.Logger) *RegistryHealth {
+func NewRegistryHealth(cfg RegistryHealthConfig, registry *Tenants, checker RegistryChecker, log *slog.Logger) *RegistryHealth {
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultRegistryCheckInterval
 	}
@@ -303,7 +303,7 @@ func (h *RegistryHealth) check(ctx context.Context, tenantID string, c RegistryC
 func (h *RegistryHealth) ask(ctx context.Context, tenantID string, c RegistryCredential) error {
 	password, err := h.registry.openRegistryCredential(tenantID, c)
 	if err != nil {
-		return &VerifyError{Cause: ReasonDecryptionFailed, Msg: "the stored credential cannot be used", Err: err}
+		return &ReasonError{Cause: ReasonDecryptionFailed, Msg: "the stored credential cannot be used", Err: err}
 	}
 	cred := Credential{Username: c.Username, Token: password, ExpiresAt: c.ExpiresAt}
 	if c.CheckImage != "" {

@@ -28,7 +28,7 @@ func (f *fakeRegistries) answer(cred Credential, host, what string) error {
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, what)
 	if want, ok := f.passwords[host]; !ok || want != cred.Token {
-		return &VerifyError{Cause: ReasonTokenRevoked, Msg: "the registry rejected the login of " + cred.Username}
+		return &ReasonError{Cause: ReasonTokenRevoked, Msg: "the registry rejected the login of " + cred.Username}
 	}
 	return nil
 }
@@ -45,7 +45,7 @@ func (f *fakeRegistries) Probe(_ context.Context, cred Credential, image string)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.images[image] {
-		return &VerifyError{Cause: ReasonImageNotFound, Msg: image + " does not exist"}
+		return &ReasonError{Cause: ReasonImageNotFound, Msg: image + " does not exist"}
 	}
 	return nil
 }
@@ -59,7 +59,7 @@ func (f *fakeRegistries) set(host, password string) {
 // healthRig is a RegistryHealth on a fake clock with a sealing Registry.
 type healthRig struct {
 	clock      *clocktesting.FakeClock
-	reg        *Registry
+	reg        *Tenants
 	registries *fakeRegistries
 	events     *memEvents
 	sink       *recordingSink
@@ -73,7 +73,7 @@ func newHealthRig(t *testing.T) *healthRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &healthRig{clock: clk, reg: NewRegistry(newMemStore(), sealer, nil, clk, RegistryConfig{}),
+	r := &healthRig{clock: clk, reg: NewTenants(newMemStore(), sealer, nil, clk, TenantsConfig{}),
 		registries: &fakeRegistries{passwords: map[string]string{}, images: map[string]bool{}},
 		events:     newMemEvents(), sink: &recordingSink{}}
 	log := slog.New(slog.DiscardHandler)

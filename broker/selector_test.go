@@ -23,7 +23,7 @@ var prefixScope = NamespaceScope{SelectorPrefix: DefaultSelectorPrefix}
 func TestASelectorMustBeOnThePlatformsPrefix(t *testing.T) {
 	ctx := context.Background()
 	store := newMemStore()
-	reg := NewRegistry(store, nil, nil, clocktesting.NewFakeClock(time.Now()), RegistryConfig{AppPermissions: DefaultAppPermissions(), Scope: prefixScope})
+	reg := NewTenants(store, nil, nil, clocktesting.NewFakeClock(time.Now()), TenantsConfig{AppPermissions: DefaultAppPermissions(), Scope: prefixScope})
 	for i, tc := range []struct {
 		selector string
 		ok       bool
@@ -138,7 +138,7 @@ func TestALegacySelectorRaisesAConditionThatNamesTheFix(t *testing.T) {
 		sink: &recordingSink{}, events: newMemEvents(), prober: &fakeProber{}}
 	s.src = &fakeSource{now: s.clock.Now}
 	store := newMemStore()
-	s.reg = NewRegistry(store, nil, nil, s.clock, RegistryConfig{AppPermissions: map[string]string{"packages": "read", "metadata": "read"}, Scope: prefixScope})
+	s.reg = NewTenants(store, nil, nil, s.clock, TenantsConfig{AppPermissions: map[string]string{"packages": "read", "metadata": "read"}, Scope: prefixScope})
 	legacy := appTenantFor("legacy").withDefaults()
 	legacy.NamespaceSelector = "team=web"
 	if _, err := store.CreateTenant(ctx, legacy); err != nil {

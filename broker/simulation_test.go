@@ -68,7 +68,7 @@ type sim struct {
 	demo     emulator.Demo
 	store    *boltstore.Store
 	sealer   *broker.Sealer
-	registry *broker.Registry
+	registry *broker.Tenants
 	client   *github.Client
 	sink     *namespaceSink
 	r        *broker.Refresher
@@ -95,7 +95,7 @@ func newSim(t *testing.T) *sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.registry = broker.NewRegistry(s.store, s.sealer, s.client, s.clock, broker.RegistryConfig{})
+	s.registry = broker.NewTenants(s.store, s.sealer, s.client, s.clock, broker.TenantsConfig{})
 	s.start()
 	return s
 }

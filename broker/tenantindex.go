@@ -15,7 +15,7 @@ import (
 // replica): reloaded at every change made through the Registry and every
 // resync.
 type TenantIndex struct {
-	registry *Registry
+	registry *Tenants
 	clock    clock.Clock
 	log      *slog.Logger
 
@@ -27,7 +27,7 @@ type TenantIndex struct {
 
 // NewTenantIndex returns an index of registry's tenants; it fills when Run
 // starts.
-func NewTenantIndex(registry *Registry, clk clock.Clock, log *slog.Logger) *TenantIndex {
+func NewTenantIndex(registry *Tenants, clk clock.Clock, log *slog.Logger) *TenantIndex {
 	return &TenantIndex{registry: registry, clock: clk, log: log}
 }
 

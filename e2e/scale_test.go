@@ -330,7 +330,7 @@ func waitIdle(s *k8ssync.Syncer, namespaces int, before int64) {
 // compressedClock lets 30-second tokens expire on the Refresher's own
 // schedule for three lifetimes and counts mints and writes.
 func compressedClock(t *testing.T, ctx context.Context, gh *emulator.Server, syncer *k8ssync.Syncer, watcher *secretWatch,
-	registry *broker.Registry, refresher *broker.Refresher, namespaces int) []string {
+	registry *broker.Tenants, refresher *broker.Refresher, namespaces int) []string {
 	t.Helper()
 	writesBefore := syncer.Writes()
 	const lifetime = 30 * time.Second

@@ -25,7 +25,7 @@ import (
 // turns that feature off.
 type Term struct {
 	Kube     kubernetes.Interface
-	Registry *broker.Registry
+	Registry *broker.Tenants
 	Source   broker.Source
 	Prober   broker.Prober
 	// RegistryChecker checks the tenants' further registry credentials;

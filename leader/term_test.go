@@ -107,7 +107,7 @@ func TestAPanicEndsTheTermAndHoldStartsAnother(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	store := &panicsOnce{Store: d.Store}
-	registry := broker.NewRegistry(store, nil, d.Client, clock.RealClock{}, broker.RegistryConfig{})
+	registry := broker.NewTenants(store, nil, d.Client, clock.RealClock{}, broker.TenantsConfig{})
 	owner := broker.Owner{Login: d.Fixture.Org.Login, ID: d.Fixture.Org.ID, Type: broker.OwnerOrganization}
 	if _, err := d.Store.CreateTenant(ctx, broker.Tenant{ID: "web", Owner: owner, SecretName: "ghcr-secret", Registries: []string{"ghcr.io"},
 		App: &broker.GitHubApp{InstallationID: d.Fixture.InstallationID, Permissions: broker.DefaultAppPermissions()}, Namespaces: []string{"web"}}); err != nil {

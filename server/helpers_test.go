@@ -93,7 +93,7 @@ type instance struct {
 	srv      *server.Server
 	gh       *emulator.Server
 	github   *github.Client
-	registry *broker.Registry
+	registry *broker.Tenants
 	creds    *api.CredentialAPI
 	notifier *broker.Notifier
 	store    *boltstore.Store
@@ -126,8 +126,8 @@ func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *i
 	gh, client := newGitHub(t)
 	// The platform grants packages: write, so that asking for more than an
 	// installation holds reaches GitHub's check; contents stays refused.
-	policy := broker.RegistryConfig{AppPermissions: map[string]string{"packages": "write"}, SoleWriter: true}
-	registry := broker.NewRegistry(store, sealer, client, clock.RealClock{}, policy)
+	policy := broker.TenantsConfig{AppPermissions: map[string]string{"packages": "write"}, SoleWriter: true}
+	registry := broker.NewTenants(store, sealer, client, clock.RealClock{}, policy)
 	if svc.Tenants == nil {
 		svc.Tenants = api.NewTenantAPI(registry, log)
 	}

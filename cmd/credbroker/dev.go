@@ -161,7 +161,7 @@ func readOrCreate(path string, enc *base64.Encoding) ([]byte, error) {
 // Creating a tenant that exists with the same content is not an error, and
 // a restart with the same --data-dir brings back the same demo (keptDemo),
 // so it registers nothing new.
-func (d *devMode) registerDemo(ctx context.Context, registry *broker.Registry) error {
+func (d *devMode) registerDemo(ctx context.Context, registry *broker.Tenants) error {
 	if d.emulator == nil {
 		return nil
 	}

@@ -62,7 +62,7 @@ type parts struct {
 	store    stateStore
 	sealer   *broker.Sealer
 	github   *github.Client
-	registry *broker.Registry
+	registry *broker.Tenants
 	notifier *broker.Notifier
 	metrics  *broker.Metrics
 	// deliveries takes GitHub's webhooks in on this replica; the leader
@@ -128,7 +128,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }() // before the store closes
-	regCfg := broker.RegistryConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope(), Images: cfg.imageRules,
+	regCfg := broker.TenantsConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope(), Images: cfg.imageRules,
 		Hosts: broker.RegistryHosts{Internal: cfg.registryTokens.robotHost}}
 	if p.clients.Sync != nil {
 		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 		wg.Go(func() { tenants.Run(ctx) })
 		regCfg.Cache = tenants
 	}
-	p.registry = broker.NewRegistry(store, p.sealer, p.github, clock.RealClock{}, regCfg)
+	p.registry = broker.NewTenants(store, p.sealer, p.github, clock.RealClock{}, regCfg)
 	var exchange *api.ExchangeAPI
 	if p.clients.Requests != nil {
 		if exchange, err = startExchange(ctx, &wg, cfg, &p, tenants, log); err != nil {

@@ -22,7 +22,7 @@ type Demo struct {
 	Fixture  emulator.Demo
 	Client   *github.Client
 	Store    *boltstore.Store
-	Registry *broker.Registry
+	Registry *broker.Tenants
 }
 
 // Start starts a Demo.
@@ -43,5 +43,5 @@ func Start(t testing.TB) *Demo {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	return &Demo{GitHub: gh, Fixture: fixture, Client: client, Store: store,
-		Registry: broker.NewRegistry(store, nil, client, clock.RealClock{}, broker.RegistryConfig{})}
+		Registry: broker.NewTenants(store, nil, client, clock.RealClock{}, broker.TenantsConfig{})}
 }
