@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"time"
 )
 
@@ -19,11 +18,4 @@ type AuditRecord struct {
 	TenantID    string    `json:"tenantID,omitempty"`
 	Result      string    `json:"result"`
 	Fingerprint string    `json:"fingerprint,omitempty"`
-}
-
-// AuditStore keeps the audit trail, bounded to its newest records.
-type AuditStore interface {
-	AppendAudit(ctx context.Context, rec AuditRecord) error
-	// AuditRecords returns up to limit records, newest first.
-	AuditRecords(ctx context.Context, limit int) ([]AuditRecord, error)
 }

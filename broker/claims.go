@@ -11,12 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Namespaces lists the cluster's namespaces with their labels, so that a
-// registration can see what a selector matches now.
-type Namespaces interface {
-	ListNamespaces(ctx context.Context) (map[string]map[string]string, error)
-}
-
 // checkClaims refuses namespaces t would newly claim (those before did not)
 // that another tenant claims: listed, or matched now by its selector, and
 // t's selector matching now what another lists or selects. One namespace

@@ -3,16 +3,8 @@ package broker
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
-
-// ConditionKey names one condition of a tenant, and is the DedupeKey of
-// every event about it. Keys are made only by the constructors below, so
-// that what raises a condition and what resolves it cannot drift apart. A
-// key starts with its tenant's id and a slash: a tenant's conditions are
-// found by that prefix.
-type ConditionKey string
 
 // renewalCondition is a tenant's failing renewal (or revoked, suspended,
 // deleted source).
@@ -30,43 +22,14 @@ func patExpiryCondition(tenantID string, before time.Duration) ConditionKey {
 // probeCondition is a credential that does not pull the tenant's probe image.
 func probeCondition(tenantID string) ConditionKey { return ConditionKey(tenantID + "/probe") }
 
-// syncCondition is a pull Secret that cannot be written in one namespace.
-func syncCondition(tenantID, namespace string) ConditionKey {
-	return ConditionKey(tenantID + "/sync/" + namespace)
-}
-
 // selectorCondition is a namespace selector on labels a namespace's own
 // users can set, which binds no new namespace.
 func selectorCondition(tenantID string) ConditionKey {
 	return ConditionKey(tenantID + "/namespace-selector")
 }
 
-// registryCheckCondition is a registry credential that fails its health check.
-func registryCheckCondition(tenantID, host string) ConditionKey {
-	return ConditionKey(tenantID + "/registries/" + host + "/check")
-}
-
-// registryExpiryCondition is a registry credential that expires within one
-// warning threshold.
-func registryExpiryCondition(tenantID, host string, before time.Duration) ConditionKey {
-	return ConditionKey(fmt.Sprintf("%s/registries/%s/expiring/%s", tenantID, host, before))
-}
-
-// conditionSet selects conditions by key prefix.
-type conditionSet string
-
-func (s conditionSet) has(key ConditionKey) bool { return strings.HasPrefix(string(key), string(s)) }
-
-// tenantConditions are all of a tenant's conditions.
-func tenantConditions(tenantID string) conditionSet { return conditionSet(tenantID + "/") }
-
 // patExpiryConditions are all of a tenant's PAT expiry warnings.
 func patExpiryConditions(tenantID string) conditionSet { return conditionSet(tenantID + "/expiring/") }
-
-// registryConditions are all conditions of one registry credential.
-func registryConditions(tenantID, host string) conditionSet {
-	return conditionSet(tenantID + "/registries/" + host + "/")
-}
 
 // The notification policy: which failure is which event, how severe, and
 // when an owner is told at all.
@@ -134,44 +97,6 @@ func patExpiryEvent(t Tenant, cred Credential, warnings []time.Duration, now tim
 		DedupeKey: patExpiryCondition(t.ID, before),
 		Message: fmt.Sprintf("the tenant's PAT (%s) expires at %s, in %s; register a new one",
 			cred.Fingerprint(), cred.ExpiresAt.UTC().Format(time.RFC3339), cred.ExpiresAt.Sub(now).Round(time.Minute))}, true
-}
-
-// expirySeverity is a warning's, critical at the last threshold.
-func expirySeverity(last bool) Severity {
-	if last {
-		return SeverityCritical
-	}
-	return SeverityWarning
-}
-
-// crossedWarning is the nearest threshold (of warnings, sorted longest
-// first) before expiresAt that now has passed, and whether it is the last;
-// ok is false when none has, or nothing expires.
-func crossedWarning(expiresAt time.Time, warnings []time.Duration, now time.Time) (before time.Duration, last, ok bool) {
-	if expiresAt.IsZero() {
-		return 0, false, false
-	}
-	left := expiresAt.Sub(now)
-	crossed := -1
-	for i, before := range warnings {
-		if left <= before {
-			crossed = i
-		}
-	}
-	if crossed < 0 {
-		return 0, false, false
-	}
-	return warnings[crossed], crossed == len(warnings)-1, true
-}
-
-// syncEvent turns a namespace's failing sync state into its condition.
-func syncEvent(tenantID string, st NamespaceSync) Event {
-	ev := Event{Type: EventSyncFailed, TenantID: tenantID, Namespace: st.Namespace, Severity: SeverityWarning,
-		Reason: st.Reason, Message: st.Message, DedupeKey: syncCondition(tenantID, st.Namespace)}
-	if st.State == SyncConflict {
-		ev.Type = EventSyncConflict
-	}
-	return ev
 }
 
 // raise notifies about a condition and, if it is news, reports it to the

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"time"
 )
 
@@ -55,35 +54,4 @@ type Event struct {
 	Message   string       `json:"message"`
 	DedupeKey ConditionKey `json:"dedupeKey"`
 	Time      time.Time    `json:"time"`
-}
-
-// EventStore keeps the event log and the webhook outbox. An event and its
-// place in the outbox are written together, so that a crash between the two
-// cannot lose a delivery.
-type EventStore interface {
-	// AppendEvent stores ev, and when deliver is set also queues it for the
-	// webhook, in one write. Stores may drop their oldest delivered events
-	// to bound the log.
-	AppendEvent(ctx context.Context, ev Event, deliver bool) error
-	// EventsAfter returns up to limit events with IDs greater than afterID
-	// (all when afterID is empty), oldest first.
-	EventsAfter(ctx context.Context, afterID string, limit int) ([]Event, error)
-	// EventsBefore returns up to limit events with IDs less than beforeID
-	// (the newest when beforeID is empty), newest first.
-	EventsBefore(ctx context.Context, beforeID string, limit int) ([]Event, error)
-	// PendingEvents returns up to limit events queued for the webhook,
-	// oldest first.
-	PendingEvents(ctx context.Context, limit int) ([]Event, error)
-	// MarkDelivered takes an event off the webhook queue.
-	MarkDelivered(ctx context.Context, id string) error
-}
-
-// CredentialStore keeps the current credential of each credential key,
-// sealed, so that a restarted broker (or a new leader) publishes a
-// still-valid credential without asking GitHub for another.
-type CredentialStore interface {
-	// GetCredential returns ErrNotFound when nothing is stored for key.
-	GetCredential(ctx context.Context, key string) ([]byte, error)
-	PutCredential(ctx context.Context, key string, sealed []byte) error
-	DeleteCredential(ctx context.Context, key string) error
 }

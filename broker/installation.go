@@ -7,20 +7,6 @@ import (
 	"slices"
 )
 
-// InstallationChange is what GitHub's installation webhook says happened.
-type InstallationChange string
-
-// Installation changes.
-const (
-	InstallationSuspended          InstallationChange = "suspend"
-	InstallationUnsuspended        InstallationChange = "unsuspend"
-	InstallationDeleted            InstallationChange = "deleted"
-	InstallationPermissionsChanged InstallationChange = "new_permissions_accepted"
-	// AccountRenamed is installation_target's "renamed": the account of an
-	// installation has a new login (Delivery.Account), same id.
-	AccountRenamed InstallationChange = "renamed"
-)
-
 // Act acts on a GitHub delivery taken from the Inbox, once GitHub's API has
 // confirmed it. A delivery is signed, but the signature does not date it:
 // a captured suspend or rename can be sent again long after GitHub's

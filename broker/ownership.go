@@ -380,3 +380,28 @@ func ValidatePod(rules ImageRules, t Tenant, containers []Container) (allowed bo
 	}
 	return allowed, verdicts
 }
+
+// authKey is the key of the answer for an image the tenant may run, and
+// the image's registry host, both lowercased as the kubelet compares: the
+// scope that allowed the image, "<registry>/<owner>", or through a
+// path-style mirror "<mirror prefix>/<owner>" (mirror.example.com/ghcr.io/
+// acme, not every owner behind the mirror).
+func (r ImageRules) authKey(image string) (key, host string) {
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil { // ValidateImage parsed it already
+		return "", ""
+	}
+	host = strings.ToLower(reference.Domain(named))
+	path := reference.Path(named)
+	for _, m := range r.Mirrors {
+		if !strings.Contains(m.Prefix, "/") {
+			continue // host-style: the owner is the first component, as on the upstream
+		}
+		if rest, ok := strings.CutPrefix(host+"/"+path, m.Prefix+"/"); ok {
+			owner, _, _ := strings.Cut(rest, "/")
+			return m.Prefix + "/" + owner, host
+		}
+	}
+	owner, _, _ := strings.Cut(path, "/")
+	return host + "/" + owner, host
+}

@@ -7,19 +7,6 @@ import (
 	"time"
 )
 
-// Prober proves that a credential pulls an image, or says why it does not.
-type Prober interface {
-	Probe(ctx context.Context, cred Credential, image string) error
-}
-
-// ProbeResult is the outcome of a tenant's last pull probe.
-type ProbeResult struct {
-	Image string
-	Pulls bool
-	Error *CredentialError
-	Time  time.Time
-}
-
 // probeJob is a credential waiting to be proved on its tenant's probe image
 // before it is published; held is what the tenant holds meanwhile.
 type probeJob struct {

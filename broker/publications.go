@@ -6,28 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"strings"
 	"sync"
 )
-
-// PublicationStore keeps, where every replica reads it, the credential each
-// tenant holds now: the leader writes, and any replica's credential
-// provider exchange reads from memory (a cache the store keeps current),
-// since it answers at every image pull.
-type PublicationStore interface {
-	// PutPublication stores the sealed publication of a tenant.
-	PutPublication(ctx context.Context, tenantID, fingerprint string, sealed []byte) error
-	// DeletePublication removes it; nil when there was none.
-	DeletePublication(ctx context.Context, tenantID string) error
-	// Publication returns a tenant's stored publication from memory.
-	Publication(tenantID string) (fingerprint string, sealed []byte, ok bool)
-	// PublishedTenants lists the tenants with a publication, from memory.
-	PublishedTenants() []string
-	// Synced reports whether the memory has been filled.
-	Synced() bool
-}
 
 // publication is what a PublicationStore holds for a tenant, sealed: the
 // credential and the owner it was proved for, so that a tenant moved to
@@ -188,55 +169,4 @@ func (p *Publications) registryPassword(tenantID string, c RegistryCredential) (
 	p.passwords[tenantID][host] = openedPassword{fingerprint: Fingerprint(password), password: password}
 	p.mu.Unlock()
 	return password, nil
-}
-
-// MemoryPublications is a PublicationStore for one replica: dev mode, the
-// embedded store, tests.
-type MemoryPublications struct {
-	mu   sync.RWMutex
-	pubs map[string]memoryPublication
-}
-
-type memoryPublication struct {
-	fingerprint string
-	sealed      []byte
-}
-
-// NewMemoryPublications returns an empty store.
-func NewMemoryPublications() *MemoryPublications {
-	return &MemoryPublications{pubs: map[string]memoryPublication{}}
-}
-
-// PutPublication implements PublicationStore.
-func (m *MemoryPublications) PutPublication(_ context.Context, tenantID, fingerprint string, sealed []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.pubs[tenantID] = memoryPublication{fingerprint: fingerprint, sealed: slices.Clone(sealed)}
-	return nil
-}
-
-// DeletePublication implements PublicationStore.
-func (m *MemoryPublications) DeletePublication(_ context.Context, tenantID string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.pubs, tenantID)
-	return nil
-}
-
-// Publication implements PublicationStore.
-func (m *MemoryPublications) Publication(tenantID string) (string, []byte, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	p, ok := m.pubs[tenantID]
-	return p.fingerprint, p.sealed, ok
-}
-
-// Synced implements PublicationStore: memory is all there is.
-func (m *MemoryPublications) Synced() bool { return true }
-
-// PublishedTenants implements PublicationStore.
-func (m *MemoryPublications) PublishedTenants() []string {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return slices.Sorted(maps.Keys(m.pubs))
 }

@@ -12,12 +12,6 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// Source obtains credentials from GitHub.
-type Source interface {
-	MintInstallationToken(ctx context.Context, installationID int64, permissions map[string]string, repositories []string) (Credential, error)
-	ValidatePAT(ctx context.Context, token string) (PATOwner, error)
-}
-
 // RefresherConfig tunes a Refresher. Zero fields take their defaults;
 // nil collaborators turn their feature off.
 type RefresherConfig struct {
@@ -168,40 +162,6 @@ func (r *Refresher) detachedLocked(ctx context.Context) context.Context {
 // Registry; changes made on other replicas arrive with the resync.
 func (r *Refresher) Changed(tenantID string) { r.changes.add(tenantID) }
 
-// changeSet coalesces tenant changes: a burst of registrations is never
-// dropped, and a tenant changed twice is read once.
-type changeSet struct {
-	mu   sync.Mutex
-	ids  map[string]bool
-	wake chan struct{}
-}
-
-func newChangeSet() changeSet {
-	return changeSet{ids: map[string]bool{}, wake: make(chan struct{}, 1)}
-}
-
-func (c *changeSet) add(id string) {
-	c.mu.Lock()
-	c.ids[id] = true
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (c *changeSet) take() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ids := make([]string, 0, len(c.ids))
-	for id := range c.ids {
-		ids = append(ids, id)
-	}
-	clear(c.ids)
-	slices.Sort(ids)
-	return ids
-}
-
 // Run refreshes until ctx is done.
 func (r *Refresher) Run(ctx context.Context) error {
 	r.mu.Lock()
@@ -215,23 +175,6 @@ func (r *Refresher) Run(ctx context.Context) error {
 	r.sink.PublishedAll()
 	stepUntilDone(ctx, r.cfg.Clock, r.changes.wake, r.Step)
 	return nil
-}
-
-// stepUntilDone calls step until ctx is done, again whenever wake fires
-// and at the time step returned.
-func stepUntilDone(ctx context.Context, clk clock.Clock, wake <-chan struct{}, step func(context.Context) time.Time) {
-	for {
-		next := step(ctx)
-		wait := clk.NewTimer(max(next.Sub(clk.Now()), 0))
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return
-		case <-wake:
-		case <-wait.C():
-		}
-		wait.Stop()
-	}
 }
 
 // Step does everything that is due now — tenant changes, the periodic

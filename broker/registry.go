@@ -14,14 +14,6 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// GitHub answers who a credential belongs to. The registry asks it before
-// accepting a tenant, so that nobody registers someone else's installation
-// or a PAT that cannot pull.
-type GitHub interface {
-	Installation(ctx context.Context, id int64) (Installation, error)
-	ValidatePAT(ctx context.Context, token string) (PATOwner, error)
-}
-
 // Tenants is the tenant registry: it validates tenants, checks their
 // credential with GitHub, seals their PATs and keeps them in a Store. It is
 // safe for concurrent use.
@@ -325,13 +317,6 @@ func (r *Tenants) Delete(ctx context.Context, id, etag string) error {
 	}
 	r.changed(id)
 	return nil
-}
-
-// TenantCache is a read-only copy of the store kept current by a watch.
-type TenantCache interface {
-	// CachedTenant returns the tenant with id; ok is false when the cache
-	// cannot say (not synced yet), and err is ErrNotFound when it has none.
-	CachedTenant(id string) (t Tenant, ok bool, err error)
 }
 
 // Lookup returns a tenant for a read that may lag a write by the watch's

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -12,40 +11,6 @@ import (
 
 	"k8s.io/utils/clock"
 )
-
-// RegistryChecker asks a registry whether a credential works, the way a
-// pull client would: a login, or a login and a manifest HEAD of an image.
-type RegistryChecker interface {
-	Login(ctx context.Context, cred Credential, host string) error
-	Probe(ctx context.Context, cred Credential, image string) error
-}
-
-// EventReporter tells a tenant's workloads' owners about a problem where
-// they look; the Sink is one (Kubernetes Events).
-type EventReporter interface {
-	Report(tenantID string, reason Reason, message string)
-}
-
-// RegistryState is the health of one registry credential of a tenant.
-type RegistryState string
-
-// Registry states.
-const (
-	RegistryPending RegistryState = "PENDING" // not checked yet
-	RegistryHealthy RegistryState = "HEALTHY" // the last check passed
-	RegistryFailing RegistryState = "FAILING" // the last check failed
-	RegistryExpired RegistryState = "EXPIRED" // past its expiry date
-)
-
-// RegistryStatus is one registry credential of a tenant as its health
-// checks found it, without the password.
-type RegistryStatus struct {
-	Host, Username, Fingerprint, CheckImage string
-	ExpiresAt                               time.Time
-	State                                   RegistryState
-	LastCheck, NextCheck                    time.Time
-	Error                                   *CredentialError
-}
 
 // Defaults of RegistryHealthConfig.
 const (
@@ -339,13 +304,6 @@ func (h *RegistryHealth) nextWake() time.Time {
 	return next
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
 // Status returns a tenant's registry credentials as last checked, by host;
 // nil (and safe) on a nil RegistryHealth.
 func (h *RegistryHealth) Status(tenantID string) []RegistryStatus {
@@ -367,24 +325,4 @@ func (h *RegistryHealth) Status(tenantID string) []RegistryStatus {
 		out = append(out, st)
 	}
 	return out
-}
-
-// registryCheckEvent says a registry credential fails its health check.
-func registryCheckEvent(tenantID string, c RegistryCredential, err error) Event {
-	return Event{Type: EventRegistryCheckFailed, TenantID: tenantID, Registry: c.Host, Severity: SeverityWarning, Reason: ReasonOf(err),
-		DedupeKey: registryCheckCondition(tenantID, c.Host),
-		Message:   fmt.Sprintf("the credential for %s (%s, %s) fails its health check: %v; pulls from %s fail with it", c.Host, c.Username, c.Fingerprint, err, c.Host)}
-}
-
-// registryExpiryEvent warns of the nearest threshold a registry credential
-// has crossed; the last threshold is critical.
-func registryExpiryEvent(tenantID string, c RegistryCredential, warnings []time.Duration, now time.Time) (Event, bool) {
-	before, last, ok := crossedWarning(c.ExpiresAt, warnings, now)
-	if !ok {
-		return Event{}, false
-	}
-	return Event{Type: EventCredentialExpiring, TenantID: tenantID, Registry: c.Host, Severity: expirySeverity(last),
-		DedupeKey: registryExpiryCondition(tenantID, c.Host, before),
-		Message: fmt.Sprintf("the credential for %s (%s, %s) expires at %s, in %s; rotate it", c.Host, c.Username, c.Fingerprint,
-			c.ExpiresAt.UTC().Format(time.RFC3339), max(c.ExpiresAt.Sub(now), 0).Round(time.Minute))}, true
 }

@@ -6,11 +6,6 @@ import (
 	"time"
 )
 
-// Revoker retires an installation token at GitHub before it expires.
-type Revoker interface {
-	RevokeInstallationToken(ctx context.Context, token string) error
-}
-
 // DefaultRevokeGrace is how long a superseded token stays valid: the kubelet
 // may be pulling with the Secret it read a moment ago, and a fan-out to
 // thousands of namespaces takes a minute.

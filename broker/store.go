@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"errors"
 )
 
@@ -19,20 +18,3 @@ var (
 	// ErrNoGitHubApp means an App installation must be used and no App is configured.
 	ErrNoGitHubApp = errors.New("no GitHub App configured (--github-app-id, --github-app-key-file)")
 )
-
-// Store keeps tenants. Implementations set Tenant.Version on every write and
-// make UpdateTenant and DeleteTenant conditional on it.
-type Store interface {
-	// GetTenant returns ErrNotFound when there is no such tenant.
-	GetTenant(ctx context.Context, id string) (Tenant, error)
-	// ListTenants returns up to limit tenants with ids greater than afterID,
-	// ordered by id.
-	ListTenants(ctx context.Context, afterID string, limit int) ([]Tenant, error)
-	// CreateTenant returns ErrAlreadyExists when the id is taken.
-	CreateTenant(ctx context.Context, t Tenant) (Tenant, error)
-	// UpdateTenant writes t if the stored version still equals t.Version,
-	// else returns ErrConflict.
-	UpdateTenant(ctx context.Context, t Tenant) (Tenant, error)
-	// DeleteTenant deletes the tenant if version is empty or matches.
-	DeleteTenant(ctx context.Context, id, version string) error
-}

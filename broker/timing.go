@@ -28,17 +28,6 @@ func DefaultPATWarnings() []time.Duration {
 	return []time.Duration{7 * 24 * time.Hour, 24 * time.Hour, time.Hour}
 }
 
-// expiryWarnings is warnings (DefaultPATWarnings when nil) sorted longest
-// first, as crossedWarning reads them, in a copy of the caller's.
-func expiryWarnings(warnings []time.Duration) []time.Duration {
-	if warnings == nil {
-		return DefaultPATWarnings()
-	}
-	sorted := slices.Clone(warnings)
-	slices.SortFunc(sorted, func(a, b time.Duration) int { return int(b - a) })
-	return sorted
-}
-
 // timing holds the rules of when a credential is renewed and when a failed
 // renewal is tried again. It reads no clock: every rule is a function of
 // the times it is given.
@@ -102,25 +91,3 @@ func (tm timing) retryWait(last Credential, failures int, err error, now time.Ti
 // expiryWarning is when an App token whose renewal keeps failing is
 // announced as expiring: half the lead before it expires.
 func (tm timing) expiryWarning(cred Credential) time.Time { return cred.ExpiresAt.Add(-tm.lead / 2) }
-
-// backoff is the wait before retry n (from 0): floor doubled n times, at
-// most ceiling, of which a random half ("equal jitter"), so that many
-// clients failing at once do not retry at once.
-func backoff(n int, floor, ceiling time.Duration, jitter func() float64) time.Duration {
-	d := ceiling
-	if n < 30 && floor<<n < ceiling {
-		d = floor << n
-	}
-	return d/2 + time.Duration(jitter()*float64(d/2))
-}
-
-// permanent reports whether only a person can fix a failure: retrying soon
-// would not help, and hammering GitHub about it would.
-func permanent(reason Reason) bool {
-	switch reason {
-	case ReasonTokenRevoked, ReasonMissingScope, ReasonInstallationNotFound, ReasonInstallationSuspended,
-		ReasonOwnerMismatch, ReasonFineGrainedPAT, ReasonAppCredentialsRejected:
-		return true
-	}
-	return false
-}
