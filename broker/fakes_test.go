@@ -185,3 +185,5 @@ func mustGet(t *testing.T, reg *Tenants, id string) Tenant {
 	}
 	return tn
 }
+
+var prefixScope = NamespaceScope{SelectorPrefix: DefaultSelectorPrefix}

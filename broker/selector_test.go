@@ -12,8 +12,6 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
-var prefixScope = NamespaceScope{SelectorPrefix: DefaultSelectorPrefix}
-
 // A selector may only select on labels under the platform's prefix, which
 // a namespace's own users cannot write: registration refuses any other key
 // with the field and the prefix named; a stored selector from before the
