@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/credbroker/credbroker/broker/refresh"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,7 +22,7 @@ type CredentialAPI struct {
 	credbrokerv1.UnimplementedCredentialServiceServer
 	registry *broker.Tenants
 	log      *slog.Logger
-	current  atomic.Pointer[broker.Refresher]
+	current  atomic.Pointer[refresh.Refresher]
 }
 
 // NewCredentialAPI returns the CredentialService.
@@ -30,17 +32,17 @@ func NewCredentialAPI(registry *broker.Tenants, log *slog.Logger) *CredentialAPI
 
 // Attach makes r the Refresher the API answers from, until detach is called
 // (when its leadership term ends).
-func (a *CredentialAPI) Attach(r *broker.Refresher) (detach func()) {
+func (a *CredentialAPI) Attach(r *refresh.Refresher) (detach func()) {
 	a.current.Store(r)
 	return func() { a.current.CompareAndSwap(r, nil) }
 }
 
 // Refresher returns the Refresher attached now, or nil.
-func (a *CredentialAPI) Refresher() *broker.Refresher { return a.current.Load() }
+func (a *CredentialAPI) Refresher() *refresh.Refresher { return a.current.Load() }
 
 // refresher resolves the tenant (NOT_FOUND first, whatever the replica) and
 // the running Refresher.
-func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*broker.Refresher, broker.Tenant, error) {
+func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*refresh.Refresher, broker.Tenant, error) {
 	if err := requireID("tenant_id", tenantID); err != nil {
 		return nil, broker.Tenant{}, err
 	}

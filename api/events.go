@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/notify"
+
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -80,7 +82,7 @@ func (a *EventAPI) ListEvents(ctx context.Context, req *credbrokerv1.ListEventsR
 	case size < 0 || size > maxEventPage:
 		vs = append(vs, broker.FieldViolation{Field: "page_size", Description: fmt.Sprintf("must be between 0 and %d", maxEventPage)})
 	}
-	if tok := req.GetPageToken(); tok != "" && !broker.ValidEventID(tok) {
+	if tok := req.GetPageToken(); tok != "" && !notify.ValidEventID(tok) {
 		vs = append(vs, broker.FieldViolation{Field: "page_token", Description: "not a page token of this API"})
 	}
 	if len(vs) > 0 {
@@ -119,7 +121,7 @@ func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc
 	ctx := stream.Context()
 	filter, vs := parseEventFilter(req.GetTenantId(), req.GetTypes())
 	after := req.GetAfterId()
-	if after != "" && !broker.ValidEventID(after) {
+	if after != "" && !notify.ValidEventID(after) {
 		vs = append(vs, broker.FieldViolation{Field: "after_id", Description: "not an event id"})
 	}
 	if len(vs) > 0 {
@@ -151,7 +153,7 @@ func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc
 		// Take the wake-up channel before reading, so that an append
 		// between the read and the wait is not missed.
 		woken := a.appended()
-		cursor := max(floor, broker.EventIDBefore(newest, LateWrite))
+		cursor := max(floor, notify.EventIDBefore(newest, LateWrite))
 		for {
 			page, err := a.store.EventsAfter(ctx, cursor, defaultEventPage)
 			if err != nil {
@@ -175,7 +177,7 @@ func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc
 			}
 		}
 		for id := range sent { // out of the window: never read again
-			if id <= broker.EventIDBefore(newest, LateWrite) {
+			if id <= notify.EventIDBefore(newest, LateWrite) {
 				delete(sent, id)
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/credbroker/credbroker/broker/exchange"
+
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,12 +39,12 @@ const (
 type ExchangeAPI struct {
 	credbrokerv1.UnimplementedPullCredentialServiceServer
 	tokens    PodTokens
-	exchanger *broker.Exchanger
+	exchanger *exchange.Exchanger
 	log       *slog.Logger
 }
 
 // NewExchangeAPI returns the PullCredentialService.
-func NewExchangeAPI(tokens PodTokens, exchanger *broker.Exchanger, log *slog.Logger) *ExchangeAPI {
+func NewExchangeAPI(tokens PodTokens, exchanger *exchange.Exchanger, log *slog.Logger) *ExchangeAPI {
 	return &ExchangeAPI{tokens: tokens, exchanger: exchanger, log: log}
 }
 

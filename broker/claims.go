@@ -34,7 +34,7 @@ func (r *Tenants) checkClaims(ctx context.Context, t Tenant, before *Tenant) err
 	if len(claimed) == 0 {
 		return nil
 	}
-	return r.each(ctx, func(other Tenant) error {
+	return r.Each(ctx, func(other Tenant) error {
 		if other.ID == t.ID {
 			return nil
 		}
@@ -157,7 +157,7 @@ func (s NamespaceScope) UnprotectedKeys(t Tenant) []string {
 }
 
 // selectorFix says what to do about a selector on unprotected keys.
-func (s NamespaceScope) selectorFix(keys []string) string {
+func (s NamespaceScope) SelectorFix(keys []string) string {
 	return fmt.Sprintf("select on labels under %s, which only the platform's identities may set on a namespace (the guard policy refuses anyone else), "+
 		"not on %s, which a namespace's own users can set; or list the namespaces",
 		s.SelectorPrefix, strings.Join(keys, ", "))

@@ -161,7 +161,7 @@ func DockerConfigJSON(registries []string, cred Credential, more ...RegistryAuth
 
 // permanent reports whether only a person can fix a failure: retrying soon
 // would not help, and hammering GitHub about it would.
-func permanent(reason Reason) bool {
+func Permanent(reason Reason) bool {
 	switch reason {
 	case ReasonTokenRevoked, ReasonMissingScope, ReasonInstallationNotFound, ReasonInstallationSuspended,
 		ReasonOwnerMismatch, ReasonFineGrainedPAT, ReasonAppCredentialsRejected:

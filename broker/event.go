@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"time"
 )
 
@@ -55,3 +56,23 @@ type Event struct {
 	DedupeKey ConditionKey `json:"dedupeKey"`
 	Time      time.Time    `json:"time"`
 }
+
+// DefaultPATWarnings are how long before a PAT's expiry the backend is told.
+func DefaultPATWarnings() []time.Duration {
+	return []time.Duration{7 * 24 * time.Hour, 24 * time.Hour, time.Hour}
+}
+
+// ConditionKey names one condition of a tenant, and is the DedupeKey of
+// every event about it. Keys are made only by the constructors below, so
+// that what raises a condition and what resolves it cannot drift apart. A
+// key starts with its tenant's id and a slash: a tenant's conditions are
+// found by that prefix.
+type ConditionKey string
+
+// conditionSet selects conditions by key prefix.
+type ConditionSet string
+
+func (s ConditionSet) Has(key ConditionKey) bool { return strings.HasPrefix(string(key), string(s)) }
+
+// tenantConditions are all of a tenant's conditions.
+func TenantConditions(tenantID string) ConditionSet { return ConditionSet(tenantID + "/") }

@@ -1,31 +1,34 @@
-package broker
+package broker_test
 
 import (
 	"context"
 	"sync/atomic"
 	"testing"
 
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/internal/brokertest"
+
 	"k8s.io/utils/clock"
 )
 
 // countingStore counts the reads of tenants.
 type countingStore struct {
-	*memStore
+	*brokertest.MemStore
 	gets atomic.Int64
 }
 
-func (s *countingStore) GetTenant(ctx context.Context, id string) (Tenant, error) {
+func (s *countingStore) GetTenant(ctx context.Context, id string) (broker.Tenant, error) {
 	s.gets.Add(1)
-	return s.memStore.GetTenant(ctx, id)
+	return s.MemStore.GetTenant(ctx, id)
 }
 
 // A sole writer answers lookups from memory, and its own writes are seen at
 // once.
 func TestASoleWritersLookupsAreServedFromMemoryAndFollowItsWrites(t *testing.T) {
 	ctx := context.Background()
-	store := &countingStore{memStore: newMemStore()}
-	reg := NewTenants(store, nil, nil, clock.RealClock{}, TenantsConfig{SoleWriter: true})
-	if _, _, err := reg.Create(ctx, appTenantFor("web")); err != nil {
+	store := &countingStore{MemStore: brokertest.NewMemStore()}
+	reg := broker.NewTenants(store, nil, nil, clock.RealClock{}, broker.TenantsConfig{SoleWriter: true})
+	if _, _, err := reg.Create(ctx, brokertest.AppTenantFor("web")); err != nil {
 		t.Fatal(err)
 	}
 	for range 100 {
@@ -36,7 +39,7 @@ func TestASoleWritersLookupsAreServedFromMemoryAndFollowItsWrites(t *testing.T) 
 	if n := store.gets.Load(); n > 2 { // Create's own check, and the first lookup
 		t.Errorf("100 lookups read the store %d times", n)
 	}
-	if _, err := reg.Update(ctx, "web", "", func(t Tenant) (Tenant, error) {
+	if _, err := reg.Update(ctx, "web", "", func(t broker.Tenant) (broker.Tenant, error) {
 		t.AllowedOwners = []string{"acme-shared"}
 		return t, nil
 	}); err != nil {
@@ -57,9 +60,9 @@ func TestASoleWritersLookupsAreServedFromMemoryAndFollowItsWrites(t *testing.T) 
 		t.Error("a deleted tenant is still looked up")
 	}
 	// Without SoleWriter every lookup reads the store: other replicas write.
-	shared := &countingStore{memStore: newMemStore()}
-	other := NewTenants(shared, nil, nil, clock.RealClock{}, TenantsConfig{})
-	if _, _, err := other.Create(ctx, appTenantFor("web")); err != nil {
+	shared := &countingStore{MemStore: brokertest.NewMemStore()}
+	other := broker.NewTenants(shared, nil, nil, clock.RealClock{}, broker.TenantsConfig{})
+	if _, _, err := other.Create(ctx, brokertest.AppTenantFor("web")); err != nil {
 		t.Fatal(err)
 	}
 	before := shared.gets.Load()

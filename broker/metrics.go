@@ -103,7 +103,7 @@ func result(reason Reason, err error) string {
 	return "error"
 }
 
-func (m *Metrics) refreshed(kind CredentialKind, err error) {
+func (m *Metrics) Refreshed(kind CredentialKind, err error) {
 	if m == nil {
 		return
 	}
@@ -113,7 +113,7 @@ func (m *Metrics) refreshed(kind CredentialKind, err error) {
 	}
 }
 
-func (m *Metrics) published(tenantID string, expiresAt time.Time) {
+func (m *Metrics) Published(tenantID string, expiresAt time.Time) {
 	if m == nil {
 		return
 	}
@@ -124,37 +124,37 @@ func (m *Metrics) published(tenantID string, expiresAt time.Time) {
 	m.expiry.WithLabelValues(tenantID).Set(float64(expiresAt.Unix()))
 }
 
-func (m *Metrics) forget(tenantID string) {
+func (m *Metrics) Forget(tenantID string) {
 	if m != nil {
 		m.expiry.DeleteLabelValues(tenantID)
 	}
 }
 
-func (m *Metrics) probed(err error) {
+func (m *Metrics) Probed(err error) {
 	if m != nil {
 		m.probes.WithLabelValues(result(ReasonOf(err), err)).Inc()
 	}
 }
 
-func (m *Metrics) revoked(err error) {
+func (m *Metrics) Revoked(err error) {
 	if m != nil {
 		m.revocations.WithLabelValues(result(ReasonOf(err), err)).Inc()
 	}
 }
 
-func (m *Metrics) event(t EventType) {
+func (m *Metrics) Event(t EventType) {
 	if m != nil {
 		m.events.WithLabelValues(string(t)).Inc()
 	}
 }
 
-func (m *Metrics) undelivered() {
+func (m *Metrics) Undelivered() {
 	if m != nil {
 		m.undeliveredEvents.Inc()
 	}
 }
 
-func (m *Metrics) delivered(err error, pending int) {
+func (m *Metrics) Delivered(err error, pending int) {
 	if m == nil {
 		return
 	}
@@ -162,7 +162,7 @@ func (m *Metrics) delivered(err error, pending int) {
 	m.outboxDepth.Set(float64(pending))
 }
 
-func (m *Metrics) exchanged(result string) {
+func (m *Metrics) Exchanged(result string) {
 	if m != nil {
 		m.exchanges.WithLabelValues(result).Inc()
 	}

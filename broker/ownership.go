@@ -55,7 +55,7 @@ func ValidateImage(t Tenant, image string) Verdict {
 	domain := reference.Domain(named)
 	c, static := t.RegistryCredential(domain)
 	static = static && len(c.Owners) > 0
-	if !static && !slicesContainsFold(t.Registries, domain) {
+	if !static && !SlicesContainsFold(t.Registries, domain) {
 		return deny(ImageWrongRegistry, "registry %s is not one of the tenant's registries %v", domain, t.Registries)
 	}
 	owner, _, hasName := strings.Cut(reference.Path(named), "/")
@@ -67,7 +67,7 @@ func ValidateImage(t Tenant, image string) Verdict {
 	case static:
 		return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is under %s/%s, a registry the tenant has a credential for", image, domain, owner)}
 	}
-	if !strings.EqualFold(owner, t.Owner.Login) && !slicesContainsFold(t.AllowedOwners, owner) {
+	if !strings.EqualFold(owner, t.Owner.Login) && !SlicesContainsFold(t.AllowedOwners, owner) {
 		return deny(ImageWrongOwner, "%s belongs to %s, not to %s or an owner the tenant is granted", image, owner, t.Owner.Login)
 	}
 	return Verdict{Allowed: true, Reason: ImageAllowed, Message: fmt.Sprintf("%s is %s's image on %s", image, owner, domain)}
@@ -386,7 +386,7 @@ func ValidatePod(rules ImageRules, t Tenant, containers []Container) (allowed bo
 // scope that allowed the image, "<registry>/<owner>", or through a
 // path-style mirror "<mirror prefix>/<owner>" (mirror.example.com/ghcr.io/
 // acme, not every owner behind the mirror).
-func (r ImageRules) authKey(image string) (key, host string) {
+func (r ImageRules) AuthKey(image string) (key, host string) {
 	named, err := reference.ParseNormalizedNamed(image)
 	if err != nil { // ValidateImage parsed it already
 		return "", ""

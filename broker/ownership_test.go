@@ -144,8 +144,8 @@ func FuzzValidateImage(f *testing.F) {
 		}
 		host, rest, _ := strings.Cut(image, "/")
 		owner, _, _ := strings.Cut(rest, "/")
-		ownerOK := strings.EqualFold(owner, tn.Owner.Login) || slicesContainsFold(tn.AllowedOwners, owner)
-		if !utf8.ValidString(image) || !slicesContainsFold(tn.Registries, host) || !ownerOK {
+		ownerOK := strings.EqualFold(owner, tn.Owner.Login) || SlicesContainsFold(tn.AllowedOwners, owner)
+		if !utf8.ValidString(image) || !SlicesContainsFold(tn.Registries, host) || !ownerOK {
 			t.Fatalf("%q allowed, but its host is %q and its owner %q", image, host, owner)
 		}
 	})

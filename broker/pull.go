@@ -29,7 +29,7 @@ type DeniedError struct {
 
 func (e *DeniedError) Error() string { return e.Msg }
 
-func denied(d ExchangeDenial, tenantID, format string, args ...any) *DeniedError {
+func Denied(d ExchangeDenial, tenantID, format string, args ...any) *DeniedError {
 	return &DeniedError{Denial: d, TenantID: tenantID, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -66,7 +66,7 @@ const (
 	// several are Pods that cannot start.
 	DenialsBeforeEvent = 3
 	DenialWindow       = time.Minute
-	maxDenialKeys      = 10000
+	MaxDenialKeys      = 10000
 )
 
 // Exchange denials.

@@ -62,7 +62,7 @@ func (t Tenant) RegistryCredential(host string) (RegistryCredential, bool) {
 
 // registryCredentialData binds a sealed password to its tenant and host, so
 // that it opens nowhere else.
-func registryCredentialData(tenantID, host string) []byte {
+func RegistryCredentialData(tenantID, host string) []byte {
 	return []byte("credbroker/tenants/" + tenantID + "/registries/" + host)
 }
 
@@ -94,7 +94,7 @@ func validateRegistryCredentials(vs *violations, t Tenant, hosts RegistryHosts, 
 		switch {
 		case !validRegistryHost(c.Host):
 			vs.add(field("host"), "%q is not a registry host (lowercase host name with optional :port, e.g. quay.io)", c.Host)
-		case slicesContainsFold(t.Registries, c.Host):
+		case SlicesContainsFold(t.Registries, c.Host):
 			vs.add(field("host"), "%s is a registry of the tenant's GitHub source, whose credential credbroker mints: a static one would shadow it", c.Host)
 		case hosts.Internal != "" && strings.EqualFold(hosts.Internal, c.Host):
 			vs.add(field("host"), "%s is the in-cluster registry: each namespace's robot logs in there", c.Host)
@@ -208,7 +208,7 @@ func (r *Tenants) sealRegistryCredentials(tenantID string, creds []RegistryCrede
 	if !slices.ContainsFunc(creds, func(c RegistryCredential) bool { return c.Password != "" }) {
 		return creds, nil
 	}
-	if r.sealer == nil {
+	if r.Sealer == nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenantID, ErrNoEncryptionKey)
 	}
 	out := slices.Clone(creds)
@@ -216,7 +216,7 @@ func (r *Tenants) sealRegistryCredentials(tenantID string, creds []RegistryCrede
 		if c.Password == "" {
 			continue
 		}
-		sealed, err := r.sealer.seal(registryCredentialData(tenantID, c.Host), c.Password)
+		sealed, err := r.Sealer.SealAs(RegistryCredentialData(tenantID, c.Host), c.Password)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %q, registry %s: %w", tenantID, c.Host, err)
 		}
@@ -226,11 +226,11 @@ func (r *Tenants) sealRegistryCredentials(tenantID string, creds []RegistryCrede
 }
 
 // openRegistryCredential returns the plaintext password of one entry.
-func (r *Tenants) openRegistryCredential(tenantID string, c RegistryCredential) (string, error) {
-	if r.sealer == nil {
+func (r *Tenants) OpenRegistryCredential(tenantID string, c RegistryCredential) (string, error) {
+	if r.Sealer == nil {
 		return "", fmt.Errorf("open the credential of tenant %q for %s: %w", tenantID, c.Host, ErrNoEncryptionKey)
 	}
-	password, err := r.sealer.open(registryCredentialData(tenantID, c.Host), c.Sealed)
+	password, err := r.Sealer.OpenAs(RegistryCredentialData(tenantID, c.Host), c.Sealed)
 	if err != nil {
 		return "", fmt.Errorf("open the credential of tenant %q for %s: %w", tenantID, c.Host, err)
 	}
@@ -240,14 +240,14 @@ func (r *Tenants) openRegistryCredential(tenantID string, c RegistryCredential) 
 // withPasswords returns t with the plaintext in each registry entry, for
 // the Sink; an entry that does not open is left out, and its error
 // returned (the health check reports it on the entry).
-func (r *Tenants) withPasswords(t Tenant) (Tenant, error) {
+func (r *Tenants) WithPasswords(t Tenant) (Tenant, error) {
 	if len(t.RegistryCredentials) == 0 {
 		return t, nil
 	}
 	var errs []error
 	open := make([]RegistryCredential, 0, len(t.RegistryCredentials))
 	for _, c := range t.RegistryCredentials {
-		password, err := r.openRegistryCredential(t.ID, c)
+		password, err := r.OpenRegistryCredential(t.ID, c)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -54,11 +54,13 @@ func ParseKey(data []byte) ([]byte, error) {
 
 // Seal encrypts plaintext for the tenant with the given id.
 func (s *Sealer) Seal(tenantID, plaintext string) ([]byte, error) {
-	return s.seal(additionalData(tenantID), plaintext)
+	return s.SealAs(additionalData(tenantID), plaintext)
 }
 
-// seal encrypts plaintext bound to ad: it opens only with the same ad.
-func (s *Sealer) seal(ad []byte, plaintext string) ([]byte, error) {
+// SealAs encrypts plaintext bound to ad, which names what the value is and
+// whose: it opens only with the same ad, so a sealed value copied to
+// another record does not open there.
+func (s *Sealer) SealAs(ad []byte, plaintext string) ([]byte, error) {
 	nonce := make([]byte, s.aead.NonceSize(), 1+s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
@@ -73,10 +75,11 @@ var ErrUnseal = errors.New("sealed secret does not decrypt with the configured k
 
 // Open decrypts a value sealed for the tenant with the given id.
 func (s *Sealer) Open(tenantID string, sealed []byte) (string, error) {
-	return s.open(additionalData(tenantID), sealed)
+	return s.OpenAs(additionalData(tenantID), sealed)
 }
 
-func (s *Sealer) open(ad, sealed []byte) (string, error) {
+// OpenAs decrypts a value sealed with SealAs under the same ad.
+func (s *Sealer) OpenAs(ad, sealed []byte) (string, error) {
 	n := s.aead.NonceSize()
 	if len(sealed) < 1+n || sealed[0] != sealedV1 {
 		return "", ErrUnseal

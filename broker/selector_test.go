@@ -1,4 +1,4 @@
-package broker
+package broker_test
 
 import (
 	"context"
@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/internal/brokertest"
 
 	"k8s.io/apimachinery/pkg/labels"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -19,8 +22,8 @@ import (
 // changed to another such selector.
 func TestASelectorMustBeOnThePlatformsPrefix(t *testing.T) {
 	ctx := context.Background()
-	store := newMemStore()
-	reg := NewTenants(store, nil, nil, clocktesting.NewFakeClock(time.Now()), TenantsConfig{AppPermissions: DefaultAppPermissions(), Scope: prefixScope})
+	store := brokertest.NewMemStore()
+	reg := broker.NewTenants(store, nil, nil, clocktesting.NewFakeClock(time.Now()), broker.TenantsConfig{AppPermissions: broker.DefaultAppPermissions(), Scope: brokertest.PrefixScope})
 	for i, tc := range []struct {
 		selector string
 		ok       bool
@@ -33,17 +36,17 @@ func TestASelectorMustBeOnThePlatformsPrefix(t *testing.T) {
 		{"tenants.credbroker.io.evil.com/team=web", false},
 	} {
 		t.Run(tc.selector, func(t *testing.T) {
-			tn := validTenant()
+			tn := broker.ValidTenant()
 			tn.ID = fmt.Sprintf("t%d", i)
 			tn.NamespaceSelector = tc.selector
 			_, _, err := reg.Create(ctx, tn)
-			var invalid *InvalidError
+			var invalid *broker.InvalidError
 			switch {
 			case tc.ok && err != nil:
 				t.Errorf("create: %v", err)
 			case !tc.ok && (!errors.As(err, &invalid) || invalid.Violations[0].Field != "namespace_selector" ||
-				!strings.Contains(invalid.Violations[0].Description, DefaultSelectorPrefix)):
-				t.Errorf("create: %v, want namespace_selector refused naming %s", err, DefaultSelectorPrefix)
+				!strings.Contains(invalid.Violations[0].Description, broker.DefaultSelectorPrefix)):
+				t.Errorf("create: %v, want namespace_selector refused naming %s", err, broker.DefaultSelectorPrefix)
 			}
 			if tc.ok {
 				_ = store.DeleteTenant(ctx, tn.ID, "")
@@ -51,26 +54,26 @@ func TestASelectorMustBeOnThePlatformsPrefix(t *testing.T) {
 		})
 	}
 
-	legacy := validTenant()
+	legacy := broker.ValidTenant()
 	legacy.ID, legacy.NamespaceSelector = "legacy", "team=web"
 	if _, err := store.CreateTenant(ctx, legacy); err != nil { // stored before the prefix
 		t.Fatal(err)
 	}
-	if _, err := reg.Update(ctx, "legacy", "", func(t Tenant) (Tenant, error) {
+	if _, err := reg.Update(ctx, "legacy", "", func(t broker.Tenant) (broker.Tenant, error) {
 		t.AllowedOwners = []string{"friend"}
 		return t, nil
 	}); err != nil {
 		t.Errorf("updating a legacy tenant's other fields: %v", err)
 	}
-	var invalid *InvalidError
-	if _, err := reg.Update(ctx, "legacy", "", func(t Tenant) (Tenant, error) {
+	var invalid *broker.InvalidError
+	if _, err := reg.Update(ctx, "legacy", "", func(t broker.Tenant) (broker.Tenant, error) {
 		t.NamespaceSelector = "team=api"
 		return t, nil
 	}); !errors.As(err, &invalid) {
 		t.Errorf("changing a legacy selector to another outside the prefix: %v", err)
 	}
-	if _, err := reg.Update(ctx, "legacy", "", func(t Tenant) (Tenant, error) {
-		t.NamespaceSelector = DefaultSelectorPrefix + "team=web"
+	if _, err := reg.Update(ctx, "legacy", "", func(t broker.Tenant) (broker.Tenant, error) {
+		t.NamespaceSelector = broker.DefaultSelectorPrefix + "team=web"
 		return t, nil
 	}); err != nil {
 		t.Errorf("fixing a legacy selector: %v", err)
@@ -81,25 +84,25 @@ func TestASelectorMustBeOnThePlatformsPrefix(t *testing.T) {
 // it matches; one outside it binds only what already carries the tenant's
 // mark.
 func TestSelects(t *testing.T) {
-	web, legacy := Tenant{ID: "web"}, Tenant{ID: "legacy"}
-	onPrefix := labels.SelectorFromSet(labels.Set{DefaultSelectorPrefix + "team": "web"})
+	web, legacy := broker.Tenant{ID: "web"}, broker.Tenant{ID: "legacy"}
+	onPrefix := labels.SelectorFromSet(labels.Set{broker.DefaultSelectorPrefix + "team": "web"})
 	outside := labels.SelectorFromSet(labels.Set{"team": "web"})
 	for _, tc := range []struct {
 		name   string
-		scope  NamespaceScope
-		t      Tenant
+		scope  broker.NamespaceScope
+		t      broker.Tenant
 		sel    labels.Selector
 		labels map[string]string
 		want   bool
 	}{
-		{"on the prefix, matching", prefixScope, web, onPrefix, map[string]string{DefaultSelectorPrefix + "team": "web"}, true},
-		{"on the prefix, not matching", prefixScope, web, onPrefix, map[string]string{"team": "web"}, false},
-		{"outside, matching, unmarked", prefixScope, legacy, outside, map[string]string{"team": "web"}, false},
-		{"outside, matching, marked its own", prefixScope, legacy, outside, map[string]string{"team": "web", NamespaceMark: "legacy"}, true},
-		{"outside, matching, marked another's", prefixScope, legacy, outside, map[string]string{"team": "web", NamespaceMark: "web"}, false},
-		{"outside, marked its own, no longer matching", prefixScope, legacy, outside, map[string]string{NamespaceMark: "legacy"}, false},
-		{"no prefix configured", NamespaceScope{}, legacy, outside, map[string]string{"team": "web"}, true},
-		{"no selector", prefixScope, web, nil, map[string]string{NamespaceMark: "web"}, false},
+		{"on the prefix, matching", brokertest.PrefixScope, web, onPrefix, map[string]string{broker.DefaultSelectorPrefix + "team": "web"}, true},
+		{"on the prefix, not matching", brokertest.PrefixScope, web, onPrefix, map[string]string{"team": "web"}, false},
+		{"outside, matching, unmarked", brokertest.PrefixScope, legacy, outside, map[string]string{"team": "web"}, false},
+		{"outside, matching, marked its own", brokertest.PrefixScope, legacy, outside, map[string]string{"team": "web", broker.NamespaceMark: "legacy"}, true},
+		{"outside, matching, marked another's", brokertest.PrefixScope, legacy, outside, map[string]string{"team": "web", broker.NamespaceMark: "web"}, false},
+		{"outside, marked its own, no longer matching", brokertest.PrefixScope, legacy, outside, map[string]string{broker.NamespaceMark: "legacy"}, false},
+		{"no prefix configured", broker.NamespaceScope{}, legacy, outside, map[string]string{"team": "web"}, true},
+		{"no selector", brokertest.PrefixScope, web, nil, map[string]string{broker.NamespaceMark: "web"}, false},
 	} {
 		if got := tc.scope.Selects(tc.t, tc.sel, tc.labels); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -120,7 +123,7 @@ func TestCheckSelectorPrefix(t *testing.T) {
 		"k8s.io/":                false,
 		"Bad_Domain/":            false,
 	} {
-		if err := CheckSelectorPrefix(prefix); (err == nil) != ok {
+		if err := broker.CheckSelectorPrefix(prefix); (err == nil) != ok {
 			t.Errorf("CheckSelectorPrefix(%q): %v", prefix, err)
 		}
 	}

@@ -99,7 +99,7 @@ type Tenant struct {
 
 // withDefaults returns t with empty optional fields set to their defaults
 // and host names lowercased, so that equal intent compares equal.
-func (t Tenant) withDefaults() Tenant {
+func (t Tenant) WithDefaults() Tenant {
 	if len(t.Registries) == 0 {
 		t.Registries = []string{DefaultRegistry}
 	}

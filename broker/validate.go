@@ -208,7 +208,7 @@ func validRegistryHost(host string) bool {
 	return err == nil && reference.Domain(named) == host
 }
 
-func slicesContainsFold(items []string, s string) bool {
+func SlicesContainsFold(items []string, s string) bool {
 	for _, item := range items {
 		if strings.EqualFold(item, s) {
 			return true

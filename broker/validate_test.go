@@ -6,12 +6,12 @@ import (
 	"testing"
 )
 
-func validTenant() Tenant {
+func ValidTenant() Tenant {
 	return Tenant{
 		ID:    "web",
 		Owner: Owner{Login: "acme", ID: 1, Type: OwnerOrganization},
 		App:   &GitHubApp{InstallationID: 5},
-	}.withDefaults()
+	}.WithDefaults()
 }
 
 func TestValidateAcceptsGoodTenants(t *testing.T) {
@@ -37,7 +37,7 @@ func TestValidateAcceptsGoodTenants(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tn := validTenant()
+			tn := ValidTenant()
 			tc.edit(&tn)
 			if err := tn.validate(true); err != nil {
 				t.Errorf("validate: %v", err)
@@ -47,7 +47,7 @@ func TestValidateAcceptsGoodTenants(t *testing.T) {
 }
 
 func TestValidateReportsEveryViolation(t *testing.T) {
-	tn := Tenant{ID: "", Owner: Owner{Login: "x-"}, Namespaces: []string{"ok", "ok"}}.withDefaults()
+	tn := Tenant{ID: "", Owner: Owner{Login: "x-"}, Namespaces: []string{"ok", "ok"}}.WithDefaults()
 	err := tn.validate(true)
 	var invalid *InvalidError
 	if !errors.As(err, &invalid) {
@@ -65,7 +65,7 @@ func TestValidateReportsEveryViolation(t *testing.T) {
 
 func TestValidateNeverQuotesAToken(t *testing.T) {
 	for _, token := range []string{"github_pat_11SECRETSECRET", "ghp_SECRET with space", "ghp_SECRET\n"} {
-		tn := validTenant()
+		tn := ValidTenant()
 		tn.App, tn.PAT = nil, &PAT{Token: token}
 		err := tn.validate(true)
 		if err == nil {
@@ -100,7 +100,7 @@ func TestNamespaceSelectorsMustSelect(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.selector, func(t *testing.T) {
-			tn := validTenant()
+			tn := ValidTenant()
 			tn.NamespaceSelector = tc.selector
 			err := tn.validate(true)
 			var invalid *InvalidError
@@ -117,13 +117,13 @@ func TestNamespaceSelectorsMustSelect(t *testing.T) {
 // A pull mode the API does not know (a number outside the enum) is named,
 // not taken for the default.
 func TestAnUnknownPullModeIsRefused(t *testing.T) {
-	tn := validTenant()
+	tn := ValidTenant()
 	tn.PullMode = "PULL_MODE_7"
 	var invalid *InvalidError
 	if err := tn.validate(true); !errors.As(err, &invalid) || invalid.Violations[0].Field != "pull_mode" {
 		t.Errorf("validate: %v, want pull_mode refused", err)
 	}
-	if d := (Tenant{}).withDefaults(); d.PullMode != PullSecret || !d.WantsSecrets() || d.ServesProvider() {
+	if d := (Tenant{}).WithDefaults(); d.PullMode != PullSecret || !d.WantsSecrets() || d.ServesProvider() {
 		t.Errorf("the default pull mode %q: want SECRET, Secrets only", d.PullMode)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/refresh"
+
 	"github.com/credbroker/credbroker/internal/testenv/demo"
 
 	"github.com/credbroker/credbroker/internal/testenv"
@@ -238,7 +240,7 @@ func scaleRun(t *testing.T, namespaces int) (scaleRow, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refresher := broker.NewRefresher(broker.RefresherConfig{}, registry, client, syncer, log)
+	refresher := refresh.New(refresh.Config{}, registry, client, syncer, log)
 	var bg sync.WaitGroup
 	bg.Go(func() { _ = syncer.Run(ctx) })
 	bg.Go(func() { _ = refresher.Run(ctx) })
@@ -330,7 +332,7 @@ func waitIdle(s *k8ssync.Syncer, namespaces int, before int64) {
 // compressedClock lets 30-second tokens expire on the Refresher's own
 // schedule for three lifetimes and counts mints and writes.
 func compressedClock(t *testing.T, ctx context.Context, gh *emulator.Server, syncer *k8ssync.Syncer, watcher *secretWatch,
-	registry *broker.Tenants, refresher *broker.Refresher, namespaces int) []string {
+	registry *broker.Tenants, refresher *refresh.Refresher, namespaces int) []string {
 	t.Helper()
 	writesBefore := syncer.Writes()
 	const lifetime = 30 * time.Second

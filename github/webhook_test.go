@@ -16,21 +16,23 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/credbroker/credbroker/broker/inbox"
+
 	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
 )
 
-// inbox records what a handler accepted, once per delivery id, or fails
+// acceptedDeliveries records what a handler accepted, once per delivery id, or fails
 // every call while down.
-type inbox struct {
+type acceptedDeliveries struct {
 	mu         sync.Mutex
 	deliveries []broker.Delivery
 	down       bool
 }
 
-func (in *inbox) accept(_ context.Context, d broker.Delivery) (bool, error) {
+func (in *acceptedDeliveries) accept(_ context.Context, d broker.Delivery) (bool, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.down {
@@ -111,7 +113,7 @@ func TestWebhookHandler(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			in := &inbox{down: tc.down}
+			in := &acceptedDeliveries{down: tc.down}
 			h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
 			if code := deliver(t, h, tc.event, "d-1", tc.body, tc.headers(tc.body)); code != tc.wantCode {
 				t.Errorf("status %d, want %d", code, tc.wantCode)
@@ -131,7 +133,7 @@ func TestWebhookHandler(t *testing.T) {
 // is answered 200 and stored once.
 func TestAReplayedDeliveryIsStoredOnce(t *testing.T) {
 	secret := []byte("webhook-secret")
-	in := &inbox{}
+	in := &acceptedDeliveries{}
 	h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
 	body := installationPayload("suspend", 42)
 	headers := map[string]string{"X-Hub-Signature-256": githubSignature(secret, body)}
@@ -158,7 +160,7 @@ func TestACapturedSuspendUnderFreshDeliveryIDsIsActedOnOnce(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ds := broker.NewDeliveries(store, clock.RealClock{}, slog.New(slog.DiscardHandler))
+	ds := inbox.NewRunner(store, clock.RealClock{}, slog.New(slog.DiscardHandler))
 	h := WebhookHandler(secret, ds.Accept, slog.New(slog.DiscardHandler))
 	body := installationPayload("suspend", 42)
 	headers := map[string]string{"X-Hub-Signature-256": githubSignature(secret, body)}
@@ -200,7 +202,7 @@ func FuzzWebhookHandler(f *testing.F) {
 	f.Add("installation_repositories", []byte(`{}`), false)
 	f.Add("", []byte(`null`), true)
 	f.Fuzz(func(t *testing.T, event string, body []byte, signed bool) {
-		in := &inbox{}
+		in := &acceptedDeliveries{}
 		h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
 		sig := githubSignature([]byte("not the secret"), body)
 		if signed {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/refresh"
+
 	"github.com/credbroker/credbroker/internal/testenv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -149,7 +151,7 @@ func requireCluster(t testing.TB) {
 // testSyncer is a running Syncer and the ledger it reports to.
 type testSyncer struct {
 	*Syncer
-	ledger *broker.SyncLedger
+	ledger *refresh.SyncLedger
 }
 
 // Status is what the Syncer reported of a tenant's namespaces.
@@ -172,7 +174,7 @@ func startSyncerAs(t testing.TB, restCfg *rest.Config, cfg Config) *testSyncer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger := broker.NewSyncLedger(nil)
+	ledger := refresh.NewSyncLedger(nil)
 	cfg.Reporter = ledger
 	s, err := New(client, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {

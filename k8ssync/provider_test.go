@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/exchange"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -126,14 +128,14 @@ func TestPublicationsReachAnotherReplicaSealed(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, testenv.Holds("caches never filled", func() bool { return leaderSide.Synced() && otherSide.Synced() }))
 	tn := broker.Tenant{ID: "pub", Owner: broker.Owner{Login: "acme", ID: 1}, Registries: []string{"ghcr.io"}, PullMode: broker.PullProvider}
 	cred := broker.Credential{Kind: broker.KindGitHubApp, Username: broker.AppTokenUsername, Token: "ghs_publishedToken", ExpiresAt: time.Now().Add(time.Hour)}
-	if err := broker.NewPublications(leaderSide, sealer).Put(ctx, tn, cred); err != nil {
+	if err := exchange.NewPublications(leaderSide, sealer).Put(ctx, tn, cred); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, testenv.Holds("the other replica never saw the publication", func() bool {
 		fp, _, ok := otherSide.Publication("pub")
 		return ok && fp == cred.Fingerprint()
 	}))
-	reader := broker.NewExchanger(fixedOwner{tn}, broker.NewPublications(otherSide, sealer), broker.ExchangerConfig{}, slog.New(slog.DiscardHandler))
+	reader := exchange.New(fixedOwner{tn}, exchange.NewPublications(otherSide, sealer), exchange.Config{}, slog.New(slog.DiscardHandler))
 	g, err := reader.Exchange(ctx, broker.PodIdentity{Namespace: "any", ServiceAccount: "default", Pod: "p"}, "ghcr.io/acme/app")
 	if err != nil || g.Credential.Token != cred.Token {
 		t.Fatalf("the other replica's exchange: %+v %v", g, err)

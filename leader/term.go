@@ -13,6 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/inbox"
+	"github.com/credbroker/credbroker/broker/notify"
+	"github.com/credbroker/credbroker/broker/refresh"
+	"github.com/credbroker/credbroker/broker/registryhealth"
+
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
@@ -32,22 +37,22 @@ type Term struct {
 	// nil: they are not checked. It must not be the Prober if that one
 	// asks GitHub about refused logins: these passwords are no GitHub's.
 	RegistryChecker broker.RegistryChecker
-	RegistryHealth  broker.RegistryHealthConfig
+	RegistryHealth  registryhealth.Config
 	// Credentials persist sealed credentials across restarts (with Sealer).
 	Credentials broker.CredentialStore
 	Sealer      *broker.Sealer
-	Notifier    *broker.Notifier
-	Webhook     *broker.Webhook // nil: no outbound webhook
+	Notifier    *notify.Notifier
+	Webhook     *notify.Outbox // nil: no outbound webhook
 	// Deliveries are GitHub's webhooks, stored by any replica, which the
 	// term acts on; nil: none.
-	Deliveries *broker.Deliveries
+	Deliveries *inbox.Runner
 	Metrics    *broker.Metrics
 	// Attach makes the term's Refresher the one the API answers from, until
 	// the returned function is called.
-	Attach func(*broker.Refresher) (detach func())
+	Attach func(*refresh.Refresher) (detach func())
 	// Syncer and Refresher settings.
 	Syncer    k8ssync.Config
-	Refresher broker.RefresherConfig
+	Refresher refresh.Config
 	Log       *slog.Logger
 	// Restart is Hold's pause between a term that ended early and the
 	// next; Clock times it (the real clock when nil).
@@ -69,7 +74,7 @@ func (t Term) Run(ctx context.Context) error {
 	if t.Sealer == nil {
 		t.Log.Warn("no encryption key: credentials are not persisted, and a restart mints new ones")
 	}
-	ledger := broker.NewSyncLedger(t.Notifier)
+	ledger := refresh.NewSyncLedger(t.Notifier)
 	syncCfg := t.Syncer
 	syncCfg.Reporter = ledger
 	syncer, err := k8ssync.New(t.Kube, syncCfg, t.Log)
@@ -83,10 +88,10 @@ func (t Term) Run(ctx context.Context) error {
 	if t.RegistryChecker != nil {
 		healthCfg := t.RegistryHealth
 		healthCfg.Notifier, healthCfg.Reporter = t.Notifier, syncer
-		refCfg.Registries = broker.NewRegistryHealth(healthCfg, t.Registry, t.RegistryChecker, t.Log)
+		refCfg.Registries = registryhealth.NewMonitor(healthCfg, t.Registry, t.RegistryChecker, t.Log)
 		parts["registry checks"] = refCfg.Registries.Run
 	}
-	refresher := broker.NewRefresher(refCfg, t.Registry, t.Source, syncer, t.Log)
+	refresher := refresh.New(refCfg, t.Registry, t.Source, syncer, t.Log)
 	defer t.Attach(refresher)()
 	parts["refresher"] = refresher.Run
 	if t.Webhook != nil {

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/notify"
+	"github.com/credbroker/credbroker/broker/refresh"
+
 	"github.com/credbroker/credbroker/internal/testenv/demo"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,10 +40,10 @@ func TestATermPublishesAndStopsWhenItEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var attached atomic.Pointer[broker.Refresher]
+	var attached atomic.Pointer[refresh.Refresher]
 	term := leader.Term{Kube: cp.Admin, Registry: registry, Source: client, Prober: github.NewProber(github.ProberConfig{}),
-		Credentials: store, Notifier: broker.NewNotifier(store, false, clock.RealClock{}, nil, log), Log: log,
-		Attach: func(r *broker.Refresher) func() {
+		Credentials: store, Notifier: notify.NewNotifier(store, false, clock.RealClock{}, nil, log), Log: log,
+		Attach: func(r *refresh.Refresher) func() {
 			attached.Store(r)
 			return func() { attached.Store(nil) }
 		}}
@@ -114,8 +117,8 @@ func TestAPanicEndsTheTermAndHoldStartsAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	term := leader.Term{Kube: cp.Admin, Registry: registry, Source: d.Client, Credentials: d.Store,
-		Notifier: broker.NewNotifier(d.Store, false, clock.RealClock{}, nil, log), Log: log,
-		Attach: func(*broker.Refresher) func() { return func() {} }, Restart: 100 * time.Millisecond}
+		Notifier: notify.NewNotifier(d.Store, false, clock.RealClock{}, nil, log), Log: log,
+		Attach: func(*refresh.Refresher) func() { return func() {} }, Restart: 100 * time.Millisecond}
 	held := make(chan struct{})
 	go func() { term.Hold(ctx); close(held) }()
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
@@ -162,8 +165,8 @@ func TestLeadershipLostMidRotationEndsTheRotation(t *testing.T) {
 	}
 	source := gatedSource{Source: d.Client, entered: make(chan struct{}, 1), cut: make(chan struct{})}
 	term := leader.Term{Kube: cp.Admin, Registry: d.Registry, Source: source, Credentials: d.Store,
-		Notifier: broker.NewNotifier(d.Store, false, clock.RealClock{}, nil, log), Log: log,
-		Attach: func(*broker.Refresher) func() { return func() {} }}
+		Notifier: notify.NewNotifier(d.Store, false, clock.RealClock{}, nil, log), Log: log,
+		Attach: func(*refresh.Refresher) func() { return func() {} }}
 	ctx, lose := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- term.Run(ctx) }()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/refresh"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -34,9 +36,9 @@ func (m *memorySink) Remove(context.Context, string) error { return nil }
 
 // attachRefresher runs the credential service on a Refresher whose Sink is
 // a memorySink, until the test ends.
-func (in *instance) attachRefresher(t *testing.T) *broker.Refresher {
-	ledger := broker.NewSyncLedger(nil)
-	refresher := broker.NewRefresher(broker.RefresherConfig{Resync: time.Hour, Ledger: ledger}, in.registry, in.github,
+func (in *instance) attachRefresher(t *testing.T) *refresh.Refresher {
+	ledger := refresh.NewSyncLedger(nil)
+	refresher := refresh.New(refresh.Config{Resync: time.Hour, Ledger: ledger}, in.registry, in.github,
 		&memorySink{reporter: ledger}, slog.New(slog.DiscardHandler))
 	t.Cleanup(in.creds.Attach(refresher))
 	return refresher

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/notify"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -257,7 +259,7 @@ func TestAWatchSeesAnEventAnotherReplicaWroteLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	behind := clocktesting.NewFakePassiveClock(time.Now().Add(-3 * time.Second))
-	follower := broker.NewNotifier(in.store, false, behind, nil, slog.New(slog.DiscardHandler))
+	follower := notify.NewNotifier(in.store, false, behind, nil, slog.New(slog.DiscardHandler))
 	if !follower.Raise(ctx, broker.Event{Type: broker.EventPullDenied, TenantID: "a", Namespace: "web", Severity: broker.SeverityWarning,
 		Message: "denied", DedupeKey: "a/pull-denied/web"}) {
 		t.Fatal("the follower's event was not written")

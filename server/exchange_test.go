@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/exchange"
+
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -85,9 +87,9 @@ func startExchange(tb testing.TB, log *slog.Logger) (*instance, credbrokerv1.Pul
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pubs := broker.NewPublications(broker.NewMemoryPublications(), sealer)
+	pubs := exchange.NewPublications(exchange.NewMemoryPublications(), sealer)
 	owners := &namespaceOwners{m: map[string]broker.Tenant{"shop": pending}}
-	exchanger := broker.NewExchanger(owners, pubs, broker.ExchangerConfig{Images: rules}, log)
+	exchanger := exchange.New(owners, pubs, exchange.Config{Images: rules}, log)
 	tokens := podTokens{
 		"web-pod":  {Namespace: "web-prod", ServiceAccount: "default", Pod: "app-1"},
 		"shop-pod": {Namespace: "shop", ServiceAccount: "default", Pod: "cart-1"},

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/notify"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -95,7 +97,7 @@ type instance struct {
 	github   *github.Client
 	registry *broker.Tenants
 	creds    *api.CredentialAPI
-	notifier *broker.Notifier
+	notifier *notify.Notifier
 	store    *boltstore.Store
 	logs     *syncBuffer
 	conn     *grpc.ClientConn
@@ -138,7 +140,7 @@ func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *i
 	if svc.Credentials == nil {
 		svc.Credentials = creds
 	}
-	notifier := broker.NewNotifier(store, false, clock.RealClock{}, nil, log)
+	notifier := notify.NewNotifier(store, false, clock.RealClock{}, nil, log)
 	if svc.Events == nil {
 		svc.Events = api.NewEventAPI(store, notifier.Appended, time.Minute, log)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/credbroker/credbroker/broker/exchange"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -41,7 +43,7 @@ func TestOneAddressCannotTakeTheExchange(t *testing.T) {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tokens := &peerRecorder{podTokens: podTokens{}, peers: map[string]int{}}
-	exchanger := broker.NewExchanger(&namespaceOwners{}, broker.NewPublications(broker.NewMemoryPublications(), nil), broker.ExchangerConfig{}, log)
+	exchanger := exchange.New(&namespaceOwners{}, exchange.NewPublications(exchange.NewMemoryPublications(), nil), exchange.Config{}, log)
 	limit := auth.Limit{PerSecond: 1, Burst: 20}
 	in := start(t, t.TempDir(), server.Services{Exchange: api.NewExchangeAPI(tokens, exchanger, log)},
 		func(cfg *server.Config, store *boltstore.Store, log *slog.Logger) {

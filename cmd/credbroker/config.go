@@ -15,6 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/refresh"
+	"github.com/credbroker/credbroker/broker/registryhealth"
+
 	"github.com/credbroker/credbroker/admission"
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/broker"
@@ -141,9 +144,9 @@ func (cfg *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&cfg.namespaceLabels.groups, "namespace-label-writer-groups", "system:masters", "comma-separated groups who may set labels under --namespace-label-prefix; written into the guard policy credbroker applies (--admission-policy)")
 	fs.StringVar(&cfg.serviceAccounts, "service-accounts", "default", "comma-separated ServiceAccounts whose imagePullSecrets get the Secret, for tenants with patchServiceAccounts")
 	fs.StringVar(&cfg.plainHTTP, "plain-http-registries", "", "comma-separated registry hosts (host:port) the prober speaks plain HTTP to, as nodes do with a hosts.toml; loopback registries always are")
-	fs.DurationVar(&cfg.refreshLead, "refresh-lead", broker.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
-	fs.DurationVar(&cfg.patRecheck, "pat-recheck", broker.DefaultPATRecheck, "validate each PAT with GitHub this often (and at each expiry warning)")
-	fs.DurationVar(&cfg.registryCheckInterval, "registry-check-interval", broker.DefaultRegistryCheckInterval, "check each tenant's further registry credentials this often (a login, and a manifest HEAD of the entry's check image)")
+	fs.DurationVar(&cfg.refreshLead, "refresh-lead", refresh.DefaultLead, "renew an App token this long before it expires (at most a sixth of its life), less up to a tenth at random")
+	fs.DurationVar(&cfg.patRecheck, "pat-recheck", refresh.DefaultPATRecheck, "validate each PAT with GitHub this often (and at each expiry warning)")
+	fs.DurationVar(&cfg.registryCheckInterval, "registry-check-interval", registryhealth.DefaultRegistryCheckInterval, "check each tenant's further registry credentials this often (a login, and a manifest HEAD of the entry's check image)")
 	fs.StringVar(&cfg.webhookURL, "webhook-url", "", "URL the backend receives events at (POST, JSON, signed); none when empty")
 	fs.StringVar(&cfg.webhookSecret, "webhook-secret-file", "", "file with the HMAC-SHA256 key that signs webhook bodies (X-Credbroker-Signature); required with --webhook-url")
 	fs.StringVar(&cfg.ghWebhookSecret, "github-webhook-secret-file", "", "file with the GitHub App's webhook secret; enables POST /webhooks/github")

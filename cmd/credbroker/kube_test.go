@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/broker/notify"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,7 +26,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github/emulator"
 	"github.com/credbroker/credbroker/internal/testenv"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
@@ -44,7 +45,7 @@ func TestServeSyncsIntoACluster(t *testing.T) {
 	received := make(chan map[string]any, 16)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if r.Header.Get(broker.HeaderSignature) != broker.Sign(webhookSecret, r.Header.Get(broker.HeaderTimestamp), body) {
+		if r.Header.Get(notify.HeaderSignature) != notify.Sign(webhookSecret, r.Header.Get(notify.HeaderTimestamp), body) {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}

@@ -19,6 +19,13 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/credbroker/credbroker/broker/exchange"
+	"github.com/credbroker/credbroker/broker/inbox"
+	"github.com/credbroker/credbroker/broker/notify"
+	"github.com/credbroker/credbroker/broker/refresh"
+	"github.com/credbroker/credbroker/broker/registryhealth"
+	"github.com/credbroker/credbroker/broker/tenantindex"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/utils/clock"
@@ -63,14 +70,14 @@ type parts struct {
 	sealer   *broker.Sealer
 	github   *github.Client
 	registry *broker.Tenants
-	notifier *broker.Notifier
+	notifier *notify.Notifier
 	metrics  *broker.Metrics
 	// deliveries takes GitHub's webhooks in on this replica; the leader
 	// acts on them.
-	deliveries *broker.Deliveries
+	deliveries *inbox.Runner
 	// publications are the credentials the leader published, for the
 	// credential provider exchange on every replica.
-	publications *broker.Publications
+	publications *exchange.Publications
 	// webhook is the validating admission webhook, when served.
 	webhook http.Handler
 	// registryTokens is the in-cluster registry's token service, when served.
@@ -133,7 +140,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	if p.clients.Sync != nil {
 		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
 	}
-	p.notifier = broker.NewNotifier(store, cfg.webhookURL != "", clock.RealClock{}, p.metrics, log)
+	p.notifier = notify.NewNotifier(store, cfg.webhookURL != "", clock.RealClock{}, p.metrics, log)
 	var tenants *k8ssync.TenantCache
 	regCfg.SoleWriter = cfg.storeKind != "kubernetes" // the embedded store is one process's
 	if cfg.storeKind == "kubernetes" {
@@ -161,7 +168,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 			return err
 		}
 	}
-	p.deliveries = broker.NewDeliveries(store, clock.RealClock{}, log)
+	p.deliveries = inbox.NewRunner(store, clock.RealClock{}, log)
 	credentials := api.NewCredentialAPI(p.registry, log)
 	srv, err := newServer(cfg, p, credentials, exchange, dev, metrics, log)
 	if err != nil {
@@ -238,13 +245,13 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 // startLeader runs leadership terms (or, without leader election, one term)
 // on wg until ctx ends; without a cluster there is nothing to lead.
 func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p parts, credentials *api.CredentialAPI, log *slog.Logger) error {
-	var webhook *broker.Webhook
+	var webhook *notify.Outbox
 	if cfg.webhookURL != "" {
 		secret, err := readSecretFile(cfg.webhookSecret, "webhook secret")
 		if err != nil {
 			return err
 		}
-		webhook = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret, Encode: api.EventJSON},
+		webhook = notify.NewOutbox(notify.OutboxConfig{URL: cfg.webhookURL, Secret: secret, Encode: api.EventJSON},
 			p.store, p.notifier, p.metrics, log)
 	}
 	if p.clients.Sync == nil {
@@ -259,10 +266,10 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 	term := leader.Term{Kube: p.clients.Sync, Registry: p.registry, Source: p.github, Prober: github.NewProber(github.ProberConfig{Recheck: p.github.Recheck, PlainHTTP: cfg.plainHTTPRegistry()}),
 		// No Recheck: a third party's password is never shown to GitHub.
 		RegistryChecker: github.NewProber(github.ProberConfig{PlainHTTP: cfg.plainHTTPRegistry()}),
-		RegistryHealth:  broker.RegistryHealthConfig{Interval: cfg.registryCheckInterval},
+		RegistryHealth:  registryhealth.Config{Interval: cfg.registryCheckInterval},
 		Credentials:     p.store, Sealer: p.sealer, Notifier: p.notifier, Webhook: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    syncer,
-		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
+		Refresher: refresh.Config{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
 	lead := term.Hold
 	wg.Go(func() {
 		if !cfg.leaderElect {
@@ -287,11 +294,11 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantCache, log *slog.Logger) (*api.ExchangeAPI, error) {
 	var source k8ssync.TenantSource = tenants
 	if tenants == nil {
-		index := broker.NewTenantIndex(p.registry, clock.RealClock{}, log)
-		wg.Go(func() { index.Run(ctx, broker.DefaultResync) })
+		index := tenantindex.New(p.registry, clock.RealClock{}, log)
+		wg.Go(func() { index.Run(ctx, refresh.DefaultResync) })
 		source = index
 	}
-	var pubStore broker.PublicationStore = broker.NewMemoryPublications()
+	var pubStore broker.PublicationStore = exchange.NewMemoryPublications()
 	if store, ok := p.store.(*k8ssync.Store); ok && p.sealer != nil {
 		pubs := k8ssync.NewPublications(p.clients.Requests, store)
 		wg.Go(func() { pubs.Run(ctx) })
@@ -299,13 +306,13 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 	} else if ok {
 		log.Warn("no encryption key: the credential provider is answered by the leading replica only")
 	}
-	p.publications = broker.NewPublications(pubStore, p.sealer)
+	p.publications = exchange.NewPublications(pubStore, p.sealer)
 	owners := k8ssync.NewNamespaceOwners(p.clients.Requests, source, cfg.namespaceScope())
 	events := k8ssync.NewPodEvents(p.clients.Requests)
 	wg.Go(func() { owners.Run(ctx) })
 	wg.Go(func() { events.Run(ctx) })
-	exchanger := broker.NewExchanger(owners, p.publications,
-		broker.ExchangerConfig{MaxCache: cfg.providerCache, Images: cfg.imageRules, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
+	exchanger := exchange.New(owners, p.publications,
+		exchange.Config{MaxCache: cfg.providerCache, Images: cfg.imageRules, Notifier: p.notifier, Reporter: events, Metrics: p.metrics}, log)
 	if cfg.registryTokens.service != "" {
 		keys, err := cfg.registryTokens.keys()
 		if err != nil {

@@ -1,0 +1,190 @@
+package refresh
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/internal/kit"
+)
+
+// Minting: renew is the one verb that obtains a credential from the
+// Source; syncTenant brings one tenant up to date, renewing only when the
+// credential it shares is missing or due.
+
+// syncTenantID brings the tenant with this id up to date, or removes it
+// when it is gone.
+func (r *Refresher) syncTenantID(ctx context.Context, id string) {
+	t, err := r.registry.Get(ctx, id)
+	if err != nil {
+		r.remove(ctx, id)
+		return
+	}
+	r.syncTenant(ctx, t)
+}
+
+// syncTenant brings one tenant up to date: a tenant whose credential is
+// shared and still good gets that credential without a mint; otherwise its
+// key is renewed.
+func (r *Refresher) syncTenant(ctx context.Context, t broker.Tenant) {
+	r.checkSelector(ctx, t)
+	if b, ok := r.sink.(broker.Binder); ok {
+		b.Bind(ctx, t)
+	}
+	key := r.track(ctx, t)
+	r.mu.Lock()
+	ks := r.keys[key]
+	cred, fresh := ks.cred, ks.cred.Token != "" && r.now().Before(ks.due)
+	r.mu.Unlock()
+	if fresh {
+		r.deliver(ctx, t, cred, false)
+		return
+	}
+	r.renew(ctx, key, "")
+}
+
+// renew obtains a new credential for key and delivers it to every tenant of
+// the key; probeTenant, if set, is probed even if its credential's kind and
+// owner did not change. Concurrent renewals of one key share one call to
+// the Source. On failure the last good credential stays published.
+//
+// The renewal is the key's, not the caller's: it runs on the Refresher's
+// own context (with a deadline of its own), so a caller that goes away — a
+// RefreshCredential client, a webhook delivery — cuts short nobody's
+// renewal. Each caller waits on its own context.
+func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
+	if probeTenant != "" {
+		r.mu.Lock()
+		if ts := r.tenants[probeTenant]; ts != nil {
+			ts.probeWanted = true
+		}
+		r.mu.Unlock()
+	}
+	done := r.flight.DoChan(key, func() (any, error) {
+		rctx, cancel := context.WithTimeout(r.detached(ctx), r.cfg.RenewTimeout)
+		defer cancel()
+		r.renewKey(rctx, key)
+		return nil, nil
+	})
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// renewKey is one renewal of key: obtain, record, deliver.
+func (r *Refresher) renewKey(ctx context.Context, key string) {
+	r.mu.Lock()
+	ks := r.keys[key]
+	if ks == nil {
+		r.mu.Unlock()
+		return
+	}
+	var source broker.Tenant // any tenant of the key: they share the source
+	for id := range ks.tenants {
+		source = r.tenants[id].tenant
+		break
+	}
+	r.mu.Unlock()
+	cred, err := r.obtain(ctx, source)
+	r.cfg.Metrics.Refreshed(kindOf(source), err)
+	if err != nil {
+		r.fail(ctx, key, err)
+		return
+	}
+	now := r.now()
+	r.mu.Lock()
+	ks = r.keys[key]
+	if ks == nil { // every tenant of the key went meanwhile
+		r.mu.Unlock()
+		return
+	}
+	superseded := ks.cred
+	ks.cred, ks.lastRefresh, ks.lastErr, ks.failures = cred, now, nil, 0
+	ks.due = r.timing.due(cred, now)
+	tenants := r.tenantsLocked(ks)
+	r.mu.Unlock()
+	if superseded.Token != cred.Token {
+		r.retire(superseded, now)
+	}
+	r.store(ctx, key, cred, now)
+	for _, t := range tenants {
+		r.notifier.Resolve(ctx, renewalCondition(t.ID), "the credential was renewed")
+		r.notifier.Resolve(ctx, expiryCondition(t.ID), "the credential was renewed")
+		r.warnPATExpiry(ctx, t, cred, now)
+		r.deliver(ctx, t, cred, false)
+	}
+}
+
+// obtain asks the Source for t's credential: a fresh installation token,
+// or the tenant's PAT once GitHub vouched for it.
+func (r *Refresher) obtain(ctx context.Context, t broker.Tenant) (broker.Credential, error) {
+	switch {
+	case t.App != nil:
+		return kit.Guarded(ctx, r.log, "minting an installation token", func() (broker.Credential, error) {
+			return r.source.MintInstallationToken(ctx, t.App.InstallationID, t.App.Permissions, t.App.Repositories)
+		})
+	case t.PAT != nil:
+		token, err := r.registry.OpenPAT(t)
+		if err != nil {
+			return broker.Credential{}, err
+		}
+		owner, err := kit.Guarded(ctx, r.log, "validating a PAT", func() (broker.PATOwner, error) { return r.source.ValidatePAT(ctx, token) })
+		if err != nil {
+			return broker.Credential{}, err
+		}
+		return broker.Credential{Kind: broker.KindPAT, Username: owner.Owner.Login, Token: token, IssuedAt: r.now(), ExpiresAt: owner.ExpiresAt}, nil
+	}
+	return broker.Credential{}, fmt.Errorf("tenant %q has no credential source", t.ID)
+}
+
+// fail records a failed renewal of key: the last good credential stays
+// published, the key is tried again after a backoff, and the tenants'
+// owners are told.
+func (r *Refresher) fail(ctx context.Context, key string, err error) {
+	now := r.now()
+	reason := broker.ReasonOf(err)
+	r.mu.Lock()
+	ks := r.keys[key]
+	if ks == nil {
+		r.mu.Unlock()
+		return
+	}
+	ks.failures++
+	ks.lastRefresh = now
+	ks.lastErr = &broker.CredentialError{Reason: reason, Message: err.Error(), Time: now}
+	wait := r.timing.retryWait(ks.cred, ks.failures, err, now)
+	ks.due = now.Add(wait)
+	cred, failures := ks.cred, ks.failures
+	tenants := r.tenantsLocked(ks)
+	r.mu.Unlock()
+
+	valid := cred.Token != "" && (cred.ExpiresAt.IsZero() || now.Before(cred.ExpiresAt))
+	for _, t := range tenants {
+		r.log.WarnContext(ctx, "refresh failed", slog.String("tenant", t.ID), slog.String("reason", string(reason)),
+			slog.Any("error", err), slog.Duration("retryIn", wait), slog.Int("failures", failures))
+		if worthTelling(reason, failures, valid) {
+			r.raise(ctx, failureEvent(t.ID, reason, err, valid))
+		}
+		if cred.Kind == broker.KindGitHubApp && valid && !now.Before(r.timing.expiryWarning(cred)) {
+			r.raise(ctx, expiryEvent(t.ID, reason, cred.ExpiresAt))
+		}
+	}
+}
+
+// warnPATExpiry raises CREDENTIAL_EXPIRING for the nearest warning
+// threshold a PAT has crossed (once per threshold), and resolves the
+// warnings when the tenant's PAT no longer expires soon.
+func (r *Refresher) warnPATExpiry(ctx context.Context, t broker.Tenant, cred broker.Credential, now time.Time) {
+	if cred.Kind != broker.KindPAT {
+		return
+	}
+	ev, crossed := patExpiryEvent(t, cred, r.timing.patWarnings, now)
+	if !crossed {
+		r.notifier.ResolveAll(ctx, patExpiryConditions(t.ID), "the tenant's PAT no longer expires soon")
+		return
+	}
+	r.raise(ctx, ev)
+}
