@@ -85,7 +85,7 @@ func TestNotifierDeduplicates(t *testing.T) {
 func TestSyncChangesNotify(t *testing.T) {
 	ctx := context.Background()
 	store := newMemEvents()
-	ledger := NewSyncLedger(NewNotifier(store, false, clock.RealClock{}, nil, slog.New(slog.DiscardHandler)))
+	conditions := NewSyncConditions(NewNotifier(store, false, clock.RealClock{}, nil, slog.New(slog.DiscardHandler)))
 	for _, st := range []NamespaceSync{
 		{Namespace: "ns", State: SyncSynced},
 		{Namespace: "ns", State: SyncConflict, Reason: ReasonSecretConflict},
@@ -94,7 +94,7 @@ func TestSyncChangesNotify(t *testing.T) {
 		{Namespace: "ns", State: SyncSynced},
 		{Namespace: "ns", State: SyncPending},
 	} {
-		ledger.NamespaceSynced(ctx, "t", st)
+		conditions.NamespaceSynced(ctx, "t", st)
 	}
 	want := []string{"SYNC_CONFLICT t", "SYNC_FAILED t", "SYNC_FAILED t", "RECOVERED t"}
 	if got := store.types(); !slices.Equal(got, want) {

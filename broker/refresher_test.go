@@ -183,12 +183,13 @@ func (s *recordingSink) record(call string) {
 	s.calls = append(s.calls, call)
 }
 
-func (s *recordingSink) Publish(_ context.Context, t Tenant, c Credential) error {
+func (s *recordingSink) Bind(context.Context, Tenant) {}
+func (s *recordingSink) Publish(_ context.Context, t Tenant, p SecretPayload) error {
 	s.mu.Lock()
 	if s.latest == nil {
 		s.latest = map[string]Credential{}
 	}
-	s.latest[t.ID] = c
+	s.latest[t.ID] = p.Credential
 	s.mu.Unlock()
 	s.record("publish " + t.ID)
 	return nil
@@ -201,6 +202,7 @@ func (s *recordingSink) PublishedAll() { s.record("all") }
 func (s *recordingSink) Report(id string, reason Reason, _ string) {
 	s.record("report " + id + " " + string(reason))
 }
+func (s *recordingSink) Namespaces(string) []NamespaceSync { return nil }
 
 func (s *recordingSink) snapshot() ([]string, map[string]Credential) {
 	s.mu.Lock()
@@ -844,7 +846,7 @@ func mustGet(t *testing.T, reg *Registry, id string) Tenant {
 	return tn
 }
 
-// bindingSink is a recordingSink that is a Binder too.
+// bindingSink is a recordingSink that records its Bind calls too.
 type bindingSink struct{ recordingSink }
 
 func (s *bindingSink) Bind(_ context.Context, t Tenant) { s.record("bind " + t.ID) }

@@ -42,7 +42,7 @@ type CredentialStatus struct {
 }
 
 // Status reports the credential a tenant holds as this Refresher knows it,
-// and its namespaces as the Sink reported them.
+// and its namespaces as the Sink holds them.
 func (r *Refresher) Status(tenantID string) CredentialStatus {
 	now := r.now()
 	r.mu.Lock()
@@ -70,7 +70,7 @@ func (r *Refresher) Status(tenantID string) CredentialStatus {
 	case status.Fingerprint != "":
 		status.State = CredentialReady
 	}
-	status.Namespaces = r.ledger.Namespaces(tenantID)
+	status.Namespaces = r.sink.Namespaces(tenantID)
 	status.Registries = r.cfg.Registries.Status(tenantID)
 	return status
 }

@@ -49,26 +49,27 @@ func sameDigest(cached, value []byte) bool {
 	return bytes.Equal(cached, sum[:])
 }
 
-// desiredSecret is the Secret a bound namespace should hold.
-func (s *Syncer) desiredSecret(namespace string, b *binding) *corev1.Secret {
-	config := b.config
-	if s.cfg.Robots != nil && b.cred.Token != "" {
-		config = broker.DockerConfigJSON(b.tenant.Registries, b.cred, append(staticAuths(b.tenant), s.cfg.Robots.Robot(namespace))...)
+// desiredSecret is the Secret a namespace of b's should hold: b's payload,
+// and the namespace's robot beside it when there is one. It is the one
+// place a payload is rendered.
+func desiredSecret(namespace string, b *binding, robot []broker.RegistryAuth) *corev1.Secret {
+	cred := b.payload.Credential
+	annotations := map[string]string{AnnotationFingerprint: cred.Fingerprint()}
+	if !cred.ExpiresAt.IsZero() {
+		annotations[AnnotationExpiry] = cred.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	annotations := map[string]string{AnnotationFingerprint: b.cred.Fingerprint()}
-	if !b.cred.ExpiresAt.IsZero() {
-		annotations[AnnotationExpiry] = b.cred.ExpiresAt.UTC().Format(time.RFC3339)
-	}
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        b.tenant.SecretName,
-			Namespace:   namespace,
-			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelTenant: b.tenant.ID},
-			Annotations: annotations,
-		},
-		Type: corev1.SecretTypeDockerConfigJson,
-		Data: map[string][]byte{corev1.DockerConfigJsonKey: config},
-	}
+	sec := secretOf(namespace, b)
+	sec.Labels = map[string]string{LabelManagedBy: ManagedByValue, LabelTenant: b.tenant.ID}
+	sec.Annotations = annotations
+	sec.Type = corev1.SecretTypeDockerConfigJson
+	sec.Data = map[string][]byte{corev1.DockerConfigJsonKey: b.payload.DockerConfigJSON(robot...)}
+	return sec
+}
+
+// secretOf names b's Secret in namespace, for the Events about it (which
+// land in the namespace of the object they are about, existing or not).
+func secretOf(namespace string, b *binding) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: b.tenant.SecretName, Namespace: namespace}}
 }
 
 // upToDate reports whether actual holds what desired asks for. Only our keys
@@ -95,14 +96,4 @@ func upToDate(actual, desired *corev1.Secret) bool {
 func isManaged(s *corev1.Secret) bool {
 	_, hasTenant := s.Labels[LabelTenant]
 	return s.Labels[LabelManagedBy] == ManagedByValue && hasTenant
-}
-
-// staticAuths are the entries of the tenant's further registries, whose
-// passwords the broker opened for this publication.
-func staticAuths(t broker.Tenant) []broker.RegistryAuth {
-	auths := make([]broker.RegistryAuth, 0, len(t.RegistryCredentials)+1)
-	for _, c := range t.RegistryCredentials {
-		auths = append(auths, broker.RegistryAuth{Host: c.Host, Username: c.Username, Password: c.Password})
-	}
-	return auths
 }

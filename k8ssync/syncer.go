@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"maps"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -81,9 +80,8 @@ type Robots interface {
 // write there.
 type binding struct {
 	tenant   broker.Tenant
-	cred     broker.Credential
-	config   []byte          // the rendered .dockerconfigjson
-	selector labels.Selector // nil without a namespace selector
+	payload  broker.SecretPayload // no credential yet after Bind
+	selector labels.Selector      // nil without a namespace selector
 }
 
 // binds reports whether b claims ns: listed, or selected by the rule of
@@ -125,10 +123,11 @@ type Syncer struct {
 
 	mu       sync.RWMutex
 	bindings map[string]*binding
-	removed  map[string]bool                            // tenants withdrawn with Remove
-	complete bool                                       // every live tenant has been published
-	status   map[string]map[string]broker.NamespaceSync // tenant → namespace → state
+	removed  map[string]bool // tenants withdrawn with Remove
+	complete bool            // every live tenant has been published
 	synced   atomic.Bool
+
+	states *syncStates
 
 	writes     atomic.Int64
 	reconciles atomic.Int64 // finished reconciles, for tests to wait on
@@ -153,7 +152,7 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 		log:      log,
 		bindings: map[string]*binding{},
 		removed:  map[string]bool{},
-		status:   map[string]map[string]broker.NamespaceSync{},
+		states:   newSyncStates(cfg.Reporter),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-namespaces"}),
 		firsts: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -168,7 +167,8 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 	return s, nil
 }
 
-// Writes counts the Secret and ServiceAccount writes the Syncer has made.
+// Writes counts the writes the Syncer has made: Secrets created, updated
+// and deleted, ServiceAccounts patched and namespaces marked.
 func (s *Syncer) Writes() int64 { return s.writes.Load() }
 
 // Run watches and reconciles until ctx is done. Call it once.
@@ -258,8 +258,8 @@ func (s *Syncer) reconcileSafely(ctx context.Context, ns string) (err error) {
 }
 
 // Publish implements broker.Sink.
-func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credential) error {
-	b := &binding{tenant: t, cred: cred, config: broker.DockerConfigJSON(t.Registries, cred, staticAuths(t)...)}
+func (s *Syncer) Publish(_ context.Context, t broker.Tenant, p broker.SecretPayload) error {
+	b := &binding{tenant: t, payload: p}
 	if t.NamespaceSelector != "" {
 		sel, err := labels.Parse(t.NamespaceSelector)
 		if err != nil {
@@ -273,14 +273,14 @@ func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credent
 	delete(s.removed, t.ID)
 	s.mu.Unlock()
 	queue := s.queue
-	if old == nil || old.cred.Token == "" {
+	if old == nil || old.payload.Credential.Token == "" {
 		queue = s.firsts
 	}
 	s.enqueueTenant(queue, t.ID, old, b)
 	return nil
 }
 
-// Bind implements broker.Binder: t's namespaces are claimed and marked
+// Bind implements broker.Sink: t's namespaces are claimed and marked
 // before its first credential, which Publish brings.
 func (s *Syncer) Bind(_ context.Context, t broker.Tenant) {
 	b := &binding{tenant: t}
@@ -319,19 +319,13 @@ func (s *Syncer) PublishedAll() {
 }
 
 // Remove implements broker.Sink.
-func (s *Syncer) Remove(ctx context.Context, tenantID string) error {
+func (s *Syncer) Remove(_ context.Context, tenantID string) error {
 	s.mu.Lock()
 	old := s.bindings[tenantID]
 	delete(s.bindings, tenantID)
-	held := slices.Sorted(maps.Keys(s.status[tenantID]))
-	delete(s.status, tenantID)
 	s.removed[tenantID] = true
 	s.mu.Unlock()
-	if s.cfg.Reporter != nil {
-		for _, ns := range held {
-			s.cfg.Reporter.NamespaceReleased(ctx, tenantID, ns)
-		}
-	}
+	s.states.drop(tenantID)
 	s.enqueueTenant(s.queue, tenantID, old)
 	return nil
 }
@@ -368,13 +362,11 @@ func fnv32(s string) uint32 {
 	return h.Sum32()
 }
 
-// unannounced reports whether a tenant's Secrets must be left alone because
-// the tenant has not been published yet: it has no binding, was not
-// removed, and not every live tenant is known. Any other Secret not owned
-// by its namespace's tenant goes.
-func (s *Syncer) unannounced(tenantID string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+// unannouncedLocked reports whether a tenant's Secrets (and mark) must be
+// left alone because the tenant has not been published yet: it has no
+// binding, was not removed, and not every live tenant is known. Any other
+// Secret not owned by its namespace's tenant goes. s.mu is held.
+func (s *Syncer) unannouncedLocked(tenantID string) bool {
 	_, bound := s.bindings[tenantID]
 	return !bound && !s.complete && !s.removed[tenantID]
 }
@@ -385,12 +377,6 @@ func (s *Syncer) unannounced(tenantID string) bool {
 func (s *Syncer) Report(tenantID string, reason broker.Reason, message string) {
 	s.mu.RLock()
 	b := s.bindings[tenantID]
-	var namespaces []string
-	for ns, st := range s.status[tenantID] {
-		if st.State == broker.SyncSynced {
-			namespaces = append(namespaces, ns)
-		}
-	}
 	s.mu.RUnlock()
 	if b == nil {
 		return
@@ -398,9 +384,17 @@ func (s *Syncer) Report(tenantID string, reason broker.Reason, message string) {
 	if reason != "" { // an expiry warning has none
 		message = string(reason) + ": " + message
 	}
-	for _, ns := range namespaces {
-		s.recorder.Event(s.desiredSecret(ns, b), corev1.EventTypeWarning, "CredentialProblem", message)
+	for _, st := range s.states.of(tenantID) {
+		if st.State == broker.SyncSynced {
+			s.recorder.Event(secretOf(st.Namespace, b), corev1.EventTypeWarning, "CredentialProblem", message)
+		}
 	}
+}
+
+// Namespaces implements broker.Sink: the tenant's namespaces as the Syncer
+// last found or left them.
+func (s *Syncer) Namespaces(tenantID string) []broker.NamespaceSync {
+	return s.states.of(tenantID)
 }
 
 var _ broker.Sink = (*Syncer)(nil)
