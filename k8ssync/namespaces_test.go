@@ -28,7 +28,7 @@ func TestRegistrationRefusesClaimsOnAnotherTenantsNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Namespaces: Namespaces{Client: client}})
+	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Namespaces: ClusterNamespaces{Client: client}})
 	ctx := context.Background()
 	web, shop, free := unique("claims-web"), unique("claims-shop"), unique("claims-free")
 	webLabel, shopLabel := unique("web"), unique("shop")

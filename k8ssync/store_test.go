@@ -257,7 +257,7 @@ func TestCallersDoNotSpendTheSyncersBudget(t *testing.T) {
 	var bySyncer, byRequests atomic.Int64
 	cs := Clients{Sync: counted(syncQPS, syncBurst, &bySyncer), Requests: counted(RequestsQPS, RequestsBurst, &byRequests)}
 	store := cs.Store(ns)
-	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Cache: NewTenantCache(cs.Requests, ns)})
+	reg := broker.NewRegistry(store, nil, nil, clock.RealClock{}, broker.RegistryConfig{Cache: NewTenantInformer(cs.Requests, ns)})
 
 	lookups := 0
 	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); lookups++ {

@@ -61,17 +61,18 @@ type Config struct {
 	Images broker.ImageRules
 	// Robots, if set, are an in-cluster registry's per-namespace
 	// credentials, which each pull Secret carries beside its tenant's.
-	Robots Robots
-	// Reporter hears every namespace's state (the broker keeps it for the
-	// credential status and turns failures into notifications). It is
-	// called from the reconciling workers and must not call back into the
-	// Syncer; nobody hears when nil.
+	Robots RobotCredentials
+	// Reporter hears each change of a namespace's state or its reason
+	// (the broker turns failures and recoveries into notifications; the
+	// states themselves the Syncer keeps, see Namespaces). It is called
+	// from the reconciling workers and must not call back into the Syncer;
+	// nobody hears when nil.
 	Reporter broker.SyncReporter
 }
 
-// Robots are an in-cluster registry's per-namespace credentials
-// (registrytoken.Robots), which rotate.
-type Robots interface {
+// RobotCredentials are an in-cluster registry's per-namespace credentials
+// (registrytoken.Robots implements it), which rotate.
+type RobotCredentials interface {
 	Robot(namespace string) broker.RegistryAuth
 	NextRotation() time.Time
 }
