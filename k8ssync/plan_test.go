@@ -125,7 +125,9 @@ func TestAPlannedSecretCarriesThePayloadAndTheRobot(t *testing.T) {
 		RegistryAuths: []broker.RegistryAuth{{Host: "quay.io", Username: "acme+robot", Password: "quay"}},
 	}}
 	sec := desiredSecret("web", b, []broker.RegistryAuth{{Host: "registry.internal:5000", Username: "robot.web", Password: "pw"}})
-	var cfg struct{ Auths map[string]struct{ Username, Password string } }
+	var cfg struct {
+		Auths map[string]struct{ Username, Password string }
+	}
 	if err := json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
 		t.Fatal(err)
 	}
