@@ -174,6 +174,28 @@ func syncEvent(tenantID string, st NamespaceSync) Event {
 	return ev
 }
 
+// SyncConditions turns a namespace that starts or stops failing into a
+// condition: SYNC_FAILED or SYNC_CONFLICT while it fails, RECOVERED once it
+// syncs. A nil Notifier notifies nobody.
+type SyncConditions struct {
+	notifier *Notifier
+}
+
+// NewSyncConditions returns the SyncReporter that tells notifier.
+func NewSyncConditions(notifier *Notifier) SyncConditions {
+	return SyncConditions{notifier: notifier}
+}
+
+// NamespaceSynced implements SyncReporter.
+func (c SyncConditions) NamespaceSynced(ctx context.Context, tenantID string, st NamespaceSync) {
+	switch st.State {
+	case SyncSynced:
+		c.notifier.Resolve(ctx, syncCondition(tenantID, st.Namespace), "the pull Secret in "+st.Namespace+" is in sync")
+	case SyncFailed, SyncConflict:
+		c.notifier.Raise(ctx, syncEvent(tenantID, st))
+	}
+}
+
 // raise notifies about a condition and, if it is news, reports it to the
 // tenant's workloads through the Sink (Kubernetes Events).
 func (r *Refresher) raise(ctx context.Context, ev Event) {

@@ -64,25 +64,3 @@ type SyncReporter interface {
 	// NamespaceSynced says a namespace's state for a tenant is now st.
 	NamespaceSynced(ctx context.Context, tenantID string, st NamespaceSync)
 }
-
-// SyncConditions turns a namespace that starts or stops failing into a
-// condition: SYNC_FAILED or SYNC_CONFLICT while it fails, RECOVERED once it
-// syncs. A nil Notifier notifies nobody.
-type SyncConditions struct {
-	notifier *Notifier
-}
-
-// NewSyncConditions returns the SyncReporter that tells notifier.
-func NewSyncConditions(notifier *Notifier) SyncConditions {
-	return SyncConditions{notifier: notifier}
-}
-
-// NamespaceSynced implements SyncReporter.
-func (c SyncConditions) NamespaceSynced(ctx context.Context, tenantID string, st NamespaceSync) {
-	switch st.State {
-	case SyncSynced:
-		c.notifier.Resolve(ctx, syncCondition(tenantID, st.Namespace), "the pull Secret in "+st.Namespace+" is in sync")
-	case SyncFailed, SyncConflict:
-		c.notifier.Raise(ctx, syncEvent(tenantID, st))
-	}
-}

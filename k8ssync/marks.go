@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,11 +27,50 @@ func markOf(ns *corev1.Namespace) mark {
 	return mark{tenant: ns.Labels[admission.LabelTenant], scopes: ns.Annotations[admission.AnnotationImageScopes]}
 }
 
-// patchMark makes the namespace carry want instead of had (planNamespace
-// chose it: see markFor). The reconcile patches it before writing a Secret
-// and after deleting one, so a credential is never in a namespace the
-// policy does not guard.
-func (s *Syncer) patchMark(ctx context.Context, namespace string, had, want mark) error {
+// markEchoes holds, by namespace, the mark credbroker is writing or wrote
+// last (see Syncer.echoes).
+type markEchoes struct {
+	mu   sync.Mutex
+	byNS map[string]mark
+}
+
+// is reports whether m is the mark credbroker wrote on namespace.
+func (e *markEchoes) is(namespace string, m mark) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	echo, ok := e.byNS[namespace]
+	return ok && echo == m
+}
+
+// expect records m as the mark credbroker writes on namespace.
+func (e *markEchoes) expect(namespace string, m mark) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.byNS == nil {
+		e.byNS = map[string]mark{}
+	}
+	e.byNS[namespace] = m
+}
+
+// forget drops the namespace's mark: it is gone, or the patch failed.
+func (e *markEchoes) forget(namespace string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.byNS, namespace)
+}
+
+// applyMark carries out the mark of a plan: the one planNamespace chose
+// (see markFor) is patched on, and a gone namespace's echo forgotten. The
+// reconcile applies it before writing a Secret and after deleting one, so
+// a credential is never in a namespace the policy does not guard.
+func (s *Syncer) applyMark(ctx context.Context, p plan) error {
+	if p.gone {
+		s.echoes.forget(p.name)
+	}
+	if p.mark == nil {
+		return nil
+	}
+	namespace, had, want := p.name, p.had, *p.mark
 	value := func(v string) any {
 		if v == "" {
 			return nil // a merge patch deletes a key set to null
@@ -44,10 +84,10 @@ func (s *Syncer) patchMark(ctx context.Context, namespace string, had, want mark
 	if err != nil {
 		return err
 	}
-	s.markEchoes.Store(namespace, want)
+	s.echoes.expect(namespace, want)
 	_, err = s.client.CoreV1().Namespaces().Patch(ctx, namespace, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component})
 	if err != nil {
-		s.markEchoes.Delete(namespace)
+		s.echoes.forget(namespace)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil

@@ -1,6 +1,9 @@
 package k8ssync
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -13,8 +16,8 @@ import (
 // Planning one namespace: from what the caches show of it and what the
 // Syncer knows of its tenants, which tenant it belongs to, what it should
 // hold and what is said of it. Nothing here calls the API server, the clock
-// or a lock, so every rule is a table test (plan_test.go); apply.go carries
-// a plan out.
+// or a lock, so every rule is a table test (plan_test.go); Syncer.apply
+// (reconcile.go) carries a plan out.
 
 // observed is what a reconcile knows of one namespace before it acts.
 type observed struct {
@@ -139,6 +142,12 @@ func claim(o observed, scope broker.NamespaceScope, holder string) (owner *bindi
 	return owner, others
 }
 
+// binds reports whether b claims ns: listed, or selected by the rule of
+// scope.Selects (the credential exchange's too).
+func (b *binding) binds(ns *corev1.Namespace, scope broker.NamespaceScope) bool {
+	return slices.Contains(b.tenant.Namespaces, ns.Name) || scope.Selects(b.tenant, b.selector, ns.Labels)
+}
+
 // reportsOf says to every tenant but the owner where it stands in the
 // namespace: refused to it, out of its rights, waiting for it, or no
 // longer concerned.
@@ -202,4 +211,48 @@ func writeOf(current, want *corev1.Secret) secretWrite {
 		return secretReplaced
 	}
 	return secretUpdated
+}
+
+// desiredSecret is the Secret a namespace of b's should hold: b's payload,
+// and the namespace's robot beside it when there is one. It is the one
+// place a payload is rendered.
+func desiredSecret(namespace string, b *binding, robot []broker.RegistryAuth) *corev1.Secret {
+	cred := b.payload.Credential
+	annotations := map[string]string{AnnotationFingerprint: cred.Fingerprint()}
+	if !cred.ExpiresAt.IsZero() {
+		annotations[AnnotationExpiry] = cred.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	sec := secretOf(namespace, b)
+	sec.Labels = map[string]string{LabelManagedBy: ManagedByValue, LabelTenant: b.tenant.ID}
+	sec.Annotations = annotations
+	sec.Type = corev1.SecretTypeDockerConfigJson
+	sec.Data = map[string][]byte{corev1.DockerConfigJsonKey: b.payload.DockerConfigJSON(robot...)}
+	return sec
+}
+
+// upToDate reports whether actual holds what desired asks for. Only our keys
+// count: labels and annotations others add are left alone, and the sync-time
+// annotation does not make a Secret stale.
+func upToDate(actual, desired *corev1.Secret) bool {
+	if actual.Type != desired.Type || !maps.EqualFunc(actual.Data, desired.Data, sameDigest) {
+		return false
+	}
+	for k, v := range desired.Labels {
+		if actual.Labels[k] != v {
+			return false
+		}
+	}
+	for _, k := range []string{AnnotationFingerprint, AnnotationExpiry} {
+		if actual.Annotations[k] != desired.Annotations[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// sameDigest reports whether cached (a digest, see digestSecretData) is the
+// digest of value.
+func sameDigest(cached, value []byte) bool {
+	sum := sha256.Sum256(value)
+	return bytes.Equal(cached, sum[:])
 }

@@ -72,9 +72,6 @@ func (s *Syncer) observe(name string) (observed, error) {
 // namespace the admission policy does not guard: Secrets that go are
 // deleted before the mark changes, and the owner's is written after.
 func (s *Syncer) apply(ctx context.Context, p plan) error {
-	if p.gone {
-		s.markEchoes.Delete(p.name)
-	}
 	for _, sec := range p.deletes {
 		if err := s.deleteSecret(ctx, sec); err != nil {
 			return err
@@ -87,10 +84,8 @@ func (s *Syncer) apply(ctx context.Context, p plan) error {
 			s.states.set(ctx, r.tenantID, *r.state)
 		}
 	}
-	if p.mark != nil {
-		if err := s.patchMark(ctx, p.name, p.had, *p.mark); err != nil {
-			return err
-		}
+	if err := s.applyMark(ctx, p); err != nil {
+		return err
 	}
 	if p.secret == nil {
 		return nil
@@ -112,7 +107,7 @@ func (s *Syncer) apply(ctx context.Context, p plan) error {
 // and records it in sync.
 func (s *Syncer) writeSecret(ctx context.Context, p plan) error {
 	b, want, current := p.owner, p.secret, p.current
-	synced := broker.NamespaceSync{Namespace: p.name, State: broker.SyncSynced, Fingerprint: b.payload.Credential.Fingerprint(), SyncTime: p.now}
+	synced := broker.NamespaceSync{Namespace: p.name, State: broker.SyncSynced, Fingerprint: want.Annotations[AnnotationFingerprint], SyncTime: p.now}
 	if p.write == secretKept {
 		if st, ok := s.states.get(b.tenant.ID, p.name); ok && st.State == broker.SyncSynced && st.Fingerprint == synced.Fingerprint {
 			return nil

@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,12 +84,6 @@ type binding struct {
 	selector labels.Selector      // nil without a namespace selector
 }
 
-// binds reports whether b claims ns: listed, or selected by the rule of
-// scope.Selects (the credential exchange's too).
-func (b *binding) binds(ns *corev1.Namespace, scope broker.NamespaceScope) bool {
-	return slices.Contains(b.tenant.Namespaces, ns.Name) || scope.Selects(b.tenant, b.selector, ns.Labels)
-}
-
 // Syncer writes each tenant's pull Secret into the namespaces it is bound to
 // and keeps it there. It implements broker.Sink.
 type Syncer struct {
@@ -112,7 +105,7 @@ type Syncer struct {
 	// queues; nsLocks keeps it reconciled by one worker at a time.
 	firsts  workqueue.TypedRateLimitingInterface[string]
 	nsLocks [64]sync.Mutex
-	// markEchoes holds, by namespace, the mark credbroker is writing or
+	// echoes holds, by namespace, the mark credbroker is writing or
 	// wrote last. The watch event that brings just that mark needs no
 	// reconcile, and one would do harm: it can run before the Secret
 	// written right after the mark reaches the informer, and create it a
@@ -120,7 +113,7 @@ type Syncer struct {
 	// TestAMarkedFirstPublicationCreatesEachSecretOnce before it was
 	// skipped). It is set before the patch: the event may come before the
 	// patch's response.
-	markEchoes sync.Map // namespace → mark
+	echoes markEchoes
 
 	mu       sync.RWMutex
 	bindings map[string]*binding
