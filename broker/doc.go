@@ -1,7 +1,7 @@
 // Package broker is credbroker's domain: tenants and their validation, the
 // tenant Registry, image ownership, the Refresher that keeps each
 // credential fresh and published, the Notifier and its webhook deliverer,
-// and the SyncLedger through which a Sink reports what it did.
+// and the SyncConditions that turn what a Sink reports into conditions.
 //
 // It declares the small interfaces it consumes (Store, CredentialStore,
 // EventStore, AuditStore, Source, Prober, Sink, SyncReporter) and is

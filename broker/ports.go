@@ -21,14 +21,20 @@ type Store interface {
 
 // Sink publishes credentials where a tenant's workloads pull from. It owns
 // the fan-out: one Publish serves every namespace the tenant is bound to,
-// including namespaces that appear later. What it then does in each
-// namespace comes back through the SyncReporter it was given.
+// including namespaces that appear later. It keeps the state of each
+// namespace (Namespaces), and tells the SyncReporter it was given when one
+// changes.
 type Sink interface {
-	// Publish makes cred the tenant's credential in all its namespaces, and
-	// keeps it there until the next Publish or Remove.
-	Publish(ctx context.Context, t Tenant, cred Credential) error
-	// Remove withdraws the tenant's Secrets everywhere, and reports each
-	// namespace it held as released.
+	// Bind makes t's namespaces t's, with no credential in them yet; a
+	// tenant already published is left as it is. The Kubernetes Syncer
+	// marks them for the admission policy at once, so that a tenant whose
+	// credential is late, or never pulls, still has its namespaces
+	// guarded. The Refresher binds every tenant it syncs.
+	Bind(ctx context.Context, t Tenant)
+	// Publish makes p what t's pull Secrets carry in all its namespaces,
+	// and keeps it there until the next Publish or Remove.
+	Publish(ctx context.Context, t Tenant, p SecretPayload) error
+	// Remove withdraws the tenant's Secrets everywhere.
 	Remove(ctx context.Context, tenantID string) error
 	// PublishedAll says every live tenant has been published: what the sink
 	// holds for any other tenant may go.
@@ -37,26 +43,19 @@ type Sink interface {
 	// (a refresh that failed, with its reason) where they look: for
 	// Kubernetes, an Event in each of the tenant's namespaces.
 	Report(tenantID string, reason Reason, message string)
+	// Namespaces returns the state of the tenant's credential in each
+	// namespace the Sink holds or tried, ordered by name, for the
+	// credential status.
+	Namespaces(tenantID string) []NamespaceSync
 }
 
-// Binder is a Sink that takes a tenant's namespaces before its first
-// credential: the Kubernetes Syncer marks them for the admission policy at
-// once, so that a tenant whose credential is late, or never pulls, still
-// has its namespaces guarded. The Refresher binds every tenant it syncs.
-type Binder interface {
-	// Bind makes t's namespaces t's, with no credential in them yet; a
-	// tenant already published is left as it is.
-	Bind(ctx context.Context, t Tenant)
-}
-
-// SyncReporter is the one route by which a Sink's results come back: the
-// state of a tenant's credential in each namespace. SyncLedger is the
-// broker's; a Sink calls it from its own goroutines.
+// SyncReporter hears of a Sink's namespaces: the Sink calls it, from its
+// own goroutines, when the state or reason of a tenant's namespace changes
+// (the Sink keeps the states; see Sink.Namespaces). SyncConditions is the
+// broker's.
 type SyncReporter interface {
-	// NamespaceSynced records a namespace's state for a tenant.
+	// NamespaceSynced says a namespace's state for a tenant is now st.
 	NamespaceSynced(ctx context.Context, tenantID string, st NamespaceSync)
-	// NamespaceReleased says the tenant no longer holds the namespace.
-	NamespaceReleased(ctx context.Context, tenantID, namespace string)
 }
 
 // Revoker retires an installation token at GitHub before it expires.

@@ -237,24 +237,19 @@ func (r *Tenants) OpenRegistryCredential(tenantID string, c RegistryCredential) 
 	return password, nil
 }
 
-// withPasswords returns t with the plaintext in each registry entry, for
-// the Sink; an entry that does not open is left out, and its error
+// RegistryAuths opens the password of each of t's registry entries, for
+// its pull Secrets; an entry that does not open is left out, and its error
 // returned (the health check reports it on the entry).
-func (r *Tenants) WithPasswords(t Tenant) (Tenant, error) {
-	if len(t.RegistryCredentials) == 0 {
-		return t, nil
-	}
+func (r *Tenants) RegistryAuths(t Tenant) ([]RegistryAuth, error) {
 	var errs []error
-	open := make([]RegistryCredential, 0, len(t.RegistryCredentials))
+	auths := make([]RegistryAuth, 0, len(t.RegistryCredentials))
 	for _, c := range t.RegistryCredentials {
 		password, err := r.OpenRegistryCredential(t.ID, c)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		c.Password = password
-		open = append(open, c)
+		auths = append(auths, RegistryAuth{Host: c.Host, Username: c.Username, Password: password})
 	}
-	t.RegistryCredentials = open
-	return t, errors.Join(errs...)
+	return auths, errors.Join(errs...)
 }

@@ -187,8 +187,8 @@ func TestASelectorOutsideThePrefixKeepsWhatItHoldsAndBindsNothingNew(t *testing.
 		t.Errorf("the new namespace is marked: %v %v", nsObj.Labels, err)
 	}
 
-	tenants := NewTenantCache(brokerClient(t), home)
-	owners := NewNamespaceOwners(brokerClient(t), tenants, scope)
+	tenants := NewTenantInformer(brokerClient(t), home)
+	owners := NewNamespaceInformer(brokerClient(t), tenants, scope)
 	runUntilCleanup(t, tenants.Run)
 	runUntilCleanup(t, owners.Run)
 	owner := func(ns string) string {

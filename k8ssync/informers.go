@@ -68,7 +68,7 @@ func (s *Syncer) namespaceUpdated(o, n *corev1.Namespace) {
 }
 
 func (s *Syncer) isMarkEcho(o, n *corev1.Namespace) bool {
-	if echo, ok := s.markEchoes.Load(n.Name); !ok || echo != markOf(n) {
+	if !s.echoes.is(n.Name, markOf(n)) {
 		return false
 	}
 	others := func(labels map[string]string) map[string]string {

@@ -40,7 +40,7 @@ func startReplica(t *testing.T, identity, lease string, tn broker.Tenant, cred b
 				t.Error(err)
 				return
 			}
-			if err := s.Publish(ctx, tn, cred); err != nil {
+			if err := s.Publish(ctx, tn, payloadOf(tn, cred)); err != nil {
 				t.Error(err)
 			}
 			r.syncer.Store(s)

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credbroker/credbroker/broker/refresh"
-
 	"github.com/credbroker/credbroker/internal/testenv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -148,19 +146,18 @@ func requireCluster(t testing.TB) {
 	}
 }
 
-// testSyncer is a running Syncer and the ledger it reports to.
+// testSyncer is a running Syncer.
 type testSyncer struct {
 	*Syncer
-	ledger *refresh.SyncLedger
 }
 
-// Status is what the Syncer reported of a tenant's namespaces.
+// Status is what the Syncer holds of a tenant's namespaces.
 func (s *testSyncer) Status(tenantID string) []broker.NamespaceSync {
-	return s.ledger.Namespaces(tenantID)
+	return s.Namespaces(tenantID)
 }
 
 // startSyncer runs a Syncer as the credbroker ServiceAccount until the test
-// ends, reporting to a ledger of its own.
+// ends.
 func startSyncer(t testing.TB, cfg Config) *testSyncer {
 	t.Helper()
 	requireCluster(t)
@@ -174,8 +171,6 @@ func startSyncerAs(t testing.TB, restCfg *rest.Config, cfg Config) *testSyncer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger := refresh.NewSyncLedger(nil)
-	cfg.Reporter = ledger
 	s, err := New(client, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -190,5 +185,5 @@ func startSyncerAs(t testing.TB, restCfg *rest.Config, cfg Config) *testSyncer {
 		}
 	})
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return s.synced.Load(), "informer caches never synced" })
-	return &testSyncer{Syncer: s, ledger: ledger}
+	return &testSyncer{Syncer: s}
 }

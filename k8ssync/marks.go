@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,29 +27,50 @@ func markOf(ns *corev1.Namespace) mark {
 	return mark{tenant: ns.Labels[admission.LabelTenant], scopes: ns.Annotations[admission.AnnotationImageScopes]}
 }
 
-// wantedMark is the mark of namespace when owner holds it: the tenant and
-// the scopes its Pods may run images from there (the namespace's own on
-// the in-cluster registry among them).
-func (s *Syncer) wantedMark(namespace string, owner *binding) mark {
-	if owner == nil {
-		return mark{}
-	}
-	return mark{tenant: owner.tenant.ID, scopes: strings.Join(s.cfg.Images.ScopesIn(owner.tenant, namespace), " ")}
+// markEchoes holds, by namespace, the mark credbroker is writing or wrote
+// last (see Syncer.echoes).
+type markEchoes struct {
+	mu   sync.Mutex
+	byNS map[string]mark
 }
 
-// ensureMark makes ns carry owner's mark, or none without an owner. The
-// reconcile calls it before writing a Secret and after deleting one, so a
-// credential is never in a namespace the policy does not guard. A mark of
-// a tenant not yet published is kept, as its Secrets are: a new leader
-// must not lift the policy while it catches up.
-func (s *Syncer) ensureMark(ctx context.Context, ns *corev1.Namespace, owner *binding) error {
-	if !s.cfg.MarkNamespaces || ns == nil || !s.cfg.Scope.Allows(ns.Name) {
+// is reports whether m is the mark credbroker wrote on namespace.
+func (e *markEchoes) is(namespace string, m mark) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	echo, ok := e.byNS[namespace]
+	return ok && echo == m
+}
+
+// expect records m as the mark credbroker writes on namespace.
+func (e *markEchoes) expect(namespace string, m mark) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.byNS == nil {
+		e.byNS = map[string]mark{}
+	}
+	e.byNS[namespace] = m
+}
+
+// forget drops the namespace's mark: it is gone, or the patch failed.
+func (e *markEchoes) forget(namespace string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.byNS, namespace)
+}
+
+// applyMark carries out the mark of a plan: the one planNamespace chose
+// (see markFor) is patched on, and a gone namespace's echo forgotten. The
+// reconcile applies it before writing a Secret and after deleting one, so
+// a credential is never in a namespace the policy does not guard.
+func (s *Syncer) applyMark(ctx context.Context, p plan) error {
+	if p.gone {
+		s.echoes.forget(p.name)
+	}
+	if p.mark == nil {
 		return nil
 	}
-	have, want := markOf(ns), s.wantedMark(ns.Name, owner)
-	if have == want || (want == (mark{}) && s.unannounced(have.tenant)) {
-		return nil
-	}
+	namespace, had, want := p.name, p.had, *p.mark
 	value := func(v string) any {
 		if v == "" {
 			return nil // a merge patch deletes a key set to null
@@ -63,19 +84,19 @@ func (s *Syncer) ensureMark(ctx context.Context, ns *corev1.Namespace, owner *bi
 	if err != nil {
 		return err
 	}
-	s.markEchoes.Store(ns.Name, want)
-	_, err = s.client.CoreV1().Namespaces().Patch(ctx, ns.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component})
+	s.echoes.expect(namespace, want)
+	_, err = s.client.CoreV1().Namespaces().Patch(ctx, namespace, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: Component})
 	if err != nil {
-		s.markEchoes.Delete(ns.Name)
+		s.echoes.forget(namespace)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("mark namespace %s for tenant %q: %w", ns.Name, want.tenant, err)
+		return fmt.Errorf("mark namespace %s for tenant %q: %w", namespace, want.tenant, err)
 	}
 	s.writes.Add(1)
-	s.log.DebugContext(ctx, "namespace marked", slog.String("namespace", ns.Name), slog.String("tenant", want.tenant),
-		slog.String("previousTenant", have.tenant), slog.String("scopes", want.scopes))
+	s.log.DebugContext(ctx, "namespace marked", slog.String("namespace", namespace), slog.String("tenant", want.tenant),
+		slog.String("previousTenant", had.tenant), slog.String("scopes", want.scopes))
 	return nil
 }

@@ -8,14 +8,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// Namespaces implements broker.Namespaces: the cluster's namespaces and
+// ClusterNamespaces implements broker.Namespaces: the cluster's namespaces and
 // their labels, read (a page at a time) when a registration needs them.
-type Namespaces struct {
+type ClusterNamespaces struct {
 	Client kubernetes.Interface
 }
 
 // ListNamespaces implements broker.Namespaces.
-func (n Namespaces) ListNamespaces(ctx context.Context) (map[string]map[string]string, error) {
+func (n ClusterNamespaces) ListNamespaces(ctx context.Context) (map[string]map[string]string, error) {
 	out := map[string]map[string]string{}
 	opts := metav1.ListOptions{Limit: 500}
 	for {

@@ -28,7 +28,7 @@ func TestRegistrationRefusesClaimsOnAnotherTenantsNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	reg := broker.NewTenants(store, nil, nil, clock.RealClock{}, broker.TenantsConfig{Namespaces: Namespaces{Client: client}})
+	reg := broker.NewTenants(store, nil, nil, clock.RealClock{}, broker.TenantsConfig{Namespaces: ClusterNamespaces{Client: client}})
 	ctx := context.Background()
 	web, shop, free := unique("claims-web"), unique("claims-shop"), unique("claims-free")
 	webLabel, shopLabel := unique("web"), unique("shop")

@@ -38,35 +38,35 @@ const (
 
 var publicationSelector = LabelManagedBy + "=" + ManagedByValue + "," + labelPublication
 
-// Publications implements broker.PublicationStore: writes go to the API
+// PublicationSecrets implements broker.PublicationStore: writes go to the API
 // server, reads come from an informer.
-type Publications struct {
+type PublicationSecrets struct {
 	store    *Store
 	informer cache.SharedIndexInformer
 	factory  informers.SharedInformerFactory
 }
 
-// NewPublications returns the publications kept in store's namespace; the
+// NewPublicationSecrets returns the publications kept in store's namespace; the
 // cache fills when Run starts.
-func NewPublications(client kubernetes.Interface, store *Store) *Publications {
+func NewPublicationSecrets(client kubernetes.Interface, store *Store) *PublicationSecrets {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(store.namespace),
 		informers.WithTransform(dropManagedFields),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = publicationSelector }))
-	return &Publications{store: store, informer: f.Core().V1().Secrets().Informer(), factory: f}
+	return &PublicationSecrets{store: store, informer: f.Core().V1().Secrets().Informer(), factory: f}
 }
 
 // Run fills the cache and keeps it current until ctx ends.
-func (p *Publications) Run(ctx context.Context) {
+func (p *PublicationSecrets) Run(ctx context.Context) {
 	p.factory.Start(ctx.Done())
 	<-ctx.Done()
 	p.factory.Shutdown()
 }
 
 // Synced implements broker.PublicationStore.
-func (p *Publications) Synced() bool { return p.informer.HasSynced() }
+func (p *PublicationSecrets) Synced() bool { return p.informer.HasSynced() }
 
 // PutPublication implements broker.PublicationStore.
-func (p *Publications) PutPublication(ctx context.Context, tenantID, fingerprint string, sealed []byte) error {
+func (p *PublicationSecrets) PutPublication(ctx context.Context, tenantID, fingerprint string, sealed []byte) error {
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        publicationSecretPrefix + tenantID,
@@ -88,7 +88,7 @@ func (p *Publications) PutPublication(ctx context.Context, tenantID, fingerprint
 }
 
 // DeletePublication implements broker.PublicationStore.
-func (p *Publications) DeletePublication(ctx context.Context, tenantID string) error {
+func (p *PublicationSecrets) DeletePublication(ctx context.Context, tenantID string) error {
 	err := storeError(p.store.secrets().Delete(ctx, publicationSecretPrefix+tenantID, metav1.DeleteOptions{}))
 	if err != nil && !errors.Is(err, broker.ErrNotFound) {
 		return fmt.Errorf("delete the publication of tenant %s: %w", tenantID, err)
@@ -97,7 +97,7 @@ func (p *Publications) DeletePublication(ctx context.Context, tenantID string) e
 }
 
 // Publication implements broker.PublicationStore.
-func (p *Publications) Publication(tenantID string) (string, []byte, bool) {
+func (p *PublicationSecrets) Publication(tenantID string) (string, []byte, bool) {
 	sec, ok := caches[*corev1.Secret]{p.informer.GetIndexer()}.get(p.store.namespace, publicationSecretPrefix+tenantID)
 	if !ok || sec.Labels[labelPublication] != tenantID {
 		return "", nil, false
@@ -106,7 +106,7 @@ func (p *Publications) Publication(tenantID string) (string, []byte, bool) {
 }
 
 // PublishedTenants implements broker.PublicationStore.
-func (p *Publications) PublishedTenants() []string {
+func (p *PublicationSecrets) PublishedTenants() []string {
 	var ids []string
 	for _, sec := range (caches[*corev1.Secret]{p.informer.GetIndexer()}).all() {
 		ids = append(ids, sec.Labels[labelPublication])
@@ -115,10 +115,10 @@ func (p *Publications) PublishedTenants() []string {
 	return ids
 }
 
-var _ broker.PublicationStore = (*Publications)(nil)
+var _ broker.PublicationStore = (*PublicationSecrets)(nil)
 
-// TenantSource is where NamespaceOwners finds the tenants that claim a
-// namespace, from memory: the TenantCache (the Kubernetes store, every
+// TenantSource is where NamespaceInformer finds the tenants that claim a
+// namespace, from memory: the TenantInformer (the Kubernetes store, every
 // replica), or broker.TenantIndex (the embedded store of one replica).
 type TenantSource interface {
 	// Synced reports whether the source has been filled.
@@ -129,11 +129,11 @@ type TenantSource interface {
 	WithSelector() []broker.Tenant
 }
 
-// NamespaceOwners implements broker.NamespaceOwners on any replica: tenants
+// NamespaceInformer implements broker.NamespaceOwners on any replica: tenants
 // from a TenantSource, namespaces' labels from an informer, the rules from
 // broker.NamespaceScope.Selects and broker.Claimant, as the Syncer's. A namespace several selectors match goes to none here:
 // which tenant's Secret it holds, the Syncer's tie-break, is not watched.
-type NamespaceOwners struct {
+type NamespaceInformer struct {
 	tenants    TenantSource
 	scope      broker.NamespaceScope
 	namespaces cache.SharedIndexInformer
@@ -143,18 +143,18 @@ type NamespaceOwners struct {
 	selectors map[string]labels.Selector // parsed, by selector text
 }
 
-// NewNamespaceOwners returns the owners of namespaces as the tenants of
+// NewNamespaceInformer returns the owners of namespaces as the tenants of
 // source claim them within scope; it answers once Run has filled its
 // namespace cache and the source is filled.
-func NewNamespaceOwners(client kubernetes.Interface, source TenantSource, scope broker.NamespaceScope) *NamespaceOwners {
+func NewNamespaceInformer(client kubernetes.Interface, source TenantSource, scope broker.NamespaceScope) *NamespaceInformer {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
-	return &NamespaceOwners{tenants: source, scope: scope, namespaces: f.Core().V1().Namespaces().Informer(), factory: f,
+	return &NamespaceInformer{tenants: source, scope: scope, namespaces: f.Core().V1().Namespaces().Informer(), factory: f,
 		selectors: map[string]labels.Selector{}}
 }
 
 // Run fills the namespace cache and keeps it current until ctx ends; the
 // source runs on its own.
-func (o *NamespaceOwners) Run(ctx context.Context) {
+func (o *NamespaceInformer) Run(ctx context.Context) {
 	o.factory.Start(ctx.Done())
 	<-ctx.Done()
 	o.factory.Shutdown()
@@ -164,7 +164,7 @@ func (o *NamespaceOwners) Run(ctx context.Context) {
 var errNotSynced = fmt.Errorf("%w: the tenant and namespace caches are not filled yet", broker.ErrUnavailable)
 
 // NamespaceOwner implements broker.NamespaceOwners.
-func (o *NamespaceOwners) NamespaceOwner(namespace string) (broker.Tenant, bool, error) {
+func (o *NamespaceInformer) NamespaceOwner(namespace string) (broker.Tenant, bool, error) {
 	if !o.tenants.Synced() || !o.namespaces.HasSynced() {
 		return broker.Tenant{}, false, errNotSynced
 	}
@@ -196,7 +196,7 @@ func (o *NamespaceOwners) NamespaceOwner(namespace string) (broker.Tenant, bool,
 
 // selector parses a selector once; registration refuses a bad one, and one
 // stored anyway binds nothing.
-func (o *NamespaceOwners) selector(text string) labels.Selector {
+func (o *NamespaceInformer) selector(text string) labels.Selector {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	sel, ok := o.selectors[text]
@@ -213,7 +213,7 @@ func (o *NamespaceOwners) selector(text string) labels.Selector {
 	return sel
 }
 
-var _ broker.NamespaceOwners = (*NamespaceOwners)(nil)
+var _ broker.NamespaceOwners = (*NamespaceInformer)(nil)
 
 // PodEvents shows a credential provider denial on the Pod it concerns, the
 // one place its owner sees it: the kubelet logs the plugin's error, and the

@@ -60,8 +60,8 @@ func TestNamespaceOwnersAsAReplicaSeesThem(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tenants := NewTenantCache(client, home)
-	owners := NewNamespaceOwners(client, tenants, broker.NamespaceScope{Reserved: []string{home}})
+	tenants := NewTenantInformer(client, home)
+	owners := NewNamespaceInformer(client, tenants, broker.NamespaceScope{Reserved: []string{home}})
 	if _, _, err := owners.NamespaceOwner(listed); !errors.Is(err, errNotSynced) {
 		t.Fatalf("before the caches fill: %v, want errNotSynced", err)
 	}
@@ -121,8 +121,8 @@ func TestPublicationsReachAnotherReplicaSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaderSide := NewPublications(client, NewStore(client, home))
-	otherSide := NewPublications(client, NewStore(client, home))
+	leaderSide := NewPublicationSecrets(client, NewStore(client, home))
+	otherSide := NewPublicationSecrets(client, NewStore(client, home))
 	runUntilCleanup(t, leaderSide.Run)
 	runUntilCleanup(t, otherSide.Run)
 	testenv.Eventually(t, 30*time.Second, testenv.Holds("caches never filled", func() bool { return leaderSide.Synced() && otherSide.Synced() }))

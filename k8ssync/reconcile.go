@@ -18,143 +18,118 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// Reconciling one namespace: which tenant it belongs to, the Secret it must
-// hold, and what is reported of it.
-
-// claims decides which tenant a namespace belongs to (broker.Claimant's
-// rule, the credential provider's too); every other claimant is told.
-func (s *Syncer) claims(ns *corev1.Namespace, holder string) (owner *binding, others []*binding, all []*binding) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var explicit, selected []string
-	var claimants []*binding
-	for _, id := range slices.Sorted(maps.Keys(s.bindings)) {
-		b := s.bindings[id]
-		all = append(all, b)
-		switch {
-		case ns == nil || !s.cfg.Scope.Allows(ns.Name) || !b.binds(ns, s.cfg.Scope):
-			continue
-		case slices.Contains(b.tenant.Namespaces, ns.Name):
-			explicit = append(explicit, id)
-		default:
-			selected = append(selected, id)
-		}
-		claimants = append(claimants, b)
-	}
-	winner, _ := broker.Claimant(explicit, selected, holder)
-	for _, b := range claimants {
-		if b.tenant.ID == winner {
-			owner = b
-		} else {
-			others = append(others, b)
-		}
-	}
-	return owner, others, all
-}
+// Reconciling one namespace: observe it (the caches, the Syncer's
+// bindings), plan what it should hold (plan.go), and apply the plan.
 
 // reconcile makes one namespace hold exactly the Secret of the tenant it
 // belongs to, and nothing else of ours.
 func (s *Syncer) reconcile(ctx context.Context, name string) error {
+	o, err := s.observe(name)
+	if err != nil {
+		return err
+	}
+	return s.apply(ctx, planNamespace(o, s.rules()))
+}
+
+// rules are the settings of the Syncer's plans.
+func (s *Syncer) rules() rules {
+	return rules{scope: s.cfg.Scope, images: s.cfg.Images, markNamespaces: s.cfg.MarkNamespaces}
+}
+
+// observe reads what a plan of the namespace needs, without a call to the
+// API server: the informer caches and the Syncer's bindings.
+func (s *Syncer) observe(name string) (observed, error) {
 	ns, err := s.namespaces.Get(name)
 	if apierrors.IsNotFound(err) || (err == nil && ns.DeletionTimestamp != nil) {
 		ns = nil
-		s.markEchoes.Delete(name)
 	} else if err != nil {
-		return err
+		return observed{}, err
 	}
-	managed := s.secrets.inNamespace(name)
-	holder := ""
-	if len(managed) > 0 {
-		holder = managed[0].Labels[LabelTenant]
+	o := observed{name: name, ns: ns, managed: s.secrets.inNamespace(name), now: s.cfg.Clock.Now()}
+	if s.cfg.Robots != nil {
+		o.robot = []broker.RegistryAuth{s.cfg.Robots.Robot(name)}
 	}
-	owner, others, all := s.claims(ns, holder)
-	var current *corev1.Secret
-	for _, sec := range managed {
-		tenantID := sec.Labels[LabelTenant]
-		if owner != nil && owner.tenant.WantsSecrets() && sec.Name == owner.tenant.SecretName && tenantID == owner.tenant.ID {
-			current = sec
-			continue
-		}
-		if s.unannounced(tenantID) {
-			continue
-		}
+	tenants := make([]string, 0, len(o.managed)+1)
+	for _, sec := range o.managed {
+		tenants = append(tenants, sec.Labels[LabelTenant])
+	}
+	if ns != nil {
+		tenants = append(tenants, markOf(ns).tenant)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, id := range slices.Sorted(maps.Keys(s.bindings)) {
+		o.bindings = append(o.bindings, s.bindings[id])
+	}
+	o.unannounced = make(map[string]bool, len(tenants))
+	for _, id := range tenants {
+		o.unannounced[id] = s.unannouncedLocked(id)
+	}
+	return o, nil
+}
+
+// apply carries out a plan, in an order that keeps a credential out of a
+// namespace the admission policy does not guard: Secrets that go are
+// deleted before the mark changes, and the owner's is written after.
+func (s *Syncer) apply(ctx context.Context, p plan) error {
+	for _, sec := range p.deletes {
 		if err := s.deleteSecret(ctx, sec); err != nil {
 			return err
 		}
 	}
-
-	now := s.cfg.Clock.Now()
-	for _, b := range all {
-		switch {
-		case b == owner:
-		case slices.Contains(others, b):
-			msg := "namespace belongs to another tenant"
-			if owner == nil {
-				msg = "namespace is claimed by more than one tenant's selector, and none held it: it goes to none"
-			}
-			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncConflict, SyncTime: now,
-				Reason: broker.ReasonNamespaceClaimed, Message: msg})
-		case ns != nil && b.binds(ns, s.cfg.Scope) && !s.cfg.Scope.Reserves(name) && !s.cfg.Scope.Grants(name):
-			// Namespaced mode: the tenant's selector reaches a namespace the
-			// broker holds no rights in. (Reserved ones are passed over in
-			// silence: registration already says no tenant gets them.)
-			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncFailed, SyncTime: now,
-				Reason: broker.ReasonSyncFailed, Message: s.cfg.Scope.Refusal(name)})
-		case ns == nil && slices.Contains(b.tenant.Namespaces, name):
-			s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: name, State: broker.SyncPending, Message: "namespace does not exist"})
-		default:
-			s.clearStatus(ctx, b.tenant.ID, name)
+	for _, r := range p.reports {
+		if r.state == nil {
+			s.states.clear(r.tenantID, p.name)
+		} else {
+			s.states.set(ctx, r.tenantID, *r.state)
 		}
 	}
-	if err := s.ensureMark(ctx, ns, owner); err != nil {
+	if err := s.applyMark(ctx, p); err != nil {
 		return err
 	}
-	if owner == nil || !owner.tenant.WantsSecrets() || owner.cred.Token == "" {
-		// A PROVIDER tenant holds the namespace (no other gets it) with no
-		// Secret in it: the credential provider hands its Pods the
-		// credential. A tenant bound before its first credential holds it
-		// too, marked, and keeps whatever Secret of its is there.
+	if p.secret == nil {
 		return nil
 	}
-	if err := s.ensureSecret(ctx, ns, owner, current); err != nil {
+	if err := s.writeSecret(ctx, p); err != nil {
 		return err
 	}
 	if s.cfg.Robots != nil {
 		// Back when the robot rotates, to write its next credential.
-		s.queue.AddAfter(name, time.Until(s.cfg.Robots.NextRotation()))
+		s.queue.AddAfter(p.name, time.Until(s.cfg.Robots.NextRotation()))
 	}
-	if owner.tenant.PatchServiceAccounts {
-		return s.patchServiceAccounts(ctx, name, owner.tenant.SecretName)
+	if p.owner.tenant.PatchServiceAccounts {
+		return s.patchServiceAccounts(ctx, p.name, p.owner.tenant.SecretName)
 	}
 	return nil
 }
 
-func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *binding, current *corev1.Secret) error {
-	want := s.desiredSecret(ns.Name, b)
-	now := s.cfg.Clock.Now()
-	synced := broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncSynced, Fingerprint: b.cred.Fingerprint(), SyncTime: now}
-	if current != nil && upToDate(current, want) {
-		if st, ok := s.statusOf(b.tenant.ID, ns.Name); ok && st.State == broker.SyncSynced && st.Fingerprint == synced.Fingerprint {
+// writeSecret brings the owner's Secret to what the plan says it holds,
+// and records it in sync.
+func (s *Syncer) writeSecret(ctx context.Context, p plan) error {
+	b, want, current := p.owner, p.secret, p.current
+	synced := broker.NamespaceSync{Namespace: p.name, State: broker.SyncSynced, Fingerprint: want.Annotations[AnnotationFingerprint], SyncTime: p.now}
+	if p.write == secretKept {
+		if st, ok := s.states.get(b.tenant.ID, p.name); ok && st.State == broker.SyncSynced && st.Fingerprint == synced.Fingerprint {
 			return nil
 		}
-		synced.SyncTime = syncTimeOf(current, now)
-		s.setStatus(ctx, b.tenant.ID, synced)
+		synced.SyncTime = syncTimeOf(current, p.now)
+		s.states.set(ctx, b.tenant.ID, synced)
 		return nil
 	}
-	want.Annotations[AnnotationSyncTime] = now.UTC().Format(time.RFC3339)
+	want.Annotations[AnnotationSyncTime] = p.now.UTC().Format(time.RFC3339)
+	secrets := s.client.CoreV1().Secrets(p.name)
 	var err error
-	switch {
-	case current == nil:
-		_, err = s.client.CoreV1().Secrets(ns.Name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
+	switch p.write {
+	case secretCreated:
+		_, err = secrets.Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
 		if apierrors.IsAlreadyExists(err) {
-			return s.checkConflict(ctx, ns, b)
+			return s.checkConflict(ctx, p.name, b)
 		}
-	case current.Type != want.Type:
-		// The type of a Secret cannot change: replace it.
+	case secretReplaced:
 		if err = s.deleteSecret(ctx, current); err == nil {
-			_, err = s.client.CoreV1().Secrets(ns.Name).Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
+			_, err = secrets.Create(ctx, want, metav1.CreateOptions{FieldManager: Component})
 		}
-	default:
+	case secretUpdated:
 		next := current.DeepCopy()
 		next.Data = want.Data
 		next.Labels = mergeStrings(next.Labels, want.Labels)
@@ -162,48 +137,48 @@ func (s *Syncer) ensureSecret(ctx context.Context, ns *corev1.Namespace, b *bind
 		if want.Annotations[AnnotationExpiry] == "" {
 			delete(next.Annotations, AnnotationExpiry)
 		}
-		_, err = s.client.CoreV1().Secrets(ns.Name).Update(ctx, next, metav1.UpdateOptions{FieldManager: Component})
+		_, err = secrets.Update(ctx, next, metav1.UpdateOptions{FieldManager: Component})
 	}
 	if err != nil {
 		if ctx.Err() == nil { // a write cut short by shutdown is not a failure
-			s.fail(ctx, ns, b, err)
+			s.fail(ctx, p.name, b, err)
 		}
-		return fmt.Errorf("write Secret %s/%s: %w", ns.Name, want.Name, err)
+		return fmt.Errorf("write Secret %s/%s: %w", p.name, want.Name, err)
 	}
 	s.writes.Add(1)
-	s.setStatus(ctx, b.tenant.ID, synced)
-	s.log.DebugContext(ctx, "secret written", slog.String("tenant", b.tenant.ID), slog.String("namespace", ns.Name),
+	s.states.set(ctx, b.tenant.ID, synced)
+	s.log.DebugContext(ctx, "secret written", slog.String("tenant", b.tenant.ID), slog.String("namespace", p.name),
 		slog.String("fingerprint", synced.Fingerprint))
 	return nil
 }
 
 // checkConflict looks at a Secret of the target name that the informer does
 // not show: if it is not ours, it is left alone and the binding reports it.
-func (s *Syncer) checkConflict(ctx context.Context, ns *corev1.Namespace, b *binding) error {
-	existing, err := s.client.CoreV1().Secrets(ns.Name).Get(ctx, b.tenant.SecretName, metav1.GetOptions{})
+func (s *Syncer) checkConflict(ctx context.Context, ns string, b *binding) error {
+	existing, err := s.client.CoreV1().Secrets(ns).Get(ctx, b.tenant.SecretName, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("read Secret %s/%s: %w", ns.Name, b.tenant.SecretName, err)
+		return fmt.Errorf("read Secret %s/%s: %w", ns, b.tenant.SecretName, err)
 	}
 	if isManaged(existing) {
 		return errors.New("informer cache behind a managed Secret; retrying")
 	}
 	msg := fmt.Sprintf("Secret %s exists and is not managed by credbroker; it is left alone", b.tenant.SecretName)
-	if st, ok := s.statusOf(b.tenant.ID, ns.Name); !ok || st.State != broker.SyncConflict {
+	if st, ok := s.states.get(b.tenant.ID, ns); !ok || st.State != broker.SyncConflict {
 		s.recorder.Event(existing, corev1.EventTypeWarning, "SecretConflict", msg+" (tenant "+b.tenant.ID+")")
-		s.log.WarnContext(ctx, "secret conflict", slog.String("tenant", b.tenant.ID), slog.String("namespace", ns.Name))
+		s.log.WarnContext(ctx, "secret conflict", slog.String("tenant", b.tenant.ID), slog.String("namespace", ns))
 	}
-	s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncConflict,
+	s.states.set(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: ns, State: broker.SyncConflict,
 		SyncTime: s.cfg.Clock.Now(), Reason: broker.ReasonSecretConflict, Message: msg})
-	s.queue.AddAfter(ns.Name, conflictRecheck)
+	s.queue.AddAfter(ns, conflictRecheck)
 	return nil
 }
 
 // fail reports a failed write. The Event is about the Secret (which may not
 // exist yet), so that it lands in the tenant's namespace: an Event about a
 // Namespace, a cluster-scoped object, would land in "default".
-func (s *Syncer) fail(ctx context.Context, ns *corev1.Namespace, b *binding, err error) {
-	s.recorder.Eventf(s.desiredSecret(ns.Name, b), corev1.EventTypeWarning, "SyncFailed", "writing Secret %s for tenant %s failed: %v", b.tenant.SecretName, b.tenant.ID, err)
-	s.setStatus(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: ns.Name, State: broker.SyncFailed, SyncTime: s.cfg.Clock.Now(),
+func (s *Syncer) fail(ctx context.Context, ns string, b *binding, err error) {
+	s.recorder.Eventf(secretOf(ns, b), corev1.EventTypeWarning, "SyncFailed", "writing Secret %s for tenant %s failed: %v", b.tenant.SecretName, b.tenant.ID, err)
+	s.states.set(ctx, b.tenant.ID, broker.NamespaceSync{Namespace: ns, State: broker.SyncFailed, SyncTime: s.cfg.Clock.Now(),
 		Reason: broker.ReasonSyncFailed, Message: err.Error()})
 }
 
@@ -223,7 +198,7 @@ func (s *Syncer) deleteSecret(ctx context.Context, sec *corev1.Secret) error {
 		return fmt.Errorf("delete Secret %s/%s: %w", sec.Namespace, sec.Name, err)
 	}
 	s.writes.Add(1)
-	s.clearStatus(ctx, sec.Labels[LabelTenant], sec.Namespace)
+	s.states.clear(sec.Labels[LabelTenant], sec.Namespace)
 	return nil
 }
 
@@ -260,40 +235,6 @@ func (s *Syncer) patchServiceAccounts(ctx context.Context, ns, secretName string
 
 func hasPullSecret(sa *corev1.ServiceAccount, name string) bool {
 	return slices.ContainsFunc(sa.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == name })
-}
-
-func (s *Syncer) statusOf(tenantID, ns string) (broker.NamespaceSync, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	st, ok := s.status[tenantID][ns]
-	return st, ok
-}
-
-// setStatus records what the Syncer did in a namespace, for its own next
-// decisions, and reports it.
-func (s *Syncer) setStatus(ctx context.Context, tenantID string, st broker.NamespaceSync) {
-	s.mu.Lock()
-	if s.status[tenantID] == nil {
-		s.status[tenantID] = map[string]broker.NamespaceSync{}
-	}
-	s.status[tenantID][st.Namespace] = st
-	s.mu.Unlock()
-	if s.cfg.Reporter != nil {
-		s.cfg.Reporter.NamespaceSynced(ctx, tenantID, st)
-	}
-}
-
-func (s *Syncer) clearStatus(ctx context.Context, tenantID, ns string) {
-	s.mu.Lock()
-	_, had := s.status[tenantID][ns]
-	delete(s.status[tenantID], ns)
-	if len(s.status[tenantID]) == 0 {
-		delete(s.status, tenantID)
-	}
-	s.mu.Unlock()
-	if had && s.cfg.Reporter != nil {
-		s.cfg.Reporter.NamespaceReleased(ctx, tenantID, ns)
-	}
 }
 
 func mergeStrings(into, from map[string]string) map[string]string {

@@ -46,10 +46,8 @@ func TestPullSecretsCarryTheNamespacesRobotAndTheTenantsRegistries(t *testing.T)
 	robots := &rotatingRobots{}
 	s := startSyncer(t, Config{Robots: robots})
 	cred := credential("token-" + label)
-	quay := broker.RegistryCredential{Host: "quay.io", Username: "acme+robot", Password: "quay-" + label}
-	publish(t, s, tenant(label, func(t *broker.Tenant) {
-		t.Namespaces, t.RegistryCredentials = []string{a, b}, []broker.RegistryCredential{quay}
-	}), cred)
+	quay := broker.RegistryAuth{Host: "quay.io", Username: "acme+robot", Password: "quay-" + label}
+	publish(t, s, tenant(label, func(t *broker.Tenant) { t.Namespaces = []string{a, b} }), cred, quay)
 	auths := func(ns string) map[string]struct{ Username, Password string } {
 		sec, ok := getSecret(t, ns, "ghcr-secret")
 		if !ok {

@@ -1,12 +1,8 @@
 package k8ssync
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"maps"
-	"time"
 
-	"github.com/credbroker/credbroker/broker"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -42,67 +38,14 @@ func digestSecretData(obj any) (any, error) {
 	return obj, err
 }
 
-// sameDigest reports whether cached (a digest, see digestSecretData) is the
-// digest of value.
-func sameDigest(cached, value []byte) bool {
-	sum := sha256.Sum256(value)
-	return bytes.Equal(cached, sum[:])
-}
-
-// desiredSecret is the Secret a bound namespace should hold.
-func (s *Syncer) desiredSecret(namespace string, b *binding) *corev1.Secret {
-	config := b.config
-	if s.cfg.Robots != nil && b.cred.Token != "" {
-		config = broker.DockerConfigJSON(b.tenant.Registries, b.cred, append(staticAuths(b.tenant), s.cfg.Robots.Robot(namespace))...)
-	}
-	annotations := map[string]string{AnnotationFingerprint: b.cred.Fingerprint()}
-	if !b.cred.ExpiresAt.IsZero() {
-		annotations[AnnotationExpiry] = b.cred.ExpiresAt.UTC().Format(time.RFC3339)
-	}
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        b.tenant.SecretName,
-			Namespace:   namespace,
-			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelTenant: b.tenant.ID},
-			Annotations: annotations,
-		},
-		Type: corev1.SecretTypeDockerConfigJson,
-		Data: map[string][]byte{corev1.DockerConfigJsonKey: config},
-	}
-}
-
-// upToDate reports whether actual holds what desired asks for. Only our keys
-// count: labels and annotations others add are left alone, and the sync-time
-// annotation does not make a Secret stale.
-func upToDate(actual, desired *corev1.Secret) bool {
-	if actual.Type != desired.Type || !maps.EqualFunc(actual.Data, desired.Data, sameDigest) {
-		return false
-	}
-	for k, v := range desired.Labels {
-		if actual.Labels[k] != v {
-			return false
-		}
-	}
-	for _, k := range []string{AnnotationFingerprint, AnnotationExpiry} {
-		if actual.Annotations[k] != desired.Annotations[k] {
-			return false
-		}
-	}
-	return true
+// secretOf names b's Secret in namespace, for the Events about it (which
+// land in the namespace of the object they are about, existing or not).
+func secretOf(namespace string, b *binding) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: b.tenant.SecretName, Namespace: namespace}}
 }
 
 // isManaged reports whether a Secret is a pull Secret credbroker owns.
 func isManaged(s *corev1.Secret) bool {
 	_, hasTenant := s.Labels[LabelTenant]
 	return s.Labels[LabelManagedBy] == ManagedByValue && hasTenant
-}
-
-// staticAuths are the entries of the tenant's further registries, whose
-// passwords the broker opened for this publication.
-func staticAuths(t broker.Tenant) []broker.RegistryAuth {
-	auths := make([]broker.RegistryAuth, 0, len(t.RegistryCredentials)+1)
-	for _, c := range t.RegistryCredentials {
-		auths = append(auths, broker.RegistryAuth{Host: c.Host, Username: c.Username, Password: c.Password})
-	}
-	return auths
 }

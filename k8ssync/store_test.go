@@ -257,7 +257,7 @@ func TestCallersDoNotSpendTheSyncersBudget(t *testing.T) {
 	var bySyncer, byRequests atomic.Int64
 	cs := Clients{Sync: counted(syncQPS, syncBurst, &bySyncer), Requests: counted(RequestsQPS, RequestsBurst, &byRequests)}
 	store := cs.Store(ns)
-	reg := broker.NewTenants(store, nil, nil, clock.RealClock{}, broker.TenantsConfig{Cache: NewTenantCache(cs.Requests, ns)})
+	reg := broker.NewTenants(store, nil, nil, clock.RealClock{}, broker.TenantsConfig{Cache: NewTenantInformer(cs.Requests, ns)})
 
 	lookups := 0
 	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); lookups++ {

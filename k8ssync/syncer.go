@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"maps"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,17 +60,18 @@ type Config struct {
 	Images broker.ImageRules
 	// Robots, if set, are an in-cluster registry's per-namespace
 	// credentials, which each pull Secret carries beside its tenant's.
-	Robots Robots
-	// Reporter hears every namespace's state (the broker keeps it for the
-	// credential status and turns failures into notifications). It is
-	// called from the reconciling workers and must not call back into the
-	// Syncer; nobody hears when nil.
+	Robots RobotCredentials
+	// Reporter hears each change of a namespace's state or its reason
+	// (the broker turns failures and recoveries into notifications; the
+	// states themselves the Syncer keeps, see Namespaces). It is called
+	// from the reconciling workers and must not call back into the Syncer;
+	// nobody hears when nil.
 	Reporter broker.SyncReporter
 }
 
-// Robots are an in-cluster registry's per-namespace credentials
-// (registrytoken.Robots), which rotate.
-type Robots interface {
+// RobotCredentials are an in-cluster registry's per-namespace credentials
+// (registrytoken.Robots implements it), which rotate.
+type RobotCredentials interface {
 	Robot(namespace string) broker.RegistryAuth
 	NextRotation() time.Time
 }
@@ -81,15 +80,8 @@ type Robots interface {
 // write there.
 type binding struct {
 	tenant   broker.Tenant
-	cred     broker.Credential
-	config   []byte          // the rendered .dockerconfigjson
-	selector labels.Selector // nil without a namespace selector
-}
-
-// binds reports whether b claims ns: listed, or selected by the rule of
-// scope.Selects (the credential exchange's too).
-func (b *binding) binds(ns *corev1.Namespace, scope broker.NamespaceScope) bool {
-	return slices.Contains(b.tenant.Namespaces, ns.Name) || scope.Selects(b.tenant, b.selector, ns.Labels)
+	payload  broker.SecretPayload // no credential yet after Bind
+	selector labels.Selector      // nil without a namespace selector
 }
 
 // Syncer writes each tenant's pull Secret into the namespaces it is bound to
@@ -113,7 +105,7 @@ type Syncer struct {
 	// queues; nsLocks keeps it reconciled by one worker at a time.
 	firsts  workqueue.TypedRateLimitingInterface[string]
 	nsLocks [64]sync.Mutex
-	// markEchoes holds, by namespace, the mark credbroker is writing or
+	// echoes holds, by namespace, the mark credbroker is writing or
 	// wrote last. The watch event that brings just that mark needs no
 	// reconcile, and one would do harm: it can run before the Secret
 	// written right after the mark reaches the informer, and create it a
@@ -121,14 +113,15 @@ type Syncer struct {
 	// TestAMarkedFirstPublicationCreatesEachSecretOnce before it was
 	// skipped). It is set before the patch: the event may come before the
 	// patch's response.
-	markEchoes sync.Map // namespace → mark
+	echoes markEchoes
 
 	mu       sync.RWMutex
 	bindings map[string]*binding
-	removed  map[string]bool                            // tenants withdrawn with Remove
-	complete bool                                       // every live tenant has been published
-	status   map[string]map[string]broker.NamespaceSync // tenant → namespace → state
+	removed  map[string]bool // tenants withdrawn with Remove
+	complete bool            // every live tenant has been published
 	synced   atomic.Bool
+
+	states *syncStates
 
 	writes     atomic.Int64
 	reconciles atomic.Int64 // finished reconciles, for tests to wait on
@@ -153,7 +146,7 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 		log:      log,
 		bindings: map[string]*binding{},
 		removed:  map[string]bool{},
-		status:   map[string]map[string]broker.NamespaceSync{},
+		states:   newSyncStates(cfg.Reporter),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-namespaces"}),
 		firsts: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -168,7 +161,8 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 	return s, nil
 }
 
-// Writes counts the Secret and ServiceAccount writes the Syncer has made.
+// Writes counts the writes the Syncer has made: Secrets created, updated
+// and deleted, ServiceAccounts patched and namespaces marked.
 func (s *Syncer) Writes() int64 { return s.writes.Load() }
 
 // Run watches and reconciles until ctx is done. Call it once.
@@ -258,8 +252,8 @@ func (s *Syncer) reconcileSafely(ctx context.Context, ns string) (err error) {
 }
 
 // Publish implements broker.Sink.
-func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credential) error {
-	b := &binding{tenant: t, cred: cred, config: broker.DockerConfigJSON(t.Registries, cred, staticAuths(t)...)}
+func (s *Syncer) Publish(_ context.Context, t broker.Tenant, p broker.SecretPayload) error {
+	b := &binding{tenant: t, payload: p}
 	if t.NamespaceSelector != "" {
 		sel, err := labels.Parse(t.NamespaceSelector)
 		if err != nil {
@@ -273,14 +267,14 @@ func (s *Syncer) Publish(_ context.Context, t broker.Tenant, cred broker.Credent
 	delete(s.removed, t.ID)
 	s.mu.Unlock()
 	queue := s.queue
-	if old == nil || old.cred.Token == "" {
+	if old == nil || old.payload.Credential.Token == "" {
 		queue = s.firsts
 	}
 	s.enqueueTenant(queue, t.ID, old, b)
 	return nil
 }
 
-// Bind implements broker.Binder: t's namespaces are claimed and marked
+// Bind implements broker.Sink: t's namespaces are claimed and marked
 // before its first credential, which Publish brings.
 func (s *Syncer) Bind(_ context.Context, t broker.Tenant) {
 	b := &binding{tenant: t}
@@ -319,19 +313,13 @@ func (s *Syncer) PublishedAll() {
 }
 
 // Remove implements broker.Sink.
-func (s *Syncer) Remove(ctx context.Context, tenantID string) error {
+func (s *Syncer) Remove(_ context.Context, tenantID string) error {
 	s.mu.Lock()
 	old := s.bindings[tenantID]
 	delete(s.bindings, tenantID)
-	held := slices.Sorted(maps.Keys(s.status[tenantID]))
-	delete(s.status, tenantID)
 	s.removed[tenantID] = true
 	s.mu.Unlock()
-	if s.cfg.Reporter != nil {
-		for _, ns := range held {
-			s.cfg.Reporter.NamespaceReleased(ctx, tenantID, ns)
-		}
-	}
+	s.states.drop(tenantID)
 	s.enqueueTenant(s.queue, tenantID, old)
 	return nil
 }
@@ -368,13 +356,11 @@ func fnv32(s string) uint32 {
 	return h.Sum32()
 }
 
-// unannounced reports whether a tenant's Secrets must be left alone because
-// the tenant has not been published yet: it has no binding, was not
-// removed, and not every live tenant is known. Any other Secret not owned
-// by its namespace's tenant goes.
-func (s *Syncer) unannounced(tenantID string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+// unannouncedLocked reports whether a tenant's Secrets (and mark) must be
+// left alone because the tenant has not been published yet: it has no
+// binding, was not removed, and not every live tenant is known. Any other
+// Secret not owned by its namespace's tenant goes. s.mu is held.
+func (s *Syncer) unannouncedLocked(tenantID string) bool {
 	_, bound := s.bindings[tenantID]
 	return !bound && !s.complete && !s.removed[tenantID]
 }
@@ -385,12 +371,6 @@ func (s *Syncer) unannounced(tenantID string) bool {
 func (s *Syncer) Report(tenantID string, reason broker.Reason, message string) {
 	s.mu.RLock()
 	b := s.bindings[tenantID]
-	var namespaces []string
-	for ns, st := range s.status[tenantID] {
-		if st.State == broker.SyncSynced {
-			namespaces = append(namespaces, ns)
-		}
-	}
 	s.mu.RUnlock()
 	if b == nil {
 		return
@@ -398,9 +378,17 @@ func (s *Syncer) Report(tenantID string, reason broker.Reason, message string) {
 	if reason != "" { // an expiry warning has none
 		message = string(reason) + ": " + message
 	}
-	for _, ns := range namespaces {
-		s.recorder.Event(s.desiredSecret(ns, b), corev1.EventTypeWarning, "CredentialProblem", message)
+	for _, st := range s.states.of(tenantID) {
+		if st.State == broker.SyncSynced {
+			s.recorder.Event(secretOf(st.Namespace, b), corev1.EventTypeWarning, "CredentialProblem", message)
+		}
 	}
+}
+
+// Namespaces implements broker.Sink: the tenant's namespaces as the Syncer
+// last found or left them.
+func (s *Syncer) Namespaces(tenantID string) []broker.NamespaceSync {
+	return s.states.of(tenantID)
 }
 
 var _ broker.Sink = (*Syncer)(nil)

@@ -72,11 +72,18 @@ func holds(t testing.TB, ns string, cred broker.Credential) (bool, string) {
 	return true, ""
 }
 
-func publish(t testing.TB, s *testSyncer, tn broker.Tenant, cred broker.Credential) {
+// publish publishes cred to tn, and the further registries' entries.
+func publish(t testing.TB, s *testSyncer, tn broker.Tenant, cred broker.Credential, registryAuths ...broker.RegistryAuth) {
 	t.Helper()
-	if err := s.Publish(context.Background(), tn, cred); err != nil {
+	if err := s.Publish(context.Background(), tn, payloadOf(tn, cred, registryAuths...)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// payloadOf is what tn's pull Secrets carry with cred, as the Refresher
+// builds it.
+func payloadOf(tn broker.Tenant, cred broker.Credential, registryAuths ...broker.RegistryAuth) broker.SecretPayload {
+	return broker.SecretPayload{Credential: cred, Registries: tn.Registries, RegistryAuths: registryAuths}
 }
 
 // settle waits until the syncer has reconciled at least n more namespaces

@@ -14,11 +14,11 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// TenantCache is an informer over the tenant Secrets of a Store's
+// TenantInformer is an informer over the tenant Secrets of a Store's
 // namespace: request-time reads of tenants (the image ownership checks a
 // ValidatingAdmissionPolicy or the backend makes per Pod) cost the API
-// server nothing. It implements broker.TenantCache.
-type TenantCache struct {
+// server nothing. It implements broker.TenantInformer.
+type TenantInformer struct {
 	namespace string
 	informer  cache.SharedIndexInformer
 	factory   informers.SharedInformerFactory
@@ -35,13 +35,13 @@ const (
 	hasSelector       = "selector"
 )
 
-// NewTenantCache returns a cache of the tenants stored in namespace; it
+// NewTenantInformer returns a cache of the tenants stored in namespace; it
 // fills when Run starts.
-func NewTenantCache(client kubernetes.Interface, namespace string) *TenantCache {
+func NewTenantInformer(client kubernetes.Interface, namespace string) *TenantInformer {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
 		informers.WithTransform(dropManagedFields),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = storedTenantSelector }))
-	c := &TenantCache{namespace: namespace, informer: f.Core().V1().Secrets().Informer(), factory: f, decoded: map[string]decodedTenant{}}
+	c := &TenantInformer{namespace: namespace, informer: f.Core().V1().Secrets().Informer(), factory: f, decoded: map[string]decodedTenant{}}
 	// Cannot fail: the informer has not started and the names are new.
 	_ = c.informer.AddIndexers(cache.Indexers{
 		byListedNamespace: func(obj any) ([]string, error) {
@@ -62,17 +62,17 @@ func NewTenantCache(client kubernetes.Interface, namespace string) *TenantCache 
 }
 
 // Synced implements TenantSource.
-func (c *TenantCache) Synced() bool { return c.informer.HasSynced() }
+func (c *TenantInformer) Synced() bool { return c.informer.HasSynced() }
 
 // Listing implements TenantSource.
-func (c *TenantCache) Listing(namespace string) []broker.Tenant {
+func (c *TenantInformer) Listing(namespace string) []broker.Tenant {
 	return c.indexed(byListedNamespace, namespace)
 }
 
 // WithSelector implements TenantSource.
-func (c *TenantCache) WithSelector() []broker.Tenant { return c.indexed(bySelector, hasSelector) }
+func (c *TenantInformer) WithSelector() []broker.Tenant { return c.indexed(bySelector, hasSelector) }
 
-func (c *TenantCache) indexed(index, value string) []broker.Tenant {
+func (c *TenantInformer) indexed(index, value string) []broker.Tenant {
 	objs, _ := c.informer.GetIndexer().ByIndex(index, value)
 	out := make([]broker.Tenant, 0, len(objs))
 	for _, obj := range objs {
@@ -91,7 +91,7 @@ type decodedTenant struct {
 
 // decode returns the tenant of a cached Secret, decoding it once per
 // version: it is asked at every pull.
-func (c *TenantCache) decode(sec *corev1.Secret) (broker.Tenant, bool) {
+func (c *TenantInformer) decode(sec *corev1.Secret) (broker.Tenant, bool) {
 	c.mu.Lock()
 	d, ok := c.decoded[sec.Name]
 	c.mu.Unlock()
@@ -112,14 +112,14 @@ func (c *TenantCache) decode(sec *corev1.Secret) (broker.Tenant, bool) {
 }
 
 // Run fills the cache and keeps it current until ctx ends.
-func (c *TenantCache) Run(ctx context.Context) {
+func (c *TenantInformer) Run(ctx context.Context) {
 	c.factory.Start(ctx.Done())
 	<-ctx.Done()
 	c.factory.Shutdown()
 }
 
 // CachedTenant implements broker.TenantCache.
-func (c *TenantCache) CachedTenant(id string) (broker.Tenant, bool, error) {
+func (c *TenantInformer) CachedTenant(id string) (broker.Tenant, bool, error) {
 	if !c.informer.HasSynced() {
 		return broker.Tenant{}, false, nil
 	}
@@ -134,4 +134,4 @@ func (c *TenantCache) CachedTenant(id string) (broker.Tenant, bool, error) {
 	return t, true, nil
 }
 
-var _ broker.TenantCache = (*TenantCache)(nil)
+var _ broker.TenantCache = (*TenantInformer)(nil)

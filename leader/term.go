@@ -13,15 +13,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/credbroker/credbroker/broker/inbox"
-	"github.com/credbroker/credbroker/broker/notify"
-	"github.com/credbroker/credbroker/broker/refresh"
-	"github.com/credbroker/credbroker/broker/registryhealth"
-
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/inbox"
+	"github.com/credbroker/credbroker/broker/notify"
+	"github.com/credbroker/credbroker/broker/refresh"
+	"github.com/credbroker/credbroker/broker/registryhealth"
 	"github.com/credbroker/credbroker/k8ssync"
 )
 
@@ -74,15 +73,14 @@ func (t Term) Run(ctx context.Context) error {
 	if t.Sealer == nil {
 		t.Log.Warn("no encryption key: credentials are not persisted, and a restart mints new ones")
 	}
-	ledger := refresh.NewSyncLedger(t.Notifier)
 	syncCfg := t.Syncer
-	syncCfg.Reporter = ledger
+	syncCfg.Reporter = refresh.NewSyncConditions(t.Notifier)
 	syncer, err := k8ssync.New(t.Kube, syncCfg, t.Log)
 	if err != nil {
 		return err
 	}
 	refCfg := t.Refresher
-	refCfg.Notifier, refCfg.Ledger, refCfg.Prober = t.Notifier, ledger, t.Prober
+	refCfg.Notifier, refCfg.Prober = t.Notifier, t.Prober
 	refCfg.Credentials, refCfg.Sealer, refCfg.Metrics = t.Credentials, t.Sealer, t.Metrics
 	parts := map[string]func(context.Context) error{"syncer": syncer.Run}
 	if t.RegistryChecker != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,16 +22,29 @@ import (
 )
 
 // memorySink stands in for Kubernetes: every bound namespace is synced at
-// once, and reported so.
+// once, and its state kept.
 type memorySink struct {
-	reporter broker.SyncReporter
+	mu     sync.Mutex
+	synced map[string][]broker.NamespaceSync // tenant → its namespaces
 }
 
-func (m *memorySink) Publish(ctx context.Context, t broker.Tenant, c broker.Credential) error {
-	for _, ns := range t.Namespaces {
-		m.reporter.NamespaceSynced(ctx, t.ID, broker.NamespaceSync{Namespace: ns, State: broker.SyncSynced, Fingerprint: c.Fingerprint()})
+func (m *memorySink) Bind(context.Context, broker.Tenant) {}
+
+func (m *memorySink) Publish(_ context.Context, t broker.Tenant, p broker.SecretPayload) error {
+	var synced []broker.NamespaceSync
+	for _, ns := range slices.Sorted(slices.Values(t.Namespaces)) {
+		synced = append(synced, broker.NamespaceSync{Namespace: ns, State: broker.SyncSynced, Fingerprint: p.Credential.Fingerprint()})
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.synced[t.ID] = synced
 	return nil
+}
+
+func (m *memorySink) Namespaces(tenantID string) []broker.NamespaceSync {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.synced[tenantID])
 }
 
 func (m *memorySink) Remove(context.Context, string) error { return nil }
@@ -37,9 +52,8 @@ func (m *memorySink) Remove(context.Context, string) error { return nil }
 // attachRefresher runs the credential service on a Refresher whose Sink is
 // a memorySink, until the test ends.
 func (in *instance) attachRefresher(t *testing.T) *refresh.Refresher {
-	ledger := refresh.NewSyncLedger(nil)
-	refresher := refresh.New(refresh.Config{Resync: time.Hour, Ledger: ledger}, in.registry, in.github,
-		&memorySink{reporter: ledger}, slog.New(slog.DiscardHandler))
+	refresher := refresh.New(refresh.Config{Resync: time.Hour}, in.registry, in.github,
+		&memorySink{synced: map[string][]broker.NamespaceSync{}}, slog.New(slog.DiscardHandler))
 	t.Cleanup(in.creds.Attach(refresher))
 	return refresher
 }

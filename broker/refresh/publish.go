@@ -43,13 +43,15 @@ func (r *Refresher) deliver(ctx context.Context, t broker.Tenant, cred broker.Cr
 	r.publish(ctx, t, cred)
 }
 
-// publish hands cred to the Sink for t and records what t holds.
+// publish hands t's pull-Secret payload (cred and t's registry entries) to
+// the Sink and records what t holds.
 func (r *Refresher) publish(ctx context.Context, t broker.Tenant, cred broker.Credential) {
-	withPasswords, err := r.registry.WithPasswords(t)
+	auths, err := r.registry.RegistryAuths(t)
 	if err != nil {
 		r.log.WarnContext(ctx, "a registry credential is left out of the pull Secrets", slog.String("tenant", t.ID), slog.Any("error", err))
 	}
-	if err := r.sink.Publish(ctx, withPasswords, cred); err != nil {
+	payload := broker.SecretPayload{Credential: cred, Registries: t.Registries, RegistryAuths: auths}
+	if err := r.sink.Publish(ctx, t, payload); err != nil {
 		r.log.WarnContext(ctx, "publish failed", slog.String("tenant", t.ID), slog.Any("error", err))
 		return
 	}

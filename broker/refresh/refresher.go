@@ -48,10 +48,7 @@ type Config struct {
 	// Jitter returns a number in [0, 1); math/rand/v2 when nil.
 	Jitter func() float64
 
-	Notifier *notify.Notifier
-	// Ledger holds what the Sink reported per namespace, for Status; the
-	// Sink must report to the same ledger.
-	Ledger      *SyncLedger
+	Notifier    *notify.Notifier
 	Prober      broker.Prober
 	Credentials broker.CredentialStore // with Sealer: credentials survive a restart
 	// Publications, if set, gets every tenant's published credential, for
@@ -82,7 +79,6 @@ type Refresher struct {
 	sink     broker.Sink
 	log      *slog.Logger
 	notifier *notify.Notifier
-	ledger   *SyncLedger
 	timing   timing
 	changes  kit.ChangeSet
 	flight   singleflight.Group
@@ -135,10 +131,7 @@ func New(cfg Config, registry *broker.Tenants, source broker.Source, sink broker
 	if cfg.Jitter == nil {
 		cfg.Jitter = rand.Float64
 	}
-	if cfg.Ledger == nil {
-		cfg.Ledger = NewSyncLedger(cfg.Notifier)
-	}
-	return &Refresher{cfg: cfg, registry: registry, source: source, sink: sink, log: log, notifier: cfg.Notifier, ledger: cfg.Ledger,
+	return &Refresher{cfg: cfg, registry: registry, source: source, sink: sink, log: log, notifier: cfg.Notifier,
 		timing:     timing{lead: cfg.Lead, patRecheck: cfg.PATRecheck, patWarnings: cfg.PATWarnings, jitter: cfg.Jitter},
 		changes:    kit.NewChangeSet(),
 		probeSlots: make(chan struct{}, cfg.ProbeWorkers),

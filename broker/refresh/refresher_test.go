@@ -681,7 +681,7 @@ func TestDeliveriesAreActedOnOnceFromTheInbox(t *testing.T) {
 	}
 }
 
-// bindingSink is a recordingSink that is a Binder too.
+// bindingSink is a RecordingSink that records its Bind calls too.
 type bindingSink struct{ brokertest.RecordingSink }
 
 func (s *bindingSink) Bind(_ context.Context, t broker.Tenant) { s.Record("bind " + t.ID) }

@@ -30,9 +30,7 @@ func (r *Refresher) syncTenantID(ctx context.Context, id string) {
 // key is renewed.
 func (r *Refresher) syncTenant(ctx context.Context, t broker.Tenant) {
 	r.checkSelector(ctx, t)
-	if b, ok := r.sink.(broker.Binder); ok {
-		b.Bind(ctx, t)
-	}
+	r.sink.Bind(ctx, t)
 	key := r.track(ctx, t)
 	r.mu.Lock()
 	ks := r.keys[key]

@@ -35,7 +35,9 @@ type namespaceSink struct {
 
 const namespacesPerTenant = 10
 
-func (s *namespaceSink) Publish(_ context.Context, t broker.Tenant, c broker.Credential) error {
+func (s *namespaceSink) Bind(context.Context, broker.Tenant) {}
+func (s *namespaceSink) Publish(_ context.Context, t broker.Tenant, p broker.SecretPayload) error {
+	c := p.Credential
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.published[t.ID].Token != c.Token {
@@ -44,8 +46,9 @@ func (s *namespaceSink) Publish(_ context.Context, t broker.Tenant, c broker.Cre
 	s.published[t.ID] = c
 	return nil
 }
-func (s *namespaceSink) Remove(context.Context, string) error { return nil }
-func (s *namespaceSink) PublishedAll()                        {}
+func (s *namespaceSink) Remove(context.Context, string) error     { return nil }
+func (s *namespaceSink) PublishedAll()                            {}
+func (s *namespaceSink) Namespaces(string) []broker.NamespaceSync { return nil }
 func (s *namespaceSink) Report(string, broker.Reason, string) {
 	s.mu.Lock()
 	s.reports++

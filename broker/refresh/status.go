@@ -35,7 +35,7 @@ func (r *Refresher) Status(tenantID string) broker.CredentialStatus {
 	case status.Fingerprint != "":
 		status.State = broker.CredentialReady
 	}
-	status.Namespaces = r.ledger.Namespaces(tenantID)
+	status.Namespaces = r.sink.Namespaces(tenantID)
 	status.Registries = r.cfg.Registries.Status(tenantID)
 	return status
 }

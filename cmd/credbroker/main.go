@@ -19,13 +19,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/credbroker/credbroker/broker/exchange"
-	"github.com/credbroker/credbroker/broker/inbox"
-	"github.com/credbroker/credbroker/broker/notify"
-	"github.com/credbroker/credbroker/broker/refresh"
-	"github.com/credbroker/credbroker/broker/registryhealth"
-	"github.com/credbroker/credbroker/broker/tenantindex"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/utils/clock"
@@ -34,6 +27,12 @@ import (
 	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/exchange"
+	"github.com/credbroker/credbroker/broker/inbox"
+	"github.com/credbroker/credbroker/broker/notify"
+	"github.com/credbroker/credbroker/broker/refresh"
+	"github.com/credbroker/credbroker/broker/registryhealth"
+	"github.com/credbroker/credbroker/broker/tenantindex"
 	"github.com/credbroker/credbroker/github"
 	"github.com/credbroker/credbroker/k8ssync"
 	"github.com/credbroker/credbroker/leader"
@@ -138,13 +137,13 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 	regCfg := broker.TenantsConfig{AppPermissions: cfg.appPermissions, Scope: cfg.namespaceScope(), Images: cfg.imageRules,
 		Hosts: broker.RegistryHosts{Internal: cfg.registryTokens.robotHost}}
 	if p.clients.Sync != nil {
-		regCfg.Namespaces = k8ssync.Namespaces{Client: p.clients.Requests}
+		regCfg.Namespaces = k8ssync.ClusterNamespaces{Client: p.clients.Requests}
 	}
 	p.notifier = notify.NewNotifier(store, cfg.webhookURL != "", clock.RealClock{}, p.metrics, log)
-	var tenants *k8ssync.TenantCache
+	var tenants *k8ssync.TenantInformer
 	regCfg.SoleWriter = cfg.storeKind != "kubernetes" // the embedded store is one process's
 	if cfg.storeKind == "kubernetes" {
-		tenants = k8ssync.NewTenantCache(p.clients.Requests, cfg.namespace)
+		tenants = k8ssync.NewTenantInformer(p.clients.Requests, cfg.namespace)
 		wg.Go(func() { tenants.Run(ctx) })
 		regCfg.Cache = tenants
 	}
@@ -291,7 +290,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 // publications live in the cluster when there is a Kubernetes store and an
 // encryption key; otherwise in this process, where only the leader (the
 // one replica of the embedded store) writes and answers.
-func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantCache, log *slog.Logger) (*api.ExchangeAPI, error) {
+func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantInformer, log *slog.Logger) (*api.ExchangeAPI, error) {
 	var source k8ssync.TenantSource = tenants
 	if tenants == nil {
 		index := tenantindex.New(p.registry, clock.RealClock{}, log)
@@ -300,14 +299,14 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 	}
 	var pubStore broker.PublicationStore = exchange.NewMemoryPublications()
 	if store, ok := p.store.(*k8ssync.Store); ok && p.sealer != nil {
-		pubs := k8ssync.NewPublications(p.clients.Requests, store)
+		pubs := k8ssync.NewPublicationSecrets(p.clients.Requests, store)
 		wg.Go(func() { pubs.Run(ctx) })
 		pubStore = pubs
 	} else if ok {
 		log.Warn("no encryption key: the credential provider is answered by the leading replica only")
 	}
 	p.publications = exchange.NewPublications(pubStore, p.sealer)
-	owners := k8ssync.NewNamespaceOwners(p.clients.Requests, source, cfg.namespaceScope())
+	owners := k8ssync.NewNamespaceInformer(p.clients.Requests, source, cfg.namespaceScope())
 	events := k8ssync.NewPodEvents(p.clients.Requests)
 	wg.Go(func() { owners.Run(ctx) })
 	wg.Go(func() { events.Run(ctx) })

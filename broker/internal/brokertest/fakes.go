@@ -102,12 +102,16 @@ func (s *RecordingSink) Record(call string) {
 	s.calls = append(s.calls, call)
 }
 
-func (s *RecordingSink) Publish(_ context.Context, t broker.Tenant, c broker.Credential) error {
+// Bind does nothing: see a Refresher test's bindingSink for a Sink that
+// records binds.
+func (s *RecordingSink) Bind(context.Context, broker.Tenant) {}
+
+func (s *RecordingSink) Publish(_ context.Context, t broker.Tenant, p broker.SecretPayload) error {
 	s.Mu.Lock()
 	if s.latest == nil {
 		s.latest = map[string]broker.Credential{}
 	}
-	s.latest[t.ID] = c
+	s.latest[t.ID] = p.Credential
 	s.Mu.Unlock()
 	s.Record("publish " + t.ID)
 	return nil
@@ -123,6 +127,9 @@ func (s *RecordingSink) PublishedAll() { s.Record("all") }
 func (s *RecordingSink) Report(id string, reason broker.Reason, _ string) {
 	s.Record("report " + id + " " + string(reason))
 }
+
+// Namespaces holds none: a RecordingSink has no namespaces.
+func (s *RecordingSink) Namespaces(string) []broker.NamespaceSync { return nil }
 
 func (s *RecordingSink) Snapshot() ([]string, map[string]broker.Credential) {
 	s.Mu.Lock()

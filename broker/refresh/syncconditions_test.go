@@ -15,7 +15,7 @@ import (
 func TestSyncChangesNotify(t *testing.T) {
 	ctx := context.Background()
 	store := brokertest.NewMemEvents()
-	ledger := NewSyncLedger(notify.NewNotifier(store, false, clock.RealClock{}, nil, slog.New(slog.DiscardHandler)))
+	conditions := NewSyncConditions(notify.NewNotifier(store, false, clock.RealClock{}, nil, slog.New(slog.DiscardHandler)))
 	for _, st := range []broker.NamespaceSync{
 		{Namespace: "ns", State: broker.SyncSynced},
 		{Namespace: "ns", State: broker.SyncConflict, Reason: broker.ReasonSecretConflict},
@@ -24,7 +24,7 @@ func TestSyncChangesNotify(t *testing.T) {
 		{Namespace: "ns", State: broker.SyncSynced},
 		{Namespace: "ns", State: broker.SyncPending},
 	} {
-		ledger.NamespaceSynced(ctx, "t", st)
+		conditions.NamespaceSynced(ctx, "t", st)
 	}
 	want := []string{"SYNC_CONFLICT t", "SYNC_FAILED t", "SYNC_FAILED t", "RECOVERED t"}
 	if got := store.Types(); !slices.Equal(got, want) {
