@@ -80,7 +80,7 @@ func NewGuard(cfg GuardConfig, log *slog.Logger) *Guard {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, limits: newLimits(cfg.Clock), streams: map[string]int{},
+	return &Guard{cfg: cfg, methods: api.Methods(), log: log, limits: newLimits(cfg.Clock), streams: map[string]int{},
 		refusals: rate.NewLimiter(5, 20)}
 }
 
