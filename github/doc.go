@@ -2,7 +2,7 @@
 // registry: it mints GitHub App installation tokens (App JWT through
 // ghinstallation, API through go-github), validates classic PATs, looks up
 // installations, and proves that a credential pulls with the registry's own
-// token handshake (Prober, in registryprobe.go: the OCI distribution
+// token handshake (PullProber, in registryprobe.go: the OCI distribution
 // protocol ghcr.io speaks, which any registry of a tenant speaks too).
 //
 // Every failure is an *Error or a *RateLimitError carrying a broker.Reason,

@@ -38,7 +38,7 @@ func TestATermPublishesAndStopsWhenItEnds(t *testing.T) {
 	}
 
 	var attached atomic.Pointer[broker.Refresher]
-	term := leader.Term{Kube: cp.Admin, Registry: registry, Source: client, Prober: github.NewProber(github.ProberConfig{}),
+	term := leader.Term{Kube: cp.Admin, Registry: registry, Source: client, Prober: github.NewPullProber(github.PullProberConfig{}),
 		Credentials: store, Notifier: broker.NewNotifier(store, false, clock.RealClock{}, nil, log), Log: log,
 		Attach: func(r *broker.Refresher) func() {
 			attached.Store(r)
