@@ -35,9 +35,6 @@ func (a *CredentialAPI) Attach(r *broker.Refresher) (detach func()) {
 	return func() { a.current.CompareAndSwap(r, nil) }
 }
 
-// Refresher returns the Refresher attached now, or nil.
-func (a *CredentialAPI) Refresher() *broker.Refresher { return a.current.Load() }
-
 // refresher resolves the tenant (NOT_FOUND first, whatever the replica) and
 // the running Refresher.
 func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*broker.Refresher, broker.Tenant, error) {
