@@ -1,7 +1,3 @@
-// Package leader is what one replica runs while it holds the leadership: the
-// Syncer that writes pull Secrets, the Refresher that keeps credentials
-// fresh, and the webhook deliverer, wired to each other for one term. The
-// API serves from any replica; these run on one.
 package leader
 
 import (
@@ -21,8 +17,8 @@ import (
 )
 
 // Term is one leadership term's work. Kube, Registry, Source, Notifier,
-// Attach and Log are required; a nil Prober, Webhook, Sealer or Metrics
-// turns that feature off.
+// Attach and Log are required; a nil Prober, RegistryChecker, Outbox,
+// Deliveries, Sealer or Metrics turns that feature off.
 type Term struct {
 	Kube     kubernetes.Interface
 	Registry *broker.Registry
@@ -37,7 +33,9 @@ type Term struct {
 	Credentials broker.CredentialStore
 	Sealer      *broker.Sealer
 	Notifier    *broker.Notifier
-	Webhook     *broker.Webhook // nil: no outbound webhook
+	// Outbox delivers the event log to the backend's webhook (signed
+	// POSTs); nil: no outbound webhook.
+	Outbox *broker.Webhook
 	// Deliveries are GitHub's webhooks, stored by any replica, which the
 	// term acts on; nil: none.
 	Deliveries *broker.Deliveries
@@ -58,9 +56,11 @@ type Term struct {
 // DefaultRestart is the pause before a term that ended early is replaced.
 const DefaultRestart = 5 * time.Second
 
-// Run syncs Secrets, keeps credentials fresh and delivers the webhook
-// outbox until ctx ends (the term ends), and returns when all three have
-// stopped.
+// Run builds the term's parts and runs them until ctx ends (the term ends)
+// or one of them stops, and returns when all have stopped. The parts are
+// up to five: the Syncer (writes pull Secrets), the Refresher (keeps
+// credentials fresh), and, each when configured, the registry checks
+// (RegistryHealth), the outbox deliverer and the GitHub deliveries.
 func (t Term) Run(ctx context.Context) error {
 	// The last leader may have raised conditions this one must not repeat.
 	if err := t.Notifier.Load(ctx); err != nil {
@@ -89,8 +89,8 @@ func (t Term) Run(ctx context.Context) error {
 	refresher := broker.NewRefresher(refCfg, t.Registry, t.Source, syncer, t.Log)
 	defer t.Attach(refresher)()
 	parts["refresher"] = refresher.Run
-	if t.Webhook != nil {
-		parts["webhook deliverer"] = t.Webhook.Run
+	if t.Outbox != nil {
+		parts["webhook deliverer"] = t.Outbox.Run
 	}
 	if t.Deliveries != nil {
 		parts["GitHub deliveries"] = func(ctx context.Context) error { return t.Deliveries.Run(ctx, refresher.Act) }
