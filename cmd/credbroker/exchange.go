@@ -21,7 +21,10 @@ import (
 // reviewed for the provider's audience, denials shown on the Pods. The
 // publications live in the cluster when there is a Kubernetes store and an
 // encryption key; otherwise in this process, where only the leader (the
-// one replica of the embedded store) writes and answers.
+// one replica of the embedded store) writes and answers. What else judges
+// a namespace by its owner is set up on the same owners: the in-cluster
+// registry's token service (with --registry-token-service) and the
+// admission Reviewer (with --admission-webhook).
 func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *parts, tenants *k8ssync.TenantCache, log *slog.Logger) (*api.ExchangeAPI, error) {
 	var source k8ssync.TenantSource = tenants
 	if tenants == nil {
@@ -62,7 +65,7 @@ func startExchange(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p *
 		p.registryTokens = svc.Handler()
 	}
 	if cfg.admissionWebhook {
-		p.webhook = admission.NewReviewer(owners, admission.ReviewerConfig{Images: cfg.imageRules, Readiness: exchanger, ProviderAudience: cfg.providerAudience}, log)
+		p.admission = admission.NewReviewer(owners, admission.ReviewerConfig{Images: cfg.imageRules, Readiness: exchanger, ProviderAudience: cfg.providerAudience}, log)
 	}
 	return api.NewExchangeAPI(auth.NewPodTokens(k8ssync.TokenReviewer(p.clients.Requests, cfg.providerAudience), p.tokenChecks(cfg.providerAudience)), exchanger, log), nil
 }

@@ -15,13 +15,13 @@ import (
 // startLeader runs leadership terms (or, without leader election, one term)
 // on wg until ctx ends; without a cluster there is nothing to lead.
 func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p parts, credentials *api.CredentialAPI, log *slog.Logger) error {
-	var webhook *broker.Webhook
+	var outbox *broker.Webhook
 	if cfg.webhookURL != "" {
 		secret, err := readSecretFile(cfg.webhookSecret, "webhook secret")
 		if err != nil {
 			return err
 		}
-		webhook = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret, Encode: api.EventJSON},
+		outbox = broker.NewWebhook(broker.WebhookConfig{URL: cfg.webhookURL, Secret: secret, Encode: api.EventJSON},
 			p.store, p.notifier, p.metrics, log)
 	}
 	if p.clients.Sync == nil {
@@ -37,7 +37,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		// No Recheck: a third party's password is never shown to GitHub.
 		RegistryChecker: github.NewPullProber(github.PullProberConfig{PlainHTTP: cfg.plainHTTPRegistry()}),
 		RegistryHealth:  broker.RegistryHealthConfig{Interval: cfg.registryCheckInterval},
-		Credentials:     p.store, Sealer: p.sealer, Notifier: p.notifier, Outbox: webhook, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
+		Credentials:     p.store, Sealer: p.sealer, Notifier: p.notifier, Outbox: outbox, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    syncer,
 		Refresher: broker.RefresherConfig{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
 	lead := term.Hold

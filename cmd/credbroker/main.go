@@ -122,7 +122,9 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer, getenv func(s
 }
 
 // newServer builds the API listeners: the services, the guard in front of
-// them, and the GitHub webhook receiver when a secret is configured.
+// them, and the HTTP endpoints that authenticate on their own: GitHub's
+// webhook deliveries when a secret is configured, the admission Reviewer
+// and the registry token service when served.
 func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchange *api.ExchangeAPI, dev *devMode, metrics *prometheus.Registry, log *slog.Logger) (*server.Server, error) {
 	handlers := map[string]http.Handler{}
 	if cfg.ghWebhookSecret != "" {
@@ -133,9 +135,9 @@ func newServer(cfg serveConfig, p parts, credentials *api.CredentialAPI, exchang
 		// Every replica stores deliveries; the leader acts on them.
 		handlers["POST /webhooks/github"] = github.DeliveryHandler(secret, p.deliveries.Accept, log)
 	}
-	if p.webhook != nil {
+	if p.admission != nil {
 		// The API server calls it: no caller identity, answers to anyone.
-		handlers["POST "+admission.WebhookPath] = p.webhook
+		handlers["POST "+admission.WebhookPath] = p.admission
 	}
 	if p.registryTokens != nil {
 		// Callers authenticate to the token service itself (a ServiceAccount

@@ -35,8 +35,9 @@ type parts struct {
 	// publications are the credentials the leader published, for the
 	// credential provider exchange on every replica.
 	publications *broker.Publications
-	// webhook is the validating admission webhook, when served.
-	webhook http.Handler
+	// admission answers the validating admission webhook's AdmissionReviews,
+	// when served.
+	admission http.Handler
 	// registryTokens is the in-cluster registry's token service, when served.
 	registryTokens http.Handler
 	// robots are the in-cluster registry's per-namespace credentials.
