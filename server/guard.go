@@ -25,15 +25,16 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// Authenticator is what the Guard asks who is calling; auth.Chain is one.
-type Authenticator interface {
+// CallerAuthenticator is what the Guard asks who is calling: it decides
+// (auth.Chain is one), where an auth.Authenticator may pass the request on.
+type CallerAuthenticator interface {
 	Authenticate(ctx context.Context, req auth.Request) (auth.Identity, error)
 }
 
 // GuardConfig configures authentication, authorization, limits and the
 // audit trail of the API.
 type GuardConfig struct {
-	Authenticator Authenticator
+	Authenticator CallerAuthenticator
 	Policy        *auth.Policy
 	// Audit keeps a record of every credential issuance and change; the
 	// log gets a line for each either way.
