@@ -16,27 +16,29 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// WebhookPath is where the webhook is served.
+// WebhookPath is where the Reviewer is served: the path of the validating
+// admission webhook's clientConfig.
 const WebhookPath = "/admission/validate"
 
 // Readiness says whether a tenant's Pods would get a credential now
-// (broker.Exchanger answers for the tenants the credential provider serves).
+// (exchange.Exchanger answers for the tenants the credential provider serves).
 type Readiness interface {
 	CredentialReady(t broker.Tenant) error
 }
 
-// Webhook is a validating admission webhook with the policy's rules, for
-// clusters without ValidatingAdmissionPolicy, plus what CEL cannot know: a
-// Pod admitted while its tenant's credential is not ready gets a warning,
+// Reviewer answers the AdmissionReviews the API server sends to credbroker's
+// validating admission webhook, with the policy's rules, for clusters
+// without ValidatingAdmissionPolicy, plus what CEL cannot know: a Pod
+// admitted while its tenant's credential is not ready gets a warning,
 // before it meets ImagePullBackOff. Every replica serves it from memory.
-type Webhook struct {
+type Reviewer struct {
 	owners broker.NamespaceOwners
-	cfg    WebhookConfig
+	cfg    ReviewerConfig
 	log    *slog.Logger
 }
 
-// WebhookConfig is what the webhook judges by.
-type WebhookConfig struct {
+// ReviewerConfig is what the Reviewer judges by.
+type ReviewerConfig struct {
 	// Images has the platform's public scopes, mirrors and in-cluster
 	// registry: an image is judged for the request's namespace
 	// (broker.ImageRules.ValidateIn), as the policy judges it by the
@@ -49,15 +51,15 @@ type WebhookConfig struct {
 	ProviderAudience string
 }
 
-// NewWebhook returns the webhook.
-func NewWebhook(owners broker.NamespaceOwners, cfg WebhookConfig, log *slog.Logger) *Webhook {
-	return &Webhook{owners: owners, cfg: cfg, log: log}
+// NewReviewer returns a Reviewer.
+func NewReviewer(owners broker.NamespaceOwners, cfg ReviewerConfig, log *slog.Logger) *Reviewer {
+	return &Reviewer{owners: owners, cfg: cfg, log: log}
 }
 
 // ServeHTTP answers an AdmissionReview (admission.k8s.io/v1). A request it
 // cannot judge (tenants not loaded yet) gets a 503, and the API server
 // applies the webhook's failurePolicy.
-func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Reviewer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var review admissionv1.AdmissionReview
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(&review); err != nil || review.Request == nil {
@@ -84,7 +86,7 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp})
 }
 
-func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+func (h *Reviewer) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
 	allow := &admissionv1.AdmissionResponse{Allowed: true}
 	if req.Namespace == "" || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		return allow, nil
@@ -134,7 +136,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	return allow, nil
 }
 
-// podSpec is the part of a PodSpec the webhook reads.
+// podSpec is the part of a PodSpec the Reviewer reads.
 type podSpec struct {
 	Containers          []struct{ Image string } `json:"containers"`
 	InitContainers      []struct{ Image string } `json:"initContainers"`
@@ -206,7 +208,7 @@ type addition struct {
 // added returns what the request's object has that its old object (on
 // UPDATE) did not. judged is false for a kind or subresource the policy
 // does not match.
-func (h *Webhook) added(req *admissionv1.AdmissionRequest) (a addition, judged bool, err error) {
+func (h *Reviewer) added(req *admissionv1.AdmissionRequest) (a addition, judged bool, err error) {
 	if !judgedKinds[req.Kind.Group+"/"+req.Kind.Kind] || (req.SubResource != "" && req.SubResource != "ephemeralcontainers") {
 		return a, false, nil
 	}
@@ -240,7 +242,7 @@ func (h *Webhook) added(req *admissionv1.AdmissionRequest) (a addition, judged b
 	return a, true, nil
 }
 
-// tokenRequest is the part of a TokenRequest the webhook reads.
+// tokenRequest is the part of a TokenRequest the Reviewer reads.
 type tokenRequest struct {
 	Spec struct {
 		Audiences []string `json:"audiences"`
@@ -250,7 +252,7 @@ type tokenRequest struct {
 // reviewTokenRequest judges a TokenRequest as tokens.yaml does: in a
 // namespace bound to a tenant, only a node may ask for a token for the
 // credential provider's audience.
-func (h *Webhook) reviewTokenRequest(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+func (h *Reviewer) reviewTokenRequest(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
 	allow := &admissionv1.AdmissionResponse{Allowed: true}
 	var tr tokenRequest
 	if err := json.Unmarshal(req.Object.Raw, &tr); err != nil {

@@ -113,7 +113,7 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := NewWebhook(owners{}, WebhookConfig{Readiness: readiness{tc.ready}, ProviderAudience: ProviderAudience, Images: broker.ImageRules{Public: []string{"docker.io/istio"},
+			h := NewReviewer(owners{}, ReviewerConfig{Readiness: readiness{tc.ready}, ProviderAudience: ProviderAudience, Images: broker.ImageRules{Public: []string{"docker.io/istio"},
 				InCluster: broker.InClusterRegistry{Host: "registry.cluster.internal:5000", NamespacePrefix: "cluster.local/{namespace}/", PublicPrefixes: []string{"platform/"}}}}, slog.New(slog.DiscardHandler))
 			review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 				Request: &admissionv1.AdmissionRequest{UID: types.UID("uid-1"), Kind: tc.kind, Namespace: tc.ns, Operation: tc.op, SubResource: tc.sub,
@@ -154,7 +154,7 @@ func TestWebhookJudgesLikeThePolicy(t *testing.T) {
 }
 
 func TestWebhookAsksForTheFailurePolicyWhenItCannotTell(t *testing.T) {
-	h := NewWebhook(owners{err: fmt.Errorf("%w: tenants not loaded", broker.ErrUnavailable)}, WebhookConfig{ProviderAudience: ProviderAudience}, slog.New(slog.DiscardHandler))
+	h := NewReviewer(owners{err: fmt.Errorf("%w: tenants not loaded", broker.ErrUnavailable)}, ReviewerConfig{ProviderAudience: ProviderAudience}, slog.New(slog.DiscardHandler))
 	review := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "web",
 			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(podJSON("ghcr.io/acme/app:1"))}}}

@@ -37,9 +37,6 @@ func (a *CredentialAPI) Attach(r *refresh.Refresher) (detach func()) {
 	return func() { a.current.CompareAndSwap(r, nil) }
 }
 
-// Refresher returns the Refresher attached now, or nil.
-func (a *CredentialAPI) Refresher() *refresh.Refresher { return a.current.Load() }
-
 // refresher resolves the tenant (NOT_FOUND first, whatever the replica) and
 // the running Refresher.
 func (a *CredentialAPI) refresher(ctx context.Context, tenantID string) (*refresh.Refresher, broker.Tenant, error) {

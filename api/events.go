@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
+	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/broker"
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
@@ -23,6 +24,7 @@ type EventAPI struct {
 	credbrokerv1.UnimplementedEventServiceServer
 	store    broker.EventStore
 	appended func() <-chan struct{}
+	clock    clock.WithTicker
 	poll     time.Duration
 	log      *slog.Logger
 }
@@ -30,12 +32,15 @@ type EventAPI struct {
 // NewEventAPI returns the EventService. appended, if not nil, returns a
 // channel closed at the next event written on this replica; poll is how
 // often watchers read the log regardless (events written by the leader
-// when this replica does not lead).
-func NewEventAPI(store broker.EventStore, appended func() <-chan struct{}, poll time.Duration, log *slog.Logger) *EventAPI {
+// when this replica does not lead), on clk (the real clock when nil).
+func NewEventAPI(store broker.EventStore, appended func() <-chan struct{}, poll time.Duration, clk clock.WithTicker, log *slog.Logger) *EventAPI {
 	if appended == nil {
 		appended = func() <-chan struct{} { return nil }
 	}
-	return &EventAPI{store: store, appended: appended, poll: poll, log: log}
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &EventAPI{store: store, appended: appended, clock: clk, poll: poll, log: log}
 }
 
 const (
@@ -112,10 +117,6 @@ func (a *EventAPI) ListEvents(ctx context.Context, req *credbrokerv1.ListEventsR
 	}
 }
 
-// LateWrite is how late, after a later id, an event may still land in the
-// log and reach the watches.
-const LateWrite = 10 * time.Second
-
 // WatchEvents implements credbroker.v1.EventService.
 func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc.ServerStreamingServer[credbrokerv1.Event]) error {
 	ctx := stream.Context()
@@ -141,51 +142,22 @@ func (a *EventAPI) WatchEvents(req *credbrokerv1.WatchEventsRequest, stream grpc
 	if err := stream.SendHeader(nil); err != nil {
 		return err
 	}
-	ticker := time.NewTicker(a.poll)
-	defer ticker.Stop()
-	// Every replica's credential provider may raise an event, with an id
-	// from its own clock, and its write may land after a later id of
-	// another replica: each read looks LateWrite back from the newest id
-	// seen (never before the client's after_id) and skips what was sent.
-	floor, newest := after, after
-	sent := map[string]bool{}
+	tail := newEventTail(a.store, a.appended, a.clock, a.poll, after)
+	defer tail.stop()
 	for {
-		// Take the wake-up channel before reading, so that an append
-		// between the read and the wait is not missed.
-		woken := a.appended()
-		cursor := max(floor, notify.EventIDBefore(newest, LateWrite))
-		for {
-			page, err := a.store.EventsAfter(ctx, cursor, defaultEventPage)
+		for ev, err := range tail.read(ctx) {
 			if err != nil {
 				return toStatus(ctx, a.log, fmt.Errorf("watch events: %w", err), "")
 			}
-			for _, ev := range page {
-				cursor, newest = ev.ID, max(newest, ev.ID)
-				if sent[ev.ID] {
-					continue
-				}
-				sent[ev.ID] = true
-				if !filter.match(ev) {
-					continue
-				}
-				if err := stream.Send(eventToProto(ev)); err != nil {
-					return err
-				}
+			if !filter.match(ev) {
+				continue
 			}
-			if len(page) < defaultEventPage {
-				break
+			if err := stream.Send(eventToProto(ev)); err != nil {
+				return err
 			}
 		}
-		for id := range sent { // out of the window: never read again
-			if id <= notify.EventIDBefore(newest, LateWrite) {
-				delete(sent, id)
-			}
-		}
-		select {
-		case <-ctx.Done():
+		if !tail.wait(ctx) {
 			return nil
-		case <-woken:
-		case <-ticker.C:
 		}
 	}
 }

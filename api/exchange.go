@@ -17,11 +17,11 @@ import (
 	credbrokerv1 "github.com/credbroker/credbroker/proto/credbroker/v1"
 )
 
-// PodTokens authenticates a ServiceAccount token for the exchange: the
+// Pods says whose Pod a ServiceAccount token is, for the exchange: the
 // API server must accept it for credbroker's audience, and it must be
 // bound to a Pod. Refusals are *broker.DeniedError; a review that cannot
 // be made now is broker.ErrUnavailable.
-type PodTokens interface {
+type Pods interface {
 	PodOf(ctx context.Context, token string) (broker.PodIdentity, error)
 }
 
@@ -38,13 +38,13 @@ const (
 // (auth.SelfAuthenticated) and this checks the token.
 type ExchangeAPI struct {
 	credbrokerv1.UnimplementedPullCredentialServiceServer
-	tokens    PodTokens
+	tokens    Pods
 	exchanger *exchange.Exchanger
 	log       *slog.Logger
 }
 
 // NewExchangeAPI returns the PullCredentialService.
-func NewExchangeAPI(tokens PodTokens, exchanger *exchange.Exchanger, log *slog.Logger) *ExchangeAPI {
+func NewExchangeAPI(tokens Pods, exchanger *exchange.Exchanger, log *slog.Logger) *ExchangeAPI {
 	return &ExchangeAPI{tokens: tokens, exchanger: exchanger, log: log}
 }
 

@@ -1,13 +1,3 @@
-// Package auth decides who is calling credbroker's API and what they may do.
-//
-// Authentication is a Chain of Authenticators — client certificates, a file
-// of hashed bearer tokens, OIDC ID tokens, Kubernetes TokenReview — where
-// the first that recognises a request decides. Authorization maps the
-// caller's name and groups to roles (admin, tenant-admin:<tenant>,
-// tenant-reader:<tenant>) through a Policy; the access table (Methods) says
-// for every API method the role it needs, the tenant it concerns, whether it
-// is audited and how often a caller may make it. The package knows nothing of gRPC or HTTP: the server
-// hands it a Request and a method name.
 package auth
 
 import (

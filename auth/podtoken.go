@@ -30,10 +30,11 @@ const (
 	PodTokenTTL         = 30 * time.Second
 )
 
-// PodTokens authenticates the ServiceAccount tokens the kubelet requests
-// for the credential provider: valid for credbroker's audience (the
-// ReviewFunc's), issued to a ServiceAccount, bound to a Pod. It implements
-// api.PodTokens.
+// PodTokens authenticates Pod-bound ServiceAccount tokens: those the
+// kubelet requests for the credential provider, and those Pods present to
+// the registry token service as a password. A token must be valid for the
+// ReviewFunc's audience, issued to a ServiceAccount and bound to a Pod. It
+// implements api.Pods and registrytoken.Pods.
 type PodTokens struct {
 	review *TokenReview
 }
@@ -49,7 +50,7 @@ func NewPodTokens(review ReviewFunc, checks TokenChecks) *PodTokens {
 	return &PodTokens{review: r}
 }
 
-// PodOf implements api.PodTokens. The caller's address, for the limit of
+// PodOf implements api.Pods. The caller's address, for the limit of
 // reviews per caller, comes from ctx (WithPeer).
 func (p *PodTokens) PodOf(ctx context.Context, token string) (broker.PodIdentity, error) {
 	id, _, err := p.review.Authenticate(ctx, Request{BearerToken: token, Peer: PeerOf(ctx)})

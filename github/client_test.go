@@ -69,12 +69,12 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(f.gh.Close)
 	f.gh.SetClock(f.clock)
 	f.gh.AddApp(appID, &key.PublicKey)
-	f.gh.AddInstallation(emulator.Installation{
+	f.gh.AddInstallation(emulator.AppInstallation{
 		ID: installationID, AppID: appID,
 		Account:     emulator.Account{Login: "acme", ID: 1001, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read", "metadata": "read"},
 	})
-	f.gh.AddPAT(patToken, emulator.PAT{
+	f.gh.AddPAT(patToken, emulator.IssuedPAT{
 		Owner:  emulator.Account{Login: "octo", ID: 7, Type: "User"},
 		Scopes: []string{"read:packages", "repo"},
 	})
@@ -224,7 +224,7 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 			return err
 		}, broker.ReasonMissingScope},
 		{"repository the installation lacks", func(f *fixture) {
-			f.gh.AddInstallation(emulator.Installation{ID: 43, AppID: appID, Account: emulator.Account{Login: "acme", ID: 1001, Type: "Organization"},
+			f.gh.AddInstallation(emulator.AppInstallation{ID: 43, AppID: appID, Account: emulator.Account{Login: "acme", ID: 1001, Type: "Organization"},
 				Permissions: map[string]string{"packages": "read"}, Repositories: []string{"api"}})
 		}, func(f *fixture) error {
 			_, err := f.client.MintInstallationToken(ctx, 43, nil, []string{"secret-repo"})
@@ -235,14 +235,14 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 			return err
 		}, broker.ReasonTokenRevoked},
 		{"PAT expired", func(f *fixture) {
-			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
+			f.gh.AddPAT(patToken, emulator.IssuedPAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
 				Scopes: []string{"read:packages"}, ExpiresAt: f.clock.Now().Add(-time.Minute)})
 		}, func(f *fixture) error {
 			_, err := f.client.ValidatePAT(ctx, patToken)
 			return err
 		}, broker.ReasonTokenRevoked},
 		{"PAT without read:packages", func(f *fixture) {
-			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
+			f.gh.AddPAT(patToken, emulator.IssuedPAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
 		}, func(f *fixture) error {
 			_, err := f.client.ValidatePAT(ctx, patToken)
 			return err
@@ -384,7 +384,7 @@ func TestValidatePATReadsOwnerScopesAndExpiry(t *testing.T) {
 		t.Run(layout, func(t *testing.T) {
 			f := newFixture(t)
 			f.gh.SetExpirationLayout(layout)
-			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
+			f.gh.AddPAT(patToken, emulator.IssuedPAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
 				Scopes: []string{"repo", "write:packages"}, ExpiresAt: expiry})
 			got, err := f.client.ValidatePAT(ctx, patToken)
 			if err != nil {
@@ -489,7 +489,7 @@ func TestAppJWTsSurviveASkewedHostClock(t *testing.T) {
 func TestMintForSelectedRepositories(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	f.gh.AddInstallation(emulator.Installation{ID: 43, AppID: appID, Account: emulator.Account{Login: "acme", ID: 1001, Type: "Organization"},
+	f.gh.AddInstallation(emulator.AppInstallation{ID: 43, AppID: appID, Account: emulator.Account{Login: "acme", ID: 1001, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read"}, Repositories: []string{"api", "web"}})
 	cred, err := f.client.MintInstallationToken(ctx, 43, nil, []string{"api"})
 	if err != nil {

@@ -117,16 +117,16 @@ func TestProbeAgainstARealRegistry(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	const pusher = "ghp_pusherWRITEpackages0123456789abcdef"
-	f.gh.AddPAT(pusher, emulator.PAT{Owner: emulator.Account{Login: "release-bot", ID: 99, Type: "User"},
+	f.gh.AddPAT(pusher, emulator.IssuedPAT{Owner: emulator.Account{Login: "release-bot", ID: 99, Type: "User"},
 		Scopes: []string{"write:packages"}, Orgs: []string{"octo", "acme"}})
 	registry := realRegistry(t, f.gh)
 	push(t, f.gh, registry, "octo/app", "v1", "release-bot", pusher)
 	push(t, f.gh, registry, "acme/api", "v1", "release-bot", pusher)
-	f.gh.AddPAT("ghp_revokedREVOKED0123456789abcdefghij", emulator.PAT{
+	f.gh.AddPAT("ghp_revokedREVOKED0123456789abcdefghij", emulator.IssuedPAT{
 		Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"read:packages"}})
 	f.gh.Revoke("ghp_revokedREVOKED0123456789abcdefghij")
 
-	prober := github.NewProber(github.ProberConfig{Timeout: 5 * time.Second, Recheck: f.client.Recheck})
+	prober := github.NewPullProber(github.PullProberConfig{Timeout: 5 * time.Second, Recheck: f.client.Recheck})
 	tests := []struct {
 		name  string
 		cred  func() broker.Credential

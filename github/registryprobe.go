@@ -33,9 +33,9 @@ var manifestAccept = strings.Join([]string{
 // calls with it can fail meanwhile.
 var replicationLagRetries = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
 
-// ProberConfig configures a Prober; the zero value probes over HTTPS with
+// PullProberConfig configures a PullProber; the zero value probes over HTTPS with
 // real time.
-type ProberConfig struct {
+type PullProberConfig struct {
 	// Transport carries the requests; http.DefaultTransport when nil.
 	Transport http.RoundTripper
 	// Timeout bounds each request; 15s when zero.
@@ -57,15 +57,15 @@ type ProberConfig struct {
 	Recheck func(ctx context.Context, cred broker.Credential) error
 }
 
-// Prober proves that a credential pulls an image, with the same token
+// PullProber proves that a credential pulls an image, with the same token
 // handshake a pull client performs, before the credential is published.
-type Prober struct {
-	cfg    ProberConfig
+type PullProber struct {
+	cfg    PullProberConfig
 	client *http.Client
 }
 
-// NewProber returns a Prober.
-func NewProber(cfg ProberConfig) *Prober {
+// NewPullProber returns a PullProber.
+func NewPullProber(cfg PullProberConfig) *PullProber {
 	if cfg.Transport == nil {
 		cfg.Transport = http.DefaultTransport
 	}
@@ -88,14 +88,14 @@ func NewProber(cfg ProberConfig) *Prober {
 	// them, and following one could hand the token to another host.
 	client := &http.Client{Transport: cfg.Transport, Timeout: cfg.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &Prober{cfg: cfg, client: client}
+	return &PullProber{cfg: cfg, client: client}
 }
 
 // Probe returns nil when cred can pull image, else an *Error whose reason
 // says why not: TOKEN_REVOKED (the registry rejects the login),
 // APP_TOKEN_NOT_ACCEPTED (an App token logged in but was denied the pull),
 // NO_PACKAGE_ACCESS, IMAGE_NOT_FOUND or REGISTRY_UNREACHABLE.
-func (p *Prober) Probe(ctx context.Context, cred broker.Credential, image string) error {
+func (p *PullProber) Probe(ctx context.Context, cred broker.Credential, image string) error {
 	op := "probe pull of " + image
 	ref, err := reference.ParseNamed(image)
 	if err != nil {
@@ -130,7 +130,7 @@ func (p *Prober) Probe(ctx context.Context, cred broker.Credential, image string
 // with no scope from the challenge's realm. Errors are *Error as Probe's;
 // a 403 is the registry refusing the login, since no repository was asked
 // for.
-func (p *Prober) Login(ctx context.Context, cred broker.Credential, host string) error {
+func (p *PullProber) Login(ctx context.Context, cred broker.Credential, host string) error {
 	status, err := p.login(ctx, cred, p.target(host))
 	if err != nil {
 		return &Error{Op: "log in to " + host, Cause: broker.ReasonOf(err), Status: status, Temporary: isTemporary(err), Err: err}
@@ -138,7 +138,7 @@ func (p *Prober) Login(ctx context.Context, cred broker.Credential, host string)
 	return nil
 }
 
-func (p *Prober) login(ctx context.Context, cred broker.Credential, t probeTarget) (int, error) {
+func (p *PullProber) login(ctx context.Context, cred broker.Credential, t probeTarget) (int, error) {
 	scheme, params, status, err := p.challenge(ctx, t)
 	if err != nil || scheme == "" { // "": an open registry
 		return status, err
@@ -164,7 +164,7 @@ func (p *Prober) login(ctx context.Context, cred broker.Credential, t probeTarge
 }
 
 // target is host with the scheme the prober speaks to it.
-func (p *Prober) target(host string) probeTarget {
+func (p *PullProber) target(host string) probeTarget {
 	if p.cfg.PlainHTTP(host) {
 		return probeTarget{scheme: "http", host: host}
 	}
@@ -173,7 +173,7 @@ func (p *Prober) target(host string) probeTarget {
 
 // challenge asks /v2/ how to log in: the scheme, "basic" or "bearer", and
 // its parameters, or "" for an open registry; the status is the answer's.
-func (p *Prober) challenge(ctx context.Context, t probeTarget) (scheme string, params map[string]string, status int, err error) {
+func (p *PullProber) challenge(ctx context.Context, t probeTarget) (scheme string, params map[string]string, status int, err error) {
 	resp, err := p.do(ctx, http.MethodGet, t.url("/v2/"), nil)
 	if err != nil {
 		return "", nil, 0, err
@@ -202,7 +202,7 @@ func (t probeTarget) url(path string) string {
 // handshake is one pull attempt: /v2/ for the challenge, the realm for a
 // bearer token, then HEAD of the manifest. It returns the HTTP status of the
 // step that failed.
-func (p *Prober) handshake(ctx context.Context, cred broker.Credential, t probeTarget) (int, error) {
+func (p *PullProber) handshake(ctx context.Context, cred broker.Credential, t probeTarget) (int, error) {
 	scheme, params, status, err := p.challenge(ctx, t)
 	if err != nil {
 		return status, err
@@ -242,7 +242,7 @@ func (p *Prober) handshake(ctx context.Context, cred broker.Credential, t probeT
 }
 
 // bearerToken logs in at the challenge's realm, as "docker login" would.
-func (p *Prober) bearerToken(ctx context.Context, cred broker.Credential, t probeTarget, params map[string]string) (string, int, error) {
+func (p *PullProber) bearerToken(ctx context.Context, cred broker.Credential, t probeTarget, params map[string]string) (string, int, error) {
 	realm, err := tokenURL(params, t, "repository:"+t.repo+":pull")
 	if err != nil {
 		return "", 0, err
@@ -298,7 +298,7 @@ func tokenURL(params map[string]string, t probeTarget, scope string) (string, er
 // refusedLogin names a 403 at the token endpoint: a credential GitHub no
 // longer accepts (TOKEN_REVOKED, or whatever GitHub's answer says), or
 // else one that may not pull.
-func (p *Prober) refusedLogin(ctx context.Context, cred broker.Credential, t probeTarget) error {
+func (p *PullProber) refusedLogin(ctx context.Context, cred broker.Credential, t probeTarget) error {
 	refused := denied(cred, t)
 	if p.cfg.Recheck == nil {
 		return refused
@@ -332,7 +332,7 @@ type response struct {
 }
 
 // do sends one request and reads at most 64 KiB of the answer.
-func (p *Prober) do(ctx context.Context, method, rawURL string, header http.Header) (*response, error) {
+func (p *PullProber) do(ctx context.Context, method, rawURL string, header http.Header) (*response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
 	if err != nil {
 		return nil, reasonErr(broker.ReasonRegistryUnreachable, "bad request URL: %v", err)

@@ -27,7 +27,7 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 			return patCredential(), f.gh.RegistryHost() + "/octo/app:v1"
 		}, ""},
 		{"PAT pulls an org image by digest", func(_ *testing.T, f *fixture) (broker.Credential, string) {
-			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
+			f.gh.AddPAT(patToken, emulator.IssuedPAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"},
 				Scopes: []string{"read:packages"}, Orgs: []string{"acme"}})
 			digest := f.gh.AddImage("acme/api", "v2")
 			return patCredential(), f.gh.RegistryHost() + "/acme/api@" + digest
@@ -37,7 +37,7 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 			return patCredential(), f.gh.RegistryHost() + "/evil/app:v1"
 		}, broker.ReasonNoPackageAccess},
 		{"PAT without a packages scope", func(_ *testing.T, f *fixture) (broker.Credential, string) {
-			f.gh.AddPAT(patToken, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
+			f.gh.AddPAT(patToken, emulator.IssuedPAT{Owner: emulator.Account{Login: "octo", ID: 7, Type: "User"}, Scopes: []string{"repo"}})
 			f.gh.AddImage("octo/app", "v1")
 			return patCredential(), f.gh.RegistryHost() + "/octo/app:v1"
 		}, broker.ReasonNoPackageAccess},
@@ -78,7 +78,7 @@ func TestProbeAgainstTheEmulatedRegistry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			cred, image := tc.setup(t, f)
-			prober := github.NewProber(github.ProberConfig{Clock: f.clock, Timeout: 5 * time.Second, Recheck: f.client.Recheck})
+			prober := github.NewPullProber(github.PullProberConfig{Clock: f.clock, Timeout: 5 * time.Second, Recheck: f.client.Recheck})
 			assertOutcome(t, f.record(prober.Probe(ctx, cred, image)), tc.want)
 		})
 	}
@@ -112,7 +112,7 @@ func TestProbeRetriesAFreshTokenThroughReplicationLag(t *testing.T) {
 		f.clock.Step(d)
 		return nil
 	}
-	prober := github.NewProber(github.ProberConfig{Clock: f.clock, Sleep: sleep, Recheck: f.client.Recheck})
+	prober := github.NewPullProber(github.PullProberConfig{Clock: f.clock, Sleep: sleep, Recheck: f.client.Recheck})
 	if err := prober.Probe(ctx, cred, f.gh.RegistryHost()+"/acme/api:v1"); err != nil {
 		t.Fatalf("probe of a lagging fresh token: %v", err)
 	}
@@ -162,7 +162,7 @@ func TestLoginAgainstTheEmulatedRegistry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			host := tc.setup(f)
-			prober := github.NewProber(github.ProberConfig{Clock: f.clock, Timeout: 5 * time.Second})
+			prober := github.NewPullProber(github.PullProberConfig{Clock: f.clock, Timeout: 5 * time.Second})
 			assertOutcome(t, prober.Login(context.Background(), patCredential(), host), tc.want)
 		})
 	}

@@ -61,7 +61,7 @@ func TestStatelessTokensPassEveryPathAndNeverLeak(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	text := slog.New(slog.NewTextHandler(&logs, nil))
-	prober := github.NewProber(github.ProberConfig{Clock: f.clock, Timeout: 5 * time.Second, Recheck: f.client.Recheck})
+	prober := github.NewPullProber(github.PullProberConfig{Clock: f.clock, Timeout: 5 * time.Second, Recheck: f.client.Recheck})
 	image := f.gh.RegistryHost() + "/acme/api:v1"
 
 	// The minted token works: probe, recheck, and it renders whole.

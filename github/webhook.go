@@ -14,10 +14,10 @@ import (
 
 // Accept stores a delivery for the leader to act on; added is false for a
 // delivery seen before (broker.Delivery.Key: the signed body's digest).
-// broker.Deliveries.Accept is one.
+// inbox.Runner.Accept is one.
 type Accept func(ctx context.Context, d broker.Delivery) (added bool, err error)
 
-// WebhookHandler receives the GitHub App's webhooks on any replica. It
+// DeliveryHandler receives the GitHub App's webhooks on any replica. It
 // requires X-Hub-Signature-256: a delivery unsigned, mis-signed or signed
 // only with the legacy SHA-1 header is a 401 and reaches nobody. The
 // deliveries credbroker acts on — installation suspend, unsuspend,
@@ -29,8 +29,8 @@ type Accept func(ctx context.Context, d broker.Delivery) (added bool, err error)
 // the body, not that header, so a captured body replayed under fresh ids
 // is still one delivery. One that cannot be stored, 503 (GitHub shows it
 // failed and it can be redelivered). What a delivery says is a hint: the
-// leader asks GitHub's API before it acts (broker.Refresher.Act).
-func WebhookHandler(secret []byte, accept Accept, log *slog.Logger) http.Handler {
+// leader asks GitHub's API before it acts (refresh.Refresher.Act).
+func DeliveryHandler(secret []byte, accept Accept, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := gh.DeliveryID(r)
 		if r.Header.Get(gh.SHA256SignatureHeader) == "" {

@@ -71,7 +71,7 @@ func deliver(t testing.TB, h http.Handler, event, id string, body []byte, header
 	return rec.Code
 }
 
-func TestWebhookHandler(t *testing.T) {
+func TestDeliveryHandler(t *testing.T) {
 	secret := []byte("webhook-secret")
 	signed := func(body []byte) map[string]string {
 		return map[string]string{"X-Hub-Signature-256": githubSignature(secret, body)}
@@ -114,7 +114,7 @@ func TestWebhookHandler(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := &acceptedDeliveries{down: tc.down}
-			h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
+			h := DeliveryHandler(secret, in.accept, slog.New(slog.DiscardHandler))
 			if code := deliver(t, h, tc.event, "d-1", tc.body, tc.headers(tc.body)); code != tc.wantCode {
 				t.Errorf("status %d, want %d", code, tc.wantCode)
 			}
@@ -134,7 +134,7 @@ func TestWebhookHandler(t *testing.T) {
 func TestAReplayedDeliveryIsStoredOnce(t *testing.T) {
 	secret := []byte("webhook-secret")
 	in := &acceptedDeliveries{}
-	h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
+	h := DeliveryHandler(secret, in.accept, slog.New(slog.DiscardHandler))
 	body := installationPayload("suspend", 42)
 	headers := map[string]string{"X-Hub-Signature-256": githubSignature(secret, body)}
 	for i, want := range []int{http.StatusAccepted, http.StatusOK, http.StatusOK} {
@@ -161,7 +161,7 @@ func TestACapturedSuspendUnderFreshDeliveryIDsIsActedOnOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ds := inbox.NewRunner(store, clock.RealClock{}, slog.New(slog.DiscardHandler))
-	h := WebhookHandler(secret, ds.Accept, slog.New(slog.DiscardHandler))
+	h := DeliveryHandler(secret, ds.Accept, slog.New(slog.DiscardHandler))
 	body := installationPayload("suspend", 42)
 	headers := map[string]string{"X-Hub-Signature-256": githubSignature(secret, body)}
 	for i, id := range []string{"captured", "fresh-1", "fresh-2", "fresh-3"} {
@@ -193,9 +193,9 @@ func TestACapturedSuspendUnderFreshDeliveryIDsIsActedOnOnce(t *testing.T) {
 	}
 }
 
-// FuzzWebhookHandler: whatever arrives, the handler does not panic, and
+// FuzzDeliveryHandler: whatever arrives, the handler does not panic, and
 // nothing without the right signature is stored.
-func FuzzWebhookHandler(f *testing.F) {
+func FuzzDeliveryHandler(f *testing.F) {
 	secret := []byte("webhook-secret")
 	f.Add("installation", installationPayload("suspend", 42), true)
 	f.Add("installation", []byte(`{"action":"deleted","installation":{"id":-1}}`), true)
@@ -203,7 +203,7 @@ func FuzzWebhookHandler(f *testing.F) {
 	f.Add("", []byte(`null`), true)
 	f.Fuzz(func(t *testing.T, event string, body []byte, signed bool) {
 		in := &acceptedDeliveries{}
-		h := WebhookHandler(secret, in.accept, slog.New(slog.DiscardHandler))
+		h := DeliveryHandler(secret, in.accept, slog.New(slog.DiscardHandler))
 		sig := githubSignature([]byte("not the secret"), body)
 		if signed {
 			sig = githubSignature(secret, body)

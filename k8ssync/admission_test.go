@@ -150,7 +150,7 @@ func TestImageOwnershipAtTheAPIServer(t *testing.T) {
 	waitForMark(t, listed, tn.ID, strings.Join(rules.ScopesIn(tn, listed), " "))
 	waitForMark(t, selected, tn.ID, scopes)
 	applyPolicy(t, admission.Enforce, listed)
-	registerWebhook(t, admission.NewWebhook(fixedOwner{tn}, admission.WebhookConfig{Images: rules, ProviderAudience: admission.ProviderAudience},
+	registerWebhook(t, admission.NewReviewer(fixedOwner{tn}, admission.ReviewerConfig{Images: rules, ProviderAudience: admission.ProviderAudience},
 		slog.New(slog.DiscardHandler)), map[string]string{"hook": label})
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, err := admin.CoreV1().Pods(hooked).Create(ctx, podOf("probe", "quay.io/evil/app"), dryRun)
@@ -441,7 +441,7 @@ func TestAdmissionWebhookAtTheAPIServer(t *testing.T) {
 	createNamespace(t, free, nil)
 	tn := tenant(label, func(t *broker.Tenant) { t.PullMode = broker.PullProvider })
 
-	srv := registerWebhook(t, admission.NewWebhook(fixedOwner{tn}, admission.WebhookConfig{Readiness: notReady{}, ProviderAudience: admission.ProviderAudience}, slog.New(slog.DiscardHandler)), map[string]string{"hook": label})
+	srv := registerWebhook(t, admission.NewReviewer(fixedOwner{tn}, admission.ReviewerConfig{Readiness: notReady{}, ProviderAudience: admission.ProviderAudience}, slog.New(slog.DiscardHandler)), map[string]string{"hook": label})
 	client, w := testenv.WarnedClient(t, controlPlane.Config)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, err := client.CoreV1().Pods(bound).Create(ctx, podOf("probe", "quay.io/evil/app"), dryRun)
@@ -547,7 +547,7 @@ func BenchmarkPodAdmission(b *testing.B) {
 		b.Fatal(err)
 	}
 	applyPolicy(b, admission.Enforce, namespaces["policy"])
-	registerWebhook(b, admission.NewWebhook(fixedOwner{tn}, admission.WebhookConfig{ProviderAudience: admission.ProviderAudience}, slog.New(slog.DiscardHandler)), map[string]string{"bench-hook": label})
+	registerWebhook(b, admission.NewReviewer(fixedOwner{tn}, admission.ReviewerConfig{ProviderAudience: admission.ProviderAudience}, slog.New(slog.DiscardHandler)), map[string]string{"bench-hook": label})
 
 	var n int // Pod names, unique over the benchmark's runs
 	for _, mode := range []struct {

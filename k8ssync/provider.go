@@ -119,7 +119,7 @@ var _ broker.PublicationStore = (*PublicationSecrets)(nil)
 
 // TenantSource is where NamespaceInformer finds the tenants that claim a
 // namespace, from memory: the TenantInformer (the Kubernetes store, every
-// replica), or broker.TenantIndex (the embedded store of one replica).
+// replica), or tenantindex.Index (the embedded store of one replica).
 type TenantSource interface {
 	// Synced reports whether the source has been filled.
 	Synced() bool

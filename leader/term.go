@@ -1,7 +1,3 @@
-// Package leader is what one replica runs while it holds the leadership: the
-// Syncer that writes pull Secrets, the Refresher that keeps credentials
-// fresh, and the webhook deliverer, wired to each other for one term. The
-// API serves from any replica; these run on one.
 package leader
 
 import (
@@ -13,20 +9,21 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/clock"
-
-	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/broker/inbox"
 	"github.com/credbroker/credbroker/broker/notify"
 	"github.com/credbroker/credbroker/broker/refresh"
 	"github.com/credbroker/credbroker/broker/registryhealth"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+
+	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/k8ssync"
 )
 
 // Term is one leadership term's work. Kube, Registry, Source, Notifier,
-// Attach and Log are required; a nil Prober, Webhook, Sealer or Metrics
-// turns that feature off.
+// Attach and Log are required; a nil Prober, RegistryChecker, Outbox,
+// Deliveries, Sealer or Metrics turns that feature off.
 type Term struct {
 	Kube     kubernetes.Interface
 	Registry *broker.Tenants
@@ -41,7 +38,9 @@ type Term struct {
 	Credentials broker.CredentialStore
 	Sealer      *broker.Sealer
 	Notifier    *notify.Notifier
-	Webhook     *notify.Outbox // nil: no outbound webhook
+	// Outbox delivers the event log to the backend's webhook (signed
+	// POSTs); nil: no outbound webhook.
+	Outbox *notify.Outbox
 	// Deliveries are GitHub's webhooks, stored by any replica, which the
 	// term acts on; nil: none.
 	Deliveries *inbox.Runner
@@ -62,9 +61,11 @@ type Term struct {
 // DefaultRestart is the pause before a term that ended early is replaced.
 const DefaultRestart = 5 * time.Second
 
-// Run syncs Secrets, keeps credentials fresh and delivers the webhook
-// outbox until ctx ends (the term ends), and returns when all three have
-// stopped.
+// Run builds the term's parts and runs them until ctx ends (the term ends)
+// or one of them stops, and returns when all have stopped. The parts are
+// up to five: the Syncer (writes pull Secrets), the Refresher (keeps
+// credentials fresh), and, each when configured, the registry checks
+// (registryhealth.Monitor), the outbox deliverer and the GitHub deliveries.
 func (t Term) Run(ctx context.Context) error {
 	// The last leader may have raised conditions this one must not repeat.
 	if err := t.Notifier.Load(ctx); err != nil {
@@ -92,8 +93,8 @@ func (t Term) Run(ctx context.Context) error {
 	refresher := refresh.New(refCfg, t.Registry, t.Source, syncer, t.Log)
 	defer t.Attach(refresher)()
 	parts["refresher"] = refresher.Run
-	if t.Webhook != nil {
-		parts["webhook deliverer"] = t.Webhook.Run
+	if t.Outbox != nil {
+		parts["webhook deliverer"] = t.Outbox.Run
 	}
 	if t.Deliveries != nil {
 		parts["GitHub deliveries"] = func(ctx context.Context) error { return t.Deliveries.Run(ctx, refresher.Act) }

@@ -41,7 +41,7 @@ func TestATermPublishesAndStopsWhenItEnds(t *testing.T) {
 	}
 
 	var attached atomic.Pointer[refresh.Refresher]
-	term := leader.Term{Kube: cp.Admin, Registry: registry, Source: client, Prober: github.NewProber(github.ProberConfig{}),
+	term := leader.Term{Kube: cp.Admin, Registry: registry, Source: client, Prober: github.NewPullProber(github.PullProberConfig{}),
 		Credentials: store, Notifier: notify.NewNotifier(store, false, clock.RealClock{}, nil, log), Log: log,
 		Attach: func(r *refresh.Refresher) func() {
 			attached.Store(r)

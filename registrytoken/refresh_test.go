@@ -72,7 +72,7 @@ func refused(t *testing.T, what string, rec *httptest.ResponseRecorder) {
 func TestARefreshTokenIsNoBetterThanTheCredentialItCameFrom(t *testing.T) {
 	t.Run("a robot's, after the robot's period ended", func(t *testing.T) {
 		f := newFixture(t, owners{})
-		robots, err := NewRobots(bytes.Repeat([]byte{7}, 32), 10*time.Minute, "registry.internal:5000", f.clock)
+		robots, err := NewRobotPasswords(bytes.Repeat([]byte{7}, 32), 10*time.Minute, "registry.internal:5000", f.clock)
 		if err != nil {
 			t.Fatal(err)
 		}

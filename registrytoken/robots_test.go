@@ -13,9 +13,9 @@ import (
 
 // withRobots gives the service robots of registry.internal:5000 that
 // rotate daily, on the fixture's clock.
-func (f *fixture) withRobots(t testing.TB) *Robots {
+func (f *fixture) withRobots(t testing.TB) *RobotPasswords {
 	t.Helper()
-	robots, err := NewRobots(bytes.Repeat([]byte{7}, 32), 24*time.Hour, "registry.internal:5000", f.clock)
+	robots, err := NewRobotPasswords(bytes.Repeat([]byte{7}, 32), 24*time.Hour, "registry.internal:5000", f.clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +76,8 @@ func TestRobotsPullTheirNamespacesImagesForTwoPeriods(t *testing.T) {
 		period time.Duration
 		host   string
 	}{{make([]byte, 16), time.Hour, "r"}, {make([]byte, 32), time.Second, "r"}, {make([]byte, 32), time.Hour, ""}} {
-		if _, err := NewRobots(bad.key, bad.period, bad.host, clocktesting.NewFakePassiveClock(time.Now())); err == nil {
-			t.Errorf("NewRobots(%d bytes, %s, %q) made robots", len(bad.key), bad.period, bad.host)
+		if _, err := NewRobotPasswords(bad.key, bad.period, bad.host, clocktesting.NewFakePassiveClock(time.Now())); err == nil {
+			t.Errorf("NewRobotPasswords(%d bytes, %s, %q) made robots", len(bad.key), bad.period, bad.host)
 		}
 	}
 }

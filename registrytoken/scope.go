@@ -8,9 +8,9 @@ import (
 	"github.com/distribution/reference"
 )
 
-// Access is what a token grants on one resource, as the registry reads it
-// from the token's "access" claim.
-type Access struct {
+// ResourceAccess is what a token grants on one resource, as the registry
+// reads it from the token's "access" claim.
+type ResourceAccess struct {
 	Type    string   `json:"type"`
 	Name    string   `json:"name"`
 	Actions []string `json:"actions"`
@@ -22,8 +22,8 @@ type Access struct {
 // scope has none, a repository name no more than a tag would), so the type
 // is what comes before the first colon and the actions what comes after
 // the last.
-func parseScopes(values []string) ([]Access, error) {
-	var out []Access
+func parseScopes(values []string) ([]ResourceAccess, error) {
+	var out []ResourceAccess
 	for _, value := range values {
 		for _, s := range strings.Fields(value) {
 			typ, rest, ok := strings.Cut(s, ":")
@@ -40,14 +40,16 @@ func parseScopes(values []string) ([]Access, error) {
 					return nil, fmt.Errorf("scope %q: %q is not a repository name", s, name)
 				}
 			}
-			out = append(out, Access{Type: typ, Name: name, Actions: actions})
+			out = append(out, ResourceAccess{Type: typ, Name: name, Actions: actions})
 		}
 	}
 	return out, nil
 }
 
 // String is the scope as the token specification writes it.
-func (a Access) String() string { return a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",") }
+func (a ResourceAccess) String() string {
+	return a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",")
+}
 
 // ParsePublicPrefix reads one of --registry-public-prefixes: a repository
 // path of whole components, with or without its trailing '/'. It is

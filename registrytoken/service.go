@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
-	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/utils/clock"
@@ -74,7 +73,7 @@ type Config struct {
 	OwnerPrefix string
 	// Robots, if set, are the per-namespace credentials the pull Secrets
 	// carry, taken beside ServiceAccount tokens.
-	Robots *Robots
+	Robots *RobotPasswords
 	// BoundPods, if set, lets a ServiceAccount's refresh token be checked
 	// at each refresh; without it ServiceAccounts get no refresh token
 	// (clients then authenticate with their token again).
@@ -172,28 +171,6 @@ func (s *Service) Handler() http.Handler {
 	return mux
 }
 
-// caller is who asks: a ServiceAccount, or a namespace's robot (no
-// ServiceAccount); the zero value is anonymous. The rest says what the
-// credential was, which a refresh token carries so that each refresh
-// checks it again: the Pod a ServiceAccount token was bound to, a robot's
-// period, and until when the credential itself was good.
-type caller struct {
-	namespace, serviceAccount string
-	pod, podUID               string
-	robotEpoch                int64
-	until                     time.Time
-}
-
-func (c caller) subject() string {
-	switch {
-	case c.namespace == "":
-		return ""
-	case c.serviceAccount == "":
-		return robotPrefix + c.namespace
-	}
-	return "system:serviceaccount:" + c.namespace + ":" + c.serviceAccount
-}
-
 // requestError is an answer other than a token: the status, and the OAuth2
 // error code (RFC 6749 5.2) with its description.
 type requestError struct {
@@ -211,7 +188,7 @@ func badRequest(code, format string, args ...any) *requestError {
 // token as the password) or none, service and scope in the query.
 func (s *Service) get(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	c, err := s.basic(r)
+	c, err := s.authenticateBasic(r)
 	var resp map[string]any
 	if err == nil {
 		resp, err = s.issue(r.Context(), "GET", c, q.Get("service"), q["scope"], false)
@@ -240,9 +217,9 @@ func (s *Service) post(w http.ResponseWriter, r *http.Request) {
 			err = badRequest("invalid_request", "grant_type password needs username and password")
 			break
 		}
-		c, err = s.password(r.Context(), f.Get("username"), f.Get("password"))
+		c, err = s.authenticatePassword(r.Context(), f.Get("username"), f.Get("password"))
 	case "refresh_token":
-		c, err = s.refreshed(r.Context(), f.Get("refresh_token"))
+		c, err = s.authenticateRefresh(r.Context(), f.Get("refresh_token"))
 	case "":
 		err = badRequest("invalid_request", "grant_type is required")
 	default:
@@ -262,58 +239,6 @@ func (s *Service) post(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// basic authenticates a GET: no Authorization is anonymous; Basic carries
-// the ServiceAccount token as its password.
-func (s *Service) basic(r *http.Request) (caller, error) {
-	if r.Header.Get("Authorization") == "" {
-		return caller{}, nil
-	}
-	user, password, ok := r.BasicAuth()
-	if !ok || user == "" || password == "" {
-		return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_client", descr: "want Basic credentials: a namespace's robot, or any user name with a ServiceAccount token as the password"}
-	}
-	return s.password(r.Context(), user, password)
-}
-
-// password authenticates a user name and password: a robot's, or a
-// ServiceAccount token under any other name.
-func (s *Service) password(ctx context.Context, user, password string) (caller, error) {
-	if !isRobot(user) {
-		return s.serviceAccount(ctx, password)
-	}
-	if s.cfg.Robots != nil {
-		if ns, epoch, ok := s.cfg.Robots.verify(user, password); ok {
-			return caller{namespace: ns, robotEpoch: epoch, until: s.cfg.Robots.validUntil(epoch)}, nil
-		}
-	}
-	return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_grant", descr: "not a robot credential of this period or the one before"}
-}
-
-func (s *Service) serviceAccount(ctx context.Context, token string) (caller, error) {
-	pod, err := s.pods.PodOf(ctx, token)
-	var d *broker.DeniedError
-	switch {
-	case errors.As(err, &d):
-		return caller{}, &requestError{status: http.StatusUnauthorized, code: "invalid_grant", descr: d.Msg}
-	case err != nil:
-		return caller{}, err
-	}
-	return caller{namespace: pod.Namespace, serviceAccount: pod.ServiceAccount, pod: pod.Pod, podUID: pod.PodUID, until: expiryOf(token)}, nil
-}
-
-// expiryOf is when a ServiceAccount token the API server just accepted
-// expires, read without checking its signature (the review did); zero if
-// it says none, as only tokens not bound to a Pod do.
-func expiryOf(token string) time.Time {
-	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA})
-	var claims jwt.Claims
-	if err != nil || tok.UnsafeClaimsWithoutVerification(&claims) != nil || claims.Expiry == nil {
-		return time.Time{}
-	}
-	return claims.Expiry.Time()
-}
-
 // issue grants c what it may of the scopes asked, and signs it. flow, how
 // the token was asked for, goes to the audit record.
 func (s *Service) issue(ctx context.Context, flow string, c caller, service string, scopes []string, offline bool) (map[string]any, error) {
@@ -331,7 +256,7 @@ func (s *Service) issue(ctx context.Context, flow string, c caller, service stri
 	now := s.cfg.Clock.Now()
 	claims := struct {
 		jwt.Claims
-		Access []Access `json:"access"`
+		Access []ResourceAccess `json:"access"`
 	}{Claims: jwt.Claims{Issuer: s.cfg.Issuer, Subject: c.subject(), Audience: jwt.Audience{s.cfg.Service},
 		Expiry: jwt.NewNumericDate(now.Add(s.cfg.TTL)), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
 		IssuedAt: jwt.NewNumericDate(now), ID: newID()}, Access: granted}
@@ -358,7 +283,7 @@ func (s *Service) issue(ctx context.Context, flow string, c caller, service stri
 // kubelet of the namespace reads, only pulls), outside the public
 // prefixes; nothing else (no delete, no
 // catalog), which the registry then refuses.
-func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
+func (s *Service) grant(c caller, asked []ResourceAccess) ([]ResourceAccess, error) {
 	pull := slices.Clone(s.cfg.PublicPrefixes)
 	var push []string
 	if c.namespace != "" {
@@ -382,7 +307,7 @@ func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
 			}
 		}
 	}
-	granted := []Access{}
+	granted := []ResourceAccess{}
 	for _, a := range asked {
 		if a.Type != "repository" {
 			continue
@@ -397,118 +322,10 @@ func (s *Service) grant(c caller, asked []Access) ([]Access, error) {
 			actions = append(actions, "push")
 		}
 		if len(actions) > 0 {
-			granted = append(granted, Access{Type: a.Type, Name: a.Name, Actions: actions})
+			granted = append(granted, ResourceAccess{Type: a.Type, Name: a.Name, Actions: actions})
 		}
 	}
 	return granted, nil
-}
-
-// refreshAudience marks a refresh token: the registry never takes it, its
-// audience being the service's name with a suffix.
-func (s *Service) refreshAudience() string { return s.cfg.Service + "#refresh" }
-
-// refreshClaims are a refresh token's: the caller, and what its
-// credential was (the Pod a ServiceAccount token was bound to, or a
-// robot's period) and until when it was good, which every refresh checks
-// again. A refresh token is only ever as good as the credential it was
-// obtained with: it expires with it, and a refresh never extends it.
-type refreshClaims struct {
-	jwt.Claims
-	Pod             string `json:"pod,omitempty"`
-	PodUID          string `json:"podUID,omitempty"`
-	RobotEpoch      int64  `json:"robotEpoch,omitempty"`
-	CredentialUntil int64  `json:"credentialUntil"`
-}
-
-// refreshable reports whether c may have a refresh token: an
-// authenticated caller whose credential a refresh can check again.
-func (s *Service) refreshable(c caller) bool {
-	switch {
-	case c.namespace == "" || c.until.IsZero():
-		return false // anonymous, or a credential of no known end
-	case c.serviceAccount == "":
-		return s.cfg.Robots != nil
-	}
-	return s.cfg.BoundPods != nil && c.pod != ""
-}
-
-func (s *Service) refreshToken(c caller, now time.Time) (string, error) {
-	exp := now.Add(s.cfg.RefreshTTL)
-	if c.until.Before(exp) {
-		exp = c.until
-	}
-	claims := refreshClaims{Claims: jwt.Claims{Issuer: s.cfg.Issuer, Subject: c.subject(), Audience: jwt.Audience{s.refreshAudience()},
-		Expiry: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), ID: newID()},
-		Pod: c.pod, PodUID: c.podUID, RobotEpoch: c.robotEpoch, CredentialUntil: c.until.Unix()}
-	token, err := jwt.Signed(s.keys.signing).Claims(claims).Serialize()
-	if err != nil {
-		return "", fmt.Errorf("sign a refresh token: %w", err)
-	}
-	return token, nil
-}
-
-// refreshed authenticates a refresh token: signed by one of the keys, for
-// the refresh audience, not expired, and its credential still good: a
-// robot's period not over, the Pod a ServiceAccount token was bound to and
-// its ServiceAccount still there. What it grants is decided anew.
-func (s *Service) refreshed(ctx context.Context, raw string) (caller, error) {
-	invalid := func(why string) error {
-		return &requestError{status: http.StatusBadRequest, code: "invalid_grant", descr: why}
-	}
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil {
-		return caller{}, invalid("the refresh token is not one of this service's, or expired")
-	}
-	var claims refreshClaims
-	verified := false
-	for _, key := range s.keys.JWKS().Keys {
-		if tok.Claims(key.Key, &claims) == nil {
-			verified = true
-			break
-		}
-	}
-	now := s.cfg.Clock.Now()
-	if !verified || claims.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.refreshAudience()}, Time: now}, 0) != nil ||
-		claims.CredentialUntil == 0 || !now.Before(time.Unix(claims.CredentialUntil, 0)) {
-		return caller{}, invalid("the refresh token is not one of this service's, or expired")
-	}
-	until := time.Unix(claims.CredentialUntil, 0)
-	if ns, ok := strings.CutPrefix(claims.Subject, robotPrefix); ok {
-		if s.cfg.Robots == nil || !s.cfg.Robots.current(claims.RobotEpoch) {
-			return caller{}, invalid("the robot credential this refresh token was obtained with has rotated out")
-		}
-		return caller{namespace: ns, robotEpoch: claims.RobotEpoch, until: until}, nil
-	}
-	ns, sa, ok := strings.Cut(strings.TrimPrefix(claims.Subject, "system:serviceaccount:"), ":")
-	if !ok || !strings.HasPrefix(claims.Subject, "system:serviceaccount:") || claims.Pod == "" || s.cfg.BoundPods == nil {
-		return caller{}, invalid("the refresh token is not one of this service's, or expired")
-	}
-	c := caller{namespace: ns, serviceAccount: sa, pod: claims.Pod, podUID: claims.PodUID, until: until}
-	err = s.stillBound(ctx, broker.PodIdentity{Namespace: ns, ServiceAccount: sa, Pod: claims.Pod, PodUID: claims.PodUID})
-	var d *broker.DeniedError
-	switch {
-	case errors.As(err, &d):
-		return caller{}, invalid("the credential this refresh token was obtained with is gone: " + d.Msg)
-	case err != nil:
-		return caller{}, fmt.Errorf("check the Pod %s/%s of a refresh token: %w", ns, claims.Pod, err)
-	}
-	return c, nil
-}
-
-// stillBound asks BoundPods about pod, or answers what it said less than
-// PodCheckTTL ago.
-func (s *Service) stillBound(ctx context.Context, pod broker.PodIdentity) error {
-	key := pod.Namespace + "/" + pod.Pod + "/" + pod.PodUID + "/" + pod.ServiceAccount
-	if v, ok := s.checked.Get(key); ok {
-		err, _ := v.(error)
-		return err
-	}
-	err := s.cfg.BoundPods.StillBound(ctx, pod)
-	var d *broker.DeniedError
-	if err == nil || errors.As(err, &d) { // not "cannot tell now"
-		s.checked.Add(key, err, PodCheckTTL)
-	}
-	return err
 }
 
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -557,7 +374,7 @@ func robotOf(r *http.Request) string {
 	return user
 }
 
-func scopeString(as []Access) string {
+func scopeString(as []ResourceAccess) string {
 	parts := make([]string, len(as))
 	for i, a := range as {
 		parts[i] = a.String()

@@ -169,7 +169,7 @@ func (f *fixture) post(form url.Values) *httptest.ResponseRecorder {
 
 type tokenClaims struct {
 	jwt.Claims
-	Access []Access `json:"access"`
+	Access []ResourceAccess `json:"access"`
 }
 
 // verify checks a token as a registry does, with the published key set,

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/credbroker/credbroker/api"
 	"github.com/credbroker/credbroker/auth"
 	"github.com/credbroker/credbroker/boltstore"
 	"github.com/credbroker/credbroker/broker"
@@ -212,7 +213,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatalf("docs/authorization.md lists %v;\nthe API has %v", got, methods)
 	}
 	var guarded, self []string
-	for method, rule := range auth.Methods() {
+	for method, rule := range api.Methods() {
 		if rule.Access == auth.SelfAuthenticated {
 			self = append(self, method)
 		} else {
@@ -220,7 +221,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	if slices.Sort(guarded); !slices.Equal(guarded, methods) {
-		t.Fatalf("auth.Methods has %v;\nthe API has %v", guarded, methods)
+		t.Fatalf("api.Methods has %v;\nthe API has %v", guarded, methods)
 	}
 	// The exchange carries the Pod's token and checks it itself: the one
 	// method the Guard lets through without an identity.

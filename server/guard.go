@@ -25,15 +25,16 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// Authenticator is what the Guard asks who is calling; auth.Chain is one.
-type Authenticator interface {
+// CallerAuthenticator is what the Guard asks who is calling: it decides
+// (auth.Chain is one), where an auth.Authenticator may pass the request on.
+type CallerAuthenticator interface {
 	Authenticate(ctx context.Context, req auth.Request) (auth.Identity, error)
 }
 
 // GuardConfig configures authentication, authorization, limits and the
 // audit trail of the API.
 type GuardConfig struct {
-	Authenticator Authenticator
+	Authenticator CallerAuthenticator
 	Policy        *auth.Policy
 	// Audit keeps a record of every credential issuance and change; the
 	// log gets a line for each either way.
@@ -80,7 +81,7 @@ func NewGuard(cfg GuardConfig, log *slog.Logger) *Guard {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	return &Guard{cfg: cfg, methods: auth.Methods(), log: log, limits: newLimits(cfg.Clock), streams: map[string]int{},
+	return &Guard{cfg: cfg, methods: api.Methods(), log: log, limits: newLimits(cfg.Clock), streams: map[string]int{},
 		refusals: rate.NewLimiter(5, 20)}
 }
 

@@ -76,12 +76,12 @@ func newGitHub(t testing.TB) (*emulator.Server, *github.Client) {
 	gh := emulator.NewServer()
 	t.Cleanup(gh.Close)
 	gh.AddApp(testAppID, &key.PublicKey)
-	gh.AddInstallation(emulator.Installation{ID: acmeInstall, AppID: testAppID,
+	gh.AddInstallation(emulator.AppInstallation{ID: acmeInstall, AppID: testAppID,
 		Account:     emulator.Account{Login: "acme", ID: acmeOrgID, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read"}})
-	gh.AddPAT(octoPAT, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: octoUserID, Type: "User"},
+	gh.AddPAT(octoPAT, emulator.IssuedPAT{Owner: emulator.Account{Login: "octo", ID: octoUserID, Type: "User"},
 		Scopes: []string{"read:packages"}})
-	gh.AddPAT(acmeBotPAT, emulator.PAT{Owner: emulator.Account{Login: "acme-bot", ID: 8, Type: "User"},
+	gh.AddPAT(acmeBotPAT, emulator.IssuedPAT{Owner: emulator.Account{Login: "acme-bot", ID: 8, Type: "User"},
 		Scopes: []string{"read:packages"}, Orgs: []string{"acme"}})
 	client, err := github.New(github.Config{BaseURL: gh.URL(), AppID: testAppID, PrivateKey: key, CallTimeout: 5 * time.Second})
 	if err != nil {
@@ -142,7 +142,7 @@ func start(t testing.TB, dataDir string, svc server.Services, opts ...option) *i
 	}
 	notifier := notify.NewNotifier(store, false, clock.RealClock{}, nil, log)
 	if svc.Events == nil {
-		svc.Events = api.NewEventAPI(store, notifier.Appended, time.Minute, log)
+		svc.Events = api.NewEventAPI(store, notifier.Appended, time.Minute, nil, log)
 	}
 	cfg := server.Config{
 		GRPCAddr:        "127.0.0.1:0",

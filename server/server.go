@@ -1,12 +1,3 @@
-// Package server exposes credbroker's API: gRPC (with health and reflection)
-// on one listener, and on another the REST gateway plus /healthz, /readyz,
-// /metrics and /openapi.json.
-//
-// Two listeners rather than one h2c port: gRPC clients and HTTP/1.1 clients
-// (curl, probes, Prometheus) get a plain server each, TLS and mTLS can be
-// configured per protocol, and the gateway reaches gRPC through a real client
-// connection, so every REST call passes the same interceptors as a gRPC call
-// and server streaming works over REST.
 package server
 
 import (

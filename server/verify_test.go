@@ -51,7 +51,7 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 		{"PAT of an org's machine user", nil, patTenant("ok", appTenant("").Owner, acmeBotPAT), codes.OK, ""},
 		{"PAT of the user owner", nil, patTenant("ok", octoOwner, octoPAT), codes.OK, ""},
 		{"someone else's installation", func(gh *emulator.Server) {
-			gh.AddInstallation(emulator.Installation{ID: 77, AppID: testAppID, Permissions: map[string]string{"packages": "read"},
+			gh.AddInstallation(emulator.AppInstallation{ID: 77, AppID: testAppID, Permissions: map[string]string{"packages": "read"},
 				Account: emulator.Account{Login: "evil", ID: 666, Type: "Organization"}})
 		}, func() *credbrokerv1.Tenant {
 			tn := appTenant("x")
@@ -89,7 +89,7 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 		{"revoked PAT", func(gh *emulator.Server) { gh.Revoke(octoPAT) }, patTenant("x", octoOwner, octoPAT),
 			codes.FailedPrecondition, "TOKEN_REVOKED"},
 		{"PAT without read:packages", func(gh *emulator.Server) {
-			gh.AddPAT(octoPAT, emulator.PAT{Owner: emulator.Account{Login: "octo", ID: octoUserID, Type: "User"}, Scopes: []string{"repo"}})
+			gh.AddPAT(octoPAT, emulator.IssuedPAT{Owner: emulator.Account{Login: "octo", ID: octoUserID, Type: "User"}, Scopes: []string{"repo"}})
 		}, patTenant("x", octoOwner, octoPAT), codes.FailedPrecondition, "MISSING_SCOPE"},
 		{"GitHub failing", func(gh *emulator.Server) { gh.FailNext(http.StatusBadGateway) }, appTenant("x"),
 			codes.Unavailable, "GITHUB_UNAVAILABLE"},
@@ -128,7 +128,7 @@ func TestRegistrationIsCheckedWithGitHub(t *testing.T) {
 func TestRefusalsOverRESTAndOnUpdate(t *testing.T) {
 	ctx := context.Background()
 	in := start(t, t.TempDir(), server.Services{})
-	in.gh.AddInstallation(emulator.Installation{ID: 77, AppID: testAppID, Permissions: map[string]string{"packages": "read"},
+	in.gh.AddInstallation(emulator.AppInstallation{ID: 77, AppID: testAppID, Permissions: map[string]string{"packages": "read"},
 		Account: emulator.Account{Login: "evil", ID: 666, Type: "Organization"}})
 
 	code, body := in.do(t, http.MethodPost, "/v1/tenants",

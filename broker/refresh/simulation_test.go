@@ -300,7 +300,7 @@ func TestSupersededAndOrphanedTokensAreRevoked(t *testing.T) {
 	s := newSim(t)
 	s.gh.AcceptAppTokens(true) // so that the registry tells a live token from a revoked one
 	s.addAppTenants(1)
-	prober := github.NewProber(github.ProberConfig{Clock: s.clock})
+	prober := github.NewPullProber(github.PullProberConfig{Clock: s.clock})
 	pulls := func(cred broker.Credential) bool { return prober.Probe(ctx, cred, s.demo.Image) == nil }
 	published := func() broker.Credential {
 		s.sink.mu.Lock()

@@ -234,7 +234,9 @@ func (cfg *serveConfig) devDefaults(set map[string]bool) {
 	}
 }
 
-// validate refuses contradictory or unsafe settings.
+// validate refuses contradictory or unsafe settings: first of what
+// credbroker talks to and whose names it trusts, then of how it serves
+// (validateServing).
 func (cfg serveConfig) validate() error {
 	if cfg.storeKind != "bolt" && cfg.storeKind != "kubernetes" {
 		return fmt.Errorf("--store %q: want bolt or kubernetes", cfg.storeKind)
@@ -289,6 +291,13 @@ func (cfg serveConfig) validate() error {
 			return errors.New("--registry-robot-host needs --registry-robot-key-file: every replica must derive the same robot passwords")
 		}
 	}
+	return cfg.validateServing()
+}
+
+// validateServing refuses limits and listeners that cannot work or that
+// expose credbroker: the admission webhook without TLS, checks too
+// frequent, half-set limits, listeners reachable without TLS.
+func (cfg serveConfig) validateServing() error {
 	if cfg.admissionWebhook && cfg.tlsCert == "" {
 		return errors.New("--admission-webhook needs --tls-cert-file: the API server calls webhooks over HTTPS only")
 	}
@@ -417,7 +426,7 @@ func (c registryTokenConfig) inCluster() broker.InClusterRegistry {
 }
 
 // robots are the per-namespace robots, or nil without --registry-robot-host.
-func (c registryTokenConfig) robots() (*registrytoken.Robots, error) {
+func (c registryTokenConfig) robots() (*registrytoken.RobotPasswords, error) {
 	if c.robotHost == "" {
 		return nil, nil
 	}
@@ -433,7 +442,7 @@ func (c registryTokenConfig) robots() (*registrytoken.Robots, error) {
 		}
 		key = bytes.TrimSpace(key)
 	}
-	return registrytoken.NewRobots(key, c.robotRotation, c.robotHost, nil)
+	return registrytoken.NewRobotPasswords(key, c.robotRotation, c.robotHost, nil)
 }
 
 // keys reads the signing keys, or makes one (dev mode).

@@ -165,7 +165,7 @@ func shopApp(t *testing.T, dir string) (*emulator.Server, string) {
 		t.Fatal(err)
 	}
 	gh.AddApp(77, &key.PublicKey)
-	gh.AddInstallation(emulator.Installation{ID: 5, AppID: 77, Account: emulator.Account{Login: "shop-org", ID: 500, Type: "Organization"},
+	gh.AddInstallation(emulator.AppInstallation{ID: 5, AppID: 77, Account: emulator.Account{Login: "shop-org", ID: 500, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read"}})
 	return gh, keyFile
 }

@@ -194,7 +194,7 @@ func TestStartupRefusesStoredPATsWithoutTheirKey(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	gh := emulator.NewServer()
 	defer gh.Close()
-	gh.AddPAT("ghp_keyCheck123", emulator.PAT{Owner: emulator.Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	gh.AddPAT("ghp_keyCheck123", emulator.IssuedPAT{Owner: emulator.Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
 	tokens, token := adminTokenFile(t)
 	common := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data, "--github-url", gh.URL(),
 		"--auth-token-file", tokens}

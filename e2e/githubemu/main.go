@@ -63,11 +63,11 @@ func run() error {
 	}
 	s.AddApp(f.AppID, &key.PublicKey)
 	s.SetAppClientID(f.AppID, f.AppClientID)
-	s.AddInstallation(emulator.Installation{ID: f.InstallationID, AppID: f.AppID,
+	s.AddInstallation(emulator.AppInstallation{ID: f.InstallationID, AppID: f.AppID,
 		Account: emulator.Account{Login: f.AppOwner, ID: f.AppOwnerID, Type: "Organization"}, Permissions: map[string]string{"packages": "read"}})
-	s.AddPAT(f.PAT, emulator.PAT{Owner: emulator.Account{Login: "a-bot", ID: 101, Type: "User"},
+	s.AddPAT(f.PAT, emulator.IssuedPAT{Owner: emulator.Account{Login: "a-bot", ID: 101, Type: "User"},
 		Scopes: []string{"read:packages"}, Orgs: []string{f.PATOwner}})
-	s.AddPAT(f.PusherPAT, emulator.PAT{Owner: emulator.Account{Login: "pusher", ID: 900, Type: "User"},
+	s.AddPAT(f.PusherPAT, emulator.IssuedPAT{Owner: emulator.Account{Login: "pusher", ID: 900, Type: "User"},
 		Scopes: []string{"write:packages"}, Orgs: []string{"a-org", "b-org", "c-org"}})
 	if err := json.NewEncoder(os.Stdout).Encode(f); err != nil {
 		return err

@@ -34,7 +34,7 @@ func TestAppJWTRules(t *testing.T) {
 	s.SetAppClientID(7, "Iv23liAcmeApp0000007")
 	s.AddApp(9, &other.PublicKey)
 	s.SetAppClientID(9, "Iv23liOtherApp000009")
-	s.AddInstallation(Installation{ID: 1, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"}})
+	s.AddInstallation(AppInstallation{ID: 1, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"}})
 
 	sign := func(method jwt.SigningMethod, signer any, iss string, iat, exp time.Time) string {
 		tok, err := jwt.NewWithClaims(method, jwt.RegisteredClaims{
@@ -95,7 +95,7 @@ func TestAnIndexNeedsAnAcceptThatNamesIt(t *testing.T) {
 	defer s.Close()
 	s.AddMultiArchImage("octo/multi", "v1")
 	// A token the realm issues for a PAT that may pull.
-	s.AddPAT("ghp_reader", PAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	s.AddPAT("ghp_reader", IssuedPAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
 	token := registryToken(t, s, "repository:octo/multi:pull", "octo", "ghp_reader")
 	for _, tc := range []struct {
 		accept string
@@ -126,7 +126,7 @@ func TestAPullWithoutAccessIsDenied(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
 	s.AddImage("acme/app", "v1")
-	s.AddPAT("ghp_octo", PAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	s.AddPAT("ghp_octo", IssuedPAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
 	octo := registryToken(t, s, "repository:acme/app:pull", "octo", "ghp_octo")
 	anonymousToken := registryToken(t, s, "repository:acme/app:pull", "", "")
 	for _, tc := range []struct {
@@ -188,7 +188,7 @@ func TestInstallationTokensHaveGitHubsShapes(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
 	s.AddApp(7, &key.PublicKey)
-	s.AddInstallation(Installation{ID: 70, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"},
+	s.AddInstallation(AppInstallation{ID: 70, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read", "metadata": "read"}, Repositories: []string{"app", "base", "tools"}})
 	stateless := regexp.MustCompile(`^ghs_7_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`)
 	stateful := regexp.MustCompile(`^ghs_[A-Za-z0-9]{36}$`)
@@ -273,7 +273,7 @@ func TestInstallationTokensHaveGitHubsShapes(t *testing.T) {
 func TestTheRealmRefusesPOSTWith405(t *testing.T) {
 	s := NewServer()
 	defer s.Close()
-	s.AddPAT("ghp_reader", PAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
+	s.AddPAT("ghp_reader", IssuedPAT{Owner: Account{Login: "octo", ID: 1, Type: "User"}, Scopes: []string{"read:packages"}})
 	form := url.Values{"grant_type": {"password"}, "username": {"octo"}, "password": {"ghp_reader"},
 		"service": {s.RegistryService()}, "scope": {"repository:octo/app:pull"}, "client_id": {"containerd-client"}}
 	resp, err := http.PostForm(s.RegistryRealm(), form)

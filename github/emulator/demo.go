@@ -59,9 +59,9 @@ func NewDemoOn(opts DemoOptions) (_ *Server, _ Demo, err error) {
 	s := NewServerOn("127.0.0.1", opts.RegistryPort)
 	s.AddApp(d.AppID, &key.PublicKey)
 	s.SetAppClientID(d.AppID, d.AppClientID)
-	s.AddInstallation(Installation{ID: d.InstallationID, AppID: d.AppID, Account: d.Org,
+	s.AddInstallation(AppInstallation{ID: d.InstallationID, AppID: d.AppID, Account: d.Org,
 		Permissions: map[string]string{"packages": "read", "metadata": "read"}})
-	s.AddPAT(d.PAT, PAT{Owner: d.MachineUser, Scopes: []string{"read:packages"}, Orgs: []string{d.Org.Login}})
+	s.AddPAT(d.PAT, IssuedPAT{Owner: d.MachineUser, Scopes: []string{"read:packages"}, Orgs: []string{d.Org.Login}})
 	s.AddImage(d.Org.Login+"/hello", "latest")
 	d.Image = s.RegistryHost() + "/" + d.Org.Login + "/hello:latest"
 	return s, d, nil

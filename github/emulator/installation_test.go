@@ -25,7 +25,7 @@ func TestGetInstallationAnswersAsGitHubDoes(t *testing.T) {
 	clk := clocktesting.NewFakeClock(start)
 	s.SetClock(clk)
 	s.AddApp(7, &key.PublicKey)
-	s.AddInstallation(Installation{ID: 1, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"},
+	s.AddInstallation(AppInstallation{ID: 1, AppID: 7, Account: Account{Login: "acme", ID: 2, Type: "Organization"},
 		Permissions: map[string]string{"packages": "read"}})
 
 	get := func(auth string) (int, map[string]any) {

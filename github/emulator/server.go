@@ -59,8 +59,9 @@ type Account struct {
 	Type  string // "User" or "Organization"
 }
 
-// Installation is an App's installation on an account.
-type Installation struct {
+// AppInstallation is an App's installation on an account, as the emulated
+// GitHub holds it.
+type AppInstallation struct {
 	ID    int64
 	AppID int64
 	// Account the App is installed on.
@@ -71,8 +72,9 @@ type Installation struct {
 	Repositories []string
 }
 
-// PAT is a classic personal access token.
-type PAT struct {
+// IssuedPAT is a classic personal access token as the emulated GitHub
+// issued it: whose it is, its scopes and its expiry.
+type IssuedPAT struct {
 	Owner  Account
 	Scopes []string
 	// ExpiresAt is the token's expiry; zero means it never expires.
@@ -100,7 +102,7 @@ type Server struct {
 	tokenFormat     TokenFormat
 	apps            map[int64]*app
 	installations   map[int64]*installation
-	pats            map[string]*PAT
+	pats            map[string]*IssuedPAT
 	appTokens       map[string]*appToken
 	revoked         map[string]bool
 	calls           map[string]int
@@ -127,7 +129,7 @@ type budget struct {
 }
 
 type installation struct {
-	Installation
+	AppInstallation
 	suspended   bool
 	suspendedAt time.Time // when suspended, as GitHub reports it
 	createdAt   time.Time
@@ -157,7 +159,7 @@ func NewServerOn(host string, registryPort int) *Server {
 		tokenFormat:     TokenFormatStateless,
 		apps:            map[int64]*app{},
 		installations:   map[int64]*installation{},
-		pats:            map[string]*PAT{},
+		pats:            map[string]*IssuedPAT{},
 		appTokens:       map[string]*appToken{},
 		revoked:         map[string]bool{},
 		calls:           map[string]int{},
@@ -269,11 +271,11 @@ func (s *Server) SetExpirationLayout(layout string) {
 }
 
 // AddInstallation installs an App on an account.
-func (s *Server) AddInstallation(in Installation) {
+func (s *Server) AddInstallation(in AppInstallation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now().UTC().Truncate(time.Second)
-	s.installations[in.ID] = &installation{Installation: in, createdAt: now, updatedAt: now}
+	s.installations[in.ID] = &installation{AppInstallation: in, createdAt: now, updatedAt: now}
 }
 
 // SuspendInstallation suspends an installation: its tokens stop working and
@@ -319,7 +321,7 @@ func (s *Server) DeleteInstallation(id int64) {
 }
 
 // AddPAT registers a classic PAT.
-func (s *Server) AddPAT(token string, pat PAT) {
+func (s *Server) AddPAT(token string, pat IssuedPAT) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := pat
@@ -354,7 +356,7 @@ func (s *Server) Tokens() []string {
 
 // credential is who a token is, as the API and the registry see it.
 type credential struct {
-	pat *PAT
+	pat *IssuedPAT
 	app *appToken
 }
 
