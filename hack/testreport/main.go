@@ -32,11 +32,15 @@ func main() {
 	verbose := flag.String("v", "", "comma-separated import paths of the packages to write out in full")
 	flag.Parse()
 	r := newReport(os.Stdout, strings.Split(*verbose, ","))
-	if err := r.read(os.Stdin); err != nil {
+	err := r.read(os.Stdin)
+	r.summary()
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "testreport:", err)
 		os.Exit(2)
 	}
-	r.summary()
 }
 
 // event is one line of `go test -json` (cmd/test2json).
@@ -60,6 +64,14 @@ type report struct {
 	why      map[string]string
 	skipped  []string // "pkg.Test: why"
 	expected []string // skipped and in byDesign
+	err      error    // the first write that failed
+}
+
+// print writes s unless a write failed before.
+func (r *report) print(s string) {
+	if r.err == nil {
+		_, r.err = io.WriteString(r.out, s)
+	}
 }
 
 func newReport(out io.Writer, verbose []string) *report {
@@ -76,12 +88,15 @@ func (r *report) read(in io.Reader) error {
 	for sc.Scan() {
 		var e event
 		if line := sc.Bytes(); len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &e) != nil {
-			fmt.Fprintln(r.out, sc.Text())
+			r.print(sc.Text() + "\n")
 			continue
 		}
 		r.event(e)
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return r.err
 }
 
 func (r *report) event(e event) {
@@ -92,10 +107,10 @@ func (r *report) event(e event) {
 	}
 	switch {
 	case e.Action == "build-output":
-		fmt.Fprint(r.out, e.Output)
+		r.print(e.Output)
 	case e.Action == "output" && r.verbose[e.Package]:
 		if !marker(e.Output) {
-			fmt.Fprint(r.out, e.Output)
+			r.print(e.Output)
 		}
 	case e.Action == "output":
 		r.held[key] = append(r.held[key], e.Output)
@@ -113,7 +128,7 @@ func (r *report) event(e event) {
 		r.flush(key)
 	case (e.Action == "pass" || e.Action == "skip") && e.Test == "":
 		if lines := r.held[key]; len(lines) > 0 {
-			fmt.Fprint(r.out, lines[len(lines)-1])
+			r.print(lines[len(lines)-1])
 		}
 		delete(r.held, key)
 	case e.Action == "pass" && e.Test == root:
@@ -133,7 +148,7 @@ func (r *report) skip(name string) {
 func (r *report) flush(key string) {
 	for _, l := range r.held[key] {
 		if !marker(l) && !strings.HasPrefix(strings.TrimSpace(l), "--- PASS") {
-			fmt.Fprint(r.out, l)
+			r.print(l)
 		}
 	}
 	delete(r.held, key)
@@ -145,12 +160,16 @@ func marker(line string) bool {
 }
 
 func (r *report) summary() {
-	fmt.Fprintf(r.out, "\n%d tests skipped", len(r.skipped))
-	if len(r.skipped) > 0 {
-		fmt.Fprint(r.out, ":\n  "+strings.Join(r.skipped, "\n  "))
+	tests := "tests"
+	if len(r.skipped) == 1 {
+		tests = "test"
 	}
-	fmt.Fprintln(r.out)
+	r.print(fmt.Sprintf("\n%d %s skipped", len(r.skipped), tests))
+	if len(r.skipped) > 0 {
+		r.print(":\n  " + strings.Join(r.skipped, "\n  "))
+	}
+	r.print("\n")
 	for _, name := range r.expected {
-		fmt.Fprintf(r.out, "(and %s, skipped by design: it runs with %s)\n", name, byDesign[name])
+		r.print(fmt.Sprintf("(and %s, skipped by design: it runs with %s)\n", name, byDesign[name]))
 	}
 }

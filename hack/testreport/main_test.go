@@ -67,6 +67,8 @@ func TestReportWritesWhatGoTestWouldAndCountsTheSkips(t *testing.T) {
 			"    b_test.go:3: context\n    b_test.go:3: boom\n--- FAIL: TestFail/inner (0.00s)\n--- FAIL: TestFail (0.00s)\nFAIL\nFAIL\tx/b\t0.174s\n\n0 tests skipped\n"},
 		{"a failed package, build output and the go command's errors are written", died, nil,
 			"FAIL: kube-apiserver and etcd is missing: run make testbin\nFAIL\tx/c\t0.01s\n# x/d\ngo: some error of the go command\n\n0 tests skipped\n"},
+		{"one skip", passing[strings.Index(passing, `{"Action":"output","Package":"x/a","Test":"TestSub/skips"`):], nil,
+			"ok  \tx/a\t0.024s\n\n1 test skipped:\n  x/a.TestSub/skips: a_test.go:6: sub reason\n"},
 		{"skips by design are counted apart", designed, nil,
 			"\n0 tests skipped\n(and github.com/credbroker/credbroker/e2e.TestScale, skipped by design: it runs with make bench (CREDBROKER_SCALE=1))\n"},
 	} {
