@@ -28,7 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 )
 
-const helmBinEnv = "CREDBROKER_HELM_BIN"
+const helmBinEnv = testenv.HelmBinEnv
 
 // values a production install would set.
 var chartValues = []string{
@@ -116,12 +116,7 @@ func grants(objs []any, granted []string) map[string]string {
 }
 
 func TestHelmChart(t *testing.T) {
-	if os.Getenv(helmBinEnv) == "" || os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s or KUBEBUILDER_ASSETS is not set: run the suite with make test", helmBinEnv)
-		}
-		t.Skipf("%s not set (make test sets it)", helmBinEnv)
-	}
+	testenv.Require(t, helmBinEnv, testenv.AssetsEnv)
 	chart := "../charts/credbroker"
 	if out, err := helm(t, append([]string{"lint", "--strict", chart}, chartValues...)...); err != nil {
 		t.Fatalf("helm lint: %v\n%s", err, out)

@@ -24,10 +24,7 @@ func startContainerd(t *testing.T, dir string) func(args ...string) (string, err
 	t.Helper()
 	bin, err := exec.LookPath("containerd")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("containerd is not installed: .ci/run installs it (apt-get install containerd)")
-		}
-		t.Skip("containerd not installed (apt-get install containerd)")
+		testenv.Missing(t, "containerd", "apt-get install containerd (.ci/run installs it)")
 	}
 	sock := filepath.Join(dir, "containerd.sock")
 	config := fmt.Sprintf(`version = 2

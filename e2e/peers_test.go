@@ -31,11 +31,11 @@ import (
 // emulator as a process, kube-apiserver + etcd, CNCF Distribution and crane.
 // make test builds them and names them in the environment.
 const (
-	registryBinEnv = "CREDBROKER_REGISTRY_BIN"
-	craneBinEnv    = "CREDBROKER_CRANE_BIN"
+	registryBinEnv = testenv.RegistryBinEnv
+	craneBinEnv    = testenv.CraneBinEnv
 )
 
-// requirePeers skips (or, in CI, fails) when a peer is missing.
+// requirePeers fails (or, in a quick run, skips) when a peer is missing.
 func requirePeers(t *testing.T) (registryBin, craneBin string) {
 	t.Helper()
 	testenv.Require(t, testenv.AssetsEnv, registryBinEnv, craneBinEnv)

@@ -63,9 +63,7 @@ func TestScale(t *testing.T) {
 	if os.Getenv("CREDBROKER_SCALE") == "" {
 		t.Skip("the scale harness runs with make bench (CREDBROKER_SCALE=1)")
 	}
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run make bench")
-	}
+	testenv.Require(t, testenv.AssetsEnv)
 	sizes := []int{1, 100, 1000, 10000}
 	if only := os.Getenv("CREDBROKER_SCALE_ONLY"); only != "" {
 		n, err := strconv.Atoi(only)

@@ -18,23 +18,19 @@ import (
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/github"
 	"github.com/credbroker/credbroker/github/emulator"
+	"github.com/credbroker/credbroker/internal/testenv"
 )
 
 // registryBinEnv names the CNCF Distribution registry binary that `make test`
 // builds from hack/registry.
-const registryBinEnv = "CREDBROKER_REGISTRY_BIN"
+const registryBinEnv = testenv.RegistryBinEnv
 
 // realRegistry puts the CNCF Distribution registry behind the emulator's
 // registry host (RunDistribution) and returns that host.
 func realRegistry(t *testing.T, gh *emulator.Server) string {
 	t.Helper()
+	testenv.Require(t, registryBinEnv)
 	bin := os.Getenv(registryBinEnv)
-	if bin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: run the tests with make test", registryBinEnv)
-		}
-		t.Skipf("%s is not set (make test builds the registry and sets it)", registryBinEnv)
-	}
 	dir := t.TempDir()
 	stop, err := gh.RunDistribution(context.Background(), bin, dir)
 	if err != nil {

@@ -49,13 +49,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if missing := testenv.Missing(testenv.AssetsEnv); missing != "" {
-		if os.Getenv("CI") != "" {
-			fmt.Fprintln(os.Stderr, missing, "is not set: run the tests with make test")
-			return 1
-		}
-		fmt.Fprintln(os.Stderr, "k8ssync:", missing, "not set (make test sets it); skipping the real-apiserver tests")
-		return m.Run()
+	if code, ok := testenv.RequireMain(m, testenv.AssetsEnv); !ok {
+		return code
 	}
 	cp, err := testenv.StartControlPlane()
 	if err != nil {
@@ -138,11 +133,12 @@ func createRBAC(ctx context.Context, obj rbacObject) error {
 	return err
 }
 
-// requireCluster skips a test when no control plane was started.
+// requireCluster skips a test in a quick run without a control plane
+// (TestMain fails the package in a complete one).
 func requireCluster(t testing.TB) {
 	t.Helper()
 	if admin == nil {
-		t.Skip("no kube-apiserver (KUBEBUILDER_ASSETS unset)")
+		testenv.Require(t, testenv.AssetsEnv)
 	}
 }
 

@@ -263,10 +263,10 @@ func TestThePlainHTTPRegistriesAreLoopbackAndTheListedOnes(t *testing.T) {
 // With --dev-registry-bin, the registry dev mode names is CNCF Distribution
 // behind the emulator's realm, and it stops with dev mode.
 func TestDevModeServesARealRegistry(t *testing.T) {
-	testenv.Require(t, "CREDBROKER_REGISTRY_BIN")
+	testenv.Require(t, testenv.RegistryBinEnv)
 	data := t.TempDir()
 	p := startBinary(t, nil, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", data,
-		"--dev-registry-bin", os.Getenv("CREDBROKER_REGISTRY_BIN"))
+		"--dev-registry-bin", os.Getenv(testenv.RegistryBinEnv))
 	_, line, _ := strings.Cut(p.Output(), "\n  registry ") // the banner is out before "serving"
 	line, _, _ = strings.Cut(line, "\n")
 	host := strings.Fields(line + " ?")[0]

@@ -1,37 +1,14 @@
-// Package testenv is credbroker's one place for test support: the real
+// Package testenv is credbroker's one place for test support: the one gate
+// for a missing asset (fail, or skip in a quick run: gate.go), the real
 // control plane (kube-apiserver + etcd from KUBEBUILDER_ASSETS), waiting for
 // a condition, and building and running the project's binaries.
 package testenv
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 )
-
-// Require skips a test when one of the named environment variables (the
-// peers make test builds and names) is unset; in CI, where make test always
-// sets them, it fails instead, so that a broken setup cannot pass as skips.
-func Require(t testing.TB, envs ...string) {
-	t.Helper()
-	if missing := Missing(envs...); missing != "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: run the tests with make test", missing)
-		}
-		t.Skipf("%s is not set (make test sets it)", missing)
-	}
-}
-
-// Missing returns the first of envs that is unset, or "".
-func Missing(envs ...string) string {
-	for _, env := range envs {
-		if os.Getenv(env) == "" {
-			return env
-		}
-	}
-	return ""
-}
 
 // Eventually polls cond until it holds, and fails the test with cond's
 // explanation when it still does not after within. The interval is short:
