@@ -156,7 +156,7 @@ func (s NamespaceScope) UnprotectedKeys(t Tenant) []string {
 	return keys
 }
 
-// selectorFix says what to do about a selector on unprotected keys.
+// SelectorFix says what to do about a selector on unprotected keys.
 func (s NamespaceScope) SelectorFix(keys []string) string {
 	return fmt.Sprintf("select on labels under %s, which only the platform's identities may set on a namespace (the guard policy refuses anyone else), "+
 		"not on %s, which a namespace's own users can set; or list the namespaces",

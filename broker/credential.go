@@ -159,7 +159,7 @@ func DockerConfigJSON(registries []string, cred Credential, more ...RegistryAuth
 	return out
 }
 
-// permanent reports whether only a person can fix a failure: retrying soon
+// Permanent reports whether only a person can fix a failure: retrying soon
 // would not help, and hammering GitHub about it would.
 func Permanent(reason Reason) bool {
 	switch reason {

@@ -69,10 +69,10 @@ func DefaultPATWarnings() []time.Duration {
 // found by that prefix.
 type ConditionKey string
 
-// conditionSet selects conditions by key prefix.
+// ConditionSet selects conditions by key prefix.
 type ConditionSet string
 
 func (s ConditionSet) Has(key ConditionKey) bool { return strings.HasPrefix(string(key), string(s)) }
 
-// tenantConditions are all of a tenant's conditions.
+// TenantConditions are all of a tenant's conditions.
 func TenantConditions(tenantID string) ConditionSet { return ConditionSet(tenantID + "/") }

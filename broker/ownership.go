@@ -381,7 +381,7 @@ func ValidatePod(rules ImageRules, t Tenant, containers []Container) (allowed bo
 	return allowed, verdicts
 }
 
-// authKey is the key of the answer for an image the tenant may run, and
+// AuthKey is the key of the answer for an image the tenant may run, and
 // the image's registry host, both lowercased as the kubelet compares: the
 // scope that allowed the image, "<registry>/<owner>", or through a
 // path-style mirror "<mirror prefix>/<owner>" (mirror.example.com/ghcr.io/

@@ -60,7 +60,7 @@ func (t Tenant) RegistryCredential(host string) (RegistryCredential, bool) {
 	return t.RegistryCredentials[i], true
 }
 
-// registryCredentialData binds a sealed password to its tenant and host, so
+// RegistryCredentialData binds a sealed password to its tenant and host, so
 // that it opens nowhere else.
 func RegistryCredentialData(tenantID, host string) []byte {
 	return []byte("credbroker/tenants/" + tenantID + "/registries/" + host)
@@ -225,7 +225,7 @@ func (r *Tenants) sealRegistryCredentials(tenantID string, creds []RegistryCrede
 	return out, nil
 }
 
-// openRegistryCredential returns the plaintext password of one entry.
+// OpenRegistryCredential returns the plaintext password of one entry.
 func (r *Tenants) OpenRegistryCredential(tenantID string, c RegistryCredential) (string, error) {
 	if r.Sealer == nil {
 		return "", fmt.Errorf("open the credential of tenant %q for %s: %w", tenantID, c.Host, ErrNoEncryptionKey)

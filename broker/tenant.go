@@ -97,7 +97,7 @@ type Tenant struct {
 	Version string `json:"-"`
 }
 
-// withDefaults returns t with empty optional fields set to their defaults
+// WithDefaults returns t with empty optional fields set to their defaults
 // and host names lowercased, so that equal intent compares equal.
 func (t Tenant) WithDefaults() Tenant {
 	if len(t.Registries) == 0 {

@@ -385,7 +385,7 @@ func (r *Tenants) RenameOwner(ctx context.Context, account Owner) ([]string, err
 	return owned, nil
 }
 
-// openPAT returns the plaintext PAT of a tenant.
+// OpenPAT returns the plaintext PAT of a tenant.
 func (r *Tenants) OpenPAT(t Tenant) (string, error) {
 	if t.PAT == nil {
 		return "", fmt.Errorf("tenant %q has no PAT", t.ID)
@@ -400,7 +400,7 @@ func (r *Tenants) OpenPAT(t Tenant) (string, error) {
 	return token, nil
 }
 
-// each calls fn for every tenant in id order, a page at a time, and stops
+// Each calls fn for every tenant in id order, a page at a time, and stops
 // at the first error.
 func (r *Tenants) Each(ctx context.Context, fn func(Tenant) error) error {
 	after := ""

@@ -83,7 +83,7 @@ func (p *Publications) Put(ctx context.Context, t broker.Tenant, cred broker.Cre
 	return p.store.PutPublication(ctx, t.ID, fp, sealed)
 }
 
-// remove withdraws a tenant's publication.
+// Remove withdraws a tenant's publication.
 func (p *Publications) Remove(ctx context.Context, tenantID string) error {
 	if p == nil {
 		return nil
@@ -95,7 +95,7 @@ func (p *Publications) Remove(ctx context.Context, tenantID string) error {
 	return p.store.DeletePublication(ctx, tenantID)
 }
 
-// keepOnly removes the publications of tenants not in live.
+// KeepOnly removes the publications of tenants not in live.
 func (p *Publications) KeepOnly(ctx context.Context, live map[string]bool, log *slog.Logger) {
 	if p == nil {
 		return

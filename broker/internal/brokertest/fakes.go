@@ -24,7 +24,7 @@ func (e rateLimitErr) RetryAfter() time.Duration { return time.Duration(e) }
 
 func RateLimited(d time.Duration) error { return rateLimitErr(d) }
 
-// fakeSource mints numbered 1-hour tokens dated by its clock, and fails
+// FakeSource mints numbered 1-hour tokens dated by its clock, and fails
 // while failing is set.
 type FakeSource struct {
 	Mu      sync.Mutex
@@ -32,7 +32,7 @@ type FakeSource struct {
 	mints   int
 	failing error
 	Pat     broker.PATOwner
-	// gate, when set, holds every mint until it is closed or the mint's
+	// Gate, when set, holds every mint until it is closed or the mint's
 	// context ends; entered hears of each mint that waits there.
 	Gate    chan struct{}
 	Entered chan struct{}
@@ -89,7 +89,7 @@ func (f *FakeSource) Minted() int {
 	return f.mints
 }
 
-// recordingSink remembers what it was told, in order.
+// RecordingSink remembers what it was told, in order.
 type RecordingSink struct {
 	Mu     sync.Mutex
 	calls  []string
@@ -175,7 +175,7 @@ func (p *FakeProber) Set(err error) (probes int) {
 	return p.probes
 }
 
-// patGitHub accepts any PAT as the tenant owner's, for registration.
+// PatGitHub accepts any PAT as the tenant owner's, for registration.
 type PatGitHub struct{}
 
 func (PatGitHub) Installation(context.Context, int64) (broker.Installation, error) {

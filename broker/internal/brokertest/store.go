@@ -10,7 +10,7 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// memStore is a Store in a map, for the package's own tests (broker cannot
+// MemStore is a Store in a map, for the package's own tests (broker cannot
 // import boltstore, which imports broker).
 type MemStore struct {
 	Mu      sync.Mutex
@@ -86,7 +86,7 @@ func (m *MemStore) DeleteTenant(_ context.Context, id, version string) error {
 	return nil
 }
 
-// memEvents is an EventStore and CredentialStore in memory.
+// MemEvents is an EventStore and CredentialStore in memory.
 type MemEvents struct {
 	Mu      sync.Mutex
 	Events  []broker.Event
@@ -175,7 +175,7 @@ func (m *MemEvents) DeleteCredential(_ context.Context, key string) error {
 	return nil
 }
 
-// types lists the events' types in order, as "TYPE tenant" strings.
+// Types lists the events' types in order, as "TYPE tenant" strings.
 func (m *MemEvents) Types() []string {
 	m.Mu.Lock()
 	defer m.Mu.Unlock()
@@ -186,7 +186,7 @@ func (m *MemEvents) Types() []string {
 	return out
 }
 
-// memInbox is an Inbox in memory that never forgets.
+// MemInbox is an Inbox in memory that never forgets.
 type MemInbox struct {
 	Mu         sync.Mutex
 	deliveries []broker.Delivery

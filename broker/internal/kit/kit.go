@@ -14,7 +14,7 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// expiryWarnings is warnings (DefaultPATWarnings when nil) sorted longest
+// ExpiryWarnings is warnings (DefaultPATWarnings when nil) sorted longest
 // first, as crossedWarning reads them, in a copy of the caller's.
 func ExpiryWarnings(warnings []time.Duration) []time.Duration {
 	if warnings == nil {
@@ -25,7 +25,7 @@ func ExpiryWarnings(warnings []time.Duration) []time.Duration {
 	return sorted
 }
 
-// backoff is the wait before retry n (from 0): floor doubled n times, at
+// Backoff is the wait before retry n (from 0): floor doubled n times, at
 // most ceiling, of which a random half ("equal jitter"), so that many
 // clients failing at once do not retry at once.
 func Backoff(n int, floor, ceiling time.Duration, jitter func() float64) time.Duration {
@@ -43,7 +43,7 @@ func MinTime(a, b time.Time) time.Time {
 	return a
 }
 
-// changeSet coalesces tenant changes: a burst of registrations is never
+// ChangeSet coalesces tenant changes: a burst of registrations is never
 // dropped, and a tenant changed twice is read once.
 type ChangeSet struct {
 	mu   sync.Mutex
@@ -77,7 +77,7 @@ func (c *ChangeSet) Take() []string {
 	return ids
 }
 
-// stepUntilDone calls step until ctx is done, again whenever wake fires
+// StepUntilDone calls step until ctx is done, again whenever wake fires
 // and at the time step returned.
 func StepUntilDone(ctx context.Context, clk clock.Clock, wake <-chan struct{}, step func(context.Context) time.Time) {
 	for {
@@ -94,7 +94,7 @@ func StepUntilDone(ctx context.Context, clk clock.Clock, wake <-chan struct{}, s
 	}
 }
 
-// signal wakes every waiter at once: wait returns a channel that notify
+// Signal wakes every waiter at once: wait returns a channel that notify
 // closes.
 type Signal struct {
 	mu sync.Mutex
@@ -119,7 +119,7 @@ func (s *Signal) Notify() {
 	}
 }
 
-// guarded makes a call into another package (GitHub, a registry) and turns
+// Guarded makes a call into another package (GitHub, a registry) and turns
 // its panic into an error, logging the stack: a bug there fails one
 // renewal or probe and the process goes on. It matters most inside
 // singleflight.DoChan, whose panics nobody can recover.
@@ -133,7 +133,7 @@ func Guarded[T any](ctx context.Context, log *slog.Logger, what string, call fun
 	return call()
 }
 
-// expirySeverity is a warning's, critical at the last threshold.
+// ExpirySeverity is a warning's, critical at the last threshold.
 func ExpirySeverity(last bool) broker.Severity {
 	if last {
 		return broker.SeverityCritical
@@ -141,7 +141,7 @@ func ExpirySeverity(last bool) broker.Severity {
 	return broker.SeverityWarning
 }
 
-// crossedWarning is the nearest threshold (of warnings, sorted longest
+// CrossedWarning is the nearest threshold (of warnings, sorted longest
 // first) before expiresAt that now has passed, and whether it is the last;
 // ok is false when none has, or nothing expires.
 func CrossedWarning(expiresAt time.Time, warnings []time.Duration, now time.Time) (before time.Duration, last, ok bool) {
