@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -208,7 +207,7 @@ func (r *Tenants) sealRegistryCredentials(tenantID string, creds []RegistryCrede
 	if !slices.ContainsFunc(creds, func(c RegistryCredential) bool { return c.Password != "" }) {
 		return creds, nil
 	}
-	if r.Sealer == nil {
+	if r.sealer == nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenantID, ErrNoEncryptionKey)
 	}
 	out := slices.Clone(creds)
@@ -216,40 +215,11 @@ func (r *Tenants) sealRegistryCredentials(tenantID string, creds []RegistryCrede
 		if c.Password == "" {
 			continue
 		}
-		sealed, err := r.Sealer.SealAs(RegistryCredentialData(tenantID, c.Host), c.Password)
+		sealed, err := r.sealer.SealAs(RegistryCredentialData(tenantID, c.Host), c.Password)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %q, registry %s: %w", tenantID, c.Host, err)
 		}
 		out[i].Password, out[i].Sealed, out[i].Fingerprint = "", sealed, Fingerprint(c.Password)
 	}
 	return out, nil
-}
-
-// OpenRegistryCredential returns the plaintext password of one entry.
-func (r *Tenants) OpenRegistryCredential(tenantID string, c RegistryCredential) (string, error) {
-	if r.Sealer == nil {
-		return "", fmt.Errorf("open the credential of tenant %q for %s: %w", tenantID, c.Host, ErrNoEncryptionKey)
-	}
-	password, err := r.Sealer.OpenAs(RegistryCredentialData(tenantID, c.Host), c.Sealed)
-	if err != nil {
-		return "", fmt.Errorf("open the credential of tenant %q for %s: %w", tenantID, c.Host, err)
-	}
-	return password, nil
-}
-
-// RegistryAuths opens the password of each of t's registry entries, for
-// its pull Secrets; an entry that does not open is left out, and its error
-// returned (the health check reports it on the entry).
-func (r *Tenants) RegistryAuths(t Tenant) ([]RegistryAuth, error) {
-	var errs []error
-	auths := make([]RegistryAuth, 0, len(t.RegistryCredentials))
-	for _, c := range t.RegistryCredentials {
-		password, err := r.OpenRegistryCredential(t.ID, c)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		auths = append(auths, RegistryAuth{Host: c.Host, Username: c.Username, Password: password})
-	}
-	return auths, errors.Join(errs...)
 }

@@ -18,9 +18,9 @@ import (
 // credential with GitHub, seals their PATs and keeps them in a Store. It is
 // safe for concurrent use.
 type Tenants struct {
-	Store  Store
-	Sealer *Sealer // nil when no encryption key is configured
-	Github GitHub
+	store  Store
+	sealer *Sealer // nil when no encryption key is configured
+	github GitHub
 	clock  clock.PassiveClock
 	cfg    TenantsConfig
 
@@ -97,7 +97,7 @@ func NewTenants(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClo
 	if cfg.AppPermissions == nil {
 		cfg.AppPermissions = DefaultAppPermissions()
 	}
-	return &Tenants{Store: store, Sealer: sealer, Github: github, clock: clk, cfg: cfg}
+	return &Tenants{store: store, sealer: sealer, github: github, clock: clk, cfg: cfg}
 }
 
 // ImageRules are the platform's image rules the registry was given.
@@ -171,7 +171,7 @@ func (r *Tenants) Create(ctx context.Context, t Tenant) (_ Tenant, created bool,
 	// A taken id is answered from the store alone: a retried create must not
 	// depend on GitHub answering again, and a clash is a clash whatever
 	// GitHub would say about the new credential.
-	existing, err := r.Store.GetTenant(ctx, t.ID)
+	existing, err := r.store.GetTenant(ctx, t.ID)
 	switch {
 	case err == nil:
 		return r.existingOr(existing, t, token)
@@ -194,9 +194,9 @@ func (r *Tenants) Create(ctx context.Context, t Tenant) (_ Tenant, created bool,
 	}
 	now := r.clock.Now().UTC()
 	t.CreateTime, t.UpdateTime = now, now
-	stored, err := r.Store.CreateTenant(ctx, t)
+	stored, err := r.store.CreateTenant(ctx, t)
 	if errors.Is(err, ErrAlreadyExists) { // lost a race with another create
-		if existing, err = r.Store.GetTenant(ctx, t.ID); err != nil {
+		if existing, err = r.store.GetTenant(ctx, t.ID); err != nil {
 			return Tenant{}, false, fmt.Errorf("create tenant %q: %w", t.ID, err)
 		}
 		return r.existingOr(existing, t, token)
@@ -219,7 +219,7 @@ func (r *Tenants) existingOr(existing, want Tenant, token string) (Tenant, bool,
 
 // Get returns the tenant with the given id.
 func (r *Tenants) Get(ctx context.Context, id string) (Tenant, error) {
-	t, err := r.Store.GetTenant(ctx, id)
+	t, err := r.store.GetTenant(ctx, id)
 	if err != nil {
 		return Tenant{}, fmt.Errorf("tenant %q: %w", id, err)
 	}
@@ -230,7 +230,7 @@ func (r *Tenants) Get(ctx context.Context, id string) (Tenant, error) {
 // continue after, which is empty on the last page.
 func (r *Tenants) List(ctx context.Context, afterID string, limit int) (_ []Tenant, next string, _ error) {
 	limit = max(limit, 1)
-	page, err := r.Store.ListTenants(ctx, afterID, limit+1)
+	page, err := r.store.ListTenants(ctx, afterID, limit+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("list tenants: %w", err)
 	}
@@ -280,7 +280,7 @@ func (r *Tenants) Update(ctx context.Context, id, etag string, mutate func(Tenan
 			token := ""
 			if next.PAT != nil {
 				if token = next.PAT.Token; token == "" {
-					if token, err = r.OpenPAT(cur); err != nil {
+					if token, err = r.Secrets().PAT(cur); err != nil {
 						return Tenant{}, err
 					}
 				}
@@ -297,7 +297,7 @@ func (r *Tenants) Update(ctx context.Context, id, etag string, mutate func(Tenan
 		if next.RegistryCredentials, err = r.sealRegistryCredentials(id, next.RegistryCredentials); err != nil {
 			return Tenant{}, err
 		}
-		stored, err := r.Store.UpdateTenant(ctx, next)
+		stored, err := r.store.UpdateTenant(ctx, next)
 		if errors.Is(err, ErrConflict) && etag == "" {
 			continue
 		}
@@ -312,7 +312,7 @@ func (r *Tenants) Update(ctx context.Context, id, etag string, mutate func(Tenan
 
 // Delete removes the tenant; a non-empty etag must match its version.
 func (r *Tenants) Delete(ctx context.Context, id, etag string) error {
-	if err := r.Store.DeleteTenant(ctx, id, etag); err != nil {
+	if err := r.store.DeleteTenant(ctx, id, etag); err != nil {
 		return fmt.Errorf("delete tenant %q: %w", id, err)
 	}
 	r.changed(id)
@@ -385,20 +385,9 @@ func (r *Tenants) RenameOwner(ctx context.Context, account Owner) ([]string, err
 	return owned, nil
 }
 
-// OpenPAT returns the plaintext PAT of a tenant.
-func (r *Tenants) OpenPAT(t Tenant) (string, error) {
-	if t.PAT == nil {
-		return "", fmt.Errorf("tenant %q has no PAT", t.ID)
-	}
-	if r.Sealer == nil {
-		return "", fmt.Errorf("open PAT of tenant %q: %w", t.ID, ErrNoEncryptionKey)
-	}
-	token, err := r.Sealer.Open(t.ID, t.PAT.Sealed)
-	if err != nil {
-		return "", fmt.Errorf("open PAT of tenant %q: %w", t.ID, err)
-	}
-	return token, nil
-}
+// Secrets is the door to the tenants' sealed values, with this registry's
+// key.
+func (r *Tenants) Secrets() Secrets { return NewSecrets(r.sealer) }
 
 // Each calls fn for every tenant in id order, a page at a time, and stops
 // at the first error.
@@ -428,16 +417,16 @@ func (r *Tenants) CheckSealed(ctx context.Context) error {
 		if t.PAT == nil {
 			return nil
 		}
-		_, err := r.OpenPAT(t)
+		_, err := r.Secrets().PAT(t)
 		return err
 	})
 }
 
 func (r *Tenants) seal(tenantID, token string) (*PAT, error) {
-	if r.Sealer == nil {
+	if r.sealer == nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenantID, ErrNoEncryptionKey)
 	}
-	sealed, err := r.Sealer.Seal(tenantID, token)
+	sealed, err := r.sealer.Seal(tenantID, token)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenantID, err)
 	}
@@ -450,7 +439,7 @@ func (r *Tenants) samePAT(stored Tenant, token string) bool {
 	if stored.PAT == nil {
 		return token == ""
 	}
-	got, err := r.OpenPAT(stored)
+	got, err := r.Secrets().PAT(stored)
 	return err == nil && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
@@ -499,12 +488,12 @@ func credentialChanged(cur, next Tenant) bool {
 // organization owner the PAT is a machine user's, whose membership a
 // read:packages PAT cannot show: the pull probe proves its access instead.
 func (r *Tenants) verify(ctx context.Context, t *Tenant, token string) error {
-	if r.Github == nil {
+	if r.github == nil {
 		return nil
 	}
 	switch {
 	case t.App != nil:
-		inst, err := r.Github.Installation(ctx, t.App.InstallationID)
+		inst, err := r.github.Installation(ctx, t.App.InstallationID)
 		if err != nil {
 			return &ReasonError{Msg: fmt.Sprintf("check installation %d", t.App.InstallationID), Err: err}
 		}
@@ -525,7 +514,7 @@ func (r *Tenants) verify(ctx context.Context, t *Tenant, token string) error {
 			}
 		}
 	case t.PAT != nil:
-		owner, err := r.Github.ValidatePAT(ctx, token)
+		owner, err := r.github.ValidatePAT(ctx, token)
 		if err != nil {
 			return &ReasonError{Msg: "check PAT", Err: err}
 		}

@@ -157,12 +157,9 @@ func (p *Publications) registryPassword(tenantID string, c broker.RegistryCreden
 	if seen && c.Fingerprint != "" && cur.fingerprint == c.Fingerprint {
 		return cur.password, nil
 	}
-	if p.sealer == nil {
-		return "", fmt.Errorf("open the credential of tenant %s for %s: %w", tenantID, c.Host, broker.ErrNoEncryptionKey)
-	}
-	password, err := p.sealer.OpenAs(broker.RegistryCredentialData(tenantID, c.Host), c.Sealed)
+	password, err := broker.NewSecrets(p.sealer).RegistryPassword(tenantID, c)
 	if err != nil {
-		return "", fmt.Errorf("open the credential of tenant %s for %s: %w", tenantID, c.Host, err)
+		return "", err
 	}
 	p.mu.Lock()
 	if p.passwords[tenantID] == nil {

@@ -23,11 +23,11 @@ import (
 // the next token.
 func (r *Refresher) Act(ctx context.Context, d broker.Delivery) {
 	log := r.log.With(slog.String("delivery", d.ID), slog.Int64("installation", d.InstallationID), slog.String("change", string(d.Change)))
-	if r.registry.Github == nil || d.InstallationID == 0 {
+	if r.cfg.GitHub == nil || d.InstallationID == 0 {
 		log.WarnContext(ctx, "GitHub delivery not acted on: GitHub's API cannot confirm it")
 		return
 	}
-	inst, err := r.registry.Github.Installation(ctx, d.InstallationID)
+	inst, err := r.cfg.GitHub.Installation(ctx, d.InstallationID)
 	gone := broker.ReasonOf(err) == broker.ReasonInstallationNotFound
 	if err != nil && !gone {
 		log.WarnContext(ctx, "GitHub delivery not acted on: GitHub's API cannot confirm it", slog.Any("error", err))

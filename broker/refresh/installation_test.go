@@ -87,7 +87,7 @@ func TestADeliveryIsActedOnOnlyAsGitHubConfirmsIt(t *testing.T) {
 			tc.github.ID = 1
 			tc.github.Permissions = broker.DefaultAppPermissions()
 			gh := &installationGitHub{inst: tc.github, gone: tc.gone}
-			s.reg.Github = gh
+			s.r.cfg.GitHub = gh
 			d := tc.delivery
 			d.ID, d.InstallationID = "d-1", 1
 			s.r.Act(ctx, d)

@@ -46,7 +46,7 @@ func (r *Refresher) deliver(ctx context.Context, t broker.Tenant, cred broker.Cr
 // publish hands t's pull-Secret payload (cred and t's registry entries) to
 // the Sink and records what t holds.
 func (r *Refresher) publish(ctx context.Context, t broker.Tenant, cred broker.Credential) {
-	auths, err := r.registry.RegistryAuths(t)
+	auths, err := r.registry.Secrets().RegistryAuths(t)
 	if err != nil {
 		r.log.WarnContext(ctx, "a registry credential is left out of the pull Secrets", slog.String("tenant", t.ID), slog.Any("error", err))
 	}

@@ -48,8 +48,11 @@ type Config struct {
 	// Jitter returns a number in [0, 1); math/rand/v2 when nil.
 	Jitter func() float64
 
-	Notifier    *notify.Notifier
-	Prober      broker.Prober
+	Notifier *notify.Notifier
+	Prober   broker.Prober
+	// GitHub, if set, is asked about an installation before a webhook
+	// delivery about it is acted on (Act); without it none is.
+	GitHub      broker.GitHub
 	Credentials broker.CredentialStore // with Sealer: credentials survive a restart
 	// Publications, if set, gets every tenant's published credential, for
 	// the credential provider exchange on any replica.

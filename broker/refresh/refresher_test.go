@@ -106,6 +106,7 @@ func TestRetryWait(t *testing.T) {
 type simulated struct {
 	clock  *clocktesting.FakeClock
 	reg    *broker.Tenants
+	store  broker.Store
 	src    *brokertest.FakeSource
 	sink   *brokertest.RecordingSink
 	events *brokertest.MemEvents
@@ -118,7 +119,7 @@ func newSimulated(t *testing.T, tenants ...broker.Tenant) *simulated {
 	s := &simulated{clock: clocktesting.NewFakeClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)),
 		sink: &brokertest.RecordingSink{}, events: brokertest.NewMemEvents(), prober: &brokertest.FakeProber{}}
 	s.src = &brokertest.FakeSource{Now: s.clock.Now}
-	s.reg, _ = brokertest.NewTestRegistry(t)
+	s.reg, s.store = brokertest.NewTestRegistry(t)
 	for _, tn := range tenants {
 		if _, _, err := s.reg.Create(context.Background(), tn); err != nil {
 			t.Fatal(err)
@@ -318,7 +319,7 @@ func TestAProbeImageOutsideTheTenantsRulesIsNeverSentTheCredential(t *testing.T)
 	s := newSimulated(t)
 	hostile := brokertest.AppTenantFor("hostile").WithDefaults()
 	hostile.ProbeImage = "attacker.example:5000/acme/base:1"
-	if _, err := s.reg.Store.CreateTenant(ctx, hostile); err != nil {
+	if _, err := s.store.CreateTenant(ctx, hostile); err != nil {
 		t.Fatal(err)
 	}
 	s.r.Changed("hostile")
@@ -628,7 +629,7 @@ func TestDeliveriesAreActedOnOnceFromTheInbox(t *testing.T) {
 	// GitHub's API confirms what the deliveries say.
 	gh := &installationGitHub{inst: broker.Installation{ID: 1, Suspended: true, Account: broker.Owner{Login: "acme", ID: 1, Type: broker.OwnerOrganization},
 		Permissions: map[string]string{"packages": "read", "metadata": "read"}}}
-	s.reg.Github = gh
+	s.r.cfg.GitHub = gh
 	mem := &brokertest.MemInbox{}
 	ds := inbox.NewRunner(mem, s.clock, slog.New(slog.DiscardHandler))
 	var acted atomic.Int32

@@ -125,7 +125,7 @@ func (r *Refresher) obtain(ctx context.Context, t broker.Tenant) (broker.Credent
 			return r.source.MintInstallationToken(ctx, t.App.InstallationID, t.App.Permissions, t.App.Repositories)
 		})
 	case t.PAT != nil:
-		token, err := r.registry.OpenPAT(t)
+		token, err := r.registry.Secrets().PAT(t)
 		if err != nil {
 			return broker.Credential{}, err
 		}

@@ -270,7 +270,7 @@ func (h *Monitor) check(ctx context.Context, tenantID string, c broker.RegistryC
 
 // ask is the check itself: a manifest HEAD of the check image, or a login.
 func (h *Monitor) ask(ctx context.Context, tenantID string, c broker.RegistryCredential) error {
-	password, err := h.registry.OpenRegistryCredential(tenantID, c)
+	password, err := h.registry.Secrets().RegistryPassword(tenantID, c)
 	if err != nil {
 		return &broker.ReasonError{Cause: broker.ReasonDecryptionFailed, Msg: "the stored credential cannot be used", Err: err}
 	}

@@ -65,6 +65,7 @@ func (f *fakeRegistries) set(host, password string) {
 type healthRig struct {
 	clock      *clocktesting.FakeClock
 	reg        *broker.Tenants
+	store      broker.Store
 	registries *fakeRegistries
 	events     *brokertest.MemEvents
 	sink       *brokertest.RecordingSink
@@ -78,7 +79,8 @@ func newHealthRig(t *testing.T) *healthRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &healthRig{clock: clk, reg: broker.NewTenants(brokertest.NewMemStore(), sealer, nil, clk, broker.TenantsConfig{}),
+	store := brokertest.NewMemStore()
+	r := &healthRig{clock: clk, reg: broker.NewTenants(store, sealer, nil, clk, broker.TenantsConfig{}), store: store,
 		registries: &fakeRegistries{passwords: map[string]string{}, images: map[string]bool{}},
 		events:     brokertest.NewMemEvents(), sink: &brokertest.RecordingSink{}}
 	log := slog.New(slog.DiscardHandler)
@@ -232,7 +234,8 @@ func TestRegistryHealthNamesACredentialThatDoesNotOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := broker.NewSealer(bytes.Repeat([]byte{8}, broker.KeySize))
-	r.reg.Sealer = other // the key was changed under the stored credential
+	// The key was changed under the stored credential.
+	r.h.registry = broker.NewTenants(r.store, other, nil, r.clock, broker.TenantsConfig{})
 	r.h.Step(ctx)
 	if st := r.status(t, "quay.io"); st.State != broker.RegistryFailing || st.Error.Reason != broker.ReasonDecryptionFailed {
 		t.Errorf("%+v, want FAILING with DECRYPTION_FAILED", st)

@@ -42,7 +42,7 @@ func startLeader(ctx context.Context, wg *sync.WaitGroup, cfg serveConfig, p par
 		RegistryHealth:  registryhealth.Config{Interval: cfg.registryCheckInterval},
 		Credentials:     p.store, Sealer: p.sealer, Notifier: p.notifier, Outbox: outbox, Deliveries: p.deliveries, Metrics: p.metrics, Attach: credentials.Attach, Log: log,
 		Syncer:    syncer,
-		Refresher: refresh.Config{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, Publications: p.publications}}
+		Refresher: refresh.Config{Lead: cfg.refreshLead, PATRecheck: cfg.patRecheck, Revoker: p.github, GitHub: p.github, Publications: p.publications}}
 	lead := term.Hold
 	wg.Go(func() {
 		if !cfg.leaderElect {
