@@ -10,8 +10,8 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// GuardConfig is who the guard policy (guard.yaml) lets write what.
-type GuardConfig struct {
+// MarkGuardConfig is who the guard policy (guard.yaml) lets write what.
+type MarkGuardConfig struct {
 	// User is credbroker's own identity at the API server, the one that may
 	// write its marks (and, like every writer, the labels under the prefix).
 	User string
@@ -34,7 +34,7 @@ const (
 
 // Guard returns the policy that keeps namespace marks credbroker's and the
 // labels under the selector prefix the platform's.
-func Guard(cfg GuardConfig) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
+func Guard(cfg MarkGuardConfig) (*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
 	if err := literal("credbroker's user name", cfg.User); err != nil {
 		return nil, err
 	}

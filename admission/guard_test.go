@@ -8,7 +8,7 @@ import (
 // The guard credbroker applies names its own identity, the prefix and the
 // writers it was given, each a CEL literal nobody can break out of.
 func TestGuardFillsInWhoMayWriteWhat(t *testing.T) {
-	guard, err := Guard(GuardConfig{User: "system:serviceaccount:platform:cb", SelectorPrefix: "platform.example.com/",
+	guard, err := Guard(MarkGuardConfig{User: "system:serviceaccount:platform:cb", SelectorPrefix: "platform.example.com/",
 		WriterUsers: []string{"system:serviceaccount:capsule-system:capsule"}, WriterGroups: []string{"system:masters", "platform-admins"}})
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestGuardFillsInWhoMayWriteWhat(t *testing.T) {
 		t.Errorf("%d validations, want the marks' and the prefix's", len(guard.Spec.Validations))
 	}
 
-	defaults, err := Guard(GuardConfig{User: GuardUser})
+	defaults, err := Guard(MarkGuardConfig{User: GuardUser})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestGuardFillsInWhoMayWriteWhat(t *testing.T) {
 		}
 	}
 
-	for name, cfg := range map[string]GuardConfig{
+	for name, cfg := range map[string]MarkGuardConfig{
 		"a writer that breaks out of its literal": {User: GuardUser, WriterGroups: []string{"x'] || true || ['"}},
 		"a prefix that is no domain":              {User: GuardUser, SelectorPrefix: "team"},
 		"credbroker's own marks as the prefix":    {User: GuardUser, SelectorPrefix: "credbroker.io/"},

@@ -54,7 +54,7 @@ func TestPoliciesDecode(t *testing.T) {
 	if _, err := Tokens("x'||true||'"); err == nil {
 		t.Error("an audience that breaks out of its literal made a tokens policy")
 	}
-	guard, err := Guard(GuardConfig{User: "system:serviceaccount:platform:cb"})
+	guard, err := Guard(MarkGuardConfig{User: "system:serviceaccount:platform:cb"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestPoliciesDecode(t *testing.T) {
 		t.Errorf("the guard exempts %s", cond)
 	}
 	for _, user := range []string{"", "x' || true || '"} {
-		if _, err := Guard(GuardConfig{User: user}); err == nil {
+		if _, err := Guard(MarkGuardConfig{User: user}); err == nil {
 			t.Errorf("Guard(%q) made a policy", user)
 		}
 	}

@@ -169,3 +169,31 @@ func Permanent(reason Reason) bool {
 	}
 	return false
 }
+
+// ReasonError is an error with its Reason, for ReasonOf: a tenant whose
+// credential GitHub does not back (it belongs to someone else, is revoked,
+// lacks a scope, or its installation is gone or suspended), a stored
+// credential that does not open, a refused probe. It carries the reason,
+// or wraps the error that does.
+type ReasonError struct {
+	Cause Reason
+	Msg   string
+	Err   error
+}
+
+func (e *ReasonError) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *ReasonError) Unwrap() error { return e.Err }
+
+// Reason implements the interface ReasonOf looks for.
+func (e *ReasonError) Reason() Reason {
+	if e.Cause != "" {
+		return e.Cause
+	}
+	return ReasonOf(e.Err)
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -144,15 +143,6 @@ func (r *Tenants) check(t Tenant, before *Tenant, requireToken bool) error {
 		return err
 	}
 	return err
-}
-
-// describePermissions renders permissions as "packages: read, metadata: read".
-func describePermissions(perms map[string]string) string {
-	var parts []string
-	for _, name := range slices.Sorted(maps.Keys(perms)) {
-		parts = append(parts, name+": "+perms[name])
-	}
-	return strings.Join(parts, ", ")
 }
 
 // Create registers t. Creating a tenant that exists with the same content is
@@ -442,92 +432,3 @@ func (r *Tenants) samePAT(stored Tenant, token string) bool {
 	got, err := r.Secrets().PAT(stored)
 	return err == nil && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
-
-// ReasonError is a tenant whose credential GitHub does not back: it belongs
-// to someone else, is revoked, lacks a scope, or its installation is gone or
-// suspended. It carries the reason, or wraps the error that does.
-type ReasonError struct {
-	Cause Reason
-	Msg   string
-	Err   error
-}
-
-func (e *ReasonError) Error() string {
-	if e.Err != nil {
-		return e.Msg + ": " + e.Err.Error()
-	}
-	return e.Msg
-}
-
-func (e *ReasonError) Unwrap() error { return e.Err }
-
-// Reason implements the interface ReasonOf looks for.
-func (e *ReasonError) Reason() Reason {
-	if e.Cause != "" {
-		return e.Cause
-	}
-	return ReasonOf(e.Err)
-}
-
-// credentialChanged reports whether an update touches what verify checks.
-func credentialChanged(cur, next Tenant) bool {
-	if cur.Owner != next.Owner || (cur.App == nil) != (next.App == nil) || (next.PAT != nil && next.PAT.Token != "") {
-		return true
-	}
-	return next.App != nil && (next.App.InstallationID != cur.App.InstallationID ||
-		!maps.Equal(next.App.Permissions, cur.App.Permissions))
-}
-
-// verify asks GitHub whether the tenant's credential belongs to its owner.
-// Owners are matched by numeric id and type: logins change on a rename and
-// can be reused, ids never. The owner's login is then set to the one
-// GitHub gives the account now, which the image ownership rules follow.
-// An App installation must be on the owner's account, not suspended, and
-// hold the permissions the tenant asks for. A PAT must be valid with a
-// packages scope; for a user owner it must be that user's. For an
-// organization owner the PAT is a machine user's, whose membership a
-// read:packages PAT cannot show: the pull probe proves its access instead.
-func (r *Tenants) verify(ctx context.Context, t *Tenant, token string) error {
-	if r.github == nil {
-		return nil
-	}
-	switch {
-	case t.App != nil:
-		inst, err := r.github.Installation(ctx, t.App.InstallationID)
-		if err != nil {
-			return &ReasonError{Msg: fmt.Sprintf("check installation %d", t.App.InstallationID), Err: err}
-		}
-		a := inst.Account
-		if a.ID != t.Owner.ID || a.Type != t.Owner.Type {
-			return &ReasonError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
-				"installation %d is on %s %s (id %d), not on the tenant's owner %s %s (id %d)",
-				inst.ID, a.Type, a.Login, a.ID, t.Owner.Type, t.Owner.Login, t.Owner.ID)}
-		}
-		t.Owner.Login = a.Login
-		if inst.Suspended {
-			return &ReasonError{Cause: ReasonInstallationSuspended, Msg: fmt.Sprintf("installation %d is suspended", inst.ID)}
-		}
-		for name, level := range t.App.Permissions {
-			if permissionLevels[level] > permissionLevels[inst.Permissions[name]] {
-				return &ReasonError{Cause: ReasonMissingScope, Msg: fmt.Sprintf(
-					"installation %d grants %s: %q, the tenant asks for %q", inst.ID, name, inst.Permissions[name], level)}
-			}
-		}
-	case t.PAT != nil:
-		owner, err := r.github.ValidatePAT(ctx, token)
-		if err != nil {
-			return &ReasonError{Msg: "check PAT", Err: err}
-		}
-		if t.Owner.Type == OwnerUser && owner.Owner.ID != t.Owner.ID {
-			return &ReasonError{Cause: ReasonOwnerMismatch, Msg: fmt.Sprintf(
-				"the PAT belongs to %s (id %d), not to the tenant's owner %s (id %d)",
-				owner.Owner.Login, owner.Owner.ID, t.Owner.Login, t.Owner.ID)}
-		}
-		if t.Owner.Type == OwnerUser {
-			t.Owner.Login = owner.Owner.Login
-		}
-	}
-	return nil
-}
-
-var permissionLevels = map[string]int{"read": 1, "write": 2, "admin": 3}

@@ -25,7 +25,7 @@ import (
 // authenticates as, which the API server says (SelfSubjectReview). The
 // Helm chart ships all six objects itself; this is for clusters set up
 // without it, and needs the right to write them.
-func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode, audience string, guardCfg admission.GuardConfig) error {
+func ApplyAdmissionPolicy(ctx context.Context, client kubernetes.Interface, m admission.Mode, audience string, guardCfg admission.MarkGuardConfig) error {
 	bindings, err := admission.Bindings(m)
 	if err != nil {
 		return err

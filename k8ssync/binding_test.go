@@ -22,7 +22,7 @@ import (
 // testGuard is the guard the package's tests apply: credbroker's identity
 // as the tests run it, cluster-admins and one namespace provisioner as the
 // platform's identities.
-var testGuard = admission.GuardConfig{User: admission.GuardUser, WriterUsers: []string{provisionerUser}, WriterGroups: []string{"system:masters"}}
+var testGuard = admission.MarkGuardConfig{User: admission.GuardUser, WriterUsers: []string{provisionerUser}, WriterGroups: []string{"system:masters"}}
 
 // provisionerUser stands for a namespace provisioner (Capsule, a platform
 // controller) the platform lists as a writer of the binding labels.

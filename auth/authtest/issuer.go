@@ -12,17 +12,17 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// Issuer is a local OpenID provider: discovery and JWKS over HTTP, and ID
+// Provider is a local OpenID provider: discovery and JWKS over HTTP, and ID
 // tokens signed with its key, for go-oidc to verify as it would a real one.
-type Issuer struct {
+type Provider struct {
 	URL string
 	Key *rsa.PrivateKey
 }
 
 // NewIssuer starts an Issuer that serves until the test ends.
-func NewIssuer(t testing.TB) *Issuer {
+func NewIssuer(t testing.TB) *Provider {
 	t.Helper()
-	is := &Issuer{Key: NewKey(t)}
+	is := &Provider{Key: NewKey(t)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": is.URL, "jwks_uri": is.URL + "/keys",
@@ -49,7 +49,7 @@ func NewKey(t testing.TB) *rsa.PrivateKey {
 }
 
 // Token is an ID token with claims, signed by the Issuer.
-func (is *Issuer) Token(t testing.TB, claims map[string]any) string {
+func (is *Provider) Token(t testing.TB, claims map[string]any) string {
 	t.Helper()
 	return SignedToken(t, is.Key, claims)
 }

@@ -375,8 +375,8 @@ type namespaceLabelConfig struct {
 
 // guardConfig is what the guard policy credbroker applies lets whom write;
 // credbroker's own identity is asked of the API server.
-func (cfg serveConfig) guardConfig() admission.GuardConfig {
-	return admission.GuardConfig{SelectorPrefix: cfg.namespaceLabels.prefix,
+func (cfg serveConfig) guardConfig() admission.MarkGuardConfig {
+	return admission.MarkGuardConfig{SelectorPrefix: cfg.namespaceLabels.prefix,
 		WriterUsers: splitList(cfg.namespaceLabels.users), WriterGroups: splitList(cfg.namespaceLabels.groups)}
 }
 

@@ -14,10 +14,10 @@ import (
 	"github.com/credbroker/credbroker/github/emulator"
 )
 
-// Demo is what a test of the broker's runtime starts from: dev mode's demo
+// Env is what a test of the broker's runtime starts from: dev mode's demo
 // GitHub (the emulator and its fixture), a client of it, and a tenant
 // registry over a fresh bbolt store. Everything is closed when the test ends.
-type Demo struct {
+type Env struct {
 	GitHub   *emulator.Server
 	Fixture  emulator.Demo
 	Client   *github.Client
@@ -26,7 +26,7 @@ type Demo struct {
 }
 
 // Start starts a Demo.
-func Start(t testing.TB) *Demo {
+func Start(t testing.TB) *Env {
 	t.Helper()
 	gh, fixture, err := emulator.NewDemo()
 	if err != nil {
@@ -42,6 +42,6 @@ func Start(t testing.TB) *Demo {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	return &Demo{GitHub: gh, Fixture: fixture, Client: client, Store: store,
+	return &Env{GitHub: gh, Fixture: fixture, Client: client, Store: store,
 		Registry: broker.NewTenants(store, nil, client, clock.RealClock{}, broker.TenantsConfig{})}
 }
