@@ -105,13 +105,13 @@ type Syncer struct {
 	secrets     caches[*corev1.Secret]
 	accounts    caches[*corev1.ServiceAccount] // of the configured names only
 	hasSynced   []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *lane
 	// firsts holds the namespaces of tenants that have no Secret out yet
 	// (their first publication, their binding): a lane of its own with
 	// workers of its own, so that a tenant created during a large
 	// rotation is not queued behind it. A namespace may sit in both
 	// queues; nsLocks keeps it reconciled by one worker at a time.
-	firsts  workqueue.TypedRateLimitingInterface[string]
+	firsts  *lane
 	nsLocks [64]sync.Mutex
 	// markEchoes holds, by namespace, the mark credbroker is writing or
 	// wrote last. The watch event that brings just that mark needs no
@@ -132,7 +132,6 @@ type Syncer struct {
 
 	writes     atomic.Int64
 	reconciles atomic.Int64 // finished reconciles, for tests to wait on
-	inflight   atomic.Int32
 }
 
 // New returns a Syncer that talks to Kubernetes through client. Nothing
@@ -154,10 +153,8 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 		bindings: map[string]*binding{},
 		removed:  map[string]bool{},
 		status:   map[string]map[string]broker.NamespaceSync{},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-namespaces"}),
-		firsts: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-first-namespaces"}),
+		queue:    newLane("credbroker-namespaces", clock.RealClock{}),
+		firsts:   newLane("credbroker-first-namespaces", clock.RealClock{}),
 	}
 	s.broadcaster = record.NewBroadcaster()
 	s.recorder = s.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component})
@@ -221,13 +218,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Syncer) processNext(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string]) bool {
+func (s *Syncer) processNext(ctx context.Context, queue *lane) bool {
 	ns, quit := queue.Get()
 	if quit {
 		return false
 	}
-	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
 	defer queue.Done(ns)
 	defer s.reconciles.Add(1)
 	if err := s.reconcileSafely(ctx, ns); err != nil {
