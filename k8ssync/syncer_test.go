@@ -415,8 +415,12 @@ func TestOverlappingSelectorsKeepTheHolder(t *testing.T) {
 	}
 	publish(t, s, tenant("overlap-b", func(t *broker.Tenant) { t.NamespaceSelector = "team=" + label }), credB)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, credB) })
-	// overlap-a sorts first, and once took the namespace for it.
-	publish(t, s, tenant("overlap-a", func(t *broker.Tenant) { t.NamespaceSelector = "team" }), credA)
+	// overlap-a sorts first, and once took the namespace for it. Its
+	// selector says overlap-b's another way and reaches no other test's
+	// namespaces: there, Secrets of tenants this syncer never heard of
+	// hold the name, and it would retry them for good (never idle).
+	other := "team in (" + label + ")"
+	publish(t, s, tenant("overlap-a", func(t *broker.Tenant) { t.NamespaceSelector = other }), credA)
 	testenv.Eventually(t, 30*time.Second, conflicted("overlap-a", ns))
 	idle(t, s)
 	if ok, why := holds(t, ns, credB); !ok {
@@ -435,7 +439,7 @@ func TestOverlappingSelectorsKeepTheHolder(t *testing.T) {
 
 	// An explicit listing beats the selector that holds the namespace.
 	publish(t, s, tenant("overlap-a", func(t *broker.Tenant) {
-		t.NamespaceSelector = "team"
+		t.NamespaceSelector = other
 		t.Namespaces = []string{ns}
 	}), credA)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return holds(t, ns, credA) })
