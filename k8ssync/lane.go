@@ -13,8 +13,9 @@ import (
 // own Len counts only the namespaces ready to be taken; one taken by a
 // worker, or parked by AddRateLimited, is invisible to it, and comes back.
 // A namespace queued for later on purpose (AddAfter: a robot's rotation, a
-// conflict's recheck) is owed once it is due, not before: those timers
-// never run out, and a lane that counted them would never owe nothing.
+// conflict's recheck) is owed once it is due, not before: those come back
+// for as long as the Syncer runs, and a lane that counted them would never
+// owe nothing.
 type lane struct {
 	workqueue.TypedRateLimitingInterface[string]
 	limiter workqueue.TypedRateLimiter[string]
@@ -22,6 +23,9 @@ type lane struct {
 	owed    *atomic.Int64
 }
 
+// newLane returns a lane whose retries wait on clk. The name is the
+// queue's, and it must not be empty: a queue calls its metrics hooks, which
+// keep the count, only when it has a name.
 func newLane(name string, clk clock.WithDelayedExecution) *lane {
 	owed := new(atomic.Int64)
 	limiter := workqueue.DefaultTypedControllerRateLimiter[string]()
@@ -37,8 +41,10 @@ func newLane(name string, clk clock.WithDelayedExecution) *lane {
 // AddRateLimited queues ns again when the rate limiter's backoff is over,
 // as the queue's own does, and counts it as owed meanwhile. ns is queued
 // before it stops counting as waiting, so it is never out of both counts.
-// (A timer still waiting when the Syncer stops fires into a shut queue,
-// which drops it.)
+// Unlike the queue's, two retries of one namespace wait on two timers, not
+// on the earlier one: the second finds it queued, or reconciles it once
+// more. A timer still waiting when the Syncer stops fires into a shut
+// queue, which drops it.
 func (l *lane) AddRateLimited(ns string) {
 	l.owed.Add(1)
 	l.clock.AfterFunc(l.limiter.When(ns), func() {
