@@ -376,7 +376,11 @@ func TestServiceAccountsGetThePullSecretOnce(t *testing.T) {
 		return slices.Equal(got, []string{"someone-elses", "ghcr-secret"}), fmt.Sprintf("imagePullSecrets %v", got)
 	})
 
-	// Publishing again changes nothing: no duplicate, no write.
+	// Publishing again changes nothing: no duplicate, no write. (The first
+	// publication is over first: the ServiceAccount above can be seen
+	// before its write is counted, and the other namespace's Secret can
+	// come after it.)
+	idle(t, s)
 	writes, before := s.Writes(), s.reconciles.Load()
 	publish(t, s, tn, cred)
 	settle(t, s, before, 2)
