@@ -70,9 +70,13 @@ func TestANewTenantIsNotQueuedBehindARotation(t *testing.T) {
 	publish(t, s, big, credential("ghp_fairfirst00000000000000000000000000"))
 	testenv.Eventually(t, 2*time.Minute, func() (bool, string) { return s.Writes() >= n, fmt.Sprintf("%d of %d written", s.Writes(), n) })
 	// The start queued every namespace in the cluster, and the first
-	// publication queued the tenant's again in the other lane: what is left
-	// of either when the writes are done (informer lag under load costs a
-	// refused create and a GET each) is start-up work, not the rotation's.
+	// publication queued the tenant's again in the other lane. Whatever of
+	// the tenant's is still owed in the first-publication lane when the
+	// rotation comes — queued, or waiting out the backoff of a refused
+	// create (informer lag under load) — is reconciled against the rotation's
+	// credential: rotation writes in the newcomer's lane, ahead of it. (With
+	// no wait here, a loaded run had 217 of them queued there, and the
+	// newcomer waited for all 400 writes.) So both lanes must owe nothing.
 	idle(t, s)
 
 	before := s.Writes()

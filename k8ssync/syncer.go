@@ -19,7 +19,6 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
 	"github.com/credbroker/credbroker/broker"
@@ -97,13 +96,13 @@ type Syncer struct {
 	secrets     caches[*corev1.Secret]
 	accounts    caches[*corev1.ServiceAccount] // of the configured names only
 	hasSynced   []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	queue       *lane
 	// firsts holds the namespaces of tenants that have no Secret out yet
 	// (their first publication, their binding): a lane of its own with
 	// workers of its own, so that a tenant created during a large
 	// rotation is not queued behind it. A namespace may sit in both
 	// queues; nsLocks keeps it reconciled by one worker at a time.
-	firsts  workqueue.TypedRateLimitingInterface[string]
+	firsts  *lane
 	nsLocks [64]sync.Mutex
 	// echoes holds, by namespace, the mark credbroker is writing or
 	// wrote last. The watch event that brings just that mark needs no
@@ -125,7 +124,6 @@ type Syncer struct {
 
 	writes     atomic.Int64
 	reconciles atomic.Int64 // finished reconciles, for tests to wait on
-	inflight   atomic.Int32
 }
 
 // New returns a Syncer that talks to Kubernetes through client. Nothing
@@ -147,10 +145,8 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 		bindings: map[string]*binding{},
 		removed:  map[string]bool{},
 		states:   newSyncStates(cfg.Reporter),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-namespaces"}),
-		firsts: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "credbroker-first-namespaces"}),
+		queue:    newLane("credbroker-namespaces", clock.RealClock{}),
+		firsts:   newLane("credbroker-first-namespaces", clock.RealClock{}),
 	}
 	s.broadcaster = record.NewBroadcaster()
 	s.recorder = s.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component})
@@ -215,13 +211,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Syncer) processNext(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string]) bool {
+func (s *Syncer) processNext(ctx context.Context, queue *lane) bool {
 	ns, quit := queue.Get()
 	if quit {
 		return false
 	}
-	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
 	defer queue.Done(ns)
 	defer s.reconciles.Add(1)
 	if err := s.reconcileSafely(ctx, ns); err != nil {
@@ -326,7 +320,7 @@ func (s *Syncer) Remove(_ context.Context, tenantID string) error {
 
 // enqueueTenant queues every namespace a tenant is or was bound to, or holds
 // a Secret of. Before the caches have synced Run will queue everything.
-func (s *Syncer) enqueueTenant(queue workqueue.TypedRateLimitingInterface[string], tenantID string, bindings ...*binding) {
+func (s *Syncer) enqueueTenant(queue *lane, tenantID string, bindings ...*binding) {
 	if !s.synced.Load() {
 		return
 	}
