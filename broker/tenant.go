@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -154,54 +153,6 @@ func (t Tenant) WantsSecrets() bool { return t.PullMode != PullProvider }
 // ServesProvider reports whether the credential provider may hand out the
 // tenant's credential.
 func (t Tenant) ServesProvider() bool { return t.PullMode == PullProvider || t.PullMode == PullBoth }
-
-// NamespaceScope is where tenants may be bound, by list or by selector.
-// The zero value allows every namespace but kube-*.
-type NamespaceScope struct {
-	// Reserved namespaces are never bound: every kube-* namespace (the
-	// control plane's) and these (the broker's own among them, where its
-	// state lives).
-	Reserved []string
-	// Granted, when not nil, is namespaced mode: the broker holds Secret
-	// rights only in these namespaces (RoleBindings the platform
-	// provisions), so no other is ever bound.
-	Granted []string
-	// SelectorPrefix is the platform-owned prefix of the label keys a
-	// namespace selector may use ("tenants.credbroker.io/"), which the
-	// guard policy lets only the platform's identities set on a Namespace
-	// (DESIGN.md §17): a selector on any other key would bind whatever
-	// namespace its own users label so. Empty puts no bound on the keys:
-	// only for tests and embedders that guard the labels themselves;
-	// credbroker serve always sets one (--namespace-label-prefix).
-	SelectorPrefix string
-}
-
-// Allows reports whether a tenant may be bound to ns.
-func (s NamespaceScope) Allows(ns string) bool {
-	return !s.Reserves(ns) && s.Grants(ns)
-}
-
-// Reserves reports whether ns is reserved.
-func (s NamespaceScope) Reserves(ns string) bool {
-	return strings.HasPrefix(ns, "kube-") || slices.Contains(s.Reserved, ns)
-}
-
-// Grants reports whether the broker holds rights in ns: always but in
-// namespaced mode.
-func (s NamespaceScope) Grants(ns string) bool {
-	return s.Granted == nil || slices.Contains(s.Granted, ns)
-}
-
-// Refusal says why no tenant may be bound to ns, or "" when one may.
-func (s NamespaceScope) Refusal(ns string) string {
-	switch {
-	case s.Reserves(ns):
-		return ns + " is reserved: no tenant is bound to it"
-	case !s.Grants(ns):
-		return "credbroker is not granted " + ns + " (it runs in namespaced mode): ask the platform to grant it"
-	}
-	return ""
-}
 
 // ReservedSecretPrefix starts the names of credbroker's own objects (tenant,
 // credential, event and audit records): no tenant's pull Secret may take one.
