@@ -145,3 +145,24 @@ func CheckSelectorPrefix(prefix string) error {
 	}
 	return nil
 }
+
+// Claimant decides which tenant a namespace belongs to, from the tenants
+// that list it and those whose selector matches it. Registration refuses a
+// namespace listed by two tenants, but selectors can still come to
+// overlap, and a tenant must never take a namespace from another by
+// writing a selector: an explicit listing beats a selector; among several,
+// the tenant whose Secret the namespace holds (holder, "" for none) keeps
+// it; a namespace several claim and nobody holds goes to none.
+func Claimant(listed, selected []string, holder string) (string, bool) {
+	candidates := listed
+	if len(candidates) == 0 {
+		candidates = selected
+	}
+	switch {
+	case len(candidates) == 1:
+		return candidates[0], true
+	case holder != "" && slices.Contains(candidates, holder):
+		return holder, true
+	}
+	return "", false
+}
