@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -196,4 +198,11 @@ func (e *ReasonError) Reason() Reason {
 		return e.Cause
 	}
 	return ReasonOf(e.Err)
+}
+
+// Fingerprint identifies a secret without revealing it: the first 12 hex
+// digits of its SHA-256.
+func Fingerprint(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:6])
 }

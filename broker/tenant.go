@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"log/slog"
 	"maps"
 	"slices"
@@ -61,13 +59,6 @@ func (p PAT) String() string { return "PAT(" + p.Fingerprint + ")" }
 
 // GoString keeps the token out of %#v output.
 func (p PAT) GoString() string { return p.String() }
-
-// Fingerprint identifies a secret without revealing it: the first 12 hex
-// digits of its SHA-256.
-func Fingerprint(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:6])
-}
 
 // Tenant is a platform project: one GitHub owner, one credential source,
 // and the namespaces that receive its pull Secret.

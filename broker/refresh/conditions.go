@@ -134,3 +134,27 @@ func (r *Refresher) checkSelector(ctx context.Context, t broker.Tenant) {
 		Message: fmt.Sprintf("namespace selector %q binds no new namespace (it keeps those it holds): %s; update the tenant's namespaceSelector",
 			t.NamespaceSelector, scope.SelectorFix(keys))})
 }
+
+// renewed tells t's owners that its credential was renewed: a failing
+// renewal and an expiry warning recover, and a PAT that expires soon is
+// warned about (warnPATExpiry).
+func (r *Refresher) renewed(ctx context.Context, t broker.Tenant, cred broker.Credential, now time.Time) {
+	r.notifier.Resolve(ctx, renewalCondition(t.ID), "the credential was renewed")
+	r.notifier.Resolve(ctx, expiryCondition(t.ID), "the credential was renewed")
+	r.warnPATExpiry(ctx, t, cred, now)
+}
+
+// warnPATExpiry raises CREDENTIAL_EXPIRING for the nearest warning
+// threshold a PAT has crossed (once per threshold), and resolves the
+// warnings when the tenant's PAT no longer expires soon.
+func (r *Refresher) warnPATExpiry(ctx context.Context, t broker.Tenant, cred broker.Credential, now time.Time) {
+	if cred.Kind != broker.KindPAT {
+		return
+	}
+	ev, crossed := patExpiryEvent(t, cred, r.timing.patWarnings, now)
+	if !crossed {
+		r.notifier.ResolveAll(ctx, patExpiryConditions(t.ID), "the tenant's PAT no longer expires soon")
+		return
+	}
+	r.raise(ctx, ev)
+}

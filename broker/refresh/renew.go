@@ -63,7 +63,9 @@ func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
 	done := r.flight.DoChan(key, func() (any, error) {
 		rctx, cancel := context.WithTimeout(r.detached(ctx), r.cfg.RenewTimeout)
 		defer cancel()
-		r.renewKey(rctx, key)
+		if renewed, ok := r.renewKey(rctx, key); ok {
+			r.handOut(rctx, renewed)
+		}
 		return nil, nil
 	})
 	select {
@@ -72,47 +74,73 @@ func (r *Refresher) renew(ctx context.Context, key, probeTenant string) {
 	}
 }
 
-// renewKey is one renewal of key: obtain, record, deliver.
-func (r *Refresher) renewKey(ctx context.Context, key string) {
-	r.mu.Lock()
-	ks := r.keys[key]
-	if ks == nil {
-		r.mu.Unlock()
-		return
+// renewal is what one renewal of a key produced: the new credential, the
+// one it replaces, and the tenants that share it.
+type renewal struct {
+	key       string
+	cred, old broker.Credential
+	tenants   []broker.Tenant
+	renewedAt time.Time
+}
+
+// renewKey is one renewal of key: obtain a credential from the Source and
+// record it as the key's. A failure is recorded instead (fail), and the
+// last good credential stays. What the new credential sets off is
+// handOut's.
+func (r *Refresher) renewKey(ctx context.Context, key string) (renewal, bool) {
+	source, ok := r.sourceOf(key)
+	if !ok {
+		return renewal{}, false
 	}
-	var source broker.Tenant // any tenant of the key: they share the source
-	for id := range ks.tenants {
-		source = r.tenants[id].tenant
-		break
-	}
-	r.mu.Unlock()
 	cred, err := r.obtain(ctx, source)
 	r.cfg.Metrics.Refreshed(kindOf(source), err)
 	if err != nil {
 		r.fail(ctx, key, err)
-		return
+		return renewal{}, false
 	}
+	return r.record(key, cred)
+}
+
+// sourceOf is any tenant of key: they share the source.
+func (r *Refresher) sourceOf(key string) (broker.Tenant, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ks := r.keys[key]; ks != nil {
+		for id := range ks.tenants {
+			return r.tenants[id].tenant, true
+		}
+	}
+	return broker.Tenant{}, false
+}
+
+// record makes cred key's credential, due again by its expiry, unless
+// every tenant of the key went meanwhile.
+func (r *Refresher) record(key string, cred broker.Credential) (renewal, bool) {
 	now := r.now()
 	r.mu.Lock()
-	ks = r.keys[key]
-	if ks == nil { // every tenant of the key went meanwhile
-		r.mu.Unlock()
-		return
+	defer r.mu.Unlock()
+	ks := r.keys[key]
+	if ks == nil {
+		return renewal{}, false
 	}
-	superseded := ks.cred
+	old := ks.cred
 	ks.cred, ks.lastRefresh, ks.lastErr, ks.failures = cred, now, nil, 0
 	ks.due = r.timing.due(cred, now)
-	tenants := r.tenantsLocked(ks)
-	r.mu.Unlock()
-	if superseded.Token != cred.Token {
-		r.retire(superseded, now)
+	return renewal{key: key, cred: cred, old: old, tenants: r.tenantsLocked(ks), renewedAt: now}, true
+}
+
+// handOut is what a renewed credential sets off, in order: the one it
+// replaces is retired (revoked later), the new one is stored to survive a
+// restart, each tenant's owners hear that the renewal recovered, and each
+// tenant gets it (probed first where the kind or owner changed).
+func (r *Refresher) handOut(ctx context.Context, rn renewal) {
+	if rn.old.Token != rn.cred.Token {
+		r.retire(rn.old, rn.renewedAt)
 	}
-	r.store(ctx, key, cred, now)
-	for _, t := range tenants {
-		r.notifier.Resolve(ctx, renewalCondition(t.ID), "the credential was renewed")
-		r.notifier.Resolve(ctx, expiryCondition(t.ID), "the credential was renewed")
-		r.warnPATExpiry(ctx, t, cred, now)
-		r.deliver(ctx, t, cred, false)
+	r.store(ctx, rn.key, rn.cred, rn.renewedAt)
+	for _, t := range rn.tenants {
+		r.renewed(ctx, t, rn.cred, rn.renewedAt)
+		r.deliver(ctx, t, rn.cred, false)
 	}
 }
 
@@ -170,19 +198,4 @@ func (r *Refresher) fail(ctx context.Context, key string, err error) {
 			r.raise(ctx, expiryEvent(t.ID, reason, cred.ExpiresAt))
 		}
 	}
-}
-
-// warnPATExpiry raises CREDENTIAL_EXPIRING for the nearest warning
-// threshold a PAT has crossed (once per threshold), and resolves the
-// warnings when the tenant's PAT no longer expires soon.
-func (r *Refresher) warnPATExpiry(ctx context.Context, t broker.Tenant, cred broker.Credential, now time.Time) {
-	if cred.Kind != broker.KindPAT {
-		return
-	}
-	ev, crossed := patExpiryEvent(t, cred, r.timing.patWarnings, now)
-	if !crossed {
-		r.notifier.ResolveAll(ctx, patExpiryConditions(t.ID), "the tenant's PAT no longer expires soon")
-		return
-	}
-	r.raise(ctx, ev)
 }
