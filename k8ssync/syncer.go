@@ -97,13 +97,13 @@ type Syncer struct {
 	accounts    caches[*corev1.ServiceAccount] // of the configured names only
 	hasSynced   []cache.InformerSynced
 	queue       *lane
-	// firsts holds the namespaces of tenants that have no Secret out yet
+	// firstPublications holds the namespaces of tenants that have no Secret out yet
 	// (their first publication, their binding): a lane of its own with
 	// workers of its own, so that a tenant created during a large
 	// rotation is not queued behind it. A namespace may sit in both
 	// queues; nsLocks keeps it reconciled by one worker at a time.
-	firsts  *lane
-	nsLocks [64]sync.Mutex
+	firstPublications *lane
+	nsLocks           [64]sync.Mutex
 	// echoes holds, by namespace, the mark credbroker is writing or
 	// wrote last. The watch event that brings just that mark needs no
 	// reconcile, and one would do harm: it can run before the Secret
@@ -139,14 +139,14 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Syncer, er
 		cfg.Clock = clock.RealClock{}
 	}
 	s := &Syncer{
-		cfg:      cfg,
-		client:   client,
-		log:      log,
-		bindings: map[string]*binding{},
-		removed:  map[string]bool{},
-		states:   newSyncStates(cfg.Reporter),
-		queue:    newLane("credbroker-namespaces", clock.RealClock{}),
-		firsts:   newLane("credbroker-first-namespaces", clock.RealClock{}),
+		cfg:               cfg,
+		client:            client,
+		log:               log,
+		bindings:          map[string]*binding{},
+		removed:           map[string]bool{},
+		states:            newSyncStates(cfg.Reporter),
+		queue:             newLane("credbroker-namespaces", clock.RealClock{}),
+		firstPublications: newLane("credbroker-first-namespaces", clock.RealClock{}),
 	}
 	s.broadcaster = record.NewBroadcaster()
 	s.recorder = s.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component})
@@ -166,7 +166,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	s.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
 	defer s.broadcaster.Shutdown()
 	defer s.queue.ShutDown()
-	defer s.firsts.ShutDown()
+	defer s.firstPublications.ShutDown()
 	for _, f := range s.factories {
 		f.Start(ctx.Done())
 	}
@@ -200,13 +200,13 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 	for range max(1, s.cfg.Workers/4) {
 		wg.Go(func() {
-			for s.processNext(ctx, s.firsts) {
+			for s.processNext(ctx, s.firstPublications) {
 			}
 		})
 	}
 	<-ctx.Done()
 	s.queue.ShutDown()
-	s.firsts.ShutDown()
+	s.firstPublications.ShutDown()
 	wg.Wait()
 	return nil
 }
@@ -262,7 +262,7 @@ func (s *Syncer) Publish(_ context.Context, t broker.Tenant, p broker.SecretPayl
 	s.mu.Unlock()
 	queue := s.queue
 	if old == nil || old.payload.Credential.Token == "" {
-		queue = s.firsts
+		queue = s.firstPublications
 	}
 	s.enqueueTenant(queue, t.ID, old, b)
 	return nil
@@ -287,7 +287,7 @@ func (s *Syncer) Bind(_ context.Context, t broker.Tenant) {
 	s.bindings[t.ID] = b
 	delete(s.removed, t.ID)
 	s.mu.Unlock()
-	s.enqueueTenant(s.firsts, t.ID, b)
+	s.enqueueTenant(s.firstPublications, t.ID, b)
 }
 
 // PublishedAll tells the Syncer that every live tenant has been published,

@@ -131,10 +131,10 @@ func idle(t testing.TB, s *testSyncer) {
 // may queue its namespace in the main lane (a robot's rotation come due),
 // where it counts before it stops counting in the first; nothing is queued
 // the other way but by the test itself or through the cluster.
-func (s *testSyncer) idle() bool { return s.firsts.Owed() == 0 && s.queue.Owed() == 0 }
+func (s *testSyncer) idle() bool { return s.firstPublications.Owed() == 0 && s.queue.Owed() == 0 }
 
 func (s *testSyncer) owes() string {
-	return fmt.Sprintf("syncer still owes %d namespaces in the main lane and %d in the first-publication lane", s.queue.Owed(), s.firsts.Owed())
+	return fmt.Sprintf("syncer still owes %d namespaces in the main lane and %d in the first-publication lane", s.queue.Owed(), s.firstPublications.Owed())
 }
 
 func TestOneRotationWritesEachNamespaceOnce(t *testing.T) {
