@@ -97,8 +97,8 @@ type Syncer struct {
 	accounts    caches[*corev1.ServiceAccount] // of the configured names only
 	hasSynced   []cache.InformerSynced
 	queue       *lane
-	// firstPublications holds the namespaces of tenants that have no Secret out yet
-	// (their first publication, their binding): a lane of its own with
+	// firstPublications holds the namespaces of tenants that have no
+	// Secret out yet (their first publication, their binding): a lane with
 	// workers of its own, so that a tenant created during a large
 	// rotation is not queued behind it. A namespace may sit in both
 	// queues; nsLocks keeps it reconciled by one worker at a time.
