@@ -15,8 +15,10 @@ import (
 )
 
 // Tenants is the tenant registry: it validates tenants, checks their
-// credential with GitHub, seals their PATs and keeps them in a Store. It is
-// safe for concurrent use.
+// credential with GitHub, seals their PATs and registry passwords and keeps
+// them in a Store, and is the one door through which they are opened
+// again (OpenPAT, RegistryAuths, OpenRegistryCredential). It is safe for
+// concurrent use.
 type Tenants struct {
 	Store  Store
 	Sealer *Sealer // nil when no encryption key is configured
@@ -35,8 +37,8 @@ type Tenants struct {
 	writes   atomic.Uint64
 }
 
-// Subscribe calls fn after every change to a tenant made through this
-// Registry, until the returned function is called. fn must not block.
+// Subscribe calls fn after every change to a tenant made through these
+// Tenants, until the returned function is called. fn must not block.
 func (r *Tenants) Subscribe(fn func(tenantID string)) (unsubscribe func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -63,8 +65,8 @@ func (r *Tenants) changed(tenantID string) {
 	}
 }
 
-// TenantsConfig is what the platform lets tenants ask for, and what the
-// Registry checks claims against.
+// TenantsConfig is what the platform lets tenants ask for, and what
+// Tenants checks claims against.
 type TenantsConfig struct {
 	// Cache, if set, answers Lookup from memory (an informer), so that
 	// the request-time checks of image ownership cost the store nothing.
@@ -85,14 +87,14 @@ type TenantsConfig struct {
 	// Hosts are the registries credbroker logs in to itself, which no
 	// tenant's static credential may name.
 	Hosts RegistryHosts
-	// SoleWriter says that every write to the store goes through this
-	// Registry (the embedded store is one process's): Lookup then answers
-	// from memory without a Cache, kept exact by the Registry's own writes.
+	// SoleWriter says that every write to the store goes through these
+	// Tenants (the embedded store is one process's): Lookup then answers
+	// from memory without a Cache, kept exact by their own writes.
 	SoleWriter bool
 }
 
-// NewTenants returns a Registry over store. sealer may be nil: tenants with a
-// PAT are then refused with ErrNoEncryptionKey. clk dates tenants.
+// NewTenants returns Tenants over store. sealer may be nil: tenants with a
+// PAT or a registry credential are then refused with ErrNoEncryptionKey. clk dates tenants.
 func NewTenants(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock, cfg TenantsConfig) *Tenants {
 	if cfg.AppPermissions == nil {
 		cfg.AppPermissions = DefaultAppPermissions()
@@ -454,9 +456,11 @@ func (r *Tenants) samePAT(stored Tenant, token string) bool {
 	return err == nil && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
-// ReasonError is a tenant whose credential GitHub does not back: it belongs
-// to someone else, is revoked, lacks a scope, or its installation is gone or
-// suspended. It carries the reason, or wraps the error that does.
+// ReasonError is an error that carries its Reason (Cause), or wraps the
+// error that does: a tenant whose credential GitHub does not back (it
+// belongs to someone else, is revoked, lacks a scope, or its installation
+// is gone or suspended), a namespace another tenant claims, a stored
+// credential that cannot be opened.
 type ReasonError struct {
 	Cause Reason
 	Msg   string
