@@ -1,16 +1,18 @@
-// Package broker is credbroker's domain vocabulary and rules, and the port
+// Package broker is credbroker's domain vocabulary and rules, and the ports
 // every adapter plugs into.
 //
 // The root holds what the adapters speak: the Tenant and its validation
 // (tenant.go, validate.go, registrycredential.go), the Credential and its
-// failure Reasons (credential.go), Events and conditions (event.go),
-// credential and sync statuses (status.go, sync.go), image ownership and the
-// namespace claims (ownership.go, claims.go, pull.go), the Sealer, the
-// SecretPayload a pull Secret carries (payload.go), GitHub deliveries
-// (delivery.go), audit records (audit.go), Metrics, and Tenants, the tenant
-// registry (tenants.go): the one door through which a tenant is created,
-// changed, read, and its sealed PAT and registry passwords are opened
-// (OpenPAT, RegistryAuths, OpenRegistryCredential). ports.go declares every
+// failure Reasons (credential.go), the errors callers branch on (store.go),
+// Events and conditions (event.go), credential and sync statuses
+// (status.go, sync.go), image ownership (ownership.go) and namespace claims
+// (claims.go), the credential provider's words (pull.go: PodIdentity,
+// PullGrant, denials), the Sealer, the SecretPayload a pull Secret carries
+// (payload.go), GitHub deliveries (delivery.go), audit records (audit.go),
+// Metrics, and Tenants, the tenant registry (tenants.go): the one door
+// through which a tenant is created, changed and read, and its sealed PAT
+// and registry passwords are opened (OpenPAT, RegistryAuths,
+// OpenRegistryCredential). ports.go declares every
 // interface the domain consumes (Store, CredentialStore, EventStore,
 // AuditStore, Inbox, Source, GitHub, Prober, Sink, SyncReporter,
 // RegistryChecker, PublicationStore, NamespaceOwners, …).
@@ -34,9 +36,11 @@
 //     guarded calls, a signal, expiry warnings); broker/internal/brokertest:
 //     their shared test fakes.
 //
-// The import rule the compiler keeps: the adapters (k8ssync, boltstore,
-// github, admission, registrytoken, auth, server) import only this root,
-// never a sub-package; only api, leader and cmd wire the runtimes. The root
+// The import rule: the adapters (k8ssync, boltstore, github, admission,
+// registrytoken, auth, server) import only this root, never a sub-package
+// (their tests may run broker/storetest), and only api, leader and
+// cmd/credbroker wire the runtimes; go list -f '{{.Imports}}' shows it, and
+// the compiler keeps broker/internal to the broker's own packages. The root
 // imports neither gRPC, the generated API, client-go nor go-github, so every
 // rule here is testable without a server, a cluster or GitHub.
 package broker
