@@ -14,5 +14,5 @@
 // It is a room of its own because only the leader runs it and nothing
 // below it may reach into its state: it imports the broker root, notify,
 // exchange, registryhealth and internal/kit, and no adapter imports it
-// (leader and api wire it).
+// (leader, api and cmd/credbroker wire it).
 package refresh
