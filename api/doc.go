@@ -1,6 +1,7 @@
 // Package api serves credbroker.v1 over gRPC (and, through the gateway the
-// server package runs, REST) from the domain in broker. It owns everything
-// that knows the wire:
+// server package runs, REST) from the domain in broker and its runtimes
+// (refresh.Refresher, exchange.Exchanger, notify's event log). It owns
+// everything that knows the wire:
 //
 //   - the services: TenantAPI (tenants and their registry credentials),
 //     ImageAPI, CredentialAPI (answered by the Refresher of the term this
@@ -16,5 +17,5 @@
 //     descriptors);
 //   - the one mapping of domain errors to gRPC status codes (errors.go).
 //
-// Nothing in broker imports it.
+// Nothing in broker, nor under it, imports it.
 package api

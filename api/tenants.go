@@ -28,7 +28,7 @@ const (
 	maxPageSize     = 1000
 )
 
-// TenantAPI serves credbroker.v1.TenantService from a Registry.
+// TenantAPI serves credbroker.v1.TenantService from broker.Tenants.
 type TenantAPI struct {
 	credbrokerv1.UnimplementedTenantServiceServer
 	registry *broker.Tenants

@@ -17,7 +17,7 @@ type Rule struct {
 }
 
 // TenantAdminFields are the only fields a tenant-admin may write: what
-// cannot widen the tenant's reach. Rotating the PAT (the Registry checks
+// cannot widen the tenant's reach. Rotating the PAT (broker.Tenants checks
 // it belongs to the tenant's owner) and choosing the probe image (which
 // must pass the tenant's own ownership rules) reach nothing new; the owner,
 // the credential source, namespaces and selector, registries, granted

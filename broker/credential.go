@@ -172,11 +172,11 @@ func Permanent(reason Reason) bool {
 	return false
 }
 
-// ReasonError is an error with its Reason, for ReasonOf: a tenant whose
-// credential GitHub does not back (it belongs to someone else, is revoked,
-// lacks a scope, or its installation is gone or suspended), a stored
-// credential that does not open, a refused probe. It carries the reason,
-// or wraps the error that does.
+// ReasonError is an error that carries its Reason (Cause), or wraps the
+// error that does: a tenant whose credential GitHub does not back (it
+// belongs to someone else, is revoked, lacks a scope, or its installation
+// is gone or suspended), a namespace another tenant claims, a stored
+// credential that cannot be opened.
 type ReasonError struct {
 	Cause Reason
 	Msg   string

@@ -51,8 +51,8 @@ type Sink interface {
 
 // SyncReporter hears of a Sink's namespaces: the Sink calls it, from its
 // own goroutines, when the state or reason of a tenant's namespace changes
-// (the Sink keeps the states; see Sink.Namespaces). SyncConditions is the
-// broker's.
+// (the Sink keeps the states; see Sink.Namespaces). refresh.SyncConditions
+// is the one the leader wires.
 type SyncReporter interface {
 	// NamespaceSynced says a namespace's state for a tenant is now st.
 	NamespaceSynced(ctx context.Context, tenantID string, st NamespaceSync)
@@ -76,7 +76,7 @@ type EventReporter interface {
 	Report(tenantID string, reason Reason, message string)
 }
 
-// GitHub answers who a credential belongs to. The registry asks it before
+// GitHub answers who a credential belongs to. Tenants asks it before
 // accepting a tenant, so that nobody registers someone else's installation
 // or a PAT that cannot pull.
 type GitHub interface {

@@ -16,9 +16,10 @@ import (
 // ghcr.io. Its entry in the tenant's pull Secret sits beside the GitHub
 // credential and the in-cluster registry's robot.
 //
-// Password holds the plaintext only between the API and the Registry,
-// which seals it, and between the Refresher and the Sink, which writes it;
-// what is stored is Sealed and Fingerprint.
+// Password holds the plaintext only between the API and Tenants, which
+// seals it; what is stored is Sealed and Fingerprint. The pull Secrets get
+// the opened password as a RegistryAuth (Secrets.RegistryAuths), inside
+// the SecretPayload.
 type RegistryCredential struct {
 	Host        string `json:"host"`
 	Username    string `json:"username"`

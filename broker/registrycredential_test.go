@@ -15,7 +15,7 @@ import (
 	"github.com/credbroker/credbroker/broker"
 )
 
-// registryWithHosts is a sealing Registry that knows the in-cluster
+// registryWithHosts is sealing Tenants that know the in-cluster
 // registry and a ghcr.io mirror, holding tenant "web" (owner acme).
 func registryWithHosts(t *testing.T) (*broker.Tenants, *boltstore.Store) {
 	t.Helper()

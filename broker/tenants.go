@@ -14,8 +14,9 @@ import (
 )
 
 // Tenants is the tenant registry: it validates tenants, checks their
-// credential with GitHub, seals their PATs and keeps them in a Store. It is
-// safe for concurrent use.
+// credential with GitHub, seals their PATs and registry passwords and keeps
+// them in a Store, and hands out the one door through which they are
+// opened again (Secrets). It is safe for concurrent use.
 type Tenants struct {
 	store  Store
 	sealer *Sealer // nil when no encryption key is configured
@@ -34,8 +35,8 @@ type Tenants struct {
 	writes   atomic.Uint64
 }
 
-// Subscribe calls fn after every change to a tenant made through this
-// Registry, until the returned function is called. fn must not block.
+// Subscribe calls fn after every change to a tenant made through these
+// Tenants, until the returned function is called. fn must not block.
 func (r *Tenants) Subscribe(fn func(tenantID string)) (unsubscribe func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -62,8 +63,8 @@ func (r *Tenants) changed(tenantID string) {
 	}
 }
 
-// TenantsConfig is what the platform lets tenants ask for, and what the
-// Registry checks claims against.
+// TenantsConfig is what the platform lets tenants ask for, and what
+// Tenants checks claims against.
 type TenantsConfig struct {
 	// Cache, if set, answers Lookup from memory (an informer), so that
 	// the request-time checks of image ownership cost the store nothing.
@@ -84,14 +85,14 @@ type TenantsConfig struct {
 	// Hosts are the registries credbroker logs in to itself, which no
 	// tenant's static credential may name.
 	Hosts RegistryHosts
-	// SoleWriter says that every write to the store goes through this
-	// Registry (the embedded store is one process's): Lookup then answers
-	// from memory without a Cache, kept exact by the Registry's own writes.
+	// SoleWriter says that every write to the store goes through these
+	// Tenants (the embedded store is one process's): Lookup then answers
+	// from memory without a Cache, kept exact by their own writes.
 	SoleWriter bool
 }
 
-// NewTenants returns a Registry over store. sealer may be nil: tenants with a
-// PAT are then refused with ErrNoEncryptionKey. clk dates tenants.
+// NewTenants returns Tenants over store. sealer may be nil: tenants with a
+// PAT or a registry credential are then refused with ErrNoEncryptionKey. clk dates tenants.
 func NewTenants(store Store, sealer *Sealer, github GitHub, clk clock.PassiveClock, cfg TenantsConfig) *Tenants {
 	if cfg.AppPermissions == nil {
 		cfg.AppPermissions = DefaultAppPermissions()

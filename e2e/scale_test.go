@@ -32,7 +32,7 @@ import (
 )
 
 // The scale harness: `make bench` (CREDBROKER_SCALE=1). It runs the broker's
-// parts in this process — Registry, Refresher, Syncer, API server — against
+// parts in this process — Tenants, Refresher, Syncer, API server — against
 // the GitHub emulator and a real kube-apiserver started afresh per size, and
 // prints one table. CREDBROKER_SCALE_ONLY=<namespaces> runs one size.
 

@@ -6,7 +6,8 @@
 // registry takes a login (PullProber, in registryprobe.go: the OCI
 // distribution protocol ghcr.io speaks, which any registry of a tenant
 // speaks too), and receives the App's webhook deliveries (DeliveryHandler,
-// in webhook.go), which it checks and stores for the leader to act on.
+// in webhook.go), which it checks and hands to an Accept function (the
+// inbox.Runner's, which stores them for the leader to act on).
 //
 // Every failure is an *Error or a *RateLimitError carrying a broker.Reason,
 // so callers branch on causes rather than on HTTP statuses. No error text or

@@ -69,7 +69,7 @@ type Config struct {
 }
 
 // RobotCredentials are an in-cluster registry's per-namespace credentials
-// (registrytoken.Robots implements it), which rotate.
+// (registrytoken.RobotPasswords implements it), which rotate.
 type RobotCredentials interface {
 	Robot(namespace string) broker.RegistryAuth
 	NextRotation() time.Time

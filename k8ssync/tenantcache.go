@@ -17,7 +17,7 @@ import (
 // TenantInformer is an informer over the tenant Secrets of a Store's
 // namespace: request-time reads of tenants (the image ownership checks a
 // ValidatingAdmissionPolicy or the backend makes per Pod) cost the API
-// server nothing. It implements broker.TenantInformer.
+// server nothing. It implements broker.TenantCache.
 type TenantInformer struct {
 	namespace string
 	informer  cache.SharedIndexInformer

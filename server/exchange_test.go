@@ -97,7 +97,7 @@ func startExchange(tb testing.TB, log *slog.Logger) (*instance, credbrokerv1.Pul
 	}
 	in := start(tb, tb.TempDir(), server.Services{Exchange: api.NewExchangeAPI(tokens, exchanger, log)}, withGuard(nil))
 	// Registered as a platform would, so that the registry credentials are
-	// sealed by the Registry with the replicas' key.
+	// sealed by broker.Tenants with the replicas' key.
 	if _, _, err := in.registry.Create(ctx, broker.Tenant{ID: "web", Owner: broker.Owner{Login: "acme", ID: acmeOrgID, Type: broker.OwnerOrganization},
 		App: &broker.GitHubApp{InstallationID: 42}, Namespaces: []string{"web-prod"}, PullMode: broker.PullProvider}); err != nil {
 		tb.Fatal(err)

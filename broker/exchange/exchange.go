@@ -20,7 +20,7 @@ import (
 // the token (vouched for by the API server) names the Pod's namespace,
 // the namespace its tenant, the tenant its owner and credential.
 
-// ExchangerConfig tunes an Exchanger; zero fields take their defaults and
+// Config tunes an Exchanger; zero fields take their defaults and
 // nil collaborators are skipped.
 type Config struct {
 	MaxCache time.Duration
@@ -51,7 +51,7 @@ type denialCount struct {
 	open  bool // PULL_DENIED raised and not resolved
 }
 
-// NewExchanger returns an Exchanger.
+// New returns an Exchanger.
 func New(owners broker.NamespaceOwners, pubs *Publications, cfg Config, log *slog.Logger) *Exchanger {
 	if cfg.MaxCache <= 0 {
 		cfg.MaxCache = broker.DefaultProviderCache

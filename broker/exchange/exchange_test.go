@@ -40,7 +40,7 @@ func (d *denials) PullDenied(_ broker.PodIdentity, _ string, err *broker.DeniedE
 // exchangeFixture has two tenants — a (PROVIDER) and b (SECRET) — with
 // published credentials, and an Exchanger over them with the shared
 // mirrors (testenv.ImageMirrors). Tenant a also has registry credentials,
-// sealed as the Registry seals them: quay.io for owner acme, and the
+// sealed as Tenants seals them: quay.io for owner acme, and the
 // path-style mirror mirror.example.com; none for the host-style mirror
 // ghcr-mirror.example.com.
 type exchangeFixture struct {
@@ -54,7 +54,7 @@ type exchangeFixture struct {
 }
 
 // sealedRegistryCredential is c with password sealed for tenantID, as the
-// Registry stores it.
+// tenant registry (broker.Tenants) stores it.
 func sealedRegistryCredential(t testing.TB, sealer *broker.Sealer, tenantID string, c broker.RegistryCredential, password string) broker.RegistryCredential {
 	t.Helper()
 	sealed, err := sealer.SealAs(broker.RegistryCredentialData(tenantID, c.Host), password)

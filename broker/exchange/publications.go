@@ -147,7 +147,7 @@ func (p *Publications) open(tenantID string) (publication, error) {
 }
 
 // registryPassword opens the password of a tenant's registry credential
-// for the exchange, with the key the Registry sealed it with, decrypting
+// for the exchange, with the key Tenants sealed it with, decrypting
 // only what it has not opened before (by fingerprint).
 func (p *Publications) registryPassword(tenantID string, c broker.RegistryCredential) (string, error) {
 	host := strings.ToLower(c.Host)

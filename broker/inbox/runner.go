@@ -14,7 +14,7 @@ import (
 // replica stored.
 const DeliveryPoll = 2 * time.Second
 
-// Deliveries takes GitHub's deliveries in on any replica and has the leader
+// Runner takes GitHub's deliveries in on any replica and has the leader
 // act on them from the Inbox: a delivery is acknowledged as soon as it is
 // stored (GitHub gives a delivery 10 seconds and does not redeliver a
 // failed one), and acting on it — a renewal, a probe — takes as long as
@@ -26,7 +26,7 @@ type Runner struct {
 	wake  chan struct{}
 }
 
-// NewDeliveries returns Deliveries over inbox.
+// NewRunner returns a Runner over inbox.
 func NewRunner(inbox broker.Inbox, clk clock.Clock, log *slog.Logger) *Runner {
 	return &Runner{inbox: inbox, clock: clk, log: log, wake: make(chan struct{}, 1)}
 }

@@ -32,7 +32,7 @@ const (
 	HeaderEventID   = "X-Credbroker-Event-Id"
 )
 
-// WebhookConfig says where events go.
+// OutboxConfig says where events go.
 type OutboxConfig struct {
 	URL    string
 	Secret []byte
@@ -57,7 +57,7 @@ type OutboxConfig struct {
 	MaxOutbox int
 }
 
-// Outbox defaults: see WebhookConfig.
+// Outbox defaults: see OutboxConfig.
 const (
 	DefaultMaxAttempts = 100
 	DefaultMaxOutbox   = 1000
@@ -68,7 +68,7 @@ const (
 // few, in case the refusal came from a receiver mid-deploy.
 const permanentAfter = 3
 
-// Webhook delivers the outbox to the backend: in order, at least once,
+// Outbox delivers the outbox to the backend: in order, at least once,
 // retrying with backoff (1s to 5m) while the receiver fails. Events wait in
 // the Store, so a crash or restart loses none. An event the receiver
 // refuses for good, or fails MaxAttempts times, leaves the outbox
@@ -82,7 +82,7 @@ type Outbox struct {
 	log      *slog.Logger
 }
 
-// NewWebhook returns a deliverer; notifier (may be nil) wakes it when an
+// NewOutbox returns a deliverer; notifier (may be nil) wakes it when an
 // event is written, and records the events that could not be delivered.
 func NewOutbox(cfg OutboxConfig, store broker.EventStore, notifier *Notifier, metrics *broker.Metrics, log *slog.Logger) *Outbox {
 	if cfg.Client == nil {

@@ -74,9 +74,11 @@ func confirmed(d broker.Delivery, inst broker.Installation, gone bool) (broker.I
 }
 
 // InstallationChanged acts on GitHub's word about an installation at once:
-// a suspended or deleted installation stops its renewals (retried hourly,
-// in case the word is lost) and its tenants' owners are told; an
-// unsuspended one, or one with new permissions, is renewed now.
+// a suspended or deleted installation fails its keys as a refused renewal
+// would (fail), so its tenants' owners are told and each key is tried
+// again on the backoff of a failure only a person can fix — 30–60 s at
+// first, doubling to 30–60 min (timing.retryWait) — in case the word is
+// lost; an unsuspended one, or one with new permissions, is renewed now.
 func (r *Refresher) InstallationChanged(ctx context.Context, installationID int64, change broker.InstallationChange) {
 	r.mu.Lock()
 	var keys []string

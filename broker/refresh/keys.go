@@ -17,7 +17,7 @@ import (
 
 // tenantState is what the Refresher knows of a tenant.
 type tenantState struct {
-	tenant broker.Tenant // as last read from the registry
+	tenant broker.Tenant // as last read from Tenants
 	key    string
 	// published is what the Sink holds for the tenant, and publishedOwner
 	// the owner it was proved for: a credential of another kind or owner

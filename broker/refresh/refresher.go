@@ -18,7 +18,7 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// RefresherConfig tunes a Refresher. Zero fields take their defaults;
+// Config tunes a Refresher. Zero fields take their defaults;
 // nil collaborators turn their feature off.
 type Config struct {
 	// Lead is how long before expiry an App token is renewed (at most a
@@ -101,7 +101,7 @@ type Refresher struct {
 	life context.Context
 }
 
-// NewRefresher returns a Refresher.
+// New returns a Refresher.
 func New(cfg Config, registry *broker.Tenants, source broker.Source, sink broker.Sink, log *slog.Logger) *Refresher {
 	if cfg.Lead == 0 {
 		cfg.Lead = DefaultLead
@@ -160,8 +160,8 @@ func (r *Refresher) detachedLocked(ctx context.Context) context.Context {
 }
 
 // Changed tells the Refresher that a tenant was created, updated or deleted,
-// so it acts now rather than at the next resync. Run subscribes it to the
-// Registry; changes made on other replicas arrive with the resync.
+// so it acts now rather than at the next resync. Run subscribes it to
+// Tenants; changes made on other replicas arrive with the resync.
 func (r *Refresher) Changed(tenantID string) { r.changes.Add(tenantID) }
 
 // Run refreshes until ctx is done.

@@ -185,7 +185,7 @@ func TestRefresherPublishesEveryTenantThenFollowsChanges(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// The registry tells the running refresher itself.
+	// Tenants tells the running refresher itself.
 	if err := reg.Delete(ctx, "b", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,8 @@ import (
 )
 
 // Status reports the credential a tenant holds as this Refresher knows it,
-// and its namespaces as the Sink reported them.
+// its namespaces as the Sink keeps them (Sink.Namespaces), and its further
+// registries as the registry checks found them.
 func (r *Refresher) Status(tenantID string) broker.CredentialStatus {
 	now := r.now()
 	r.mu.Lock()

@@ -23,7 +23,7 @@ const (
 	registryCheckWorkers         = 4
 )
 
-// RegistryHealthConfig tunes RegistryHealth; zero fields take defaults.
+// Config tunes a Monitor; zero fields take defaults.
 type Config struct {
 	// Interval is how often each credential is checked, and how often the
 	// tenant list is read again for changes made on other replicas.
@@ -39,7 +39,7 @@ type Config struct {
 	Reporter broker.EventReporter // nil: no Kubernetes Events
 }
 
-// RegistryHealth checks every tenant's registry credentials periodically
+// Monitor checks every tenant's registry credentials periodically
 // and warns before they expire: a failing check is a REGISTRY_CHECK_FAILED
 // condition and an Event in the tenant's namespaces, the approach of an
 // expiry date CREDENTIAL_EXPIRING at each warning threshold. Run it on the
@@ -64,7 +64,7 @@ type registryEntry struct {
 	err                  *broker.CredentialError
 }
 
-// NewRegistryHealth returns a RegistryHealth over the registry's tenants.
+// NewMonitor returns a Monitor over the tenants of registry.
 func NewMonitor(cfg Config, registry *broker.Tenants, checker broker.RegistryChecker, log *slog.Logger) *Monitor {
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultRegistryCheckInterval
@@ -309,7 +309,7 @@ func (h *Monitor) nextWake() time.Time {
 }
 
 // Status returns a tenant's registry credentials as last checked, by host;
-// nil (and safe) on a nil RegistryHealth.
+// nil (and safe) on a nil Monitor.
 func (h *Monitor) Status(tenantID string) []broker.RegistryStatus {
 	if h == nil {
 		return nil

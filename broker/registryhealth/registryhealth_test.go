@@ -61,7 +61,7 @@ func (f *fakeRegistries) set(host, password string) {
 	f.passwords[host] = password
 }
 
-// healthRig is a RegistryHealth on a fake clock with a sealing Registry.
+// healthRig is a Monitor on a fake clock with sealing Tenants.
 type healthRig struct {
 	clock      *clocktesting.FakeClock
 	reg        *broker.Tenants

@@ -11,10 +11,10 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// TenantIndex keeps every tenant in memory, by the namespaces it lists and
+// Index keeps every tenant in memory, by the namespaces it lists and
 // whether it has a selector, for the credential provider's exchange on a
 // replica whose store has no watch (the embedded store of dev mode, one
-// replica): reloaded at every change made through the Registry and every
+// replica): reloaded at every change made through Tenants and every
 // resync.
 type Index struct {
 	registry *broker.Tenants
@@ -27,7 +27,7 @@ type Index struct {
 	selector []broker.Tenant
 }
 
-// NewTenantIndex returns an index of registry's tenants; it fills when Run
+// New returns an index of the tenants of registry; it fills when Run
 // starts.
 func New(registry *broker.Tenants, clk clock.Clock, log *slog.Logger) *Index {
 	return &Index{registry: registry, clock: clk, log: log}

@@ -14,7 +14,7 @@ import (
 
 // TestTenantIndexFollowsTheRegistry: the index the credential provider
 // reads on a replica of the embedded store sees a tenant as soon as it is
-// created, changed or deleted through the Registry.
+// created, changed or deleted through Tenants.
 func TestTenantIndexFollowsTheRegistry(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
