@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/broker/internal/kit"
 
 	"k8s.io/utils/clock"
 )
@@ -24,7 +23,7 @@ type Notifier struct {
 	clock    clock.PassiveClock
 	log      *slog.Logger
 	metrics  *broker.Metrics
-	appended kit.Signal
+	appended signal
 
 	mu     sync.Mutex
 	open   map[broker.ConditionKey]broker.Event // raised and not yet recovered
@@ -141,7 +140,7 @@ func (n *Notifier) ResolveAll(ctx context.Context, set broker.ConditionSet, mess
 }
 
 // Appended returns a channel that is closed at the next append.
-func (n *Notifier) Appended() <-chan struct{} { return n.appended.Wait() }
+func (n *Notifier) Appended() <-chan struct{} { return n.appended.wait() }
 
 // appendLocked stamps ev with an id and the time and writes it. A store that
 // fails loses the event's write, not the condition: it is logged, and the
@@ -161,7 +160,7 @@ func (n *Notifier) appendLocked(ctx context.Context, ev *broker.Event, deliver b
 	n.metrics.Event(ev.Type)
 	n.log.InfoContext(ctx, "event", slog.String("id", ev.ID), slog.String("tenant", ev.TenantID), slog.String("type", string(ev.Type)),
 		slog.String("severity", string(ev.Severity)), slog.String("reason", string(ev.Reason)), slog.String("message", ev.Message))
-	n.appended.Notify()
+	n.appended.notify()
 	return true
 }
 

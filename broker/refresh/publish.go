@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/broker/internal/kit"
 )
 
 // probeJob is a credential waiting to be proved on its tenant's probe image
@@ -171,7 +170,7 @@ func (r *Refresher) probe(ctx context.Context, t broker.Tenant, cred broker.Cred
 	if v := broker.ValidateImage(t, t.ProbeImage); !v.Allowed {
 		return fmt.Errorf("probe image %s is not the tenant's to pull, so the credential was not sent: %s", t.ProbeImage, v.Message)
 	}
-	_, err := kit.Guarded(ctx, r.log, "probing "+t.ProbeImage, func() (struct{}, error) { return struct{}{}, r.cfg.Prober.Probe(ctx, cred, t.ProbeImage) })
+	_, err := guarded(ctx, r.log, "probing "+t.ProbeImage, func() (struct{}, error) { return struct{}{}, r.cfg.Prober.Probe(ctx, cred, t.ProbeImage) })
 	return err
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/broker/internal/kit"
 )
 
 // Minting: renew is the one verb that obtains a credential from the
@@ -149,7 +148,7 @@ func (r *Refresher) handOut(ctx context.Context, rn renewal) {
 func (r *Refresher) obtain(ctx context.Context, t broker.Tenant) (broker.Credential, error) {
 	switch {
 	case t.App != nil:
-		return kit.Guarded(ctx, r.log, "minting an installation token", func() (broker.Credential, error) {
+		return guarded(ctx, r.log, "minting an installation token", func() (broker.Credential, error) {
 			return r.source.MintInstallationToken(ctx, t.App.InstallationID, t.App.Permissions, t.App.Repositories)
 		})
 	case t.PAT != nil:
@@ -157,7 +156,7 @@ func (r *Refresher) obtain(ctx context.Context, t broker.Tenant) (broker.Credent
 		if err != nil {
 			return broker.Credential{}, err
 		}
-		owner, err := kit.Guarded(ctx, r.log, "validating a PAT", func() (broker.PATOwner, error) { return r.source.ValidatePAT(ctx, token) })
+		owner, err := guarded(ctx, r.log, "validating a PAT", func() (broker.PATOwner, error) { return r.source.ValidatePAT(ctx, token) })
 		if err != nil {
 			return broker.Credential{}, err
 		}

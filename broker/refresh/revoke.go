@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
-	"github.com/credbroker/credbroker/broker/internal/kit"
 )
 
 // DefaultRevokeGrace is how long a superseded token stays valid: the kubelet
@@ -52,7 +51,7 @@ func (r *Refresher) revokeDue(ctx context.Context) {
 	r.retired = kept
 	r.mu.Unlock()
 	for _, cred := range due {
-		_, err := kit.Guarded(ctx, r.log, "revoking a token", func() (struct{}, error) { return struct{}{}, r.cfg.Revoker.RevokeInstallationToken(ctx, cred.Token) })
+		_, err := guarded(ctx, r.log, "revoking a token", func() (struct{}, error) { return struct{}{}, r.cfg.Revoker.RevokeInstallationToken(ctx, cred.Token) })
 		r.cfg.Metrics.Revoked(err)
 		if err != nil {
 			r.log.WarnContext(ctx, "revoke superseded token", slog.Any("credential", cred), slog.Any("error", err))

@@ -43,3 +43,11 @@ func registryExpiryCondition(tenantID, host string, before time.Duration) broker
 func registryConditions(tenantID, host string) broker.ConditionSet {
 	return broker.ConditionSet(tenantID + "/registries/" + host + "/")
 }
+
+// minTime is the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

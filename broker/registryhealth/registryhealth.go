@@ -294,13 +294,13 @@ func (h *Monitor) nextWake() time.Time {
 	now, next := h.cfg.Clock.Now(), h.scanAt
 	for _, entries := range h.tenants {
 		for _, e := range entries {
-			next = kit.MinTime(next, e.nextCheck)
+			next = minTime(next, e.nextCheck)
 			if e.cred.ExpiresAt.IsZero() {
 				continue
 			}
 			for _, before := range h.cfg.Warnings {
 				if at := e.cred.ExpiresAt.Add(-before); at.After(now) {
-					next = kit.MinTime(next, at)
+					next = minTime(next, at)
 				}
 			}
 		}

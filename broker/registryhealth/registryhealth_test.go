@@ -13,7 +13,6 @@ import (
 
 	"github.com/credbroker/credbroker/broker"
 	"github.com/credbroker/credbroker/broker/internal/brokertest"
-	"github.com/credbroker/credbroker/broker/internal/kit"
 	"github.com/credbroker/credbroker/broker/notify"
 
 	clocktesting "k8s.io/utils/clock/testing"
@@ -200,7 +199,7 @@ func TestRegistryHealthWarnsBeforeAStaticCredentialExpires(t *testing.T) {
 		if !next.After(r.clock.Now()) || steps > 10000 {
 			t.Fatalf("Step at %s wants to wake at %s", r.clock.Now(), next)
 		}
-		r.clock.SetTime(kit.MinTime(next, expires))
+		r.clock.SetTime(minTime(next, expires))
 	}
 	if got := r.registryEvents("quay.io"); !slices.Equal(got, []string{"CREDENTIAL_EXPIRING WARNING", "CREDENTIAL_EXPIRING WARNING", "CREDENTIAL_EXPIRING CRITICAL"}) {
 		t.Errorf("events as the expiry neared: %v, want warnings at 7d and 1d, critical at 1h", got)

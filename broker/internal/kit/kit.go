@@ -2,9 +2,6 @@ package kit
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -36,13 +33,6 @@ func Backoff(n int, floor, ceiling time.Duration, jitter func() float64) time.Du
 	return d/2 + time.Duration(jitter()*float64(d/2))
 }
 
-func MinTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
 // ChangeSet coalesces tenant changes: a burst of registrations is never
 // dropped, and a tenant changed twice is read once.
 type ChangeSet struct {
@@ -51,10 +41,12 @@ type ChangeSet struct {
 	Wake chan struct{}
 }
 
+// NewChangeSet returns an empty ChangeSet.
 func NewChangeSet() ChangeSet {
 	return ChangeSet{ids: map[string]bool{}, Wake: make(chan struct{}, 1)}
 }
 
+// Add records a change of id and wakes the reader.
 func (c *ChangeSet) Add(id string) {
 	c.mu.Lock()
 	c.ids[id] = true
@@ -65,6 +57,8 @@ func (c *ChangeSet) Add(id string) {
 	}
 }
 
+// Take returns the ids changed since the last Take, sorted, and forgets
+// them.
 func (c *ChangeSet) Take() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -92,45 +86,6 @@ func StepUntilDone(ctx context.Context, clk clock.Clock, wake <-chan struct{}, s
 		}
 		wait.Stop()
 	}
-}
-
-// Signal wakes every waiter at once: wait returns a channel that notify
-// closes.
-type Signal struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (s *Signal) Wait() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch == nil {
-		s.ch = make(chan struct{})
-	}
-	return s.ch
-}
-
-func (s *Signal) Notify() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch != nil {
-		close(s.ch)
-		s.ch = nil
-	}
-}
-
-// Guarded makes a call into another package (GitHub, a registry) and turns
-// its panic into an error, logging the stack: a bug there fails one
-// renewal or probe and the process goes on. It matters most inside
-// singleflight.DoChan, whose panics nobody can recover.
-func Guarded[T any](ctx context.Context, log *slog.Logger, what string, call func() (T, error)) (v T, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.ErrorContext(ctx, what+" panicked", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			err = fmt.Errorf("%s panicked: %v", what, p)
-		}
-	}()
-	return call()
 }
 
 // ExpirySeverity is a warning's, critical at the last threshold.
