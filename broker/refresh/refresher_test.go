@@ -507,7 +507,7 @@ func TestPATExpiryWarnsOncePerThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSimulated(t)
-	s.reg = broker.NewTenants(brokertest.NewMemStore(), sealer, brokertest.PatGitHub{}, s.clock, broker.TenantsConfig{})
+	s.reg = broker.NewTenants(brokertest.NewMemStore(), sealer, brokertest.PATGitHub{}, s.clock, broker.TenantsConfig{})
 	s.r = s.newRefresher()
 	tn := broker.Tenant{ID: "p", Owner: broker.Owner{Login: "bot", ID: 7, Type: broker.OwnerUser}, PAT: &broker.PAT{Token: "ghp_first"}}
 	if _, _, err := s.reg.Create(ctx, tn); err != nil {

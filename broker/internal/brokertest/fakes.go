@@ -175,14 +175,14 @@ func (p *FakeProber) Set(err error) (probes int) {
 	return p.probes
 }
 
-// PatGitHub accepts any PAT as the tenant owner's, for registration.
-type PatGitHub struct{}
+// PATGitHub accepts any PAT as the tenant owner's, for registration.
+type PATGitHub struct{}
 
-func (PatGitHub) Installation(context.Context, int64) (broker.Installation, error) {
+func (PATGitHub) Installation(context.Context, int64) (broker.Installation, error) {
 	return broker.Installation{}, nil
 }
 
-func (PatGitHub) ValidatePAT(context.Context, string) (broker.PATOwner, error) {
+func (PATGitHub) ValidatePAT(context.Context, string) (broker.PATOwner, error) {
 	return broker.PATOwner{Owner: broker.Owner{Login: "bot", ID: 7, Type: broker.OwnerUser}, Scopes: []string{"read:packages"}}, nil
 }
 
