@@ -12,10 +12,10 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// TestTenantIndexFollowsTheRegistry: the index the credential provider
+// TestTheIndexFollowsTheTenantRegistry: the index the credential provider
 // reads on a replica of the embedded store sees a tenant as soon as it is
 // created, changed or deleted through Tenants.
-func TestTenantIndexFollowsTheRegistry(t *testing.T) {
+func TestTheIndexFollowsTheTenantRegistry(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg, _ := brokertest.NewTestRegistry(t)
