@@ -5,5 +5,5 @@
 // store.
 //
 // It is its own room because only that wiring uses it: it imports only the
-// broker root.
+// broker root and internal/kit (its reload loop is kit.StepUntilDone).
 package tenantindex

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/broker"
+	"github.com/credbroker/credbroker/broker/internal/kit"
 
 	"k8s.io/utils/clock"
 )
@@ -43,18 +44,10 @@ func (x *Index) Run(ctx context.Context, resync time.Duration) {
 		default:
 		}
 	})()
-	for {
+	kit.StepUntilDone(ctx, x.clock, changed, func(ctx context.Context) time.Time {
 		x.load(ctx)
-		wait := x.clock.NewTimer(resync)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return
-		case <-changed:
-		case <-wait.C():
-		}
-		wait.Stop()
-	}
+		return x.clock.Now().Add(resync)
+	})
 }
 
 func (x *Index) load(ctx context.Context) {
